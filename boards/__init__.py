@@ -1,0 +1,1 @@
+"""Board definitions: one module per board builds the drivers the firmware needs."""

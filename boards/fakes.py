@@ -1,0 +1,219 @@
+"""Simulated drivers: used by the tests and the emulator board, real code like real drivers.
+
+Every method the firmware calls from its tick is allocation-free here too, so the
+allocation-free tick can be checked with these parts plugged in.
+"""
+
+from array import array
+
+from firmware.compat import TICKS_PERIOD
+from firmware.hal import REGIONS, Hardware
+
+
+class PowerCut(Exception):
+    """The supply died: raised by a fake at the chosen instant; the pump process is gone."""
+
+
+class Clock:
+    """Virtual board clock in ms. Starts a few seconds before the 2**30 wrap."""
+
+    def __init__(self, start=TICKS_PERIOD - 5000):
+        self.t = start % TICKS_PERIOD
+
+    def ticks_ms(self):
+        return self.t
+
+    def advance(self, ms):
+        self.t = (self.t + ms) % TICKS_PERIOD
+
+    def sleep_ms(self, ms):
+        self.advance(ms)
+
+
+class Line:
+    """Infusion line: pressure rises with each pulse pushed against an occlusion."""
+
+    BASE_KPA = 20
+    KPA_PER_PULSE = 25
+    MAX_KPA = 400
+
+    def __init__(self):
+        self.kpa = self.BASE_KPA
+        self.occluded = False
+        self.pushed_blocked = 0  # pulses pushed while occluded
+
+    def read(self):
+        return self.kpa
+
+    def pulses(self, n):
+        if self.occluded:
+            self.pushed_blocked += n
+            kpa = self.kpa + n * self.KPA_PER_PULSE
+            self.kpa = kpa if kpa < self.MAX_KPA else self.MAX_KPA
+        else:
+            self.kpa = self.BASE_KPA
+
+    def relieve(self):
+        self.kpa = self.BASE_KPA
+
+
+class Motor:
+    """Plunger: position in pulses from home survives power cuts (like an encoder)."""
+
+    def __init__(self, line=None):
+        self.line = line
+        self.pos = 0
+        self.odometer = 0  # every pulse ever moved, prime included
+        self.relieved = 0
+        self.ok = True
+        self.cut_after = -1  # >= 0: power dies after this many more pulses
+
+    def step(self, n):
+        if self.cut_after >= 0 and n > self.cut_after:
+            n = self.cut_after
+            self.cut_after = -1
+            self._move(n)
+            raise PowerCut()
+        if self.cut_after >= 0:
+            self.cut_after -= n
+        self._move(n)
+
+    def _move(self, n):
+        self.pos += n
+        self.odometer += n
+        if self.line is not None:
+            self.line.pulses(n)
+
+    def position(self):
+        return self.pos
+
+    def rewind(self):
+        self.pos = 0
+
+    def relieve(self):
+        self.relieved += 1
+        if self.line is not None:
+            self.line.relieve()
+
+    def self_test(self):
+        return self.ok
+
+
+class Battery:
+    def __init__(self, level=100):
+        self.level = level
+
+    def percent(self):
+        return self.level
+
+
+class Annunciator:
+    """Counts annunciations per priority; remembers the last one and the LED."""
+
+    def __init__(self):
+        self.sounds = array("i", [0] * 4)
+        self.last_priority = 0
+        self.last_level = 0
+        self.led_priority = 0
+        self.ok = True
+
+    def sound(self, priority, level):
+        self.sounds[priority] += 1
+        self.last_priority = priority
+        self.last_level = level
+
+    def led(self, priority):
+        self.led_priority = priority
+
+    def self_test(self):
+        return self.ok
+
+
+class Buttons:
+    def __init__(self):
+        self.pending = 0
+
+    def press(self, mask):
+        self.pending |= mask
+
+    def pressed(self):
+        p = self.pending
+        self.pending = 0
+        return p
+
+
+class Watchdog:
+    def __init__(self):
+        self.feeds = 0
+
+    def feed(self):
+        self.feeds += 1
+
+
+REGION_SIZES = (2048, 2048, 512, 512, 24 * 6144, 18 * 96)
+
+
+class Storage:
+    """Flash regions in RAM. Can cut power before, during (torn) or after the Nth write,
+    or fail writes with OSError."""
+
+    def __init__(self, sizes=REGION_SIZES):
+        self.regions = [bytearray(b"\xff" * sizes[i]) for i in range(REGIONS)]
+        self.writes = 0
+        self.cut_at = -1  # write number at which power dies
+        self.cut_mode = 0  # 0 before the write, 1 torn (half written), 2 after
+        self.fail = False
+        self.ok = True
+
+    def size(self, region):
+        return len(self.regions[region])
+
+    def read(self, region, offset, buf):
+        data = self.regions[region]
+        for i in range(len(buf)):
+            buf[i] = data[offset + i]
+
+    def write(self, region, offset, buf):
+        if self.fail:
+            raise OSError(5)
+        self.writes += 1
+        n = len(buf)
+        if self.writes == self.cut_at:
+            if self.cut_mode == 0:
+                raise PowerCut()
+            if self.cut_mode == 1:
+                n = n // 2
+        data = self.regions[region]
+        for i in range(n):
+            data[offset + i] = buf[i]
+        if self.writes == self.cut_at:
+            raise PowerCut()
+
+    def self_test(self):
+        return self.ok
+
+
+class Rig:
+    """A bench of simulated parts. The physical parts (motor, storage, battery, line)
+    survive a power cut; `hardware()` builds a fresh Hardware for a reboot."""
+
+    def __init__(self, pulse_mu=50, clock_start=TICKS_PERIOD - 5000):
+        self.clock = Clock(clock_start)
+        self.line = Line()
+        self.motor = Motor(self.line)
+        self.battery = Battery()
+        self.annunciator = Annunciator()
+        self.buttons = Buttons()
+        self.storage = Storage()
+        self.watchdog = Watchdog()
+        self.pulse_mu = pulse_mu
+        self.firmware_ok = True
+        self.reset_cause = 0
+
+    def _firmware_check(self):
+        return self.firmware_ok
+
+    def hardware(self):
+        return Hardware(self.clock, self.motor, self.line, self.battery, self.annunciator,
+                        self.buttons, self.storage, self.watchdog, pulse_mu=self.pulse_mu,
+                        firmware_ok=self._firmware_check, reset_cause=self.reset_cause)

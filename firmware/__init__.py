@@ -1,0 +1,1 @@
+"""micropump firmware: pure MicroPython, never imports `machine`; importable by CPython."""

@@ -1,0 +1,45 @@
+"""The one compatibility shim between MicroPython and CPython.
+
+Firmware time arithmetic uses a tick period of 2**30 ms on every runtime, the period of
+the Pico and ESP32 ports. The 64-bit unix port and CPython would otherwise hide the wrap.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(value):
+        return value
+
+
+TICKS_PERIOD = const(1 << 30)
+_TICKS_MAX = const((1 << 30) - 1)
+_TICKS_HALF = const(1 << 29)
+
+try:
+    import time as _time
+
+    _native = _time.ticks_add(0, -1) == _TICKS_MAX
+except AttributeError:  # CPython has no ticks_* functions
+    _native = False
+
+if _native:
+    ticks_diff = _time.ticks_diff
+    ticks_add = _time.ticks_add
+else:
+
+    def ticks_diff(end, start):
+        """Signed difference end - start on the 2**30 ring (valid within +-2**29)."""
+        return ((end - start + _TICKS_HALF) & _TICKS_MAX) - _TICKS_HALF
+
+    def ticks_add(ticks, delta):
+        return (ticks + delta) & _TICKS_MAX
+
+
+IS_MICROPYTHON = False
+try:
+    import sys as _sys
+
+    IS_MICROPYTHON = _sys.implementation.name == "micropython"
+except AttributeError:
+    pass

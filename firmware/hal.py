@@ -1,0 +1,55 @@
+"""Hardware abstraction: the duck-typed driver interfaces the firmware calls.
+
+A board module builds these drivers and hands them over in a `Hardware`; the firmware never
+creates drivers and never imports `machine`. Fakes live in boards/fakes.py.
+
+clock        ticks_ms() -> int in [0, 2**30); wraps like a Pico's ticks_ms().
+motor        step(n): push the plunger n pulses; position() -> pulses from home (the
+             plunger position survives power loss: encoder or counted steps);
+             rewind(): back to home (position 0); relieve(): back off line pressure
+             without changing position; self_test() -> bool.
+pressure     read() -> line pressure in kPa (int).
+battery      percent() -> 0..100.
+annunciator  sound(priority, level): one annunciation (buzzer pattern) of an alarm;
+             led(priority): steady LED for the highest active alarm (0 = off);
+             self_test() -> bool.
+buttons      pressed() -> bitmask of presses since the last call (BUTTON_ACK, ...).
+storage      size(region) -> bytes; read(region, offset, buf) fills buf;
+             write(region, offset, buf); self_test() -> bool. buf is a bytearray.
+watchdog     feed().
+serial       read/write of protocol bytes (used by the link layer).
+radio        sensor-link driver (used by the sensor link).
+"""
+
+# Storage regions
+R_SETTINGS_A = 0
+R_SETTINGS_B = 1
+R_STATE_A = 2
+R_STATE_B = 3
+R_HISTORY = 4
+R_TOTALS = 5
+REGIONS = 6
+
+BUTTON_ACK = 1
+
+
+class Hardware:
+    """What a board hands to the firmware: drivers plus board constants."""
+
+    def __init__(self, clock, motor, pressure, battery, annunciator, buttons, storage,
+                 watchdog, serial=None, radio=None, pulse_mu=50, occlusion_kpa=150,
+                 firmware_ok=None, reset_cause=0):
+        self.clock = clock
+        self.motor = motor
+        self.pressure = pressure
+        self.battery = battery
+        self.annunciator = annunciator
+        self.buttons = buttons
+        self.storage = storage
+        self.watchdog = watchdog
+        self.serial = serial
+        self.radio = radio
+        self.pulse_mu = pulse_mu  # insulin per motor pulse, mU (10, 25 or 50)
+        self.occlusion_kpa = occlusion_kpa  # line pressure that means "did not flow"
+        self.firmware_ok = firmware_ok  # callable -> bool: firmware hash matches
+        self.reset_cause = reset_cause

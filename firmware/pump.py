@@ -1,0 +1,1179 @@
+"""The therapy engine: basal, temp basal, boluses, limits, reservoir, battery, alarms.
+
+`Pump.tick()` is the scheduler tick: integers only, no allocation, every value held
+between ticks below 2**30. Public operations return a result code from protocol.spec
+(OK or E_*) and set `pump.detail`; they never raise on user input and refuse
+out-of-range values with a reason instead of clamping.
+
+Units: insulin in mU or motor pulses, time in ms from the board clock (ticks_diff),
+wall-clock time in seconds since 2020-01-01 UTC, local time as (day, ms of day).
+"""
+
+from array import array
+
+from firmware.alarms import Alarms
+from firmware.compat import const, ticks_diff
+from firmware.hal import (
+    BUTTON_ACK,
+    R_HISTORY,
+    R_SETTINGS_A,
+    R_SETTINGS_B,
+    R_STATE_A,
+    R_STATE_B,
+    R_TOTALS,
+)
+from firmware.store import History, Slots, Totals
+from protocol.spec import (
+    A_AUTO_OFF,
+    A_BATTERY_DEPLETED,
+    A_BATTERY_LOW,
+    A_BATTERY_VERY_LOW,
+    A_NO_DELIVERY,
+    A_OCCLUSION,
+    A_RESERVOIR_EMPTY,
+    A_RESERVOIR_LOW,
+    A_RESERVOIR_VERY_LOW,
+    A_SELFTEST,
+    A_SET_CHANGE,
+    A_SUSPEND_REMINDER,
+    AUTO_OFF_MIN_HOURS,
+    BOLUS_CANCELLED,
+    BOLUS_COMPLETED,
+    BOLUS_DUAL,
+    BOLUS_EXTENDED,
+    BOLUS_INTERRUPTED,
+    BOLUS_NONE,
+    BOLUS_NORMAL,
+    E_BAD_ARG,
+    E_BATTERY_DEPLETED,
+    E_BOLUS_RUNNING,
+    E_INCREMENT,
+    E_NO_BOLUS,
+    E_NO_TEMP_BASAL,
+    E_NOT_FILLED,
+    E_NOT_REWOUND,
+    E_NOT_SUSPENDED,
+    E_OUT_OF_RANGE,
+    E_OVER_LIMIT,
+    E_PROFILE_IN_USE_OVER_LIMIT,
+    E_RESERVOIR_EMPTY,
+    E_SAFE_STATE,
+    E_STORAGE,
+    E_SUSPENDED,
+    EV_ALARM,
+    EV_BOLUS,
+    EV_STATE,
+    EXT_MAX_MIN,
+    EXT_MIN_MIN,
+    H_ALARM,
+    H_BATTERY_CHANGE,
+    H_BOLUS_END,
+    H_BOLUS_START,
+    H_BOOT,
+    H_DAY_TOTAL,
+    H_FILL,
+    H_PRIME,
+    H_PROFILE,
+    H_RESUME,
+    H_REWIND,
+    H_SCHEDULE,
+    H_SETTING,
+    H_SUSPEND,
+    H_TEMP_END,
+    H_TEMP_START,
+    H_TIME_CHANGE,
+    MAX_RATE,
+    MIN_BOLUS,
+    OK,
+    PRIME_CANNULA,
+    PRIME_TUBING,
+    PROFILE_NAME_LEN,
+    PROFILES,
+    SET_ALARM_REPEAT,
+    SET_AUTO_OFF,
+    SET_BOLUS_SPEED,
+    SET_DIA,
+    SET_MAX_BASAL,
+    SET_MAX_BOLUS,
+    SET_MAX_BOLUS_1H,
+    SET_MAX_TDD,
+    SET_NO_DELIVERY,
+    SET_RES_LOW,
+    SET_SNOOZE,
+    SET_SUSPEND_REMINDER,
+    SET_UTC_OFFSET,
+    SETTINGS,
+    SETTINGS_COUNT,
+    SLOT_MS,
+    SLOTS,
+    ST_BUZZER,
+    ST_FIRMWARE,
+    ST_MOTOR,
+    ST_STORAGE,
+    STOP_AUTO_OFF,
+    STOP_BATTERY,
+    STOP_NONE,
+    STOP_OCCLUSION,
+    STOP_RESERVOIR,
+    STOP_SELFTEST,
+    STOP_USER,
+    TEMP_ABSOLUTE,
+    TEMP_END_CANCELLED,
+    TEMP_END_EXPIRED,
+    TEMP_END_SUSPENDED,
+    TEMP_MAX_MIN,
+    TEMP_MAX_PERCENT,
+    TEMP_NONE,
+    TEMP_PERCENT,
+    TEMP_STEP_MIN,
+)
+
+DAY_MS = const(86400000)
+HOUR_MS = const(3600000)
+MIN_MS = const(60000)
+CHUNK_MS = const(1000)  # delivery is planned in steps of at most 1 s: products stay < 2**30
+CAP_MS = const(1 << 29)  # saturation of "time since" counters
+OCCLUSION_MU = const(2500)  # insulin pushed against a blocked line before the alarm (ALM-3)
+RES_VERY_LOW_MU = const(5000)
+BAT_LOW = const(20)
+BAT_VERY_LOW = const(5)
+BAT_HYSTERESIS = const(2)
+BAT_CHANGE_JUMP = const(10)  # a rise this big means a new battery
+AUTO_OFF_GRACE_MS = const(30000)
+SET_AGE_REMIND_S = const(3 * 86400)
+SET_AGE_REPEAT_S = const(12 * 3600)
+BUCKET_MS = const(300000)  # bolus insulin is kept in 5-min buckets for IOB and the 1-h limit
+BUCKETS = const(96)  # 8 h, the longest insulin action
+IOB_PEAK_MIN = const(75)
+EPOCH_WEEKDAY = const(2)  # 2020-01-01 was a Wednesday (Monday = 0)
+
+# Persistent state: one int array, saved in two copies (HIS-2). Index names:
+S_GEN = const(0)
+S_POS = const(1)  # motor position when saved, before the planned movement
+S_PLAN_BASAL = const(2)  # pulses about to move when saved, in this order: basal,
+S_PLAN_BOLUS = const(3)  # bolus (immediate part first),
+S_PLAN_PRIME = const(4)  # prime
+S_DAY = const(5)  # local day of the running daily totals
+S_BASAL_TODAY = const(6)
+S_BOLUS_TODAY = const(7)
+S_PRIME_TODAY = const(8)
+S_BOLUS_ID = const(9)  # 0 = no bolus
+S_BOLUS_KIND = const(10)
+S_NOW_REQ = const(11)  # pulses
+S_EXT_REQ = const(12)
+S_NOW_DONE = const(13)
+S_EXT_DONE = const(14)
+S_EXT_DURATION = const(15)  # ms
+S_EXT_ELAPSED = const(16)
+S_TEMP_KIND = const(17)
+S_TEMP_VALUE = const(18)
+S_TEMP_LEFT = const(19)  # ms
+S_STOP = const(20)
+S_LOCAL_DAY = const(21)
+S_LOCAL_MS = const(22)
+S_FILL = const(23)  # reservoir volume in pulses at fill; remaining = fill - position
+S_REWOUND = const(24)
+S_SET_AGE = const(25)  # s since the cannula was filled
+S_NEXT_BOLUS_ID = const(26)
+S_BOOTS = const(27)
+S_BATTERY = const(28)
+S_BASAL_ACC = const(29)
+S_BOLUS_ACC = const(30)
+S_EXT_ACC = const(31)
+S_TIME_SET = const(32)
+STATE_LEN = const(33)
+
+# Settings: one int array, two copies. Layout:
+V_SETTINGS = const(1)  # SETTINGS_COUNT values from here
+V_SCHEDULE = const(1 + 13)  # 7 profile indexes, Monday first
+V_RATES = const(V_SCHEDULE + 7)  # PROFILES * SLOTS rates, mU/h
+V_NAMES = const(V_RATES + 4 * 48)  # PROFILES * 4 ints, 2 name bytes each
+V_SEGMENTS = const(V_NAMES + 16)  # PROFILES segment counts (0 = profile unused)
+SETTINGS_LEN = const(V_SEGMENTS + 4)
+
+
+def iob_permille(age_min, dia_min):
+    """Insulin on board, per mille of a dose, `age_min` after delivery (THR-9).
+
+    Action curve: a triangular activity profile rising linearly from 0 to its peak at 75 min
+    and falling linearly to 0 at the duration of insulin action (DIA). The insulin left is one
+    minus the area under it:
+        t <= peak:        1 - t^2 / (peak * DIA)
+        peak < t < DIA:   (DIA - t)^2 / (DIA * (DIA - peak))
+        t >= DIA:         0
+    """
+    if age_min <= 0:
+        return 1000
+    if age_min >= dia_min:
+        return 0
+    if age_min <= IOB_PEAK_MIN:
+        return 1000 - age_min * age_min * 1000 // (IOB_PEAK_MIN * dia_min)
+    left = dia_min - age_min
+    return left * left * 1000 // (dia_min * (dia_min - IOB_PEAK_MIN))
+
+
+class Pump:
+    def __init__(self, hw):
+        self.hw = hw
+        self.clock = hw.clock
+        self.motor = hw.motor
+        self.pressure = hw.pressure
+        self.battery = hw.battery
+        self.buttons = hw.buttons
+        self.pulse = hw.pulse_mu
+        self.occlusion_kpa = hw.occlusion_kpa
+        self.state = array("i", [0] * STATE_LEN)
+        self.settings = array("i", [0] * SETTINGS_LEN)
+        self.state_slots = Slots(hw.storage, R_STATE_A, R_STATE_B, self.state)
+        self.settings_slots = Slots(hw.storage, R_SETTINGS_A, R_SETTINGS_B, self.settings)
+        self.history = History(hw.storage, R_HISTORY)
+        self.totals = Totals(hw.storage, R_TOTALS)
+        self.alarms = Alarms(hw.annunciator, self._log_alarm)
+        self.buckets = array("i", [0] * BUCKETS)
+        self.bucket_pos = 0
+        self.bucket_ms = 0
+        self.events = array("i", [0] * 64)  # 16 events of (kind, a, b, c) for the host
+        self.ev_head = 0
+        self.ev_count = 0
+        self.ev_dropped = 0
+        self.detail = 0
+        self.selftest_bits = 0
+        self.last_ticks = 0
+        self.no_delivery_ms = 0
+        self.suspended_ms = 0
+        self.idle_ms = 0
+        self.auto_off_grace = 0
+        self.set_remind_s = SET_AGE_REMIND_S
+        self.blocked_mu = 0
+        self.set_ms = 0  # ms towards the next second of infusion-set age
+        self.basal_rate_now = 0
+        # planned pulses of the running tick
+        self.plan_basal = 0
+        self.plan_now = 0
+        self.plan_ext = 0
+
+    # ----------------------------------------------------------------- boot (ALM-5, HIS-2)
+    def boot(self):
+        """Load state, recover from a power cut, run self-tests. Call once before ticking."""
+        hw = self.hw
+        st = self.state
+        bits = 0
+        valid, blank = self.settings_slots.load()
+        if valid == 0:
+            self._default_settings()
+            if not blank:
+                bits |= ST_STORAGE
+            self.settings_slots.save()
+        self._apply_alarm_settings()
+        valid, blank = self.state_slots.load()
+        if valid == 0:
+            for i in range(STATE_LEN):
+                st[i] = 0
+            st[S_STOP] = STOP_USER  # a new pump waits, suspended, for fill and resume
+            st[S_NEXT_BOLUS_ID] = 1
+            if not blank:
+                bits |= ST_STORAGE
+        self.history.scan()
+        self._recover_movement()
+        if hw.firmware_ok is not None and not hw.firmware_ok():
+            bits |= ST_FIRMWARE
+        if not hw.storage.self_test():
+            bits |= ST_STORAGE
+        if not self.motor.self_test():
+            bits |= ST_MOTOR
+        if not hw.annunciator.self_test():
+            bits |= ST_BUZZER
+        self.selftest_bits = bits
+        st[S_BOOTS] += 1
+        self._log(H_BOOT, hw.reset_cause, bits, st[S_BOOTS], 0)
+        self._recover_bolus()
+        if bits:
+            self._stop(STOP_SELFTEST)
+            self.alarms.raise_(A_SELFTEST, bits)
+        elif st[S_STOP] == STOP_OCCLUSION:
+            self.alarms.raise_(A_OCCLUSION, 0)
+        level = self.battery.percent()
+        if st[S_BATTERY] and level >= st[S_BATTERY] + BAT_CHANGE_JUMP:
+            self._log(H_BATTERY_CHANGE, 0, st[S_BATTERY], level, 0)
+        st[S_BATTERY] = level
+        self._rebuild_buckets()
+        self._commit(0, 0, 0)
+        self.last_ticks = self.clock.ticks_ms()
+        return bits
+
+    def _recover_movement(self):
+        """Attribute pulses the motor made after the last save (power cut mid-tick)."""
+        st = self.state
+        moved = self.motor.position() - st[S_POS]
+        planned = st[S_PLAN_BASAL] + st[S_PLAN_BOLUS] + st[S_PLAN_PRIME]
+        if moved < 0 or planned == 0:
+            return
+        if moved > planned:
+            moved = planned
+        basal = moved if moved < st[S_PLAN_BASAL] else st[S_PLAN_BASAL]
+        moved -= basal
+        bolus = moved if moved < st[S_PLAN_BOLUS] else st[S_PLAN_BOLUS]
+        prime = moved - bolus
+        st[S_BASAL_TODAY] += basal * self.pulse
+        st[S_BOLUS_TODAY] += bolus * self.pulse
+        st[S_PRIME_TODAY] += prime * self.pulse
+        now = st[S_NOW_REQ] - st[S_NOW_DONE]
+        if bolus < now:
+            now = bolus
+        st[S_NOW_DONE] += now
+        st[S_EXT_DONE] += bolus - now
+
+    def _recover_bolus(self):
+        """A bolus cut off by power loss is recorded as interrupted, never resumed."""
+        st = self.state
+        if not st[S_BOLUS_ID]:
+            return
+        if not self._history_has_end(st[S_BOLUS_ID]):
+            self._end_bolus(BOLUS_INTERRUPTED)
+        else:
+            self._clear_bolus()
+
+    def _history_has_end(self, bolus_id):
+        rec = bytearray(24)
+        h = self.history
+        seq = h.next_seq - 1
+        while seq >= h.first_seq and seq >= h.next_seq - 32:
+            if h.read(seq, rec):
+                r = h.decode(rec)
+                if r[2] == H_BOLUS_END and r[4] == bolus_id:
+                    return True
+                if r[2] == H_BOLUS_START and r[4] == bolus_id:
+                    return False
+            seq -= 1
+        return False
+
+    def _rebuild_buckets(self):
+        """Bolus insulin of the last 8 h from history, for IOB and the 1-h limit."""
+        rec = bytearray(24)
+        h = self.history
+        now = self.utc_seconds()
+        seq = h.next_seq - 1
+        while seq >= h.first_seq:
+            if h.read(seq, rec):
+                r = h.decode(rec)
+                age_ms = (now - r[1]) * 1000
+                if age_ms >= BUCKETS * BUCKET_MS:
+                    break
+                if r[2] == H_BOLUS_END and age_ms >= 0:
+                    self.buckets[(BUCKETS - age_ms // BUCKET_MS) % BUCKETS] += r[5]
+            seq -= 1
+
+    def _default_settings(self):
+        v = self.settings
+        for i in range(SETTINGS_LEN):
+            v[i] = 0
+        for i in range(SETTINGS_COUNT):
+            v[V_SETTINGS + i] = SETTINGS[i][1]
+        # Profile 0 "default", 1 segment at 0 U/h: basal must be programmed before use.
+        v[V_SEGMENTS] = 1
+        self._set_name(0, b"default")
+
+    def _apply_alarm_settings(self):
+        self.alarms.repeat_ms = self.setting(SET_ALARM_REPEAT) * MIN_MS
+        self.alarms.snooze_ms = self.setting(SET_SNOOZE) * MIN_MS
+
+    # ------------------------------------------------------------------- persistence
+    def _commit(self, basal, bolus, prime):
+        """Save state with the movement about to happen. Allocation-free."""
+        st = self.state
+        st[S_POS] = self.motor.position()
+        st[S_PLAN_BASAL] = basal
+        st[S_PLAN_BOLUS] = bolus
+        st[S_PLAN_PRIME] = prime
+        return self.state_slots.save()
+
+    def _log(self, kind, arg, v1, v2, v3):
+        return self.history.append(self.utc_seconds(), kind, arg, v1, v2, v3)
+
+    def _log_alarm(self, alarm, action, value):
+        self._log(H_ALARM, action, alarm, value, 0)
+        self._event(EV_ALARM, alarm, action, value)
+
+    def _event(self, kind, a, b, c):
+        ev = self.events
+        if self.ev_count == 16:
+            self.ev_dropped += 1
+            self.ev_head = (self.ev_head + 1) & 15
+            self.ev_count -= 1
+        i = ((self.ev_head + self.ev_count) & 15) * 4
+        ev[i] = kind
+        ev[i + 1] = a
+        ev[i + 2] = b
+        ev[i + 3] = c
+        self.ev_count += 1
+
+    def next_event(self, out):
+        """Move the oldest queued event into out[0:4]. False if none."""
+        if not self.ev_count:
+            return False
+        i = self.ev_head * 4
+        ev = self.events
+        out[0] = ev[i]
+        out[1] = ev[i + 1]
+        out[2] = ev[i + 2]
+        out[3] = ev[i + 3]
+        self.ev_head = (self.ev_head + 1) & 15
+        self.ev_count -= 1
+        return True
+
+    # ------------------------------------------------------------------- clock (THR-11)
+    def utc_seconds(self):
+        """Wall-clock seconds since 2020-01-01 UTC (0 while an unset clock is before it)."""
+        st = self.state
+        t = st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000 - self.setting(SET_UTC_OFFSET) * 60
+        return t if t > 0 else 0
+
+    def weekday(self):
+        return (self.state[S_LOCAL_DAY] + EPOCH_WEEKDAY) % 7
+
+    def set_time(self, utc_s, offset_min):
+        """Set date, time and UTC offset. Moves the schedule, never delivery accounting."""
+        self.interaction()
+        lo, hi = SETTINGS[SET_UTC_OFFSET][2], SETTINGS[SET_UTC_OFFSET][3]
+        if offset_min < lo or offset_min > hi:
+            return self._refuse(E_OUT_OF_RANGE, 1)
+        local = utc_s + offset_min * 60
+        if utc_s < 0 or local < 0 or local >= (1 << 30):
+            return self._refuse(E_OUT_OF_RANGE, 0)
+        st = self.state
+        old_local = st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000
+        old_offset = self.setting(SET_UTC_OFFSET)
+        if offset_min != old_offset:
+            self.settings[V_SETTINGS + SET_UTC_OFFSET] = offset_min
+            if not self.settings_slots.save():
+                self.settings[V_SETTINGS + SET_UTC_OFFSET] = old_offset
+                return self._refuse(E_STORAGE, 0)
+        day = local // 86400
+        if day != st[S_DAY]:
+            self._close_day(day)
+            self._load_day(day)
+        st[S_LOCAL_DAY] = day
+        st[S_LOCAL_MS] = (local % 86400) * 1000
+        st[S_TIME_SET] = 1
+        self._log(H_TIME_CHANGE, 0, old_local, local, offset_min)
+        self._commit(0, 0, 0)
+        return OK
+
+    def _close_day(self, new_day):
+        """Store the running day's totals and continue with `new_day`'s (THR-10)."""
+        st = self.state
+        self.totals.save(st[S_DAY], st[S_BASAL_TODAY], st[S_BOLUS_TODAY], st[S_PRIME_TODAY])
+        self._log(H_DAY_TOTAL, 0, st[S_DAY], st[S_BASAL_TODAY], st[S_BOLUS_TODAY])
+        st[S_DAY] = new_day
+        st[S_BASAL_TODAY] = 0
+        st[S_BOLUS_TODAY] = 0
+        st[S_PRIME_TODAY] = 0
+
+    def _load_day(self, day):
+        """After a clock change onto a day already recorded, continue its totals."""
+        got = self.totals.load(day)
+        if got is not None:
+            st = self.state
+            st[S_BASAL_TODAY], st[S_BOLUS_TODAY], st[S_PRIME_TODAY] = got
+
+    def day_totals(self, day):
+        """(basal mU, bolus mU, prime mU) of a local day, or None if not recorded."""
+        st = self.state
+        if day == st[S_DAY]:
+            return (st[S_BASAL_TODAY], st[S_BOLUS_TODAY], st[S_PRIME_TODAY])
+        return self.totals.load(day)
+
+    # ------------------------------------------------------------------- settings (THR-6)
+    def setting(self, sid):
+        return self.settings[V_SETTINGS + sid]
+
+    def set_setting(self, sid, value):
+        self.interaction()
+        if sid < 0 or sid >= SETTINGS_COUNT or sid == SET_UTC_OFFSET:
+            return self._refuse(E_BAD_ARG, 0)
+        lo, hi = SETTINGS[sid][2], SETTINGS[sid][3]
+        if value < lo or value > hi or (sid == SET_AUTO_OFF and 0 < value < AUTO_OFF_MIN_HOURS):
+            return self._refuse(E_OUT_OF_RANGE, sid)
+        if sid == SET_MAX_BASAL:
+            for p in range(PROFILES):
+                if self._profile_max(p) > value:
+                    return self._refuse(E_PROFILE_IN_USE_OVER_LIMIT, p)
+        old = self.setting(sid)
+        self.settings[V_SETTINGS + sid] = value
+        if not self.settings_slots.save():
+            self.settings[V_SETTINGS + sid] = old
+            return self._refuse(E_STORAGE, sid)
+        self._apply_alarm_settings()
+        self._log(H_SETTING, sid, old, value, 0)
+        return OK
+
+    # ------------------------------------------------------------------- basal (THR-1)
+    def _set_name(self, p, name):
+        v = self.settings
+        base = V_NAMES + p * 4
+        for i in range(4):
+            lo = name[2 * i] if 2 * i < len(name) else 0
+            hi = name[2 * i + 1] if 2 * i + 1 < len(name) else 0
+            v[base + i] = lo | (hi << 8)
+
+    def profile_name(self, p):
+        v = self.settings
+        out = bytearray()
+        for i in range(4):
+            w = v[V_NAMES + p * 4 + i]
+            for b in (w & 0xFF, w >> 8):
+                if b:
+                    out.append(b)
+        return bytes(out)
+
+    def _profile_max(self, p):
+        v = self.settings
+        top = 0
+        for s in range(SLOTS):
+            if v[V_RATES + p * SLOTS + s] > top:
+                top = v[V_RATES + p * SLOTS + s]
+        return top
+
+    def set_profile(self, p, name, starts, rates):
+        """Program profile p: segments start at 30-min slots `starts` (first 0) with `rates`
+        in mU/h. Refused whole if anything is wrong; nothing is clamped."""
+        self.interaction()
+        if not isinstance(p, int) or p < 0 or p >= PROFILES:
+            return self._refuse(E_BAD_ARG, 0)
+        if len(name) == 0 or len(name) > PROFILE_NAME_LEN:
+            return self._refuse(E_BAD_ARG, 1)
+        for b in name:
+            if b < 0x20 or b > 0x7E:
+                return self._refuse(E_BAD_ARG, 1)
+        n = len(starts)
+        if n < 1 or n > SLOTS or len(rates) != n or starts[0] != 0:
+            return self._refuse(E_BAD_ARG, 2)
+        for i in range(n):
+            if starts[i] < 0 or starts[i] >= SLOTS or (i and starts[i] <= starts[i - 1]):
+                return self._refuse(E_BAD_ARG, 2)
+            if rates[i] < 0 or rates[i] > MAX_RATE:
+                return self._refuse(E_OUT_OF_RANGE, 3)
+            if rates[i] > self.setting(SET_MAX_BASAL):
+                return self._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
+        v = self.settings
+        old = array("i", v)
+        seg = 0
+        for s in range(SLOTS):
+            if seg + 1 < n and starts[seg + 1] == s:
+                seg += 1
+            v[V_RATES + p * SLOTS + s] = rates[seg]
+        self._set_name(p, name)
+        v[V_SEGMENTS + p] = n
+        if not self.settings_slots.save():
+            for i in range(SETTINGS_LEN):
+                v[i] = old[i]
+            return self._refuse(E_STORAGE, 0)
+        self._log(H_PROFILE, p, n, self._profile_max(p), 0)
+        return OK
+
+    def get_profile(self, p):
+        """(name, starts, rates) with adjacent equal slots merged; None if unused."""
+        if p < 0 or p >= PROFILES or not self.settings[V_SEGMENTS + p]:
+            return None
+        v = self.settings
+        starts = []
+        rates = []
+        for s in range(SLOTS):
+            r = v[V_RATES + p * SLOTS + s]
+            if not rates or rates[-1] != r:
+                starts.append(s)
+                rates.append(r)
+        return self.profile_name(p), starts, rates
+
+    def set_schedule(self, days):
+        """Weekly schedule: 7 profile indexes, Monday first (THR-1)."""
+        self.interaction()
+        if len(days) != 7:
+            return self._refuse(E_BAD_ARG, 0)
+        for i in range(7):
+            p = days[i]
+            if p < 0 or p >= PROFILES or not self.settings[V_SEGMENTS + p]:
+                return self._refuse(E_BAD_ARG, i)
+        packed = 0
+        for i in range(7):
+            self.settings[V_SCHEDULE + i] = days[i]
+            packed |= days[i] << (3 * i)
+        if not self.settings_slots.save():
+            return self._refuse(E_STORAGE, 0)
+        self._log(H_SCHEDULE, 0, packed, 0, 0)
+        return OK
+
+    def schedule(self):
+        return [self.settings[V_SCHEDULE + i] for i in range(7)]
+
+    def profile_rate(self):
+        """Rate of the profile scheduled for the current local time, mU/h."""
+        st = self.state
+        p = self.settings[V_SCHEDULE + (st[S_LOCAL_DAY] + EPOCH_WEEKDAY) % 7]
+        return self.settings[V_RATES + p * SLOTS + st[S_LOCAL_MS] // SLOT_MS]
+
+    def basal_rate(self):
+        """Basal rate being delivered now, mU/h (0 while stopped)."""
+        st = self.state
+        if st[S_STOP]:
+            return 0
+        kind = st[S_TEMP_KIND]
+        if kind == TEMP_ABSOLUTE:
+            return st[S_TEMP_VALUE]
+        if kind == TEMP_PERCENT:
+            return self.profile_rate() * st[S_TEMP_VALUE] // 100
+        return self.profile_rate()
+
+    # ------------------------------------------------------------------- temp basal (THR-2)
+    def set_temp_basal(self, kind, value, minutes):
+        self.interaction()
+        if kind != TEMP_ABSOLUTE and kind != TEMP_PERCENT:
+            return self._refuse(E_BAD_ARG, 0)
+        if minutes < TEMP_STEP_MIN or minutes > TEMP_MAX_MIN or minutes % TEMP_STEP_MIN:
+            return self._refuse(E_OUT_OF_RANGE, 2)
+        limit = self.setting(SET_MAX_BASAL)
+        if kind == TEMP_ABSOLUTE:
+            if value < 0 or value > MAX_RATE:
+                return self._refuse(E_OUT_OF_RANGE, 1)
+            if value > limit:
+                return self._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
+        else:
+            if value < 0 or value > TEMP_MAX_PERCENT:
+                return self._refuse(E_OUT_OF_RANGE, 1)
+            top = 0
+            for i in range(7):
+                m = self._profile_max(self.settings[V_SCHEDULE + i])
+                if m > top:
+                    top = m
+            if top * value // 100 > limit:
+                return self._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
+        code = self._refuse_if_stopped()
+        if code:
+            return code
+        st = self.state
+        if st[S_TEMP_KIND]:
+            self._end_temp(TEMP_END_CANCELLED)
+        st[S_TEMP_KIND] = kind
+        st[S_TEMP_VALUE] = value
+        st[S_TEMP_LEFT] = minutes * MIN_MS
+        self._log(H_TEMP_START, kind, value, minutes, 0)
+        self._commit(0, 0, 0)
+        return OK
+
+    def cancel_temp_basal(self):
+        self.interaction()
+        if not self.state[S_TEMP_KIND]:
+            return self._refuse(E_NO_TEMP_BASAL, 0)
+        self._end_temp(TEMP_END_CANCELLED)
+        self._commit(0, 0, 0)
+        return OK
+
+    def _end_temp(self, ending):
+        st = self.state
+        st[S_TEMP_KIND] = TEMP_NONE
+        st[S_TEMP_VALUE] = 0
+        st[S_TEMP_LEFT] = 0
+        self._log(H_TEMP_END, ending, 0, 0, 0)
+
+    # ------------------------------------------------------------------- bolus (THR-3/4/6)
+    def bolus(self, kind, now_mu, ext_mu, ext_minutes):
+        """Start a normal, extended or dual-wave bolus. detail = bolus id on success."""
+        self.interaction()
+        pulse = self.pulse
+        if kind == BOLUS_NORMAL:
+            if ext_mu != 0 or ext_minutes != 0:
+                return self._refuse(E_BAD_ARG, 2)
+            if now_mu < MIN_BOLUS:
+                return self._refuse(E_OUT_OF_RANGE, 1)
+        elif kind == BOLUS_EXTENDED:
+            if now_mu != 0:
+                return self._refuse(E_BAD_ARG, 1)
+            if ext_mu < MIN_BOLUS:
+                return self._refuse(E_OUT_OF_RANGE, 2)
+        elif kind == BOLUS_DUAL:
+            if now_mu < MIN_BOLUS:
+                return self._refuse(E_OUT_OF_RANGE, 1)
+            if ext_mu < MIN_BOLUS:
+                return self._refuse(E_OUT_OF_RANGE, 2)
+        else:
+            return self._refuse(E_BAD_ARG, 0)
+        if kind != BOLUS_NORMAL and (ext_minutes < EXT_MIN_MIN or ext_minutes > EXT_MAX_MIN):
+            return self._refuse(E_OUT_OF_RANGE, 3)
+        if now_mu % pulse or ext_mu % pulse:
+            return self._refuse(E_INCREMENT, pulse)
+        total = now_mu + ext_mu
+        if total > self.setting(SET_MAX_BOLUS):
+            return self._refuse(E_OVER_LIMIT, SET_MAX_BOLUS)
+        if self.bolus_last_hour() + total > self.setting(SET_MAX_BOLUS_1H):
+            return self._refuse(E_OVER_LIMIT, SET_MAX_BOLUS_1H)
+        st = self.state
+        if st[S_BASAL_TODAY] + st[S_BOLUS_TODAY] + total > self.setting(SET_MAX_TDD):
+            return self._refuse(E_OVER_LIMIT, SET_MAX_TDD)
+        code = self._refuse_if_stopped()
+        if code:
+            return code
+        if st[S_BOLUS_ID]:
+            return self._refuse(E_BOLUS_RUNNING, st[S_BOLUS_ID])
+        if total // pulse > self.reservoir_pulses():
+            return self._refuse(E_RESERVOIR_EMPTY, self.reservoir_pulses() * pulse)
+        bolus_id = st[S_NEXT_BOLUS_ID]
+        st[S_NEXT_BOLUS_ID] = bolus_id + 1 if bolus_id < (1 << 29) else 1
+        st[S_BOLUS_ID] = bolus_id
+        st[S_BOLUS_KIND] = kind
+        st[S_NOW_REQ] = now_mu // pulse
+        st[S_EXT_REQ] = ext_mu // pulse
+        st[S_NOW_DONE] = 0
+        st[S_EXT_DONE] = 0
+        st[S_EXT_DURATION] = ext_minutes * MIN_MS
+        st[S_EXT_ELAPSED] = 0
+        st[S_BOLUS_ACC] = 0
+        st[S_EXT_ACC] = 0
+        self._log(H_BOLUS_START, kind, bolus_id, now_mu, ext_mu)
+        if not self._commit(0, 0, 0):
+            self._clear_bolus()
+            return self._refuse(E_STORAGE, 0)
+        self._event(EV_BOLUS, bolus_id, 0, total)
+        self.detail = bolus_id
+        return OK
+
+    def cancel_bolus(self):
+        self.interaction()
+        if not self.state[S_BOLUS_ID]:
+            return self._refuse(E_NO_BOLUS, 0)
+        self.detail = self.state[S_BOLUS_ID]
+        self._end_bolus(BOLUS_CANCELLED)
+        self._commit(0, 0, 0)
+        return OK
+
+    def bolus_progress(self):
+        """(bolus id, delivered mU, requested mU); id 0 when no bolus runs."""
+        st = self.state
+        p = self.pulse
+        return (st[S_BOLUS_ID], (st[S_NOW_DONE] + st[S_EXT_DONE]) * p,
+                (st[S_NOW_REQ] + st[S_EXT_REQ]) * p)
+
+    def _end_bolus(self, ending):
+        """History first, then state: a cut in between is seen at boot (_recover_bolus)."""
+        st = self.state
+        p = self.pulse
+        done = (st[S_NOW_DONE] + st[S_EXT_DONE]) * p
+        req = (st[S_NOW_REQ] + st[S_EXT_REQ]) * p
+        self._log(H_BOLUS_END, ending, st[S_BOLUS_ID], done, req)
+        self._event(EV_BOLUS, st[S_BOLUS_ID], done, req)
+        self._clear_bolus()
+
+    def _clear_bolus(self):
+        st = self.state
+        st[S_BOLUS_ID] = 0
+        st[S_BOLUS_KIND] = BOLUS_NONE
+        st[S_NOW_REQ] = 0
+        st[S_EXT_REQ] = 0
+        st[S_NOW_DONE] = 0
+        st[S_EXT_DONE] = 0
+        st[S_EXT_DURATION] = 0
+        st[S_EXT_ELAPSED] = 0
+        st[S_BOLUS_ACC] = 0
+        st[S_EXT_ACC] = 0
+
+    def bolus_last_hour(self):
+        """Bolus insulin delivered in the last 60 min plus what the running bolus still owes."""
+        total = 0
+        for k in range(12):
+            total += self.buckets[(self.bucket_pos - k) % BUCKETS]
+        st = self.state
+        owed = st[S_NOW_REQ] + st[S_EXT_REQ] - st[S_NOW_DONE] - st[S_EXT_DONE]
+        return total + owed * self.pulse
+
+    def iob(self):
+        """Bolus insulin on board, mU (THR-9)."""
+        dia = self.setting(SET_DIA)
+        total = 0
+        for k in range(BUCKETS):
+            amount = self.buckets[(self.bucket_pos - k) % BUCKETS]
+            if amount:
+                age = (k * BUCKET_MS + self.bucket_ms) // MIN_MS
+                total += amount * iob_permille(age, dia) // 1000
+        return total
+
+    # ------------------------------------------------------------------- suspend (THR-5)
+    def suspend(self):
+        self.interaction()
+        if self.state[S_STOP]:
+            return self._refuse(E_SUSPENDED, self.state[S_STOP])
+        self._stop(STOP_USER)
+        return OK
+
+    def resume(self):
+        self.interaction()
+        st = self.state
+        stop = st[S_STOP]
+        if not stop:
+            return self._refuse(E_NOT_SUSPENDED, 0)
+        if stop == STOP_SELFTEST:
+            return self._refuse(E_SAFE_STATE, self.selftest_bits)
+        if st[S_REWOUND]:
+            return self._refuse(E_NOT_FILLED, 0)
+        if self.reservoir_pulses() <= 0:
+            return self._refuse(E_RESERVOIR_EMPTY, 0)
+        if self.battery.percent() <= 0:
+            return self._refuse(E_BATTERY_DEPLETED, 0)
+        st[S_STOP] = STOP_NONE
+        self.suspended_ms = 0
+        self.blocked_mu = 0
+        self.alarms.clear(A_OCCLUSION, 0)
+        self.alarms.clear(A_AUTO_OFF, 0)
+        self.alarms.clear(A_SUSPEND_REMINDER, 0)
+        self._commit(0, 0, 0)
+        self._log(H_RESUME, stop, 0, 0, 0)
+        self._event(EV_STATE, STOP_NONE, 0, 0)
+        return OK
+
+    def _stop(self, reason):
+        """Stop all delivery: a running bolus ends interrupted, a temp basal ends."""
+        st = self.state
+        if st[S_STOP] == reason:
+            return
+        if st[S_BOLUS_ID]:
+            self._end_bolus(BOLUS_INTERRUPTED)
+        if st[S_TEMP_KIND]:
+            self._end_temp(TEMP_END_SUSPENDED)
+        st[S_STOP] = reason
+        self.suspended_ms = 0
+        self._commit(0, 0, 0)  # state first: after a cut the pump stays stopped
+        self._log(H_SUSPEND, reason, 0, 0, 0)
+        self._event(EV_STATE, reason, 0, 0)
+
+    def _refuse_if_stopped(self):
+        stop = self.state[S_STOP]
+        if not stop:
+            return OK
+        if stop == STOP_SELFTEST:
+            return self._refuse(E_SAFE_STATE, self.selftest_bits)
+        if stop == STOP_RESERVOIR:
+            return self._refuse(E_RESERVOIR_EMPTY, 0)
+        if stop == STOP_BATTERY:
+            return self._refuse(E_BATTERY_DEPLETED, 0)
+        return self._refuse(E_SUSPENDED, stop)
+
+    def _refuse(self, code, detail):
+        self.detail = detail
+        return code
+
+    # ------------------------------------------------------------------- reservoir (THR-12)
+    def reservoir_pulses(self):
+        st = self.state
+        if st[S_REWOUND]:
+            return 0
+        left = st[S_FILL] - self.motor.position()
+        return left if left > 0 else 0
+
+    def reservoir_mu(self):
+        return self.reservoir_pulses() * self.pulse
+
+    def rewind(self):
+        self.interaction()
+        st = self.state
+        if not st[S_STOP]:
+            return self._refuse(E_NOT_SUSPENDED, 0)
+        if st[S_STOP] == STOP_SELFTEST:
+            return self._refuse(E_SAFE_STATE, self.selftest_bits)
+        st[S_REWOUND] = 1
+        st[S_FILL] = 0
+        self._commit(0, 0, 0)
+        self.motor.rewind()
+        self._commit(0, 0, 0)
+        self._log(H_REWIND, 0, 0, 0, 0)
+        return OK
+
+    def fill(self, volume_mu):
+        """A new reservoir holding volume_mu is in place (e.g. 200000 or 300000)."""
+        self.interaction()
+        st = self.state
+        if not st[S_REWOUND]:
+            return self._refuse(E_NOT_REWOUND, 0)
+        if volume_mu < 10000 or volume_mu > 400000:
+            return self._refuse(E_OUT_OF_RANGE, 0)
+        if volume_mu % self.pulse:
+            return self._refuse(E_INCREMENT, self.pulse)
+        st[S_FILL] = self.motor.position() + volume_mu // self.pulse
+        st[S_REWOUND] = 0
+        self._commit(0, 0, 0)
+        self._log(H_FILL, 0, volume_mu, 0, 0)
+        self.alarms.clear(A_RESERVOIR_EMPTY, volume_mu)
+        return OK
+
+    def prime(self, kind, amount_mu):
+        """Prime the tubing or fill the cannula: logged, not counted as given (THR-12)."""
+        self.interaction()
+        st = self.state
+        if kind != PRIME_TUBING and kind != PRIME_CANNULA:
+            return self._refuse(E_BAD_ARG, 0)
+        if not st[S_STOP]:
+            return self._refuse(E_NOT_SUSPENDED, 0)
+        if st[S_REWOUND]:
+            return self._refuse(E_NOT_FILLED, 0)
+        top = 30000 if kind == PRIME_TUBING else 3000
+        if amount_mu < self.pulse or amount_mu > top:
+            return self._refuse(E_OUT_OF_RANGE, 1)
+        if amount_mu % self.pulse:
+            return self._refuse(E_INCREMENT, self.pulse)
+        n = amount_mu // self.pulse
+        if n > self.reservoir_pulses():
+            return self._refuse(E_RESERVOIR_EMPTY, self.reservoir_mu())
+        self._commit(0, 0, n)
+        self.motor.step(n)
+        st[S_PRIME_TODAY] += amount_mu
+        if kind == PRIME_CANNULA:
+            st[S_SET_AGE] = 0
+            self.set_remind_s = SET_AGE_REMIND_S
+            self.alarms.clear(A_SET_CHANGE, 0)
+        self._commit(0, 0, 0)
+        self._log(H_PRIME, kind, amount_mu, 0, 0)
+        return OK
+
+    # ------------------------------------------------------------------- alarms
+    def ack_alarm(self, alarm):
+        self.interaction()
+        code = self.alarms.ack(alarm)
+        if code:
+            return self._refuse(code, alarm)
+        return OK
+
+    def interaction(self):
+        """Any command or button press: restarts the auto-off timer (ALM-4)."""
+        self.idle_ms = 0
+        if self.alarms.active[A_AUTO_OFF]:
+            self.alarms.clear(A_AUTO_OFF, 0)
+
+    # ------------------------------------------------------------------- the tick
+    def tick(self):
+        """One scheduler step. Allocation-free; call it every 100 ms to 1 s."""
+        now = self.clock.ticks_ms()
+        dt = ticks_diff(now, self.last_ticks)
+        if dt <= 0:
+            return
+        self.last_ticks = now
+        if self.buttons.pressed() & BUTTON_ACK:
+            self.alarms.ack_top()
+            self.interaction()
+        self._check_battery()
+        self.plan_basal = 0
+        self.plan_now = 0
+        self.plan_ext = 0
+        left = dt
+        while left > 0:
+            step = self._step_length(left)
+            self._advance(step)
+            left -= step
+        if self.plan_basal or self.plan_now or self.plan_ext:
+            self._deliver()
+        self._timers(dt)
+        self.alarms.tick(dt)
+
+    def _step_length(self, left):
+        """Longest step that crosses no slot boundary, temp-basal end or bolus end."""
+        st = self.state
+        step = left if left < CHUNK_MS else CHUNK_MS
+        to_slot = SLOT_MS - st[S_LOCAL_MS] % SLOT_MS
+        if to_slot < step:
+            step = to_slot
+        if st[S_TEMP_KIND] and st[S_TEMP_LEFT] < step:
+            step = st[S_TEMP_LEFT]
+        if st[S_EXT_REQ] and not self._now_pending():
+            ext_left = st[S_EXT_DURATION] - st[S_EXT_ELAPSED]
+            if 0 < ext_left < step:
+                step = ext_left
+        return step
+
+    def _now_pending(self):
+        st = self.state
+        return st[S_NOW_DONE] + self.plan_now < st[S_NOW_REQ]
+
+    def _advance(self, step):
+        """Move wall clock, temp basal and the pulse accumulators forward by `step` ms."""
+        st = self.state
+        if not st[S_STOP]:
+            unit = self.pulse * HOUR_MS
+            acc = st[S_BASAL_ACC] + step * self.basal_rate()
+            while acc >= unit:
+                acc -= unit
+                self.plan_basal += 1
+            st[S_BASAL_ACC] = acc
+            if st[S_BOLUS_ID]:
+                self._advance_bolus(step)
+        st[S_LOCAL_MS] += step
+        if st[S_LOCAL_MS] >= DAY_MS:
+            st[S_LOCAL_MS] -= DAY_MS
+            st[S_LOCAL_DAY] += 1
+            self._close_day(st[S_LOCAL_DAY])
+        if st[S_TEMP_KIND]:
+            st[S_TEMP_LEFT] -= step
+            if st[S_TEMP_LEFT] <= 0:
+                self._end_temp(TEMP_END_EXPIRED)
+        self.bucket_ms += step
+        if self.bucket_ms >= BUCKET_MS:
+            self.bucket_ms -= BUCKET_MS
+            self.bucket_pos = (self.bucket_pos + 1) % BUCKETS
+            self.buckets[self.bucket_pos] = 0
+
+    def _advance_bolus(self, step):
+        st = self.state
+        if self._now_pending():
+            unit = self.pulse * MIN_MS
+            acc = st[S_BOLUS_ACC] + step * self.setting(SET_BOLUS_SPEED)
+            while acc >= unit and self._now_pending():
+                acc -= unit
+                self.plan_now += 1
+            st[S_BOLUS_ACC] = acc
+        elif st[S_EXT_REQ] and st[S_EXT_ELAPSED] < st[S_EXT_DURATION]:
+            # pulse k of N is due at k * duration / N
+            acc = st[S_EXT_ACC] + step * st[S_EXT_REQ]
+            duration = st[S_EXT_DURATION]
+            while acc >= duration:
+                acc -= duration
+                self.plan_ext += 1
+            st[S_EXT_ACC] = acc
+            st[S_EXT_ELAPSED] += step
+
+    def _deliver(self):
+        """Save the plan, move the motor, then count what moved (HIS-2, THR-7, ALM-3)."""
+        st = self.state
+        basal = self.plan_basal
+        now = self.plan_now
+        ext = self.plan_ext
+        room = self.reservoir_pulses()
+        if basal > room:
+            basal = room
+        room -= basal
+        if now > room:
+            now = room
+        room -= now
+        if ext > room:
+            ext = room
+        total = basal + now + ext
+        if total:
+            self._commit(basal, now + ext, 0)
+            self.motor.step(total)
+            p = self.pulse
+            st[S_BASAL_TODAY] += basal * p
+            st[S_BOLUS_TODAY] += (now + ext) * p
+            st[S_NOW_DONE] += now
+            st[S_EXT_DONE] += ext
+            self.buckets[self.bucket_pos] += (now + ext) * p
+            self.no_delivery_ms = 0
+            if now + ext:
+                self._event(EV_BOLUS, st[S_BOLUS_ID], (st[S_NOW_DONE] + st[S_EXT_DONE]) * p,
+                            (st[S_NOW_REQ] + st[S_EXT_REQ]) * p)
+            if self.pressure.read() >= self.occlusion_kpa:
+                self.blocked_mu += total * p
+            else:
+                self.blocked_mu = 0
+        if st[S_BOLUS_ID] and st[S_NOW_DONE] >= st[S_NOW_REQ] and st[S_EXT_DONE] >= st[S_EXT_REQ]:
+            self._end_bolus(BOLUS_COMPLETED)
+            self._commit(0, 0, 0)
+        if self.blocked_mu >= OCCLUSION_MU:
+            self.alarms.raise_(A_OCCLUSION, self.blocked_mu)
+            self.motor.relieve()
+            self.blocked_mu = 0
+            self._stop(STOP_OCCLUSION)  # no make-up delivery of what did not flow
+        elif self.reservoir_pulses() == 0:
+            self._stop(STOP_RESERVOIR)
+
+    def _check_battery(self):
+        st = self.state
+        level = self.battery.percent()
+        if level >= st[S_BATTERY] + BAT_CHANGE_JUMP:
+            self._log(H_BATTERY_CHANGE, 0, st[S_BATTERY], level, 0)
+        st[S_BATTERY] = level
+        al = self.alarms
+        low = al.active[A_BATTERY_LOW]
+        al.set(A_BATTERY_LOW, level <= BAT_LOW or (low and level <= BAT_LOW + BAT_HYSTERESIS),
+               level)
+        low = al.active[A_BATTERY_VERY_LOW]
+        al.set(A_BATTERY_VERY_LOW,
+               level <= BAT_VERY_LOW or (low and level <= BAT_VERY_LOW + BAT_HYSTERESIS), level)
+        al.set(A_BATTERY_DEPLETED, level <= 0, level)
+        if level <= 0 and st[S_STOP] != STOP_BATTERY and st[S_STOP] != STOP_SELFTEST:
+            self._stop(STOP_BATTERY)
+
+    def _timers(self, dt):
+        st = self.state
+        al = self.alarms
+        # reservoir (RES-1)
+        left = self.reservoir_pulses() * self.pulse
+        filled = not st[S_REWOUND]
+        al.set(A_RESERVOIR_LOW, filled and 0 < left <= self.setting(SET_RES_LOW), left)
+        al.set(A_RESERVOIR_VERY_LOW, filled and 0 < left <= RES_VERY_LOW_MU, left)
+        al.set(A_RESERVOIR_EMPTY, filled and left == 0, 0)
+        # no delivery for too long (THR-5)
+        if self.no_delivery_ms < CAP_MS:
+            self.no_delivery_ms += dt
+        al.set(A_NO_DELIVERY, self.no_delivery_ms >= self.setting(SET_NO_DELIVERY) * MIN_MS,
+               self.no_delivery_ms // MIN_MS)
+        # suspend reminder (THR-5): re-raised every period while stopped
+        if st[S_STOP]:
+            self.suspended_ms += dt
+            if self.suspended_ms >= self.setting(SET_SUSPEND_REMINDER) * MIN_MS:
+                self.suspended_ms = 0
+                al.clear(A_SUSPEND_REMINDER, 0)
+                al.raise_(A_SUSPEND_REMINDER, st[S_STOP])
+        # auto-off (ALM-4)
+        hours = self.setting(SET_AUTO_OFF)
+        if hours:
+            if self.idle_ms < CAP_MS:
+                self.idle_ms += dt
+            if not al.active[A_AUTO_OFF]:
+                if self.idle_ms >= hours * HOUR_MS:
+                    al.raise_(A_AUTO_OFF, hours)
+                    self.auto_off_grace = AUTO_OFF_GRACE_MS
+            elif self.auto_off_grace > 0:
+                self.auto_off_grace -= dt
+                if self.auto_off_grace <= 0 and not st[S_STOP]:
+                    self._stop(STOP_AUTO_OFF)
+        # infusion set age (THR-12)
+        self.set_ms += dt
+        if self.set_ms >= 1000:
+            secs = self.set_ms // 1000
+            self.set_ms -= secs * 1000
+            if st[S_SET_AGE] < CAP_MS:
+                st[S_SET_AGE] += secs
+            if st[S_SET_AGE] >= self.set_remind_s:
+                self.set_remind_s = st[S_SET_AGE] + SET_AGE_REPEAT_S
+                al.clear(A_SET_CHANGE, 0)
+                al.raise_(A_SET_CHANGE, st[S_SET_AGE] // 3600)
+
+    # ------------------------------------------------------------------- status
+    def status(self):
+        """A snapshot for host tools and the demo (allocates; not for the tick)."""
+        st = self.state
+        bolus_id, done, req = self.bolus_progress()
+        return {
+            "stop": st[S_STOP],
+            "basal_rate": self.basal_rate(),
+            "profile_rate": self.profile_rate(),
+            "temp_kind": st[S_TEMP_KIND],
+            "temp_value": st[S_TEMP_VALUE],
+            "temp_left_min": st[S_TEMP_LEFT] // MIN_MS,
+            "bolus_id": bolus_id,
+            "bolus_kind": st[S_BOLUS_KIND],
+            "bolus_delivered": done,
+            "bolus_requested": req,
+            "reservoir": self.reservoir_mu(),
+            "battery": st[S_BATTERY],
+            "iob": self.iob(),
+            "basal_today": st[S_BASAL_TODAY],
+            "bolus_today": st[S_BOLUS_TODAY],
+            "prime_today": st[S_PRIME_TODAY],
+            "day": st[S_LOCAL_DAY],
+            "local_ms": st[S_LOCAL_MS],
+            "alarms": [i for i in range(len(self.alarms.active)) if self.alarms.active[i]],
+            "history_next": self.history.next_seq,
+            "selftest": self.selftest_bits,
+        }
+
+    def minutes_left(self):
+        """Time left at the current basal rate (plus running bolus), minutes (RES-1)."""
+        rate = self.basal_rate()
+        if rate <= 0:
+            return -1
+        return self.reservoir_mu() * 60 // rate

@@ -1,0 +1,191 @@
+"""Persistence: append-only history, A/B slots with CRC and generation, daily totals.
+
+Everything written goes through preallocated bytearrays and struct.pack_into, so a write
+from inside the tick does not allocate (HIS-1, HIS-2).
+"""
+
+import struct
+
+from firmware.crc import crc16
+
+REC_FMT = "<IIBBiiiH"  # seq, time, kind, arg, v1, v2, v3, crc
+REC_SIZE = 24
+_REC_CRC_AT = 22
+
+
+class History:
+    """Fixed-size records in a circular region; sequence numbers only grow.
+
+    A torn or never-written record fails its CRC; the head is the valid record with the
+    highest sequence number, found by one scan at boot.
+    """
+
+    def __init__(self, storage, region):
+        self.storage = storage
+        self.region = region
+        self.capacity = storage.size(region) // REC_SIZE
+        self.rec = bytearray(REC_SIZE)
+        self.next_seq = 1
+        self.first_seq = 1  # oldest sequence number still stored
+        self.write_errors = 0
+
+    def _valid(self, rec):
+        return crc16(rec, 0, _REC_CRC_AT) == (rec[22] | (rec[23] << 8))
+
+    def scan(self):
+        """Find the head after boot. Returns the number of valid records."""
+        rec = self.rec
+        best = 0
+        lowest = 0
+        valid = 0
+        for i in range(self.capacity):
+            self.storage.read(self.region, i * REC_SIZE, rec)
+            if not self._valid(rec):
+                continue
+            valid += 1
+            seq = rec[0] | (rec[1] << 8) | (rec[2] << 16) | (rec[3] << 24)
+            if seq > best:
+                best = seq
+            if lowest == 0 or seq < lowest:
+                lowest = seq
+        self.next_seq = best + 1
+        # Records older than one full lap were overwritten.
+        self.first_seq = max(lowest, self.next_seq - self.capacity) if valid else 1
+        return valid
+
+    def append(self, time_s, kind, arg, v1, v2, v3):
+        """Write one record. Allocation-free. Returns its sequence number (0 if failed)."""
+        seq = self.next_seq
+        rec = self.rec
+        struct.pack_into(REC_FMT, rec, 0, seq, time_s, kind, arg, v1, v2, v3, 0)
+        c = crc16(rec, 0, _REC_CRC_AT)
+        rec[22] = c & 0xFF
+        rec[23] = c >> 8
+        try:
+            self.storage.write(self.region, ((seq - 1) % self.capacity) * REC_SIZE, rec)
+        except OSError:
+            self.write_errors += 1
+            return 0
+        self.next_seq = seq + 1
+        if seq - self.first_seq >= self.capacity:
+            self.first_seq = seq - self.capacity + 1
+        return seq
+
+    def read(self, seq, out):
+        """Copy record `seq` into `out` (bytearray(24)). True if it is stored and valid."""
+        if seq < self.first_seq or seq >= self.next_seq:
+            return False
+        self.storage.read(self.region, ((seq - 1) % self.capacity) * REC_SIZE, out)
+        if not self._valid(out):
+            return False
+        return (out[0] | (out[1] << 8) | (out[2] << 16) | (out[3] << 24)) == seq
+
+    @staticmethod
+    def decode(rec):
+        """(seq, time, kind, arg, v1, v2, v3): for readers outside the tick (allocates)."""
+        return struct.unpack_from(REC_FMT, rec, 0)[:7]
+
+
+class Slots:
+    """An int array persisted in two copies (A/B), each with generation and CRC.
+
+    Element 0 is the generation. A write goes to the copy not holding the newest
+    generation, so a power cut mid-write always leaves the previous copy intact.
+    """
+
+    def __init__(self, storage, region_a, region_b, values):
+        self.storage = storage
+        self.regions = (region_a, region_b)
+        self.values = values  # array('i'); values[0] is the generation
+        self.n = len(values)
+        self.image = bytearray(4 * self.n + 2)
+        self.newest = 1  # index of the copy holding the newest generation
+        self.write_errors = 0
+
+    def _load_copy(self, which):
+        """Read copy `which` into the image. Returns its generation, or -1 if invalid."""
+        img = self.image
+        self.storage.read(self.regions[which], 0, img)
+        n4 = 4 * self.n
+        if crc16(img, 0, n4) != (img[n4] | (img[n4 + 1] << 8)):
+            return -1
+        gen = struct.unpack_from("<i", img, 0)[0]
+        return gen if gen > 0 else -1
+
+    def load(self):
+        """Load the newest valid copy into values. Returns (copies valid 0..2, blank)."""
+        gen_a = self._load_copy(0)
+        gen_b = self._load_copy(1)
+        if gen_a < 0 and gen_b < 0:
+            blank = self._is_blank(0) and self._is_blank(1)
+            return 0, blank
+        self.newest = 0 if gen_a >= gen_b else 1
+        self._load_copy(self.newest)
+        img = self.image
+        for i in range(self.n):
+            self.values[i] = struct.unpack_from("<i", img, 4 * i)[0]
+        return (gen_a >= 0) + (gen_b >= 0), False
+
+    def _is_blank(self, which):
+        img = self.image
+        self.storage.read(self.regions[which], 0, img)
+        for b in img:
+            if b != 0xFF and b != 0:
+                return False
+        return True
+
+    def save(self):
+        """Write values with the next generation to the older copy. Allocation-free."""
+        v = self.values
+        v[0] = v[0] + 1
+        img = self.image
+        for i in range(self.n):
+            struct.pack_into("<i", img, 4 * i, v[i])
+        n4 = 4 * self.n
+        c = crc16(img, 0, n4)
+        img[n4] = c & 0xFF
+        img[n4 + 1] = c >> 8
+        target = 1 - self.newest
+        try:
+            self.storage.write(self.regions[target], 0, img)
+        except OSError:
+            self.write_errors += 1
+            v[0] = v[0] - 1
+            return False
+        self.newest = target
+        return True
+
+
+TOT_FMT = "<iiiiH"  # day, basal mU, bolus mU, prime mU, crc
+TOT_SIZE = 18
+TOTAL_DAYS = 96  # >= 90 days of daily totals (THR-10)
+
+
+class Totals:
+    """Daily totals in a ring indexed by day number; one record per local day."""
+
+    def __init__(self, storage, region):
+        self.storage = storage
+        self.region = region
+        self.rec = bytearray(TOT_SIZE)
+
+    def save(self, day, basal, bolus, prime):
+        rec = self.rec
+        struct.pack_into(TOT_FMT, rec, 0, day, basal, bolus, prime, 0)
+        c = crc16(rec, 0, 16)
+        rec[16] = c & 0xFF
+        rec[17] = c >> 8
+        try:
+            self.storage.write(self.region, (day % TOTAL_DAYS) * TOT_SIZE, rec)
+        except OSError:
+            return False
+        return True
+
+    def load(self, day):
+        """(basal, bolus, prime) recorded for `day`, or None. Outside the tick."""
+        rec = self.rec
+        self.storage.read(self.region, (day % TOTAL_DAYS) * TOT_SIZE, rec)
+        if crc16(rec, 0, 16) != (rec[16] | (rec[17] << 8)):
+            return None
+        d, basal, bolus, prime, _ = struct.unpack_from(TOT_FMT, rec, 0)
+        return (basal, bolus, prime) if d == day else None

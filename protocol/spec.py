@@ -1,0 +1,236 @@
+"""The single source of truth shared by firmware and host: plain data only.
+
+Imports under MicroPython and CPython. The firmware uses the integer constants; host tools
+use the name tables. (The message table and schema hash arrive with the wire protocol.)
+"""
+
+PROTOCOL_VERSION = 1
+
+# Result codes returned by every firmware operation (LNK-4). `detail` carries the limit,
+# setting or argument concerned.
+OK = 0
+E_BAD_ARG = 1  # detail: index of the offending argument
+E_OUT_OF_RANGE = 2  # detail: setting id or argument index
+E_OVER_LIMIT = 3  # detail: the setting id of the limit (SET_MAX_BOLUS, ...)
+E_SUSPENDED = 4
+E_BOLUS_RUNNING = 5
+E_NO_BOLUS = 6
+E_RESERVOIR_EMPTY = 7
+E_BATTERY_DEPLETED = 8
+E_NOT_SUSPENDED = 9
+E_SAFE_STATE = 10  # detail: self-test failure bits
+E_NO_TEMP_BASAL = 11
+E_INCREMENT = 12  # amount is not a whole number of pulses; detail: pulse size in mU
+E_NOT_REWOUND = 13  # fill needs a rewind first
+E_NOT_FILLED = 14
+E_STORAGE = 15
+E_BAD_AUTH = 16
+E_UNKNOWN_MESSAGE = 17
+E_UNKNOWN_ALARM = 18
+E_PROFILE_IN_USE_OVER_LIMIT = 19  # detail: profile index
+
+ERRORS = {
+    OK: "ok",
+    E_BAD_ARG: "bad argument",
+    E_OUT_OF_RANGE: "out of range",
+    E_OVER_LIMIT: "over limit",
+    E_SUSPENDED: "delivery suspended",
+    E_BOLUS_RUNNING: "a bolus is running",
+    E_NO_BOLUS: "no bolus running",
+    E_RESERVOIR_EMPTY: "reservoir empty",
+    E_BATTERY_DEPLETED: "battery depleted",
+    E_NOT_SUSPENDED: "delivery is not suspended",
+    E_SAFE_STATE: "pump is in safe state (self-test failed)",
+    E_NO_TEMP_BASAL: "no temp basal running",
+    E_INCREMENT: "amount is not a whole number of pulses",
+    E_NOT_REWOUND: "rewind before filling",
+    E_NOT_FILLED: "fill the reservoir first",
+    E_STORAGE: "storage write failed",
+    E_BAD_AUTH: "bad authentication",
+    E_UNKNOWN_MESSAGE: "unknown message",
+    E_UNKNOWN_ALARM: "unknown or inactive alarm",
+    E_PROFILE_IN_USE_OVER_LIMIT: "a basal profile exceeds the new max basal rate",
+}
+
+# Settings: id -> (name, default, min, max, unit). Limits (THR-6) are settings too.
+SET_MAX_BOLUS = 0
+SET_MAX_BASAL = 1
+SET_MAX_BOLUS_1H = 2
+SET_MAX_TDD = 3
+SET_BOLUS_SPEED = 4
+SET_RES_LOW = 5
+SET_NO_DELIVERY = 6
+SET_SUSPEND_REMINDER = 7
+SET_ALARM_REPEAT = 8
+SET_SNOOZE = 9
+SET_AUTO_OFF = 10
+SET_DIA = 11
+SET_UTC_OFFSET = 12
+SETTINGS_COUNT = 13
+
+SETTINGS = (
+    ("max_bolus", 10000, 0, 25000, "mU"),
+    ("max_basal", 5000, 0, 35000, "mU/h"),
+    ("max_bolus_1h", 15000, 0, 50000, "mU"),
+    ("max_tdd", 80000, 0, 250000, "mU"),
+    ("bolus_speed", 1500, 500, 3000, "mU/min"),
+    ("reservoir_low", 20000, 5000, 50000, "mU"),
+    ("no_delivery", 240, 60, 720, "min"),
+    ("suspend_reminder", 30, 5, 120, "min"),
+    ("alarm_repeat", 5, 1, 30, "min"),
+    ("snooze", 30, 5, 120, "min"),
+    ("auto_off", 0, 0, 24, "h"),  # 0 = off, else 5..24
+    ("dia", 300, 120, 480, "min"),
+    ("utc_offset", 0, -720, 840, "min"),
+)
+AUTO_OFF_MIN_HOURS = 5
+
+# Therapy constants
+PROFILES = 4
+SLOTS = 48  # 30-minute basal segments per day
+SLOT_MS = 1800000
+PROFILE_NAME_LEN = 8
+MAX_RATE = 35000  # mU/h, hard ceiling of any basal rate
+MIN_BOLUS = 50  # mU
+TEMP_STEP_MIN = 15
+TEMP_MAX_MIN = 1440
+TEMP_MAX_PERCENT = 250
+EXT_MIN_MIN = 30
+EXT_MAX_MIN = 480
+EPOCH_YEAR = 2020  # wall-clock seconds count from 2020-01-01 00:00 UTC (a Wednesday)
+
+# Delivery
+BOLUS_NONE = 0
+BOLUS_NORMAL = 1
+BOLUS_EXTENDED = 2
+BOLUS_DUAL = 3
+BOLUS_KINDS = ("none", "normal", "extended", "dual")
+
+BOLUS_COMPLETED = 0
+BOLUS_CANCELLED = 1
+BOLUS_INTERRUPTED = 2  # suspend, safety stop or power loss
+BOLUS_ENDINGS = ("completed", "cancelled", "interrupted")
+
+TEMP_NONE = 0
+TEMP_ABSOLUTE = 1
+TEMP_PERCENT = 2
+
+TEMP_END_EXPIRED = 0
+TEMP_END_CANCELLED = 1
+TEMP_END_SUSPENDED = 2
+
+# Why delivery is stopped (0 = delivering)
+STOP_NONE = 0
+STOP_USER = 1
+STOP_OCCLUSION = 2
+STOP_RESERVOIR = 3
+STOP_BATTERY = 4
+STOP_AUTO_OFF = 5
+STOP_SELFTEST = 6
+STOP_REASONS = ("delivering", "user", "occlusion", "reservoir empty", "battery depleted",
+                "auto-off", "self-test failure")
+
+PRIME_TUBING = 0
+PRIME_CANNULA = 1
+
+# Alarms (ALM-1): id -> (name, priority). Priority 3 high, 2 medium, 1 low.
+PRIO_LOW = 1
+PRIO_MEDIUM = 2
+PRIO_HIGH = 3
+
+A_OCCLUSION = 0
+A_RESERVOIR_EMPTY = 1
+A_BATTERY_DEPLETED = 2
+A_NO_DELIVERY = 3
+A_MOTOR_FAULT = 4
+A_SELFTEST = 5
+A_AUTO_OFF = 6
+A_URGENT_LOW = 7
+A_RESERVOIR_LOW = 8
+A_RESERVOIR_VERY_LOW = 9
+A_BATTERY_LOW = 10
+A_BATTERY_VERY_LOW = 11
+A_SIGNAL_LOSS = 12
+A_GLUCOSE_LOW = 13
+A_GLUCOSE_HIGH = 14
+A_SUSPEND_REMINDER = 15
+A_SET_CHANGE = 16
+ALARM_COUNT = 17
+
+ALARMS = (
+    ("occlusion", PRIO_HIGH),
+    ("reservoir_empty", PRIO_HIGH),
+    ("battery_depleted", PRIO_HIGH),
+    ("no_delivery", PRIO_HIGH),
+    ("motor_fault", PRIO_HIGH),
+    ("selftest_failure", PRIO_HIGH),
+    ("auto_off", PRIO_HIGH),
+    ("urgent_low", PRIO_HIGH),
+    ("reservoir_low", PRIO_MEDIUM),
+    ("reservoir_very_low", PRIO_MEDIUM),
+    ("battery_low", PRIO_MEDIUM),
+    ("battery_very_low", PRIO_MEDIUM),
+    ("signal_loss", PRIO_MEDIUM),
+    ("glucose_low", PRIO_MEDIUM),
+    ("glucose_high", PRIO_MEDIUM),
+    ("suspend_reminder", PRIO_LOW),
+    ("set_change", PRIO_LOW),
+)
+
+ALARM_RAISED = 0
+ALARM_ACKED = 1
+ALARM_CLEARED = 2
+
+# Self-test failure bits (ALM-5)
+ST_FIRMWARE = 1
+ST_STORAGE = 2
+ST_MOTOR = 4
+ST_BUZZER = 8
+
+# History record kinds (HIS-1); v1..v3 meanings in the comment.
+H_BOOT = 1  # arg: reset cause; v1: self-test failure bits; v2: boot count
+H_BOLUS_START = 2  # arg: kind; v1: bolus id; v2: immediate mU; v3: extended mU
+H_BOLUS_END = 3  # arg: ending; v1: bolus id; v2: delivered mU; v3: requested mU
+H_TEMP_START = 4  # arg: temp kind; v1: value; v2: duration min
+H_TEMP_END = 5  # arg: ending
+H_SUSPEND = 6  # arg: stop reason
+H_RESUME = 7
+H_ALARM = 8  # arg: action; v1: alarm id; v2: value
+H_REWIND = 9
+H_FILL = 10  # v1: volume mU
+H_PRIME = 11  # arg: tubing/cannula; v1: mU
+H_BATTERY_CHANGE = 12  # v1: old %; v2: new %
+H_TIME_CHANGE = 13  # v1: old local seconds; v2: new local seconds; v3: offset min
+H_SETTING = 14  # arg: setting id; v1: old; v2: new
+H_PROFILE = 15  # arg: profile index; v1: segments
+H_SCHEDULE = 16  # v1: 7 profile indexes, 3 bits each
+H_DAY_TOTAL = 17  # v1: day; v2: basal mU; v3: bolus mU
+
+HISTORY_KINDS = {
+    H_BOOT: "boot",
+    H_BOLUS_START: "bolus_start",
+    H_BOLUS_END: "bolus_end",
+    H_TEMP_START: "temp_basal_start",
+    H_TEMP_END: "temp_basal_end",
+    H_SUSPEND: "suspend",
+    H_RESUME: "resume",
+    H_ALARM: "alarm",
+    H_REWIND: "rewind",
+    H_FILL: "fill",
+    H_PRIME: "prime",
+    H_BATTERY_CHANGE: "battery_change",
+    H_TIME_CHANGE: "time_change",
+    H_SETTING: "setting",
+    H_PROFILE: "profile",
+    H_SCHEDULE: "schedule",
+    H_DAY_TOTAL: "day_total",
+}
+
+RESET_POWER_ON = 0
+RESET_WATCHDOG = 1
+RESET_SOFT = 2
+
+# Unsolicited events queued by the firmware for the host (ALM-6, LNK-2)
+EV_ALARM = 1  # a: alarm id; b: action; c: value
+EV_BOLUS = 2  # a: bolus id; b: delivered mU; c: requested mU
+EV_STATE = 3  # a: stop reason (0 = delivering)
