@@ -9,6 +9,8 @@ from array import array
 from firmware.compat import TICKS_PERIOD
 from firmware.hal import REGIONS, Hardware
 
+_TICKS_MAX = TICKS_PERIOD - 1  # a small int on 32-bit ports, unlike TICKS_PERIOD
+
 
 class PowerCut(Exception):
     """The supply died: raised by a fake at the chosen instant; the pump process is gone."""
@@ -24,7 +26,14 @@ class Clock:
         return self.t
 
     def advance(self, ms):
-        self.t = (self.t + ms) % TICKS_PERIOD
+        # On 32-bit ports TICKS_PERIOD (2**30) and t + ms near the wrap are big ints, which
+        # allocate: stay within small ints for the usual 0 <= ms < 2**30.
+        t = self.t
+        if 0 <= ms <= _TICKS_MAX:
+            room = _TICKS_MAX - t
+            self.t = t + ms if ms <= room else ms - room - 1
+        else:
+            self.t = (t + ms) % TICKS_PERIOD
 
     def sleep_ms(self, ms):
         self.advance(ms)

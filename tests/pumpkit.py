@@ -51,3 +51,96 @@ def history(pump):
         assert pump.history.read(seq, rec), f"record {seq} unreadable"
         out.append(pump.history.decode(rec))
     return out
+
+
+# ---------------------------------------------------------------- therapy-test helpers
+HOUR_MS = 3600000
+SLOT_MS_ = 1800000  # one 30-min basal segment, as in the requirements (THR-1)
+DAY_MS_ = 86400000
+
+
+def slot_rates(starts, rates):
+    """The 48 half-hour rates (mU/h) a profile (starts, rates) programs, computed here."""
+    out = []
+    seg = 0
+    for s in range(48):
+        if seg + 1 < len(starts) and starts[seg + 1] == s:
+            seg += 1
+        out.append(rates[seg])
+    return out
+
+
+def weekday_of(day):
+    """Monday = 0 for a day number counted from 2020-01-01 (a Wednesday)."""
+    return (day + 2) % 7
+
+
+def basal_integral(rate_at, day, local_ms, duration_ms):
+    """Programmed basal integral in mU*ms/h (exact integer) over `duration_ms` of local time
+    starting at (day, local_ms). `rate_at(day, slot)` gives the programmed rate in mU/h."""
+    total = 0
+    left = duration_ms
+    while left > 0:
+        slot = local_ms // SLOT_MS_
+        step = min(left, (slot + 1) * SLOT_MS_ - local_ms)
+        total += rate_at(day, slot) * step
+        left -= step
+        local_ms += step
+        if local_ms >= DAY_MS_:
+            local_ms -= DAY_MS_
+            day += 1
+    return total
+
+
+def local_time(pump):
+    """(local day, ms of the local day) as the pump holds it."""
+    st = pump.status()
+    return st["day"], st["local_ms"]
+
+
+def utc_for(day, hour=0, minute=0, offset_min=0):
+    """UTC seconds since 2020-01-01 for local `day` hh:mm at UTC offset `offset_min`."""
+    return day * DAY_S + hour * 3600 + minute * 60 - offset_min * 60
+
+
+def basal_acc(pump):
+    """The basal fraction carried between ticks (mU*ms/h, below one pulse)."""
+    from firmware.pump import S_BASAL_ACC
+
+    return pump.state[S_BASAL_ACC]
+
+
+def events(pump):
+    """Drain the host event queue: list of (kind, a, b, c)."""
+    out = []
+    buf = [0, 0, 0, 0]
+    while pump.next_event(buf):
+        out.append(tuple(buf))
+    return out
+
+
+def records(pump, kind, since=0):
+    """History records of one kind with seq >= since."""
+    return [r for r in history(pump) if r[2] == kind and r[0] >= since]
+
+
+def run_jittered(rig, pump, ms, base_ms, jitter_ms, rnd):
+    """Tick for exactly `ms` of board time, steps of base_ms +- jitter_ms (at least 1 ms)."""
+    while ms > 0:
+        step = base_ms + rnd.randint(-jitter_ms, jitter_ms)
+        step = max(1, min(step, ms))
+        rig.clock.advance(step)
+        pump.tick()
+        ms -= step
+
+
+def run_until(rig, pump, cond, limit_s, step_ms=1000):
+    """Tick in steps of step_ms until cond() holds; return the board ms elapsed (or None)."""
+    elapsed = 0
+    while elapsed < limit_s * 1000:
+        rig.clock.advance(step_ms)
+        pump.tick()
+        elapsed += step_ms
+        if cond():
+            return elapsed
+    return None

@@ -1,0 +1,1 @@
+"""pytest-benchmark suite (`make bench`); benchmarks arrive with the firmware tick."""

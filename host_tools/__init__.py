@@ -1,0 +1,1 @@
+"""Host-side tools for micropump: client library, pumpctl command line, emulator launcher."""

@@ -1,0 +1,1 @@
+"""micropump wire protocol: message table (spec.py), host codec and golden vectors."""
