@@ -206,14 +206,14 @@ class Rig:
     """A bench of simulated parts. The physical parts (motor, storage, battery, line)
     survive a power cut; `hardware()` builds a fresh Hardware for a reboot."""
 
-    def __init__(self, pulse_mu=50, clock_start=TICKS_PERIOD - 5000):
+    def __init__(self, pulse_mu=50, clock_start=TICKS_PERIOD - 5000, storage_sizes=REGION_SIZES):
         self.clock = Clock(clock_start)
         self.line = Line()
         self.motor = Motor(self.line)
         self.battery = Battery()
         self.annunciator = Annunciator()
         self.buttons = Buttons()
-        self.storage = Storage()
+        self.storage = Storage(storage_sizes)
         self.watchdog = Watchdog()
         self.pulse_mu = pulse_mu
         self.firmware_ok = True

@@ -62,6 +62,7 @@ from protocol.spec import (
     E_SUSPENDED,
     EV_ALARM,
     EV_BOLUS,
+    EV_BOLUS_END,
     EV_STATE,
     EXT_MAX_MIN,
     EXT_MIN_MIN,
@@ -140,6 +141,7 @@ BAT_VERY_LOW = const(5)
 BAT_HYSTERESIS = const(2)
 BAT_CHANGE_JUMP = const(10)  # a rise this big means a new battery
 AUTO_OFF_GRACE_MS = const(30000)
+STORAGE_FAILURES_MAX = const(3)  # consecutive failed state saves before the safe state
 SET_AGE_REMIND_S = const(3 * 86400)
 SET_AGE_REPEAT_S = const(12 * 3600)
 BUCKET_MS = const(300000)  # bolus insulin is kept in 5-min buckets for IOB and the 1-h limit
@@ -247,10 +249,14 @@ class Pump:
         self.blocked_mu = 0
         self.set_ms = 0  # ms towards the next second of infusion-set age
         self.basal_rate_now = 0
-        # planned pulses of the running tick
+        # planned pulses of the running tick, and those a failed save left owed
         self.plan_basal = 0
         self.plan_now = 0
         self.plan_ext = 0
+        self.owed_basal = 0
+        self.owed_now = 0
+        self.owed_ext = 0
+        self.storage_failures = 0
 
     # ----------------------------------------------------------------- boot (ALM-5, HIS-2)
     def boot(self):
@@ -292,8 +298,11 @@ class Pump:
             self.alarms.raise_(A_SELFTEST, bits)
         elif st[S_STOP] == STOP_OCCLUSION:
             self.alarms.raise_(A_OCCLUSION, 0)
+        elif st[S_STOP] == STOP_SELFTEST:
+            st[S_STOP] = STOP_USER  # self-tests pass again: suspended until the user resumes
         level = self.battery.percent()
-        if st[S_BATTERY] and level >= st[S_BATTERY] + BAT_CHANGE_JUMP:
+        # valid: a saved state (not a new pump), whose level may be 0 (depleted)
+        if valid and level >= st[S_BATTERY] + BAT_CHANGE_JUMP:
             self._log(H_BATTERY_CHANGE, 0, st[S_BATTERY], level, 0)
         st[S_BATTERY] = level
         self._rebuild_buckets()
@@ -327,6 +336,7 @@ class Pump:
         """A bolus cut off by power loss is recorded as interrupted, never resumed."""
         st = self.state
         if not st[S_BOLUS_ID]:
+            self._recover_unsaved_start()
             return
         if not self._history_has_end(st[S_BOLUS_ID]):
             self._end_bolus(BOLUS_INTERRUPTED)
@@ -346,6 +356,28 @@ class Pump:
                     return False
             seq -= 1
         return False
+
+    def _recover_unsaved_start(self):
+        """Cut in bolus() after H_BOLUS_START was logged but before the state was saved: the
+        bolus never ran (nothing moved). Close it as interrupted and never reuse its id."""
+        st = self.state
+        bolus_id = st[S_NEXT_BOLUS_ID]
+        rec = bytearray(24)
+        h = self.history
+        closed = False
+        seq = h.next_seq - 1
+        while seq >= h.first_seq and seq >= h.next_seq - 32:
+            if h.read(seq, rec):
+                r = h.decode(rec)
+                if r[2] == H_BOLUS_END and r[4] == bolus_id:
+                    closed = True  # an earlier boot closed it; its id was not saved yet
+                elif r[2] == H_BOLUS_START and r[4] == bolus_id:
+                    st[S_NEXT_BOLUS_ID] = bolus_id + 1 if bolus_id < (1 << 29) else 1
+                    if not closed:
+                        self._log(H_BOLUS_END, BOLUS_INTERRUPTED, bolus_id, 0, r[5] + r[6])
+                        self._event(EV_BOLUS_END, bolus_id, 0, BOLUS_INTERRUPTED)
+                    return
+            seq -= 1
 
     def _rebuild_buckets(self):
         """Bolus insulin of the last 8 h from history, for IOB and the 1-h limit."""
@@ -498,6 +530,9 @@ class Pump:
             for p in range(PROFILES):
                 if self._profile_max(p) > value:
                     return self._refuse(E_PROFILE_IN_USE_OVER_LIMIT, p)
+            st = self.state  # a running temp basal must stay within the new limit too
+            if self._temp_peak(st[S_TEMP_KIND], st[S_TEMP_VALUE]) > value:
+                return self._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
         old = self.setting(sid)
         self.settings[V_SETTINGS + sid] = value
         if not self.settings_slots.save():
@@ -564,10 +599,9 @@ class Pump:
             v[V_RATES + p * SLOTS + s] = rates[seg]
         self._set_name(p, name)
         v[V_SEGMENTS + p] = n
-        if not self.settings_slots.save():
-            for i in range(SETTINGS_LEN):
-                v[i] = old[i]
-            return self._refuse(E_STORAGE, 0)
+        code = self._save_settings_or_revert(old)
+        if code:
+            return code
         self._log(H_PROFILE, p, n, self._profile_max(p), 0)
         return OK
 
@@ -594,14 +628,43 @@ class Pump:
             p = days[i]
             if p < 0 or p >= PROFILES or not self.settings[V_SEGMENTS + p]:
                 return self._refuse(E_BAD_ARG, i)
+        old = array("i", self.settings)
         packed = 0
         for i in range(7):
             self.settings[V_SCHEDULE + i] = days[i]
             packed |= days[i] << (3 * i)
-        if not self.settings_slots.save():
-            return self._refuse(E_STORAGE, 0)
+        code = self._save_settings_or_revert(old)
+        if code:
+            return code
         self._log(H_SCHEDULE, 0, packed, 0, 0)
         return OK
+
+    def _save_settings_or_revert(self, old):
+        """Keep a basal change only if a running percent temp basal stays within max basal
+        with it, and it was saved; otherwise restore `old` and refuse."""
+        st = self.state
+        code = OK
+        if self._temp_peak(st[S_TEMP_KIND], st[S_TEMP_VALUE]) > self.setting(SET_MAX_BASAL):
+            code = self._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
+        elif not self.settings_slots.save():
+            code = self._refuse(E_STORAGE, 0)
+        if code:
+            for i in range(SETTINGS_LEN):
+                self.settings[i] = old[i]
+        return code
+
+    def _temp_peak(self, kind, value):
+        """Highest rate a temp basal (kind, value) reaches on the weekly schedule, mU/h."""
+        if kind == TEMP_ABSOLUTE:
+            return value
+        if kind != TEMP_PERCENT:
+            return 0
+        top = 0
+        for d in range(7):
+            m = self._profile_max(self.settings[V_SCHEDULE + d])
+            if m > top:
+                top = m
+        return top * value // 100
 
     def schedule(self):
         return [self.settings[V_SCHEDULE + i] for i in range(7)]
@@ -631,22 +694,10 @@ class Pump:
             return self._refuse(E_BAD_ARG, 0)
         if minutes < TEMP_STEP_MIN or minutes > TEMP_MAX_MIN or minutes % TEMP_STEP_MIN:
             return self._refuse(E_OUT_OF_RANGE, 2)
-        limit = self.setting(SET_MAX_BASAL)
-        if kind == TEMP_ABSOLUTE:
-            if value < 0 or value > MAX_RATE:
-                return self._refuse(E_OUT_OF_RANGE, 1)
-            if value > limit:
-                return self._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
-        else:
-            if value < 0 or value > TEMP_MAX_PERCENT:
-                return self._refuse(E_OUT_OF_RANGE, 1)
-            top = 0
-            for i in range(7):
-                m = self._profile_max(self.settings[V_SCHEDULE + i])
-                if m > top:
-                    top = m
-            if top * value // 100 > limit:
-                return self._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
+        if value < 0 or value > (MAX_RATE if kind == TEMP_ABSOLUTE else TEMP_MAX_PERCENT):
+            return self._refuse(E_OUT_OF_RANGE, 1)
+        if self._temp_peak(kind, value) > self.setting(SET_MAX_BASAL):
+            return self._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
         code = self._refuse_if_stopped()
         if code:
             return code
@@ -759,7 +810,7 @@ class Pump:
         done = (st[S_NOW_DONE] + st[S_EXT_DONE]) * p
         req = (st[S_NOW_REQ] + st[S_EXT_REQ]) * p
         self._log(H_BOLUS_END, ending, st[S_BOLUS_ID], done, req)
-        self._event(EV_BOLUS, st[S_BOLUS_ID], done, req)
+        self._event(EV_BOLUS_END, st[S_BOLUS_ID], done, ending)
         self._clear_bolus()
 
     def _clear_bolus(self):
@@ -778,7 +829,8 @@ class Pump:
     def bolus_last_hour(self):
         """Bolus insulin delivered in the last 60 min plus what the running bolus still owes."""
         total = 0
-        for k in range(12):
+        # the current (partial) bucket and 12 whole ones: at least the last 60 min, never less
+        for k in range(13):
             total += self.buckets[(self.bucket_pos - k) % BUCKETS]
         st = self.state
         owed = st[S_NOW_REQ] + st[S_EXT_REQ] - st[S_NOW_DONE] - st[S_EXT_DONE]
@@ -791,7 +843,8 @@ class Pump:
         for k in range(BUCKETS):
             amount = self.buckets[(self.bucket_pos - k) % BUCKETS]
             if amount:
-                age = (k * BUCKET_MS + self.bucket_ms) // MIN_MS
+                # the youngest age in the bucket: IOB errs high, never low (no stacking)
+                age = ((k - 1) * BUCKET_MS + self.bucket_ms) // MIN_MS if k else 0
                 total += amount * iob_permille(age, dia) // 1000
         return total
 
@@ -839,6 +892,9 @@ class Pump:
             self._end_temp(TEMP_END_SUSPENDED)
         st[S_STOP] = reason
         self.suspended_ms = 0
+        self.owed_basal = 0  # nothing owed is delivered after a stop (no surprise insulin)
+        self.owed_now = 0
+        self.owed_ext = 0
         self._commit(0, 0, 0)  # state first: after a cut the pump stays stopped
         self._log(H_SUSPEND, reason, 0, 0, 0)
         self._event(EV_STATE, reason, 0, 0)
@@ -910,6 +966,8 @@ class Pump:
             return self._refuse(E_BAD_ARG, 0)
         if not st[S_STOP]:
             return self._refuse(E_NOT_SUSPENDED, 0)
+        if st[S_STOP] == STOP_SELFTEST:
+            return self._refuse(E_SAFE_STATE, self.selftest_bits)
         if st[S_REWOUND]:
             return self._refuse(E_NOT_FILLED, 0)
         top = 30000 if kind == PRIME_TUBING else 3000
@@ -933,8 +991,8 @@ class Pump:
 
     # ------------------------------------------------------------------- alarms
     def ack_alarm(self, alarm):
+        code = self.alarms.ack(alarm)  # before interaction(), which clears auto-off
         self.interaction()
-        code = self.alarms.ack(alarm)
         if code:
             return self._refuse(code, alarm)
         return OK
@@ -957,9 +1015,12 @@ class Pump:
             self.alarms.ack_top()
             self.interaction()
         self._check_battery()
-        self.plan_basal = 0
-        self.plan_now = 0
-        self.plan_ext = 0
+        self.plan_basal = self.owed_basal
+        self.plan_now = self.owed_now
+        self.plan_ext = self.owed_ext
+        self.owed_basal = 0
+        self.owed_now = 0
+        self.owed_ext = 0
         left = dt
         while left > 0:
             step = self._step_length(left)
@@ -1001,6 +1062,11 @@ class Pump:
             st[S_BASAL_ACC] = acc
             if st[S_BOLUS_ID]:
                 self._advance_bolus(step)
+        if st[S_LOCAL_MS] + step >= DAY_MS and (self.plan_basal or self.plan_now or self.plan_ext):
+            self._deliver()  # pulses due by midnight count for the day closing (THR-10)
+            self.plan_basal = 0
+            self.plan_now = 0
+            self.plan_ext = 0
         st[S_LOCAL_MS] += step
         if st[S_LOCAL_MS] >= DAY_MS:
             st[S_LOCAL_MS] -= DAY_MS
@@ -1051,8 +1117,20 @@ class Pump:
         if ext > room:
             ext = room
         total = basal + now + ext
+        if total and not self._commit(basal, now + ext, 0):
+            # Never move what could not be recorded: owe it to the next tick, and after
+            # repeated failures stop in the safe state (storage fault, ALM-5).
+            self.owed_basal = basal
+            self.owed_now = now
+            self.owed_ext = ext
+            self.storage_failures += 1
+            if self.storage_failures >= STORAGE_FAILURES_MAX:
+                self.selftest_bits |= ST_STORAGE
+                self._stop(STOP_SELFTEST)
+                self.alarms.raise_(A_SELFTEST, self.selftest_bits)
+            return
+        self.storage_failures = 0
         if total:
-            self._commit(basal, now + ext, 0)
             self.motor.step(total)
             p = self.pulse
             st[S_BASAL_TODAY] += basal * p
@@ -1172,7 +1250,7 @@ class Pump:
         }
 
     def minutes_left(self):
-        """Time left at the current basal rate (plus running bolus), minutes (RES-1)."""
+        """Time the reservoir lasts at the current basal rate, minutes; -1 at rate 0 (RES-1)."""
         rate = self.basal_rate()
         if rate <= 0:
             return -1

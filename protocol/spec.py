@@ -234,3 +234,108 @@ RESET_SOFT = 2
 EV_ALARM = 1  # a: alarm id; b: action; c: value
 EV_BOLUS = 2  # a: bolus id; b: delivered mU; c: requested mU
 EV_STATE = 3  # a: stop reason (0 = delivering)
+EV_BOLUS_END = 4  # a: bolus id; b: delivered mU; c: ending (BOLUS_COMPLETED, ...)
+
+# ---------------------------------------------------------------------------- wire protocol
+# Frame (LNK-1): COBS(header + payload + [auth] + crc16) + 0x00.
+#   header  <BBHB: version, flags, sequence, message id
+#   auth    <I8s: counter, first 8 bytes of HMAC-SHA256(key, header + payload + counter)
+#   crc16   <H: CRC-16/CCITT-FALSE over everything before it
+# A response carries the sequence number of its request. Events use sequence 0.
+HEADER_FMT = "<BBHB"
+HEADER_SIZE = 5
+AUTH_FMT = "<I8s"
+AUTH_SIZE = 12
+MAC_SIZE = 8
+CRC_SIZE = 2
+MAX_PAYLOAD = 240
+MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD + AUTH_SIZE + CRC_SIZE
+
+F_AUTH = 1  # auth trailer present
+F_RESPONSE = 2
+F_EVENT = 4
+
+# Message table: id -> (name, fields). A field is (name, struct code); codes are one value
+# each ("B", "H", "I", "b", "h", "i") or fixed-size bytes ("8s"). Ids 0x01-0x0F are open
+# queries, 0x10-0x2F state-changing commands (authenticated, first field cmd_id: LNK-3,
+# SEC-2), 0x30-0x3F emulator-only commands (SEC-3), 0x80 and up pump-to-host messages.
+CMD_FIRST = 0x10
+EMU_FIRST = 0x30
+EMU_LAST = 0x3F
+
+MESSAGES = {
+    # queries
+    0x01: ("hello", ()),
+    0x02: ("status", ()),
+    0x03: ("get_profile", (("index", "B"),)),
+    0x04: ("get_schedule", ()),
+    0x05: ("get_settings", ()),
+    0x06: ("get_history", (("first", "I"), ("count", "B"))),
+    0x07: ("get_totals", (("day", "I"),)),
+    0x08: ("get_alarms", ()),
+    0x09: ("get_link_stats", ()),
+    # commands
+    0x10: ("bolus", (("cmd_id", "I"), ("kind", "B"), ("now", "I"), ("ext", "I"),
+                     ("ext_minutes", "H"))),
+    0x11: ("cancel_bolus", (("cmd_id", "I"),)),
+    0x12: ("temp_basal", (("cmd_id", "I"), ("kind", "B"), ("value", "I"), ("minutes", "H"))),
+    0x13: ("cancel_temp_basal", (("cmd_id", "I"),)),
+    0x14: ("suspend", (("cmd_id", "I"),)),
+    0x15: ("resume", (("cmd_id", "I"),)),
+    0x16: ("set_profile", (("cmd_id", "I"), ("index", "B"), ("name", "8s"), ("count", "B"),
+                           ("starts", "48s"), ("rates", "96s"))),
+    0x17: ("set_schedule", (("cmd_id", "I"), ("days", "7s"))),
+    0x18: ("set_setting", (("cmd_id", "I"), ("setting", "B"), ("value", "i"))),
+    0x19: ("set_time", (("cmd_id", "I"), ("utc", "I"), ("offset", "h"))),
+    0x1A: ("ack_alarm", (("cmd_id", "I"), ("alarm", "B"))),
+    0x1B: ("rewind", (("cmd_id", "I"),)),
+    0x1C: ("fill", (("cmd_id", "I"), ("volume", "I"))),
+    0x1D: ("prime", (("cmd_id", "I"), ("kind", "B"), ("amount", "I"))),
+    # emulator only
+    0x30: ("emu_clock", (("cmd_id", "I"), ("op", "B"), ("ms", "I"))),
+    0x31: ("emu_fault", (("cmd_id", "I"), ("fault", "B"), ("value", "i"))),
+    # pump to host
+    0x80: ("result", (("cmd_id", "I"), ("code", "B"), ("detail", "i"))),
+    0x81: ("hello_info", (("version", "B"), ("schema", "I"), ("board", "B"),
+                          ("pulse_mu", "H"), ("firmware", "H"), ("boots", "I"))),
+    0x82: ("status_info", (("stop", "B"), ("basal_rate", "I"), ("profile_rate", "I"),
+                           ("temp_kind", "B"), ("temp_value", "I"), ("temp_left_min", "H"),
+                           ("bolus_id", "I"), ("bolus_kind", "B"), ("bolus_delivered", "I"),
+                           ("bolus_requested", "I"), ("reservoir", "I"),
+                           ("minutes_left", "i"), ("battery", "B"), ("iob", "I"),
+                           ("basal_today", "I"), ("bolus_today", "I"), ("alarms", "I"),
+                           ("utc", "I"), ("offset", "h"), ("time_set", "B"),
+                           ("last_cmd_id", "I"), ("last_code", "B"), ("last_detail", "i"),
+                           ("history_next", "I"), ("selftest", "B"))),
+    0x83: ("profile_info", (("index", "B"), ("name", "8s"), ("count", "B"),
+                            ("starts", "48s"), ("rates", "96s"))),
+    0x84: ("schedule_info", (("days", "7s"),)),
+    0x85: ("settings_info", (("values", "52s"),)),
+    0x86: ("history_page", (("first", "I"), ("count", "B"), ("records", "192s"))),
+    0x87: ("totals_info", (("day", "I"), ("valid", "B"), ("basal", "I"), ("bolus", "I"),
+                           ("prime", "I"))),
+    0x88: ("alarms_info", (("active", "I"), ("acked", "I"), ("levels", "17s"))),
+    0x89: ("link_stats", (("frames_in", "I"), ("bad_crc", "I"), ("bad_frame", "I"),
+                          ("unknown", "I"), ("bad_auth", "I"), ("replayed", "I"),
+                          ("duplicates", "I"), ("frames_out", "I"), ("events_dropped", "I"))),
+    0xC0: ("event", (("kind", "B"), ("a", "i"), ("b", "i"), ("c", "i"))),
+}
+
+HISTORY_PAGE = 8  # records per history_page (24 bytes each, CRC included, as stored)
+
+
+def schema_hash():
+    """32-bit FNV-1a over the protocol version and the message table, in id order.
+
+    Both ends compute it from this table; a HELLO exchange refuses a mismatch (LNK-1).
+    """
+    h = 0x811C9DC5
+    text = str(PROTOCOL_VERSION)
+    for mid in sorted(MESSAGES):
+        name, fields = MESSAGES[mid]
+        text += ";%d:%s" % (mid, name)
+        for fname, code in fields:
+            text += ",%s:%s" % (fname, code)
+    for ch in text:
+        h = ((h ^ ord(ch)) * 0x01000193) & 0xFFFFFFFF
+    return h
