@@ -43,11 +43,13 @@ class Alarms:
         self.repeat_ms = 300000
         self.snooze_ms = 1800000
         self.led = 0
+        self.count = 0  # active alarms: the tick skips its scan when none is active
 
     def raise_(self, alarm, value):
         if self.active[alarm]:
             return
         self.active[alarm] = 1
+        self.count += 1
         self.acked[alarm] = 0
         self.level[alarm] = 0
         self.timer[alarm] = self.repeat_ms
@@ -58,6 +60,7 @@ class Alarms:
         if not self.active[alarm]:
             return
         self.active[alarm] = 0
+        self.count -= 1
         self.log(alarm, ALARM_CLEARED, value)
 
     def set(self, alarm, condition, value):
@@ -100,18 +103,21 @@ class Alarms:
         return top
 
     def tick(self, dt):
-        for i in range(ALARM_COUNT):
-            if not self.active[i]:
-                continue
-            t = self.timer[i] - dt
-            if t <= 0:
-                if not self.acked[i] and self.level[i] < MAX_LEVEL:
-                    self.level[i] += 1  # escalate: left unacknowledged
-                self.acked[i] = 0
-                self.annunciator.sound(self.priority[i], self.level[i])
-                t = self.repeat_ms
-            self.timer[i] = t
-        top = self.highest()
+        top = 0
+        if self.count:
+            for i in range(ALARM_COUNT):
+                if not self.active[i]:
+                    continue
+                t = self.timer[i] - dt
+                if t <= 0:
+                    if not self.acked[i] and self.level[i] < MAX_LEVEL:
+                        self.level[i] += 1  # escalate: left unacknowledged
+                    self.acked[i] = 0
+                    self.annunciator.sound(self.priority[i], self.level[i])
+                    t = self.repeat_ms
+                self.timer[i] = t
+                if self.priority[i] > top:
+                    top = self.priority[i]
         if top != self.led:
             self.led = top
             self.annunciator.led(top)
