@@ -159,7 +159,7 @@ class Watchdog:
         self.feeds += 1
 
 
-REGION_SIZES = (2048, 2048, 512, 512, 24 * 6144, 18 * 96)
+REGION_SIZES = (2048, 2048, 512, 512, 24 * 6144, 18 * 96, 256, 256)
 
 
 class Storage:
@@ -167,7 +167,9 @@ class Storage:
     or fail writes with OSError."""
 
     def __init__(self, sizes=REGION_SIZES):
-        self.regions = [bytearray(b"\xff" * sizes[i]) for i in range(REGIONS)]
+        # regions missing from a shorter `sizes` get their default size
+        self.regions = [bytearray(b"\xff" * (sizes[i] if i < len(sizes) else REGION_SIZES[i]))
+                        for i in range(REGIONS)]
         self.writes = 0
         self.cut_at = -1  # write number at which power dies
         self.cut_mode = 0  # 0 before the write, 1 torn (half written), 2 after
@@ -202,6 +204,74 @@ class Storage:
         return self.ok
 
 
+class Serial:
+    """The host end of a serial cable, in preallocated ring buffers (allocation-free).
+
+    Test code calls send(data) (host -> pump) and take() (pump -> host, allocates);
+    the firmware calls readinto(buf) and write(buf, n) like any serial driver.
+    """
+
+    def __init__(self, size=4096):
+        self.inq = bytearray(size)
+        self.in_head = 0
+        self.in_count = 0
+        self.out = bytearray(size)
+        self.out_count = 0
+        self.overflow = 0  # bytes lost because a buffer was full
+
+    def send(self, data):
+        inq = self.inq
+        size = len(inq)
+        n = len(data)
+        i = 0
+        while i < n:
+            if self.in_count == size:
+                self.overflow += n - i
+                return
+            inq[(self.in_head + self.in_count) % size] = data[i]
+            self.in_count += 1
+            i += 1
+
+    def readinto(self, buf):
+        inq = self.inq
+        size = len(inq)
+        n = len(buf)
+        if n > self.in_count:
+            n = self.in_count
+        i = 0
+        head = self.in_head
+        while i < n:
+            buf[i] = inq[head]
+            head += 1
+            if head == size:
+                head = 0
+            i += 1
+        self.in_head = head
+        self.in_count -= n
+        return n
+
+    def write(self, buf, n):
+        out = self.out
+        i = 0
+        c = self.out_count
+        size = len(out)
+        while i < n:
+            if c == size:
+                self.overflow += n - i
+                break
+            out[c] = buf[i]
+            c += 1
+            i += 1
+        self.out_count = c
+        return i
+
+    def take(self):
+        """Everything the pump wrote since the last take()."""
+        data = bytes(self.out[:self.out_count])
+        self.out_count = 0
+        return data
+
+
 class Rig:
     """A bench of simulated parts. The physical parts (motor, storage, battery, line)
     survive a power cut; `hardware()` builds a fresh Hardware for a reboot."""
@@ -218,6 +288,9 @@ class Rig:
         self.pulse_mu = pulse_mu
         self.firmware_ok = True
         self.reset_cause = 0
+        self.serial = None  # attach a Serial() for the link (kept small on the wasm heap)
+        self.key = None  # pairing key handed to the firmware (SEC-1)
+        self.emulator = None
 
     def _firmware_check(self):
         return self.firmware_ok
@@ -225,4 +298,5 @@ class Rig:
     def hardware(self):
         return Hardware(self.clock, self.motor, self.line, self.battery, self.annunciator,
                         self.buttons, self.storage, self.watchdog, pulse_mu=self.pulse_mu,
-                        firmware_ok=self._firmware_check, reset_cause=self.reset_cause)
+                        serial=self.serial, firmware_ok=self._firmware_check,
+                        reset_cause=self.reset_cause, key=self.key, emulator=self.emulator)

@@ -17,8 +17,13 @@ buttons      pressed() -> bitmask of presses since the last call (BUTTON_ACK, ..
 storage      size(region) -> bytes; read(region, offset, buf) fills buf;
              write(region, offset, buf); self_test() -> bool. buf is a bytearray.
 watchdog     feed().
-serial       read/write of protocol bytes (used by the link layer).
+serial       protocol bytes (firmware/link.py): readinto(buf) -> bytes copied (0 or None
+             when nothing is waiting; never blocks); write(buf, n) sends buf[0:n];
+             optional wait(ms) -> bool: block up to ms for input (lets the main loop
+             answer at once instead of at the next tick).
 radio        sensor-link driver (used by the sensor link).
+emulator     (emulator board only) command(msg_id, values) -> (code, detail) for the
+             emulator-only messages 0x30-0x3F; absent (None) on real boards (SEC-3).
 """
 
 # Storage regions
@@ -28,7 +33,9 @@ R_STATE_A = 2
 R_STATE_B = 3
 R_HISTORY = 4
 R_TOTALS = 5
-REGIONS = 6
+R_LINK_A = 6  # link state (auth counter, recent command ids): two copies
+R_LINK_B = 7
+REGIONS = 8
 
 BUTTON_ACK = 1
 
@@ -38,7 +45,7 @@ class Hardware:
 
     def __init__(self, clock, motor, pressure, battery, annunciator, buttons, storage,
                  watchdog, serial=None, radio=None, pulse_mu=50, occlusion_kpa=150,
-                 firmware_ok=None, reset_cause=0):
+                 firmware_ok=None, reset_cause=0, key=None, board=0, emulator=None):
         self.clock = clock
         self.motor = motor
         self.pressure = pressure
@@ -53,3 +60,6 @@ class Hardware:
         self.occlusion_kpa = occlusion_kpa  # line pressure that means "did not flow"
         self.firmware_ok = firmware_ok  # callable -> bool: firmware hash matches
         self.reset_cause = reset_cause
+        self.key = key  # 32-byte pairing key (SEC-1): never sent, never logged
+        self.board = board  # board id reported by HELLO (protocol.spec BOARD_*)
+        self.emulator = emulator  # emulator hook for ids 0x30-0x3F (SEC-3); None on boards

@@ -184,7 +184,12 @@ S_BASAL_ACC = const(29)
 S_BOLUS_ACC = const(30)
 S_EXT_ACC = const(31)
 S_TIME_SET = const(32)
-STATE_LEN = const(33)
+# The last state-changing command from the link (LNK-3): saved by the command's own state
+# save, so its id is persisted atomically with its effect. cmd id as signed 32-bit.
+S_LAST_CMD = const(33)
+S_LAST_CODE = const(34)
+S_LAST_DETAIL = const(35)
+STATE_LEN = const(36)
 
 # Settings: one int array, two copies. Layout:
 V_SETTINGS = const(1)  # SETTINGS_COUNT values from here
@@ -258,6 +263,8 @@ class Pump:
         self.owed_now = 0
         self.owed_ext = 0
         self.storage_failures = 0
+        self.cmd = 0  # id of the link command being carried out (0: none), signed 32-bit
+        self.cmd_saved = False  # a state save carried it
         self.house_ms = 0  # ms since the last 1-Hz housekeeping
 
     # ----------------------------------------------------------------- boot (ALM-5, HIS-2)
@@ -419,7 +426,40 @@ class Pump:
         st[S_PLAN_BASAL] = basal
         st[S_PLAN_BOLUS] = bolus
         st[S_PLAN_PRIME] = prime
-        return self.state_slots.save()
+        cmd = self.cmd
+        if cmd:
+            # Only a command that goes on to succeed saves state (every operation refuses
+            # before its first save), so the save records the command as done (LNK-3).
+            st[S_LAST_CMD] = cmd
+            st[S_LAST_CODE] = OK
+            st[S_LAST_DETAIL] = self.detail
+        if self.state_slots.save():
+            if cmd:
+                self.cmd_saved = True
+            return True
+        return False
+
+    # ------------------------------------------------------------------- link commands (LNK-3)
+    def begin_command(self, cmd):
+        """A link command `cmd` (signed 32-bit, not 0) is about to call an operation: the
+        operation's own state saves will carry it (S_LAST_CMD)."""
+        self.cmd = cmd
+        self.cmd_saved = False
+        self.detail = 0
+
+    def end_command(self, code):
+        """Record (cmd, code, detail) as the last command if the operation's own save did
+        not (refusals, settings-only operations). Returns False if it could not be saved."""
+        cmd = self.cmd
+        self.cmd = 0
+        st = self.state
+        if (self.cmd_saved and st[S_LAST_CMD] == cmd and st[S_LAST_CODE] == code
+                and st[S_LAST_DETAIL] == self.detail):
+            return True
+        st[S_LAST_CMD] = cmd
+        st[S_LAST_CODE] = code
+        st[S_LAST_DETAIL] = self.detail
+        return self._commit(0, 0, 0)
 
     def _log(self, kind, arg, v1, v2, v3):
         return self.history.append(self.utc_seconds(), kind, arg, v1, v2, v3)
@@ -782,11 +822,11 @@ class Pump:
         st[S_BOLUS_ACC] = 0
         st[S_EXT_ACC] = 0
         self._log(H_BOLUS_START, kind, bolus_id, now_mu, ext_mu)
+        self.detail = bolus_id  # before the save: it carries the link command's result
         if not self._commit(0, 0, 0):
             self._clear_bolus()
             return self._refuse(E_STORAGE, 0)
         self._event(EV_BOLUS, bolus_id, 0, total)
-        self.detail = bolus_id
         return OK
 
     def cancel_bolus(self):

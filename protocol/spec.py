@@ -297,7 +297,8 @@ MESSAGES = {
     # pump to host
     0x80: ("result", (("cmd_id", "I"), ("code", "B"), ("detail", "i"))),
     0x81: ("hello_info", (("version", "B"), ("schema", "I"), ("board", "B"),
-                          ("pulse_mu", "H"), ("firmware", "H"), ("boots", "I"))),
+                          ("pulse_mu", "H"), ("firmware", "H"), ("boots", "I"),
+                          ("counter", "I"))),  # last authenticated counter accepted
     0x82: ("status_info", (("stop", "B"), ("basal_rate", "I"), ("profile_rate", "I"),
                            ("temp_kind", "B"), ("temp_value", "I"), ("temp_left_min", "H"),
                            ("bolus_id", "I"), ("bolus_kind", "B"), ("bolus_delivered", "I"),
@@ -322,6 +323,18 @@ MESSAGES = {
 }
 
 HISTORY_PAGE = 8  # records per history_page (24 bytes each, CRC included, as stored)
+
+# E_BAD_AUTH details (SEC-2)
+AUTH_MISSING = 1  # a command without the auth trailer
+AUTH_BAD_MAC = 2  # the MAC does not match (or the board has no key)
+AUTH_REPLAYED = 3  # counter not above the last accepted one
+
+# Board ids reported by HELLO
+BOARD_TEST = 0  # simulated parts in tests (boards/fakes.py)
+BOARD_UNIX = 1  # the emulator on the MicroPython unix port (boards/unix.py)
+BOARD_PICO = 2  # Raspberry Pi Pico (boards/pico.py)
+BOARD_ESP32 = 3  # ESP32 DevKitC (boards/esp32.py)
+BOARD_NAMES = ("test", "unix", "pico", "esp32")
 
 
 def schema_hash():

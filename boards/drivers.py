@@ -1,0 +1,722 @@
+"""Drivers over MicroPython's `machine` objects, shared by boards/pico.py and boards/esp32.py.
+
+Like micropython-lib's drivers, each class takes its pins, ADC, PWM and helper functions as
+constructor arguments: the board modules create them from `machine` and wire them up. This
+module imports no `machine` itself, so the tests drive it with tests/fake_machine.py on
+CPython and on the MicroPython unix port.
+
+Methods the firmware calls from its tick (Stepper.step/position/relieve, ForceSensor.read,
+BatteryGauge.percent, Annunciator.sound/led, Buttons.pressed, FlashStorage.read/write and
+the serial readinto/wait) do not allocate: bound methods are cached at construction,
+records are packed into preallocated buffers, and values stay small ints (< 2**30).
+Serial write() of a partial buffer makes one memoryview slice, the only exception.
+
+What each driver can and cannot know is documented in docs/boards.md.
+"""
+
+import hashlib
+import os
+import struct
+from array import array
+from binascii import hexlify
+
+from firmware.compat import ticks_diff
+from firmware.crc import crc16
+
+# Storage regions (firmware/hal.py R_*): settings A/B, state A/B, history, daily totals,
+# link A/B. The same sizes as the simulated flash in boards/fakes.py.
+REGION_SIZES = (2048, 2048, 512, 512, 24 * 6144, 18 * 96, 256, 256)
+
+# Files on the board's flash, next to main.py (all written by host_tools/flash.py)
+MANIFEST = "manifest.sha256"  # "<sha256 hex>  <path>" per deployed file
+KEY_FILE = "pairing.key"  # the 32-byte pairing key (SEC-1)
+PROVISION = "provision.txt"  # settings to apply once: "<setting id> <value>" lines
+DATA = "data"  # folder of the storage region files and the motor position file
+
+
+def join(root, name):
+    """root + "/" + name, or name alone when root is "" (the board's current folder, /)."""
+    return root + "/" + name if root else name
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def makedirs(path):
+    """Create path and its parents (os.makedirs does not exist on MicroPython)."""
+    part = "/" if path.startswith("/") else ""
+    for name in path.split("/"):
+        if not name:
+            continue
+        part = part + name if not part or part.endswith("/") else part + "/" + name
+        if not exists(part):
+            os.mkdir(part)
+
+
+# --------------------------------------------------------------------------- motor
+
+_POS_FORMAT = "<HBBii"  # magic, state, 0, position (pulses), position before the move
+_POS_CRC = 12  # offset of the crc16 <H that follows
+_POS_SIZE = 14
+_POS_MAGIC = 0x5350
+IDLE = 0
+MOVING = 1
+REWINDING = 2
+_FEED_EVERY = 256  # microsteps between watchdog feeds during a long move (prime, rewind)
+
+
+class Stepper:
+    """A STEP/DIR/EN stepper driver (A4988, DRV8825, TMC2209 in step/dir mode) pushing the
+    plunger. One insulin pulse is `microsteps` STEP pulses (a board constant).
+
+    There is no encoder: the position is counted, and kept in a 14-byte file (`path`) on
+    the internal flash so it survives power loss. Before a move the file is written with
+    the target position and state MOVING, after it with state IDLE. A power cut during the
+    move therefore leaves the position at the target: pulses that did not move are counted
+    as moved, so the firmware (which attributes moved pulses after a cut, HIS-2) can only
+    under-count delivery, never deliver them again. `interrupted` tells that the last move
+    was cut. LittleFS commits a file write atomically at flush, so the record is either
+    the old one or the new one. A rewind cut by power loss is finished at the next start-up
+    (moving back never delivers insulin). Steps lost to a stall are invisible without a
+    stall signal: wire the driver's fault/DIAG output to `fault` where it has one.
+    """
+
+    def __init__(self, step, direction, enable, path, microsteps, delay_us, step_us=500,
+                 relieve_steps=0, fault=None, home=None, feed=None, forward=1,
+                 home_margin=0):
+        self.microsteps = microsteps
+        self.step_us = step_us
+        self.relieve_steps = relieve_steps
+        self.forward = forward
+        self.home_margin = home_margin  # extra microsteps a rewind may go to find home
+        self.fault = fault  # driver fault output, active low (or None)
+        self.home = home  # home switch at the rewound end, active low (or None)
+        self._step = step.value
+        self._dir = direction.value
+        self._enable = enable.value
+        self._delay = delay_us
+        self._feed = feed
+        self._home = home.value if home is not None else None
+        self._enable(1)  # EN is active low: motor off between moves
+        self.pos = 0
+        self.slack = 0  # microsteps backed off by relieve(), taken up by the next step()
+        self.interrupted = IDLE  # state of the record found at start-up
+        self.ok = True
+        self.home_found = home is None
+        self.buf = bytearray(_POS_SIZE)
+        self.path = path
+        self.file = self._open(path)
+        if self.interrupted == REWINDING:
+            self.rewind()
+
+    def _open(self, path):
+        try:
+            f = open(path, "r+b")
+        except OSError:
+            f = open(path, "w+b")
+            self.file = f
+            self._save(IDLE, 0, 0)
+            return f
+        buf = self.buf
+        n = f.readinto(buf)
+        if not n:  # created, then power died before the first record: nothing moved yet
+            self.file = f
+            self._save(IDLE, 0, 0)
+            return f
+        magic, state, _, pos, _ = struct.unpack_from(_POS_FORMAT, buf, 0)
+        if (n != _POS_SIZE or magic != _POS_MAGIC or state > REWINDING
+                or struct.unpack_from("<H", buf, _POS_CRC)[0] != crc16(buf, 0, _POS_CRC)):
+            self.ok = False  # the position is unknown: self_test() fails (ALM-5)
+            return f
+        self.pos = pos
+        self.interrupted = state
+        return f
+
+    def _save(self, state, pos, before):
+        buf = self.buf
+        struct.pack_into(_POS_FORMAT, buf, 0, _POS_MAGIC, state, 0, pos, before)
+        struct.pack_into("<H", buf, _POS_CRC, crc16(buf, 0, _POS_CRC))
+        f = self.file
+        f.seek(0)
+        f.write(buf)
+        f.flush()
+
+    def _run(self, forward, count, to_home):
+        """count microsteps; with to_home, stop early when the home switch closes."""
+        self._dir(self.forward if forward else 1 - self.forward)
+        self._enable(0)
+        step = self._step
+        delay = self._delay
+        us = self.step_us
+        feed = self._feed
+        home = self._home if to_home else None
+        delay(2)  # DIR setup time before the first STEP edge
+        i = 0
+        while i < count:
+            if home is not None and home() == 0:
+                break
+            step(1)
+            delay(2)
+            step(0)
+            delay(us)
+            i += 1
+            if feed is not None and not i % _FEED_EVERY:
+                feed()
+        self._enable(1)
+        return i
+
+    def step(self, n):
+        """Push the plunger n insulin pulses forward."""
+        if n <= 0:
+            return
+        before = self.pos
+        target = before + n
+        self._save(MOVING, target, before)  # counted before it moves (see class doc)
+        self.pos = target
+        self._run(1, n * self.microsteps + self.slack, False)
+        self.slack = 0
+        self._save(IDLE, target, target)
+
+    def position(self):
+        return self.pos
+
+    def rewind(self):
+        """Back to home (position 0): the counted distance, or until the home switch."""
+        before = self.pos
+        self._save(REWINDING, before, before)  # a cut keeps the old count: no delivery
+        count = before * self.microsteps - self.slack
+        if count < 0:
+            count = 0
+        if self._home is not None:
+            self._run(0, count + self.home_margin, True)
+            self.home_found = self._home() == 0
+            if not self.home_found:
+                self.ok = False  # switch never closed: motor or switch fault
+        else:
+            self._run(0, count, False)
+        self.slack = 0
+        self.pos = 0
+        self.interrupted = IDLE
+        self._save(IDLE, 0, 0)
+
+    def relieve(self):
+        """Back off line pressure by relieve_steps microsteps; the position is unchanged
+        (the next step() first takes the slack up again)."""
+        n = self.relieve_steps
+        if n > 0:
+            self._run(0, n, False)
+            self.slack += n
+
+    def self_test(self):
+        if self.fault is not None and self.fault.value() == 0:
+            return False
+        return self.ok
+
+
+# --------------------------------------------------------------------------- sensors
+
+
+class ForceSensor:
+    """Line pressure from a force sensor on the plunger (FSR divider or load-cell amplifier
+    on an ADC): kPa = (raw - zero) * num // den, raw the mean of `samples` read_u16()
+    readings. Calibrate zero with no load and num/den with a known force over the plunger
+    area (docs/boards.md)."""
+
+    def __init__(self, adc, zero, num, den, samples=4):
+        self._read = adc.read_u16
+        self.zero = zero
+        self.num = num
+        self.den = den
+        self.samples = samples
+
+    def read(self):
+        read = self._read
+        total = 0
+        i = 0
+        while i < self.samples:
+            total += read()
+            i += 1
+        raw = total // self.samples
+        if raw <= self.zero:
+            return 0
+        return (raw - self.zero) * self.num // self.den
+
+
+def curve_percent(mv, mvs, pcts):
+    """Battery percent for mv through a discharge curve given as points (mvs[i], pcts[i])
+    with mvs descending, linear between points, clamped at both ends; integers only."""
+    if mv >= mvs[0]:
+        return pcts[0]
+    last = len(mvs) - 1
+    if mv <= mvs[last]:
+        return pcts[last]
+    i = 1
+    while mvs[i] > mv:
+        i += 1
+    # mvs[i - 1] > mv >= mvs[i]
+    hi_mv = mvs[i - 1]
+    lo_mv = mvs[i]
+    lo_pct = pcts[i]
+    return lo_pct + (mv - lo_mv) * (pcts[i - 1] - lo_pct) // (hi_mv - lo_mv)
+
+
+class BatteryGauge:
+    """Battery percent from an ADC through a divider and a discharge curve.
+
+    mV = mean(raw) * num // den, where raw is read_u16() (0..65535) or, with
+    microvolts=True, read_uv() (ESP32: factory-calibrated). `curve` is a sequence of
+    (mV, percent) points, highest voltage first.
+    """
+
+    def __init__(self, adc, curve, num, den, microvolts=False, samples=8):
+        self._read = adc.read_uv if microvolts else adc.read_u16
+        self.num = num
+        self.den = den
+        self.samples = samples
+        self.mvs = array("i", [p[0] for p in curve])
+        self.pcts = array("i", [p[1] for p in curve])
+        for i in range(1, len(self.mvs)):
+            if self.mvs[i] >= self.mvs[i - 1] or self.pcts[i] > self.pcts[i - 1]:
+                raise ValueError("discharge curve must fall")
+
+    def millivolts(self):
+        read = self._read
+        total = 0
+        i = 0
+        while i < self.samples:
+            total += read()
+            i += 1
+        return total // self.samples * self.num // self.den
+
+    def percent(self):
+        return curve_percent(self.millivolts(), self.mvs, self.pcts)
+
+
+# --------------------------------------------------------------------------- annunciator
+
+# Buzzer patterns per alarm priority (low, medium, high), in service-timer periods
+# (boards run the timer every TIMER_MS = 20 ms): tone, pause, tone, pause, ...; the last
+# pause is the gap before a repeat. Modelled on IEC 60601-1-8 pulse counts: low 2 pulses,
+# medium 3, high 5 (3 + 2).
+PATTERNS = (
+    b"",
+    b"\x08\x06\x08\x19",
+    b"\x08\x06\x08\x06\x08\x19",
+    b"\x05\x04\x05\x04\x05\x0f\x05\x04\x05\x19",
+)
+CHIRP = b"\x05\x01"  # self-test beep at power-on
+FREQS = (2000, 1500, 2000, 2700)  # Hz per priority (0: chirp)
+DUTIES = (8192, 16384, 32768)  # duty_u16 per escalation level: louder as it escalates
+
+
+class Annunciator:
+    """Piezo buzzer on a PWM pin plus an alarm LED.
+
+    sound(priority, level) only starts a pattern (1 + level repeats, louder per level);
+    advance() plays it, one call per service-timer period (the board's machine.Timer).
+    There is no acoustic feedback: self_test() sounds a chirp for the user to hear and
+    reports False only if the PWM cannot be driven.
+    """
+
+    def __init__(self, pwm, led):
+        self.pwm = pwm
+        self._duty = pwm.duty_u16
+        self._freq = pwm.freq
+        self._led = led.value
+        self.pattern = PATTERNS[0]
+        self.index = 0
+        self.left = 0
+        self.repeats = 0
+        self.volume = 0
+        self.active = False
+        self._duty(0)
+        self._led(0)
+
+    def _start(self, pattern, freq, volume, repeats):
+        self.active = False  # the timer callback leaves it alone while it changes
+        self.pattern = pattern
+        self.index = 0
+        self.left = pattern[0]
+        self.repeats = repeats
+        self.volume = volume
+        self._freq(freq)
+        self._duty(volume)
+        self.active = True
+
+    def sound(self, priority, level):
+        if priority <= 0 or priority >= len(PATTERNS):
+            return
+        if level < 0:
+            level = 0
+        elif level > 2:
+            level = 2
+        self._start(PATTERNS[priority], FREQS[priority], DUTIES[level], 1 + level)
+
+    def advance(self, _timer=None):
+        """One service-timer period of the running pattern (timer callback)."""
+        if not self.active:
+            return
+        self.left -= 1
+        if self.left > 0:
+            return
+        pattern = self.pattern
+        i = self.index + 1
+        if i >= len(pattern):
+            self.repeats -= 1
+            if self.repeats <= 0:
+                self.active = False
+                self._duty(0)
+                return
+            i = 0
+        self.index = i
+        self.left = pattern[i]
+        self._duty(0 if i & 1 else self.volume)
+
+    def sounding(self):
+        return self.active and not self.index & 1
+
+    def led(self, priority):
+        self._led(1 if priority > 0 else 0)
+
+    def self_test(self):
+        try:
+            self._start(CHIRP, FREQS[0], DUTIES[0], 1)
+        except (OSError, ValueError):
+            return False
+        return True
+
+
+# --------------------------------------------------------------------------- buttons
+
+
+class Buttons:
+    """Debounced push buttons (to ground, pull-ups on) by polling, no pin IRQs.
+
+    A level change counts once it has been stable for debounce_ms. poll() samples the
+    pins: from the board's service timer (timer=True) or, without one, from pressed()
+    itself. The timer only increments per-button press counters and pressed() only
+    remembers what it has seen, so neither can lose the other's update.
+    """
+
+    def __init__(self, pins, masks, now_ms, debounce_ms=40, active=0, timer=False):
+        self.pins = tuple(pins)
+        self.masks = tuple(masks)
+        self.now_ms = now_ms
+        self.debounce_ms = debounce_ms
+        self.active = active
+        self.timer = timer
+        n = len(self.pins)
+        self.n = n
+        now = now_ms()
+        self.raw = bytearray(n)
+        self.stable = bytearray(n)
+        self.since = array("i", [now] * n)
+        self.count = bytearray(n)
+        self.seen = bytearray(n)
+        for i in range(n):
+            v = 1 if self.pins[i].value() == active else 0
+            self.raw[i] = v
+            self.stable[i] = v  # held at start-up: not a press
+
+    def held(self, i=0):
+        """Button i pressed right now, undebounced (for start-up checks)."""
+        return self.pins[i].value() == self.active
+
+    def poll(self, _timer=None):
+        now = self.now_ms()
+        pins = self.pins
+        raw = self.raw
+        stable = self.stable
+        i = 0
+        while i < self.n:
+            v = 1 if pins[i].value() == self.active else 0
+            if v != raw[i]:
+                raw[i] = v
+                self.since[i] = now
+            elif v != stable[i] and ticks_diff(now, self.since[i]) >= self.debounce_ms:
+                stable[i] = v
+                if v:
+                    self.count[i] = (self.count[i] + 1) & 0xFF
+            i += 1
+
+    def pressed(self):
+        if not self.timer:
+            self.poll()
+        mask = 0
+        count = self.count
+        seen = self.seen
+        i = 0
+        while i < self.n:
+            if count[i] != seen[i]:
+                seen[i] = count[i]
+                mask |= self.masks[i]
+            i += 1
+        return mask
+
+
+# --------------------------------------------------------------------------- storage
+
+
+class FlashStorage:
+    """Firmware storage regions as files on the internal flash filesystem (LittleFS on the
+    Pico and ESP32 ports), one file per region in `folder`, preallocated to its size
+    (erased flash reads 0xFF, so new files are filled with 0xFF). The files stay open:
+    read() is seek + readinto, write() is seek + write + flush of the caller's bytearray,
+    no allocation. LittleFS is copy-on-write: a write cut by power loss leaves the old
+    bytes of the file (the firmware's records carry their own CRCs as well)."""
+
+    def __init__(self, folder, sizes=REGION_SIZES):
+        self.folder = folder
+        self.sizes = tuple(sizes)
+        makedirs(folder)
+        self.files = []
+        fill = b"\xff" * 256
+        for region in range(len(self.sizes)):
+            path = self.path(region)
+            size = self.sizes[region]
+            try:
+                have = os.stat(path)[6]
+            except OSError:
+                have = -1
+            if have < size:
+                with open(path, "ab" if have >= 0 else "wb") as f:
+                    left = size - max(have, 0)
+                    while left > 0:
+                        n = min(left, len(fill))
+                        f.write(fill[:n])
+                        left -= n
+            self.files.append(open(path, "r+b"))
+
+    def path(self, region):
+        return join(self.folder, "r%d" % region)
+
+    def size(self, region):
+        return self.sizes[region]
+
+    def _check(self, region, offset, n):
+        if offset < 0 or offset + n > self.sizes[region]:
+            raise ValueError("outside region")
+
+    def read(self, region, offset, buf):
+        self._check(region, offset, len(buf))
+        f = self.files[region]
+        f.seek(offset)
+        if f.readinto(buf) != len(buf):
+            raise OSError(5)  # EIO: the region file is shorter than it should be
+
+    def write(self, region, offset, buf):
+        self._check(region, offset, len(buf))
+        f = self.files[region]
+        f.seek(offset)
+        f.write(buf)
+        f.flush()
+
+    def self_test(self):
+        """Every region file has its size, and a scratch file reads back what was written."""
+        try:
+            for region in range(len(self.sizes)):
+                if os.stat(self.path(region))[6] < self.sizes[region]:
+                    return False
+            probe = bytes(range(0, 256, 17))
+            path = join(self.folder, "selftest")
+            with open(path, "wb") as f:
+                f.write(probe)
+            with open(path, "rb") as f:
+                back = f.read()
+            os.remove(path)
+            return back == probe
+        except OSError:
+            return False
+
+
+# --------------------------------------------------------------------------- serial
+
+
+class _Writer:
+    """write(buf, n) for streams that only write whole buffers."""
+
+    def __init__(self, write):
+        self._write = write
+        self._buf = b""
+        self._view = memoryview(self._buf)
+
+    def write(self, buf, n):
+        if n >= len(buf):
+            return self._write(buf)
+        if buf is not self._buf:  # the link always passes the same buffer
+            self._buf = buf
+            self._view = memoryview(buf)
+        return self._write(self._view[:n])
+
+
+class StreamSerial(_Writer):
+    """Protocol bytes over a pair of streams polled with select.poll: the Pico's USB CDC
+    (sys.stdin.buffer, sys.stdout.buffer). Reads a byte at a time while input is waiting,
+    so it never blocks. The board turns off Ctrl-C (micropython.kbd_intr(-1)): 0x03 is
+    an ordinary byte in frames."""
+
+    def __init__(self, rx, tx, poller):
+        _Writer.__init__(self, tx.write)
+        self._readinto = rx.readinto
+        self._ipoll = poller.ipoll
+        self.one = bytearray(1)
+
+    def wait(self, ms):
+        for _ in self._ipoll(ms):
+            return True
+        return False
+
+    def readinto(self, buf):
+        one = self.one
+        size = len(buf)
+        n = 0
+        while n < size and self.wait(0):
+            if not self._readinto(one):
+                break
+            buf[n] = one[0]
+            n += 1
+        return n
+
+
+class UartSerial(_Writer):
+    """Protocol bytes over a machine.UART (ESP32): never blocks on read."""
+
+    def __init__(self, uart, poller):
+        _Writer.__init__(self, uart.write)
+        self._any = uart.any
+        self._readinto = uart.readinto
+        self._ipoll = poller.ipoll
+
+    def wait(self, ms):
+        if self._any():
+            return True
+        for _ in self._ipoll(ms):
+            return True
+        return False
+
+    def readinto(self, buf):
+        n = self._any()
+        if n <= 0:
+            return 0
+        if n > len(buf):
+            n = len(buf)
+        got = self._readinto(buf, n)
+        return got if got else 0
+
+
+# --------------------------------------------------------------------------- deploy files
+
+
+def file_sha256(path):
+    h = hashlib.sha256()
+    buf = bytearray(512)
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(buf if n == len(buf) else buf[:n])
+    return h.digest()
+
+
+def check_manifest(root=""):
+    """True when every file listed in the deploy manifest is there with its sha256 (the
+    firmware-hash self-test, ALM-5). False when the manifest is missing, empty or any file
+    differs."""
+    try:
+        with open(join(root, MANIFEST)) as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return False
+    count = 0
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split()
+        if len(parts) != 2 or len(parts[0]) != 64:
+            return False
+        try:
+            if hexlify(file_sha256(join(root, parts[1]))).decode() != parts[0]:
+                return False
+        except OSError:
+            return False
+        count += 1
+    return count > 0
+
+
+def firmware_id(root=""):
+    """sha256 of the manifest, hex: the firmware hash that host_tools/flash.py verifies."""
+    try:
+        return hexlify(file_sha256(join(root, MANIFEST))).decode()
+    except OSError:
+        return ""
+
+
+def read_key(path):
+    """The 32-byte pairing key provisioned at deploy time (SEC-1), or None."""
+    try:
+        with open(path, "rb") as f:
+            key = f.read()
+    except OSError:
+        return None
+    return key if len(key) == 32 else None
+
+
+def read_provision(path):
+    """Settings provisioned at deploy time: lines "setting_id value" -> list of pairs."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    pairs = []
+    for line in text.split("\n"):
+        parts = line.split()
+        if len(parts) == 2:
+            pairs.append((int(parts[0]), int(parts[1])))
+    return pairs
+
+
+def apply_provision(hw, path):
+    """Apply provisioned settings once, through the firmware's own set_setting (which
+    enforces the ranges), then remove the file. Returns [(sid, value, result code)], or
+    None when there was nothing to apply. The board resets afterwards."""
+    pairs = read_provision(path)
+    if pairs is None:
+        return None
+    from firmware.pump import Pump
+
+    pump = Pump(hw)
+    pump.boot()
+    results = []
+    for sid, value in pairs:
+        results.append((sid, value, pump.set_setting(sid, value)))
+    os.remove(path)
+    return results
+
+
+def board_main(make_hardware, maintenance, reset, root=""):
+    """What a board's main() does at power-on: stay in the REPL when `maintenance()` (the
+    ACK button held at reset: a board running the firmware has Ctrl-C off and a watchdog,
+    so this is the way back to mpremote), apply provisioned settings once and reset,
+    else run the firmware."""
+    if maintenance():
+        print("micropump: ACK held at reset: maintenance mode, firmware not started")
+        return None
+    from firmware.main import run
+
+    hw = make_hardware(root)
+    results = apply_provision(hw, join(root, PROVISION))
+    if results is not None:
+        for sid, value, code in results:
+            if code:
+                print("micropump: setting %d = %d refused (result %d)" % (sid, value, code))
+        reset()
+        return None
+    return run(hw)

@@ -1,0 +1,618 @@
+"""The serial link: frames in, pump operations, responses and events out (LNK-1..5, SEC-2).
+
+`Link(pump, hw).poll()` reads what hw.serial has, decodes frames (firmware/wire.py),
+dispatches them and writes the answers, then sends queued pump events. It never raises on
+any input: malformed frames are dropped (or answered with an error) and counted in the
+link stats; they never change pump state.
+
+Frame handling, in order:
+  empty frame (two delimiters)        ignored (hosts send 0x00 first to resynchronise)
+  bad COBS, too short, too long       dropped, bad_frame
+  bad CRC                             dropped, bad_crc
+  other protocol version              dropped, bad_frame; a HELLO is still answered with
+                                      hello_info so the host can say what to update
+  flags other than F_AUTH             dropped, bad_frame
+  unknown id, pump-to-host id, emulator id on a board without emulator (SEC-3)
+                                      RESULT(0, E_UNKNOWN_MESSAGE, id), unknown
+  length not matching the message     RESULT(0, E_BAD_ARG, -1), bad_frame
+  query (0x01-0x0F)                   its *_info answer (or RESULT(0, code, detail) if
+                                      refused); an auth trailer on a query is ignored
+  command (0x10-0x2F, 0x30-0x3F)      RESULT(cmd_id, code, detail), see below
+
+Commands (SEC-2, LNK-3): refused with E_BAD_AUTH, detail AUTH_MISSING (no trailer,
+bad_auth), AUTH_BAD_MAC (bad_auth) or AUTH_REPLAYED (counter not above the last accepted
+one, replayed). An authenticated command's counter is persisted before anything acts.
+cmd_id 0 is refused (E_BAD_ARG, detail 0). A cmd_id seen before returns its first result
+and acts no second time (duplicates): the last command is in the pump state array,
+saved by the operation's own state save (Pump.begin_command / end_command), and older
+ones in a ring of RING entries in the link region, saved with the counter.
+"""
+
+from array import array
+
+from firmware import VERSION
+from firmware.crc import crc16
+from firmware.hal import R_LINK_A, R_LINK_B
+from firmware.pump import (
+    MIN_MS,
+    S_BASAL_TODAY,
+    S_BATTERY,
+    S_BOLUS_ID,
+    S_BOLUS_KIND,
+    S_BOLUS_TODAY,
+    S_BOOTS,
+    S_EXT_DONE,
+    S_EXT_REQ,
+    S_LAST_CMD,
+    S_LAST_CODE,
+    S_LAST_DETAIL,
+    S_NOW_DONE,
+    S_NOW_REQ,
+    S_STOP,
+    S_TEMP_KIND,
+    S_TEMP_LEFT,
+    S_TEMP_VALUE,
+    S_TIME_SET,
+    V_SCHEDULE,
+    V_SETTINGS,
+)
+from firmware.store import REC_SIZE, Slots
+from firmware.wire import (
+    KINDS,
+    LENGTHS,
+    SIZE,
+    Auth,
+    Decoder,
+    Encoder,
+    field_offset,
+    get,
+    get_int,
+)
+from protocol.spec import (
+    ALARM_COUNT,
+    AUTH_BAD_MAC,
+    AUTH_MISSING,
+    AUTH_REPLAYED,
+    AUTH_SIZE,
+    CMD_FIRST,
+    CRC_SIZE,
+    E_BAD_ARG,
+    E_BAD_AUTH,
+    E_STORAGE,
+    E_UNKNOWN_MESSAGE,
+    EMU_FIRST,
+    EMU_LAST,
+    F_AUTH,
+    F_EVENT,
+    F_RESPONSE,
+    HEADER_SIZE,
+    HISTORY_PAGE,
+    MESSAGES,
+    PROFILE_NAME_LEN,
+    PROFILES,
+    PROTOCOL_VERSION,
+    SET_UTC_OFFSET,
+    SETTINGS_COUNT,
+    SLOTS,
+    schema_hash,
+)
+
+SCHEMA = schema_hash()
+
+# message ids the link itself sends or treats specially
+M_HELLO = 0x01
+M_RESULT = 0x80
+M_HELLO_INFO = 0x81
+M_STATUS_INFO = 0x82
+M_PROFILE_INFO = 0x83
+M_SCHEDULE_INFO = 0x84
+M_SETTINGS_INFO = 0x85
+M_HISTORY_PAGE = 0x86
+M_TOTALS_INFO = 0x87
+M_ALARMS_INFO = 0x88
+M_LINK_STATS = 0x89
+M_EVENT = 0xC0
+
+# link statistics, in the order of the link_stats message (events_dropped is the pump's)
+FRAMES_IN = 0
+BAD_CRC = 1
+BAD_FRAME = 2
+UNKNOWN = 3
+BAD_AUTH = 4
+REPLAYED = 5
+DUPLICATES = 6
+FRAMES_OUT = 7
+STATS = 8
+
+# the link region: [generation, auth counter, ring position, RING x (cmd, code, detail)]
+RING = 16
+L_COUNTER = 1
+L_RING_POS = 2
+L_RING = 3
+LINK_LEN = L_RING + 3 * RING
+
+CHUNK = 128  # bytes read from the serial driver at a time
+MAX_READS = 16  # chunks per poll, so a flood cannot starve the tick
+MAX_EVENTS = 8  # event frames per poll
+
+
+def signed32(v):
+    """u32 -> the same bits as a signed 32-bit int (for array('i') storage)."""
+    return v - 0x100000000 if v >= 0x80000000 else v
+
+
+def unsigned32(v):
+    return v + 0x100000000 if v < 0 else v
+
+
+class Link:
+    def __init__(self, pump, hw):
+        self.pump = pump
+        self.hw = hw
+        self.serial = hw.serial
+        key = getattr(hw, "key", None)
+        self.auth = Auth(key) if key else None
+        self.emulator = getattr(hw, "emulator", None)
+        self.dec = Decoder()
+        self.enc = Encoder()
+        self.chunk = bytearray(CHUNK)
+        self.ev = array("i", [0] * 4)
+        self.rec = bytearray(REC_SIZE)
+        self.stats = array("i", [0] * STATS)
+        self.faults = 0  # exceptions caught in the link (a bug if ever nonzero)
+        self.dup_code = 0
+        self.dup_detail = 0
+        self.values = array("i", [0] * LINK_LEN)
+        self.slots = Slots(hw.storage, R_LINK_A, R_LINK_B, self.values)
+        valid, _ = self.slots.load()
+        if not valid:
+            for i in range(LINK_LEN):
+                self.values[i] = 0
+        self.counter = unsigned32(self.values[L_COUNTER])  # last accepted auth counter
+        # one handler per message of the table that the host may send
+        self.handlers = {}
+        for mid in MESSAGES:
+            if mid >= M_RESULT:
+                continue
+            if EMU_FIRST <= mid <= EMU_LAST:
+                if self.emulator is not None:
+                    self.handlers[mid] = self._on_emulator
+                continue
+            self.handlers[mid] = getattr(self, "_on_" + MESSAGES[mid][0])
+
+    # ------------------------------------------------------------------ receive
+    def poll(self):
+        """Handle whatever input is waiting, then send queued events. Never raises."""
+        try:
+            self._read()
+            self._events()
+        except Exception:
+            self.faults += 1
+            self.dec.reset()
+            self.pump.cmd = 0
+
+    def _read(self):
+        serial = self.serial
+        chunk = self.chunk
+        dec = self.dec
+        reads = 0
+        while reads < MAX_READS:
+            reads += 1
+            n = serial.readinto(chunk)
+            if not n:
+                return
+            i = 0
+            while i < n:
+                i = dec.feed(chunk, i, n)
+                if dec.done:
+                    dec.done = False
+                    try:
+                        self._frame(dec.size)
+                    except Exception:
+                        self.faults += 1
+                        self.pump.cmd = 0
+            if n < CHUNK:
+                return
+
+    def _frame(self, n):
+        if n == 0:
+            return
+        st = self.stats
+        st[FRAMES_IN] += 1
+        if n < HEADER_SIZE + CRC_SIZE:  # also n < 0: bad COBS or too long
+            st[BAD_FRAME] += 1
+            return
+        buf = self.dec.buf
+        if crc16(buf, 0, n - CRC_SIZE) != buf[n - 2] | (buf[n - 1] << 8):
+            st[BAD_CRC] += 1
+            return
+        flags = buf[1]
+        seq = buf[2] | (buf[3] << 8)
+        mid = buf[4]
+        if buf[0] != PROTOCOL_VERSION:
+            st[BAD_FRAME] += 1
+            if mid == M_HELLO:
+                self._on_hello(mid, seq)
+            return
+        if flags & ~F_AUTH:
+            st[BAD_FRAME] += 1
+            return
+        handler = self.handlers.get(mid)
+        if handler is None:
+            st[UNKNOWN] += 1
+            self._result(seq, 0, E_UNKNOWN_MESSAGE, mid)
+            return
+        auth = AUTH_SIZE if flags & F_AUTH else 0
+        if n != HEADER_SIZE + SIZE[mid] + auth + CRC_SIZE:
+            st[BAD_FRAME] += 1
+            self._result(seq, 0, E_BAD_ARG, -1)
+            return
+        if mid < CMD_FIRST:
+            handler(mid, seq)
+        else:
+            self._command(mid, seq, flags, handler)
+
+    # ------------------------------------------------------------------ commands
+    def _command(self, mid, seq, flags, handler):
+        buf = self.dec.buf
+        st = self.stats
+        cmd = get(buf, mid, 0)
+        if not flags & F_AUTH:
+            st[BAD_AUTH] += 1
+            self._result(seq, cmd, E_BAD_AUTH, AUTH_MISSING)
+            return
+        at = HEADER_SIZE + SIZE[mid]
+        if self.auth is None or not self.auth.check(buf, at + 4, at + 4):
+            st[BAD_AUTH] += 1
+            self._result(seq, cmd, E_BAD_AUTH, AUTH_BAD_MAC)
+            return
+        counter = get_int(buf, at, 4)
+        if counter <= self.counter:
+            st[REPLAYED] += 1
+            self._result(seq, cmd, E_BAD_AUTH, AUTH_REPLAYED)
+            return
+        scmd = signed32(cmd)
+        seen = cmd != 0 and self._lookup(scmd)
+        # The counter is persisted before anything acts; the save also moves the previous
+        # command from the pump state into the ring.
+        self.counter = counter
+        self._push_last()
+        self.values[L_COUNTER] = signed32(counter)
+        if not self.slots.save():
+            self._result(seq, cmd, E_STORAGE, 0)
+            return
+        if seen:
+            st[DUPLICATES] += 1
+            self._result(seq, cmd, self.dup_code, self.dup_detail)
+            return
+        if cmd == 0:
+            self._result(seq, 0, E_BAD_ARG, 0)
+            return
+        pump = self.pump
+        pump.begin_command(scmd)
+        code = handler(mid, seq)  # an exception here: poll() resets pump.cmd
+        pump.end_command(code)
+        self._result(seq, cmd, code, pump.detail)
+
+    def _lookup(self, scmd):
+        """Was command `scmd` carried out before? Sets dup_code/dup_detail."""
+        st = self.pump.state
+        if st[S_LAST_CMD] == scmd:
+            self.dup_code = st[S_LAST_CODE]
+            self.dup_detail = st[S_LAST_DETAIL]
+            return True
+        v = self.values
+        i = L_RING
+        end = L_RING + 3 * RING
+        while i < end:
+            if v[i] == scmd:
+                self.dup_code = v[i + 1]
+                self.dup_detail = v[i + 2]
+                return True
+            i += 3
+        return False
+
+    def _push_last(self):
+        """Copy the pump state's last command into the ring (unless it is there)."""
+        st = self.pump.state
+        cmd = st[S_LAST_CMD]
+        if not cmd:
+            return
+        v = self.values
+        pos = v[L_RING_POS]
+        newest = L_RING + 3 * ((pos - 1) % RING)
+        if v[newest] == cmd:
+            return
+        at = L_RING + 3 * pos
+        v[at] = cmd
+        v[at + 1] = st[S_LAST_CODE]
+        v[at + 2] = st[S_LAST_DETAIL]
+        v[L_RING_POS] = (pos + 1) % RING
+
+    def _get(self, mid, index):
+        return get(self.dec.buf, mid, index)
+
+    def _on_bolus(self, mid, seq):
+        g = self._get
+        return self.pump.bolus(g(mid, 1), g(mid, 2), g(mid, 3), g(mid, 4))
+
+    def _on_cancel_bolus(self, mid, seq):
+        return self.pump.cancel_bolus()
+
+    def _on_temp_basal(self, mid, seq):
+        g = self._get
+        return self.pump.set_temp_basal(g(mid, 1), g(mid, 2), g(mid, 3))
+
+    def _on_cancel_temp_basal(self, mid, seq):
+        return self.pump.cancel_temp_basal()
+
+    def _on_suspend(self, mid, seq):
+        return self.pump.suspend()
+
+    def _on_resume(self, mid, seq):
+        return self.pump.resume()
+
+    def _on_set_profile(self, mid, seq):
+        buf = self.dec.buf
+        pump = self.pump
+        count = get(buf, mid, 3)
+        if count < 1 or count > SLOTS:
+            pump.detail = 2  # the starts argument of Pump.set_profile
+            return E_BAD_ARG
+        at = field_offset(mid, 2)
+        end = at + PROFILE_NAME_LEN
+        while end > at and buf[end - 1] == 0:
+            end -= 1
+        name = bytes(buf[at:end])
+        at = field_offset(mid, 4)
+        starts = [buf[at + i] for i in range(count)]
+        at = field_offset(mid, 5)
+        rates = [get_int(buf, at + 2 * i, 2) for i in range(count)]
+        return pump.set_profile(get(buf, mid, 1), name, starts, rates)
+
+    def _on_set_schedule(self, mid, seq):
+        at = field_offset(mid, 1)
+        buf = self.dec.buf
+        return self.pump.set_schedule([buf[at + i] for i in range(7)])
+
+    def _on_set_setting(self, mid, seq):
+        g = self._get
+        return self.pump.set_setting(g(mid, 1), g(mid, 2))
+
+    def _on_set_time(self, mid, seq):
+        g = self._get
+        return self.pump.set_time(g(mid, 1), g(mid, 2))
+
+    def _on_ack_alarm(self, mid, seq):
+        return self.pump.ack_alarm(self._get(mid, 1))
+
+    def _on_rewind(self, mid, seq):
+        return self.pump.rewind()
+
+    def _on_fill(self, mid, seq):
+        return self.pump.fill(self._get(mid, 1))
+
+    def _on_prime(self, mid, seq):
+        g = self._get
+        return self.pump.prime(g(mid, 1), g(mid, 2))
+
+    def _on_emulator(self, mid, seq):
+        buf = self.dec.buf
+        kinds = KINDS[mid]
+        values = []
+        for i in range(len(kinds)):
+            if kinds[i]:
+                values.append(get(buf, mid, i))
+            else:
+                at = field_offset(mid, i)
+                values.append(bytes(buf[at:at + LENGTHS[mid][i]]))
+        code, detail = self.emulator.command(mid, values)
+        self.pump.detail = detail
+        return code
+
+    # ------------------------------------------------------------------ queries
+    def _on_hello(self, mid, seq):
+        e = self.enc
+        e.begin(M_HELLO_INFO, seq, F_RESPONSE)
+        e.put(0, PROTOCOL_VERSION)
+        e.put(1, SCHEMA)
+        e.put(2, self.hw.board)
+        e.put(3, self.pump.pulse)
+        e.put(4, VERSION)
+        e.put(5, self.pump.state[S_BOOTS])
+        e.put(6, self.counter)
+        self._send()
+
+    def _on_status(self, mid, seq):
+        """status_info: reads the pump and packs into preallocated buffers (no allocation
+        on the unix port; on 32-bit ports, values >= 2**30 are boxed ints)."""
+        pump = self.pump
+        st = pump.state
+        p = pump.pulse
+        e = self.enc
+        e.begin(M_STATUS_INFO, seq, F_RESPONSE)
+        e.put(0, st[S_STOP])
+        e.put(1, pump.basal_rate())
+        e.put(2, pump.profile_rate())
+        e.put(3, st[S_TEMP_KIND])
+        e.put(4, st[S_TEMP_VALUE])
+        e.put(5, st[S_TEMP_LEFT] // MIN_MS)
+        e.put(6, st[S_BOLUS_ID])
+        e.put(7, st[S_BOLUS_KIND])
+        e.put(8, (st[S_NOW_DONE] + st[S_EXT_DONE]) * p)
+        e.put(9, (st[S_NOW_REQ] + st[S_EXT_REQ]) * p)
+        e.put(10, pump.reservoir_mu())
+        e.put(11, pump.minutes_left())
+        e.put(12, st[S_BATTERY])
+        e.put(13, pump.iob())
+        e.put(14, st[S_BASAL_TODAY])
+        e.put(15, st[S_BOLUS_TODAY])
+        active = pump.alarms.active
+        mask = 0
+        for i in range(ALARM_COUNT):
+            if active[i]:
+                mask |= 1 << i
+        e.put(16, mask)
+        e.put(17, pump.utc_seconds())
+        e.put(18, pump.settings[V_SETTINGS + SET_UTC_OFFSET])
+        e.put(19, st[S_TIME_SET])
+        e.put(20, unsigned32(st[S_LAST_CMD]))
+        e.put(21, st[S_LAST_CODE])
+        e.put(22, st[S_LAST_DETAIL])
+        e.put(23, pump.history.next_seq)
+        e.put(24, pump.selftest_bits)
+        self._send()
+
+    def _on_get_profile(self, mid, seq):
+        index = get(self.dec.buf, mid, 0)
+        if index >= PROFILES:
+            self._result(seq, 0, E_BAD_ARG, 0)
+            return
+        got = self.pump.get_profile(index)
+        e = self.enc
+        buf = e.buf
+        e.begin(M_PROFILE_INFO, seq, F_RESPONSE)
+        e.put(0, index)
+        for i in (1, 3, 4):
+            e.clear(i)
+        count = 0
+        if got is not None:
+            name, starts, rates = got
+            at = field_offset(M_PROFILE_INFO, 1)
+            for i in range(len(name)):
+                buf[at + i] = name[i]
+            count = len(starts)
+            at = field_offset(M_PROFILE_INFO, 3)
+            r_at = field_offset(M_PROFILE_INFO, 4)
+            for i in range(count):
+                buf[at + i] = starts[i]
+                buf[r_at + 2 * i] = rates[i] & 0xFF
+                buf[r_at + 2 * i + 1] = rates[i] >> 8
+        e.put(2, count)
+        self._send()
+
+    def _on_get_schedule(self, mid, seq):
+        e = self.enc
+        e.begin(M_SCHEDULE_INFO, seq, F_RESPONSE)
+        at = field_offset(M_SCHEDULE_INFO, 0)
+        v = self.pump.settings
+        for i in range(7):
+            e.buf[at + i] = v[V_SCHEDULE + i]
+        self._send()
+
+    def _on_get_settings(self, mid, seq):
+        e = self.enc
+        e.begin(M_SETTINGS_INFO, seq, F_RESPONSE)
+        at = field_offset(M_SETTINGS_INFO, 0)
+        v = self.pump.settings
+        buf = e.buf
+        for i in range(SETTINGS_COUNT):
+            x = v[V_SETTINGS + i]
+            buf[at] = x & 0xFF
+            buf[at + 1] = (x >> 8) & 0xFF
+            buf[at + 2] = (x >> 16) & 0xFF
+            buf[at + 3] = (x >> 24) & 0xFF
+            at += 4
+        self._send()
+
+    def _on_get_history(self, mid, seq):
+        """Up to HISTORY_PAGE stored records from `first` on (from the oldest stored if
+        `first` is older), as stored (24 bytes each); unreadable records are skipped."""
+        buf = self.dec.buf
+        first = get(buf, mid, 0)
+        want = get(buf, mid, 1)
+        if want > HISTORY_PAGE:
+            want = HISTORY_PAGE
+        h = self.pump.history
+        if first < h.first_seq:
+            first = h.first_seq
+        e = self.enc
+        e.begin(M_HISTORY_PAGE, seq, F_RESPONSE)
+        e.clear(2)
+        out = e.buf
+        at = field_offset(M_HISTORY_PAGE, 2)
+        rec = self.rec
+        got = 0
+        s = first
+        while got < want and s < h.next_seq:
+            if h.read(s, rec):
+                for i in range(REC_SIZE):
+                    out[at + i] = rec[i]
+                at += REC_SIZE
+                got += 1
+            s += 1
+        e.put(0, first)
+        e.put(1, got)
+        self._send()
+
+    def _on_get_totals(self, mid, seq):
+        day = get(self.dec.buf, mid, 0)
+        got = self.pump.day_totals(day)
+        e = self.enc
+        e.begin(M_TOTALS_INFO, seq, F_RESPONSE)
+        e.put(0, day)
+        if got is None:
+            for i in (1, 2, 3, 4):
+                e.put(i, 0)
+        else:
+            e.put(1, 1)
+            e.put(2, got[0])
+            e.put(3, got[1])
+            e.put(4, got[2])
+        self._send()
+
+    def _on_get_alarms(self, mid, seq):
+        al = self.pump.alarms
+        e = self.enc
+        e.begin(M_ALARMS_INFO, seq, F_RESPONSE)
+        active = 0
+        acked = 0
+        at = field_offset(M_ALARMS_INFO, 2)
+        buf = e.buf
+        for i in range(ALARM_COUNT):
+            if al.active[i]:
+                active |= 1 << i
+            if al.acked[i]:
+                acked |= 1 << i
+            buf[at + i] = al.level[i]
+        e.put(0, active)
+        e.put(1, acked)
+        self._send()
+
+    def _on_get_link_stats(self, mid, seq):
+        e = self.enc
+        e.begin(M_LINK_STATS, seq, F_RESPONSE)
+        st = self.stats
+        for i in range(STATS):
+            e.put(i, st[i])
+        e.put(STATS, self.pump.ev_dropped)
+        self._send()
+
+    # ------------------------------------------------------------------ send
+    def _result(self, seq, cmd, code, detail):
+        e = self.enc
+        e.begin(M_RESULT, seq, F_RESPONSE)
+        e.put(0, cmd)
+        e.put(1, code)
+        e.put(2, detail)
+        self._send()
+
+    def _send(self):
+        e = self.enc
+        n = e.finish()
+        self.stats[FRAMES_OUT] += 1
+        self.serial.write(e.wire, n)
+
+    def _events(self):
+        pump = self.pump
+        ev = self.ev
+        e = self.enc
+        sent = 0
+        while sent < MAX_EVENTS and pump.next_event(ev):
+            e.begin(M_EVENT, 0, F_EVENT)
+            e.put(0, ev[0])
+            e.put(1, ev[1])
+            e.put(2, ev[2])
+            e.put(3, ev[3])
+            self._send()
+            sent += 1

@@ -1,0 +1,408 @@
+"""Firmware codec of the wire protocol (LNK-1, SEC-2), built from protocol/spec.py.
+
+Frame = header <BBHB (version, flags, sequence, message id) + payload (the message's fields,
+little-endian, no padding) + [auth <I8s: counter, HMAC-SHA256(key, header + payload +
+counter)[:8], when flags & F_AUTH] + crc16 <H (CRC-16/CCITT-FALSE over everything before
+it). On the wire: COBS(frame) + b"\\x00".
+
+Hot path (the link): `Decoder` turns received bytes into frames in a preallocated buffer
+(no allocation per byte) and `Encoder` packs a response field by field with one
+struct.pack_into per field into a preallocated buffer, then COBS-encodes it into another.
+`get(buf, msg_id, index)` reads a field of a received frame without struct.unpack.
+
+For tests and tools (these allocate): `encode_frame` / `decode_frame`.
+"""
+
+import hashlib
+import struct
+
+from firmware.crc import crc16
+from protocol.spec import (
+    AUTH_SIZE,
+    CRC_SIZE,
+    F_AUTH,
+    HEADER_SIZE,
+    MAC_SIZE,
+    MAX_FRAME,
+    MAX_PAYLOAD,
+    MESSAGES,
+    PROTOCOL_VERSION,
+)
+
+# Field kinds: size in bytes, negative for signed ints; bytes fields are kind 0.
+_KINDS = {"B": 1, "H": 2, "I": 4, "b": -1, "h": -2, "i": -4}
+
+# Per message id, precomputed at import (allocation here is fine):
+SIZE = {}  # payload size
+KINDS = {}  # tuple of field kinds
+OFFSETS = {}  # tuple of payload offsets of the fields
+FORMATS = {}  # tuple of struct formats ("<I"), None for bytes fields
+LENGTHS = {}  # tuple of field sizes in bytes
+INDEX = {}  # message name -> id
+
+
+def _build():
+    for mid, (name, fields) in MESSAGES.items():
+        kinds = []
+        offsets = []
+        formats = []
+        lengths = []
+        off = 0
+        for _, code in fields:
+            if code in _KINDS:
+                kind = _KINDS[code]
+                n = kind if kind > 0 else -kind
+                formats.append("<" + code)
+            elif code.endswith("s"):
+                kind = 0
+                n = int(code[:-1])
+                formats.append(None)
+            else:
+                raise ValueError("bad field code " + code)
+            kinds.append(kind)
+            offsets.append(off)
+            lengths.append(n)
+            off += n
+        if off > MAX_PAYLOAD:
+            raise ValueError("payload too long: " + name)
+        SIZE[mid] = off
+        KINDS[mid] = tuple(kinds)
+        OFFSETS[mid] = tuple(offsets)
+        FORMATS[mid] = tuple(formats)
+        LENGTHS[mid] = tuple(lengths)
+        INDEX[name] = mid
+
+
+_build()
+
+COBS_MAX = MAX_FRAME + MAX_FRAME // 254 + 2  # stuffed frame + delimiter
+
+
+# ----------------------------------------------------------------------------- primitives
+def get_int(buf, off, kind):
+    """Little-endian int of `kind` at buf[off]; no allocation for values below 2**30."""
+    if kind == 1:
+        return buf[off]
+    if kind == 2:
+        return buf[off] | (buf[off + 1] << 8)
+    if kind == 4:
+        return buf[off] | (buf[off + 1] << 8) | (buf[off + 2] << 16) | (buf[off + 3] << 24)
+    if kind == -1:
+        v = buf[off]
+        return v - 256 if v & 0x80 else v
+    if kind == -2:
+        v = buf[off] | (buf[off + 1] << 8)
+        return v - 65536 if v & 0x8000 else v
+    if kind == -4:
+        v = buf[off] | (buf[off + 1] << 8) | (buf[off + 2] << 16)
+        top = buf[off + 3]
+        if top & 0x80:
+            return v - ((256 - top) << 24)
+        return v | (top << 24)
+    raise ValueError("not an int field")
+
+
+def get(buf, mid, index):
+    """Int field `index` of message `mid` in a received frame buffer (header at 0)."""
+    return get_int(buf, HEADER_SIZE + OFFSETS[mid][index], KINDS[mid][index])
+
+
+def field_offset(mid, index):
+    """Offset of a field in the frame buffer (header included)."""
+    return HEADER_SIZE + OFFSETS[mid][index]
+
+
+def cobs_encode(src, n, dst):
+    """COBS-encode src[0:n] into dst and append the 0x00 delimiter; returns the length.
+
+    Byte for byte what the `cobs` package produces (no empty block after a final 0xFF
+    block). dst needs n + n // 254 + 2 bytes. Allocation-free.
+    """
+    code_at = 0
+    m = 1
+    code = 1
+    i = 0
+    while i < n:
+        b = src[i]
+        i += 1
+        if b == 0:
+            dst[code_at] = code
+            code_at = m
+            m += 1
+            code = 1
+        else:
+            dst[m] = b
+            m += 1
+            code += 1
+            if code == 0xFF:
+                dst[code_at] = code
+                if i < n:
+                    code_at = m
+                    m += 1
+                    code = 1
+                else:
+                    code = 0  # closed: nothing follows
+    if code:
+        dst[code_at] = code
+    dst[m] = 0
+    return m + 1
+
+
+class Decoder:
+    """Incremental COBS decoder into a preallocated frame buffer.
+
+    `feed(chunk, i, end)` consumes bytes from chunk[i:end] up to and including one 0x00
+    and returns the index after the last byte consumed. When a delimiter was consumed,
+    `done` is True and `size` is the decoded length, or -1 for a frame that was not valid
+    COBS or longer than the buffer. Empty frames (0x00 0x00) give size 0.
+    """
+
+    def __init__(self, size=MAX_FRAME):
+        self.buf = bytearray(size)
+        self.cap = size
+        self.size = 0  # length of the last completed frame
+        self.n = 0  # bytes decoded so far
+        self.code = 0  # code byte of the current block, 0 before the first
+        self.left = 0  # data bytes still to come in the current block
+        self.bad = False
+        self.done = False
+
+    def reset(self):
+        self.n = 0
+        self.code = 0
+        self.left = 0
+        self.bad = False
+        self.done = False
+
+    def feed(self, chunk, i, end):
+        buf = self.buf
+        cap = self.cap
+        n = self.n
+        code = self.code
+        left = self.left
+        bad = self.bad
+        while i < end:
+            b = chunk[i]
+            i += 1
+            if b == 0:
+                self.done = True
+                self.size = -1 if bad or left else n
+                self.n = 0
+                self.code = 0
+                self.left = 0
+                self.bad = False
+                return i
+            if bad:
+                continue
+            if left == 0:
+                if code and code != 0xFF:  # the previous block ended with a zero
+                    if n >= cap:
+                        bad = True
+                        continue
+                    buf[n] = 0
+                    n += 1
+                code = b
+                left = b - 1
+            else:
+                if n >= cap:
+                    bad = True
+                    continue
+                buf[n] = b
+                n += 1
+                left -= 1
+        self.n = n
+        self.code = code
+        self.left = left
+        self.bad = bad
+        return i
+
+
+class Auth:
+    """HMAC-SHA256 with one key, truncated to MAC_SIZE bytes (SEC-2).
+
+    MicroPython has no hmac module (and its sha256 objects cannot be copied), so this is
+    the RFC 2104 construction written out; it allocates a few small objects per MAC.
+    """
+
+    def __init__(self, key):
+        key = bytes(key)
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        key = key + bytes(64 - len(key))
+        self.ipad = bytes([b ^ 0x36 for b in key])
+        self.opad = bytes([b ^ 0x5C for b in key])
+
+    def mac(self, buf, n):
+        """Full 32-byte HMAC of buf[0:n]."""
+        h = hashlib.sha256(self.ipad)
+        h.update(memoryview(buf)[:n])
+        inner = h.digest()
+        h = hashlib.sha256(self.opad)
+        h.update(inner)
+        return h.digest()
+
+    def check(self, buf, n, mac_at):
+        """True if buf[mac_at:mac_at+8] is the MAC of buf[0:n] (compared in full)."""
+        want = self.mac(buf, n)
+        diff = 0
+        for i in range(MAC_SIZE):
+            diff |= want[i] ^ buf[mac_at + i]
+        return diff == 0
+
+
+class Encoder:
+    """Builds one frame at a time in `buf`, stuffs it into `wire`.
+
+    begin(mid, seq, flags); put(i, value) per int field (one struct.pack_into each) or
+    write bytes fields straight into buf at field_offset(mid, i); finish() -> wire length.
+    """
+
+    def __init__(self):
+        self.buf = bytearray(MAX_FRAME)
+        self.wire = bytearray(COBS_MAX)
+        self.mid = 0
+        self.formats = FORMATS[0x80]
+        self.offsets = OFFSETS[0x80]
+
+    def begin(self, mid, seq, flags):
+        buf = self.buf
+        buf[0] = PROTOCOL_VERSION
+        buf[1] = flags
+        buf[2] = seq & 0xFF
+        buf[3] = (seq >> 8) & 0xFF
+        buf[4] = mid
+        self.mid = mid
+        self.formats = FORMATS[mid]
+        self.offsets = OFFSETS[mid]
+
+    def put(self, index, value):
+        struct.pack_into(self.formats[index], self.buf, HEADER_SIZE + self.offsets[index],
+                         value)
+
+    def clear(self, index):
+        """Zero a bytes field (before filling part of it)."""
+        buf = self.buf
+        at = HEADER_SIZE + self.offsets[index]
+        end = at + LENGTHS[self.mid][index]
+        while at < end:
+            buf[at] = 0
+            at += 1
+
+    def finish(self, auth=None, counter=0):
+        """CRC (after the auth trailer if `auth`), COBS; returns the wire length."""
+        buf = self.buf
+        n = HEADER_SIZE + SIZE[self.mid]
+        if auth is not None:
+            buf[1] |= F_AUTH
+            struct.pack_into("<I", buf, n, counter)
+            mac = auth.mac(buf, n + 4)
+            for i in range(MAC_SIZE):
+                buf[n + 4 + i] = mac[i]
+            n += AUTH_SIZE
+        c = crc16(buf, 0, n)
+        buf[n] = c & 0xFF
+        buf[n + 1] = c >> 8
+        return cobs_encode(buf, n + CRC_SIZE, self.wire)
+
+
+# ----------------------------------------------------------------------------- test helpers
+def _check_int(kind, v):
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ValueError("int field needs an int")
+    if kind > 0:
+        lo, hi = 0, (1 << (8 * kind)) - 1
+    else:
+        lo, hi = -(1 << (-8 * kind - 1)), (1 << (-8 * kind - 1)) - 1
+    if v < lo or v > hi:
+        raise ValueError("value out of range")
+
+
+def encode_frame(msg_id, seq, flags, values, key=None, counter=0):
+    """Wire bytes of one frame: COBS(frame) + b"\\x00" (allocates; for tests and tools).
+
+    values: the message's fields in table order (ints, or bytes for "Ns" fields, padded
+    with zeros like struct). With `key` the frame is authenticated with `counter` (F_AUTH
+    is set). Raises ValueError for an unknown id or values the fields cannot carry.
+    """
+    if msg_id not in SIZE:
+        raise ValueError("unknown message id")
+    kinds = KINDS[msg_id]
+    if len(values) != len(kinds):
+        raise ValueError("wrong number of values")
+    _check_int(2, seq)
+    _check_int(1, flags)
+    if key is None and flags & F_AUTH:
+        raise ValueError("F_AUTH needs a key")
+    enc = Encoder()
+    enc.begin(msg_id, seq, flags)
+    for i in range(len(kinds)):
+        v = values[i]
+        if kinds[i]:
+            _check_int(kinds[i], v)
+            enc.put(i, v)
+        else:
+            if not isinstance(v, (bytes, bytearray)):
+                raise ValueError("bytes field needs bytes")
+            if len(v) > LENGTHS[msg_id][i]:
+                raise ValueError("bytes value too long")
+            enc.clear(i)
+            at = field_offset(msg_id, i)
+            for j in range(len(v)):
+                enc.buf[at + j] = v[j]
+    if key is not None:
+        _check_int(4, counter)
+        n = enc.finish(Auth(key), counter)
+    else:
+        n = enc.finish()
+    return bytes(enc.wire[:n])
+
+
+def decode_frame(frame, key=None):
+    """(msg_id, seq, flags, values, counter) of one frame (allocates; for tests and tools).
+
+    frame: the COBS bytes between delimiters (a trailing 0x00 is accepted too).
+    counter is 0 without auth. With `key`, an authenticated frame's MAC must match.
+    Raises ValueError for anything malformed: bad COBS, too short or long, bad CRC,
+    other protocol version, unknown message id, length not matching the message.
+    """
+    frame = bytes(frame)
+    if frame and frame[-1] == 0:
+        frame = frame[:-1]
+    if 0 in frame:
+        raise ValueError("0x00 inside a frame")
+    dec = Decoder()
+    dec.feed(frame + b"\x00", 0, len(frame) + 1)
+    n = dec.size
+    buf = dec.buf
+    if n < 0:
+        raise ValueError("bad COBS or frame too long")
+    if n < HEADER_SIZE + CRC_SIZE:
+        raise ValueError("truncated frame")
+    if crc16(buf, 0, n - CRC_SIZE) != buf[n - 2] | (buf[n - 1] << 8):
+        raise ValueError("bad CRC")
+    if buf[0] != PROTOCOL_VERSION:
+        raise ValueError("other protocol version")
+    flags = buf[1]
+    seq = buf[2] | (buf[3] << 8)
+    mid = buf[4]
+    if mid not in SIZE:
+        raise ValueError("unknown message id")
+    size = SIZE[mid]
+    auth = AUTH_SIZE if flags & F_AUTH else 0
+    if n != HEADER_SIZE + size + auth + CRC_SIZE:
+        raise ValueError("length does not match the message")
+    values = []
+    kinds = KINDS[mid]
+    for i in range(len(kinds)):
+        at = field_offset(mid, i)
+        if kinds[i]:
+            values.append(get_int(buf, at, kinds[i]))
+        else:
+            values.append(bytes(buf[at:at + LENGTHS[mid][i]]))
+    counter = 0
+    if auth:
+        at = HEADER_SIZE + size
+        counter = get_int(buf, at, 4)
+        if key is not None and not Auth(key).check(buf, at + 4, at + 4):
+            raise ValueError("bad MAC")
+    return mid, seq, flags, values, counter

@@ -1,0 +1,775 @@
+"""Client library for a micropump over any pyserial URL (LNK-1..LNK-5, SEC-1, SEC-2).
+
+    from host_tools.client import connect
+    with connect("/dev/ttyACM0", key=load_key("pump.key")) as pump:
+        print(pump.status().reservoir_u)
+        pump.bolus(units_to_mu("1.5"))
+
+``connect`` accepts whatever ``serial.serial_for_url`` does: a device or pty path,
+``socket://host:port``, ``rfc2217://host:port``, ``loop://``. It says HELLO and refuses a
+pump whose protocol version or schema hash differs from this package's protocol/spec.py.
+
+Requests and responses are matched by sequence number. A query that gets no answer is
+sent again (new sequence). A command is sent again with the SAME cmd_id and the next auth
+counter: the pump answers a duplicate cmd_id with its first result and acts only once
+(LNK-3). When every try goes unanswered the client asks for status and reconciles from
+``last_cmd_id`` / ``last_code`` / ``last_detail`` before it gives up.
+
+Unsolicited events (alarms, bolus progress, state changes) go to ``on_event`` if given,
+else into a queue read by ``events()`` / ``poll_events()``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import datetime as dt
+import itertools
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, make_dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+from protocol import codec, spec
+from protocol.codec import ProtocolError
+
+DEFAULT_TIMEOUT = 1.0  # seconds to wait for one answer
+DEFAULT_RETRIES = 3  # extra tries after the first
+READ_SLICE = 0.05  # longest single blocking read, seconds
+EPOCH = dt.datetime(spec.EPOCH_YEAR, 1, 1, tzinfo=dt.UTC)
+
+
+# ============================================================================ errors
+class PumpError(Exception):
+    """Base of every error the client raises."""
+
+
+class LinkError(PumpError):
+    """The port cannot be opened or the pump does not answer."""
+
+
+class PumpTimeout(LinkError):
+    """No answer after every retry."""
+
+
+class SchemaMismatch(PumpError):
+    """The pump speaks another protocol version or message table."""
+
+
+class KeyFileError(PumpError):
+    """The key file is missing or not a 256-bit key."""
+
+
+class PumpRefused(PumpError):
+    """The pump refused a request: ``code`` (spec E_*), ``name`` (spec.ERRORS), ``detail``."""
+
+    def __init__(self, code: int, detail: int = 0, request: str = "", cmd_id: int = 0):
+        self.code = code
+        self.detail = detail
+        self.request = request
+        self.cmd_id = cmd_id
+        self.name = spec.ERRORS.get(code, f"error {code}")
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        what = f"{self.request.replace('_', ' ')} refused: " if self.request else "refused: "
+        return what + self.name + explain_detail(self.code, self.detail)
+
+
+def explain_detail(code: int, detail: int) -> str:
+    """The refusal's detail in words (empty if there is nothing to add)."""
+    if code in (spec.E_OVER_LIMIT, spec.E_OUT_OF_RANGE) and 0 <= detail < spec.SETTINGS_COUNT:
+        name, _default, lo, hi, unit = spec.SETTINGS[detail]
+        if code == spec.E_OVER_LIMIT:
+            return f" (limit: setting {name})"
+        return f" (setting {name}: {lo}..{hi} {unit})"
+    if code == spec.E_BAD_AUTH:
+        return {spec.AUTH_MISSING: " (no authentication: give the pairing key with --key)",
+                spec.AUTH_BAD_MAC: " (wrong key)",
+                spec.AUTH_REPLAYED: " (replayed or stale counter)"}.get(detail,
+                                                                         f" (detail {detail})")
+    if code == spec.E_INCREMENT:
+        return f" (pulse size {mu_to_units(detail)} U)"
+    if code == spec.E_SAFE_STATE:
+        bits = [n for b, n in ((spec.ST_FIRMWARE, "firmware"), (spec.ST_STORAGE, "storage"),
+                               (spec.ST_MOTOR, "motor"), (spec.ST_BUZZER, "buzzer"))
+                if detail & b]
+        return f" (self-test failed: {', '.join(bits)})" if bits else ""
+    if code == spec.E_BAD_ARG:
+        return f" (argument {detail})"
+    if code == spec.E_UNKNOWN_ALARM and 0 <= detail < spec.ALARM_COUNT:
+        return f" ({spec.ALARMS[detail][0]})"
+    if code == spec.E_UNKNOWN_MESSAGE:
+        return f" (message 0x{detail:02X})" if detail > 0 else ""
+    if code == spec.E_BOLUS_RUNNING:
+        return f" (bolus #{detail})"
+    if code == spec.E_RESERVOIR_EMPTY:
+        return f" (the reservoir holds {mu_to_units(detail)} U)"
+    if code == spec.E_PROFILE_IN_USE_OVER_LIMIT:
+        return f" (profile {detail})"
+    return f" (detail {detail})" if detail else ""
+
+
+# ============================================================================ units
+MU_PER_U = 1000
+
+
+def units_to_mu(value: str | int | float | Decimal) -> int:
+    """Insulin units to mU, exactly: '1.5' -> 1500. Refuses anything that is not a whole
+    number of 0.001 U (no silent rounding), negative, or not a number."""
+    try:
+        d = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"not a number of units: {value!r}") from None
+    if not d.is_finite():
+        raise ValueError(f"not a number of units: {value!r}")
+    if d < 0:
+        raise ValueError(f"amount must not be negative: {value}")
+    mu = d * MU_PER_U
+    if mu != mu.to_integral_value():
+        raise ValueError(f"{value} U is not a whole number of 0.001 U (1 mU)")
+    return int(mu)
+
+
+def mu_to_units(mu: int) -> str:
+    """mU to a units string without losing precision: 1500 -> '1.5', 25 -> '0.025'."""
+    sign = "-" if mu < 0 else ""
+    whole, frac = divmod(abs(mu), MU_PER_U)
+    text = f"{whole}.{frac:03d}".rstrip("0")
+    return sign + (text + "0" if text.endswith(".") else text)
+
+
+def mu_to_u(mu: int) -> float:
+    return mu / MU_PER_U
+
+
+def load_key(path: str | os.PathLike) -> bytes:
+    """A 256-bit pairing key from a file: 32 raw bytes, or 64 hex digits (whitespace ok)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror or exc}") from None
+    if len(data) == 32:
+        return data
+    try:
+        text = data.decode("ascii").strip()
+        key = bytes.fromhex(text)
+    except (UnicodeDecodeError, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise KeyFileError(f"key file {path}: expected 32 raw bytes or 64 hex digits")
+    return key
+
+
+def pump_seconds(when: dt.datetime) -> int:
+    """A datetime (naive = UTC) as the pump's UTC seconds since 2020-01-01."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int((when - EPOCH).total_seconds())
+
+
+def from_pump_seconds(seconds: int, offset_min: int = 0) -> dt.datetime:
+    """The pump's UTC seconds as an aware datetime in the pump's UTC offset."""
+    tz = dt.timezone(dt.timedelta(minutes=offset_min))
+    return (EPOCH + dt.timedelta(seconds=seconds)).astimezone(tz)
+
+
+# ============================================================================ records
+def _record(msg: str, cls_name: str, namespace: dict | None = None):
+    """A frozen dataclass with the fields of message ``msg``, straight from the table."""
+    names = codec.field_names(msg)
+    return make_dataclass(cls_name, [(n, int | bytes) for n in names], frozen=True,
+                          namespace=namespace or {})
+
+
+def _alarm_names(mask: int) -> list[str]:
+    return [spec.ALARMS[i][0] for i in range(spec.ALARM_COUNT) if mask >> i & 1]
+
+
+Hello = _record("hello_info", "Hello")
+
+Status = _record("status_info", "Status", {
+    "delivering": property(lambda s: s.stop == spec.STOP_NONE),
+    "stop_reason": property(lambda s: spec.STOP_REASONS[s.stop]
+                            if s.stop < len(spec.STOP_REASONS) else f"stop {s.stop}"),
+    "alarm_names": property(lambda s: _alarm_names(s.alarms)),
+    "bolus_running": property(lambda s: s.bolus_id != 0),
+    "last_error": property(lambda s: spec.ERRORS.get(s.last_code, f"error {s.last_code}")),
+    "local_time": property(lambda s: from_pump_seconds(s.utc, s.offset)),
+    "local_day": property(lambda s: (s.utc + s.offset * 60) // 86400),
+    "reservoir_u": property(lambda s: mu_to_u(s.reservoir)),
+})
+
+LinkStats = _record("link_stats", "LinkStats")
+
+
+@dataclass(frozen=True)
+class Result:
+    """The pump's answer to a command that was carried out."""
+
+    cmd_id: int
+    code: int
+    detail: int
+    reconciled: bool = False  # learned from status.last_cmd_id after the reply was lost
+
+
+@dataclass(frozen=True)
+class Profile:
+    index: int
+    name: str
+    starts: tuple[int, ...]  # 30-minute slot where each segment starts (first is 0)
+    rates: tuple[int, ...]  # mU/h per segment
+
+    def segments(self) -> list[tuple[str, int]]:
+        """[("HH:MM", mU/h), ...]"""
+        return [(f"{s // 2:02d}:{30 * (s % 2):02d}", r) for s, r in zip(self.starts,
+                                                                          self.rates,
+                                                                          strict=True)]
+
+
+@dataclass(frozen=True)
+class Totals:
+    day: int
+    valid: bool
+    basal: int
+    bolus: int
+    prime: int
+
+    @property
+    def date(self) -> dt.date:
+        return (EPOCH + dt.timedelta(days=self.day)).date()
+
+
+@dataclass(frozen=True)
+class AlarmState:
+    alarm: int
+    name: str
+    priority: int
+    active: bool
+    acked: bool
+    level: int
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    seq: int
+    time: int  # pump UTC seconds
+    kind: int
+    arg: int
+    v1: int
+    v2: int
+    v3: int
+
+    @property
+    def kind_name(self) -> str:
+        return spec.HISTORY_KINDS.get(self.kind, f"kind {self.kind}")
+
+
+_EVENT_NAMES = {spec.EV_ALARM: "alarm", spec.EV_BOLUS: "bolus", spec.EV_STATE: "state",
+                spec.EV_BOLUS_END: "bolus_end"}
+
+
+@dataclass(frozen=True)
+class Event:
+    """An unsolicited event from the pump (spec EV_*)."""
+
+    kind: int
+    a: int
+    b: int
+    c: int
+
+    @property
+    def name(self) -> str:
+        return _EVENT_NAMES.get(self.kind, f"event {self.kind}")
+
+    def describe(self) -> str:
+        if self.kind == spec.EV_ALARM:
+            alarm = spec.ALARMS[self.a][0] if 0 <= self.a < spec.ALARM_COUNT else self.a
+            action = ("raised", "acknowledged", "cleared")[self.b] if 0 <= self.b < 3 else self.b
+            return f"alarm {alarm} {action}"
+        if self.kind == spec.EV_BOLUS:
+            return (f"bolus {self.a}: {mu_to_units(self.b)} of {mu_to_units(self.c)} U "
+                    "delivered")
+        if self.kind == spec.EV_BOLUS_END:
+            ending = (spec.BOLUS_ENDINGS[self.c] if 0 <= self.c < len(spec.BOLUS_ENDINGS)
+                      else self.c)
+            return f"bolus {self.a} {ending}: {mu_to_units(self.b)} U delivered"
+        if self.kind == spec.EV_STATE:
+            reason = (spec.STOP_REASONS[self.a] if 0 <= self.a < len(spec.STOP_REASONS)
+                      else self.a)
+            return f"delivery: {reason}"
+        return f"event {self.kind} ({self.a}, {self.b}, {self.c})"
+
+
+# ============================================================================ payloads
+# Byte-array fields of the table, in the layout the firmware link packs them.
+def _u8s(data: bytes, n: int) -> tuple[int, ...]:
+    return tuple(data[:n])
+
+
+def _pack_u16s(values, size: int) -> bytes:
+    return struct.pack(f"<{len(values)}H", *values).ljust(size, b"\0")
+
+
+def setting_id(name_or_id: str | int) -> int:
+    if isinstance(name_or_id, int):
+        if 0 <= name_or_id < spec.SETTINGS_COUNT:
+            return name_or_id
+        raise ValueError(f"no setting {name_or_id}")
+    for sid, row in enumerate(spec.SETTINGS):
+        if row[0] == name_or_id:
+            return sid
+    raise ValueError(f"unknown setting {name_or_id!r}; settings: "
+                     + ", ".join(r[0] for r in spec.SETTINGS))
+
+
+def alarm_id(name_or_id: str | int) -> int:
+    if isinstance(name_or_id, int) or str(name_or_id).isdigit():
+        n = int(name_or_id)
+        if 0 <= n < spec.ALARM_COUNT:
+            return n
+        raise ValueError(f"no alarm {n} (0..{spec.ALARM_COUNT - 1})")
+    for aid, row in enumerate(spec.ALARMS):
+        if row[0] == name_or_id:
+            return aid
+    raise ValueError(f"unknown alarm {name_or_id!r}; alarms: "
+                     + ", ".join(r[0] for r in spec.ALARMS))
+
+
+# ============================================================================ client
+class Client:
+    """One pump link. ``port`` is an open pyserial-like object (read/write/in_waiting)."""
+
+    def __init__(self, port, key: bytes | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 retries: int = DEFAULT_RETRIES, on_event: Callable[[Event], None] | None = None,
+                 hello: bool = True):
+        self.port = port
+        self.key = codec._check_key(key) if key is not None else None
+        self.timeout = timeout
+        self.retries = retries
+        self.on_event = on_event
+        self.events_queue: collections.deque[Event] = collections.deque()
+        self.reader = codec.FrameReader()
+        self.pending: collections.deque[bytes] = collections.deque()
+        self._seq = itertools.count(1)
+        self.counter = 0  # last auth counter used; HELLO syncs it with the pump
+        self.stats = collections.Counter()  # bad frames, stale replies, retries, ...
+        self.info: Hello | None = None
+        # Reads block at most READ_SLICE, so deadlines hold whatever the port's timeout
+        # was (setting it reconfigures a real serial port: done once, here).
+        if getattr(port, "timeout", None) is None or port.timeout > READ_SLICE:
+            port.timeout = READ_SLICE
+        if hello:
+            self.hello()
+
+    # ------------------------------------------------------------------ plumbing
+    def close(self):
+        try:
+            # pyserial's socket:// close() sleeps 0.3 s "for quick reconnects"; every
+            # pumpctl run would pay it. Close the socket the same way, without the sleep.
+            sock = getattr(self.port, "_socket", None)
+            if sock is not None and type(self.port).__module__.endswith("protocol_socket"):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+                self.port._socket = None
+                self.port.is_open = False
+                return
+            self.port.close()
+        except Exception:  # noqa: BLE001 - closing a dead port is not an error
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _next_seq(self) -> int:
+        seq = next(self._seq) & 0xFFFF
+        if seq == 0:  # 0 is the events' sequence
+            seq = next(self._seq) & 0xFFFF
+        return seq
+
+    def _write(self, data: bytes):
+        try:
+            self.port.write(data)
+            flush = getattr(self.port, "flush", None)
+            if flush:
+                flush()
+        except (OSError, ValueError) as exc:  # serial.SerialException is an OSError
+            raise LinkError(f"write to pump failed: {exc}") from None
+
+    def _read_some(self, wait: float) -> bytes:
+        """Whatever the port has, waiting up to about ``wait`` s for the first byte."""
+        try:
+            n = self.port.in_waiting
+            if n:
+                return self.port.read(n)
+            if wait <= 0:
+                return b""
+            data = self.port.read(1)  # blocks up to port.timeout (READ_SLICE)
+            if data:
+                n = self.port.in_waiting
+                if n:
+                    data += self.port.read(n)
+            return data
+        except (OSError, ValueError, TypeError) as exc:
+            raise LinkError(f"read from pump failed: {exc}") from None
+
+    def _next_message(self, deadline: float) -> codec.Message | None:
+        """The next well-formed frame before ``deadline`` (monotonic), or None."""
+        while True:
+            while self.pending:
+                frame = self.pending.popleft()
+                try:
+                    return codec.decode_frame(frame)
+                except codec.VersionError:
+                    raise
+                except ProtocolError:
+                    self.stats["bad_frames"] += 1
+            left = deadline - time.monotonic()
+            data = self._read_some(left)  # left <= 0: only what is already waiting
+            if not data and left <= 0:
+                return None
+            for item in self.reader.feed(data):
+                if isinstance(item, ProtocolError):
+                    self.stats["bad_frames"] += 1
+                else:
+                    self.pending.append(item)
+
+    def _dispatch_event(self, msg: codec.Message):
+        ev = Event(msg["kind"], msg["a"], msg["b"], msg["c"])
+        self.stats["events"] += 1
+        if self.on_event is not None:
+            self.on_event(ev)
+        else:
+            self.events_queue.append(ev)
+
+    def _await(self, seqs: set[int], timeout: float) -> codec.Message | None:
+        """The response to any of ``seqs``; events met on the way are dispatched."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self._next_message(deadline)
+            if msg is None:
+                return None
+            if msg.is_event or msg.name == "event":
+                self._dispatch_event(msg)
+            elif msg.is_response and msg.seq in seqs:
+                return msg
+            else:
+                self.stats["stale"] += 1  # a late answer to an abandoned request
+
+    # ------------------------------------------------------------------ requests
+    def query(self, name: str, fields: dict | None = None, expect: str | None = None):
+        """Send a query (no auth) and return the answer message; retried on silence."""
+        payload = codec.encode_frame(name, 0, fields)  # validate before sending
+        del payload
+        seqs: set[int] = set()
+        for attempt in range(self.retries + 1):
+            seq = self._next_seq()
+            seqs.add(seq)
+            if attempt:
+                self.stats["retries"] += 1
+            self._write(codec.encode(name, seq, fields))
+            msg = self._await(seqs, self.timeout)
+            if msg is None:
+                continue
+            if msg.name == "result":
+                if msg["code"] != spec.OK:
+                    raise PumpRefused(msg["code"], msg["detail"], name)
+                return msg
+            if expect and msg.name != expect:
+                raise ProtocolError(f"{name}: expected {expect}, pump sent {msg.name}")
+            return msg
+        raise PumpTimeout(f"no answer to {name} after {self.retries + 1} tries "
+                          f"({self.timeout:g} s each)")
+
+    def command(self, name: str, fields: dict | None = None) -> Result:
+        """Send a state-changing command (authenticated when a key is set).
+
+        Retries carry the same cmd_id and a fresh counter; the pump acts once (LNK-3).
+        Raises PumpRefused when the pump answers with an error code.
+
+        cmd_id is the counter of the first try. The pump accepts a counter only above every
+        counter it accepted before, and every earlier cmd_id was such a counter, so a first
+        try that is accepted never carries a cmd_id the pump has seen (one host at a time).
+        """
+        fields = dict(fields or {})
+        cmd_id = self.counter + 1  # unique: the pump never accepted this counter before
+        fields["cmd_id"] = cmd_id
+        codec.encode_frame(name, 0, fields)  # validate before sending
+        seqs: set[int] = set()
+        resynced = False
+        attempt = 0
+        while attempt <= self.retries:
+            seq = self._next_seq()
+            seqs.add(seq)
+            self.counter += 1
+            if attempt:
+                self.stats["retries"] += 1
+            self._write(codec.encode(name, seq, fields, key=self.key,
+                                     counter=self.counter if self.key else None))
+            msg = self._await(seqs, self.timeout)
+            attempt += 1
+            if msg is None:
+                continue
+            if msg.name != "result":
+                raise ProtocolError(f"{name}: expected result, pump sent {msg.name}")
+            code, detail = msg["code"], msg["detail"]
+            if (code == spec.E_BAD_AUTH and detail == spec.AUTH_REPLAYED and self.key
+                    and not resynced):
+                # Someone else used counters: learn the pump's counter and try again. If
+                # this was the only try, nothing of this command can have acted, and its
+                # cmd_id may be one the pump has seen: take a fresh one above the counter.
+                resynced = True
+                self.hello()
+                if attempt == 1:
+                    cmd_id = fields["cmd_id"] = self.counter + 1
+                attempt -= 1
+                continue
+            return self._outcome(name, Result(msg["cmd_id"], code, detail))
+        result = self.reconcile(cmd_id)
+        if result is None:
+            raise PumpTimeout(
+                f"no answer to {name} (command id {cmd_id}) after {self.retries + 1} tries; "
+                "the pump's status shows it was not carried out")
+        return self._outcome(name, result)
+
+    def _outcome(self, name: str, result: Result) -> Result:
+        if result.code != spec.OK:
+            raise PumpRefused(result.code, result.detail, name, result.cmd_id)
+        return result
+
+    def reconcile(self, cmd_id: int) -> Result | None:
+        """After a lost reply: the outcome of command ``cmd_id`` from status, or None if the
+        pump's last command is another one (so ``cmd_id`` was not carried out)."""
+        try:
+            st = self.status()
+        except PumpTimeout:
+            raise PumpTimeout(
+                f"no answer from the pump; command id {cmd_id} may or may not have been "
+                "carried out: check `pumpctl status` (last command) before repeating it"
+            ) from None
+        if st.last_cmd_id == cmd_id:
+            self.stats["reconciled"] += 1
+            return Result(cmd_id, st.last_code, st.last_detail, reconciled=True)
+        return None
+
+    # ------------------------------------------------------------------ events
+    def poll_events(self, timeout: float = 0.0, first: bool = False) -> list[Event]:
+        """Read what arrives within ``timeout`` s (with ``first``: until the first event)
+        and return the queued events (none if an ``on_event`` callback takes them)."""
+        deadline = time.monotonic() + timeout
+        while not (first and self.events_queue):
+            msg = self._next_message(deadline)
+            if msg is None:
+                break
+            if msg.is_event or msg.name == "event":
+                self._dispatch_event(msg)
+            else:
+                self.stats["stale"] += 1
+        out = list(self.events_queue)
+        self.events_queue.clear()
+        return out
+
+    def events(self, timeout: float | None = None) -> Iterator[Event]:
+        """Yield events as they arrive; stop after ``timeout`` s of silence (None: never)."""
+        while True:
+            while self.events_queue:
+                yield self.events_queue.popleft()
+            got = self.poll_events(0.25 if timeout is None else timeout, first=True)
+            if not got and timeout is not None:
+                return
+            self.events_queue.extend(got)
+
+    # ------------------------------------------------------------------ queries
+    def hello(self) -> Hello:
+        """HELLO: check version and schema, sync the auth counter (LNK-1, SEC-2)."""
+        try:
+            msg = self.query("hello", expect="hello_info")
+        except codec.VersionError as exc:
+            raise SchemaMismatch(str(exc)) from None
+        except PumpTimeout:
+            raise PumpTimeout(
+                "no answer to HELLO: check the port, that the pump is running micropump "
+                f"firmware, and that it speaks protocol version {spec.PROTOCOL_VERSION}"
+            ) from None
+        info = Hello(**msg.fields)
+        ours = spec.schema_hash()
+        if info.version != spec.PROTOCOL_VERSION or info.schema != ours:
+            raise SchemaMismatch(
+                f"schema mismatch: pump firmware {info.firmware} speaks protocol "
+                f"v{info.version} schema 0x{info.schema:08X}, host tools speak "
+                f"v{spec.PROTOCOL_VERSION} schema 0x{ours:08X}. Update whichever is older "
+                "so both are built from the same protocol/spec.py: reinstall the host "
+                "tools (pip install -U micropump) or reflash the pump firmware"
+            )
+        self.info = info
+        self.counter = max(self.counter, info.counter)
+        return info
+
+    def status(self) -> Status:
+        return Status(**self.query("status", expect="status_info").fields)
+
+    def get_profile(self, index: int) -> Profile:
+        m = self.query("get_profile", {"index": index}, expect="profile_info")
+        n = m["count"]
+        rates = struct.unpack_from(f"<{n}H", m["rates"]) if n <= spec.SLOTS else ()
+        name = m["name"].rstrip(b"\0").decode("ascii", "replace")
+        return Profile(m["index"], name, _u8s(m["starts"], n), tuple(rates))
+
+    def get_schedule(self) -> list[int]:
+        return list(self.query("get_schedule", expect="schedule_info")["days"])
+
+    def get_settings(self) -> dict[str, int]:
+        raw = self.query("get_settings", expect="settings_info")["values"]
+        values = struct.unpack_from(f"<{spec.SETTINGS_COUNT}i", raw)
+        return {row[0]: v for row, v in zip(spec.SETTINGS, values, strict=True)}
+
+    def get_history(self, first: int, count: int = spec.HISTORY_PAGE) -> list[HistoryRecord]:
+        """Up to ``count`` records from sequence ``first`` (several pages if needed)."""
+        out: list[HistoryRecord] = []
+        while count > 0:
+            n = min(count, spec.HISTORY_PAGE)
+            m = self.query("get_history", {"first": first, "count": n}, expect="history_page")
+            got = m["count"]
+            recs = m["records"]
+            for i in range(min(got, spec.HISTORY_PAGE)):
+                seq, t, kind, arg, v1, v2, v3, _crc = struct.unpack_from(
+                    "<IIBBiiiH", recs, 24 * i)
+                out.append(HistoryRecord(seq, t, kind, arg, v1, v2, v3))
+            if got < n:
+                break
+            count -= got
+            first = out[-1].seq + 1 if out else first + got
+        return out
+
+    def get_totals(self, day: int) -> Totals:
+        m = self.query("get_totals", {"day": day}, expect="totals_info")
+        return Totals(m["day"], bool(m["valid"]), m["basal"], m["bolus"], m["prime"])
+
+    def get_alarms(self) -> list[AlarmState]:
+        m = self.query("get_alarms", expect="alarms_info")
+        out = []
+        for i, (name, prio) in enumerate(spec.ALARMS):
+            out.append(AlarmState(i, name, prio, bool(m["active"] >> i & 1),
+                                  bool(m["acked"] >> i & 1), m["levels"][i]))
+        return out
+
+    def get_link_stats(self) -> LinkStats:
+        return LinkStats(**self.query("get_link_stats", expect="link_stats").fields)
+
+    # ------------------------------------------------------------------ commands
+    def bolus(self, now_mu: int, ext_mu: int = 0, ext_minutes: int = 0,
+              kind: int | None = None) -> Result:
+        """Normal (now only), extended (ext only) or dual bolus; detail = bolus id."""
+        if kind is None:
+            kind = (spec.BOLUS_DUAL if now_mu and ext_mu else
+                    spec.BOLUS_EXTENDED if ext_mu else spec.BOLUS_NORMAL)
+        return self.command("bolus", {"kind": kind, "now": now_mu, "ext": ext_mu,
+                                      "ext_minutes": ext_minutes})
+
+    def cancel_bolus(self) -> Result:
+        return self.command("cancel_bolus")
+
+    def temp_basal(self, kind: int, value: int, minutes: int) -> Result:
+        """kind TEMP_ABSOLUTE (value mU/h) or TEMP_PERCENT (value %)."""
+        return self.command("temp_basal", {"kind": kind, "value": value, "minutes": minutes})
+
+    def cancel_temp_basal(self) -> Result:
+        return self.command("cancel_temp_basal")
+
+    def suspend(self) -> Result:
+        return self.command("suspend")
+
+    def resume(self) -> Result:
+        return self.command("resume")
+
+    def set_profile(self, index: int, name: str | bytes, starts, rates) -> Result:
+        """Profile ``index``: segments starting at 30-min slots ``starts`` with ``rates``
+        in mU/h."""
+        starts, rates = list(starts), list(rates)
+        if len(starts) != len(rates) or not 1 <= len(starts) <= spec.SLOTS:
+            raise ValueError(f"a profile has 1..{spec.SLOTS} segments, each with a rate")
+        if any(not 0 <= s < spec.SLOTS for s in starts):
+            raise ValueError(f"segment starts are 30-min slots 0..{spec.SLOTS - 1}")
+        if any(not 0 <= r <= 0xFFFF for r in rates):
+            raise ValueError("a rate does not fit the protocol (0..65535 mU/h)")
+        name_b = name.encode("ascii") if isinstance(name, str) else bytes(name)
+        if len(name_b) > spec.PROFILE_NAME_LEN:
+            raise ValueError(f"profile name longer than {spec.PROFILE_NAME_LEN} characters")
+        return self.command("set_profile", {
+            "index": index, "name": name_b, "count": len(starts),
+            "starts": bytes(starts), "rates": _pack_u16s(rates, 2 * spec.SLOTS)})
+
+    def set_schedule(self, days) -> Result:
+        days = list(days)
+        if len(days) != 7:
+            raise ValueError("a schedule has 7 profile indexes, Monday first")
+        return self.command("set_schedule", {"days": bytes(days)})
+
+    def set_setting(self, setting: str | int, value: int) -> Result:
+        return self.command("set_setting", {"setting": setting_id(setting), "value": value})
+
+    def set_time(self, utc: int | dt.datetime, offset_min: int = 0) -> Result:
+        if isinstance(utc, dt.datetime):
+            utc = pump_seconds(utc)
+        return self.command("set_time", {"utc": utc, "offset": offset_min})
+
+    def ack_alarm(self, alarm: str | int) -> Result:
+        return self.command("ack_alarm", {"alarm": alarm_id(alarm)})
+
+    def rewind(self) -> Result:
+        return self.command("rewind")
+
+    def fill(self, volume_mu: int) -> Result:
+        return self.command("fill", {"volume": volume_mu})
+
+    def prime(self, kind: int, amount_mu: int) -> Result:
+        return self.command("prime", {"kind": kind, "amount": amount_mu})
+
+    # emulator only (SEC-3): a real board refuses these with E_UNKNOWN_MESSAGE
+    def emu_clock(self, op: int, ms: int = 0) -> Result:
+        return self.command("emu_clock", {"op": op, "ms": ms})
+
+    def emu_fault(self, fault: int, value: int = 0) -> Result:
+        return self.command("emu_fault", {"fault": fault, "value": value})
+
+
+def open_port(url: str, **kwargs):
+    """serial.serial_for_url with a LinkError (not a traceback) when it fails."""
+    import serial
+
+    kwargs.setdefault("timeout", READ_SLICE)
+    kwargs.setdefault("write_timeout", 2)
+    try:
+        return serial.serial_for_url(url, **kwargs)
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise LinkError(f"cannot open {url}: {exc}") from None
+
+
+def connect(url: str, key: bytes | None = None, timeout: float = DEFAULT_TIMEOUT,
+            retries: int = DEFAULT_RETRIES, on_event: Callable[[Event], None] | None = None,
+            hello: bool = True, **serial_kwargs) -> Client:
+    """Open ``url`` and say HELLO; raises LinkError / SchemaMismatch on failure."""
+    port = open_port(url, **serial_kwargs)
+    try:
+        return Client(port, key=key, timeout=timeout, retries=retries, on_event=on_event,
+                      hello=hello)
+    except BaseException:
+        port.close()
+        raise
+
+
+__all__ = [
+    "AlarmState", "Client", "Event", "Hello", "HistoryRecord", "KeyFileError", "LinkError",
+    "LinkStats", "Profile", "PumpError", "PumpRefused", "PumpTimeout", "Result",
+    "SchemaMismatch", "Status", "Totals", "alarm_id", "connect", "explain_detail",
+    "from_pump_seconds", "load_key", "mu_to_u", "mu_to_units", "open_port", "pump_seconds",
+    "setting_id", "units_to_mu",
+]

@@ -1,0 +1,769 @@
+"""pumpctl: the micropump command line.
+
+    pumpctl --port URL [--key FILE] [--json] COMMAND ...
+
+Amounts are in insulin units (U) on the command line and exact: an amount that is not a
+whole number of 0.001 U is refused, never rounded. Exit codes: 0 done, 1 a bolus did not
+complete, 2 bad input, 3 refused by the pump, 4 link problem (port, timeout, schema),
+130 interrupted. Errors are one line on stderr (and a JSON object on stdout with --json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from decimal import Decimal
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from host_tools import client as C
+from protocol import codec, spec
+
+EXIT_OK = 0
+EXIT_INCOMPLETE = 1
+EXIT_BAD_INPUT = 2
+EXIT_REFUSED = 3
+EXIT_LINK = 4
+EXIT_INTERRUPTED = 130
+
+PRIORITIES = {spec.PRIO_LOW: "low", spec.PRIO_MEDIUM: "medium", spec.PRIO_HIGH: "high"}
+TEMP_KINDS = {spec.TEMP_NONE: "none", spec.TEMP_ABSOLUTE: "absolute", spec.TEMP_PERCENT: "percent"}
+
+
+class BadInput(Exception):
+    """A user mistake on the command line (exit 2)."""
+
+
+class Incomplete(Exception):
+    """A bolus was cancelled or interrupted while we watched (exit 1)."""
+
+
+# ============================================================================ parsing
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line and exit 2 (never a usage dump)."""
+
+    def error(self, message):
+        raise BadInput(message)
+
+
+def units(text: str) -> int:
+    """argparse type: U -> mU, exact."""
+    try:
+        return C.units_to_mu(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def whole(text: str) -> int:
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def parse_slot(text: str) -> int:
+    """'HH:MM' on a 30-minute boundary -> slot 0..47."""
+    try:
+        hh, mm = text.split(":")
+        h, m = int(hh), int(mm)
+    except ValueError:
+        raise BadInput(f"bad time {text!r}: use HH:MM") from None
+    if not (0 <= h < 24 and m in (0, 30)):
+        raise BadInput(f"bad segment start {text!r}: basal segments start on the hour or "
+                       "half hour (HH:00 or HH:30)")
+    return h * 2 + m // 30
+
+
+def parse_segment(text: str) -> tuple[int, int]:
+    """'HH:MM=U/h' -> (slot, mU/h)."""
+    when, sep, rate = text.partition("=")
+    if not sep:
+        raise BadInput(f"bad segment {text!r}: use HH:MM=RATE (rate in U/h)")
+    try:
+        mu = C.units_to_mu(rate.removesuffix("U/h").strip())
+    except ValueError as exc:
+        raise BadInput(f"bad rate in {text!r}: {exc}") from None
+    return parse_slot(when), mu
+
+
+# Setting values: the command line uses U where the pump stores mU.
+_DISPLAY_UNIT = {"mU": "U", "mU/h": "U/h", "mU/min": "U/min"}
+
+
+def setting_to_wire(sid: int, text: str) -> int:
+    name, _default, _lo, _hi, unit = spec.SETTINGS[sid]
+    if unit in _DISPLAY_UNIT:
+        try:
+            return C.units_to_mu(text)
+        except ValueError as exc:
+            raise BadInput(f"setting {name} is in {_DISPLAY_UNIT[unit]}: {exc}") from None
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise BadInput(f"setting {name} takes a whole number of {unit}, not {text!r}") from None
+
+
+def setting_display(sid: int, value: int) -> str:
+    unit = spec.SETTINGS[sid][4]
+    if unit in _DISPLAY_UNIT:
+        return f"{C.mu_to_units(value)} {_DISPLAY_UNIT[unit]}"
+    return f"{value} {unit}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="pumpctl", description="Drive a micropump over its serial link.")
+    p.add_argument("--port", default=os.environ.get("PUMPCTL_PORT"),
+                   help="pyserial URL: /dev/ttyACM0, a pty path, socket://host:port, "
+                        "rfc2217://host:port (default $PUMPCTL_PORT)")
+    p.add_argument("--key", default=os.environ.get("PUMPCTL_KEY"),
+                   help="pairing key file: 32 raw bytes or 64 hex digits (default "
+                        "$PUMPCTL_KEY); needed for commands that change state")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--timeout", type=float, default=C.DEFAULT_TIMEOUT,
+                   help="seconds to wait for each answer (default %(default)s)")
+    p.add_argument("--retries", type=whole, default=C.DEFAULT_RETRIES,
+                   help="extra tries when an answer is lost (default %(default)s)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    sub.add_parser("status", help="delivery, reservoir, battery, alarms")
+    b = sub.add_parser("bolus", help="deliver a bolus (waits and shows progress)")
+    b.add_argument("amount", type=units, help="immediate amount, U (0 for extended only)")
+    b.add_argument("--extended", type=units, default=0, metavar="U",
+                   help="extended part, U (dual wave when AMOUNT > 0)")
+    b.add_argument("--minutes", type=whole, default=0, help="duration of the extended part")
+    b.add_argument("--no-wait", action="store_true", help="return once the pump accepts")
+    sub.add_parser("cancel-bolus", help="stop the running bolus")
+    t = sub.add_parser("temp-basal", help="temporary basal rate")
+    g = t.add_mutually_exclusive_group(required=True)
+    g.add_argument("--rate", type=units, metavar="U/h", help="absolute rate, U/h")
+    g.add_argument("--percent", type=whole, metavar="P", help="percent of the profile rate")
+    t.add_argument("--minutes", type=whole, required=True, help="duration (multiple of 15)")
+    sub.add_parser("cancel-temp", help="end the temp basal")
+    sub.add_parser("suspend", help="stop all delivery")
+    sub.add_parser("resume", help="resume delivery")
+
+    bs = sub.add_parser("basal", help="basal profiles").add_subparsers(
+        dest="action", metavar="ACTION", parser_class=_Parser)
+    bs.required = True
+    show = bs.add_parser("show", help="show profile N (default: all)")
+    show.add_argument("index", type=whole, nargs="?")
+    bset = bs.add_parser("set", help="program profile N: NAME HH:MM=U/h ...")
+    bset.add_argument("index", type=whole)
+    bset.add_argument("name")
+    bset.add_argument("segments", nargs="+", metavar="HH:MM=U/h")
+
+    sc = sub.add_parser("schedule", help="weekly profile schedule")
+    sc.add_argument("action", nargs="?", choices=("show", "set"), default="show")
+    sc.add_argument("days", nargs="*", type=whole, metavar="P",
+                    help="7 profile indexes, Monday first")
+
+    st = sub.add_parser("settings", help="show or change settings and limits")
+    st.add_argument("action", nargs="?", choices=("show", "set"), default="show")
+    st.add_argument("name", nargs="?")
+    st.add_argument("value", nargs="?")
+
+    tm = sub.add_parser("time", help="show or set the pump clock")
+    tm.add_argument("action", nargs="?", choices=("show", "set"), default="show")
+    tm.add_argument("when", nargs="?", help="ISO date-time (local time of the pump), or 'now'")
+    tm.add_argument("--offset", type=whole, help="UTC offset in minutes (default: from the "
+                                                 "ISO time, else the host's)")
+
+    h = sub.add_parser("history", help="history records")
+    h.add_argument("--from", dest="first", type=whole, help="first sequence number")
+    h.add_argument("--count", type=whole, default=20)
+    tt = sub.add_parser("totals", help="daily totals")
+    tt.add_argument("--days", type=whole, default=7)
+    sub.add_parser("alarms", help="active alarms")
+    a = sub.add_parser("ack", help="acknowledge an alarm")
+    a.add_argument("alarm", help="alarm id or name")
+
+    r = sub.add_parser("reservoir", help="rewind, fill, prime")
+    ra = r.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    ra.required = True
+    ra.add_parser("rewind", help="rewind the plunger before a new reservoir")
+    f = ra.add_parser("fill", help="record a filled reservoir of U units")
+    f.add_argument("amount", type=units)
+    pr = ra.add_parser("prime", help="prime the tubing (or --cannula) with U units")
+    pr.add_argument("amount", type=units)
+    pr.add_argument("--cannula", action="store_true")
+
+    m = sub.add_parser("monitor", help="print events as they arrive (Ctrl-C stops)")
+    m.add_argument("--seconds", type=float, help="stop after this many seconds")
+    sub.add_parser("link-stats", help="frame counters of the pump's link")
+    return p
+
+
+# ============================================================================ output
+class Out:
+    def __init__(self, as_json: bool, console: Console | None = None,
+                 err: Console | None = None):
+        self.json = as_json
+        self.console = console or Console(highlight=False)
+        self.err = err or Console(stderr=True, highlight=False)
+
+    def emit(self, data, table=None, text: str | None = None):
+        if self.json:
+            print(json.dumps(data, default=_json_default, sort_keys=False), flush=True)
+        elif table is not None:
+            self.console.print(table)
+        if text and not self.json:
+            self.console.print(text)
+
+
+def _json_default(o):
+    if isinstance(o, bytes):
+        return o.hex()
+    if isinstance(o, dt.datetime | dt.date):
+        return o.isoformat()
+    if isinstance(o, Decimal):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def _u(mu: int) -> str:
+    return f"{C.mu_to_units(mu)} U"
+
+
+def _local(seconds: int, offset: int) -> str:
+    return C.from_pump_seconds(seconds, offset).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def status_dict(st: C.Status, info: C.Hello | None) -> dict:
+    d = asdict(st)
+    d.update(stop_reason=st.stop_reason, delivering=st.delivering, alarm_names=st.alarm_names,
+             last_error=st.last_error)
+    d["local_time"] = st.local_time.isoformat() if st.time_set else None
+    if info is not None:
+        d["pump"] = asdict(info)
+    return d
+
+
+def status_table(st: C.Status, info: C.Hello | None) -> Table:
+    t = Table(title="micropump status", show_header=False, title_justify="left")
+    t.add_column("item", style="bold")
+    t.add_column("value")
+    delivery = ("[green]delivering[/]" if st.delivering
+                else f"[red]stopped: {st.stop_reason}[/]")
+    t.add_row("Delivery", delivery)
+    basal = f"{C.mu_to_units(st.basal_rate)} U/h"
+    if st.temp_kind == spec.TEMP_ABSOLUTE:
+        basal += (f" (temp {C.mu_to_units(st.temp_value)} U/h, {st.temp_left_min} min left; "
+                  f"profile {C.mu_to_units(st.profile_rate)} U/h)")
+    elif st.temp_kind == spec.TEMP_PERCENT:
+        basal += (f" (temp {st.temp_value} %, {st.temp_left_min} min left; "
+                  f"profile {C.mu_to_units(st.profile_rate)} U/h)")
+    t.add_row("Basal rate", basal)
+    if st.bolus_id:
+        kind = spec.BOLUS_KINDS[st.bolus_kind] if st.bolus_kind < 4 else st.bolus_kind
+        t.add_row("Bolus", f"#{st.bolus_id} {kind}: {C.mu_to_units(st.bolus_delivered)} of "
+                           f"{_u(st.bolus_requested)}")
+    else:
+        t.add_row("Bolus", "none running")
+    res = _u(st.reservoir)
+    if st.minutes_left >= 0:
+        res += f" (about {st.minutes_left // 60} h {st.minutes_left % 60} min at this rate)"
+    t.add_row("Reservoir", res)
+    t.add_row("Battery", f"{st.battery} %")
+    t.add_row("Insulin on board", _u(st.iob))
+    t.add_row("Today", f"basal {_u(st.basal_today)}, bolus {_u(st.bolus_today)}")
+    names = st.alarm_names
+    t.add_row("Alarms", "[red]" + ", ".join(names) + "[/]" if names else "none")
+    if st.time_set:
+        off = st.offset
+        t.add_row("Pump time", f"{_local(st.utc, off)} (UTC{'+' if off >= 0 else '-'}"
+                               f"{abs(off) // 60:02d}:{abs(off) % 60:02d})")
+    else:
+        t.add_row("Pump time", "[yellow]not set[/]")
+    if st.last_cmd_id:
+        t.add_row("Last command", f"#{st.last_cmd_id}: {st.last_error}"
+                  + (f" (detail {st.last_detail})" if st.last_code else ""))
+    t.add_row("Self-test", "passed" if not st.selftest else f"[red]failed (bits {st.selftest})[/]")
+    if info is not None:
+        board = (spec.BOARD_NAMES[info.board] if info.board < len(spec.BOARD_NAMES)
+                 else f"board {info.board}")
+        t.add_row("Pump", f"{board} board, firmware "
+                          f"{info.firmware}, pulse {C.mu_to_units(info.pulse_mu)} U, "
+                          f"{info.boots} boots")
+    return t
+
+
+def describe_record(r: C.HistoryRecord) -> str:
+    k = r.kind
+    if k == spec.H_BOOT:
+        return f"boot {r.v2} (reset cause {r.arg}, self-test bits {r.v1})"
+    if k == spec.H_BOLUS_START:
+        kind = spec.BOLUS_KINDS[r.arg] if r.arg < 4 else r.arg
+        ext = f" + {_u(r.v3)} extended" if r.v3 else ""
+        return f"bolus #{r.v1} {kind}: {_u(r.v2)}{ext}"
+    if k == spec.H_BOLUS_END:
+        ending = spec.BOLUS_ENDINGS[r.arg] if r.arg < 3 else r.arg
+        return f"bolus #{r.v1} {ending}: {C.mu_to_units(r.v2)} of {_u(r.v3)}"
+    if k == spec.H_TEMP_START:
+        val = f"{C.mu_to_units(r.v1)} U/h" if r.arg == spec.TEMP_ABSOLUTE else f"{r.v1} %"
+        return f"temp basal {val} for {r.v2} min"
+    if k == spec.H_TEMP_END:
+        return "temp basal " + {0: "expired", 1: "cancelled", 2: "ended by suspend"}.get(
+            r.arg, str(r.arg))
+    if k == spec.H_SUSPEND:
+        return "suspended: " + (spec.STOP_REASONS[r.arg] if r.arg < 7 else str(r.arg))
+    if k == spec.H_RESUME:
+        return "resumed"
+    if k == spec.H_ALARM:
+        name = spec.ALARMS[r.v1][0] if 0 <= r.v1 < spec.ALARM_COUNT else r.v1
+        action = ("raised", "acknowledged", "cleared")[r.arg] if r.arg < 3 else r.arg
+        return f"alarm {name} {action}"
+    if k == spec.H_REWIND:
+        return "rewind"
+    if k == spec.H_FILL:
+        return f"fill {_u(r.v1)}"
+    if k == spec.H_PRIME:
+        return f"prime {'cannula' if r.arg else 'tubing'} {_u(r.v1)}"
+    if k == spec.H_BATTERY_CHANGE:
+        return f"battery {r.v1} % -> {r.v2} %"
+    if k == spec.H_TIME_CHANGE:
+        return f"clock set (offset {r.v3} min)"
+    if k == spec.H_SETTING:
+        if 0 <= r.arg < spec.SETTINGS_COUNT:
+            return (f"setting {spec.SETTINGS[r.arg][0]}: {setting_display(r.arg, r.v1)} -> "
+                    f"{setting_display(r.arg, r.v2)}")
+        return f"setting {r.arg}: {r.v1} -> {r.v2}"
+    if k == spec.H_PROFILE:
+        return f"profile {r.arg} programmed ({r.v1} segments)"
+    if k == spec.H_SCHEDULE:
+        return "schedule " + " ".join(str(r.v1 >> (3 * i) & 7) for i in range(7))
+    if k == spec.H_DAY_TOTAL:
+        return (f"day total {C.Totals(r.v1, True, 0, 0, 0).date}: basal {_u(r.v2)}, "
+                f"bolus {_u(r.v3)}")
+    return f"{r.kind_name} {r.arg} {r.v1} {r.v2} {r.v3}"
+
+
+# ============================================================================ commands
+def cmd_status(pump: C.Client, args, out: Out):
+    st = pump.status()
+    out.emit(status_dict(st, pump.info), status_table(st, pump.info))
+
+
+def _result(out: Out, what: str, res: C.Result, **extra):
+    data = {"ok": True, "command": what, "cmd_id": res.cmd_id, "detail": res.detail,
+            "reconciled": res.reconciled, **extra}
+    text = f"{what}: done" + (" (outcome reconciled from status)" if res.reconciled else "")
+    out.emit(data, text=text)
+
+
+def cmd_bolus(pump: C.Client, args, out: Out):
+    now, ext, minutes = args.amount, args.extended, args.minutes
+    if now == 0 and ext == 0:
+        raise BadInput("bolus amount must be more than 0 U")
+    if ext and not minutes:
+        raise BadInput("an extended bolus needs --minutes")
+    if minutes and not ext:
+        raise BadInput("--minutes goes with --extended")
+    res = pump.bolus(now, ext, minutes)
+    bolus_id = res.detail
+    total = now + ext
+    if args.no_wait:
+        out.emit({"ok": True, "command": "bolus", "cmd_id": res.cmd_id, "bolus_id": bolus_id,
+                  "requested": total, "reconciled": res.reconciled},
+                 text=f"bolus #{bolus_id} of {_u(total)} started")
+        return EXIT_OK
+    delivered, ending = watch_bolus(pump, bolus_id, total, out)
+    data = {"ok": ending == spec.BOLUS_COMPLETED, "command": "bolus", "cmd_id": res.cmd_id,
+            "bolus_id": bolus_id, "requested": total, "delivered": delivered,
+            "ending": spec.BOLUS_ENDINGS[ending] if 0 <= ending < 3 else ending}
+    word = data["ending"]
+    out.emit(data, text=f"bolus #{bolus_id} {word}: {C.mu_to_units(delivered)} of "
+                        f"{_u(total)} delivered")
+    return EXIT_OK if ending == spec.BOLUS_COMPLETED else EXIT_INCOMPLETE
+
+
+def _bolus_end_from_history(pump: C.Client, bolus_id: int, next_seq: int):
+    first = max(1, next_seq - 16)
+    for r in reversed(pump.get_history(first, next_seq - first)):
+        if r.kind == spec.H_BOLUS_END and r.v1 == bolus_id:
+            return r.v2, r.arg
+    return None
+
+
+def watch_bolus(pump: C.Client, bolus_id: int, total: int, out: Out,
+                status_every: float = 2.0) -> tuple[int, int]:
+    """Follow a bolus to its end: events first, status as a fallback for lost events."""
+    delivered = 0
+    progress = Progress(TextColumn("bolus #{task.fields[bid]}"), BarColumn(),
+                        TextColumn("{task.fields[done]} of {task.fields[total_u]} U"),
+                        TaskProgressColumn(), TimeElapsedColumn(),
+                        console=out.err, disable=out.json, transient=False)
+    with progress:
+        task = progress.add_task("bolus", total=total, bid=bolus_id,
+                                 done=C.mu_to_units(0), total_u=C.mu_to_units(total))
+        last_status = time.monotonic()
+        while True:
+            for ev in pump.poll_events(0.25):
+                if ev.kind == spec.EV_BOLUS and ev.a == bolus_id:
+                    delivered = ev.b
+                elif ev.kind == spec.EV_BOLUS_END and ev.a == bolus_id:
+                    delivered = ev.b
+                    progress.update(task, completed=delivered, done=C.mu_to_units(delivered))
+                    return delivered, ev.c
+                elif ev.kind == spec.EV_ALARM and not out.json:
+                    progress.console.print(f"[red]{ev.describe()}[/]")
+            progress.update(task, completed=delivered, done=C.mu_to_units(delivered))
+            if time.monotonic() - last_status >= status_every:
+                last_status = time.monotonic()
+                st = pump.status()
+                if st.bolus_id == bolus_id:
+                    delivered = max(delivered, st.bolus_delivered)
+                    continue
+                # the end event was lost: the history knows how it ended
+                got = _bolus_end_from_history(pump, bolus_id, st.history_next)
+                if got is not None:
+                    delivered, ending = got
+                    progress.update(task, completed=delivered, done=C.mu_to_units(delivered))
+                    return delivered, ending
+                return delivered, spec.BOLUS_INTERRUPTED
+
+
+def cmd_simple(method: str, what: str):
+    def run(pump: C.Client, args, out: Out):
+        _result(out, what, getattr(pump, method)())
+    return run
+
+
+def cmd_temp(pump: C.Client, args, out: Out):
+    if args.rate is not None:
+        res = pump.temp_basal(spec.TEMP_ABSOLUTE, args.rate, args.minutes)
+        what = f"temp basal {C.mu_to_units(args.rate)} U/h for {args.minutes} min"
+    else:
+        if args.percent < 0:
+            raise BadInput("percent must not be negative")
+        res = pump.temp_basal(spec.TEMP_PERCENT, args.percent, args.minutes)
+        what = f"temp basal {args.percent} % for {args.minutes} min"
+    _result(out, what, res)
+
+
+def _profile_table(profiles: list[C.Profile], schedule: list[int] | None) -> Table:
+    t = Table(title="basal profiles", title_justify="left")
+    t.add_column("#", justify="right")
+    t.add_column("name")
+    t.add_column("from")
+    t.add_column("rate U/h", justify="right")
+    t.add_column("used on")
+    days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+    for p in profiles:
+        used = ", ".join(d for d, i in zip(days, schedule or [], strict=False) if i == p.index)
+        for n, (start, rate) in enumerate(p.segments()):
+            t.add_row(str(p.index) if n == 0 else "", p.name if n == 0 else "", start,
+                      C.mu_to_units(rate), used if n == 0 else "")
+    return t
+
+
+def cmd_basal(pump: C.Client, args, out: Out):
+    if args.action == "show":
+        indexes = [args.index] if args.index is not None else range(spec.PROFILES)
+        profiles = []
+        for i in indexes:
+            try:
+                profiles.append(pump.get_profile(i))
+            except C.PumpRefused:
+                if args.index is not None:
+                    raise
+        sched = pump.get_schedule()
+        profiles = [p for p in profiles if p.starts]
+        out.emit({"profiles": [asdict(p) for p in profiles], "schedule": sched},
+                 _profile_table(profiles, sched))
+        return
+    segs = [parse_segment(s) for s in args.segments]
+    segs.sort()
+    starts = [s for s, _ in segs]
+    if starts[0] != 0:
+        raise BadInput("the first segment must start at 00:00")
+    if len(set(starts)) != len(starts):
+        raise BadInput("two segments start at the same time")
+    if not 0 <= args.index < spec.PROFILES:
+        raise BadInput(f"profile index must be 0..{spec.PROFILES - 1}")
+    try:
+        name = args.name.encode("ascii")
+    except UnicodeEncodeError:
+        raise BadInput("profile name must be ASCII") from None
+    if not 1 <= len(name) <= spec.PROFILE_NAME_LEN:
+        raise BadInput(f"profile name must be 1..{spec.PROFILE_NAME_LEN} characters")
+    res = pump.set_profile(args.index, name, starts, [r for _, r in segs])
+    _result(out, f"profile {args.index} '{args.name}' ({len(segs)} segments)", res)
+
+
+def cmd_schedule(pump: C.Client, args, out: Out):
+    days = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+    if args.action == "show":
+        if args.days:
+            raise BadInput("schedule show takes no arguments")
+        sched = pump.get_schedule()
+        t = Table(title="weekly schedule", title_justify="left")
+        for d in days:
+            t.add_column(d, justify="center")
+        t.add_row(*(str(i) for i in sched))
+        out.emit({"schedule": sched}, t)
+        return
+    if len(args.days) != 7:
+        raise BadInput("schedule set needs 7 profile indexes, Monday first")
+    if any(not 0 <= d < spec.PROFILES for d in args.days):
+        raise BadInput(f"profile indexes are 0..{spec.PROFILES - 1}")
+    _result(out, "schedule " + " ".join(map(str, args.days)), pump.set_schedule(args.days))
+
+
+def cmd_settings(pump: C.Client, args, out: Out):
+    if args.action == "show":
+        if args.value is not None:
+            raise BadInput("settings show takes at most a setting name")
+        values = pump.get_settings()
+        rows = spec.SETTINGS
+        if args.name:
+            sid = _setting(args.name)
+            rows = (spec.SETTINGS[sid],)
+        t = Table(title="settings", title_justify="left")
+        for col, just in (("name", "left"), ("value", "right"), ("default", "right"),
+                          ("range", "right")):
+            t.add_column(col, justify=just)
+        data = {}
+        for row in rows:
+            sid = spec.SETTINGS.index(row)
+            name, default, lo, hi, unit = row
+            data[name] = {"value": values[name], "unit": unit, "default": default,
+                          "min": lo, "max": hi}
+            t.add_row(name, setting_display(sid, values[name]), setting_display(sid, default),
+                      f"{setting_display(sid, lo)} .. {setting_display(sid, hi)}")
+        out.emit(data, t)
+        return
+    if args.name is None or args.value is None:
+        raise BadInput("usage: settings set NAME VALUE")
+    sid = _setting(args.name)
+    value = setting_to_wire(sid, args.value)
+    _, _, lo, hi, _unit = spec.SETTINGS[sid]
+    if not lo <= value <= hi:
+        raise BadInput(f"{args.name} must be {setting_display(sid, lo)} .. "
+                       f"{setting_display(sid, hi)}")
+    _result(out, f"setting {args.name} = {setting_display(sid, value)}",
+            pump.set_setting(sid, value), value=value)
+
+
+def _setting(name: str) -> int:
+    try:
+        return C.setting_id(name)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def cmd_time(pump: C.Client, args, out: Out):
+    if args.action == "show":
+        if args.when is not None:
+            raise BadInput("time show takes no arguments (did you mean: time set ...?)")
+        st = pump.status()
+        host = dt.datetime.now(dt.UTC)
+        data = {"time_set": bool(st.time_set), "utc": st.utc, "offset": st.offset,
+                "local_time": st.local_time.isoformat() if st.time_set else None,
+                "drift_s": st.utc - C.pump_seconds(host)}
+        text = (f"pump time {st.local_time.isoformat()} (host differs by "
+                f"{data['drift_s']} s)" if st.time_set else "pump time not set")
+        out.emit(data, text=text)
+        return
+    if not args.when:
+        raise BadInput("usage: time set ISO-DATETIME|now [--offset MIN]")
+    if args.when == "now":
+        when = dt.datetime.now().astimezone()
+    else:
+        try:
+            when = dt.datetime.fromisoformat(args.when)
+        except ValueError:
+            raise BadInput(f"bad date-time {args.when!r}: use ISO 8601, e.g. "
+                           "2026-11-16T08:30 or 2026-11-16T08:30+01:00") from None
+    if args.offset is not None:
+        offset = args.offset
+    elif when.tzinfo is not None:
+        offset = int(when.utcoffset().total_seconds() // 60)
+    else:
+        offset = int(dt.datetime.now().astimezone().utcoffset().total_seconds() // 60)
+    lo, hi = spec.SETTINGS[spec.SET_UTC_OFFSET][2:4]
+    if not lo <= offset <= hi:
+        raise BadInput(f"UTC offset must be {lo}..{hi} minutes")
+    # the pump's local time is the wall time given; UTC = local - offset
+    local = when.replace(tzinfo=None)
+    utc = C.pump_seconds(local) - offset * 60
+    if utc < 0:
+        raise BadInput(f"the pump clock starts at {spec.EPOCH_YEAR}-01-01")
+    res = pump.set_time(utc, offset)
+    _result(out, f"time set to {local.isoformat(timespec='seconds')} (UTC offset {offset} min)",
+            res, utc=utc, offset=offset)
+
+
+def cmd_history(pump: C.Client, args, out: Out):
+    if args.count < 1:
+        raise BadInput("--count must be at least 1")
+    st = pump.status()
+    first = args.first if args.first is not None else max(1, st.history_next - args.count)
+    if first < 0:
+        raise BadInput("--from must not be negative")
+    recs = pump.get_history(first, args.count) if first < st.history_next else []
+    t = Table(title=f"history from #{first}", title_justify="left")
+    t.add_column("#", justify="right")
+    t.add_column("time")
+    t.add_column("kind")
+    t.add_column("what")
+    for r in recs:
+        t.add_row(str(r.seq), _local(r.time, st.offset), r.kind_name, describe_record(r))
+    data = [dict(asdict(r), kind_name=r.kind_name, text=describe_record(r)) for r in recs]
+    out.emit(data, t)
+
+
+def cmd_totals(pump: C.Client, args, out: Out):
+    if not 1 <= args.days <= 366:
+        raise BadInput("--days must be 1..366")
+    st = pump.status()
+    today = st.local_day
+    t = Table(title="daily totals", title_justify="left")
+    for col in ("day", "basal U", "bolus U", "prime U", "total U"):
+        t.add_column(col, justify="right" if "U" in col else "left")
+    data = []
+    for day in range(today, max(-1, today - args.days), -1):
+        tot = pump.get_totals(day)
+        row = {"day": day, "date": tot.date.isoformat(), "valid": tot.valid,
+               "basal": tot.basal, "bolus": tot.bolus, "prime": tot.prime}
+        data.append(row)
+        if tot.valid:
+            t.add_row(row["date"], C.mu_to_units(tot.basal), C.mu_to_units(tot.bolus),
+                      C.mu_to_units(tot.prime), C.mu_to_units(tot.basal + tot.bolus))
+        else:
+            t.add_row(row["date"], "-", "-", "-", "no record")
+    out.emit(data, t)
+
+
+def cmd_alarms(pump: C.Client, args, out: Out):
+    alarms = [a for a in pump.get_alarms() if a.active]
+    t = Table(title="active alarms", title_justify="left")
+    for col in ("id", "alarm", "priority", "acknowledged", "level"):
+        t.add_column(col)
+    for a in alarms:
+        t.add_row(str(a.alarm), a.name, PRIORITIES.get(a.priority, str(a.priority)),
+                  "yes" if a.acked else "no", str(a.level))
+    out.emit([asdict(a) for a in alarms], t if alarms else None,
+             text=None if alarms else "no active alarms")
+
+
+def cmd_ack(pump: C.Client, args, out: Out):
+    try:
+        aid = C.alarm_id(args.alarm)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    _result(out, f"alarm {spec.ALARMS[aid][0]} acknowledged", pump.ack_alarm(aid))
+
+
+def cmd_reservoir(pump: C.Client, args, out: Out):
+    if args.action == "rewind":
+        _result(out, "rewind", pump.rewind())
+    elif args.action == "fill":
+        _result(out, f"fill {_u(args.amount)}", pump.fill(args.amount))
+    else:
+        kind = spec.PRIME_CANNULA if args.cannula else spec.PRIME_TUBING
+        what = f"prime {'cannula' if args.cannula else 'tubing'} {_u(args.amount)}"
+        _result(out, what, pump.prime(kind, args.amount))
+
+
+def cmd_monitor(pump: C.Client, args, out: Out):
+    end = None if args.seconds is None else time.monotonic() + args.seconds
+    if not out.json:
+        out.err.print("monitoring events (Ctrl-C to stop)")
+    while end is None or time.monotonic() < end:
+        wait = 0.25 if end is None else max(0.0, min(0.25, end - time.monotonic()))
+        for ev in pump.poll_events(wait):
+            stamp = dt.datetime.now().strftime("%H:%M:%S")
+            out.emit({"time": stamp, "kind": ev.name, "a": ev.a, "b": ev.b, "c": ev.c,
+                      "text": ev.describe()}, text=f"{stamp}  {ev.describe()}")
+
+
+def cmd_link_stats(pump: C.Client, args, out: Out):
+    ls = pump.get_link_stats()
+    t = Table(title="link statistics", title_justify="left")
+    t.add_column("counter")
+    t.add_column("value", justify="right")
+    for k, v in asdict(ls).items():
+        t.add_row(k, str(v))
+    out.emit(asdict(ls), t)
+
+
+COMMANDS = {
+    "status": cmd_status,
+    "bolus": cmd_bolus,
+    "cancel-bolus": cmd_simple("cancel_bolus", "cancel bolus"),
+    "temp-basal": cmd_temp,
+    "cancel-temp": cmd_simple("cancel_temp_basal", "cancel temp basal"),
+    "suspend": cmd_simple("suspend", "suspend"),
+    "resume": cmd_simple("resume", "resume"),
+    "basal": cmd_basal,
+    "schedule": cmd_schedule,
+    "settings": cmd_settings,
+    "time": cmd_time,
+    "history": cmd_history,
+    "totals": cmd_totals,
+    "alarms": cmd_alarms,
+    "ack": cmd_ack,
+    "reservoir": cmd_reservoir,
+    "monitor": cmd_monitor,
+    "link-stats": cmd_link_stats,
+}
+
+
+# ============================================================================ main
+def _fail(out: Out | None, status: int, message: str, **extra) -> int:
+    """One line on stderr (and a JSON object on stdout with --json); returns the exit code."""
+    print(f"pumpctl: error: {message}", file=sys.stderr, flush=True)
+    if out is not None and out.json:
+        print(json.dumps({"ok": False, "error": message, "exit": status, **extra}), flush=True)
+    return status
+
+
+def main(argv: list[str] | None = None, connect=C.connect) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    out = Out("--json" in argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except BadInput as exc:
+        return _fail(out, EXIT_BAD_INPUT, str(exc))
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    out = Out(args.json)
+    if not args.port:
+        return _fail(out, EXIT_BAD_INPUT, "no port: give --port URL (or set PUMPCTL_PORT)")
+    pump = None
+    try:
+        key = C.load_key(args.key) if args.key else None
+        pump = connect(args.port, key=key, timeout=args.timeout, retries=args.retries)
+        code = COMMANDS[args.command](pump, args, out)
+        return EXIT_OK if code is None else code
+    except (BadInput, C.KeyFileError) as exc:
+        return _fail(out, EXIT_BAD_INPUT, str(exc))
+    except C.PumpRefused as exc:
+        return _fail(out, EXIT_REFUSED, str(exc), code=exc.code, name=exc.name,
+                     detail=exc.detail)
+    except (C.LinkError, C.SchemaMismatch) as exc:
+        return _fail(out, EXIT_LINK, str(exc))
+    except codec.ProtocolError as exc:
+        return _fail(out, EXIT_LINK, f"protocol error: {exc}")
+    except ValueError as exc:  # a value the client refused before sending
+        return _fail(out, EXIT_BAD_INPUT, str(exc))
+    except KeyboardInterrupt:
+        if args.command == "bolus":
+            return _fail(out, EXIT_INTERRUPTED, "stopped watching; the bolus goes on: "
+                                                "`pumpctl cancel-bolus` stops it")
+        return _fail(out, EXIT_INTERRUPTED, "interrupted")
+    finally:
+        if pump is not None:
+            pump.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
