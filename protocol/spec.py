@@ -352,3 +352,31 @@ def schema_hash():
     for ch in text:
         h = ((h ^ ord(ch)) * 0x01000193) & 0xFFFFFFFF
     return h
+
+# Emulator-only messages (SEC-3): emu_clock ops and emu_fault ids. Boards without an
+# emulator refuse both with E_UNKNOWN_MESSAGE.
+CLK_REALTIME = 0  # virtual clock follows real time (ms ignored)
+CLK_SPEED = 1  # virtual clock runs `ms` / 1000 times real time (1000 = real time)
+CLK_LOCKSTEP = 2  # virtual clock stops; only CLK_ADVANCE moves it
+CLK_ADVANCE = 3  # lockstep: run `ms` of therapy now; the result comes when done
+CLK_UNTIL_EVENT = 4  # lockstep: run up to `ms` until the firmware queues an event;
+#                      detail = ms actually run
+CLOCK_OPS = ("realtime", "speed", "lockstep", "advance", "until_event")
+
+FAULT_OCCLUSION = 1  # value 1 blocks the line, 0 clears it
+FAULT_BATTERY_LEVEL = 2  # value: battery level in % (a sag, depletion or a new battery)
+FAULT_BATTERY_DRAIN = 3  # value: drain multiplier in per mille (1000 = the model's normal)
+FAULT_SENSOR_LOSS = 4  # value 1 silences the sensor link, 0 restores it
+FAULT_BUTTON_STUCK = 5  # value: button mask held down (0 releases)
+FAULT_BUTTON_PRESS = 6  # value: button mask pressed once
+FAULT_STORAGE_FAIL = 7  # value 1 makes flash writes fail, 0 heals them
+FAULT_DROP_RX = 8  # value: per-mille of frames to the pump dropped
+FAULT_DROP_TX = 9  # value: per-mille of frames from the pump dropped
+FAULT_CORRUPT_RX = 10  # value: per-mille of frames to the pump with a flipped byte
+FAULT_CORRUPT_TX = 11  # value: per-mille of frames from the pump with a flipped byte
+FAULT_POWER_CUT = 12  # value: virtual ms until the power dies (0 = now, -1 = random
+#                       within the next 60 s); the emulator restarts from its flash file
+FAULT_SEED = 13  # value: seed of the emulator's random faults
+FAULTS = ("", "occlusion", "battery_level", "battery_drain", "sensor_loss", "button_stuck",
+          "button_press", "storage_fail", "drop_rx", "drop_tx", "corrupt_rx", "corrupt_tx",
+          "power_cut", "seed")
