@@ -22,6 +22,7 @@ from binascii import hexlify
 
 from firmware.compat import ticks_diff
 from firmware.crc import crc16
+from firmware.hal import Hardware
 
 # Storage regions (firmware/hal.py R_*): settings A/B, state A/B, history, daily totals,
 # link A/B. The same sizes as the simulated flash in boards/fakes.py.
@@ -720,3 +721,23 @@ def board_main(make_hardware, maintenance, reset, root=""):
         reset()
         return None
     return run(hw)
+
+
+def assemble(root, clock, parts, serial, pulse_mu, occlusion_kpa, reset_cause, board):
+    """The Hardware a board hands to the firmware: its drivers, the firmware-hash check of
+    the deploy manifest and the provisioned pairing key. `parts` is (motor, pressure,
+    battery, annunciator, buttons, storage, watchdog)."""
+    motor, pressure, battery, annunciator, buttons, storage, wdt = parts
+
+    def firmware_ok():
+        return check_manifest(root)
+
+    return Hardware(clock, motor, pressure, battery, annunciator, buttons, storage, wdt,
+                    serial=serial, pulse_mu=pulse_mu, occlusion_kpa=occlusion_kpa,
+                    firmware_ok=firmware_ok, reset_cause=reset_cause,
+                    key=read_key(join(root, KEY_FILE)), board=board)
+
+
+def ack_held(pin):
+    """True while the ACK button (to GND, pulled up) is held: maintenance mode at reset."""
+    return pin.value() == 0

@@ -19,7 +19,7 @@ import time
 import machine
 
 from boards import drivers
-from firmware.hal import BUTTON_ACK, Hardware
+from firmware.hal import BUTTON_ACK
 from protocol import spec
 
 BOARD_ID = spec.BOARD_ESP32  # reported by HELLO
@@ -134,31 +134,15 @@ def make_hardware(root=ROOT, serial=None):
     _service_timer = machine.Timer(TIMER_ID)
     _service_timer.init(period=TIMER_MS, mode=machine.Timer.PERIODIC, callback=service)
 
-    def firmware_ok():
-        return drivers.check_manifest(root)
-
-    return Hardware(
-        time,  # clock: ticks_ms() and sleep_ms(), wrapping at 2**30 like the firmware's
-        motor,
-        pressure,
-        battery,
-        annunciator,
-        buttons,
-        storage,
-        wdt,
-        serial=serial if serial is not None else uart_serial(),
-        pulse_mu=PULSE_MU,
-        occlusion_kpa=OCCLUSION_KPA,
-        firmware_ok=firmware_ok,
-        reset_cause=reset_cause(),
-        key=drivers.read_key(drivers.join(root, drivers.KEY_FILE)),
-        board=BOARD_ID,
-    )
+    parts = (motor, pressure, battery, annunciator, buttons, storage, wdt)
+    # clock: time's ticks_ms() and sleep_ms() wrap at 2**30 like the firmware's
+    return drivers.assemble(root, time, parts, serial if serial is not None else uart_serial(),
+                            PULSE_MU, OCCLUSION_KPA, reset_cause(), BOARD_ID)
 
 
 def maintenance():
     """ACK held at reset: stay in the REPL (for mpremote) instead of starting the pump."""
-    return machine.Pin(PIN_BUTTON_ACK, machine.Pin.IN, machine.Pin.PULL_UP).value() == 0
+    return drivers.ack_held(machine.Pin(PIN_BUTTON_ACK, machine.Pin.IN, machine.Pin.PULL_UP))
 
 
 def main(root=ROOT, serial=None):
