@@ -8,12 +8,16 @@ link on a pty. Drivers:
 - serial: stdin (read without blocking, via select.poll) and stdout, raw bytes. Nothing
   else may write to stdout; diagnostics go to stderr. End of input ends the process;
 - storage: the regions in RAM, written through to DIR/flash.bin, followed by a small
-  board area holding the simulated motor position and odometer and the battery level,
-  so killing the process is a power cut and the next start boots from what was saved;
+  board area holding the simulated motor position and odometer and the battery level
+  (in millionths of a percent), so killing the process is a power cut and the next start
+  boots from what was saved;
 - key: DIR/key, the 256-bit pairing key as 64 hex digits (or 32 raw bytes), created by
   host_tools.launch. Never printed.
 Motor, line, battery, annunciator, buttons and watchdog are the simulated parts of
-boards/fakes.py. No emulator hook yet: emulator-only messages are refused (SEC-3).
+boards/fakes.py. This board has no emulator hook: emulator-only messages are refused
+(SEC-3). The emulator board (boards/emulator.py, started by host_tools/launch.py) builds on
+these drivers and adds the virtual clock, the drain and occlusion models, fault injection
+and the bench console.
 """
 
 import sys
@@ -32,7 +36,8 @@ from protocol.spec import BOARD_UNIX  # noqa: E402
 
 BOARD_AREA = 16  # after the regions: motor position, odometer, battery level, magic
 BOARD_FMT = "<iiiI"
-BOARD_MAGIC = 0x4D505550  # "PUPM"
+BOARD_MAGIC = 0x324D5550  # "PUM2": battery level in millionths of a percent
+BATTERY_UNIT = 1000000  # millionths of a percent per percent
 
 
 class Clock:
@@ -90,7 +95,8 @@ class FileStorage:
         return True
 
     def load_board(self):
-        """(motor position, odometer, battery %) saved by a previous run, or None."""
+        """(motor position, odometer, battery in millionths of a percent) saved by a
+        previous run, or None."""
         pos, odo, level, magic = struct.unpack_from(BOARD_FMT, self.data, self.board_at)
         return (pos, odo, level) if magic == BOARD_MAGIC else None
 
@@ -109,10 +115,11 @@ class SavedMotor(Motor):
         self.battery = battery
         saved = storage.load_board()
         if saved is not None:
-            self.pos, self.odometer, battery.level = saved
+            self.pos, self.odometer, level = saved
+            battery.level = level // BATTERY_UNIT
 
     def _save(self):
-        self.storage.save_board(self.pos, self.odometer, self.battery.level)
+        self.storage.save_board(self.pos, self.odometer, self.battery.level * BATTERY_UNIT)
 
     def step(self, n):
         Motor.step(self, n)

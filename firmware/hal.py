@@ -21,6 +21,8 @@ serial       protocol bytes (firmware/link.py): readinto(buf) -> bytes copied (0
              when nothing is waiting; never blocks); write(buf, n) sends buf[0:n];
              optional wait(ms) -> bool: block up to ms for input (lets the main loop
              answer at once instead of at the next tick).
+console      (optional) a second serial port, same shape as `serial`, for the bench console
+             (firmware/console.py): plain text for a person at a terminal.
 radio        sensor-link driver (used by the sensor link).
 emulator     (emulator board only) command(msg_id, values) -> (code, detail) for the
              emulator-only messages 0x30-0x3F; absent (None) on real boards (SEC-3).
@@ -45,7 +47,8 @@ class Hardware:
 
     def __init__(self, clock, motor, pressure, battery, annunciator, buttons, storage,
                  watchdog, serial=None, radio=None, pulse_mu=50, occlusion_kpa=150,
-                 firmware_ok=None, reset_cause=0, key=None, board=0, emulator=None):
+                 firmware_ok=None, reset_cause=0, key=None, board=0, emulator=None,
+                 console=None):
         self.clock = clock
         self.motor = motor
         self.pressure = pressure
@@ -63,3 +66,4 @@ class Hardware:
         self.key = key  # 32-byte pairing key (SEC-1): never sent, never logged
         self.board = board  # board id reported by HELLO (protocol.spec BOARD_*)
         self.emulator = emulator  # emulator hook for ids 0x30-0x3F (SEC-3); None on boards
+        self.console = console  # bench console port, or None

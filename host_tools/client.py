@@ -40,6 +40,7 @@ from protocol.codec import ProtocolError
 DEFAULT_TIMEOUT = 1.0  # seconds to wait for one answer
 DEFAULT_RETRIES = 3  # extra tries after the first
 READ_SLICE = 0.05  # longest single blocking read, seconds
+EMU_RUN_WAIT = 300.0  # longest wait for an emulator CLK_ADVANCE / CLK_UNTIL_EVENT, seconds
 EPOCH = dt.datetime(spec.EPOCH_YEAR, 1, 1, tzinfo=dt.UTC)
 
 
@@ -489,11 +490,13 @@ class Client:
         raise PumpTimeout(f"no answer to {name} after {self.retries + 1} tries "
                           f"({self.timeout:g} s each)")
 
-    def command(self, name: str, fields: dict | None = None) -> Result:
+    def command(self, name: str, fields: dict | None = None,
+                retries: int | None = None) -> Result:
         """Send a state-changing command (authenticated when a key is set).
 
         Retries carry the same cmd_id and a fresh counter; the pump acts once (LNK-3).
-        Raises PumpRefused when the pump answers with an error code.
+        Raises PumpRefused when the pump answers with an error code. ``retries`` overrides
+        the client's for this command (each try waits ``timeout``).
 
         cmd_id is the counter of the first try. The pump accepts a counter only above every
         counter it accepted before, and every earlier cmd_id was such a counter, so a first
@@ -506,7 +509,8 @@ class Client:
         seqs: set[int] = set()
         resynced = False
         attempt = 0
-        while attempt <= self.retries:
+        retries = self.retries if retries is None else retries
+        while attempt <= retries:
             seq = self._next_seq()
             seqs.add(seq)
             self.counter += 1
@@ -536,7 +540,7 @@ class Client:
         result = self.reconcile(cmd_id)
         if result is None:
             raise PumpTimeout(
-                f"no answer to {name} (command id {cmd_id}) after {self.retries + 1} tries; "
+                f"no answer to {name} (command id {cmd_id}) after {retries + 1} tries; "
                 "the pump's status shows it was not carried out")
         return self._outcome(name, result)
 
@@ -734,8 +738,15 @@ class Client:
         return self.command("prime", {"kind": kind, "amount": amount_mu})
 
     # emulator only (SEC-3): a real board refuses these with E_UNKNOWN_MESSAGE
-    def emu_clock(self, op: int, ms: int = 0) -> Result:
-        return self.command("emu_clock", {"op": op, "ms": ms})
+    def emu_clock(self, op: int, ms: int = 0, max_wait: float = EMU_RUN_WAIT) -> Result:
+        """Clock control (spec.CLK_*). CLK_ADVANCE and CLK_UNTIL_EVENT answer when done
+        (detail: virtual ms run): the same command is re-sent every ``timeout`` s for up
+        to ``max_wait`` s; the emulator answers it once, and after a power cut during the
+        run the retry is answered as a duplicate (LNK-3). Events keep arriving meanwhile."""
+        retries = None
+        if op in (spec.CLK_ADVANCE, spec.CLK_UNTIL_EVENT):
+            retries = max(self.retries, int(max_wait / max(self.timeout, 0.01)))
+        return self.command("emu_clock", {"op": op, "ms": ms}, retries=retries)
 
     def emu_fault(self, fault: int, value: int = 0) -> Result:
         return self.command("emu_fault", {"fault": fault, "value": value})

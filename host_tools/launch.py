@@ -1,22 +1,34 @@
-"""Run the pump firmware on the MicroPython unix port and expose its serial link on a pty.
+"""Start the emulator board (boards/emulator.py on the MicroPython unix port) behind ptys.
 
-    python -m host_tools.launch --state DIR [--pulse 50]
+    python -m host_tools.launch --state DIR [--speed X | --lockstep] [--seed N] [--pulse 50]
 
-prints the pty path (e.g. /dev/pts/7) on stdout, then relays bytes between the pty and the
-firmware's stdin/stdout until the firmware exits or Ctrl-C. Anything that opens a serial
-port by path (pyserial, `pumpctl --port /dev/pts/7`) talks to it like to /dev/ttyACM0.
+prints the protocol pty path (e.g. /dev/pts/7) on the first line and the bench console's
+pty on the second, then relays bytes until Ctrl-C. Anything that opens a serial port by
+path (pyserial, `pumpctl --port /dev/pts/7`, picocom) talks to them like to /dev/ttyACM0.
+`pumpctl emulate` does the same with a live status table.
 
-DIR holds the board's persistent state: flash.bin (storage regions, motor position) and
-key, the 256-bit pairing key as 64 hex digits, created with a random key (mode 0600) if
-absent (SEC-1). Stopping the launcher (or killing the firmware) is a power cut; the next
-launch with the same DIR boots from what was saved.
+From Python:
 
-From Python: `with launch(state_dir) as emu: serial.Serial(emu.port)`.
+    with launch(state_dir, lockstep=True, seed=7) as emu:
+        pump = connect(emu.port, key=load_key(emu.key_path))
+        pump.emu_clock(spec.CLK_ADVANCE, 3600_000)
+
+DIR holds the board's persistent state: flash.bin (storage regions, plunger position,
+odometer, battery), world.json (clock mode and fault settings: written fresh by every
+launch) and key, the 256-bit pairing key as 64 hex digits, created with a random key (mode
+0600) if absent (SEC-1). When the firmware dies of a simulated power cut (FAULT_POWER_CUT)
+or its watchdog, the launcher starts it again from DIR on the same ptys, so the host sees a
+reboot. Bytes sent while it is off are lost, as on a UART. Stopping the launcher is a power
+cut too; the next launch with the same DIR boots from what was saved.
+
+The firmware also writes a telemetry line (JSON) about once a second of real time: the
+pump's status and the simulated parts. `Emulator.telemetry` holds the latest one.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import selectors
@@ -24,13 +36,23 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import tty
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BOARD_SCRIPT = REPO_ROOT / "boards" / "unix.py"
+BOARD_SCRIPT = REPO_ROOT / "boards" / "emulator.py"
 KEY_FILE = "key"
 FLASH_FILE = "flash.bin"
+WORLD_FILE = "world.json"
+
+# exit statuses of boards/emulator.py that mean "start me again"
+EXIT_POWER_CUT = 75
+EXIT_WATCHDOG = 76
+RESET_POWER_ON = 0  # protocol.spec RESET_* (reset cause logged in the boot record)
+RESET_WATCHDOG = 1
+
+DEFAULT_JITTER_MS = 20
 
 
 def find_micropython() -> str:
@@ -60,87 +82,274 @@ def ensure_key(state_dir: str | os.PathLike) -> Path:
     return path
 
 
-class Emulator:
-    """The firmware process plus the pty relay. `port` is the pty path to open."""
+def speed_permille(speed: float) -> int:
+    """A speed factor (1.0 = real time) as the emulator's per mille."""
+    pm = round(speed * 1000)
+    if not 1 <= pm <= 10_000_000:
+        raise ValueError(f"speed must be 0.001 .. 10000 times real time, not {speed}")
+    return pm
 
-    def __init__(self, state_dir: str | os.PathLike, pulse_mu: int = 50,
-                 micropython: str | None = None, stderr=None):
+
+def _raw_pty() -> tuple[int, int, str]:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    return master, slave, os.ttyname(slave)
+
+
+class Emulator:
+    """The firmware process, its ptys and the relay thread.
+
+    port          protocol pty path          console_port  bench console pty (or None)
+    key_path      pairing key file           state_dir     persistent state
+    seed          seed of the random faults  restarts      reboots after power cuts
+    telemetry     latest telemetry dict      exit_code     final exit status (None: running)
+    """
+
+    def __init__(self, state_dir: str | os.PathLike, *, speed: float = 1.0,
+                 seed: int | None = None, lockstep: bool = False, console: bool = True,
+                 pulse_mu: int = 50, jitter_ms: int = DEFAULT_JITTER_MS, fresh: bool = False,
+                 heap_check: bool = False, micropython: str | None = None, stderr=None):
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if fresh:
+            (self.state_dir / FLASH_FILE).unlink(missing_ok=True)
         self.key_path = ensure_key(self.state_dir)
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        os.set_blocking(self.master, False)
-        self.port = os.ttyname(self.slave)
-        env = dict(os.environ)
-        env["MICROPYPATH"] = f"{REPO_ROOT}{os.pathsep}.frozen"
-        self.proc = subprocess.Popen(
-            [micropython or find_micropython(), str(BOARD_SCRIPT), "--state",
-             str(self.state_dir), "--pulse", str(pulse_mu)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env,
-            cwd=REPO_ROOT, bufsize=0)
+        self.seed = secrets.randbelow(2**31) if seed is None else seed
+        self.pulse_mu = pulse_mu
+        if not 0 <= jitter_ms <= 500:
+            raise ValueError(f"jitter must be 0..500 ms, not {jitter_ms}")
+        self._write_world(0 if lockstep else speed_permille(speed), jitter_ms, heap_check)
+        self.micropython = micropython or find_micropython()
+        self.stderr = stderr
+        self.master, self._slave, self.port = _raw_pty()
+        self.con_master = self._con_slave = None
+        self.console_port = None
+        if console:
+            self.con_master, self._con_slave, self.console_port = _raw_pty()
+        self.telemetry: dict = {}
+        self.telemetry_count = 0
+        self.restarts = 0
+        self.exit_codes: list[int] = []
+        self.exit_code: int | None = None
         self.dropped = 0  # bytes from the firmware nobody read (pty buffer full)
+        self._lock = threading.Lock()
+        self._tel_cond = threading.Condition()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._relay, name="pump-pty-relay", daemon=True)
+        self._done = threading.Event()
+        self.proc = None
+        try:
+            self._spawn(RESET_POWER_ON)
+        except BaseException:
+            for fd in (self.master, self._slave, self.con_master, self._con_slave):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        self._thread = threading.Thread(target=self._relay, name="pump-emulator-relay",
+                                        daemon=True)
         self._thread.start()
 
+    # ------------------------------------------------------------------ process
+    def _write_world(self, speed: int, jitter: int, heap_check: bool):
+        world = {"speed": speed, "jitter": jitter, "seed": self.seed, "rng": 0,
+                 "heap_check": int(heap_check)}
+        (self.state_dir / WORLD_FILE).write_text(json.dumps(world))
+
+    def _spawn(self, reset_cause: int):
+        """Start the firmware process (under the lock, unless we are closing)."""
+        con_in_r = con_in_w = con_out_r = con_out_w = None
+        fds = []
+        args = [self.micropython, str(BOARD_SCRIPT), "--state", str(self.state_dir),
+                "--pulse", str(self.pulse_mu), "--reset-cause", str(reset_cause)]
+        tel_r, tel_w = os.pipe()
+        fds.append(tel_w)
+        args += ["--telemetry", str(tel_w)]
+        if self.con_master is not None:
+            con_in_r, con_in_w = os.pipe()
+            con_out_r, con_out_w = os.pipe()
+            fds += [con_in_r, con_out_w]
+            args += ["--console-in", str(con_in_r), "--console-out", str(con_out_w)]
+        env = dict(os.environ)
+        env["MICROPYPATH"] = f"{REPO_ROOT}{os.pathsep}.frozen"
+        try:  # its own session: a Ctrl-C in the terminal reaches the launcher only
+            self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=self.stderr, env=env, cwd=REPO_ROOT, bufsize=0,
+                                         pass_fds=fds, start_new_session=True)
+        except BaseException:
+            for fd in (tel_r, con_in_w, con_out_r):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self._tel_r = tel_r
+        self._tel_buf = b""
+        self._con_in_w = con_in_w
+        self._con_out_r = con_out_r
+        if con_in_w is not None:
+            os.set_blocking(con_in_w, False)
+
+    def _close_child_fds(self):
+        for name in ("_tel_r", "_con_in_w", "_con_out_r"):
+            fd = getattr(self, name, None)
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                setattr(self, name, None)
+        for f in (self.proc.stdin, self.proc.stdout):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+
     def _relay(self):
+        try:
+            while True:
+                self._serve_child()
+                code = self.proc.wait()
+                self._close_child_fds()
+                with self._lock:
+                    if self._stop.is_set():
+                        return
+                    self.exit_codes.append(code)
+                    if code not in (EXIT_POWER_CUT, EXIT_WATCHDOG):
+                        self.exit_code = code
+                        return
+                    self.restarts += 1
+                    self._discard_input()  # what the host sent while the power was off
+                    self._spawn(RESET_WATCHDOG if code == EXIT_WATCHDOG else RESET_POWER_ON)
+        finally:
+            self._done.set()
+            with self._tel_cond:
+                self._tel_cond.notify_all()
+
+    def _discard_input(self):
+        for fd in (self.master, self.con_master):
+            if fd is None:
+                continue
+            try:
+                while os.read(fd, 4096):
+                    pass
+            except (BlockingIOError, OSError):
+                pass
+
+    def _serve_child(self):
+        """Relay until the firmware's stdout closes (it exited) or close()."""
         child_out = self.proc.stdout.fileno()
         child_in = self.proc.stdin.fileno()
         sel = selectors.DefaultSelector()
         sel.register(child_out, selectors.EVENT_READ, "fw")
         sel.register(self.master, selectors.EVENT_READ, "pty")
+        sel.register(self._tel_r, selectors.EVENT_READ, "tel")
+        if self.con_master is not None:
+            sel.register(self.con_master, selectors.EVENT_READ, "con")
+            sel.register(self._con_out_r, selectors.EVENT_READ, "con_out")
         try:
             while not self._stop.is_set():
                 for key, _ in sel.select(timeout=0.1):
-                    if key.data == "fw":
-                        data = os.read(child_out, 4096)
+                    what = key.data
+                    try:
+                        data = os.read(key.fd, 65536)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError:  # pty slave side never opened / closed: EIO
+                        data = b""
+                        if what in ("pty", "con"):
+                            continue
+                    if what == "fw":
                         if not data:
                             return  # the firmware exited
-                        self._to_pty(data)
-                    else:
-                        try:
-                            data = os.read(self.master, 4096)
-                        except (BlockingIOError, InterruptedError):
-                            continue
+                        self._to_pty(self.master, data)
+                    elif what == "pty":
                         if data:
-                            os.write(child_in, data)
-        except OSError:
-            return
+                            try:
+                                os.write(child_in, data)
+                            except OSError:
+                                pass  # the firmware is going down
+                    elif what == "tel":
+                        if not data:
+                            sel.unregister(key.fd)
+                        else:
+                            self._telemetry(data)
+                    elif what == "con":
+                        if data and self._con_in_w is not None:
+                            try:
+                                os.write(self._con_in_w, data)
+                            except OSError:
+                                pass
+                    elif what == "con_out":
+                        if not data:
+                            sel.unregister(key.fd)
+                        else:
+                            self._to_pty(self.con_master, data)
         finally:
             sel.close()
 
-    def _to_pty(self, data: bytes):
+    def _telemetry(self, data: bytes):
+        buf = self._tel_buf + data
+        *lines, self._tel_buf = buf.split(b"\n")
+        for line in lines:
+            try:
+                tel = json.loads(line)
+            except ValueError:
+                continue
+            with self._tel_cond:
+                self.telemetry = tel
+                self.telemetry_count += 1
+                self._tel_cond.notify_all()
+
+    def _to_pty(self, fd: int, data: bytes):
         # Like a UART with nobody listening: what does not fit is lost, never blocks.
         while data:
             try:
-                n = os.write(self.master, data)
+                n = os.write(fd, data)
             except BlockingIOError:
                 self.dropped += len(data)
                 return
+            except OSError:
+                return
             data = data[n:]
 
-    def running(self) -> bool:
-        return self.proc.poll() is None
+    # ------------------------------------------------------------------ API
+    def next_telemetry(self, timeout: float = 5.0) -> dict:
+        """Wait for a telemetry line newer than the current one; returns the latest."""
+        with self._tel_cond:
+            seen = self.telemetry_count
+            self._tel_cond.wait_for(
+                lambda: self.telemetry_count != seen or self._done.is_set(), timeout)
+            return self.telemetry
 
-    def wait(self, timeout: float | None = None) -> int:
-        return self.proc.wait(timeout)
+    def running(self) -> bool:
+        return not self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait until the firmware exits for good (not a restart); its exit status."""
+        self._done.wait(timeout)
+        return self.exit_code
 
     def close(self):
         """Stop the firmware (a power cut) and the relay."""
-        self._stop.set()
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self._thread.join(timeout=2)
-        for f in (self.proc.stdin, self.proc.stdout):
-            if f is not None:
-                f.close()
-        for fd in (self.master, self.slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._lock:
+            self._stop.set()
+            proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        if proc is not None:
+            proc.wait()
+        self._thread.join(timeout=5)
+        if proc is not None:
+            self._close_child_fds()
+        for fd in (self.master, self._slave, self.con_master, self._con_slave):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.master = self._slave = self.con_master = self._con_slave = None
 
     def __enter__(self):
         return self
@@ -149,28 +358,50 @@ class Emulator:
         self.close()
 
 
-def launch(state_dir: str | os.PathLike, pulse_mu: int = 50, micropython: str | None = None,
-           stderr=None) -> Emulator:
-    """Start the firmware with its state in `state_dir`; returns the running Emulator."""
-    return Emulator(state_dir, pulse_mu=pulse_mu, micropython=micropython, stderr=stderr)
+def launch(state_dir: str | os.PathLike, *, speed: float = 1.0, seed: int | None = None,
+           lockstep: bool = False, console: bool = True, pulse_mu: int = 50,
+           jitter_ms: int = DEFAULT_JITTER_MS, fresh: bool = False, heap_check: bool = False,
+           micropython: str | None = None, stderr=None) -> Emulator:
+    """Start the emulator with its state in `state_dir`; returns the running Emulator.
+
+    speed: times real time (1.0 = real time); lockstep: the clock moves only on CLK_ADVANCE
+    / CLK_UNTIL_EVENT; seed: of the random faults and jitter (random if None, see
+    `.seed`); console: open the bench console pty; fresh: forget the pump's flash (the key
+    stays); jitter_ms: +- per lockstep tick (0..500); heap_check: run every lockstep tick
+    under micropython.heap_lock() (a tick that allocates stops the emulator, exit status 3).
+    """
+    return Emulator(state_dir, speed=speed, seed=seed, lockstep=lockstep, console=console,
+                    pulse_mu=pulse_mu, jitter_ms=jitter_ms, fresh=fresh,
+                    heap_check=heap_check, micropython=micropython, stderr=stderr)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m host_tools.launch",
-        description="Run the pump firmware on the MicroPython unix port behind a pty.")
+        description="Run the emulator board (the pump firmware on the MicroPython unix "
+                    "port) behind ptys: protocol on the first, bench console on the second.")
     parser.add_argument("--state", required=True, metavar="DIR",
-                        help="state directory (flash.bin, key); created if absent")
+                        help="state directory (flash.bin, world.json, key); created if absent")
     parser.add_argument("--pulse", type=int, default=50, choices=(10, 25, 50),
                         help="insulin per motor pulse, mU (default 50)")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="virtual clock speed, times real time (default 1)")
+    parser.add_argument("--lockstep", action="store_true",
+                        help="virtual clock moves only when the host advances it")
+    parser.add_argument("--seed", type=int, help="seed of the random faults and jitter")
+    parser.add_argument("--no-console", dest="console", action="store_false",
+                        help="no bench console pty")
     parser.add_argument("--micropython", metavar="PATH", help="MicroPython unix binary")
     args = parser.parse_args(argv)
     try:
-        emu = launch(args.state, args.pulse, args.micropython)
-    except (OSError, FileNotFoundError) as exc:
+        emu = launch(args.state, speed=args.speed, seed=args.seed, lockstep=args.lockstep,
+                     console=args.console, pulse_mu=args.pulse, micropython=args.micropython)
+    except (OSError, ValueError) as exc:
         print(f"launch: {exc}", file=sys.stderr)
         return 1
     print(emu.port, flush=True)
+    if emu.console_port:
+        print(emu.console_port, flush=True)
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -181,7 +412,9 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGHUP, stop)
     try:
-        code = emu.wait()
+        while emu.running():
+            time.sleep(0.2)
+        code = emu.exit_code or 0
     except KeyboardInterrupt:
         code = 0
     finally:

@@ -1,6 +1,12 @@
 """pumpctl: the micropump command line.
 
     pumpctl --port URL [--key FILE] [--json] COMMAND ...
+    pumpctl emulate [--state DIR] [--speed X | --lockstep] [--seed N] [--setup] [--seconds N]
+    pumpctl flash --board pico|esp32 --port PORT ...     (host_tools/flash.py)
+
+`emulate` starts the emulator board (host_tools/launch.py) behind a pty, prints its ports and
+key, optionally sets it up over the protocol, and shows its live status until Ctrl-C (or
+--seconds). `flash` hands its arguments to host_tools.flash.
 
 Amounts are in insulin units (U) on the command line and exact: an amount that is not a
 whole number of 0.001 U is refused, never rounded. Exit codes: 0 done, 1 a bolus did not
@@ -34,6 +40,9 @@ EXIT_LINK = 4
 EXIT_INTERRUPTED = 130
 
 PRIORITIES = {spec.PRIO_LOW: "low", spec.PRIO_MEDIUM: "medium", spec.PRIO_HIGH: "high"}
+DEFAULT_EMULATOR_STATE = os.path.join(
+    os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"),
+    "micropump", "emulator")
 TEMP_KINDS = {spec.TEMP_NONE: "none", spec.TEMP_ABSOLUTE: "absolute", spec.TEMP_PERCENT: "percent"}
 
 
@@ -198,6 +207,35 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("monitor", help="print events as they arrive (Ctrl-C stops)")
     m.add_argument("--seconds", type=float, help="stop after this many seconds")
     sub.add_parser("link-stats", help="frame counters of the pump's link")
+
+    e = sub.add_parser("emulate", help="run the emulator board behind a pty, with live status",
+                       description="Run the pump firmware on the MicroPython unix port with "
+                                   "simulated hardware (the emulator board) behind a pty, "
+                                   "print its ports and key, then show its live status "
+                                   "until Ctrl-C. --port and --key are not used.")
+    e.add_argument("--state", default=str(DEFAULT_EMULATOR_STATE), metavar="DIR",
+                   help="state directory: flash.bin, world.json, key (default %(default)s)")
+    e.add_argument("--speed", type=float, default=1.0, metavar="X",
+                   help="virtual clock speed, times real time (default 1)")
+    e.add_argument("--lockstep", action="store_true",
+                   help="the virtual clock moves only when a host advances it (emu_clock)")
+    e.add_argument("--seed", type=whole, help="seed of the random faults and clock jitter")
+    e.add_argument("--pulse", type=whole, default=50, choices=(10, 25, 50),
+                   help="insulin per motor pulse, mU (default 50)")
+    e.add_argument("--fresh", action="store_true",
+                   help="start from an empty flash: a new pump (the pairing key stays)")
+    e.add_argument("--setup", action="store_true",
+                   help="set the pump up over the protocol: clock, basal profile, rewind, "
+                        "fill, prime, resume")
+    e.add_argument("--seconds", type=float, metavar="N",
+                   help="stop after N seconds (for scripts and CI; default: until Ctrl-C)")
+    e.add_argument("--no-console", dest="console", action="store_false",
+                   help="no bench console pty")
+
+    fl = sub.add_parser("flash", add_help=False,
+                        help="compile the firmware and deploy it to a board "
+                             "(pumpctl flash --help)")
+    fl.add_argument("args", nargs=argparse.REMAINDER)
     return p
 
 
@@ -717,6 +755,217 @@ COMMANDS = {
 }
 
 
+# ============================================================================ emulate
+# The pump `pumpctl emulate --setup` (and so `make emulate`) programs: a plain adult basal
+# profile, a 200 U reservoir, tubing and cannula primed.
+SETUP_PROFILE = ("day", [0, 12, 22, 44], [800, 1200, 1000, 700])  # 00:00 06:00 11:00 22:00
+SETUP_FILL = 200000
+SETUP_PRIME = ((spec.PRIME_TUBING, 10000), (spec.PRIME_CANNULA, 300))
+
+
+def emulator_setup(pump: C.Client, say) -> None:
+    """Bring a fresh pump to delivering basal, one command at a time, saying why."""
+    st = pump.status()
+    if st.delivering:
+        say("  the pump is delivering already: set-up skipped")
+        return
+    now = dt.datetime.now().astimezone()
+    offset = int(now.utcoffset().total_seconds() // 60)
+    name, starts, rates = SETUP_PROFILE
+    steps = [
+        (f"clock: {now:%Y-%m-%d %H:%M} (UTC offset {offset} min), from this computer",
+         lambda: pump.set_time(C.pump_seconds(now.astimezone(dt.UTC)), offset)),
+        ("basal profile 0 'day': 00:00 0.8 U/h, 06:00 1.2, 11:00 1.0, 22:00 0.7",
+         lambda: pump.set_profile(0, name, starts, rates)),
+        ("rewind the plunger for a new reservoir", pump.rewind),
+        ("fill: a 200 U reservoir", lambda: pump.fill(SETUP_FILL)),
+        ("prime the tubing with 10 U (not counted as delivered)",
+         lambda: pump.prime(*SETUP_PRIME[0])),
+        ("fill the cannula with 0.3 U", lambda: pump.prime(*SETUP_PRIME[1])),
+        ("resume: basal delivery starts (a new pump boots suspended)", pump.resume),
+    ]
+    for what, action in steps:
+        try:
+            action()
+            say(f"  [green]ok[/]  {what}")
+        except C.PumpRefused as exc:
+            say(f"  [yellow]refused[/]  {what}: {exc.name}{C.explain_detail(exc.code, exc.detail)}")
+
+
+def _clock_text(emu_t: dict) -> str:
+    speed = emu_t.get("speed", 1000)
+    if speed == 0:
+        return "lockstep (moves when a host advances it)"
+    if speed == 1000:
+        return "real time"
+    return f"{speed / 1000:g} x real time"
+
+
+def _tel_local(tel: dict) -> str:
+    if not tel.get("time_set"):
+        return "not set"
+    return _local(tel["utc"], tel.get("offset", 0))
+
+
+def emulate_table(tel: dict, emu) -> Table:
+    """The live status table of `pumpctl emulate`, from the emulator's telemetry."""
+    t = Table(title="micropump emulator (Ctrl-C stops)", show_header=False,
+              title_justify="left")
+    t.add_column("item", style="bold")
+    t.add_column("value")
+    if not tel:
+        t.add_row("Pump", "booting ...")
+        return t
+    e = tel.get("emu", {})
+    stop = tel.get("stop", 0)
+    t.add_row("Pump time", f"{_tel_local(tel)}   clock: {_clock_text(e)}")
+    t.add_row("Delivery", "[green]delivering[/]" if stop == 0 else
+              f"[red]stopped: {spec.STOP_REASONS[stop] if stop < 7 else stop}[/]")
+    basal = f"{C.mu_to_units(tel['basal_rate'])} U/h"
+    if tel.get("temp_kind"):
+        basal += f" (temp basal, {tel['temp_left_min']} min left)"
+    t.add_row("Basal rate", basal)
+    if tel.get("bolus_id"):
+        t.add_row("Bolus", f"#{tel['bolus_id']}: {C.mu_to_units(tel['bolus_delivered'])} of "
+                           f"{_u(tel['bolus_requested'])}")
+    t.add_row("Reservoir", _u(tel["reservoir"]))
+    t.add_row("Battery", f"{e.get('battery_u', tel['battery'] * 10**6) / 10**6:.3f} %")
+    t.add_row("Insulin on board", _u(tel["iob"]))
+    t.add_row("Today", f"basal {_u(tel['basal_today'])}, bolus {_u(tel['bolus_today'])}")
+    names = [spec.ALARMS[a][0] for a in tel.get("alarms", []) if 0 <= a < spec.ALARM_COUNT]
+    t.add_row("Alarms", "[red]" + ", ".join(names) + "[/]" if names else "none")
+    led = e.get("led", 0)
+    sounds = sum(e.get("sounds", []))
+    t.add_row("LED / buzzer", f"{PRIORITIES.get(led, 'off')} / {sounds} annunciation"
+              + ("" if sounds == 1 else "s"))
+    t.add_row("Plunger", f"{e.get('motor_pos', 0)} pulses from home, odometer "
+                         f"{e.get('odometer', 0)}; line {e.get('line_kpa', 0)} kPa"
+                         + (" [red](occluded)[/]" if e.get("occluded") else ""))
+    faults = [k for k in ("stuck", "sensor_loss", "storage_fail") if e.get(k)]
+    faults += [n for n, v in zip(("drop_rx", "drop_tx", "corrupt_rx", "corrupt_tx"),
+                                 e.get("link_faults", []), strict=False) if v]
+    if e.get("cut_in_ms", -1) >= 0:
+        faults.append(f"power cut in {e['cut_in_ms'] / 1000:g} s")
+    t.add_row("Faults", ", ".join(faults) if faults else "none")
+    t.add_row("Boots", f"{tel.get('boots', 0)} ({emu.restarts} power cuts this session)")
+    return t
+
+
+def emulate_line(tel: dict) -> str:
+    """One plain line of status (when stdout is not a terminal)."""
+    if not tel:
+        return "booting ..."
+    e = tel.get("emu", {})
+    stop = tel.get("stop", 0)
+    names = [spec.ALARMS[a][0] for a in tel.get("alarms", []) if 0 <= a < spec.ALARM_COUNT]
+    return (f"pump {_tel_local(tel)} | "
+            + ("delivering" if stop == 0 else f"stopped: {spec.STOP_REASONS[stop]}")
+            + f" | basal {C.mu_to_units(tel['basal_rate'])} U/h"
+            f" | reservoir {C.mu_to_units(tel['reservoir'])} U"
+            f" | battery {e.get('battery_u', 0) / 10**6:.3f} %"
+            f" | IOB {C.mu_to_units(tel['iob'])} U"
+            f" | alarms {', '.join(names) or '-'}")
+
+
+def cmd_emulate(args, out: Out) -> int:
+    from rich.live import Live
+
+    from host_tools.launch import launch
+
+    say = out.err.print if out.json else out.console.print
+    try:
+        emu = launch(args.state, speed=args.speed, seed=args.seed, lockstep=args.lockstep,
+                     console=args.console, pulse_mu=args.pulse, fresh=args.fresh)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    except OSError as exc:
+        raise C.LinkError(f"cannot start the emulator: {exc}") from None
+    try:
+        info = {"port": emu.port, "console_port": emu.console_port,
+                "key": str(emu.key_path), "state": str(emu.state_dir), "seed": emu.seed}
+        if out.json:
+            print(json.dumps({"emulator": info}), flush=True)
+        say(f"[bold]protocol port[/]  {emu.port}")
+        if emu.console_port:
+            say(f"[bold]bench console[/]  {emu.console_port}")
+        say(f"[bold]pairing key[/]    {emu.key_path}")
+        say(f"[bold]state[/]          {emu.state_dir} (seed {emu.seed})")
+        if args.setup:
+            say("setting the pump up over the protocol, as a user would:")
+            with C.connect(emu.port, key=C.load_key(emu.key_path)) as pump:
+                emulator_setup(pump, say)
+        say("drive it from another terminal, like a pump on a USB port:", soft_wrap=True)
+        say(f"  export PUMPCTL_PORT={emu.port} PUMPCTL_KEY={emu.key_path}", soft_wrap=True)
+        say("  .venv/bin/pumpctl status; .venv/bin/pumpctl bolus 1.5", soft_wrap=True)
+        if emu.console_port:
+            say(f"  picocom {emu.console_port}   (the bench console: text commands)",
+                soft_wrap=True)
+        end = None if args.seconds is None else time.monotonic() + args.seconds
+        live = out.console.is_terminal and not out.json
+
+        def done() -> bool:
+            return end is not None and time.monotonic() >= end
+
+        if live:
+            with Live(emulate_table(emu.telemetry, emu), console=out.console,
+                      refresh_per_second=4) as view:
+                while not done() and emu.running():
+                    emu.next_telemetry(1.5)
+                    view.update(emulate_table(emu.telemetry, emu))
+        else:
+            while not done() and emu.running():
+                tel = emu.next_telemetry(1.5)
+                if out.json:
+                    print(json.dumps(tel), flush=True)
+                else:
+                    print(emulate_line(tel), flush=True)
+        if not emu.running():
+            raise C.LinkError(f"the emulator stopped (exit status {emu.exit_code})")
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return EXIT_OK
+    finally:
+        emu.close()
+        say(f"emulator stopped; its state is kept in {emu.state_dir}")
+
+
+_GLOBAL_VALUE_OPTIONS = ("--port", "--key", "--timeout", "--retries")
+
+
+def _flash_argv(argv: list[str]) -> list[str] | None:
+    """For `pumpctl [global options] flash ARGS`: the arguments for host_tools.flash
+    (ARGS, plus --port/--key given before `flash`); None for any other command."""
+    given: dict[str, str] = {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in _GLOBAL_VALUE_OPTIONS:
+            if not eq:
+                i += 1
+                value = argv[i] if i < len(argv) else ""
+            given[name] = value
+        elif arg != "--json":
+            break
+        i += 1
+    if i >= len(argv) or argv[i] != "flash":
+        return None
+    rest = argv[i + 1:]
+    for opt in ("--port", "--key"):
+        if opt in given and not any(a == opt or a.startswith(opt + "=") for a in rest):
+            rest += [opt, given[opt]]
+    return rest
+
+
+def _flash(rest: list[str]) -> int:
+    from host_tools import flash
+
+    return flash.main(rest)
+
+
+LOCAL_COMMANDS = {"emulate": cmd_emulate}
+
+
 # ============================================================================ main
 def _fail(out: Out | None, status: int, message: str, **extra) -> int:
     """One line on stderr (and a JSON object on stdout with --json); returns the exit code."""
@@ -728,6 +977,9 @@ def _fail(out: Out | None, status: int, message: str, **extra) -> int:
 
 def main(argv: list[str] | None = None, connect=C.connect) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    flash_argv = _flash_argv(argv)
+    if flash_argv is not None:  # host_tools.flash parses its own arguments
+        return _flash(flash_argv)
     out = Out("--json" in argv)
     try:
         args = build_parser().parse_args(argv)
@@ -736,6 +988,16 @@ def main(argv: list[str] | None = None, connect=C.connect) -> int:
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
     out = Out(args.json)
+    if args.command in LOCAL_COMMANDS:  # no connection: these start what they talk to
+        try:
+            return LOCAL_COMMANDS[args.command](args, out)
+        except BadInput as exc:
+            return _fail(out, EXIT_BAD_INPUT, str(exc))
+        except C.PumpRefused as exc:
+            return _fail(out, EXIT_REFUSED, str(exc), code=exc.code, name=exc.name,
+                         detail=exc.detail)
+        except (C.PumpError, codec.ProtocolError) as exc:
+            return _fail(out, EXIT_LINK, str(exc))
     if not args.port:
         return _fail(out, EXIT_BAD_INPUT, "no port: give --port URL (or set PUMPCTL_PORT)")
     pump = None

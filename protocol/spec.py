@@ -331,7 +331,7 @@ AUTH_REPLAYED = 3  # counter not above the last accepted one
 
 # Board ids reported by HELLO
 BOARD_TEST = 0  # simulated parts in tests (boards/fakes.py)
-BOARD_UNIX = 1  # the emulator on the MicroPython unix port (boards/unix.py)
+BOARD_UNIX = 1  # the emulator on the MicroPython unix port (boards/emulator.py, unix.py)
 BOARD_PICO = 2  # Raspberry Pi Pico (boards/pico.py)
 BOARD_ESP32 = 3  # ESP32 DevKitC (boards/esp32.py)
 BOARD_NAMES = ("test", "unix", "pico", "esp32")

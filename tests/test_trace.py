@@ -1,0 +1,205 @@
+"""The traceability tool (tools/trace.py) and its pytest plugin (tools/req_plugin.py), on
+small synthetic inputs: requirements parsing, the table, the Markdown, and the plugin's
+JSON from a real pytest run with pytest-xdist."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tools import trace as T
+
+REPO = Path(__file__).resolve().parent.parent
+
+REQUIREMENTS = """\
+# demo requirements
+
+Intro text with an id in it, THR-9, that is not a requirement.
+
+## Therapy (THR)
+- THR-1 Basal profiles. Up to 4 named profiles, each 1..48 segments starting on 30-min
+  boundaries, rate 0..35 U/h.
+- THR-2 Temporary basal. Absolute (U/h) or percent.
+- THR-10 Daily totals: total daily dose with basal/bolus split, kept for at least 90 days,
+  so rising insulin needs show as a trend.
+
+## Alarms (ALM)
+- ALM-4 Auto-off (optional, 5..24 h, default 12 h): no user interaction for that long
+  raises an alarm.
+- ALM-6 Every alarm raised, acknowledged or cleared is logged and sent to the host as an
+  event.
+- not a requirement: a plain bullet
+"""
+
+RESULTS = {
+    "generated": "2026-01-01T00:00:00+00:00",
+    "args": ["-n", "2"],
+    "exitstatus": 1,
+    "tests": [
+        {"nodeid": "t.py::test_basal", "reqs": ["THR-1", "THR-10"], "outcome": "passed"},
+        {"nodeid": "t.py::test_weekend", "reqs": ["THR-1"], "outcome": "failed"},
+        {"nodeid": "t.py::test_auto_off", "reqs": ["ALM-4"], "outcome": "skipped"},
+        {"nodeid": "t.py::test_known_gap", "reqs": ["ALM-4"], "outcome": "xfailed"},
+        {"nodeid": "t.py::test_setup_broke", "reqs": ["THR-10"], "outcome": "error"},
+        {"nodeid": "t.py::test_future", "reqs": ["SNS-1"], "outcome": "passed"},
+        {"nodeid": "t.py::test_helper", "reqs": [], "outcome": "passed"},
+    ],
+}
+
+
+def test_parse_requirements_ids_titles_and_order():
+    reqs = T.parse_requirements(REQUIREMENTS)
+    assert list(reqs) == ["THR-1", "THR-2", "THR-10", "ALM-4", "ALM-6"]
+    assert reqs == {
+        "THR-1": "Basal profiles",
+        "THR-2": "Temporary basal",
+        "THR-10": "Daily totals",
+        "ALM-4": "Auto-off (optional, 5..24 h, default 12 h)",
+        "ALM-6": "Every alarm raised, acknowledged or cleared is …",
+    }
+
+
+def test_title_rules():
+    assert T.title_of("Clock. Date, time and UTC offset are set") == "Clock"
+    assert T.title_of("One two three four five six seven eight nine") == (
+        "One two three four five six seven …")
+    assert T.title_of("Self-tests at power-on (firmware hash, storage integrity, motor)") == (
+        "Self-tests at power-on …")  # cut words, no parenthesis left open
+    assert T.title_of("Limits, enforced by the firmware itself: max bolus") == (
+        "Limits, enforced by the firmware itself")
+
+
+def test_table_counts_order_uncovered_and_unknown():
+    trace = T.build(RESULTS, T.parse_requirements(REQUIREMENTS))
+    rows = {r.rid: r for r in trace.rows}
+    assert [r.rid for r in trace.rows] == ["THR-1", "THR-2", "THR-10", "ALM-4", "ALM-6",
+                                          "SNS-1"]
+    got = {rid: (len(r.tests), r.count(T.PASS), r.count(T.FAIL), r.count(T.SKIP), r.status)
+           for rid, r in rows.items()}
+    assert got == {
+        "THR-1": (2, 1, 1, 0, "FAILING"),
+        "THR-2": (0, 0, 0, 0, "no test"),
+        "THR-10": (2, 1, 1, 0, "FAILING"),
+        "ALM-4": (2, 0, 0, 2, "skipped"),
+        "ALM-6": (0, 0, 0, 0, "no test"),
+        "SNS-1": (1, 1, 0, 0, "verified"),
+    }
+    assert not rows["SNS-1"].known and [r.rid for r in trace.uncovered] == ["THR-2", "ALM-6"]
+    assert trace.untagged == ["t.py::test_helper"] and trace.failing
+
+    text = T.render_text(trace)
+    lines = text.splitlines()
+    assert lines[0].split() == ["Requirement", "Title", "Tests", "Pass", "Fail", "Skip",
+                                "Status"]
+    assert lines[2].split() == ["THR-1", "Basal", "profiles", "2", "1", "1", "0",
+                                "FAILING"]
+    assert lines[3].split() == ["THR-2", "Temporary", "basal", "0", "0", "0", "0",
+                                "no", "test"]
+    assert lines[7].split()[:2] == ["SNS-1", "(not"]
+    tail = text[text.index("Requirements without a test"):]
+    assert tail.splitlines()[:3] == ["Requirements without a test (2):",
+                                     "  THR-2  Temporary basal",
+                                     "  ALM-6  Every alarm raised, acknowledged or cleared is …"]
+    assert "Ids named by tests but not in the requirements: SNS-1" in text
+    assert "Tests naming no requirement: 1" in text
+    assert lines[-1] == ("5 requirements: 3 with tests, 0 verified, 2 failing, 2 without a "
+                         "test. 7 tests: 3 passed, 2 failed, 2 skipped.")
+    # columns line up: every row as wide as the header's ruler
+    widths = {len(line) for line in lines[1:8]}
+    assert max(widths) == len(lines[1])
+
+
+def test_ids_from_tests_only_when_there_is_no_requirements_file():
+    trace = T.build(RESULTS, None)
+    assert [r.rid for r in trace.rows] == ["ALM-4", "SNS-1", "THR-1", "THR-10"]
+    assert all(r.known and r.title == "" for r in trace.rows)
+    assert trace.uncovered == []
+
+
+def test_markdown():
+    md = T.render_markdown(T.build(RESULTS, T.parse_requirements(REQUIREMENTS)))
+    assert md.startswith("# Requirement traceability\n")
+    assert "(`pytest -n 2`, exit status 1)" in md
+    assert "| Requirement | Title | Tests | Pass | Fail | Skip | Status |" in md
+    assert "| THR-1 | Basal profiles | 2 | 1 | 1 | 0 | FAILING |" in md
+    assert "## Requirements without a test (2)\n\n- **THR-2** Temporary basal\n" in md
+    assert "### THR-10 Daily totals\n\n- pass `t.py::test_basal`\n- fail " in md
+
+
+def test_command_line(tmp_path, capsys):
+    (tmp_path / "req.md").write_text(REQUIREMENTS)
+    (tmp_path / "trace.json").write_text(json.dumps(RESULTS))
+    md = tmp_path / "out" / "trace.md"
+    code = T.main(["--results", str(tmp_path / "trace.json"), "--requirements",
+                   str(tmp_path / "req.md"), "--md", str(md)])
+    out = capsys.readouterr().out
+    assert code == 1  # a test failed
+    assert out.splitlines()[0].startswith("Requirement") and md.read_text().startswith("#")
+    assert T.main(["--results", str(tmp_path / "missing.json")]) == 2
+    assert "no test results" in capsys.readouterr().err
+
+
+INNER = '''
+import pytest
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("setup fails")
+
+@pytest.mark.req("THR-1", "THR-7")
+def test_pass():
+    pass
+
+@pytest.mark.req("THR-1")
+def test_fail():
+    assert False
+
+@pytest.mark.req("ALM-4")
+def test_skip():
+    pytest.skip("no board")
+
+@pytest.mark.req("ALM-4")
+@pytest.mark.xfail(reason="known gap")
+def test_xfail():
+    assert False
+
+@pytest.mark.req("HIS-1")
+def test_error(broken):
+    pass
+
+def test_untagged():
+    pass
+'''
+
+
+def test_plugin_writes_trace_json_under_xdist(tmp_path):
+    (tmp_path / "test_inner.py").write_text(INNER)
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nmarkers =\n    req(*ids): requirement ids\n")
+    out = tmp_path / "results" / "trace.json"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tools.req_plugin", "-n", "2", "-q",
+         "-p", "no:cacheprovider", f"--req-trace={out}", "test_inner.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    data = json.loads(out.read_text())
+    assert data["exitstatus"] == 1 and data["args"][-1] == "test_inner.py"
+    got = {t["nodeid"].split("::")[1]: (t["reqs"], t["outcome"]) for t in data["tests"]}
+    assert got == {
+        "test_pass": (["THR-1", "THR-7"], "passed"),
+        "test_fail": (["THR-1"], "failed"),
+        "test_skip": (["ALM-4"], "skipped"),
+        "test_xfail": (["ALM-4"], "xfailed"),
+        "test_error": (["HIS-1"], "error"),
+        "test_untagged": ([], "passed"),
+    }
+    # --req-trace none: nothing written
+    out.unlink()
+    subprocess.run([sys.executable, "-m", "pytest", "-p", "tools.req_plugin", "-q",
+                    "-p", "no:cacheprovider", "--req-trace=none", "test_inner.py"],
+                   cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert not out.exists()
