@@ -1,7 +1,7 @@
 """Emulator board: the firmware, unchanged, on the MicroPython unix port with simulated parts.
 
     micropython boards/emulator.py --state DIR [--pulse 50] [--reset-cause N]
-        [--console-in FD --console-out FD] [--telemetry FD]
+        [--console-in FD --console-out FD] [--telemetry FD] [--cgm-trace FILE]
 
 Normally started by host_tools/launch.py (`pumpctl emulate`, `make emulate`), which puts
 the protocol link (this process's stdin/stdout) and the bench console (two pipe fds) on
@@ -17,7 +17,14 @@ in boards/unix.py (storage regions, then plunger position, odometer, battery lev
   virtual time (a 200 U reservoir at 50 mU per pulse is 8 % of the battery, three days of
   standby 3.6 %), both times FAULT_BATTERY_DRAIN / 1000; kept in millionths of a percent,
   reported rounded up to whole percent (0 only when empty) (BAT-1);
-- sensor link: a flag only (FAULT_SENSOR_LOSS), no radio protocol yet;
+- sensor link (hw.radio, SNS-1): readings from a trace file (--cgm-trace FILE: CSV lines
+  `minute,mg_dl`, minutes of virtual time from launch, ascending; a header line and `#`
+  comments are skipped; mg_dl may be -1 warm-up or -2 expired). Every 5 virtual minutes
+  (minute 0, 5, 10, ...) the link sends the trace's row at or before that minute if it is
+  less than 5 min old (a gap in the trace is a gap in the readings; after the last row the
+  sensor is silent). FAULT_SENSOR_LOSS 1 silences it (readings due meanwhile are lost);
+  FAULT_GLUCOSE sends one reading (mg/dL, or -1 / -2) at the firmware's next poll. Its
+  position in the trace survives power cuts (world.json "sensor_ms");
 - buzzer and LED: boards/fakes.Annunciator (annunciations per priority, LED priority);
 - buttons: FAULT_BUTTON_PRESS presses once; FAULT_BUTTON_STUCK holds buttons down, which
   this board's driver reports as a press at every scan (each tick), like a held key: a
@@ -129,7 +136,9 @@ FAULT_RANGES = {
     S.FAULT_CORRUPT_TX: ("corrupt_tx", 0, 1000),
     S.FAULT_POWER_CUT: (None, -1, 0x7FFFFFFF),
     S.FAULT_SEED: ("seed", -0x80000000, 0x7FFFFFFF),
+    S.FAULT_GLUCOSE: (None, S.CGM_EXPIRED, S.CGM_HIGH),
 }
+CGM_EVERY_MS = 300000  # a reading every 5 virtual minutes
 
 DEFAULT_WORLD = {
     "speed": 1000,  # per mille of real time; 0 = lockstep
@@ -146,6 +155,7 @@ DEFAULT_WORLD = {
     "corrupt_rx": 0,
     "corrupt_tx": 0,
     "heap_check": 0,  # 1: every CLK_ADVANCE tick runs under micropython.heap_lock()
+    "sensor_ms": 0,  # virtual ms of the sensor link's trace (kept across power cuts)
 }
 
 
@@ -228,6 +238,9 @@ class Board:
         physical parts, then end the process; the launcher starts the next boot."""
         heap_unlock()  # a power cut can come in the middle of a heap-checked tick
         try:
+            radio = getattr(self, "radio", None)
+            if radio is not None:
+                self.world.w["sensor_ms"] = radio.elapsed_ms()
             self.motor.save()
             self.world.save()
             sys.stdout.buffer.flush()
@@ -437,11 +450,85 @@ class EmuButtons(Buttons):
         return p
 
 
-class EmuRadio:
-    """Sensor link: a flag only for now (no radio protocol yet)."""
+def read_trace(path):
+    """(minutes, values) arrays of a CGM trace CSV `minute,mg_dl`. Raises ValueError."""
+    from array import array
 
-    def __init__(self, world):
+    minutes = array("i")
+    values = array("i")
+    f = open(path)
+    try:
+        n = 0
+        for line in f:
+            n += 1
+            line = line.strip()
+            if not line or line[0] == "#" or not (line[0].isdigit() or line[0] == "-"):
+                continue
+            parts = line.split(",")
+            if len(parts) != 2:
+                raise ValueError("%s line %d: expected minute,mg_dl" % (path, n))
+            m = int(parts[0].strip())
+            v = int(parts[1].strip())
+            if m < 0 or (len(minutes) and m <= minutes[len(minutes) - 1]):
+                raise ValueError("%s line %d: minutes must ascend from 0" % (path, n))
+            if v != S.CGM_WARMUP and v != S.CGM_EXPIRED and not 1 <= v <= 1000:
+                raise ValueError("%s line %d: mg_dl must be 1..1000, -1 or -2" % (path, n))
+            minutes.append(m)
+            values.append(v)
+    finally:
+        f.close()
+    return minutes, values
+
+
+class EmuRadio:
+    """Sensor link (hw.radio): trace readings every 5 virtual minutes, injected readings
+    (FAULT_GLUCOSE), silenced by FAULT_SENSOR_LOSS. read() is allocation-free."""
+
+    def __init__(self, world, clock=None, trace=None):
+        from array import array
+
         self.lost = world.get("sensor_loss")
+        self.clock = clock
+        self.base = world.get("sensor_ms")  # trace time before this boot
+        self.minutes, self.values = trace if trace is not None else (array("i"), array("i"))
+        self.pos = 0  # next trace row
+        self.next_ms = 0  # trace time of the next emission
+        self.pending = 0
+        self.sent = 0
+        self._skip(self.base)
+
+    def elapsed_ms(self):
+        return self.base + (self.clock.elapsed if self.clock is not None else 0)
+
+    def inject(self, value):
+        self.pending = value
+
+    def _skip(self, t):
+        """Emissions before trace time t are past (a reboot)."""
+        if t > 0:
+            self.next_ms = (t // CGM_EVERY_MS + 1) * CGM_EVERY_MS
+
+    def read(self):
+        v = 0
+        t = self.elapsed_ms()
+        if t >= self.next_ms:
+            due = t - (t - self.next_ms) % CGM_EVERY_MS  # the latest emission due
+            self.next_ms = due + CGM_EVERY_MS
+            minute = due // 60000
+            minutes = self.minutes
+            n = len(minutes)
+            while self.pos < n and minutes[self.pos] <= minute:
+                self.pos += 1
+            if self.pos and minute - minutes[self.pos - 1] < 5:
+                v = self.values[self.pos - 1]
+        if self.pending:
+            v = self.pending
+            self.pending = 0
+        if self.lost:
+            return 0
+        if v:
+            self.sent += 1
+        return v
 
     def available(self):
         return not self.lost
@@ -789,6 +876,11 @@ class Emulator:
         if fault == S.FAULT_SEED:
             self.rng.seed(value)
             return S.OK, self.world.set("seed", value)
+        if fault == S.FAULT_GLUCOSE:
+            if value == 0:
+                return S.E_OUT_OF_RANGE, 2
+            self.radio.inject(value)
+            return S.OK, 0
         old = self.world.set(key, value)
         if fault == S.FAULT_OCCLUSION:
             self.line.occluded = bool(value)
@@ -933,6 +1025,7 @@ class Emulator:
             "last_sound": [ann.last_priority, ann.last_level],
             "stuck": self.buttons.stuck,
             "sensor_loss": self.radio.lost,
+            "cgm_sent": self.radio.sent,
             "storage_fail": self.storage.fail,
             "link_faults": [serial.drop_rx, serial.drop_tx, serial.corrupt_rx,
                             serial.corrupt_tx],
@@ -950,7 +1043,7 @@ class Emulator:
 
 
 def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=None,
-                  telemetry_fd=None):
+                  telemetry_fd=None, cgm_trace=None):
     world = World(state_dir)
     board = Board(state_dir, world)
     rng = world.rng
@@ -963,7 +1056,8 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
     motor = EmuMotor(line, storage, battery)
     board.motor = motor
     buttons = EmuButtons(world)
-    radio = EmuRadio(world)
+    radio = EmuRadio(world, clock, read_trace(cgm_trace) if cgm_trace else None)
+    board.radio = radio
     annunciator = Annunciator()
     serial = EmuSerial(board, world, clock, console.inp if console is not None else None)
     emu = Emulator(board, world, clock, serial, battery, line, buttons, storage, radio,
@@ -979,7 +1073,7 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
 
 def parse_args(argv):
     opts = {"--state": None, "--pulse": "50", "--reset-cause": "0", "--console-in": None,
-            "--console-out": None, "--telemetry": None}
+            "--console-out": None, "--telemetry": None, "--cgm-trace": None}
     i = 0
     while i < len(argv):
         if argv[i] in opts and i + 1 < len(argv):
@@ -1003,7 +1097,7 @@ def start(argv):
             console = ConsolePort(int(opts["--console-in"]), int(opts["--console-out"]))
         tel = opts["--telemetry"]
         hw = make_hardware(opts["--state"], pulse, int(opts["--reset-cause"]), console,
-                           int(tel) if tel is not None else None)
+                           int(tel) if tel is not None else None, opts["--cgm-trace"])
     except (ValueError, OSError) as exc:
         sys.stderr.write("boards/emulator.py: {}\n".format(exc))
         sys.exit(2)

@@ -6,7 +6,7 @@ allocation-free tick can be checked with these parts plugged in.
 
 from array import array
 
-from firmware.compat import TICKS_PERIOD
+from firmware.compat import TICKS_PERIOD, ticks_diff
 from firmware.hal import REGIONS, Hardware
 
 _TICKS_MAX = TICKS_PERIOD - 1  # a small int on 32-bit ports, unlike TICKS_PERIOD
@@ -159,6 +159,73 @@ class Watchdog:
         self.feeds += 1
 
 
+class Radio:
+    """Sensor link (hw.radio, SNS-1): scripted CGM readings on the board clock.
+
+    `script`: a list of (minute, value) in minute order, minutes counted on the board clock
+    from the radio's creation; each entry is returned once by the first read() at or after
+    its minute (entries passed over between two reads: only the latest is returned). Or a
+    callable(minute) -> value, called once per new minute. Values as the driver contract:
+    mg/dL > 0, CGM_WARMUP (-1), CGM_EXPIRED (-2); 0 is nothing. `push(value)` makes the next
+    read() return `value` (one injected reading); `lost = True` silences the link (what
+    falls due meanwhile is lost). read() is allocation-free with a list script.
+    """
+
+    def __init__(self, clock, script=None):
+        self.clock = clock
+        self.last = clock.ticks_ms()
+        self.ms = 0  # ms towards the next minute
+        self.minute = 0  # board-clock minutes since creation
+        self.fn = None
+        self.fn_minute = -1
+        self.pending = 0
+        self.lost = False
+        self.reads = 0
+        self.sent = 0
+        self.minutes = array("i")
+        self.values = array("i")
+        self.pos = 0
+        if callable(script):
+            self.fn = script
+        elif script is not None:
+            self.load(script)
+
+    def load(self, script):
+        self.minutes = array("i", [m for m, _ in script])
+        self.values = array("i", [v for _, v in script])
+        self.pos = 0
+
+    def push(self, value):
+        self.pending = value
+
+    def read(self):
+        now = self.clock.ticks_ms()
+        ms = self.ms + ticks_diff(now, self.last)
+        self.last = now
+        if ms >= 60000:
+            self.minute += ms // 60000
+            ms = ms % 60000
+        self.ms = ms
+        self.reads += 1
+        minute = self.minute
+        v = 0
+        n = len(self.minutes)
+        while self.pos < n and self.minutes[self.pos] <= minute:
+            v = self.values[self.pos]
+            self.pos += 1
+        if self.fn is not None and minute != self.fn_minute:
+            self.fn_minute = minute
+            v = self.fn(minute)
+        if self.pending:
+            v = self.pending
+            self.pending = 0
+        if self.lost:
+            return 0
+        if v:
+            self.sent += 1
+        return v
+
+
 REGION_SIZES = (2048, 2048, 512, 512, 24 * 6144, 18 * 96, 256, 256)
 
 
@@ -291,6 +358,7 @@ class Rig:
         self.serial = None  # attach a Serial() for the link (kept small on the wasm heap)
         self.key = None  # pairing key handed to the firmware (SEC-1)
         self.emulator = None
+        self.radio = None  # a Radio(self.clock, script) for the sensor link (SNS-1)
 
     def _firmware_check(self):
         return self.firmware_ok
@@ -299,4 +367,5 @@ class Rig:
         return Hardware(self.clock, self.motor, self.line, self.battery, self.annunciator,
                         self.buttons, self.storage, self.watchdog, pulse_mu=self.pulse_mu,
                         serial=self.serial, firmware_ok=self._firmware_check,
-                        reset_cause=self.reset_cause, key=self.key, emulator=self.emulator)
+                        reset_cause=self.reset_cause, key=self.key, emulator=self.emulator,
+                        radio=self.radio)

@@ -23,7 +23,13 @@ serial       protocol bytes (firmware/link.py): readinto(buf) -> bytes copied (0
              answer at once instead of at the next tick).
 console      (optional) a second serial port, same shape as `serial`, for the bench console
              (firmware/console.py): plain text for a person at a terminal.
-radio        sensor-link driver (used by the sensor link).
+radio        (optional) sensor-link driver for CGM readings (SNS-1, firmware/cgm.py),
+             polled once a second by the pump's housekeeping: read() -> int, never
+             blocks, allocation-free: 0 nothing new; > 0 a new reading in mg/dL (39
+             means LOW, below 40; 401 means HIGH, above 400; values beyond are taken as
+             those); -1 sensor warming up (CGM_WARMUP); -2 sensor expired (CGM_EXPIRED).
+             A sensor status may be repeated at every poll while it lasts. Readings
+             normally come every 5 min; the driver does the pairing and radio protocol.
 emulator     (emulator board only) command(msg_id, values) -> (code, detail) for the
              emulator-only messages 0x30-0x3F; absent (None) on real boards (SEC-3).
 """

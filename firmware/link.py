@@ -31,6 +31,7 @@ ones in a ring of RING entries in the link region, saved with the counter.
 from array import array
 
 from firmware import VERSION
+from firmware.cgm import CGM_READINGS
 from firmware.crc import crc16
 from firmware.hal import R_LINK_A, R_LINK_B
 from firmware.pump import (
@@ -74,6 +75,9 @@ from protocol.spec import (
     AUTH_MISSING,
     AUTH_REPLAYED,
     AUTH_SIZE,
+    CALC_KINDS,
+    CALC_SEGMENTS,
+    CGM_PAGE,
     CMD_FIRST,
     CRC_SIZE,
     E_BAD_ARG,
@@ -111,6 +115,9 @@ M_HISTORY_PAGE = 0x86
 M_TOTALS_INFO = 0x87
 M_ALARMS_INFO = 0x88
 M_LINK_STATS = 0x89
+M_CGM_PAGE = 0x8A
+M_CALC_RESULT = 0x8B
+M_CALC_SCHEDULE_INFO = 0x8C
 M_EVENT = 0xC0
 
 # link statistics, in the order of the link_stats message (events_dropped is the pump's)
@@ -396,6 +403,21 @@ class Link:
         g = self._get
         return self.pump.prime(g(mid, 1), g(mid, 2))
 
+    def _on_set_calc_schedule(self, mid, seq):
+        buf = self.dec.buf
+        pump = self.pump
+        count = get(buf, mid, 2)
+        if count < 1 or count > CALC_SEGMENTS:
+            pump.detail = 1  # the starts argument of Pump.set_calc_schedule
+            return E_BAD_ARG
+        s_at = field_offset(mid, 3)
+        v_at = field_offset(mid, 4)
+        h_at = field_offset(mid, 5)
+        starts = [buf[s_at + i] for i in range(count)]
+        values = [get_int(buf, v_at + 2 * i, 2) for i in range(count)]
+        highs = [get_int(buf, h_at + 2 * i, 2) for i in range(count)]
+        return pump.set_calc_schedule(get(buf, mid, 1), starts, values, highs)
+
     def _on_emulator(self, mid, seq):
         buf = self.dec.buf
         kinds = KINDS[mid]
@@ -461,6 +483,11 @@ class Link:
         e.put(22, st[S_LAST_DETAIL])
         e.put(23, pump.history.next_seq)
         e.put(24, pump.selftest_bits)
+        cgm = pump.cgm
+        e.put(25, cgm.last)
+        e.put(26, cgm.age_min())
+        e.put(27, cgm.trend)
+        e.put(28, cgm.flags())
         self._send()
 
     def _on_get_profile(self, mid, seq):
@@ -504,10 +531,11 @@ class Link:
         e = self.enc
         e.begin(M_SETTINGS_INFO, seq, F_RESPONSE)
         at = field_offset(M_SETTINGS_INFO, 0)
-        v = self.pump.settings
+        pump = self.pump
         buf = e.buf
+        e.clear(0)
         for i in range(SETTINGS_COUNT):
-            x = v[V_SETTINGS + i]
+            x = pump.setting(i)
             buf[at] = x & 0xFF
             buf[at + 1] = (x >> 8) & 0xFF
             buf[at + 2] = (x >> 16) & 0xFF
@@ -577,6 +605,93 @@ class Link:
             buf[at + i] = al.level[i]
         e.put(0, active)
         e.put(1, acked)
+        self._send()
+
+    def _on_get_cgm(self, mid, seq):
+        """Up to CGM_PAGE readings with UTC minute >= `since`, oldest first (SNS-1)."""
+        buf = self.dec.buf
+        since = get(buf, mid, 0)
+        want = get(buf, mid, 1)
+        if want > CGM_PAGE:
+            want = CGM_PAGE
+        cgm = self.pump.cgm
+        e = self.enc
+        e.begin(M_CGM_PAGE, seq, F_RESPONSE)
+        e.clear(2)
+        e.clear(3)
+        out = e.buf
+        m_at = field_offset(M_CGM_PAGE, 2)
+        v_at = field_offset(M_CGM_PAGE, 3)
+        minutes = cgm.minutes
+        values = cgm.values
+        got = 0
+        more = 0
+        i = 0
+        while i < cgm.count:
+            at = (cgm.head - cgm.count + i) % CGM_READINGS
+            i += 1
+            m = minutes[at]
+            if m < since:
+                continue
+            if got == want:
+                more = 1
+                break
+            out[m_at] = m & 0xFF
+            out[m_at + 1] = (m >> 8) & 0xFF
+            out[m_at + 2] = (m >> 16) & 0xFF
+            out[m_at + 3] = (m >> 24) & 0xFF
+            x = values[at]
+            out[v_at] = x & 0xFF
+            out[v_at + 1] = (x >> 8) & 0xFF
+            m_at += 4
+            v_at += 2
+            got += 1
+        e.put(0, got)
+        e.put(1, more)
+        self._send()
+
+    def _on_calc(self, mid, seq):
+        """A bolus suggestion (THR-8): calc_result, or RESULT(0, code, detail) if refused.
+        Nothing is delivered."""
+        g = self._get
+        pump = self.pump
+        code = pump.calculate(g(mid, 0), g(mid, 1))
+        if code:
+            self._result(seq, 0, code, pump.detail)
+            return
+        out = pump.calc_out
+        e = self.enc
+        e.begin(M_CALC_RESULT, seq, F_RESPONSE)
+        for i in range(10):
+            e.put(i, out[i])
+        self._send()
+
+    def _on_get_calc_schedule(self, mid, seq):
+        kind = get(self.dec.buf, mid, 0)
+        if kind >= len(CALC_KINDS):
+            self._result(seq, 0, E_BAD_ARG, 0)
+            return
+        got = self.pump.get_calc_schedule(kind)
+        e = self.enc
+        e.begin(M_CALC_SCHEDULE_INFO, seq, F_RESPONSE)
+        e.put(0, kind)
+        for i in (2, 3, 4):
+            e.clear(i)
+        count = 0
+        if got is not None:
+            starts, values, highs = got
+            count = len(starts)
+            buf = e.buf
+            s_at = field_offset(M_CALC_SCHEDULE_INFO, 2)
+            v_at = field_offset(M_CALC_SCHEDULE_INFO, 3)
+            h_at = field_offset(M_CALC_SCHEDULE_INFO, 4)
+            for i in range(count):
+                buf[s_at + i] = starts[i]
+                buf[v_at + 2 * i] = values[i] & 0xFF
+                buf[v_at + 2 * i + 1] = values[i] >> 8
+                buf[h_at + 2 * i] = highs[i] & 0xFF
+                buf[h_at + 2 * i + 1] = highs[i] >> 8
+        e.put(1, count)
         self._send()
 
     def _on_get_link_stats(self, mid, seq):

@@ -12,6 +12,7 @@ wall-clock time in seconds since 2020-01-01 UTC, local time as (day, ms of day).
 from array import array
 
 from firmware.alarms import Alarms
+from firmware.cgm import Cgm
 from firmware.compat import const, ticks_diff
 from firmware.hal import (
     BUTTON_ACK,
@@ -44,12 +45,26 @@ from protocol.spec import (
     BOLUS_INTERRUPTED,
     BOLUS_NONE,
     BOLUS_NORMAL,
+    CALC_BG_MAX,
+    CALC_BG_MIN,
+    CALC_CARB_RATIO,
+    CALC_FLOORED,
+    CALC_KINDS,
+    CALC_MAX_CARBS,
+    CALC_NO_BG,
+    CALC_OVER_MAX,
+    CALC_RANGES,
+    CALC_ROUNDED,
+    CALC_SEGMENTS,
+    CALC_SENSITIVITY,
+    CALC_TARGET,
     E_BAD_ARG,
     E_BATTERY_DEPLETED,
     E_BOLUS_RUNNING,
     E_INCREMENT,
     E_NO_BOLUS,
     E_NO_TEMP_BASAL,
+    E_NOT_CONFIGURED,
     E_NOT_FILLED,
     E_NOT_REWOUND,
     E_NOT_SUSPENDED,
@@ -71,6 +86,7 @@ from protocol.spec import (
     H_BOLUS_END,
     H_BOLUS_START,
     H_BOOT,
+    H_CALC_SCHEDULE,
     H_DAY_TOTAL,
     H_FILL,
     H_PRIME,
@@ -90,6 +106,8 @@ from protocol.spec import (
     PRIME_TUBING,
     PROFILE_NAME_LEN,
     PROFILES,
+    SBL_MANUAL,
+    SBL_OFF,
     SET_ALARM_REPEAT,
     SET_AUTO_OFF,
     SET_BOLUS_SPEED,
@@ -100,6 +118,7 @@ from protocol.spec import (
     SET_MAX_TDD,
     SET_NO_DELIVERY,
     SET_RES_LOW,
+    SET_SBL,
     SET_SNOOZE,
     SET_SUSPEND_REMINDER,
     SET_UTC_OFFSET,
@@ -197,7 +216,13 @@ V_SCHEDULE = const(1 + 13)  # 7 profile indexes, Monday first
 V_RATES = const(V_SCHEDULE + 7)  # PROFILES * SLOTS rates, mU/h
 V_NAMES = const(V_RATES + 4 * 48)  # PROFILES * 4 ints, 2 name bytes each
 V_SEGMENTS = const(V_NAMES + 16)  # PROFILES segment counts (0 = profile unused)
-SETTINGS_LEN = const(V_SEGMENTS + 4)
+SETTINGS_LEN_1 = const(V_SEGMENTS + 4)  # the layout before the sensor link (issue 5)
+# Appended by issue 5 (older images still load: Slots legacy lengths, defaults after them):
+V_SETTINGS_HI = const(SETTINGS_LEN_1)  # settings 13 .. SETTINGS_MAX - 1
+SETTINGS_LO = const(13)  # settings below this id live at V_SETTINGS
+V_CALC = const(V_SETTINGS_HI + 32 - 13)  # bolus calculator schedules, CALC_STRIDE each:
+CALC_STRIDE = const(1 + 3 * 8)  # count, CALC_SEGMENTS starts, values, highs
+SETTINGS_LEN = const(V_CALC + 3 * CALC_STRIDE)
 
 
 def iob_permille(age_min, dia_min):
@@ -233,10 +258,13 @@ class Pump:
         self.state = array("i", [0] * STATE_LEN)
         self.settings = array("i", [0] * SETTINGS_LEN)
         self.state_slots = Slots(hw.storage, R_STATE_A, R_STATE_B, self.state)
-        self.settings_slots = Slots(hw.storage, R_SETTINGS_A, R_SETTINGS_B, self.settings)
+        self.settings_slots = Slots(hw.storage, R_SETTINGS_A, R_SETTINGS_B, self.settings,
+                                    (SETTINGS_LEN_1,))
         self.history = History(hw.storage, R_HISTORY)
         self.totals = Totals(hw.storage, R_TOTALS)
         self.alarms = Alarms(hw.annunciator, self._log_alarm)
+        self.cgm = Cgm(self, getattr(hw, "radio", None))
+        self.calc_out = array("i", [0] * 10)  # the last calculate(): see calculate()
         self.buckets = array("i", [0] * BUCKETS)
         self.bucket_pos = 0
         self.bucket_ms = 0
@@ -273,12 +301,15 @@ class Pump:
         hw = self.hw
         st = self.state
         bits = 0
+        self._default_settings()  # what an older, shorter layout does not hold
         valid, blank = self.settings_slots.load()
         if valid == 0:
             self._default_settings()
             if not blank:
                 bits |= ST_STORAGE
             self.settings_slots.save()
+        elif self.settings_slots.loaded_n != SETTINGS_LEN:
+            self.settings_slots.save()  # upgraded to this layout
         self._apply_alarm_settings()
         valid, blank = self.state_slots.load()
         if valid == 0:
@@ -409,7 +440,7 @@ class Pump:
         for i in range(SETTINGS_LEN):
             v[i] = 0
         for i in range(SETTINGS_COUNT):
-            v[V_SETTINGS + i] = SETTINGS[i][1]
+            v[self._setting_at(i)] = SETTINGS[i][1]
         # Profile 0 "default", 1 segment at 0 U/h: basal must be programmed before use.
         v[V_SEGMENTS] = 1
         self._set_name(0, b"default")
@@ -559,7 +590,13 @@ class Pump:
 
     # ------------------------------------------------------------------- settings (THR-6)
     def setting(self, sid):
-        return self.settings[V_SETTINGS + sid]
+        if sid < SETTINGS_LO:
+            return self.settings[V_SETTINGS + sid]
+        return self.settings[V_SETTINGS_HI - SETTINGS_LO + sid]
+
+    def _setting_at(self, sid):
+        """Index of setting `sid` in the settings array."""
+        return V_SETTINGS + sid if sid < SETTINGS_LO else V_SETTINGS_HI - SETTINGS_LO + sid
 
     def set_setting(self, sid, value):
         self.interaction()
@@ -576,12 +613,15 @@ class Pump:
             if self._temp_peak(st[S_TEMP_KIND], st[S_TEMP_VALUE]) > value:
                 return self._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
         old = self.setting(sid)
-        self.settings[V_SETTINGS + sid] = value
+        at = self._setting_at(sid)
+        self.settings[at] = value
         if not self.settings_slots.save():
-            self.settings[V_SETTINGS + sid] = old
+            self.settings[at] = old
             return self._refuse(E_STORAGE, sid)
         self._apply_alarm_settings()
         self._log(H_SETTING, sid, old, value, 0)
+        if sid == SET_SBL and not value:
+            self.cgm.resume(SBL_OFF)
         return OK
 
     # ------------------------------------------------------------------- basal (THR-1)
@@ -718,9 +758,10 @@ class Pump:
         return self.settings[V_RATES + p * SLOTS + st[S_LOCAL_MS] // SLOT_MS]
 
     def basal_rate(self):
-        """Basal rate being delivered now, mU/h (0 while stopped)."""
+        """Basal rate being delivered now, mU/h (0 while stopped or suspended before a
+        low, SNS-3)."""
         st = self.state
-        if st[S_STOP]:
+        if st[S_STOP] or self.cgm.sbl:
             return 0
         kind = st[S_TEMP_KIND]
         if kind == TEMP_ABSOLUTE:
@@ -890,6 +931,135 @@ class Pump:
                 total += amount * iob_permille(age, dia) // 1000
         return total
 
+    # ------------------------------------------------------------------- calculator (THR-8)
+    def set_calc_schedule(self, kind, starts, values, highs):
+        """Program a bolus calculator schedule: segments start at 30-min slots `starts`
+        (first 0, increasing) with `values` (CALC_CARB_RATIO: g/U x 10; CALC_SENSITIVITY:
+        mg/dL per U; CALC_TARGET: low mg/dL, with `highs` the high ends). Refused whole if
+        anything is wrong (detail: argument index 0 kind, 1 starts, 2 values, 3 highs)."""
+        self.interaction()
+        if kind < 0 or kind >= len(CALC_KINDS):
+            return self._refuse(E_BAD_ARG, 0)
+        n = len(starts)
+        if n < 1 or n > CALC_SEGMENTS or len(values) != n or starts[0] != 0:
+            return self._refuse(E_BAD_ARG, 1)
+        if kind == CALC_TARGET and len(highs) != n:
+            return self._refuse(E_BAD_ARG, 3)
+        lo, hi = CALC_RANGES[kind]
+        for i in range(n):
+            if starts[i] < 0 or starts[i] >= SLOTS or (i and starts[i] <= starts[i - 1]):
+                return self._refuse(E_BAD_ARG, 1)
+            if values[i] < lo or values[i] > hi:
+                return self._refuse(E_OUT_OF_RANGE, 2)
+            if kind == CALC_TARGET and (highs[i] < values[i] or highs[i] > hi):
+                return self._refuse(E_OUT_OF_RANGE, 3)
+        v = self.settings
+        old = array("i", v)
+        base = V_CALC + kind * CALC_STRIDE
+        v[base] = n
+        for i in range(CALC_SEGMENTS):
+            inside = i < n
+            v[base + 1 + i] = starts[i] if inside else 0
+            v[base + 1 + CALC_SEGMENTS + i] = values[i] if inside else 0
+            v[base + 1 + 2 * CALC_SEGMENTS + i] = highs[i] if inside and kind == CALC_TARGET else 0
+        if not self.settings_slots.save():
+            for i in range(SETTINGS_LEN):
+                v[i] = old[i]
+            return self._refuse(E_STORAGE, 0)
+        self._log(H_CALC_SCHEDULE, kind, n, v[base + 1 + CALC_SEGMENTS], 0)
+        return OK
+
+    def get_calc_schedule(self, kind):
+        """(starts, values, highs) of a calculator schedule; None if not programmed."""
+        if kind < 0 or kind >= len(CALC_KINDS):
+            return None
+        v = self.settings
+        base = V_CALC + kind * CALC_STRIDE
+        n = v[base]
+        if not 1 <= n <= CALC_SEGMENTS:
+            return None
+        return ([v[base + 1 + i] for i in range(n)],
+                [v[base + 1 + CALC_SEGMENTS + i] for i in range(n)],
+                [v[base + 1 + 2 * CALC_SEGMENTS + i] for i in range(n)])
+
+    def _calc_segment(self, kind, slot):
+        """Index into the settings of the segment of `kind` covering `slot`; -1 if unset."""
+        v = self.settings
+        base = V_CALC + kind * CALC_STRIDE
+        n = v[base]
+        if not 1 <= n <= CALC_SEGMENTS:
+            return -1
+        seg = 0
+        while seg + 1 < n and v[base + 2 + seg] <= slot:
+            seg += 1
+        return base + 1 + CALC_SEGMENTS + seg
+
+    def calculate(self, carbs_g, bg):
+        """Bolus suggestion (THR-8) for `carbs_g` grams and blood glucose `bg` mg/dL (0: not
+        given), at the current local time. Delivers nothing: the user confirms it with a
+        separate bolus command. On OK, calc_out holds, in mU unless noted:
+          0 food        carbs * 10000 // carb ratio (g/U x 10), rounded down to 1 mU
+          1 correction  toward the nearer edge of the target range: (bg - high) * 1000 //
+                        sensitivity above it; minus ceil((low - bg) * 1000 / sensitivity)
+                        below it (errs toward less insulin); 0 inside or without bg
+          2 iob         insulin on board (iob(), THR-9), subtracted
+          3 unrounded   food + correction - iob (may be negative)
+          4 total       the suggestion: unrounded, at least 0, rounded DOWN to whole pulses
+          5 flags       CALC_ROUNDED, CALC_NO_BG, CALC_FLOORED, CALC_OVER_MAX
+          6..9          carb ratio, sensitivity, target low, target high used
+        Refusals: E_OUT_OF_RANGE detail 0 (carbs) or 1 (bg); E_NOT_CONFIGURED detail =
+        the CALC_* kind whose schedule is not programmed."""
+        if carbs_g < 0 or carbs_g > CALC_MAX_CARBS:
+            return self._refuse(E_OUT_OF_RANGE, 0)
+        if bg != 0 and (bg < CALC_BG_MIN or bg > CALC_BG_MAX):
+            return self._refuse(E_OUT_OF_RANGE, 1)
+        slot = self.state[S_LOCAL_MS] // SLOT_MS
+        at = array("i", [0, 0, 0])
+        for kind in range(3):
+            at[kind] = self._calc_segment(kind, slot)
+            if at[kind] < 0:
+                return self._refuse(E_NOT_CONFIGURED, kind)
+        v = self.settings
+        ratio = v[at[CALC_CARB_RATIO]]
+        isf = v[at[CALC_SENSITIVITY]]
+        t_low = v[at[CALC_TARGET]]
+        t_high = v[at[CALC_TARGET] + CALC_SEGMENTS]
+        flags = 0
+        food = carbs_g * 10000 // ratio
+        if bg == 0:
+            corr = 0
+            flags |= CALC_NO_BG
+        elif bg > t_high:
+            corr = (bg - t_high) * 1000 // isf
+        elif bg < t_low:
+            corr = -(((t_low - bg) * 1000 + isf - 1) // isf)
+        else:
+            corr = 0
+        iob = self.iob()
+        raw = food + corr - iob
+        total = raw
+        if total < 0:
+            total = 0
+            flags |= CALC_FLOORED
+        if total % self.pulse:
+            flags |= CALC_ROUNDED
+            total -= total % self.pulse
+        if total > self.setting(SET_MAX_BOLUS):
+            flags |= CALC_OVER_MAX
+        out = self.calc_out
+        out[0] = food
+        out[1] = corr
+        out[2] = iob
+        out[3] = raw
+        out[4] = total
+        out[5] = flags
+        out[6] = ratio
+        out[7] = isf
+        out[8] = t_low
+        out[9] = t_high
+        self.detail = total
+        return OK
+
     # ------------------------------------------------------------------- suspend (THR-5)
     def suspend(self):
         self.interaction()
@@ -898,11 +1068,19 @@ class Pump:
         self._stop(STOP_USER)
         return OK
 
+    def stopped(self):
+        return self.state[S_STOP]
+
     def resume(self):
+        """Resume delivery; also the manual resume of a suspension before low (SNS-3),
+        which then waits SBL_WAIT_MIN before suspending again."""
         self.interaction()
         st = self.state
         stop = st[S_STOP]
         if not stop:
+            if self.cgm.sbl:
+                self.cgm.resume(SBL_MANUAL)
+                return OK
             return self._refuse(E_NOT_SUSPENDED, 0)
         if stop == STOP_SELFTEST:
             return self._refuse(E_SAFE_STATE, self.selftest_bits)
@@ -912,6 +1090,7 @@ class Pump:
             return self._refuse(E_RESERVOIR_EMPTY, 0)
         if self.battery.percent() <= 0:
             return self._refuse(E_BATTERY_DEPLETED, 0)
+        self.cgm.resume(SBL_MANUAL)
         st[S_STOP] = STOP_NONE
         self.suspended_ms = 0
         self.blocked_mu = 0
@@ -1077,6 +1256,7 @@ class Pump:
             self._deliver()
         if house:
             self._timers(self.house_ms)
+            self.cgm.tick(self.house_ms)
             self.house_ms = 0
         self.alarms.tick(dt)
 
@@ -1296,6 +1476,10 @@ class Pump:
             "alarms": [i for i in range(len(self.alarms.active)) if self.alarms.active[i]],
             "history_next": self.history.next_seq,
             "selftest": self.selftest_bits,
+            "glucose": self.cgm.last,
+            "glucose_age": self.cgm.age_min(),
+            "trend": self.cgm.trend,
+            "cgm": self.cgm.flags(),
         }
 
     def minutes_left(self):

@@ -91,9 +91,13 @@ class Slots:
 
     Element 0 is the generation. A write goes to the copy not holding the newest
     generation, so a power cut mid-write always leaves the previous copy intact.
+
+    `legacy`: lengths of older layouts that are prefixes of this one (a firmware update
+    appended values). A copy saved with such a length still loads: the values after it keep
+    what the caller put there (its defaults), and the next save writes the full length.
     """
 
-    def __init__(self, storage, region_a, region_b, values):
+    def __init__(self, storage, region_a, region_b, values, legacy=()):
         self.storage = storage
         self.regions = (region_a, region_b)
         self.values = values  # array('i'); values[0] is the generation
@@ -101,14 +105,24 @@ class Slots:
         self.image = bytearray(4 * self.n + 2)
         self.newest = 1  # index of the copy holding the newest generation
         self.write_errors = 0
+        self.legacy = legacy
+        self.loaded_n = 0  # length of the layout the last load() found
 
     def _load_copy(self, which):
         """Read copy `which` into the image. Returns its generation, or -1 if invalid."""
         img = self.image
         self.storage.read(self.regions[which], 0, img)
         n4 = 4 * self.n
-        if crc16(img, 0, n4) != (img[n4] | (img[n4 + 1] << 8)):
-            return -1
+        if crc16(img, 0, n4) == (img[n4] | (img[n4 + 1] << 8)):
+            self.loaded_n = self.n
+        else:
+            for n in self.legacy:
+                n4 = 4 * n
+                if n < self.n and crc16(img, 0, n4) == (img[n4] | (img[n4 + 1] << 8)):
+                    self.loaded_n = n
+                    break
+            else:
+                return -1
         gen = struct.unpack_from("<i", img, 0)[0]
         return gen if gen > 0 else -1
 
@@ -122,7 +136,7 @@ class Slots:
         self.newest = 0 if gen_a >= gen_b else 1
         self._load_copy(self.newest)
         img = self.image
-        for i in range(self.n):
+        for i in range(self.loaded_n):
             self.values[i] = struct.unpack_from("<i", img, 4 * i)[0]
         return (gen_a >= 0) + (gen_b >= 0), False
 

@@ -112,6 +112,8 @@ def explain_detail(code: int, detail: int) -> str:
         return f" (the reservoir holds {mu_to_units(detail)} U)"
     if code == spec.E_PROFILE_IN_USE_OVER_LIMIT:
         return f" (profile {detail})"
+    if code == spec.E_NOT_CONFIGURED and 0 <= detail < len(spec.CALC_KINDS):
+        return f" ({spec.CALC_KINDS[detail]}: program it with `pumpctl calc set`)"
     return f" (detail {detail})" if detail else ""
 
 
@@ -203,6 +205,8 @@ Status = _record("status_info", "Status", {
     "local_time": property(lambda s: from_pump_seconds(s.utc, s.offset)),
     "local_day": property(lambda s: (s.utc + s.offset * 60) // 86400),
     "reservoir_u": property(lambda s: mu_to_u(s.reservoir)),
+    "trend_mg_dl_min": property(lambda s: None if s.trend == spec.NO_TREND else s.trend / 10),
+    "basal_suspended_before_low": property(lambda s: bool(s.cgm & spec.CGMF_SBL)),
 })
 
 LinkStats = _record("link_stats", "LinkStats")
@@ -271,7 +275,106 @@ class HistoryRecord:
 
 
 _EVENT_NAMES = {spec.EV_ALARM: "alarm", spec.EV_BOLUS: "bolus", spec.EV_STATE: "state",
-                spec.EV_BOLUS_END: "bolus_end"}
+                spec.EV_BOLUS_END: "bolus_end", spec.EV_GLUCOSE: "glucose",
+                spec.EV_SBL: "suspend_before_low"}
+
+
+def glucose_text(value: int) -> str:
+    """A reading as shown: LOW / HIGH beyond the sensor's range, sensor states by name."""
+    if value == spec.CGM_WARMUP:
+        return "sensor warming up"
+    if value == spec.CGM_EXPIRED:
+        return "sensor expired"
+    if value <= spec.CGM_LOW:
+        return "LOW"
+    if value >= spec.CGM_HIGH:
+        return "HIGH"
+    return f"{value} mg/dL"
+
+
+def trend_arrow(trend10: int) -> str:
+    """Trend arrow of a trend in mg/dL/min x 10 (Dexcom-like bands)."""
+    if trend10 == spec.NO_TREND:
+        return "?"
+    if trend10 >= 30:
+        return "↑↑"
+    if trend10 >= 20:
+        return "↑"
+    if trend10 >= 10:
+        return "↗"
+    if trend10 > -10:
+        return "→"
+    if trend10 > -20:
+        return "↘"
+    if trend10 > -30:
+        return "↓"
+    return "↓↓"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One CGM reading the pump holds (SNS-1)."""
+
+    minute: int  # pump UTC minutes since 2020-01-01
+    mg_dl: int  # 39 = LOW, 401 = HIGH
+
+    @property
+    def utc(self) -> int:
+        return self.minute * 60
+
+    @property
+    def text(self) -> str:
+        return glucose_text(self.mg_dl)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A bolus calculator suggestion (THR-8), mU. Nothing was delivered: send a bolus."""
+
+    food: int
+    correction: int
+    iob: int
+    unrounded: int  # food + correction - iob
+    total: int  # at least 0, rounded DOWN to whole pulses
+    flags: int
+    carb_ratio: int  # g/U x 10
+    sensitivity: int  # mg/dL per U
+    target_low: int
+    target_high: int
+
+    @property
+    def rounded(self) -> bool:
+        return bool(self.flags & spec.CALC_ROUNDED)
+
+    @property
+    def over_max(self) -> bool:
+        return bool(self.flags & spec.CALC_OVER_MAX)
+
+    @property
+    def floored(self) -> bool:
+        return bool(self.flags & spec.CALC_FLOORED)
+
+    @property
+    def no_bg(self) -> bool:
+        return bool(self.flags & spec.CALC_NO_BG)
+
+
+@dataclass(frozen=True)
+class CalcSchedule:
+    """A bolus calculator schedule: segments from 30-min slots (THR-8)."""
+
+    kind: int
+    starts: tuple[int, ...]
+    values: tuple[int, ...]  # carb ratio g/U x 10, sensitivity mg/dL/U, or target low
+    highs: tuple[int, ...]  # target high (CALC_TARGET), else zeros
+
+    @property
+    def name(self) -> str:
+        return spec.CALC_KINDS[self.kind]
+
+    def segments(self) -> list[tuple[str, int, int]]:
+        return [(f"{s // 2:02d}:{30 * (s % 2):02d}", v, h)
+                for s, v, h in zip(self.starts, self.values, self.highs, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -303,6 +406,16 @@ class Event:
             reason = (spec.STOP_REASONS[self.a] if 0 <= self.a < len(spec.STOP_REASONS)
                       else self.a)
             return f"delivery: {reason}"
+        if self.kind == spec.EV_GLUCOSE:
+            if self.a < 0:
+                return glucose_text(self.a)
+            trend = "" if self.c == spec.NO_TREND else f" {trend_arrow(self.c)} {self.c / 10:+g}"
+            return f"glucose {glucose_text(self.a)}{trend}"
+        if self.kind == spec.EV_SBL:
+            why = (spec.SBL_REASONS[self.b] if 0 <= self.b < len(spec.SBL_REASONS)
+                   else self.b)
+            what = "basal suspended before low" if self.a else "basal resumed"
+            return f"{what} ({why}, glucose {glucose_text(self.c)})"
         return f"event {self.kind} ({self.a}, {self.b}, {self.c})"
 
 
@@ -528,11 +641,24 @@ class Client:
             if (code == spec.E_BAD_AUTH and detail == spec.AUTH_REPLAYED and self.key
                     and not resynced):
                 # Someone else used counters: learn the pump's counter and try again. If
-                # this was the only try, nothing of this command can have acted, and its
-                # cmd_id may be one the pump has seen: take a fresh one above the counter.
+                # this was the only try, its cmd_id may be one the pump has seen: take a
+                # fresh one above the counter. Unless the pump's counter is this try's and
+                # its last command this cmd_id: then the link may have delivered the frame
+                # twice, the first copy acting (answer lost); another try could act twice.
                 resynced = True
                 self.hello()
                 if attempt == 1:
+                    if self.counter == cmd_id:
+                        try:
+                            seen = self.status().last_cmd_id == cmd_id
+                        except PumpTimeout:
+                            seen = True
+                        if seen:
+                            raise PumpTimeout(
+                                f"{name} (command id {cmd_id}): the pump had seen this "
+                                "try's counter (a duplicated frame, or another host); the "
+                                "command may or may not have been carried out: check "
+                                "`pumpctl status` (last command) before repeating it")
                     cmd_id = fields["cmd_id"] = self.counter + 1
                 attempt -= 1
                 continue
@@ -668,6 +794,39 @@ class Client:
     def get_link_stats(self) -> LinkStats:
         return LinkStats(**self.query("get_link_stats", expect="link_stats").fields)
 
+    def get_cgm(self, since: int = 0, count: int = spec.CGM_PAGE,
+                limit: int = spec.CGM_READINGS) -> list[Reading]:
+        """Readings with UTC minute >= ``since``, oldest first: one page of up to ``count``
+        per query, following pages until ``limit`` readings or the newest."""
+        out: list[Reading] = []
+        while len(out) < limit:
+            n = min(count, spec.CGM_PAGE, limit - len(out))
+            m = self.query("get_cgm", {"since": since, "count": n}, expect="cgm_page")
+            got = min(m["count"], spec.CGM_PAGE)
+            minutes = struct.unpack_from(f"<{got}I", m["minutes"])
+            values = struct.unpack_from(f"<{got}H", m["values"])
+            out += [Reading(mi, v) for mi, v in zip(minutes, values, strict=True)]
+            if not m["more"] or not got:
+                break
+            since = minutes[-1] + 1
+        return out
+
+    def calc(self, carbs_g: int, bg_mg_dl: int = 0) -> Suggestion:
+        """A bolus suggestion (THR-8) for carbohydrates and blood glucose (0: none). The
+        pump delivers nothing: ``bolus(suggestion.total)`` after the user confirms."""
+        m = self.query("calc", {"carbs": carbs_g, "bg": bg_mg_dl}, expect="calc_result")
+        return Suggestion(**m.fields)
+
+    def get_calc_schedule(self, kind: int) -> CalcSchedule | None:
+        """A calculator schedule (spec.CALC_*), None if not programmed."""
+        m = self.query("get_calc_schedule", {"kind": kind}, expect="calc_schedule_info")
+        n = min(m["count"], spec.CALC_SEGMENTS)
+        if not n:
+            return None
+        return CalcSchedule(m["kind"], _u8s(m["starts"], n),
+                            struct.unpack_from(f"<{n}H", m["values"]),
+                            struct.unpack_from(f"<{n}H", m["highs"]))
+
     # ------------------------------------------------------------------ commands
     def bolus(self, now_mu: int, ext_mu: int = 0, ext_minutes: int = 0,
               kind: int | None = None) -> Result:
@@ -737,6 +896,25 @@ class Client:
     def prime(self, kind: int, amount_mu: int) -> Result:
         return self.command("prime", {"kind": kind, "amount": amount_mu})
 
+    def set_calc_schedule(self, kind: int, starts, values, highs=None) -> Result:
+        """Program calculator schedule ``kind`` (spec.CALC_*): segments starting at 30-min
+        slots ``starts`` (first 0) with ``values`` (carb ratio g/U x 10, sensitivity mg/dL
+        per U, or target low) and, for CALC_TARGET, ``highs`` (target high)."""
+        starts, values = list(starts), list(values)
+        highs = list(highs) if highs is not None else [0] * len(values)
+        n = len(starts)
+        if not (len(values) == len(highs) == n) or not 1 <= n <= spec.CALC_SEGMENTS:
+            raise ValueError(f"a calculator schedule has 1..{spec.CALC_SEGMENTS} segments, "
+                             "each with a value")
+        if any(not 0 <= s < spec.SLOTS for s in starts):
+            raise ValueError(f"segment starts are 30-min slots 0..{spec.SLOTS - 1}")
+        if any(not 0 <= v <= 0xFFFF for v in values + highs):
+            raise ValueError("a value does not fit the protocol (0..65535)")
+        return self.command("set_calc_schedule", {
+            "kind": kind, "count": n, "starts": bytes(starts).ljust(spec.CALC_SEGMENTS, b"\0"),
+            "values": _pack_u16s(values, 2 * spec.CALC_SEGMENTS),
+            "highs": _pack_u16s(highs, 2 * spec.CALC_SEGMENTS)})
+
     # emulator only (SEC-3): a real board refuses these with E_UNKNOWN_MESSAGE
     def emu_clock(self, op: int, ms: int = 0, max_wait: float = EMU_RUN_WAIT) -> Result:
         """Clock control (spec.CLK_*). CLK_ADVANCE and CLK_UNTIL_EVENT answer when done
@@ -778,9 +956,9 @@ def connect(url: str, key: bytes | None = None, timeout: float = DEFAULT_TIMEOUT
 
 
 __all__ = [
-    "AlarmState", "Client", "Event", "Hello", "HistoryRecord", "KeyFileError", "LinkError",
-    "LinkStats", "Profile", "PumpError", "PumpRefused", "PumpTimeout", "Result",
-    "SchemaMismatch", "Status", "Totals", "alarm_id", "connect", "explain_detail",
-    "from_pump_seconds", "load_key", "mu_to_u", "mu_to_units", "open_port", "pump_seconds",
-    "setting_id", "units_to_mu",
+    "AlarmState", "CalcSchedule", "Client", "Event", "Hello", "HistoryRecord", "KeyFileError",
+    "LinkError", "LinkStats", "Profile", "PumpError", "PumpRefused", "PumpTimeout", "Reading",
+    "Result", "SchemaMismatch", "Status", "Suggestion", "Totals", "alarm_id", "connect",
+    "explain_detail", "from_pump_seconds", "glucose_text", "load_key", "mu_to_u",
+    "mu_to_units", "open_port", "pump_seconds", "setting_id", "trend_arrow", "units_to_mu",
 ]

@@ -109,8 +109,13 @@ class Emulator:
     def __init__(self, state_dir: str | os.PathLike, *, speed: float = 1.0,
                  seed: int | None = None, lockstep: bool = False, console: bool = True,
                  pulse_mu: int = 50, jitter_ms: int = DEFAULT_JITTER_MS, fresh: bool = False,
-                 heap_check: bool = False, micropython: str | None = None, stderr=None):
+                 heap_check: bool = False, micropython: str | None = None, stderr=None,
+                 cgm_trace: str | os.PathLike | None = None):
         self.state_dir = Path(state_dir)
+        self.cgm_trace = None
+        if cgm_trace is not None:
+            self.cgm_trace = Path(cgm_trace).resolve()
+            check_cgm_trace(self.cgm_trace)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if fresh:
             (self.state_dir / FLASH_FILE).unlink(missing_ok=True)
@@ -161,6 +166,8 @@ class Emulator:
         fds = []
         args = [self.micropython, str(BOARD_SCRIPT), "--state", str(self.state_dir),
                 "--pulse", str(self.pulse_mu), "--reset-cause", str(reset_cause)]
+        if self.cgm_trace is not None:
+            args += ["--cgm-trace", str(self.cgm_trace)]
         tel_r, tel_w = os.pipe()
         fds.append(tel_w)
         args += ["--telemetry", str(tel_w)]
@@ -361,18 +368,50 @@ class Emulator:
 def launch(state_dir: str | os.PathLike, *, speed: float = 1.0, seed: int | None = None,
            lockstep: bool = False, console: bool = True, pulse_mu: int = 50,
            jitter_ms: int = DEFAULT_JITTER_MS, fresh: bool = False, heap_check: bool = False,
-           micropython: str | None = None, stderr=None) -> Emulator:
+           micropython: str | None = None, stderr=None,
+           cgm_trace: str | os.PathLike | None = None) -> Emulator:
     """Start the emulator with its state in `state_dir`; returns the running Emulator.
 
     speed: times real time (1.0 = real time); lockstep: the clock moves only on CLK_ADVANCE
     / CLK_UNTIL_EVENT; seed: of the random faults and jitter (random if None, see
     `.seed`); console: open the bench console pty; fresh: forget the pump's flash (the key
     stays); jitter_ms: +- per lockstep tick (0..500); heap_check: run every lockstep tick
-    under micropython.heap_lock() (a tick that allocates stops the emulator, exit status 3).
+    under micropython.heap_lock() (a tick that allocates stops the emulator, exit status 3);
+    cgm_trace: a CSV file `minute,mg_dl` the emulated sensor link reads every 5 virtual
+    minutes (boards/emulator.py; checked here first: ValueError if malformed).
     """
     return Emulator(state_dir, speed=speed, seed=seed, lockstep=lockstep, console=console,
                     pulse_mu=pulse_mu, jitter_ms=jitter_ms, fresh=fresh,
-                    heap_check=heap_check, micropython=micropython, stderr=stderr)
+                    heap_check=heap_check, micropython=micropython, stderr=stderr,
+                    cgm_trace=cgm_trace)
+
+
+def check_cgm_trace(path: Path) -> int:
+    """Validate a CGM trace CSV (`minute,mg_dl` lines, minutes ascending from 0; a header
+    line and # comments allowed; mg_dl 1..1000, -1 warm-up, -2 expired). Returns the
+    number of rows; ValueError with the file and line otherwise."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ValueError(f"cannot read CGM trace {path}: {exc.strerror or exc}") from None
+    last = -1
+    rows = 0
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith("#") or not (line[0].isdigit() or line[0] == "-"):
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        try:
+            minute, value = (int(p) for p in parts)
+        except ValueError:
+            raise ValueError(f"CGM trace {path} line {n}: expected minute,mg_dl") from None
+        if minute < 0 or minute <= last:
+            raise ValueError(f"CGM trace {path} line {n}: minutes must ascend from 0")
+        if value not in (-1, -2) and not 1 <= value <= 1000:
+            raise ValueError(f"CGM trace {path} line {n}: mg_dl must be 1..1000, -1 or -2")
+        last = minute
+        rows += 1
+    return rows
 
 
 def main(argv=None) -> int:

@@ -204,6 +204,26 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("amount", type=units)
     pr.add_argument("--cannula", action="store_true")
 
+    cg = sub.add_parser("cgm", help="CGM readings of the sensor link, with the trend")
+    cg.add_argument("--hours", type=whole, default=3, help="hours back (1..24, default 3)")
+
+    w = sub.add_parser("wizard", help="bolus calculator: show a suggestion, ask, deliver")
+    w.add_argument("--carbs", type=whole, required=True, metavar="G", help="carbohydrates, g")
+    w.add_argument("--bg", default="0", metavar="MG_DL",
+                   help="blood glucose mg/dL, 'cgm' for the pump's latest reading (at most "
+                        "10 min old), or 0 for none (default)")
+    w.add_argument("--yes", action="store_true", help="deliver without asking (scripts)")
+    w.add_argument("--no-wait", action="store_true", help="return once the pump accepts")
+
+    ca = sub.add_parser("calc", help="bolus calculator schedules").add_subparsers(
+        dest="action", metavar="ACTION", parser_class=_Parser)
+    ca.required = True
+    ca.add_parser("show", help="carb ratio, sensitivity and target schedules")
+    cs = ca.add_parser("set", help="program a schedule: KIND HH:MM=VALUE ... (carb_ratio g/U, "
+                                   "sensitivity mg/dL per U, target LOW-HIGH mg/dL)")
+    cs.add_argument("kind", choices=spec.CALC_KINDS)
+    cs.add_argument("segments", nargs="+", metavar="HH:MM=VALUE")
+
     m = sub.add_parser("monitor", help="print events as they arrive (Ctrl-C stops)")
     m.add_argument("--seconds", type=float, help="stop after this many seconds")
     sub.add_parser("link-stats", help="frame counters of the pump's link")
@@ -231,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after N seconds (for scripts and CI; default: until Ctrl-C)")
     e.add_argument("--no-console", dest="console", action="store_false",
                    help="no bench console pty")
+    e.add_argument("--cgm-trace", metavar="FILE",
+                   help="CSV of `minute,mg_dl`: the emulated sensor link sends a reading "
+                        "from it every 5 virtual minutes")
 
     fl = sub.add_parser("flash", add_help=False,
                         help="compile the firmware and deploy it to a board "
@@ -312,6 +335,12 @@ def status_table(st: C.Status, info: C.Hello | None) -> Table:
     t.add_row("Battery", f"{st.battery} %")
     t.add_row("Insulin on board", _u(st.iob))
     t.add_row("Today", f"basal {_u(st.basal_today)}, bolus {_u(st.bolus_today)}")
+    if st.glucose:
+        trend = "" if st.trend == spec.NO_TREND else (
+            f" {C.trend_arrow(st.trend)} {st.trend / 10:+g} mg/dL/min")
+        t.add_row("Glucose", f"{C.glucose_text(st.glucose)}{trend}, {st.glucose_age} min ago")
+    if st.cgm & spec.CGMF_SBL:
+        t.add_row("Basal", "[yellow]suspended before low (resumes by itself)[/]")
     names = st.alarm_names
     t.add_row("Alarms", "[red]" + ", ".join(names) + "[/]" if names else "none")
     if st.time_set:
@@ -377,6 +406,13 @@ def describe_record(r: C.HistoryRecord) -> str:
         return f"profile {r.arg} programmed ({r.v1} segments)"
     if k == spec.H_SCHEDULE:
         return "schedule " + " ".join(str(r.v1 >> (3 * i) & 7) for i in range(7))
+    if k == spec.H_SBL:
+        why = spec.SBL_REASONS[r.v1] if 0 <= r.v1 < len(spec.SBL_REASONS) else r.v1
+        what = "basal suspended before low" if r.arg else "basal resumed"
+        return f"{what} ({why}): glucose {r.v2} mg/dL, in 30 min {r.v3} mg/dL"
+    if k == spec.H_CALC_SCHEDULE:
+        kind = spec.CALC_KINDS[r.arg] if 0 <= r.arg < len(spec.CALC_KINDS) else r.arg
+        return f"calculator {kind} schedule programmed ({r.v1} segments)"
     if k == spec.H_DAY_TOTAL:
         return (f"day total {C.Totals(r.v1, True, 0, 0, 0).date}: basal {_u(r.v2)}, "
                 f"bolus {_u(r.v3)}")
@@ -723,6 +759,191 @@ def cmd_monitor(pump: C.Client, args, out: Out):
                       "text": ev.describe()}, text=f"{stamp}  {ev.describe()}")
 
 
+def cmd_cgm(pump: C.Client, args, out: Out):
+    if not 1 <= args.hours <= 24:
+        raise BadInput("--hours must be 1..24")
+    st = pump.status()
+    since = max(0, st.utc // 60 - args.hours * 60)
+    readings = pump.get_cgm(since)
+    t = Table(title=f"CGM readings, last {args.hours} h", title_justify="left")
+    for col, just in (("time", "left"), ("glucose", "right"), ("change", "right")):
+        t.add_column(col, justify=just)
+    rows = []
+    prev = None
+    for r in readings:
+        change = None
+        if prev is not None and r.minute > prev.minute:
+            change = round((r.mg_dl - prev.mg_dl) / (r.minute - prev.minute), 1)
+        rows.append({"minute": r.minute, "time": _local(r.utc, st.offset), "mg_dl": r.mg_dl,
+                     "text": r.text, "change_per_min": change})
+        t.add_row(_local(r.utc, st.offset), r.text,
+                  "" if change is None else f"{change:+g}/min")
+        prev = r
+    trend = None if st.trend == spec.NO_TREND else st.trend / 10
+    flags = [name for bit, name in ((spec.CGMF_WARMUP, "sensor warming up"),
+                                    (spec.CGMF_EXPIRED, "sensor expired"),
+                                    (spec.CGMF_LOST, "signal loss"),
+                                    (spec.CGMF_SBL, "basal suspended before low"),
+                                    (spec.CGMF_SBL_WAIT, "suspend before low waiting"))
+             if st.cgm & bit]
+    if st.glucose:
+        text = (f"latest {C.glucose_text(st.glucose)} {st.glucose_age} min ago, trend "
+                + ("unknown" if trend is None else
+                   f"{C.trend_arrow(st.trend)} {trend:+g} mg/dL/min"))
+    else:
+        text = "no reading since the pump started"
+    if flags:
+        text += "; " + ", ".join(flags)
+    out.emit({"readings": rows, "latest": st.glucose, "age_min": st.glucose_age,
+              "trend": trend, "flags": flags}, t if readings else None, text=text)
+
+
+def _calc_value(kind: int, text: str) -> tuple[int, int]:
+    """A schedule value from the command line -> (value, high) as the pump stores them."""
+    try:
+        if kind == spec.CALC_CARB_RATIO:
+            d = Decimal(text.strip())
+            v = d * 10
+            if v != v.to_integral_value():
+                raise BadInput(f"carb ratio {text} g/U: at most one decimal")
+            return int(v), 0
+        if kind == spec.CALC_SENSITIVITY:
+            return int(text, 10), 0
+        low, sep, high = text.partition("-")
+        if not sep:
+            raise BadInput(f"target {text!r}: use LOW-HIGH in mg/dL, e.g. 100-120")
+        return int(low, 10), int(high, 10)
+    except (ArithmeticError, ValueError):
+        raise BadInput(f"bad {spec.CALC_KINDS[kind]} value {text!r}") from None
+
+
+def _calc_display(kind: int, value: int, high: int) -> str:
+    if kind == spec.CALC_CARB_RATIO:
+        return f"{value / 10:g} g/U"
+    if kind == spec.CALC_SENSITIVITY:
+        return f"{value} mg/dL per U"
+    return f"{value}-{high} mg/dL"
+
+
+def cmd_calc(pump: C.Client, args, out: Out):
+    if args.action == "show":
+        t = Table(title="bolus calculator", title_justify="left")
+        for col in ("schedule", "from", "value"):
+            t.add_column(col)
+        data = {}
+        for kind, name in enumerate(spec.CALC_KINDS):
+            sch = pump.get_calc_schedule(kind)
+            if sch is None:
+                data[name] = None
+                t.add_row(name, "-", "[yellow]not programmed[/]")
+                continue
+            data[name] = [{"from": f, "value": v, "high": h} for f, v, h in sch.segments()]
+            for n, (f, v, h) in enumerate(sch.segments()):
+                t.add_row(name if n == 0 else "", f, _calc_display(kind, v, h))
+        out.emit(data, t)
+        return
+    kind = spec.CALC_KINDS.index(args.kind)
+    segs = []
+    for text in args.segments:
+        when, sep, value = text.partition("=")
+        if not sep:
+            raise BadInput(f"bad segment {text!r}: use HH:MM=VALUE")
+        segs.append((parse_slot(when), *_calc_value(kind, value)))
+    segs.sort()
+    starts = [s for s, _, _ in segs]
+    if starts[0] != 0:
+        raise BadInput("the first segment must start at 00:00")
+    if len(set(starts)) != len(starts):
+        raise BadInput("two segments start at the same time")
+    if len(segs) > spec.CALC_SEGMENTS:
+        raise BadInput(f"at most {spec.CALC_SEGMENTS} segments")
+    lo, hi = spec.CALC_RANGES[kind]
+    for _, v, h in segs:
+        if not lo <= v <= hi or (kind == spec.CALC_TARGET and not v <= h <= hi):
+            raise BadInput(f"{args.kind} must be {_calc_display(kind, lo, lo)} .. "
+                           f"{_calc_display(kind, hi, hi)}"
+                           + (" with LOW <= HIGH" if kind == spec.CALC_TARGET else ""))
+    res = pump.set_calc_schedule(kind, starts, [v for _, v, _ in segs],
+                                 [h for _, _, h in segs])
+    _result(out, f"calculator {args.kind} ({len(segs)} segments)", res)
+
+
+def _ask(question: str, out: Out) -> bool:
+    out.err.print(question, end="", markup=False)
+    try:
+        answer = input()
+    except EOFError:
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_wizard(pump: C.Client, args, out: Out):
+    if not 0 <= args.carbs <= spec.CALC_MAX_CARBS:
+        raise BadInput(f"--carbs must be 0..{spec.CALC_MAX_CARBS} g")
+    bg_text = args.bg.strip().lower()
+    if bg_text == "cgm":
+        st = pump.status()
+        if not st.glucose or st.glucose_age > 10 or st.glucose in (spec.CGM_LOW,
+                                                                  spec.CGM_HIGH):
+            raise BadInput("no usable CGM reading from the last 10 min: give --bg MG_DL")
+        bg = st.glucose
+    else:
+        try:
+            bg = int(bg_text, 10)
+        except ValueError:
+            raise BadInput(f"--bg takes mg/dL, 'cgm' or 0, not {args.bg!r}") from None
+        if bg != 0 and not spec.CALC_BG_MIN <= bg <= spec.CALC_BG_MAX:
+            raise BadInput(f"--bg must be {spec.CALC_BG_MIN}..{spec.CALC_BG_MAX} mg/dL "
+                           "(or 0 for none)")
+    sug = pump.calc(args.carbs, bg)
+    t = Table(title=f"bolus suggestion: {args.carbs} g"
+                    + (f", glucose {bg} mg/dL" if bg else ", no glucose"),
+              show_header=False, title_justify="left")
+    t.add_column("part")
+    t.add_column("U", justify="right")
+    t.add_column("how")
+    t.add_row("food", C.mu_to_units(sug.food),
+              f"{args.carbs} g / {sug.carb_ratio / 10:g} g/U")
+    how = "no glucose given" if sug.no_bg else (
+        f"to target {sug.target_low}-{sug.target_high} mg/dL, "
+        f"{sug.sensitivity} mg/dL per U")
+    t.add_row("correction", C.mu_to_units(sug.correction), how)
+    t.add_row("insulin on board", C.mu_to_units(-sug.iob), "subtracted")
+    notes = []
+    if sug.floored:
+        notes.append("not below 0")
+    if sug.rounded:
+        notes.append(f"rounded down from {C.mu_to_units(sug.unrounded)} U to whole pulses")
+    t.add_row("[bold]suggested[/]", f"[bold]{C.mu_to_units(sug.total)}[/]", "; ".join(notes))
+    data = {"carbs": args.carbs, "bg": bg, **asdict(sug), "rounded": sug.rounded,
+            "delivered": 0, "bolus_id": None}
+    if not out.json:
+        out.console.print(t)
+    if sug.total == 0:
+        data["ok"] = True
+        out.emit(data, text="nothing to deliver")
+        return EXIT_OK
+    if sug.over_max:
+        raise C.PumpRefused(spec.E_OVER_LIMIT, spec.SET_MAX_BOLUS, "suggested bolus")
+    if not args.yes and not _ask(f"deliver {C.mu_to_units(sug.total)} U? [y/N] ", out):
+        data["ok"] = True
+        out.emit(data, text="not delivered")
+        return EXIT_OK
+    res = pump.bolus(sug.total)
+    bolus_id = res.detail
+    data.update(bolus_id=bolus_id, cmd_id=res.cmd_id)
+    if args.no_wait:
+        data["ok"] = True
+        out.emit(data, text=f"bolus #{bolus_id} of {_u(sug.total)} started")
+        return EXIT_OK
+    delivered, ending = watch_bolus(pump, bolus_id, sug.total, out)
+    data.update(ok=ending == spec.BOLUS_COMPLETED, delivered=delivered,
+                ending=spec.BOLUS_ENDINGS[ending] if 0 <= ending < 3 else ending)
+    out.emit(data, text=f"bolus #{bolus_id} {data['ending']}: {C.mu_to_units(delivered)} of "
+                        f"{_u(sug.total)} delivered")
+    return EXIT_OK if ending == spec.BOLUS_COMPLETED else EXIT_INCOMPLETE
+
+
 def cmd_link_stats(pump: C.Client, args, out: Out):
     ls = pump.get_link_stats()
     t = Table(title="link statistics", title_justify="left")
@@ -752,6 +973,9 @@ COMMANDS = {
     "reservoir": cmd_reservoir,
     "monitor": cmd_monitor,
     "link-stats": cmd_link_stats,
+    "cgm": cmd_cgm,
+    "wizard": cmd_wizard,
+    "calc": cmd_calc,
 }
 
 
@@ -875,7 +1099,8 @@ def cmd_emulate(args, out: Out) -> int:
     say = out.err.print if out.json else out.console.print
     try:
         emu = launch(args.state, speed=args.speed, seed=args.seed, lockstep=args.lockstep,
-                     console=args.console, pulse_mu=args.pulse, fresh=args.fresh)
+                     console=args.console, pulse_mu=args.pulse, fresh=args.fresh,
+                     cgm_trace=args.cgm_trace)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:

@@ -28,6 +28,7 @@ E_BAD_AUTH = 16
 E_UNKNOWN_MESSAGE = 17
 E_UNKNOWN_ALARM = 18
 E_PROFILE_IN_USE_OVER_LIMIT = 19  # detail: profile index
+E_NOT_CONFIGURED = 20  # bolus calculator: detail = the CALC_* schedule kind not programmed
 
 ERRORS = {
     OK: "ok",
@@ -50,6 +51,7 @@ ERRORS = {
     E_UNKNOWN_MESSAGE: "unknown message",
     E_UNKNOWN_ALARM: "unknown or inactive alarm",
     E_PROFILE_IN_USE_OVER_LIMIT: "a basal profile exceeds the new max basal rate",
+    E_NOT_CONFIGURED: "bolus calculator schedule not programmed",
 }
 
 # Settings: id -> (name, default, min, max, unit). Limits (THR-6) are settings too.
@@ -66,7 +68,14 @@ SET_SNOOZE = 9
 SET_AUTO_OFF = 10
 SET_DIA = 11
 SET_UTC_OFFSET = 12
-SETTINGS_COUNT = 13
+# sensor link (SNS-2, SNS-3)
+SET_GLUCOSE_LOW = 13  # low glucose alert threshold; also the SBL low limit
+SET_GLUCOSE_HIGH = 14
+SET_GLUCOSE_RATE = 15  # fast rise / fall alert threshold
+SET_GLUCOSE_ALERTS = 16  # bit mask of the optional glucose alerts (GA_*)
+SET_SBL = 17  # suspend before low: 0 off, 1 on
+SETTINGS_COUNT = 18
+SETTINGS_MAX = 32  # room in the firmware's settings layout and in settings_info
 
 SETTINGS = (
     ("max_bolus", 10000, 0, 25000, "mU"),
@@ -82,7 +91,19 @@ SETTINGS = (
     ("auto_off", 0, 0, 24, "h"),  # 0 = off, else 5..24
     ("dia", 300, 120, 480, "min"),
     ("utc_offset", 0, -720, 840, "min"),
+    ("glucose_low", 70, 60, 100, "mg/dL"),
+    ("glucose_high", 250, 120, 400, "mg/dL"),
+    ("glucose_rate", 3, 1, 10, "mg/dL/min"),
+    ("glucose_alerts", 31, 0, 31, "bits"),  # GA_* bits; urgent low is always on
+    ("suspend_before_low", 0, 0, 1, "on/off"),
 )
+# SET_GLUCOSE_ALERTS bits: which optional glucose alerts are on (SNS-2). Urgent low, signal
+# loss, sensor expiry and warm-up are always on.
+GA_LOW = 1
+GA_HIGH = 2
+GA_RISE = 4
+GA_FALL = 8
+GA_URGENT_LOW_SOON = 16
 AUTO_OFF_MIN_HOURS = 5
 
 # Therapy constants
@@ -155,7 +176,14 @@ A_GLUCOSE_LOW = 13
 A_GLUCOSE_HIGH = 14
 A_SUSPEND_REMINDER = 15
 A_SET_CHANGE = 16
-ALARM_COUNT = 17
+A_GLUCOSE_RISE = 17
+A_GLUCOSE_FALL = 18
+A_URGENT_LOW_SOON = 19
+A_SENSOR_EXPIRED = 20
+A_SENSOR_WARMUP = 21
+A_SBL = 22  # basal suspended before a predicted low (SNS-3): active while it lasts
+ALARM_COUNT = 23
+ALARM_MAX = 32  # alarm bit masks are 32-bit; alarms_info carries 32 levels
 
 ALARMS = (
     ("occlusion", PRIO_HIGH),
@@ -175,6 +203,12 @@ ALARMS = (
     ("glucose_high", PRIO_MEDIUM),
     ("suspend_reminder", PRIO_LOW),
     ("set_change", PRIO_LOW),
+    ("glucose_rise", PRIO_MEDIUM),
+    ("glucose_fall", PRIO_MEDIUM),
+    ("urgent_low_soon", PRIO_HIGH),
+    ("sensor_expired", PRIO_MEDIUM),
+    ("sensor_warmup", PRIO_LOW),
+    ("suspend_before_low", PRIO_LOW),
 )
 
 ALARM_RAISED = 0
@@ -205,6 +239,9 @@ H_SETTING = 14  # arg: setting id; v1: old; v2: new
 H_PROFILE = 15  # arg: profile index; v1: segments
 H_SCHEDULE = 16  # v1: 7 profile indexes, 3 bits each
 H_DAY_TOTAL = 17  # v1: day; v2: basal mU; v3: bolus mU
+H_SBL = 18  # arg: 1 basal suspended before low, 0 resumed; v1: SBL_* reason;
+#             v2: glucose mg/dL; v3: glucose predicted in 30 min
+H_CALC_SCHEDULE = 19  # arg: CALC_* kind; v1: segments
 
 HISTORY_KINDS = {
     H_BOOT: "boot",
@@ -224,6 +261,8 @@ HISTORY_KINDS = {
     H_PROFILE: "profile",
     H_SCHEDULE: "schedule",
     H_DAY_TOTAL: "day_total",
+    H_SBL: "suspend_before_low",
+    H_CALC_SCHEDULE: "calc_schedule",
 }
 
 RESET_POWER_ON = 0
@@ -235,6 +274,56 @@ EV_ALARM = 1  # a: alarm id; b: action; c: value
 EV_BOLUS = 2  # a: bolus id; b: delivered mU; c: requested mU
 EV_STATE = 3  # a: stop reason (0 = delivering)
 EV_BOLUS_END = 4  # a: bolus id; b: delivered mU; c: ending (BOLUS_COMPLETED, ...)
+EV_GLUCOSE = 5  # a: mg/dL (or CGM_WARMUP / CGM_EXPIRED); b: UTC minute; c: trend (NO_TREND)
+EV_SBL = 6  # a: 1 basal suspended before low, 0 resumed; b: SBL_* reason; c: glucose mg/dL
+
+# ---------------------------------------------------------------------------- sensor link
+# hw.radio.read() (firmware/hal.py): 0 nothing new, > 0 a reading in mg/dL (39 means LOW,
+# below 40; 401 means HIGH, above 400), CGM_WARMUP, CGM_EXPIRED.
+CGM_WARMUP = -1
+CGM_EXPIRED = -2
+CGM_LOW = 39
+CGM_HIGH = 401
+CGM_READINGS = 288  # 24 h of 5-min readings kept (SNS-1)
+CGM_PAGE = 24  # readings per cgm_page
+URGENT_LOW = 55  # mg/dL, always on (SNS-2)
+SIGNAL_LOSS_MIN = 20
+URGENT_SOON_MIN = 20  # urgent-low-soon looks this far ahead
+SBL_AHEAD_MIN = 30  # suspend before low looks this far ahead (SNS-3)
+SBL_MARGIN = 20  # ... for glucose within this much of the low limit
+SBL_WAIT_MIN = 30  # no new suspension this long after a manual resume
+SBL_MAX_MIN = 120  # longest suspension: then basal resumes and the wait starts
+NO_TREND = -32768  # trend unknown (fewer than 3 recent readings)
+# status_info "cgm" bits
+CGMF_WARMUP = 1
+CGMF_EXPIRED = 2
+CGMF_LOST = 4  # signal loss
+CGMF_SBL = 8  # basal suspended before low
+CGMF_SBL_WAIT = 16  # waiting after a manual resume
+# SBL reasons (H_SBL v1, EV_SBL b)
+SBL_PREDICTED = 0  # suspended: predicted low
+SBL_RECOVERED = 1  # resumed by itself: glucose recovered
+SBL_MANUAL = 2  # resumed by the user (resume command): the wait starts
+SBL_MAX = 3  # resumed after SBL_MAX_MIN: the wait starts
+SBL_OFF = 4  # resumed: the feature was switched off
+SBL_REASONS = ("predicted low", "recovered", "manual resume", "time limit", "switched off")
+
+# ---------------------------------------------------------------------------- calculator
+# Bolus calculator schedules (THR-8): up to CALC_SEGMENTS segments starting at 30-min slots.
+CALC_CARB_RATIO = 0  # g/U x 10
+CALC_SENSITIVITY = 1  # mg/dL per U
+CALC_TARGET = 2  # target range: values = low mg/dL, highs = high mg/dL
+CALC_KINDS = ("carb_ratio", "sensitivity", "target")
+CALC_SEGMENTS = 8
+CALC_RANGES = ((10, 1500), (5, 400), (70, 200))  # per kind, inclusive
+CALC_MAX_CARBS = 300  # g
+CALC_BG_MIN = 20  # mg/dL (0 = no blood glucose given)
+CALC_BG_MAX = 600
+# calc_result flags
+CALC_ROUNDED = 1  # total rounded down to a whole pulse
+CALC_NO_BG = 2  # no blood glucose: no correction
+CALC_FLOORED = 4  # food + correction - IOB was below 0: total 0
+CALC_OVER_MAX = 8  # total above max bolus: a bolus of it would be refused
 
 # ---------------------------------------------------------------------------- wire protocol
 # Frame (LNK-1): COBS(header + payload + [auth] + crc16) + 0x00.
@@ -274,6 +363,9 @@ MESSAGES = {
     0x07: ("get_totals", (("day", "I"),)),
     0x08: ("get_alarms", ()),
     0x09: ("get_link_stats", ()),
+    0x0A: ("get_cgm", (("since", "I"), ("count", "B"))),  # readings from UTC minute `since`
+    0x0B: ("calc", (("carbs", "H"), ("bg", "H"))),  # bolus suggestion; delivers nothing
+    0x0C: ("get_calc_schedule", (("kind", "B"),)),
     # commands
     0x10: ("bolus", (("cmd_id", "I"), ("kind", "B"), ("now", "I"), ("ext", "I"),
                      ("ext_minutes", "H"))),
@@ -291,6 +383,8 @@ MESSAGES = {
     0x1B: ("rewind", (("cmd_id", "I"),)),
     0x1C: ("fill", (("cmd_id", "I"), ("volume", "I"))),
     0x1D: ("prime", (("cmd_id", "I"), ("kind", "B"), ("amount", "I"))),
+    0x1E: ("set_calc_schedule", (("cmd_id", "I"), ("kind", "B"), ("count", "B"),
+                                 ("starts", "8s"), ("values", "16s"), ("highs", "16s"))),
     # emulator only
     0x30: ("emu_clock", (("cmd_id", "I"), ("op", "B"), ("ms", "I"))),
     0x31: ("emu_fault", (("cmd_id", "I"), ("fault", "B"), ("value", "i"))),
@@ -307,18 +401,30 @@ MESSAGES = {
                            ("basal_today", "I"), ("bolus_today", "I"), ("alarms", "I"),
                            ("utc", "I"), ("offset", "h"), ("time_set", "B"),
                            ("last_cmd_id", "I"), ("last_code", "B"), ("last_detail", "i"),
-                           ("history_next", "I"), ("selftest", "B"))),
+                           ("history_next", "I"), ("selftest", "B"),
+                           ("glucose", "h"), ("glucose_age", "H"), ("trend", "h"),
+                           ("cgm", "B"))),
     0x83: ("profile_info", (("index", "B"), ("name", "8s"), ("count", "B"),
                             ("starts", "48s"), ("rates", "96s"))),
     0x84: ("schedule_info", (("days", "7s"),)),
-    0x85: ("settings_info", (("values", "52s"),)),
+    0x85: ("settings_info", (("values", "128s"),)),  # SETTINGS_MAX x i32
     0x86: ("history_page", (("first", "I"), ("count", "B"), ("records", "192s"))),
     0x87: ("totals_info", (("day", "I"), ("valid", "B"), ("basal", "I"), ("bolus", "I"),
                            ("prime", "I"))),
-    0x88: ("alarms_info", (("active", "I"), ("acked", "I"), ("levels", "17s"))),
+    0x88: ("alarms_info", (("active", "I"), ("acked", "I"), ("levels", "32s"))),
     0x89: ("link_stats", (("frames_in", "I"), ("bad_crc", "I"), ("bad_frame", "I"),
                           ("unknown", "I"), ("bad_auth", "I"), ("replayed", "I"),
                           ("duplicates", "I"), ("frames_out", "I"), ("events_dropped", "I"))),
+    # CGM_PAGE readings (u32 UTC minute, u16 mg/dL each), oldest first; more: 1 if the pump
+    # holds later readings than this page
+    0x8A: ("cgm_page", (("count", "B"), ("more", "B"), ("minutes", "96s"),
+                        ("values", "48s"))),
+    0x8B: ("calc_result", (("food", "i"), ("correction", "i"), ("iob", "i"),
+                           ("unrounded", "i"), ("total", "i"), ("flags", "B"),
+                           ("carb_ratio", "H"), ("sensitivity", "H"), ("target_low", "H"),
+                           ("target_high", "H"))),
+    0x8C: ("calc_schedule_info", (("kind", "B"), ("count", "B"), ("starts", "8s"),
+                                  ("values", "16s"), ("highs", "16s"))),
     0xC0: ("event", (("kind", "B"), ("a", "i"), ("b", "i"), ("c", "i"))),
 }
 
@@ -377,6 +483,8 @@ FAULT_CORRUPT_TX = 11  # value: per-mille of frames from the pump with a flipped
 FAULT_POWER_CUT = 12  # value: virtual ms until the power dies (0 = now, -1 = random
 #                       within the next 60 s); the emulator restarts from its flash file
 FAULT_SEED = 13  # value: seed of the emulator's random faults
+FAULT_GLUCOSE = 14  # value: the sensor link's next reading, mg/dL (39..401), or CGM_WARMUP /
+#                     CGM_EXPIRED; delivered at the next poll (not while sensor_loss is on)
 FAULTS = ("", "occlusion", "battery_level", "battery_drain", "sensor_loss", "button_stuck",
           "button_press", "storage_fail", "drop_rx", "drop_tx", "corrupt_rx", "corrupt_tx",
-          "power_cut", "seed")
+          "power_cut", "seed", "glucose")

@@ -25,7 +25,7 @@ import json
 import sys
 from array import array
 
-from boards.fakes import Annunciator, PowerCut, Rig
+from boards.fakes import Annunciator, PowerCut, Radio, Rig
 from firmware.compat import TICKS_PERIOD
 from firmware.pump import (
     DAY_MS,
@@ -118,11 +118,15 @@ def new_rig(pulse_mu, clock_start):
 
 
 def make(local_s=13 * 3600, pulse_mu=PULSE, fill_mu=300000, tubing_mu=0, clock_start=-1,
-         settings=(), annunciator=None, resume=True):
-    """A booted pump, profile 0 = STARTS/RATES, Monday `local_s`, filled, primed, resumed."""
+         settings=(), annunciator=None, resume=True, cgm=None):
+    """A booted pump, profile 0 = STARTS/RATES, Monday `local_s`, filled, primed, resumed.
+    `cgm`: a sensor-link script [(minute, mg/dL), ...] (boards.fakes.Radio, minutes from
+    now on the board clock)."""
     rig = new_rig(pulse_mu, clock_start)
     if annunciator is not None:
         rig.annunciator = annunciator
+    if cgm is not None:
+        rig.radio = Radio(rig.clock, cgm)
     pump = Pump(rig.hardware())
     assert pump.boot() == 0, "boot"
     for sid, value in settings:
@@ -643,6 +647,92 @@ def check_clock_wrap(c):
     return {"pulses": want, "clock_end": rig.clock.t}
 
 
+# Sensor link (SNS-1..3): readings once a minute from the fake radio (faster than the real
+# 5 min, so that the short wasm run sees several); the locked run starts 10.1 s after the
+# radio's minute 0.
+
+
+def cgm_count(pump, since, alarm, action):
+    return count(records(pump, since), S.H_ALARM, action, alarm)
+
+
+CGM_STEADY = [(m, 110 + (m % 3)) for m in range(1, 40)]
+
+
+def setup_cgm_readings(n):
+    rig, pump = make(cgm=CGM_STEADY)
+    warm(rig, pump)
+    c = ready(rig, pump, n)
+    c["readings"] = pump.cgm.readings
+    c["held"] = pump.cgm.count
+    return c
+
+
+def check_cgm_readings(c):
+    pump = c["pump"]
+    cgm = pump.cgm
+    got = cgm.readings - c["readings"]
+    want = c["T"] // MIN_MS  # one a minute: minutes 1 .. T/60 s
+    assert c["readings"] == 0 and got == want and got >= 5, f"readings {got} != {want}"
+    assert cgm.count == got, "the ring holds them"
+    assert cgm.last == CGM_STEADY[got - 1][1], "newest value"
+    assert cgm.trend != S.NO_TREND, "trend known"
+    assert active_mask(pump) == 0, "no glucose alert in range"
+    assert moved(c) == basal_pulses(c["st"][S_BASAL_ACC], ((c["T"], 1200),)), "basal goes on"
+    return {"readings": got, "last": cgm.last, "trend": cgm.trend, "pred30": cgm.pred30,
+            "pulses": moved(c)}
+
+
+# 120 .. 50 mg/dL in 5 min, then LOW, then nothing after minute 8 (signal loss 20 min later)
+CGM_FALL = [(1, 120), (2, 100), (3, 80), (4, 60), (5, 50), (6, 45), (7, 39), (8, 39)]
+
+
+def setup_urgent_low(n):
+    rig, pump = make(cgm=CGM_FALL)
+    warm(rig, pump)
+    return ready(rig, pump, n)
+
+
+def check_urgent_low(c):
+    pump = c["pump"]
+    al = pump.alarms
+    h = c["hist"]
+    assert cgm_count(pump, h, S.A_URGENT_LOW, S.ALARM_RAISED) == 1, "urgent low raised in run"
+    assert cgm_count(pump, h, S.A_URGENT_LOW_SOON, S.ALARM_RAISED) == 1, "predicted first"
+    assert cgm_count(pump, h, S.A_URGENT_LOW_SOON, S.ALARM_CLEARED) == 1, "then cleared"
+    assert cgm_count(pump, h, S.A_GLUCOSE_FALL, S.ALARM_RAISED) == 1, "fast fall"
+    assert al.active[S.A_URGENT_LOW] and al.active[S.A_GLUCOSE_LOW], "low alarms on"
+    ms = c["T"] + WARM_MS
+    lost = ms >= (8 + 20) * MIN_MS + 1000  # a second of housekeeping at most
+    assert bool(al.active[S.A_SIGNAL_LOSS]) == lost, "signal loss after 20 min"
+    assert c["rig"].annunciator.sounds[S.PRIO_HIGH] > c["sounds"][S.PRIO_HIGH], "sounded"
+    return {"alarms": active_mask(pump), "readings": pump.cgm.readings, "last": pump.cgm.last,
+            "high_sounds": c["rig"].annunciator.sounds[S.PRIO_HIGH] - c["sounds"][S.PRIO_HIGH]}
+
+
+# down towards the low limit (70, line 90), suspended at minute 3, recovering at minute 5
+CGM_SBL = [(1, 130), (2, 115), (3, 100), (4, 105), (5, 125)] + [(m, 130) for m in range(6, 40)]
+
+
+def setup_sbl(n):
+    rig, pump = make(cgm=CGM_SBL, settings=((S.SET_SBL, 1),))
+    warm(rig, pump)
+    return ready(rig, pump, n)
+
+
+def check_sbl(c):
+    pump = c["pump"]
+    recs = records(pump, c["hist"])
+    assert count(recs, S.H_SBL, 1, S.SBL_PREDICTED) == 1, "suspended in the run"
+    assert count(recs, S.H_SBL, 0, S.SBL_RECOVERED) == 1, "resumed by itself"
+    assert pump.cgm.sbl == 0 and not pump.alarms.active[S.A_SBL], "resumed"
+    assert pump.state[S_STOP] == S.STOP_NONE and pump.basal_rate() == 1200, "basal again"
+    full = basal_pulses(c["st"][S_BASAL_ACC], ((c["T"], 1200),))
+    assert moved(c) <= full, "no basal while suspended"
+    return {"pulses": moved(c), "full": full, "readings": pump.cgm.readings,
+            "alarms": active_mask(pump)}
+
+
 # Checker self-tests: a method of the pump replaced (inside MicroPython) by one that
 # allocates; the harness must report MemoryError for every locked tick (the big int one:
 # on 32-bit builds only, where small ints end at 2**30).
@@ -719,6 +809,9 @@ STATES = (
     ("temp_expiry", setup_temp_expiry, check_temp_expiry),
     ("auto_off", setup_auto_off, check_auto_off),
     ("clock_wrap", setup_clock_wrap, check_clock_wrap),
+    ("cgm_readings", setup_cgm_readings, check_cgm_readings),
+    ("urgent_low", setup_urgent_low, check_urgent_low),
+    ("sbl", setup_sbl, check_sbl),
     ("selftest_list", setup_selftest_list, check_selftest),
     ("selftest_float", setup_selftest_float, check_selftest),
     ("selftest_bound", setup_selftest_bound, check_selftest),
@@ -933,7 +1026,39 @@ def sc_day_basal_10():
     return sc_day_basal(10)
 
 
+# 5-min readings (minutes from the start): a fall with a suspension before low and its
+# auto-resume, a second fall suspended and resumed by hand, the 30-min wait, a third
+# suspension, a gap (signal loss) and the reading that ends it.
+SENSOR_TRACE = ((5, 150), (10, 140), (15, 130), (20, 120), (25, 100), (30, 85), (35, 75),
+                (40, 72), (45, 78), (50, 88), (55, 100), (60, 95), (65, 90), (70, 85),
+                (75, 82), (80, 80), (85, 79), (90, 78), (95, 77), (100, 76), (105, 75),
+                (140, 120))
+
+
+def sc_sensor():
+    """Sensor link on 5-min readings for 150 min (SNS-1..3), basal 1.2 U/h throughout."""
+    rig, pump = make(cgm=list(SENSOR_TRACE), settings=((S.SET_SBL, 1),))
+    st = pump.state
+    t0 = pump.utc_seconds()
+    h0 = pump.history.next_seq
+    basal0 = st[S_BASAL_TODAY]
+    drive(rig, pump, 72 * MIN_MS)
+    sbl_at_72 = pump.cgm.sbl
+    resume = pump.resume()  # the user resumes basal by hand: the 30-min wait starts
+    drive(rig, pump, 78 * MIN_MS)
+    recs = records(pump, h0)
+    sbl = [[(r[1] - t0) // 60, r[3], r[4], r[5], r[6]] for r in recs if r[2] == S.H_SBL]
+    alarms = [[(r[1] - t0) // 60, S.ALARMS[r[4]][0], r[3]] for r in recs
+              if r[2] == S.H_ALARM]
+    cgm = pump.cgm
+    return {"sbl": sbl, "alarms": alarms, "resume": resume, "sbl_at_72": sbl_at_72,
+            "basal_mu": st[S_BASAL_TODAY] - basal0, "readings": cgm.readings,
+            "held": [list(cgm.reading(i)) for i in range(cgm.count)][-3:],
+            "minute0": t0 // 60, "active": active_mask(pump), "sbl_now": cgm.sbl}
+
+
 SCENARIOS = (
+    ("sensor", sc_sensor),
     ("day_basal", sc_day_basal),
     ("day_basal_25", sc_day_basal_25),
     ("day_basal_10", sc_day_basal_10),

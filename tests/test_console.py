@@ -307,6 +307,11 @@ def test_settings_table_and_set():
         "auto_off            0 h (off)      0 (off) or 5 .. 24 h",
         "dia                 300 min        120 .. 480 min",
         "utc_offset          0 min          -720 .. 840 min",
+        "glucose_low         70 mg/dL       60 .. 100 mg/dL",
+        "glucose_high        250 mg/dL      120 .. 400 mg/dL",
+        "glucose_rate        3 mg/dL/min    1 .. 10 mg/dL/min",
+        "glucose_alerts      31 bits        0 .. 31 bits",
+        "suspend_before_low  0 on/off       0 .. 1 on/off",
     )
     assert con.handle_line("set max_bolus 7.25") == "max_bolus: 10.000 U -> 7.250 U" + NL
     assert pump.setting(S.SET_MAX_BOLUS) == 7250

@@ -150,7 +150,8 @@ def test_status_reports_the_pump_state():
         "basal_today": p.state[6], "bolus_today": p.state[7],
         "alarms": 1 << S.A_RESERVOIR_LOW, "utc": M.MONDAY + 13 * 3600 + 20, "offset": 60,
         "time_set": 1, "last_cmd_id": 0, "last_code": 0, "last_detail": 0,
-        "history_next": p.history.next_seq, "selftest": 0}
+        "history_next": p.history.next_seq, "selftest": 0,
+        "glucose": 0, "glucose_age": 0, "trend": S.NO_TREND, "cgm": 0}
     assert bolus_id == 1 and done == 500  # 20 s at 1.5 U/min
     assert got["iob"] == 500 and got["bolus_today"] == 500
 
@@ -287,7 +288,7 @@ def test_alarms_report_active_acknowledged_and_levels():
     b = Bench()
     got = b.query("get_alarms")
     assert (got["active"], got["acked"]) == (1 << S.A_RESERVOIR_LOW, 0)
-    assert got["levels"] == bytes(17)
+    assert got["levels"] == bytes(32)
     b.ticks(5 * 60)  # unacknowledged: escalates at the 5-min repeat
     assert b.query("get_alarms")["levels"][S.A_RESERVOIR_LOW] == 1
     assert b.command("ack_alarm", 3, S.A_RESERVOIR_LOW) == (3, S.OK, 0)
@@ -441,7 +442,7 @@ def test_emulator_messages_go_to_the_hook_when_the_board_has_one():
 
 
 @pytest.mark.req("LNK-4", "LNK-5")
-@pytest.mark.parametrize("mid", [0x0A, 0x1E, 0x2F, 0x40, 0x80, 0x82, 0xC0, 0xFF])
+@pytest.mark.parametrize("mid", [0x0F, 0x1F, 0x2F, 0x40, 0x80, 0x82, 0xC0, 0xFF])
 def test_unknown_and_pump_to_host_ids_are_answered_unknown(mid):
     b = Bench()
     before = state(b)

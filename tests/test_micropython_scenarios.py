@@ -108,3 +108,38 @@ def test_power_cut_mid_bolus_is_counted_once_and_not_resumed():
 @pytest.mark.req("HW-3")
 def test_every_scenario_is_tested():
     assert sorted(unix_scenarios()) == sorted(name for name, _ in M.SCENARIOS)
+
+
+@pytest.mark.req("HW-3", "SNS-1", "SNS-2", "SNS-3", "ALM-6", "HIS-1")
+def test_sensor_link_alerts_and_suspend_before_low_on_the_unix_port():
+    got = scenario("sensor")
+    # H_SBL: [minute, 1 suspend / 0 resume, reason, glucose, predicted in 30 min]
+    assert got["sbl"] == [
+        [15, 1, S.SBL_PREDICTED, 130, 70],  # 150, 140, 130: 70 predicted <= 70 + 20
+        [45, 0, S.SBL_RECOVERED, 78, 87],  # 75, 72, 78: rising above the low limit
+        [65, 1, S.SBL_PREDICTED, 90, 60],
+        [72, 0, S.SBL_MANUAL, 85, 55],  # the resume command
+        [105, 1, S.SBL_PREDICTED, 75, 69],  # not before the 30-min wait ended (102)
+        [140, 0, S.SBL_RECOVERED, 120, 120],  # after a gap: no trend, 120 > 90
+    ]
+    assert got["resume"] == S.OK and got["sbl_at_72"] == 1
+    raised, cleared = S.ALARM_RAISED, S.ALARM_CLEARED
+    assert got["alarms"] == [
+        [15, "suspend_before_low", raised],
+        [25, "glucose_fall", raised],  # 130, 120, 100: -3.0 mg/dL/min
+        [25, "urgent_low_soon", raised],  # 40 predicted in 20 min
+        [35, "glucose_fall", cleared],
+        [45, "urgent_low_soon", cleared],
+        [45, "suspend_before_low", cleared],
+        [65, "suspend_before_low", raised],
+        [72, "suspend_before_low", cleared],
+        [105, "suspend_before_low", raised],
+        [125, "signal_loss", raised],  # 20 min after the reading of minute 105
+        [140, "signal_loss", cleared],
+        [140, "suspend_before_low", cleared],
+    ]
+    # basal ran 15 + 20 + 33 + 10 = 78 min at 1.2 U/h = 1560 mU, in whole 50-mU pulses
+    assert got["basal_mu"] == 1550
+    assert got["readings"] == len(M.SENSOR_TRACE) and got["active"] == 0
+    m0 = got["minute0"]
+    assert got["held"] == [[m0 + 100, 76], [m0 + 105, 75], [m0 + 140, 120]]

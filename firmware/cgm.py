@@ -1,0 +1,289 @@
+"""Sensor link (SNS-1), glucose alerts (SNS-2) and suspend before low (SNS-3).
+
+`Cgm.tick(dt)` runs in the pump's 1-Hz housekeeping: it polls `hw.radio.read()` (see
+firmware/hal.py) and keeps the last CGM_READINGS readings (24 h of 5-min readings) in a
+preallocated ring of (UTC minute, mg/dL). Allocation-free, like the rest of the tick.
+
+Readings: a value outside 39..401 is taken as LOW (39) or HIGH (401). A reading in the
+same UTC minute as the newest one replaces it (one reading per minute; pages of get_cgm
+are by minute). The ring lives in RAM: a reboot starts it empty.
+
+Trend: over the last 3 readings, if they span at most SIGNAL_LOSS_MIN minutes of the board
+clock (monotonic, never the wall clock): (newest - oldest) / time, in mg/dL/min x 10,
+NO_TREND otherwise. Predictions extrapolate the same straight line from the newest
+reading; without a trend the prediction is the newest reading itself.
+
+Alerts, evaluated at each reading (condition alarms: raised when the condition holds at a
+reading, cleared at the first reading where it does not):
+  urgent low         reading <= 55 (always on, high priority)
+  low / high         reading <= glucose_low / >= glucose_high
+  rise / fall        trend >= +glucose_rate / <= -glucose_rate
+  urgent low soon    reading > 55 and predicted <= 55 within 20 min
+The optional ones are switched by the glucose_alerts bit mask (GA_*).
+Sensor status: CGM_WARMUP raises sensor_warmup, CGM_EXPIRED raises sensor_expired; the next
+reading clears both. Signal loss: once a reading came since boot, no reading for 20 min
+(not while the sensor is warming up or expired); cleared by the next reading. Glucose
+alarms keep their state while no readings come.
+
+Suspend before low (setting suspend_before_low, off by default). Design: a basal-only
+suspension flag, not a stop reason. While it is set the basal rate is 0 (profile or temp
+basal; a temp basal keeps counting down); boluses are not affected: a running bolus goes
+on and the user may start one (a bolus is a decision the user confirmed). At a reading,
+with line = glucose_low + 20 and predicted = the prediction 30 min ahead:
+  danger  = (predicted <= line and the trend is not rising) or reading <= glucose_low
+  suspend when danger, delivery is running (no stop), and no wait is pending;
+  resume by itself at the first reading without danger (predicted above the line, or
+  rising above the low limit);
+  a manual resume (the resume command) ends it and starts a 30-min wait without new
+  suspensions; so does the SBL_MAX_MIN (2 h) limit; switching the setting off resumes.
+Each suspension and resumption is logged (H_SBL) and sent as an event (EV_SBL); the
+suspend_before_low alarm (low priority) is active while basal is suspended. The flag is
+RAM only: a reboot resumes basal (the boot record in history ends the suspension).
+"""
+
+from array import array
+
+from protocol.spec import (
+    A_GLUCOSE_FALL,
+    A_GLUCOSE_HIGH,
+    A_GLUCOSE_LOW,
+    A_GLUCOSE_RISE,
+    A_SBL,
+    A_SENSOR_EXPIRED,
+    A_SENSOR_WARMUP,
+    A_SIGNAL_LOSS,
+    A_URGENT_LOW,
+    A_URGENT_LOW_SOON,
+    CGM_EXPIRED,
+    CGM_HIGH,
+    CGM_LOW,
+    CGM_READINGS,
+    CGM_WARMUP,
+    CGMF_EXPIRED,
+    CGMF_LOST,
+    CGMF_SBL,
+    CGMF_SBL_WAIT,
+    CGMF_WARMUP,
+    EV_GLUCOSE,
+    EV_SBL,
+    GA_FALL,
+    GA_HIGH,
+    GA_LOW,
+    GA_RISE,
+    GA_URGENT_LOW_SOON,
+    H_SBL,
+    NO_TREND,
+    SBL_AHEAD_MIN,
+    SBL_MANUAL,
+    SBL_MARGIN,
+    SBL_MAX,
+    SBL_MAX_MIN,
+    SBL_PREDICTED,
+    SBL_RECOVERED,
+    SBL_WAIT_MIN,
+    SET_GLUCOSE_ALERTS,
+    SET_GLUCOSE_HIGH,
+    SET_GLUCOSE_LOW,
+    SET_GLUCOSE_RATE,
+    SET_SBL,
+    SIGNAL_LOSS_MIN,
+    URGENT_LOW,
+    URGENT_SOON_MIN,
+)
+
+LOSS_S = SIGNAL_LOSS_MIN * 60
+WAIT_S = SBL_WAIT_MIN * 60
+SBL_MAX_S = SBL_MAX_MIN * 60
+TREND_N = 3  # readings the trend and the predictions use
+
+
+class Cgm:
+    def __init__(self, pump, radio):
+        self.pump = pump
+        self.radio = radio
+        self.minutes = array("i", [0] * CGM_READINGS)  # UTC minute of each reading
+        self.values = array("h", [0] * CGM_READINGS)  # mg/dL
+        self.head = 0  # next write
+        self.count = 0  # readings held (<= CGM_READINGS)
+        self.rt = array("i", [0] * TREND_N)  # board-clock second of the last readings
+        self.rv = array("i", [0] * TREND_N)  # and their values, oldest first
+        self.rn = 0
+        self.ms = 0  # ms towards the next second
+        self.now_s = 0  # seconds of board clock since boot (monotonic)
+        self.last_s = 0  # board-clock second of the newest reading
+        self.last = 0  # newest reading, mg/dL (0: none since boot)
+        self.sensor = 0  # CGMF_WARMUP or CGMF_EXPIRED while the sensor says so
+        self.trend = NO_TREND  # mg/dL/min x 10
+        self.pred20 = 0
+        self.pred30 = 0
+        self.sbl = 0  # 1: basal suspended before low
+        self.sbl_s = 0  # when it started
+        self.wait_s = -1  # no new suspension before this second (-1: no wait)
+        self.readings = 0  # readings received since boot
+
+    # ---------------------------------------------------------------- the 1-Hz poll
+    def tick(self, dt):
+        ms = self.ms + dt
+        secs = ms // 1000
+        self.ms = ms - secs * 1000
+        self.now_s += secs
+        if self.wait_s >= 0 and self.now_s >= self.wait_s:
+            self.wait_s = -1
+        radio = self.radio
+        if radio is not None:
+            v = radio.read()
+            if v > 0:
+                self._reading(v)
+            elif v == CGM_WARMUP or v == CGM_EXPIRED:
+                self._sensor_status(v)
+        al = self.pump.alarms
+        age = self.now_s - self.last_s
+        al.set(A_SIGNAL_LOSS, self.readings and not self.sensor and age >= LOSS_S, age // 60)
+        if self.sbl and self.now_s - self.sbl_s >= SBL_MAX_S:
+            self.resume(SBL_MAX)
+
+    def _sensor_status(self, v):
+        al = self.pump.alarms
+        if v == CGM_WARMUP:
+            flag = CGMF_WARMUP
+            al.clear(A_SENSOR_EXPIRED, 0)
+            al.raise_(A_SENSOR_WARMUP, 0)
+        else:
+            flag = CGMF_EXPIRED
+            al.clear(A_SENSOR_WARMUP, 0)
+            al.raise_(A_SENSOR_EXPIRED, 0)
+        if self.sensor != flag:
+            self.sensor = flag
+            self.rn = 0  # a new sensor: the old trend does not carry over
+            self.trend = NO_TREND
+            self.pump._event(EV_GLUCOSE, v, self.pump.utc_seconds() // 60, NO_TREND)
+
+    def _reading(self, v):
+        if v < CGM_LOW:
+            v = CGM_LOW
+        elif v > CGM_HIGH:
+            v = CGM_HIGH
+        pump = self.pump
+        minute = pump.utc_seconds() // 60
+        self.readings += 1
+        # the ring (SNS-1): one reading per minute
+        newest = (self.head - 1) % CGM_READINGS
+        same = self.count and self.minutes[newest] == minute
+        if same:
+            self.values[newest] = v
+        else:
+            self.minutes[self.head] = minute
+            self.values[self.head] = v
+            self.head = (self.head + 1) % CGM_READINGS
+            if self.count < CGM_READINGS:
+                self.count += 1
+        # the trend window (board clock)
+        rt = self.rt
+        rv = self.rv
+        now = self.now_s
+        if same and self.rn:
+            rv[self.rn - 1] = v
+            rt[self.rn - 1] = now
+        else:
+            if self.rn == TREND_N:
+                rt[0] = rt[1]
+                rv[0] = rv[1]
+                rt[1] = rt[2]
+                rv[1] = rv[2]
+                self.rn = TREND_N - 1
+            rt[self.rn] = now
+            rv[self.rn] = v
+            self.rn += 1
+        self.last = v
+        self.last_s = now
+        self.sensor = 0
+        span = rt[self.rn - 1] - rt[0]
+        if self.rn == TREND_N and 0 < span <= LOSS_S:
+            dv = rv[TREND_N - 1] - rv[0]
+            self.trend = dv * 600 // span
+            self.pred20 = v + dv * (URGENT_SOON_MIN * 60) // span
+            self.pred30 = v + dv * (SBL_AHEAD_MIN * 60) // span
+        else:
+            dv = 0
+            self.trend = NO_TREND
+            self.pred20 = v
+            self.pred30 = v
+        self._alerts(v)
+        pump._event(EV_GLUCOSE, v, minute, self.trend)
+        self._suspend_before_low(v, dv)
+
+    def _alerts(self, v):
+        pump = self.pump
+        al = pump.alarms
+        mask = pump.setting(SET_GLUCOSE_ALERTS)
+        al.clear(A_SENSOR_WARMUP, v)
+        al.clear(A_SENSOR_EXPIRED, v)
+        al.clear(A_SIGNAL_LOSS, v)
+        al.set(A_URGENT_LOW, v <= URGENT_LOW, v)
+        al.set(A_GLUCOSE_LOW, mask & GA_LOW and v <= pump.setting(SET_GLUCOSE_LOW), v)
+        al.set(A_GLUCOSE_HIGH, mask & GA_HIGH and v >= pump.setting(SET_GLUCOSE_HIGH), v)
+        trend = self.trend
+        known = trend != NO_TREND
+        rate = pump.setting(SET_GLUCOSE_RATE) * 10
+        al.set(A_GLUCOSE_RISE, mask & GA_RISE and known and trend >= rate, trend)
+        al.set(A_GLUCOSE_FALL, mask & GA_FALL and known and trend <= -rate, trend)
+        al.set(A_URGENT_LOW_SOON, mask & GA_URGENT_LOW_SOON and known and v > URGENT_LOW
+               and self.pred20 <= URGENT_LOW, self.pred20)
+
+    # ---------------------------------------------------------------- suspend before low
+    def _suspend_before_low(self, v, dv):
+        pump = self.pump
+        if not pump.setting(SET_SBL):
+            return
+        low = pump.setting(SET_GLUCOSE_LOW)
+        danger = (self.pred30 <= low + SBL_MARGIN and dv <= 0) or v <= low
+        if self.sbl:
+            if not danger:
+                self.resume(SBL_RECOVERED)
+        elif danger and not pump.stopped() and self.wait_s < 0:
+            self.sbl = 1
+            self.sbl_s = self.now_s
+            pump.alarms.raise_(A_SBL, v)
+            pump._log(H_SBL, 1, SBL_PREDICTED, v, self.pred30)
+            pump._event(EV_SBL, 1, SBL_PREDICTED, v)
+
+    def resume(self, reason):
+        """End a suspension before low (SBL_* reason); manual and time-limit resumptions
+        start the wait."""
+        if not self.sbl:
+            return
+        self.sbl = 0
+        pump = self.pump
+        pump.alarms.clear(A_SBL, self.last)
+        pump._log(H_SBL, 0, reason, self.last, self.pred30)
+        pump._event(EV_SBL, 0, reason, self.last)
+        if reason == SBL_MANUAL or reason == SBL_MAX:
+            self.wait_s = self.now_s + WAIT_S
+
+    # ---------------------------------------------------------------- readers
+    def flags(self):
+        f = self.sensor
+        if self.pump.alarms.active[A_SIGNAL_LOSS]:
+            f |= CGMF_LOST
+        if self.sbl:
+            f |= CGMF_SBL
+        if self.wait_s >= 0:
+            f |= CGMF_SBL_WAIT
+        return f
+
+    def age_min(self):
+        """Minutes since the newest reading (0 if none)."""
+        if not self.readings:
+            return 0
+        m = (self.now_s - self.last_s) // 60
+        return m if m < 65535 else 65535
+
+    def reading(self, i):
+        """(UTC minute, mg/dL) of the i-th reading held, oldest first (allocates: tests and
+        host-side readers; the link reads the arrays)."""
+        at = (self.head - self.count + i) % CGM_READINGS
+        return self.minutes[at], self.values[at]
+
+    def index(self, i):
+        """Ring index of the i-th reading held, oldest first."""
+        return (self.head - self.count + i) % CGM_READINGS
