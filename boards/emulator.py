@@ -2,6 +2,7 @@
 
     micropython boards/emulator.py --state DIR [--pulse 50] [--reset-cause N]
         [--console-in FD --console-out FD] [--telemetry FD] [--cgm-trace FILE]
+        [--patient-in FD --patient-out FD]
 
 Normally started by host_tools/launch.py (`pumpctl emulate`, `make emulate`), which puts
 the protocol link (this process's stdin/stdout) and the bench console (two pipe fds) on
@@ -25,6 +26,16 @@ in boards/unix.py (storage regions, then plunger position, odometer, battery lev
   sensor is silent). FAULT_SENSOR_LOSS 1 silences it (readings due meanwhile are lost);
   FAULT_GLUCOSE sends one reading (mg/dL, or -1 / -2) at the firmware's next poll. Its
   position in the trace survives power cuts (world.json "sensor_ms");
+- virtual patient (--patient-out FD --patient-in FD, instead of a trace; the launcher hosts
+  the patient model, host_tools/patient.py): at every emission (every 5 virtual minutes,
+  in lockstep and in real time alike) the link writes 8 bytes, struct "<ii" (virtual
+  minute of the emission, insulin in mU the plunger pushed into the patient since the
+  last exchange) and blocks until the launcher answers 4 bytes, struct "<i" (the
+  patient's CGM value in mg/dL, 0 for none). The exchange happens while the sensor link
+  is silenced too (the patient lives on; the reading is lost). Insulin into the patient:
+  motor pulses while delivery runs; pulses while the pump is suspended are priming (the
+  set is off the body) and go nowhere. Insulin not yet reported survives a power cut
+  (world.json "patient_mu");
 - buzzer and LED: boards/fakes.Annunciator (annunciations per priority, LED priority);
 - buttons: FAULT_BUTTON_PRESS presses once; FAULT_BUTTON_STUCK holds buttons down, which
   this board's driver reports as a press at every scan (each tick), like a held key: a
@@ -156,6 +167,7 @@ DEFAULT_WORLD = {
     "corrupt_tx": 0,
     "heap_check": 0,  # 1: every CLK_ADVANCE tick runs under micropython.heap_lock()
     "sensor_ms": 0,  # virtual ms of the sensor link's trace (kept across power cuts)
+    "patient_mu": 0,  # insulin delivered, not yet reported to the virtual patient
 }
 
 
@@ -241,6 +253,7 @@ class Board:
             radio = getattr(self, "radio", None)
             if radio is not None:
                 self.world.w["sensor_ms"] = radio.elapsed_ms()
+                self.world.w["patient_mu"] = radio.infused
             self.motor.save()
             self.world.save()
             sys.stdout.buffer.flush()
@@ -381,6 +394,7 @@ class EmuMotor(Motor):
         self.storage = storage
         self.battery = battery
         self.buf = bytearray(16)
+        self.radio = None  # the sensor link's virtual patient takes the insulin
         saved = storage.load_board()
         if saved is not None:
             self.pos, self.odometer, battery.level_u = saved
@@ -396,6 +410,8 @@ class EmuMotor(Motor):
     def _move(self, n):
         Motor._move(self, n)
         self.battery.pulses(n)
+        if self.radio is not None:
+            self.radio.pulses(n)
 
     def step(self, n):
         Motor.step(self, n)
@@ -484,10 +500,20 @@ class EmuRadio:
     """Sensor link (hw.radio): trace readings every 5 virtual minutes, injected readings
     (FAULT_GLUCOSE), silenced by FAULT_SENSOR_LOSS. read() is allocation-free."""
 
-    def __init__(self, world, clock=None, trace=None):
+    def __init__(self, world, clock=None, trace=None, patient=None, pulse_mu=50):
         from array import array
 
         self.lost = world.get("sensor_loss")
+        self.runner = None  # set by make_hardware's caller through Emulator.attach
+        self.pulse_mu = pulse_mu
+        self.infused = world.get("patient_mu")  # mU not yet reported to the patient
+        self.pat_out = self.pat_in = None
+        if patient is not None:
+            self.pat_out = open("/dev/fd/%d" % patient[0], "wb")
+            self.pat_in = open("/dev/fd/%d" % patient[1], "rb")
+        self.req = bytearray(8)
+        self.ans = bytearray(4)
+        self.ans_mv = memoryview(self.ans)
         self.clock = clock
         self.base = world.get("sensor_ms")  # trace time before this boot
         self.minutes, self.values = trace if trace is not None else (array("i"), array("i"))
@@ -515,12 +541,15 @@ class EmuRadio:
             due = t - (t - self.next_ms) % CGM_EVERY_MS  # the latest emission due
             self.next_ms = due + CGM_EVERY_MS
             minute = due // 60000
-            minutes = self.minutes
-            n = len(minutes)
-            while self.pos < n and minutes[self.pos] <= minute:
-                self.pos += 1
-            if self.pos and minute - minutes[self.pos - 1] < 5:
-                v = self.values[self.pos - 1]
+            if self.pat_out is not None:
+                v = self._exchange(minute)
+            else:
+                minutes = self.minutes
+                n = len(minutes)
+                while self.pos < n and minutes[self.pos] <= minute:
+                    self.pos += 1
+                if self.pos and minute - minutes[self.pos - 1] < 5:
+                    v = self.values[self.pos - 1]
         if self.pending:
             v = self.pending
             self.pending = 0
@@ -532,6 +561,39 @@ class EmuRadio:
 
     def available(self):
         return not self.lost
+
+    # ------------------------------------------------------------------ virtual patient
+    def pulses(self, n):
+        """The plunger moved n pulses: into the patient while delivery runs (a suspended
+        pump only primes, with the set off the body)."""
+        runner = self.runner
+        if self.pat_out is None or runner is None or runner.pump is None:
+            return
+        if not runner.pump.stopped():
+            self.infused += n * self.pulse_mu
+
+    def _exchange(self, minute):
+        """(minute, insulin mU) out, CGM mg/dL back: blocks until the launcher answers.
+        Allocation-free (preallocated buffers), so heap-checked ticks may run it."""
+        req = self.req
+        mu = self.infused
+        self.infused = 0
+        for i in range(4):
+            req[i] = (minute >> (8 * i)) & 0xFF
+            req[4 + i] = (mu >> (8 * i)) & 0xFF
+        ans = self.ans
+        try:
+            self.pat_out.write(req)
+            got = self.pat_in.readinto(ans)
+            while got and got < 4:  # a short read (never seen with 4 bytes on a pipe)
+                n = self.pat_in.readinto(self.ans_mv[got:])
+                got = got + n if n else 0
+        except OSError:
+            return 0
+        if got != 4:
+            return 0  # the launcher went away: no reading
+        v = ans[0] | ans[1] << 8 | ans[2] << 16 | ans[3] << 24
+        return v - (1 << 32) if v & 0x80000000 else v
 
 
 class EmuSerial:
@@ -817,6 +879,7 @@ class Emulator:
 
     def attach(self, runner):
         self.runner = runner
+        self.radio.runner = runner
 
     # ------------------------------------------------------------------ messages
     def command(self, msg_id, values):
@@ -1043,7 +1106,8 @@ class Emulator:
 
 
 def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=None,
-                  telemetry_fd=None, cgm_trace=None):
+                  telemetry_fd=None, cgm_trace=None, patient=None):
+    """patient: (fd out, fd in) of the virtual patient's pipes, or None."""
     world = World(state_dir)
     board = Board(state_dir, world)
     rng = world.rng
@@ -1056,8 +1120,10 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
     motor = EmuMotor(line, storage, battery)
     board.motor = motor
     buttons = EmuButtons(world)
-    radio = EmuRadio(world, clock, read_trace(cgm_trace) if cgm_trace else None)
+    radio = EmuRadio(world, clock, read_trace(cgm_trace) if cgm_trace else None, patient,
+                     pulse_mu)
     board.radio = radio
+    motor.radio = radio
     annunciator = Annunciator()
     serial = EmuSerial(board, world, clock, console.inp if console is not None else None)
     emu = Emulator(board, world, clock, serial, battery, line, buttons, storage, radio,
@@ -1073,7 +1139,8 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
 
 def parse_args(argv):
     opts = {"--state": None, "--pulse": "50", "--reset-cause": "0", "--console-in": None,
-            "--console-out": None, "--telemetry": None, "--cgm-trace": None}
+            "--console-out": None, "--telemetry": None, "--cgm-trace": None,
+            "--patient-in": None, "--patient-out": None}
     i = 0
     while i < len(argv):
         if argv[i] in opts and i + 1 < len(argv):
@@ -1096,8 +1163,12 @@ def start(argv):
         if opts["--console-in"] is not None and opts["--console-out"] is not None:
             console = ConsolePort(int(opts["--console-in"]), int(opts["--console-out"]))
         tel = opts["--telemetry"]
+        patient = None
+        if opts["--patient-out"] is not None and opts["--patient-in"] is not None:
+            patient = (int(opts["--patient-out"]), int(opts["--patient-in"]))
         hw = make_hardware(opts["--state"], pulse, int(opts["--reset-cause"]), console,
-                           int(tel) if tel is not None else None, opts["--cgm-trace"])
+                           int(tel) if tel is not None else None, opts["--cgm-trace"],
+                           patient)
     except (ValueError, OSError) as exc:
         sys.stderr.write("boards/emulator.py: {}\n".format(exc))
         sys.exit(2)

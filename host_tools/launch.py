@@ -110,8 +110,17 @@ class Emulator:
                  seed: int | None = None, lockstep: bool = False, console: bool = True,
                  pulse_mu: int = 50, jitter_ms: int = DEFAULT_JITTER_MS, fresh: bool = False,
                  heap_check: bool = False, micropython: str | None = None, stderr=None,
-                 cgm_trace: str | os.PathLike | None = None):
+                 cgm_trace: str | os.PathLike | None = None, patient=None):
         self.state_dir = Path(state_dir)
+        self.patient = None  # host_tools.patient.PatientModel fed by the sensor link
+        self._patient_link = None
+        if patient is not None:
+            if cgm_trace is not None:
+                raise ValueError("a CGM trace or a virtual patient, not both")
+            from host_tools.patient import PatientLink, PatientModel
+
+            self.patient = PatientModel(patient)
+            self._patient_link = PatientLink(self.patient)
         self.cgm_trace = None
         if cgm_trace is not None:
             self.cgm_trace = Path(cgm_trace).resolve()
@@ -171,6 +180,12 @@ class Emulator:
         tel_r, tel_w = os.pipe()
         fds.append(tel_w)
         args += ["--telemetry", str(tel_w)]
+        pat_req_r = pat_ans_w = None
+        if self._patient_link is not None:
+            pat_req_r, pat_req_w = os.pipe()  # emulator -> launcher: (minute, mU)
+            pat_ans_r, pat_ans_w = os.pipe()  # launcher -> emulator: mg/dL
+            fds += [pat_req_w, pat_ans_r]
+            args += ["--patient-out", str(pat_req_w), "--patient-in", str(pat_ans_r)]
         if self.con_master is not None:
             con_in_r, con_in_w = os.pipe()
             con_out_r, con_out_w = os.pipe()
@@ -183,7 +198,7 @@ class Emulator:
                                          stderr=self.stderr, env=env, cwd=REPO_ROOT, bufsize=0,
                                          pass_fds=fds, start_new_session=True)
         except BaseException:
-            for fd in (tel_r, con_in_w, con_out_r):
+            for fd in (tel_r, con_in_w, con_out_r, pat_req_r, pat_ans_w):
                 if fd is not None:
                     os.close(fd)
             raise
@@ -194,11 +209,13 @@ class Emulator:
         self._tel_buf = b""
         self._con_in_w = con_in_w
         self._con_out_r = con_out_r
+        self._pat_r = pat_req_r
+        self._pat_w = pat_ans_w
         if con_in_w is not None:
             os.set_blocking(con_in_w, False)
 
     def _close_child_fds(self):
-        for name in ("_tel_r", "_con_in_w", "_con_out_r"):
+        for name in ("_tel_r", "_con_in_w", "_con_out_r", "_pat_r", "_pat_w"):
             fd = getattr(self, name, None)
             if fd is not None:
                 try:
@@ -252,6 +269,8 @@ class Emulator:
         sel.register(child_out, selectors.EVENT_READ, "fw")
         sel.register(self.master, selectors.EVENT_READ, "pty")
         sel.register(self._tel_r, selectors.EVENT_READ, "tel")
+        if self._pat_r is not None:
+            sel.register(self._pat_r, selectors.EVENT_READ, "patient")
         if self.con_master is not None:
             sel.register(self.con_master, selectors.EVENT_READ, "con")
             sel.register(self._con_out_r, selectors.EVENT_READ, "con_out")
@@ -275,6 +294,15 @@ class Emulator:
                         if data:
                             try:
                                 os.write(child_in, data)
+                            except OSError:
+                                pass  # the firmware is going down
+                    elif what == "patient":
+                        if not data:
+                            sel.unregister(key.fd)
+                        else:  # the firmware waits for the answer: write it at once
+                            answer = self._patient_link.feed(data)
+                            try:
+                                os.write(self._pat_w, answer)
                             except OSError:
                                 pass  # the firmware is going down
                     elif what == "tel":
@@ -369,7 +397,7 @@ def launch(state_dir: str | os.PathLike, *, speed: float = 1.0, seed: int | None
            lockstep: bool = False, console: bool = True, pulse_mu: int = 50,
            jitter_ms: int = DEFAULT_JITTER_MS, fresh: bool = False, heap_check: bool = False,
            micropython: str | None = None, stderr=None,
-           cgm_trace: str | os.PathLike | None = None) -> Emulator:
+           cgm_trace: str | os.PathLike | None = None, patient=None) -> Emulator:
     """Start the emulator with its state in `state_dir`; returns the running Emulator.
 
     speed: times real time (1.0 = real time); lockstep: the clock moves only on CLK_ADVANCE
@@ -378,12 +406,15 @@ def launch(state_dir: str | os.PathLike, *, speed: float = 1.0, seed: int | None
     stays); jitter_ms: +- per lockstep tick (0..500); heap_check: run every lockstep tick
     under micropython.heap_lock() (a tick that allocates stops the emulator, exit status 3);
     cgm_trace: a CSV file `minute,mg_dl` the emulated sensor link reads every 5 virtual
-    minutes (boards/emulator.py; checked here first: ValueError if malformed).
+    minutes (boards/emulator.py; checked here first: ValueError if malformed);
+    patient: a host_tools.patient.PatientConfig: the launcher hosts that simglucose patient
+    and the sensor link exchanges (minute, insulin) -> CGM with it every 5 virtual minutes
+    (`Emulator.patient` is the model; PatientUnavailable without simglucose).
     """
     return Emulator(state_dir, speed=speed, seed=seed, lockstep=lockstep, console=console,
                     pulse_mu=pulse_mu, jitter_ms=jitter_ms, fresh=fresh,
                     heap_check=heap_check, micropython=micropython, stderr=stderr,
-                    cgm_trace=cgm_trace)
+                    cgm_trace=cgm_trace, patient=patient)
 
 
 def check_cgm_trace(path: Path) -> int:

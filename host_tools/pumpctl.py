@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import asdict
 from decimal import Decimal
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -254,6 +255,32 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cgm-trace", metavar="FILE",
                    help="CSV of `minute,mg_dl`: the emulated sensor link sends a reading "
                         "from it every 5 virtual minutes")
+    e.add_argument("--patient", metavar="NAME",
+                   help="a simglucose virtual patient (adult#001 .. adult#010, adolescent#..., "
+                        "child#...) on the sensor link, in lockstep with the virtual clock: "
+                        "the insulin the pump delivers goes into it, its CGM comes back "
+                        "(needs pip install 'micropump[patient]')")
+    e.add_argument("--scenario", metavar="FILE",
+                   help="meals for --patient: JSON [{\"time\": \"1:00\", \"grams\": 50}] or "
+                        "CSV `time,grams`; times from the start (minutes, H:MM or D+H:MM)")
+    e.add_argument("--run", type=float, metavar="HOURS",
+                   help="with --patient: set the pump up for the patient (clock at 06:00 "
+                        "today = the scenario's minute 0, basal and calculator from the "
+                        "patient's therapy), then run HOURS of virtual time in lockstep, "
+                        "giving each meal its calculator bolus; then show the live status "
+                        "(`pumpctl report` draws the run)")
+    e.add_argument("--sensitivity", type=float, default=1.0, metavar="F",
+                   help="insulin sensitivity factor of --patient (default 1; 0.5 = "
+                        "insulin resistant)")
+
+    rp = sub.add_parser("report", help="PNG report: glucose, basal, boluses, suspensions, "
+                                       "alarms, daily totals, time in range")
+    rp.add_argument("--hours", type=whole, default=24, help="hours back (1..24, default 24)")
+    rp.add_argument("--out", default="report.png", metavar="PNG",
+                    help="PNG file to write (default report.png)")
+    rp.add_argument("--html", action="store_true",
+                    help="also write an HTML page beside the PNG (same name, .html)")
+    rp.add_argument("--days", type=whole, default=7, help="days of daily totals (default 7)")
 
     fl = sub.add_parser("flash", add_help=False,
                         help="compile the firmware and deploy it to a board "
@@ -944,6 +971,39 @@ def cmd_wizard(pump: C.Client, args, out: Out):
     return EXIT_OK if ending == spec.BOLUS_COMPLETED else EXIT_INCOMPLETE
 
 
+def cmd_report(pump: C.Client, args, out: Out):
+    if not 1 <= args.hours <= 24:
+        raise BadInput("--hours must be 1..24")
+    if not 1 <= args.days <= 96:
+        raise BadInput("--days must be 1..96")
+    try:
+        from host_tools import report
+    except ImportError as exc:
+        raise BadInput(f"the report needs matplotlib: pip install 'micropump[report]' "
+                       f"({exc})") from None
+    data = report.collect(pump, hours=args.hours, days=args.days)
+    png = Path(args.out)
+    report.render_png(data, png)
+    summary = report.summary(data)
+    html = None
+    if args.html:
+        html = png.with_suffix(".html")
+        report.render_html(data, png, html)
+    t = Table(title="daily totals", title_justify="left")
+    for col in ("day", "basal U", "bolus U", "total U"):
+        t.add_column(col, justify="left" if col == "day" else "right")
+    for row in summary["totals"]:
+        t.add_row(row["date"], f"{row['basal_u']:.2f}", f"{row['bolus_u']:.2f}",
+                  f"{row['total_u']:.2f}")
+    tir = summary["time_in_range"]
+    text = (f"time in range 70-180 mg/dL: {tir['in_range']:.1f} % "
+            f"(below {tir['below']:.1f} %, above {tir['above']:.1f} %, "
+            f"{tir['readings']} readings, mean {tir['mean']:.0f} mg/dL); "
+            f"{summary['boluses']} boluses, {summary['suspensions']} suspensions, "
+            f"{summary['alarms']} alarms; wrote {png}" + (f" and {html}" if html else ""))
+    out.emit(dict(summary, png=str(png), html=str(html) if html else None), t, text=text)
+
+
 def cmd_link_stats(pump: C.Client, args, out: Out):
     ls = pump.get_link_stats()
     t = Table(title="link statistics", title_justify="left")
@@ -976,6 +1036,7 @@ COMMANDS = {
     "cgm": cmd_cgm,
     "wizard": cmd_wizard,
     "calc": cmd_calc,
+    "report": cmd_report,
 }
 
 
@@ -1091,16 +1152,52 @@ def emulate_line(tel: dict) -> str:
             f" | alarms {', '.join(names) or '-'}")
 
 
+def run_patient(emu, args, patient, say) -> None:
+    """`emulate --patient NAME --run HOURS`: set up for the patient, run in lockstep."""
+    from host_tools.patient import DayDriver, setup_pump
+
+    now = dt.datetime.now().astimezone()
+    offset = int(now.utcoffset().total_seconds() // 60)
+    six = now.replace(hour=6, minute=0, second=0, microsecond=0)
+    with C.connect(emu.port, key=C.load_key(emu.key_path)) as pump:
+        th = setup_pump(pump, args.patient, C.pump_seconds(six.astimezone(dt.UTC)),
+                        offset=offset)
+        say(f"set up for {args.patient}: clock {six:%Y-%m-%d %H:%M}, basal "
+            f"{th['rate_mu'] / 1000:g} U/h, carb ratio {th['carb_ratio']:g} g/U, "
+            f"sensitivity {th['correction']:.0f} mg/dL/U; running {args.run:g} h ...")
+        drv = DayDriver(pump, patient.meals, say=lambda text: say("  " + text))
+        end = int(args.run * 60)
+        for hour in range(60, end + 60, 60):
+            drv.run_to(min(hour, end))
+            st = pump.status()
+            say(f"  {C.from_pump_seconds(st.utc, st.offset):%H:%M}  glucose "
+                f"{C.glucose_text(st.glucose)}, basal {C.mu_to_units(st.basal_rate)} U/h, "
+                f"today {C.mu_to_units(st.basal_today + st.bolus_today)} U")
+        say(f"done: {args.run:g} h of virtual time. `pumpctl report` draws it.")
+
+
 def cmd_emulate(args, out: Out) -> int:
     from rich.live import Live
 
     from host_tools.launch import launch
 
     say = out.err.print if out.json else out.console.print
+    patient = None
     try:
-        emu = launch(args.state, speed=args.speed, seed=args.seed, lockstep=args.lockstep,
+        if (args.scenario or args.run) and not args.patient:
+            raise ValueError("--scenario and --run need --patient")
+        if args.patient:
+            from host_tools.patient import PatientConfig, PatientUnavailable
+
+            try:
+                patient = PatientConfig.from_files(args.patient, args.scenario,
+                                                   args.sensitivity)
+            except PatientUnavailable as exc:
+                raise ValueError(str(exc)) from None
+        emu = launch(args.state, speed=args.speed, seed=args.seed,
+                     lockstep=args.lockstep or bool(args.run),
                      console=args.console, pulse_mu=args.pulse, fresh=args.fresh,
-                     cgm_trace=args.cgm_trace)
+                     cgm_trace=args.cgm_trace, patient=patient)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:
@@ -1115,7 +1212,13 @@ def cmd_emulate(args, out: Out) -> int:
             say(f"[bold]bench console[/]  {emu.console_port}")
         say(f"[bold]pairing key[/]    {emu.key_path}")
         say(f"[bold]state[/]          {emu.state_dir} (seed {emu.seed})")
-        if args.setup:
+        if emu.patient is not None:
+            say(f"[bold]patient[/]        {args.patient} (simglucose, UVA/Padova 2008), "
+                f"{len(patient.meals)} meals, insulin sensitivity x{args.sensitivity:g}, "
+                f"steady-state basal {emu.patient.basal_u_per_h:.2f} U/h")
+        if args.run:
+            run_patient(emu, args, patient, say)
+        elif args.setup:
             say("setting the pump up over the protocol, as a user would:")
             with C.connect(emu.port, key=C.load_key(emu.key_path)) as pump:
                 emulator_setup(pump, say)
@@ -1138,12 +1241,13 @@ def cmd_emulate(args, out: Out) -> int:
                     emu.next_telemetry(1.5)
                     view.update(emulate_table(emu.telemetry, emu))
         else:
+            last = None
             while not done() and emu.running():
                 tel = emu.next_telemetry(1.5)
-                if out.json:
-                    print(json.dumps(tel), flush=True)
-                else:
-                    print(emulate_line(tel), flush=True)
+                line = json.dumps(tel) if out.json else emulate_line(tel)
+                if line != last:  # a paused (lockstep) clock would repeat the same line
+                    print(line, flush=True)
+                    last = line
         if not emu.running():
             raise C.LinkError(f"the emulator stopped (exit status {emu.exit_code})")
         return EXIT_OK
