@@ -35,7 +35,7 @@ def still_in_state(state, c):
 
 @pytest.mark.req("THR-7")
 @pytest.mark.parametrize("state", M.STEADY)
-def test_tick_cpython(benchmark, state):
+def test_tick_cpython(benchmark, figures, state):
     c = M.setup_state(state, M.MIN_TICKS)
     clock = c["rig"].clock
     pump = c["pump"]
@@ -49,20 +49,23 @@ def test_tick_cpython(benchmark, state):
     benchmark.extra_info["tick_ms"] = TICK_MS
     benchmark.extra_info["pulses"] = M.moved(c)
     assert still_in_state(state, c)
+    # pytest-benchmark's times are per iteration (one clock advance and one tick)
+    figures.setdefault("cpython_median_us", {})[state] = benchmark.stats.stats.median * 1e6
 
 
 @pytest.mark.req("HW-3", "THR-7")
-def test_tick_cost_unix_port(benchmark):
+def test_tick_cost_unix_port(benchmark, figures):
     costs = benchmark.pedantic(tick_cost.unix_costs, rounds=1, iterations=1)
     assert sorted(costs) == sorted(M.STEADY)
     for state, row in costs.items():
         assert row["ticks"] == tick_cost.TICKS and row["step_ms"] == tick_cost.STEP_MS
         benchmark.extra_info[state] = {k: row[k] for k in
                                        ("median_us", "mean_us", "p99_us", "max_us")}
+    figures["unix_us"] = {state: benchmark.extra_info[state] for state in M.STEADY}
 
 
 @pytest.mark.req("THR-7")
-def test_tick_fuel_wasm(benchmark):
+def test_tick_fuel_wasm(benchmark, figures):
     fuel = benchmark.pedantic(tick_cost.wasm_fuel, args=(M.STEADY,), rounds=1, iterations=1)
     benchmark.extra_info["pico_assumption"] = (
         f"fuel / {tick_cost.PICO_FUEL_PER_US} us: RP2040 at 125 MHz, ~1 fuel unit per cycle")
@@ -73,3 +76,5 @@ def test_tick_fuel_wasm(benchmark):
             "fuel_per_tick": round(fuel[state]),
             "pico_us_estimate": round(fuel[state] / tick_cost.PICO_FUEL_PER_US),
         }
+    figures["wasm_fuel"] = {state: benchmark.extra_info[state] for state in M.STEADY}
+    figures["wasm_loop_fuel_per_iteration"] = fuel["loop"]
