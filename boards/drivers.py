@@ -222,6 +222,16 @@ class Stepper:
 # --------------------------------------------------------------------------- sensors
 
 
+def mean_of(read, samples):
+    """Integer mean of `samples` ADC reads (allocation-free: called from the tick)."""
+    total = 0
+    i = 0
+    while i < samples:
+        total += read()
+        i += 1
+    return total // samples
+
+
 class ForceSensor:
     """Line pressure from a force sensor on the plunger (FSR divider or load-cell amplifier
     on an ADC): kPa = (raw - zero) * num // den, raw the mean of `samples` read_u16()
@@ -236,13 +246,7 @@ class ForceSensor:
         self.samples = samples
 
     def read(self):
-        read = self._read
-        total = 0
-        i = 0
-        while i < self.samples:
-            total += read()
-            i += 1
-        raw = total // self.samples
+        raw = mean_of(self._read, self.samples)
         if raw <= self.zero:
             return 0
         return (raw - self.zero) * self.num // self.den
@@ -286,13 +290,7 @@ class BatteryGauge:
                 raise ValueError("discharge curve must fall")
 
     def millivolts(self):
-        read = self._read
-        total = 0
-        i = 0
-        while i < self.samples:
-            total += read()
-            i += 1
-        return total // self.samples * self.num // self.den
+        return mean_of(self._read, self.samples) * self.num // self.den
 
     def percent(self):
         return curve_percent(self.millivolts(), self.mvs, self.pcts)
