@@ -68,6 +68,7 @@ from firmware.wire import (
     field_offset,
     get,
     get_int,
+    store_le,
 )
 from protocol.spec import (
     ALARM_COUNT,
@@ -513,8 +514,7 @@ class Link:
             r_at = field_offset(M_PROFILE_INFO, 4)
             for i in range(count):
                 buf[at + i] = starts[i]
-                buf[r_at + 2 * i] = rates[i] & 0xFF
-                buf[r_at + 2 * i + 1] = rates[i] >> 8
+                store_le(buf, r_at + 2 * i, rates[i], 2)
         e.put(2, count)
         self._send()
 
@@ -535,11 +535,7 @@ class Link:
         buf = e.buf
         e.clear(0)
         for i in range(SETTINGS_COUNT):
-            x = pump.setting(i)
-            buf[at] = x & 0xFF
-            buf[at + 1] = (x >> 8) & 0xFF
-            buf[at + 2] = (x >> 16) & 0xFF
-            buf[at + 3] = (x >> 24) & 0xFF
+            store_le(buf, at, pump.setting(i), 4)
             at += 4
         self._send()
 
@@ -636,13 +632,8 @@ class Link:
             if got == want:
                 more = 1
                 break
-            out[m_at] = m & 0xFF
-            out[m_at + 1] = (m >> 8) & 0xFF
-            out[m_at + 2] = (m >> 16) & 0xFF
-            out[m_at + 3] = (m >> 24) & 0xFF
-            x = values[at]
-            out[v_at] = x & 0xFF
-            out[v_at + 1] = (x >> 8) & 0xFF
+            store_le(out, m_at, m, 4)
+            store_le(out, v_at, values[at], 2)
             m_at += 4
             v_at += 2
             got += 1
@@ -687,10 +678,8 @@ class Link:
             h_at = field_offset(M_CALC_SCHEDULE_INFO, 4)
             for i in range(count):
                 buf[s_at + i] = starts[i]
-                buf[v_at + 2 * i] = values[i] & 0xFF
-                buf[v_at + 2 * i + 1] = values[i] >> 8
-                buf[h_at + 2 * i] = highs[i] & 0xFF
-                buf[h_at + 2 * i + 1] = highs[i] >> 8
+                store_le(buf, v_at + 2 * i, values[i], 2)
+                store_le(buf, h_at + 2 * i, highs[i], 2)
         e.put(1, count)
         self._send()
 

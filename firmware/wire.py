@@ -107,6 +107,14 @@ def get(buf, mid, index):
     return get_int(buf, HEADER_SIZE + OFFSETS[mid][index], KINDS[mid][index])
 
 
+def store_le(buf, at, value, size):
+    """Write `value` little-endian into buf[at:at + size] (two's complement). No allocation."""
+    i = 0
+    while i < size:
+        buf[at + i] = (value >> (8 * i)) & 0xFF
+        i += 1
+
+
 def field_offset(mid, index):
     """Offset of a field in the frame buffer (header included)."""
     return HEADER_SIZE + OFFSETS[mid][index]
