@@ -98,7 +98,7 @@ import time  # noqa: E402
 
 from micropython import heap_lock, heap_unlock  # noqa: E402
 
-from boards.fakes import Annunciator, Buttons, Line, Motor  # noqa: E402
+from boards.fakes import Annunciator, Buttons, Line, Motor, SensorLink  # noqa: E402
 from boards.unix import BOARD_FMT, BOARD_MAGIC, FileStorage, read_key  # noqa: E402
 from firmware import main  # noqa: E402
 from firmware.compat import TICKS_PERIOD, ticks_diff  # noqa: E402
@@ -496,14 +496,14 @@ def read_trace(path):
     return minutes, values
 
 
-class EmuRadio:
+class EmuRadio(SensorLink):
     """Sensor link (hw.radio): trace readings every 5 virtual minutes, injected readings
     (FAULT_GLUCOSE), silenced by FAULT_SENSOR_LOSS. read() is allocation-free."""
 
     def __init__(self, world, clock=None, trace=None, patient=None, pulse_mu=50):
         from array import array
 
-        self.lost = world.get("sensor_loss")
+        SensorLink.__init__(self, world.get("sensor_loss"))
         self.runner = None  # set by make_hardware's caller through Emulator.attach
         self.pulse_mu = pulse_mu
         self.infused = world.get("patient_mu")  # mU not yet reported to the patient
@@ -519,15 +519,10 @@ class EmuRadio:
         self.minutes, self.values = trace if trace is not None else (array("i"), array("i"))
         self.pos = 0  # next trace row
         self.next_ms = 0  # trace time of the next emission
-        self.pending = 0
-        self.sent = 0
         self._skip(self.base)
 
     def elapsed_ms(self):
         return self.base + (self.clock.elapsed if self.clock is not None else 0)
-
-    def inject(self, value):
-        self.pending = value
 
     def _skip(self, t):
         """Emissions before trace time t are past (a reboot)."""
@@ -550,14 +545,7 @@ class EmuRadio:
                     self.pos += 1
                 if self.pos and minute - minutes[self.pos - 1] < 5:
                     v = self.values[self.pos - 1]
-        if self.pending:
-            v = self.pending
-            self.pending = 0
-        if self.lost:
-            return 0
-        if v:
-            self.sent += 1
-        return v
+        return self.deliver(v)
 
     def available(self):
         return not self.lost
@@ -942,7 +930,7 @@ class Emulator:
         if fault == S.FAULT_GLUCOSE:
             if value == 0:
                 return S.E_OUT_OF_RANGE, 2
-            self.radio.inject(value)
+            self.radio.push(value)
             return S.OK, 0
         old = self.world.set(key, value)
         if fault == S.FAULT_OCCLUSION:

@@ -159,7 +159,32 @@ class Watchdog:
         self.feeds += 1
 
 
-class Radio:
+class SensorLink:
+    """What every simulated sensor link shares: an injected reading (`push`) beats the
+    schedule, a lost link (`lost = True`) returns nothing, and readings sent are counted."""
+
+    def __init__(self, lost=False):
+        # set here, not on first use: a new attribute inside the tick would allocate
+        self.pending = 0
+        self.lost = lost
+        self.sent = 0
+
+    def push(self, value):
+        self.pending = value
+
+    def deliver(self, v):
+        """The read() result for the scheduled value `v` (0: none). Allocation-free."""
+        if self.pending:
+            v = self.pending
+            self.pending = 0
+        if self.lost:
+            return 0
+        if v:
+            self.sent += 1
+        return v
+
+
+class Radio(SensorLink):
     """Sensor link (hw.radio, SNS-1): scripted CGM readings on the board clock.
 
     `script`: a list of (minute, value) in minute order, minutes counted on the board clock
@@ -172,16 +197,14 @@ class Radio:
     """
 
     def __init__(self, clock, script=None):
+        SensorLink.__init__(self)
         self.clock = clock
         self.last = clock.ticks_ms()
         self.ms = 0  # ms towards the next minute
         self.minute = 0  # board-clock minutes since creation
         self.fn = None
         self.fn_minute = -1
-        self.pending = 0
-        self.lost = False
         self.reads = 0
-        self.sent = 0
         self.minutes = array("i")
         self.values = array("i")
         self.pos = 0
@@ -194,9 +217,6 @@ class Radio:
         self.minutes = array("i", [m for m, _ in script])
         self.values = array("i", [v for _, v in script])
         self.pos = 0
-
-    def push(self, value):
-        self.pending = value
 
     def read(self):
         now = self.clock.ticks_ms()
@@ -216,14 +236,7 @@ class Radio:
         if self.fn is not None and minute != self.fn_minute:
             self.fn_minute = minute
             v = self.fn(minute)
-        if self.pending:
-            v = self.pending
-            self.pending = 0
-        if self.lost:
-            return 0
-        if v:
-            self.sent += 1
-        return v
+        return self.deliver(v)
 
 
 REGION_SIZES = (2048, 2048, 512, 512, 24 * 6144, 18 * 96, 256, 256)
