@@ -378,46 +378,40 @@ class Pump:
         if not st[S_BOLUS_ID]:
             self._recover_unsaved_start()
             return
-        if not self._history_has_end(st[S_BOLUS_ID]):
+        if not self._bolus_records(st[S_BOLUS_ID])[1]:
             self._end_bolus(BOLUS_INTERRUPTED)
         else:
             self._clear_bolus()
 
-    def _history_has_end(self, bolus_id):
+    def _bolus_records(self, bolus_id):
+        """(start record or None, whether an end is logged) for `bolus_id`, searched among
+        the last 32 history records back to its start."""
         rec = bytearray(24)
         h = self.history
+        ended = False
         seq = h.next_seq - 1
         while seq >= h.first_seq and seq >= h.next_seq - 32:
             if h.read(seq, rec):
                 r = h.decode(rec)
                 if r[2] == H_BOLUS_END and r[4] == bolus_id:
-                    return True
-                if r[2] == H_BOLUS_START and r[4] == bolus_id:
-                    return False
+                    ended = True
+                elif r[2] == H_BOLUS_START and r[4] == bolus_id:
+                    return r, ended
             seq -= 1
-        return False
+        return None, ended
 
     def _recover_unsaved_start(self):
         """Cut in bolus() after H_BOLUS_START was logged but before the state was saved: the
         bolus never ran (nothing moved). Close it as interrupted and never reuse its id."""
         st = self.state
         bolus_id = st[S_NEXT_BOLUS_ID]
-        rec = bytearray(24)
-        h = self.history
-        closed = False
-        seq = h.next_seq - 1
-        while seq >= h.first_seq and seq >= h.next_seq - 32:
-            if h.read(seq, rec):
-                r = h.decode(rec)
-                if r[2] == H_BOLUS_END and r[4] == bolus_id:
-                    closed = True  # an earlier boot closed it; its id was not saved yet
-                elif r[2] == H_BOLUS_START and r[4] == bolus_id:
-                    st[S_NEXT_BOLUS_ID] = bolus_id + 1 if bolus_id < (1 << 29) else 1
-                    if not closed:
-                        self._log(H_BOLUS_END, BOLUS_INTERRUPTED, bolus_id, 0, r[5] + r[6])
-                        self._event(EV_BOLUS_END, bolus_id, 0, BOLUS_INTERRUPTED)
-                    return
-            seq -= 1
+        start, ended = self._bolus_records(bolus_id)
+        if start is None:
+            return
+        st[S_NEXT_BOLUS_ID] = bolus_id + 1 if bolus_id < (1 << 29) else 1
+        if not ended:  # else an earlier boot closed it; its id was not saved yet
+            self._log(H_BOLUS_END, BOLUS_INTERRUPTED, bolus_id, 0, start[5] + start[6])
+            self._event(EV_BOLUS_END, bolus_id, 0, BOLUS_INTERRUPTED)
 
     def _rebuild_buckets(self):
         """Bolus insulin of the last 8 h from history, for IOB and the 1-h limit."""
