@@ -22,11 +22,7 @@ from binascii import hexlify
 
 from firmware.compat import ticks_diff
 from firmware.crc import crc16
-from firmware.hal import Hardware
-
-# Storage regions (firmware/hal.py R_*): settings A/B, state A/B, history, daily totals,
-# link A/B. The same sizes as the simulated flash in boards/fakes.py.
-REGION_SIZES = (2048, 2048, 512, 512, 24 * 6144, 18 * 96, 256, 256)
+from firmware.hal import REGION_SIZES, Hardware
 
 # Files on the board's flash, next to main.py (all written by host_tools/flash.py)
 MANIFEST = "manifest.sha256"  # "<sha256 hex>  <path>" per deployed file
@@ -95,7 +91,8 @@ class Stepper:
         self.relieve_steps = relieve_steps
         self.forward = forward
         self.home_margin = home_margin  # extra microsteps a rewind may go to find home
-        self.fault = fault  # driver fault output, active low (or None)
+        self.fault_pin = fault  # driver fault output, active low (or None)
+        self._fault = fault.value if fault is not None else None
         self.home = home  # home switch at the rewound end, active low (or None)
         self._step = step.value
         self._dir = direction.value
@@ -148,7 +145,8 @@ class Stepper:
         f.flush()
 
     def _run(self, forward, count, to_home):
-        """count microsteps; with to_home, stop early when the home switch closes."""
+        """count microsteps; with to_home, stop early when the home switch closes. A driver
+        fault stops it too (ALM-7): returns the microsteps made."""
         self._dir(self.forward if forward else 1 - self.forward)
         self._enable(0)
         step = self._step
@@ -156,10 +154,13 @@ class Stepper:
         us = self.step_us
         feed = self._feed
         home = self._home if to_home else None
+        fault = self._fault
         delay(2)  # DIR setup time before the first STEP edge
         i = 0
         while i < count:
             if home is not None and home() == 0:
+                break
+            if fault is not None and fault() == 0:
                 break
             step(1)
             delay(2)
@@ -179,7 +180,14 @@ class Stepper:
         target = before + n
         self._save(MOVING, target, before)  # counted before it moves (see class doc)
         self.pos = target
-        self._run(1, n * self.microsteps + self.slack, False)
+        want = n * self.microsteps + self.slack
+        done = self._run(1, want, False)
+        if done < want:  # the driver faulted: count only whole pulses that moved
+            moved = (done - self.slack) // self.microsteps if done > self.slack else 0
+            self.slack = 0 if done >= self.slack else self.slack - done
+            self.pos = before + moved
+            self._save(IDLE, self.pos, self.pos)
+            return
         self.slack = 0
         self._save(IDLE, target, target)
 
@@ -213,10 +221,12 @@ class Stepper:
             self._run(0, n, False)
             self.slack += n
 
+    def fault(self):
+        """The driver signals a fault now (its fault output is low)."""
+        return self._fault is not None and self._fault() == 0
+
     def self_test(self):
-        if self.fault is not None and self.fault.value() == 0:
-            return False
-        return self.ok
+        return self.ok and not self.fault()
 
 
 # --------------------------------------------------------------------------- sensors

@@ -7,7 +7,7 @@ allocation-free tick can be checked with these parts plugged in.
 from array import array
 
 from firmware.compat import TICKS_PERIOD, ticks_diff
-from firmware.hal import REGIONS, Hardware
+from firmware.hal import REGION_SIZES, REGIONS, Hardware
 
 _TICKS_MAX = TICKS_PERIOD - 1  # a small int on 32-bit ports, unlike TICKS_PERIOD
 
@@ -17,10 +17,15 @@ class PowerCut(Exception):
 
 
 class Clock:
-    """Virtual board clock in ms. Starts a few seconds before the 2**30 wrap."""
+    """Virtual board clock in ms. Starts a few seconds before the 2**30 wrap.
+
+    It also keeps the time that passed in the world (seconds and ms, small ints), which a
+    real-time clock (Rtc) reads; an outage advances the world without ticks."""
 
     def __init__(self, start=TICKS_PERIOD - 5000):
         self.t = start % TICKS_PERIOD
+        self.world_s = 0
+        self.world_ms = 0
 
     def ticks_ms(self):
         return self.t
@@ -34,6 +39,16 @@ class Clock:
             self.t = t + ms if ms <= room else ms - room - 1
         else:
             self.t = (t + ms) % TICKS_PERIOD
+        self.pass_world(ms)
+
+    def pass_world(self, ms):
+        """Time passes in the world (with or without the board running)."""
+        w = self.world_ms + ms
+        if w >= 1000:
+            s = w // 1000
+            self.world_s += s
+            w -= s * 1000
+        self.world_ms = w
 
     def sleep_ms(self, ms):
         self.advance(ms)
@@ -67,7 +82,11 @@ class Line:
 
 
 class Motor:
-    """Plunger: position in pulses from home survives power cuts (like an encoder)."""
+    """Plunger: position in pulses from home survives power cuts (like an encoder).
+
+    Driver faults (ALM-7): `faulted` makes the driver signal a fault (fault() True) and
+    move nothing; `stall` makes moves silently do nothing (no signal: only the position
+    tells)."""
 
     def __init__(self, line=None):
         self.line = line
@@ -75,9 +94,16 @@ class Motor:
         self.odometer = 0  # every pulse ever moved, prime included
         self.relieved = 0
         self.ok = True
+        self.faulted = False
+        self.stall = False
         self.cut_after = -1  # >= 0: power dies after this many more pulses
 
+    def fault(self):
+        return self.faulted
+
     def step(self, n):
+        if self.faulted or self.stall:
+            return
         if self.cut_after >= 0 and n > self.cut_after:
             n = self.cut_after
             self.cut_after = -1
@@ -105,7 +131,34 @@ class Motor:
             self.line.relieve()
 
     def self_test(self):
-        return self.ok
+        return self.ok and not self.faulted
+
+
+class Rtc:
+    """Real-time clock with a backup cell (THR-13), counting the world time of `clock`.
+
+    now() is -1 until set() and after the backup was removed during an outage (the
+    oscillator-stop flag of a DS3231 or PCF8563)."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.base = -1  # UTC seconds at world second 0; -1: time not known
+        self.backup = True
+        self.drift_s = 0  # extra seconds (a fast or slow crystal, or a wrong setting)
+
+    def now(self):
+        if self.base < 0:
+            return -1
+        return self.base + self.clock.world_s + self.drift_s
+
+    def set(self, utc_s):
+        self.base = utc_s - self.clock.world_s
+        self.drift_s = 0
+
+    def power_lost(self):
+        """The board's supply is off: without backup the RTC forgets the time."""
+        if not self.backup:
+            self.base = -1
 
 
 class Battery:
@@ -239,9 +292,6 @@ class Radio(SensorLink):
         return self.deliver(v)
 
 
-REGION_SIZES = (2048, 2048, 512, 512, 24 * 6144, 18 * 96, 256, 256)
-
-
 class Storage:
     """Flash regions in RAM. Can cut power before, during (torn) or after the Nth write,
     or fail writes with OSError."""
@@ -372,6 +422,13 @@ class Rig:
         self.key = None  # pairing key handed to the firmware (SEC-1)
         self.emulator = None
         self.radio = None  # a Radio(self.clock, script) for the sensor link (SNS-1)
+        self.rtc = Rtc(self.clock)  # set None for a board without a real-time clock
+
+    def outage(self, seconds):
+        """The supply is off for `seconds`: the world goes on, the board does not tick."""
+        if self.rtc is not None:
+            self.rtc.power_lost()
+        self.clock.pass_world(seconds * 1000)
 
     def _firmware_check(self):
         return self.firmware_ok
@@ -381,4 +438,4 @@ class Rig:
                         self.buttons, self.storage, self.watchdog, pulse_mu=self.pulse_mu,
                         serial=self.serial, firmware_ok=self._firmware_check,
                         reset_cause=self.reset_cause, key=self.key, emulator=self.emulator,
-                        radio=self.radio)
+                        radio=self.radio, rtc=self.rtc)

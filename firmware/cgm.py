@@ -6,11 +6,15 @@ preallocated ring of (UTC minute, mg/dL). Allocation-free, like the rest of the 
 
 Readings: a value outside 39..401 is taken as LOW (39) or HIGH (401). A reading in the
 same UTC minute as the newest one replaces it (one reading per minute; pages of get_cgm
-are by minute). The ring lives in RAM: a reboot starts it empty.
+are by minute). Each reading is also appended to a log on flash (a History on region
+R_CGM: time = UTC minute, v1 = the pump's monotonic second, v2 = mg/dL), from which boot
+rebuilds the ring and the time of the newest reading, so signal loss is timed across
+reboots and outages (HIS-3).
 
-Trend: over the last 3 readings, if they span at most SIGNAL_LOSS_MIN minutes of the board
-clock (monotonic, never the wall clock): (newest - oldest) / time, in mg/dL/min x 10,
-NO_TREND otherwise. Predictions extrapolate the same straight line from the newest
+Trend: over the last 3 readings, if they span at most SIGNAL_LOSS_MIN minutes of the
+monotonic clock (never the wall clock): (newest - oldest) / time, in mg/dL/min x 10,
+NO_TREND otherwise. The trend window is RAM only: after a reboot the trend is unknown
+until 3 new readings came. Predictions extrapolate the same straight line from the newest
 reading; without a trend the prediction is the newest reading itself.
 
 Alerts, evaluated at each reading (condition alarms: raised when the condition holds at a
@@ -32,17 +36,20 @@ on and the user may start one (a bolus is a decision the user confirmed). At a r
 with line = glucose_low + 20 and predicted = the prediction 30 min ahead:
   danger  = (predicted <= line and the trend is not rising) or reading <= glucose_low
   suspend when danger, delivery is running (no stop), and no wait is pending;
-  resume by itself at the first reading without danger (predicted above the line, or
-  rising above the low limit);
+  resume by itself only with hysteresis (SNS-3), so sensor noise around the line cannot
+  make it chatter: reading >= glucose_low + SBL_RESUME_MARGIN and predicted >=
+  glucose_low + SBL_RESUME_AHEAD (rising, or already well above the low limit);
   a manual resume (the resume command) ends it and starts a 30-min wait without new
   suspensions; so does the SBL_MAX_MIN (2 h) limit; switching the setting off resumes.
 Each suspension and resumption is logged (H_SBL) and sent as an event (EV_SBL); the
-suspend_before_low alarm (low priority) is active while basal is suspended. The flag is
-RAM only: a reboot resumes basal (the boot record in history ends the suspension).
+suspend_before_low alarm (low priority) is active while basal is suspended. The flag, its
+start and the wait live in the pump's persistent state (S_SBL, S_SBL_S, S_SBL_WAIT_S, on
+the monotonic clock) and are saved when they change: a reboot keeps basal suspended.
 """
 
 from array import array
 
+from firmware.layout import S_MONO_S, S_SBL, S_SBL_S, S_SBL_WAIT_S
 from protocol.spec import (
     A_GLUCOSE_FALL,
     A_GLUCOSE_HIGH,
@@ -80,6 +87,8 @@ from protocol.spec import (
     SBL_MAX_MIN,
     SBL_PREDICTED,
     SBL_RECOVERED,
+    SBL_RESUME_AHEAD,
+    SBL_RESUME_MARGIN,
     SBL_WAIT_MIN,
     SET_GLUCOSE_ALERTS,
     SET_GLUCOSE_HIGH,
@@ -98,9 +107,11 @@ TREND_N = 3  # readings the trend and the predictions use
 
 
 class Cgm:
-    def __init__(self, pump, radio):
+    def __init__(self, pump, radio, log):
         self.pump = pump
+        self.st = pump.state
         self.radio = radio
+        self.log = log  # History of readings on flash
         self.minutes = array("i", [0] * CGM_READINGS)  # UTC minute of each reading
         self.values = array("h", [0] * CGM_READINGS)  # mg/dL
         self.head = 0  # next write
@@ -108,27 +119,41 @@ class Cgm:
         self.rt = array("i", [0] * TREND_N)  # board-clock second of the last readings
         self.rv = array("i", [0] * TREND_N)  # and their values, oldest first
         self.rn = 0
-        self.ms = 0  # ms towards the next second
-        self.now_s = 0  # seconds of board clock since boot (monotonic)
-        self.last_s = 0  # board-clock second of the newest reading
-        self.last = 0  # newest reading, mg/dL (0: none since boot)
+        self.last_s = 0  # monotonic second of the newest reading
+        self.last = 0  # newest reading, mg/dL (0: none)
         self.sensor = 0  # CGMF_WARMUP or CGMF_EXPIRED while the sensor says so
         self.trend = NO_TREND  # mg/dL/min x 10
         self.pred20 = 0
         self.pred30 = 0
-        self.sbl = 0  # 1: basal suspended before low
-        self.sbl_s = 0  # when it started
-        self.wait_s = -1  # no new suspension before this second (-1: no wait)
-        self.readings = 0  # readings received since boot
+        self.readings = 0  # readings held: since boot plus those restored from flash
+
+    @property
+    def sbl(self):
+        """1 while basal is suspended before a low."""
+        return self.st[S_SBL]
+
+    def restore(self):
+        """At boot: the readings of the log back into the ring, the newest reading's
+        value and monotonic second (signal-loss timing, HIS-3). Outside the tick."""
+        log = self.log
+        rec = bytearray(24)
+        first = log.next_seq - CGM_READINGS
+        if first < log.first_seq:
+            first = log.first_seq
+        for seq in range(first, log.next_seq):
+            if log.read(seq, rec):
+                r = log.decode(rec)
+                self._keep(r[1], r[5])
+                self.last = r[5]
+                self.last_s = r[4]
+                self.readings += 1
 
     # ---------------------------------------------------------------- the 1-Hz poll
     def tick(self, dt):
-        ms = self.ms + dt
-        secs = ms // 1000
-        self.ms = ms - secs * 1000
-        self.now_s += secs
-        if self.wait_s >= 0 and self.now_s >= self.wait_s:
-            self.wait_s = -1
+        st = self.st
+        now = st[S_MONO_S]
+        if st[S_SBL_WAIT_S] >= 0 and now >= st[S_SBL_WAIT_S]:
+            st[S_SBL_WAIT_S] = -1
         radio = self.radio
         if radio is not None:
             v = radio.read()
@@ -137,9 +162,9 @@ class Cgm:
             elif v == CGM_WARMUP or v == CGM_EXPIRED:
                 self._sensor_status(v)
         al = self.pump.alarms
-        age = self.now_s - self.last_s
+        age = now - self.last_s
         al.set(A_SIGNAL_LOSS, self.readings and not self.sensor and age >= LOSS_S, age // 60)
-        if self.sbl and self.now_s - self.sbl_s >= SBL_MAX_S:
+        if st[S_SBL] and now - st[S_SBL_S] >= SBL_MAX_S:
             self.resume(SBL_MAX)
 
     def _sensor_status(self, v):
@@ -165,22 +190,13 @@ class Cgm:
             v = CGM_HIGH
         pump = self.pump
         minute = pump.utc_seconds() // 60
+        now = self.st[S_MONO_S]
         self.readings += 1
-        # the ring (SNS-1): one reading per minute
-        newest = (self.head - 1) % CGM_READINGS
-        same = self.count and self.minutes[newest] == minute
-        if same:
-            self.values[newest] = v
-        else:
-            self.minutes[self.head] = minute
-            self.values[self.head] = v
-            self.head = (self.head + 1) % CGM_READINGS
-            if self.count < CGM_READINGS:
-                self.count += 1
-        # the trend window (board clock)
+        same = self._keep(minute, v)
+        self.log.append(minute, 1, 0, now, v, 0)
+        # the trend window (monotonic clock)
         rt = self.rt
         rv = self.rv
-        now = self.now_s
         if same and self.rn:
             rv[self.rn - 1] = v
             rt[self.rn - 1] = now
@@ -212,6 +228,20 @@ class Cgm:
         pump._event(EV_GLUCOSE, v, minute, self.trend)
         self._suspend_before_low(v, dv)
 
+    def _keep(self, minute, v):
+        """Put a reading in the ring (SNS-1): one per minute. True if it replaced the
+        newest (same minute)."""
+        newest = (self.head - 1) % CGM_READINGS
+        if self.count and self.minutes[newest] == minute:
+            self.values[newest] = v
+            return True
+        self.minutes[self.head] = minute
+        self.values[self.head] = v
+        self.head = (self.head + 1) % CGM_READINGS
+        if self.count < CGM_READINGS:
+            self.count += 1
+        return False
+
     def _alerts(self, v):
         pump = self.pump
         al = pump.alarms
@@ -235,14 +265,17 @@ class Cgm:
         pump = self.pump
         if not pump.setting(SET_SBL):
             return
+        st = self.st
         low = pump.setting(SET_GLUCOSE_LOW)
-        danger = (self.pred30 <= low + SBL_MARGIN and dv <= 0) or v <= low
-        if self.sbl:
-            if not danger:
+        if st[S_SBL]:
+            if v >= low + SBL_RESUME_MARGIN and self.pred30 >= low + SBL_RESUME_AHEAD:
                 self.resume(SBL_RECOVERED)
-        elif danger and not pump.stopped() and self.wait_s < 0:
-            self.sbl = 1
-            self.sbl_s = self.now_s
+            return
+        danger = (self.pred30 <= low + SBL_MARGIN and dv <= 0) or v <= low
+        if danger and not pump.stopped() and st[S_SBL_WAIT_S] < 0:
+            st[S_SBL] = 1
+            st[S_SBL_S] = st[S_MONO_S]
+            pump._commit(0, 0, 0)  # a reboot keeps basal suspended
             pump.alarms.raise_(A_SBL, v)
             pump._log(H_SBL, 1, SBL_PREDICTED, v, self.pred30)
             pump._event(EV_SBL, 1, SBL_PREDICTED, v)
@@ -250,24 +283,26 @@ class Cgm:
     def resume(self, reason):
         """End a suspension before low (SBL_* reason); manual and time-limit resumptions
         start the wait."""
-        if not self.sbl:
+        st = self.st
+        if not st[S_SBL]:
             return
-        self.sbl = 0
+        st[S_SBL] = 0
+        if reason == SBL_MANUAL or reason == SBL_MAX:
+            st[S_SBL_WAIT_S] = st[S_MONO_S] + WAIT_S
         pump = self.pump
+        pump._commit(0, 0, 0)
         pump.alarms.clear(A_SBL, self.last)
         pump._log(H_SBL, 0, reason, self.last, self.pred30)
         pump._event(EV_SBL, 0, reason, self.last)
-        if reason == SBL_MANUAL or reason == SBL_MAX:
-            self.wait_s = self.now_s + WAIT_S
 
     # ---------------------------------------------------------------- readers
     def flags(self):
         f = self.sensor
         if self.pump.alarms.active[A_SIGNAL_LOSS]:
             f |= CGMF_LOST
-        if self.sbl:
+        if self.st[S_SBL]:
             f |= CGMF_SBL
-        if self.wait_s >= 0:
+        if self.st[S_SBL_WAIT_S] >= 0:
             f |= CGMF_SBL_WAIT
         return f
 
@@ -275,7 +310,7 @@ class Cgm:
         """Minutes since the newest reading (0 if none)."""
         if not self.readings:
             return 0
-        m = (self.now_s - self.last_s) // 60
+        m = (self.st[S_MONO_S] - self.last_s) // 60
         return m if m < 65535 else 65535
 
     def reading(self, i):
@@ -284,6 +319,3 @@ class Cgm:
         at = (self.head - self.count + i) % CGM_READINGS
         return self.minutes[at], self.values[at]
 
-    def index(self, i):
-        """Ring index of the i-th reading held, oldest first."""
-        return (self.head - self.count + i) % CGM_READINGS

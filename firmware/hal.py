@@ -7,7 +7,14 @@ clock        ticks_ms() -> int in [0, 2**30); wraps like a Pico's ticks_ms().
 motor        step(n): push the plunger n pulses; position() -> pulses from home (the
              plunger position survives power loss: encoder or counted steps);
              rewind(): back to home (position 0); relieve(): back off line pressure
-             without changing position; self_test() -> bool.
+             without changing position; self_test() -> bool; fault() -> bool: the
+             driver signals a fault now (fault pin, stall detection). The firmware checks
+             fault() and the position around every move and counts only what moved
+             (ALM-7).
+rtc          (optional) real-time clock with a backup supply (THR-13): now() -> UTC
+             seconds since 2020-01-01, or -1 when it does not know the time (never set,
+             or its oscillator stopped: backup cell flat or removed); set(utc_s). Read at
+             boot (what time is it after a power loss?) and written when the time is set.
 pressure     read() -> line pressure in kPa (int).
 battery      percent() -> 0..100.
 annunciator  sound(priority, level): one annunciation (buzzer pattern) of an alarm;
@@ -43,7 +50,14 @@ R_HISTORY = 4
 R_TOTALS = 5
 R_LINK_A = 6  # link state (auth counter, recent command ids): two copies
 R_LINK_B = 7
-REGIONS = 8
+R_DOSES_A = 8  # insulin delivered per 5 min on the monotonic clock (IOB, dose windows)
+R_DOSES_B = 9
+R_CGM = 10  # the last 24 h of CGM readings (SNS-1, HIS-3)
+REGIONS = 11
+# Bytes per region, for boards with no constraint of their own (fakes, unix, pico, esp32):
+# settings A/B, state A/B, history (6144 records), daily totals (96 days), link A/B, dose
+# rings A/B, CGM readings (320 history-format records: 24 h of readings and spare).
+REGION_SIZES = (2048, 2048, 512, 512, 24 * 6144, 18 * 96, 256, 256, 2048, 2048, 24 * 320)
 
 BUTTON_ACK = 1
 
@@ -54,7 +68,7 @@ class Hardware:
     def __init__(self, clock, motor, pressure, battery, annunciator, buttons, storage,
                  watchdog, serial=None, radio=None, pulse_mu=50, occlusion_kpa=150,
                  firmware_ok=None, reset_cause=0, key=None, board=0, emulator=None,
-                 console=None):
+                 console=None, rtc=None):
         self.clock = clock
         self.motor = motor
         self.pressure = pressure
@@ -73,3 +87,4 @@ class Hardware:
         self.board = board  # board id reported by HELLO (protocol.spec BOARD_*)
         self.emulator = emulator  # emulator hook for ids 0x30-0x3F (SEC-3); None on boards
         self.console = console  # bench console port, or None
+        self.rtc = rtc  # real-time clock with backup, or None (THR-13)

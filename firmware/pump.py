@@ -14,8 +14,12 @@ from array import array
 from firmware.alarms import Alarms
 from firmware.cgm import Cgm
 from firmware.compat import const, ticks_diff
+from firmware.doses import BOLUS_N, BUCKET_S, Doses
 from firmware.hal import (
     BUTTON_ACK,
+    R_CGM,
+    R_DOSES_A,
+    R_DOSES_B,
     R_HISTORY,
     R_SETTINGS_A,
     R_SETTINGS_B,
@@ -23,12 +27,63 @@ from firmware.hal import (
     R_STATE_B,
     R_TOTALS,
 )
+from firmware.layout import (
+    S_BASAL_ACC,
+    S_BASAL_TODAY,
+    S_BATTERY,
+    S_BLOCKED_MU,
+    S_BOLUS_ACC,
+    S_BOLUS_ID,
+    S_BOLUS_KIND,
+    S_BOLUS_TODAY,
+    S_BOOTS,
+    S_BUCKET,
+    S_DAY,
+    S_EXT_ACC,
+    S_EXT_DONE,
+    S_EXT_DURATION,
+    S_EXT_ELAPSED,
+    S_EXT_REQ,
+    S_FILL,
+    S_INTERACTION_S,
+    S_LAST_CMD,
+    S_LAST_CODE,
+    S_LAST_DELIVERY_S,
+    S_LAST_DETAIL,
+    S_LOCAL_DAY,
+    S_LOCAL_MS,
+    S_MONO_S,
+    S_MOTOR_TEST_S,
+    S_NEXT_BOLUS_ID,
+    S_NOW_DONE,
+    S_NOW_REQ,
+    S_PLAN_BASAL,
+    S_PLAN_BOLUS,
+    S_PLAN_PRIME,
+    S_POS,
+    S_PRIME_TODAY,
+    S_REMINDER_S,
+    S_REWOUND,
+    S_SBL,
+    S_SBL_WAIT_S,
+    S_SET_AGE,
+    S_STOP,
+    S_TEMP_KIND,
+    S_TEMP_LEFT,
+    S_TEMP_VALUE,
+    S_TIME_LOST,
+    S_TIME_SET,
+    STATE_LEN,
+    STATE_LEN_1,
+)
 from firmware.store import History, Slots, Totals
 from protocol.spec import (
     A_AUTO_OFF,
     A_BATTERY_DEPLETED,
     A_BATTERY_LOW,
     A_BATTERY_VERY_LOW,
+    A_DOSE_LIMIT,
+    A_MOTOR_FAULT,
     A_NO_DELIVERY,
     A_OCCLUSION,
     A_RESERVOIR_EMPTY,
@@ -37,6 +92,7 @@ from protocol.spec import (
     A_SELFTEST,
     A_SET_CHANGE,
     A_SUSPEND_REMINDER,
+    A_TIME_UNSET,
     AUTO_OFF_MIN_HOURS,
     BOLUS_CANCELLED,
     BOLUS_COMPLETED,
@@ -99,6 +155,7 @@ from protocol.spec import (
     H_TEMP_END,
     H_TEMP_START,
     H_TIME_CHANGE,
+    H_TIME_LOST,
     MAX_RATE,
     MIN_BOLUS,
     OK,
@@ -141,6 +198,7 @@ from protocol.spec import (
     TEMP_END_CANCELLED,
     TEMP_END_EXPIRED,
     TEMP_END_SUSPENDED,
+    TEMP_END_TIME_LOST,
     TEMP_MAX_MIN,
     TEMP_MAX_PERCENT,
     TEMP_NONE,
@@ -164,51 +222,12 @@ HOUSEKEEPING_MS = const(1000)
 STORAGE_FAILURES_MAX = const(3)  # consecutive failed state saves before the safe state
 SET_AGE_REMIND_S = const(3 * 86400)
 SET_AGE_REPEAT_S = const(12 * 3600)
-BUCKET_MS = const(300000)  # bolus insulin is kept in 5-min buckets for IOB and the 1-h limit
-BUCKETS = const(96)  # 8 h, the longest insulin action
 IOB_PEAK_MIN = const(75)
+CHECKPOINT_S = const(60)  # longest time between two state saves: timers and the clock
+RTC_SLACK_S = const(120)  # an RTC this far behind the pump's last known time is still trusted
+MAX_OUTAGE_S = const(400 * 86400)  # a longer gap by the RTC is taken as a broken RTC
+MOTOR_TEST_S = const(3600)  # periodic motor self-test (ALM-7)
 EPOCH_WEEKDAY = const(2)  # 2020-01-01 was a Wednesday (Monday = 0)
-
-# Persistent state: one int array, saved in two copies (HIS-2). Index names:
-S_GEN = const(0)
-S_POS = const(1)  # motor position when saved, before the planned movement
-S_PLAN_BASAL = const(2)  # pulses about to move when saved, in this order: basal,
-S_PLAN_BOLUS = const(3)  # bolus (immediate part first),
-S_PLAN_PRIME = const(4)  # prime
-S_DAY = const(5)  # local day of the running daily totals
-S_BASAL_TODAY = const(6)
-S_BOLUS_TODAY = const(7)
-S_PRIME_TODAY = const(8)
-S_BOLUS_ID = const(9)  # 0 = no bolus
-S_BOLUS_KIND = const(10)
-S_NOW_REQ = const(11)  # pulses
-S_EXT_REQ = const(12)
-S_NOW_DONE = const(13)
-S_EXT_DONE = const(14)
-S_EXT_DURATION = const(15)  # ms
-S_EXT_ELAPSED = const(16)
-S_TEMP_KIND = const(17)
-S_TEMP_VALUE = const(18)
-S_TEMP_LEFT = const(19)  # ms
-S_STOP = const(20)
-S_LOCAL_DAY = const(21)
-S_LOCAL_MS = const(22)
-S_FILL = const(23)  # reservoir volume in pulses at fill; remaining = fill - position
-S_REWOUND = const(24)
-S_SET_AGE = const(25)  # s since the cannula was filled
-S_NEXT_BOLUS_ID = const(26)
-S_BOOTS = const(27)
-S_BATTERY = const(28)
-S_BASAL_ACC = const(29)
-S_BOLUS_ACC = const(30)
-S_EXT_ACC = const(31)
-S_TIME_SET = const(32)
-# The last state-changing command from the link (LNK-3): saved by the command's own state
-# save, so its id is persisted atomically with its effect. cmd id as signed 32-bit.
-S_LAST_CMD = const(33)
-S_LAST_CODE = const(34)
-S_LAST_DETAIL = const(35)
-STATE_LEN = const(36)
 
 # Settings: one int array, two copies. Layout:
 V_SETTINGS = const(1)  # SETTINGS_COUNT values from here
@@ -257,17 +276,16 @@ class Pump:
         self.occlusion_kpa = hw.occlusion_kpa
         self.state = array("i", [0] * STATE_LEN)
         self.settings = array("i", [0] * SETTINGS_LEN)
-        self.state_slots = Slots(hw.storage, R_STATE_A, R_STATE_B, self.state)
+        self.state_slots = Slots(hw.storage, R_STATE_A, R_STATE_B, self.state, (STATE_LEN_1,))
         self.settings_slots = Slots(hw.storage, R_SETTINGS_A, R_SETTINGS_B, self.settings,
                                     (SETTINGS_LEN_1,))
         self.history = History(hw.storage, R_HISTORY)
         self.totals = Totals(hw.storage, R_TOTALS)
+        self.doses = Doses(hw.storage, R_DOSES_A, R_DOSES_B, self.state, S_BUCKET)
+        self.rtc = getattr(hw, "rtc", None)
         self.alarms = Alarms(hw.annunciator, self._log_alarm)
-        self.cgm = Cgm(self, getattr(hw, "radio", None))
+        self.cgm = Cgm(self, getattr(hw, "radio", None), History(hw.storage, R_CGM))
         self.calc_out = array("i", [0] * 10)  # the last calculate(): see calculate()
-        self.buckets = array("i", [0] * BUCKETS)
-        self.bucket_pos = 0
-        self.bucket_ms = 0
         self.events = array("i", [0] * 64)  # 16 events of (kind, a, b, c) for the host
         self.ev_head = 0
         self.ev_count = 0
@@ -275,12 +293,10 @@ class Pump:
         self.detail = 0
         self.selftest_bits = 0
         self.last_ticks = 0
-        self.no_delivery_ms = 0
-        self.suspended_ms = 0
-        self.idle_ms = 0
+        self.mono_ms = 0  # ms towards the next monotonic second
+        self.saved_s = 0  # S_MONO_S at the last state save (checkpoints)
         self.auto_off_grace = 0
         self.set_remind_s = SET_AGE_REMIND_S
-        self.blocked_mu = 0
         self.set_ms = 0  # ms towards the next second of infusion-set age
         self.basal_rate_now = 0
         # planned pulses of the running tick, and those a failed save left owed
@@ -317,9 +333,18 @@ class Pump:
                 st[i] = 0
             st[S_STOP] = STOP_USER  # a new pump waits, suspended, for fill and resume
             st[S_NEXT_BOLUS_ID] = 1
+            st[S_SBL_WAIT_S] = -1
             if not blank:
                 bits |= ST_STORAGE
-        self.history.scan()
+        elif self.state_slots.loaded_n == STATE_LEN_1:
+            st[S_SBL_WAIT_S] = -1  # an older layout: the safety state starts here
+        feed = hw.watchdog.feed
+        self.history.scan(feed)
+        self.cgm.log.scan(feed)
+        dvalid, dblank = self.doses.load()
+        if not dvalid and not dblank:
+            bits |= ST_STORAGE  # the dose windows are unknown: never guess them low
+        self.doses.adopt()
         self._recover_movement()
         if hw.firmware_ok is not None and not hw.firmware_ok():
             bits |= ST_FIRMWARE
@@ -331,7 +356,12 @@ class Pump:
             bits |= ST_BUZZER
         self.selftest_bits = bits
         st[S_BOOTS] += 1
+        lost = self._restore_time(valid)
         self._log(H_BOOT, hw.reset_cause, bits, st[S_BOOTS], 0)
+        if lost >= 0:
+            self._log(H_TIME_LOST, 0, self.utc_seconds(), lost, 0)
+        if st[S_TIME_LOST]:
+            self.alarms.raise_(A_TIME_UNSET, 0)
         self._recover_bolus()
         if bits:
             self._stop(STOP_SELFTEST)
@@ -345,10 +375,64 @@ class Pump:
         if valid and level >= st[S_BATTERY] + BAT_CHANGE_JUMP:
             self._log(H_BATTERY_CHANGE, 0, st[S_BATTERY], level, 0)
         st[S_BATTERY] = level
-        self._rebuild_buckets()
+        self.doses.roll(st[S_MONO_S])
+        self.cgm.restore()
         self._commit(0, 0, 0)
         self.last_ticks = self.clock.ticks_ms()
         return bits
+
+    def _restore_time(self, valid):
+        """What time is it after a reboot (THR-13)? The real-time clock says, if it is
+        trustworthy: the gap since the last state save then passes on every clock (an
+        outage counts as time without insulin, and ages IOB and the dose windows). Without
+        it the time is lost: status says unset, the pump says so (A_TIME_UNSET) and runs
+        the time-unknown basal (docs/time-model.md). Returns the RTC reading that was not
+        trusted (-1: none) when the time was lost now, else -2."""
+        st = self.state
+        if not valid or not (st[S_TIME_SET] or st[S_TIME_LOST]):
+            return -2  # a new pump, or one whose time was never set: nothing to lose
+        last = self.utc_seconds()
+        head = self.history.head_time
+        if head > last:
+            last = head  # records written after the last state save
+        rtc = self.rtc
+        now = rtc.now() if rtc is not None else -1
+        if st[S_TIME_SET] and now >= 0 and last - RTC_SLACK_S <= now <= last + MAX_OUTAGE_S:
+            self._pass(now - last if now > last else 0, last)
+            return -2
+        if st[S_TIME_LOST]:
+            self._pass(0, last)
+            return -2  # lost at an earlier boot and not set since: already recorded
+        st[S_TIME_SET] = 0
+        st[S_TIME_LOST] = 1
+        self._pass(0, last)
+        # At most CHECKPOINT_S of powered time went unsaved; the outage itself is unknown
+        # until the time is set again (set_time adds it then).
+        st[S_LAST_DELIVERY_S] -= CHECKPOINT_S
+        if st[S_TEMP_KIND]:
+            self._end_temp(TEMP_END_TIME_LOST)  # its progress is unknown: never extend it
+        return now
+
+    def _pass(self, gap_s, last):
+        """Put the clocks `gap_s` seconds after `last` (UTC seconds): the wall clock, the
+        monotonic clock and what runs on it (temp basal, infusion-set age)."""
+        st = self.state
+        local = last + gap_s + self.setting(SET_UTC_OFFSET) * 60
+        day = local // 86400
+        if day != st[S_DAY]:
+            self._close_day(day)
+        st[S_LOCAL_DAY] = day
+        st[S_LOCAL_MS] = (local % 86400) * 1000
+        if not gap_s:
+            return
+        st[S_MONO_S] += gap_s
+        if st[S_SET_AGE] < CAP_MS:
+            st[S_SET_AGE] += gap_s
+        if st[S_TEMP_KIND]:
+            if gap_s >= st[S_TEMP_LEFT] // 1000:
+                self._end_temp(TEMP_END_EXPIRED)
+            else:
+                st[S_TEMP_LEFT] -= gap_s * 1000
 
     def _recover_movement(self):
         """Attribute pulses the motor made after the last save (power cut mid-tick)."""
@@ -363,14 +447,11 @@ class Pump:
         moved -= basal
         bolus = moved if moved < st[S_PLAN_BOLUS] else st[S_PLAN_BOLUS]
         prime = moved - bolus
-        st[S_BASAL_TODAY] += basal * self.pulse
-        st[S_BOLUS_TODAY] += bolus * self.pulse
-        st[S_PRIME_TODAY] += prime * self.pulse
         now = st[S_NOW_REQ] - st[S_NOW_DONE]
         if bolus < now:
             now = bolus
-        st[S_NOW_DONE] += now
-        st[S_EXT_DONE] += bolus - now
+        self._count(basal, now, bolus - now)
+        st[S_PRIME_TODAY] += prime * self.pulse
 
     def _recover_bolus(self):
         """A bolus cut off by power loss is recorded as interrupted, never resumed."""
@@ -413,22 +494,6 @@ class Pump:
             self._log(H_BOLUS_END, BOLUS_INTERRUPTED, bolus_id, 0, start[5] + start[6])
             self._event(EV_BOLUS_END, bolus_id, 0, BOLUS_INTERRUPTED)
 
-    def _rebuild_buckets(self):
-        """Bolus insulin of the last 8 h from history, for IOB and the 1-h limit."""
-        rec = bytearray(24)
-        h = self.history
-        now = self.utc_seconds()
-        seq = h.next_seq - 1
-        while seq >= h.first_seq:
-            if h.read(seq, rec):
-                r = h.decode(rec)
-                age_ms = (now - r[1]) * 1000
-                if age_ms >= BUCKETS * BUCKET_MS:
-                    break
-                if r[2] == H_BOLUS_END and age_ms >= 0:
-                    self.buckets[(BUCKETS - age_ms // BUCKET_MS) % BUCKETS] += r[5]
-            seq -= 1
-
     def _default_settings(self):
         v = self.settings
         for i in range(SETTINGS_LEN):
@@ -459,6 +524,7 @@ class Pump:
             st[S_LAST_CODE] = OK
             st[S_LAST_DETAIL] = self.detail
         if self.state_slots.save():
+            self.saved_s = st[S_MONO_S]
             if cmd:
                 self.cmd_saved = True
             return True
@@ -541,6 +607,7 @@ class Pump:
             return self._refuse(E_OUT_OF_RANGE, 0)
         st = self.state
         old_local = st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000
+        old_utc = self.utc_seconds()
         old_offset = self.setting(SET_UTC_OFFSET)
         if offset_min != old_offset:
             self.settings[V_SETTINGS + SET_UTC_OFFSET] = offset_min
@@ -550,30 +617,35 @@ class Pump:
         day = local // 86400
         if day != st[S_DAY]:
             self._close_day(day)
-            self._load_day(day)
         st[S_LOCAL_DAY] = day
         st[S_LOCAL_MS] = (local % 86400) * 1000
         st[S_TIME_SET] = 1
-        self._log(H_TIME_CHANGE, 0, old_local, local, offset_min)
+        after_loss = st[S_TIME_LOST]
+        if after_loss:
+            # The outage the pump could not measure, as far as the new time tells: it
+            # counts as time without insulin (never as insulin action: IOB stays).
+            if utc_s > old_utc:
+                st[S_LAST_DELIVERY_S] -= utc_s - old_utc
+            st[S_TIME_LOST] = 0
+            self.alarms.clear(A_TIME_UNSET, 0)
+        if self.rtc is not None:
+            self.rtc.set(utc_s)
+        self._log(H_TIME_CHANGE, after_loss, old_local, local, offset_min)
         self._commit(0, 0, 0)
         return OK
 
     def _close_day(self, new_day):
-        """Store the running day's totals and continue with `new_day`'s (THR-10)."""
+        """Store the running day's totals and continue with `new_day`'s (THR-10). A day
+        already recorded (the clock was set back, a time zone westward) continues from
+        its stored totals: a day's total is merged, never overwritten (HIS-3)."""
         st = self.state
         self.totals.save(st[S_DAY], st[S_BASAL_TODAY], st[S_BOLUS_TODAY], st[S_PRIME_TODAY])
         self._log(H_DAY_TOTAL, 0, st[S_DAY], st[S_BASAL_TODAY], st[S_BOLUS_TODAY])
         st[S_DAY] = new_day
-        st[S_BASAL_TODAY] = 0
-        st[S_BOLUS_TODAY] = 0
-        st[S_PRIME_TODAY] = 0
-
-    def _load_day(self, day):
-        """After a clock change onto a day already recorded, continue its totals."""
-        got = self.totals.load(day)
-        if got is not None:
-            st = self.state
-            st[S_BASAL_TODAY], st[S_BOLUS_TODAY], st[S_PRIME_TODAY] = got
+        if not self.totals.load_into(new_day, st, S_BASAL_TODAY):
+            st[S_BASAL_TODAY] = 0
+            st[S_BOLUS_TODAY] = 0
+            st[S_PRIME_TODAY] = 0
 
     def day_totals(self, day):
         """(basal mU, bolus mU, prime mU) of a local day, or None if not recorded."""
@@ -746,16 +818,26 @@ class Pump:
         return [self.settings[V_SCHEDULE + i] for i in range(7)]
 
     def profile_rate(self):
-        """Rate of the profile scheduled for the current local time, mU/h."""
+        """Rate of the profile scheduled for the current local time, mU/h. While the time
+        is not set (never, or lost at a power loss) the schedule cannot be followed: the
+        24-h mean of the profile of the last known weekday, so a wrong time of day can
+        neither give a night's rate in the morning nor the reverse (THR-13,
+        docs/time-model.md)."""
         st = self.state
-        p = self.settings[V_SCHEDULE + (st[S_LOCAL_DAY] + EPOCH_WEEKDAY) % 7]
-        return self.settings[V_RATES + p * SLOTS + st[S_LOCAL_MS] // SLOT_MS]
+        v = self.settings
+        p = v[V_SCHEDULE + (st[S_LOCAL_DAY] + EPOCH_WEEKDAY) % 7]
+        if not st[S_TIME_SET]:
+            total = 0
+            for s in range(SLOTS):
+                total += v[V_RATES + p * SLOTS + s]
+            return total // SLOTS
+        return v[V_RATES + p * SLOTS + st[S_LOCAL_MS] // SLOT_MS]
 
     def basal_rate(self):
         """Basal rate being delivered now, mU/h (0 while stopped or suspended before a
         low, SNS-3)."""
         st = self.state
-        if st[S_STOP] or self.cgm.sbl:
+        if st[S_STOP] or st[S_SBL]:
             return 0
         kind = st[S_TEMP_KIND]
         if kind == TEMP_ABSOLUTE:
@@ -835,7 +917,7 @@ class Pump:
         if self.bolus_last_hour() + total > self.setting(SET_MAX_BOLUS_1H):
             return self._refuse(E_OVER_LIMIT, SET_MAX_BOLUS_1H)
         st = self.state
-        if st[S_BASAL_TODAY] + st[S_BOLUS_TODAY] + total > self.setting(SET_MAX_TDD):
+        if self.dose_last_day() + total > self.setting(SET_MAX_TDD):
             return self._refuse(E_OVER_LIMIT, SET_MAX_TDD)
         code = self._refuse_if_stopped()
         if code:
@@ -865,12 +947,17 @@ class Pump:
         return OK
 
     def cancel_bolus(self):
+        """Stop the running bolus. It stops whatever happens; E_STORAGE (detail: the bolus
+        id) says the state save failed: a reboot then finds it interrupted, never resumes
+        it (HIS-2)."""
         self.interaction()
-        if not self.state[S_BOLUS_ID]:
+        bolus_id = self.state[S_BOLUS_ID]
+        if not bolus_id:
             return self._refuse(E_NO_BOLUS, 0)
-        self.detail = self.state[S_BOLUS_ID]
+        self.detail = bolus_id
         self._end_bolus(BOLUS_CANCELLED)
-        self._commit(0, 0, 0)
+        if not self._commit(0, 0, 0):
+            return self._refuse(E_STORAGE, bolus_id)
         return OK
 
     def bolus_progress(self):
@@ -892,6 +979,8 @@ class Pump:
 
     def _clear_bolus(self):
         st = self.state
+        self.owed_now = 0  # pulses a failed save left owed never follow the bolus's end
+        self.owed_ext = 0
         st[S_BOLUS_ID] = 0
         st[S_BOLUS_KIND] = BOLUS_NONE
         st[S_NOW_REQ] = 0
@@ -903,25 +992,31 @@ class Pump:
         st[S_BOLUS_ACC] = 0
         st[S_EXT_ACC] = 0
 
-    def bolus_last_hour(self):
-        """Bolus insulin delivered in the last 60 min plus what the running bolus still owes."""
-        total = 0
-        # the current (partial) bucket and 12 whole ones: at least the last 60 min, never less
-        for k in range(13):
-            total += self.buckets[(self.bucket_pos - k) % BUCKETS]
+    def _bolus_owed(self):
+        """mU the running bolus has still to deliver."""
         st = self.state
-        owed = st[S_NOW_REQ] + st[S_EXT_REQ] - st[S_NOW_DONE] - st[S_EXT_DONE]
-        return total + owed * self.pulse
+        return (st[S_NOW_REQ] + st[S_EXT_REQ] - st[S_NOW_DONE] - st[S_EXT_DONE]) * self.pulse
+
+    def bolus_last_hour(self):
+        """Bolus insulin delivered in the last 60 min (monotonic clock: no clock change or
+        reboot moves it) plus what the running bolus still owes."""
+        return self.doses.bolus_hour() + self._bolus_owed()
+
+    def dose_last_day(self):
+        """Insulin (basal and bolus) delivered in the last 24 h on the monotonic clock
+        plus what the running bolus still owes (THR-6: a rolling window)."""
+        return self.doses.total_day() + self._bolus_owed()
 
     def iob(self):
-        """Bolus insulin on board, mU (THR-9)."""
+        """Bolus insulin on board, mU (THR-9), from the monotonic dose ring."""
         dia = self.setting(SET_DIA)
+        into_s = self.state[S_MONO_S] % BUCKET_S
         total = 0
-        for k in range(BUCKETS):
-            amount = self.buckets[(self.bucket_pos - k) % BUCKETS]
+        for k in range(BOLUS_N):
+            amount = self.doses.bolus_at(k)
             if amount:
                 # the youngest age in the bucket: IOB errs high, never low (no stacking)
-                age = ((k - 1) * BUCKET_MS + self.bucket_ms) // MIN_MS if k else 0
+                age = ((k - 1) * BUCKET_S + into_s) // 60 if k else 0
                 total += amount * iob_permille(age, dia) // 1000
         return total
 
@@ -1056,10 +1151,13 @@ class Pump:
 
     # ------------------------------------------------------------------- suspend (THR-5)
     def suspend(self):
+        """Stop delivery. It stops whatever happens; E_STORAGE says the state save failed
+        (the pump then goes to the safe state after STORAGE_FAILURES_MAX failures)."""
         self.interaction()
         if self.state[S_STOP]:
             return self._refuse(E_SUSPENDED, self.state[S_STOP])
-        self._stop(STOP_USER)
+        if not self._stop(STOP_USER):
+            return self._refuse(E_STORAGE, 0)
         return OK
 
     def stopped(self):
@@ -1086,8 +1184,8 @@ class Pump:
             return self._refuse(E_BATTERY_DEPLETED, 0)
         self.cgm.resume(SBL_MANUAL)
         st[S_STOP] = STOP_NONE
-        self.suspended_ms = 0
-        self.blocked_mu = 0
+        st[S_REMINDER_S] = st[S_MONO_S]
+        st[S_BLOCKED_MU] = 0
         self.alarms.clear(A_OCCLUSION, 0)
         self.alarms.clear(A_AUTO_OFF, 0)
         self.alarms.clear(A_SUSPEND_REMINDER, 0)
@@ -1097,22 +1195,24 @@ class Pump:
         return OK
 
     def _stop(self, reason):
-        """Stop all delivery: a running bolus ends interrupted, a temp basal ends."""
+        """Stop all delivery: a running bolus ends interrupted, a temp basal ends. Returns
+        whether the stop was saved (it holds in RAM either way)."""
         st = self.state
         if st[S_STOP] == reason:
-            return
+            return True
         if st[S_BOLUS_ID]:
             self._end_bolus(BOLUS_INTERRUPTED)
         if st[S_TEMP_KIND]:
             self._end_temp(TEMP_END_SUSPENDED)
         st[S_STOP] = reason
-        self.suspended_ms = 0
+        st[S_REMINDER_S] = st[S_MONO_S]
         self.owed_basal = 0  # nothing owed is delivered after a stop (no surprise insulin)
         self.owed_now = 0
         self.owed_ext = 0
-        self._commit(0, 0, 0)  # state first: after a cut the pump stays stopped
+        saved = self._commit(0, 0, 0)  # state first: after a cut the pump stays stopped
         self._log(H_SUSPEND, reason, 0, 0, 0)
         self._event(EV_STATE, reason, 0, 0)
+        return saved
 
     def _refuse_if_stopped(self):
         stop = self.state[S_STOP]
@@ -1194,8 +1294,12 @@ class Pump:
         if n > self.reservoir_pulses():
             return self._refuse(E_RESERVOIR_EMPTY, self.reservoir_mu())
         self._commit(0, 0, n)
-        self.motor.step(n)
-        st[S_PRIME_TODAY] += amount_mu
+        moved = self._step(n)
+        st[S_PRIME_TODAY] += moved * self.pulse
+        if moved < n or self.motor.fault():
+            self._motor_fault(n - moved)
+            self._log(H_PRIME, kind, moved * self.pulse, 0, 0)
+            return self._refuse(E_SAFE_STATE, self.selftest_bits)
         if kind == PRIME_CANNULA:
             st[S_SET_AGE] = 0
             self.set_remind_s = SET_AGE_REMIND_S
@@ -1214,7 +1318,7 @@ class Pump:
 
     def interaction(self):
         """Any command or button press: restarts the auto-off timer (ALM-4)."""
-        self.idle_ms = 0
+        self.state[S_INTERACTION_S] = self.state[S_MONO_S]
         if self.alarms.active[A_AUTO_OFF]:
             self.alarms.clear(A_AUTO_OFF, 0)
 
@@ -1226,6 +1330,14 @@ class Pump:
         if dt <= 0:
             return
         self.last_ticks = now
+        st = self.state
+        ms = self.mono_ms + dt
+        if ms >= 1000:
+            secs = ms // 1000
+            st[S_MONO_S] += secs
+            ms -= secs * 1000
+        self.mono_ms = ms
+        self.doses.roll(st[S_MONO_S])
         if self.buttons.pressed() & BUTTON_ACK:
             self.alarms.ack_top()
             self.interaction()
@@ -1299,11 +1411,6 @@ class Pump:
             st[S_TEMP_LEFT] -= step
             if st[S_TEMP_LEFT] <= 0:
                 self._end_temp(TEMP_END_EXPIRED)
-        self.bucket_ms += step
-        if self.bucket_ms >= BUCKET_MS:
-            self.bucket_ms -= BUCKET_MS
-            self.bucket_pos = (self.bucket_pos + 1) % BUCKETS
-            self.buckets[self.bucket_pos] = 0
 
     def _advance_bolus(self, step):
         st = self.state
@@ -1327,7 +1434,9 @@ class Pump:
     def _deliver(self):
         """Save the plan, move the motor, then count what moved (HIS-2, THR-7, ALM-3)."""
         st = self.state
-        basal = self.plan_basal
+        if st[S_STOP]:
+            return  # a stopped pump never moves, whatever its callers planned
+        basal = 0 if st[S_SBL] else self.plan_basal
         now = self.plan_now
         ext = self.plan_ext
         room = self.reservoir_pulses()
@@ -1354,31 +1463,60 @@ class Pump:
             return
         self.storage_failures = 0
         if total:
-            self.motor.step(total)
+            moved = self._step(total)
+            b = basal if basal < moved else moved
+            n = now if now < moved - b else moved - b
+            self._count(b, n, moved - b - n)
+            if moved < total or self.motor.fault():
+                self._motor_fault(total - moved)
+                return
             p = self.pulse
-            st[S_BASAL_TODAY] += basal * p
-            st[S_BOLUS_TODAY] += (now + ext) * p
-            st[S_NOW_DONE] += now
-            st[S_EXT_DONE] += ext
-            self.buckets[self.bucket_pos] += (now + ext) * p
-            self.no_delivery_ms = 0
             if now + ext:
                 self._event(EV_BOLUS, st[S_BOLUS_ID], (st[S_NOW_DONE] + st[S_EXT_DONE]) * p,
                             (st[S_NOW_REQ] + st[S_EXT_REQ]) * p)
             if self.pressure.read() >= self.occlusion_kpa:
-                self.blocked_mu += total * p
+                st[S_BLOCKED_MU] += total * p
             else:
-                self.blocked_mu = 0
+                st[S_BLOCKED_MU] = 0
         if st[S_BOLUS_ID] and st[S_NOW_DONE] >= st[S_NOW_REQ] and st[S_EXT_DONE] >= st[S_EXT_REQ]:
             self._end_bolus(BOLUS_COMPLETED)
             self._commit(0, 0, 0)
-        if self.blocked_mu >= OCCLUSION_MU:
-            self.alarms.raise_(A_OCCLUSION, self.blocked_mu)
+        if st[S_BLOCKED_MU] >= OCCLUSION_MU:
+            self.alarms.raise_(A_OCCLUSION, st[S_BLOCKED_MU])
             self.motor.relieve()
-            self.blocked_mu = 0
+            st[S_BLOCKED_MU] = 0
             self._stop(STOP_OCCLUSION)  # no make-up delivery of what did not flow
         elif self.reservoir_pulses() == 0:
             self._stop(STOP_RESERVOIR)
+
+    def _step(self, n):
+        """Move the plunger n pulses; the pulses that really moved, by its position."""
+        motor = self.motor
+        before = motor.position()
+        motor.step(n)
+        moved = motor.position() - before
+        if moved < 0:
+            return 0
+        return moved if moved < n else n
+
+    def _count(self, basal, now, ext):
+        """Count pulses that moved: daily totals, bolus progress, dose windows (HIS-2)."""
+        st = self.state
+        p = self.pulse
+        bolus = (now + ext) * p
+        st[S_BASAL_TODAY] += basal * p
+        st[S_BOLUS_TODAY] += bolus
+        st[S_NOW_DONE] += now
+        st[S_EXT_DONE] += ext
+        if basal + now + ext:
+            self.doses.add(bolus, basal * p + bolus)
+            st[S_LAST_DELIVERY_S] = st[S_MONO_S]
+
+    def _motor_fault(self, missing):
+        """The driver signals a fault or a move did not complete (ALM-7): safe state."""
+        self.selftest_bits |= ST_MOTOR
+        self.alarms.raise_(A_MOTOR_FAULT, missing)
+        self._stop(STOP_SELFTEST)
 
     def _check_battery(self):
         st = self.state
@@ -1398,8 +1536,11 @@ class Pump:
             self._stop(STOP_BATTERY)
 
     def _timers(self, dt):
+        """1-Hz housekeeping. Every timer runs on the monotonic clock (S_MONO_S), so a
+        reboot or an outage never restarts one (HIS-3)."""
         st = self.state
         al = self.alarms
+        mono = st[S_MONO_S]
         # reservoir (RES-1)
         left = self.reservoir_pulses() * self.pulse
         filled = not st[S_REWOUND]
@@ -1407,30 +1548,35 @@ class Pump:
         al.set(A_RESERVOIR_VERY_LOW, filled and 0 < left <= RES_VERY_LOW_MU, left)
         al.set(A_RESERVOIR_EMPTY, filled and left == 0, 0)
         # no delivery for too long (THR-5)
-        if self.no_delivery_ms < CAP_MS:
-            self.no_delivery_ms += dt
-        al.set(A_NO_DELIVERY, self.no_delivery_ms >= self.setting(SET_NO_DELIVERY) * MIN_MS,
-               self.no_delivery_ms // MIN_MS)
+        gap = mono - st[S_LAST_DELIVERY_S]
+        al.set(A_NO_DELIVERY, gap >= self.setting(SET_NO_DELIVERY) * 60, gap // 60)
         # suspend reminder (THR-5): re-raised every period while stopped
-        if st[S_STOP]:
-            self.suspended_ms += dt
-            if self.suspended_ms >= self.setting(SET_SUSPEND_REMINDER) * MIN_MS:
-                self.suspended_ms = 0
-                al.clear(A_SUSPEND_REMINDER, 0)
-                al.raise_(A_SUSPEND_REMINDER, st[S_STOP])
+        if st[S_STOP] and mono - st[S_REMINDER_S] >= self.setting(SET_SUSPEND_REMINDER) * 60:
+            st[S_REMINDER_S] = mono
+            al.clear(A_SUSPEND_REMINDER, 0)
+            al.raise_(A_SUSPEND_REMINDER, st[S_STOP])
         # auto-off (ALM-4)
         hours = self.setting(SET_AUTO_OFF)
         if hours:
-            if self.idle_ms < CAP_MS:
-                self.idle_ms += dt
             if not al.active[A_AUTO_OFF]:
-                if self.idle_ms >= hours * HOUR_MS:
+                if mono - st[S_INTERACTION_S] >= hours * 3600:
                     al.raise_(A_AUTO_OFF, hours)
                     self.auto_off_grace = AUTO_OFF_GRACE_MS
             elif self.auto_off_grace > 0:
                 self.auto_off_grace -= dt
                 if self.auto_off_grace <= 0 and not st[S_STOP]:
                     self._stop(STOP_AUTO_OFF)
+        # the rolling 24-h dose (THR-6): basal goes on, boluses are refused
+        day = self.doses.total_day()
+        al.set(A_DOSE_LIMIT, day >= self.setting(SET_MAX_TDD), day)
+        # motor: the driver's fault signal, and a self-test every hour (ALM-7)
+        if not self.selftest_bits & ST_MOTOR:
+            fault = self.motor.fault()
+            if not fault and mono - st[S_MOTOR_TEST_S] >= MOTOR_TEST_S:
+                st[S_MOTOR_TEST_S] = mono
+                fault = not self.motor.self_test()
+            if fault:
+                self._motor_fault(0)
         # infusion set age (THR-12)
         self.set_ms += dt
         if self.set_ms >= 1000:
@@ -1442,6 +1588,9 @@ class Pump:
                 self.set_remind_s = st[S_SET_AGE] + SET_AGE_REPEAT_S
                 al.clear(A_SET_CHANGE, 0)
                 al.raise_(A_SET_CHANGE, st[S_SET_AGE] // 3600)
+        # checkpoint: the clocks and timers reach flash at least once a minute
+        if mono - self.saved_s >= CHECKPOINT_S:
+            self._commit(0, 0, 0)
 
     # ------------------------------------------------------------------- status
     def status(self):

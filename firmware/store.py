@@ -11,6 +11,7 @@ from firmware.crc import crc16
 REC_FMT = "<IIBBiiiH"  # seq, time, kind, arg, v1, v2, v3, crc
 REC_SIZE = 24
 _REC_CRC_AT = 22
+SCAN_FEED = 256  # records read between two watchdog feeds during the boot scan
 
 
 class History:
@@ -27,18 +28,23 @@ class History:
         self.rec = bytearray(REC_SIZE)
         self.next_seq = 1
         self.first_seq = 1  # oldest sequence number still stored
+        self.head_time = 0  # time of the newest record (0: none)
         self.write_errors = 0
 
     def _valid(self, rec):
         return crc16(rec, 0, _REC_CRC_AT) == (rec[22] | (rec[23] << 8))
 
-    def scan(self):
-        """Find the head after boot. Returns the number of valid records."""
+    def scan(self, feed=None):
+        """Find the head after boot. Returns the number of valid records. `feed` (the
+        watchdog's) is called every SCAN_FEED records: a full region takes seconds on a
+        board, longer than a watchdog period (ALM-5)."""
         rec = self.rec
         best = 0
         lowest = 0
         valid = 0
         for i in range(self.capacity):
+            if feed is not None and not i % SCAN_FEED:
+                feed()
             self.storage.read(self.region, i * REC_SIZE, rec)
             if not self._valid(rec):
                 continue
@@ -46,6 +52,7 @@ class History:
             seq = rec[0] | (rec[1] << 8) | (rec[2] << 16) | (rec[3] << 24)
             if seq > best:
                 best = seq
+                self.head_time = rec[4] | (rec[5] << 8) | (rec[6] << 16) | (rec[7] << 24)
             if lowest == 0 or seq < lowest:
                 lowest = seq
         self.next_seq = best + 1
@@ -67,6 +74,7 @@ class History:
             self.write_errors += 1
             return 0
         self.next_seq = seq + 1
+        self.head_time = time_s
         if seq - self.first_seq >= self.capacity:
             self.first_seq = seq - self.capacity + 1
         return seq
@@ -175,6 +183,13 @@ TOT_SIZE = 18
 TOTAL_DAYS = 96  # >= 90 days of daily totals (THR-10)
 
 
+def _i32(buf, at):
+    """Signed little-endian 32-bit value at buf[at] (no tuple: allocation-free for the
+    small values stored here)."""
+    v = buf[at] | (buf[at + 1] << 8) | (buf[at + 2] << 16) | ((buf[at + 3] & 0x7F) << 24)
+    return v - (1 << 31) if buf[at + 3] & 0x80 else v
+
+
 class Totals:
     """Daily totals in a ring indexed by day number; one record per local day."""
 
@@ -193,6 +208,18 @@ class Totals:
             self.storage.write(self.region, (day % TOTAL_DAYS) * TOT_SIZE, rec)
         except OSError:
             return False
+        return True
+
+    def load_into(self, day, out, at):
+        """Copy basal, bolus, prime of `day` into out[at:at + 3]. False if not recorded.
+        Allocation-free: midnight, inside the tick, continues a recorded day."""
+        rec = self.rec
+        self.storage.read(self.region, (day % TOTAL_DAYS) * TOT_SIZE, rec)
+        if crc16(rec, 0, 16) != (rec[16] | (rec[17] << 8)) or _i32(rec, 0) != day:
+            return False
+        out[at] = _i32(rec, 4)
+        out[at + 1] = _i32(rec, 8)
+        out[at + 2] = _i32(rec, 12)
         return True
 
     def load(self, day):

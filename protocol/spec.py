@@ -139,6 +139,7 @@ TEMP_PERCENT = 2
 TEMP_END_EXPIRED = 0
 TEMP_END_CANCELLED = 1
 TEMP_END_SUSPENDED = 2
+TEMP_END_TIME_LOST = 3  # ended at boot: the time (and so its progress) was lost (THR-13)
 
 # Why delivery is stopped (0 = delivering)
 STOP_NONE = 0
@@ -182,7 +183,9 @@ A_URGENT_LOW_SOON = 19
 A_SENSOR_EXPIRED = 20
 A_SENSOR_WARMUP = 21
 A_SBL = 22  # basal suspended before a predicted low (SNS-3): active while it lasts
-ALARM_COUNT = 23
+A_TIME_UNSET = 23  # the time was lost at a power loss: set it (THR-13)
+A_DOSE_LIMIT = 24  # the rolling 24-h total reached max_tdd: boluses refused (THR-6)
+ALARM_COUNT = 25
 ALARM_MAX = 32  # alarm bit masks are 32-bit; alarms_info carries 32 levels
 
 ALARMS = (
@@ -209,6 +212,8 @@ ALARMS = (
     ("sensor_expired", PRIO_MEDIUM),
     ("sensor_warmup", PRIO_LOW),
     ("suspend_before_low", PRIO_LOW),
+    ("time_unset", PRIO_MEDIUM),
+    ("dose_limit", PRIO_MEDIUM),
 )
 
 ALARM_RAISED = 0
@@ -242,6 +247,8 @@ H_DAY_TOTAL = 17  # v1: day; v2: basal mU; v3: bolus mU
 H_SBL = 18  # arg: 1 basal suspended before low, 0 resumed; v1: SBL_* reason;
 #             v2: glucose mg/dL; v3: glucose predicted in 30 min
 H_CALC_SCHEDULE = 19  # arg: CALC_* kind; v1: segments
+H_TIME_LOST = 20  # the time was lost at boot (THR-13): v1: the pump's last known UTC
+#                   seconds; v2: the RTC's reading (-1: none or invalid)
 
 HISTORY_KINDS = {
     H_BOOT: "boot",
@@ -263,6 +270,7 @@ HISTORY_KINDS = {
     H_DAY_TOTAL: "day_total",
     H_SBL: "suspend_before_low",
     H_CALC_SCHEDULE: "calc_schedule",
+    H_TIME_LOST: "time_lost",
 }
 
 RESET_POWER_ON = 0
@@ -293,6 +301,8 @@ SBL_AHEAD_MIN = 30  # suspend before low looks this far ahead (SNS-3)
 SBL_MARGIN = 20  # ... for glucose within this much of the low limit
 SBL_WAIT_MIN = 30  # no new suspension this long after a manual resume
 SBL_MAX_MIN = 120  # longest suspension: then basal resumes and the wait starts
+SBL_RESUME_MARGIN = 20  # resume by itself only at glucose >= low + this (hysteresis) ...
+SBL_RESUME_AHEAD = 40  # ... and predicted >= low + this in SBL_AHEAD_MIN
 NO_TREND = -32768  # trend unknown (fewer than 3 recent readings)
 # status_info "cgm" bits
 CGMF_WARMUP = 1
@@ -485,6 +495,13 @@ FAULT_POWER_CUT = 12  # value: virtual ms until the power dies (0 = now, -1 = ra
 FAULT_SEED = 13  # value: seed of the emulator's random faults
 FAULT_GLUCOSE = 14  # value: the sensor link's next reading, mg/dL (39..401), or CGM_WARMUP /
 #                     CGM_EXPIRED; delivered at the next poll (not while sensor_loss is on)
+FAULT_OUTAGE = 15  # value: seconds the supply stays off at the next power cut (one shot)
+FAULT_RTC_BACKUP = 16  # value 0 removes the real-time clock's backup cell, 1 puts it back
+FAULT_MOTOR = 17  # value: MOTOR_OK, MOTOR_FAULT_PIN (driver signals a fault) or MOTOR_STALL
+#                   (the plunger does not move, no fault signal)
 FAULTS = ("", "occlusion", "battery_level", "battery_drain", "sensor_loss", "button_stuck",
           "button_press", "storage_fail", "drop_rx", "drop_tx", "corrupt_rx", "corrupt_tx",
-          "power_cut", "seed", "glucose")
+          "power_cut", "seed", "glucose", "outage", "rtc_backup", "motor")
+MOTOR_OK = 0
+MOTOR_FAULT_PIN = 1
+MOTOR_STALL = 2

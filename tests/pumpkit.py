@@ -1,8 +1,16 @@
 """Shared test helpers: a pump on simulated parts, ready to deliver, and a tick driver."""
 
 from boards.fakes import Rig
+from firmware.hal import R_CGM, R_HISTORY
 from firmware.pump import Pump
+from firmware.store import SCAN_FEED
 from protocol import spec as S
+
+
+def boot_feeds(rig):
+    """Watchdog feeds of one boot: the scans of the history and of the CGM log feed it
+    every SCAN_FEED records, before the loop's first tick (ALM-5)."""
+    return sum(-(-(rig.storage.size(r) // 24) // SCAN_FEED) for r in (R_HISTORY, R_CGM))
 
 DAY_S = 86400
 # 2026-11-16 00:00 UTC, a Monday, in seconds since 2020-01-01 UTC

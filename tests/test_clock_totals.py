@@ -65,6 +65,9 @@ def test_daily_totals_kept_for_over_90_days():
     forward in between): every day's totals are kept for 96 days, older ones read as absent."""
     starts, rates = (0, 1, 47), (3000, 0, 3000)  # 3 U/h around midnight: a pulse a minute
     rig, pump = make_pump(50, starts=starts, rates=rates, resume=False)
+    # 98 days of boluses within 33 h of the monotonic clock: the rolling 24-h limit
+    # (THR-6) counts them together, whatever the calendar says
+    assert pump.set_setting(S.SET_MAX_TDD, 250000) == S.OK
     first = MONDAY + 1
     days = 98
     for i in range(days):

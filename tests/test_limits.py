@@ -217,10 +217,21 @@ def test_max_total_daily_dose_counts_basal_and_bolus():
     assert pump.bolus(S.BOLUS_NORMAL, 450, 0, 0) == S.OK
     run(rig, pump, 1 * MIN)
     assert pump.bolus(S.BOLUS_NORMAL, 50, 0, 0) == S.E_OVER_LIMIT
-    # a new local day starts a new total
+    # the limit is a rolling 24 h, not the calendar day: midnight starts a new day's
+    # total but not a new limit (THR-6); basal alone is over it, so it alarms and goes on
     run(rig, pump, 86400 - 33 * MIN, step_ms=60000)
     assert pump.status()["day"] == 2512
     assert pump.status()["basal_today"] == 0
+    assert pump.alarms.active[S.A_DOSE_LIMIT]
+    assert pump.basal_rate() == 1000
+    assert pump.bolus(S.BOLUS_NORMAL, 50, 0, 0) == S.E_OVER_LIMIT
+    assert pump.detail == S.SET_MAX_TDD
+    # 24 h (and the 5-min bucket the window rounds up to) without insulin empty it
+    assert pump.suspend() == S.OK
+    run(rig, pump, 86400 + 300, step_ms=60000)
+    assert pump.dose_last_day() == 0
+    assert not pump.alarms.active[S.A_DOSE_LIMIT]
+    assert pump.resume() == S.OK
     assert pump.bolus(S.BOLUS_NORMAL, 3000, 0, 0) == S.OK
 
 

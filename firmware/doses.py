@@ -1,0 +1,146 @@
+"""Insulin delivered per 5 min of monotonic time, persisted (THR-6, THR-9, HIS-3).
+
+Insulin on board, the 60-min bolus limit and the rolling 24-h total run on these rings, on
+the pump's monotonic seconds (Pump.mono_s(): boot-independent, never moved by a clock
+change, see docs/time-model.md). Two rings of 5-min buckets, indexed by bucket number
+(mono_s // BUCKET_S) modulo their length:
+  bolus  96 buckets (8 h, the longest insulin action): IOB and the 60-min window;
+  total  289 buckets (basal + bolus; 24 h plus the bucket partly older): the 24-h window.
+The bucket being filled lives in the pump's state array (S_BUCKET, S_BUCKET_BOLUS,
+S_BUCKET_TOTAL), saved before every motor move; the rings hold closed buckets and are
+saved (A/B slots) when a bucket with insulin closes or when a bucket with insulin leaves
+a ring. A bucket is never counted twice nor lost at a power cut: the rings remember up
+to which bucket they are complete (D_UPTO); a state whose current bucket is older than
+that was already closed into them.
+
+Windows err toward more insulin (the patient's side): the 60-min window is the current
+bucket plus 12 closed ones (60 to 65 min), the 24-h window the current plus 288 closed.
+"""
+
+from array import array
+
+from firmware.compat import const
+from firmware.store import Slots
+
+BUCKET_S = const(300)
+BOLUS_N = const(96)
+TOTAL_N = const(289)
+HOUR_BUCKETS = const(12)
+D_UPTO = const(1)  # buckets below this number are closed into the rings
+D_BOLUS = const(2)
+D_TOTAL = const(D_BOLUS + BOLUS_N)
+DOSES_LEN = const(D_TOTAL + TOTAL_N)
+
+
+class Doses:
+    """`state`, `at`: the pump's state array; state[at], state[at + 1], state[at + 2] are
+    the current bucket's number, bolus mU and total mU."""
+
+    def __init__(self, storage, region_a, region_b, state, at):
+        self.st = state
+        self.at = at
+        self.v = array("i", [0] * DOSES_LEN)
+        self.slots = Slots(storage, region_a, region_b, self.v)
+        self.sum_total = 0  # total of the closed buckets in the total ring
+        self.dirty = False  # the rings changed and a save failed: retry at the next roll
+
+    def load(self):
+        """Load the rings. Returns (copies valid, blank) as Slots.load."""
+        valid, blank = self.slots.load()
+        if not valid:
+            v = self.v
+            for i in range(DOSES_LEN):
+                v[i] = 0
+        self._sum()
+        return valid, blank
+
+    def _sum(self):
+        v = self.v
+        t = 0
+        for i in range(TOTAL_N):
+            t += v[D_TOTAL + i]
+        self.sum_total = t
+
+    def adopt(self):
+        """At boot: reconcile the saved current bucket with the rings."""
+        v = self.v
+        st = self.st
+        at = self.at
+        if st[at] < v[D_UPTO]:
+            # the rings were saved with this bucket closed, the state was not saved after
+            st[at] = v[D_UPTO]
+            st[at + 1] = 0
+            st[at + 2] = 0
+        else:
+            self._clear(v[D_UPTO], st[at])
+
+    def _clear(self, first, last):
+        """Empty the slots of buckets first..last (inclusive): they are not closed yet.
+        Returns True if one held insulin."""
+        v = self.v
+        had = False
+        n = last - first + 1
+        if n > TOTAL_N:
+            n = TOTAL_N
+        b = last - n + 1
+        while b <= last:
+            i = D_BOLUS + b % BOLUS_N
+            if v[i]:
+                v[i] = 0
+                had = True
+            i = D_TOTAL + b % TOTAL_N
+            if v[i]:
+                self.sum_total -= v[i]
+                v[i] = 0
+                had = True
+            b += 1
+        return had
+
+    def add(self, bolus_mu, total_mu):
+        """Insulin that moved now (the state save that follows keeps it)."""
+        st = self.st
+        st[self.at + 1] += bolus_mu
+        st[self.at + 2] += total_mu
+
+    def roll(self, now_s):
+        """Close the current bucket if `now_s` is past it. Allocation-free (tick)."""
+        st = self.st
+        at = self.at
+        bucket = now_s // BUCKET_S
+        closed = st[at]
+        if bucket <= closed:
+            return
+        v = self.v
+        changed = self.dirty
+        if st[at + 1] or st[at + 2]:
+            v[D_BOLUS + closed % BOLUS_N] += st[at + 1]
+            v[D_TOTAL + closed % TOTAL_N] += st[at + 2]
+            self.sum_total += st[at + 2]
+            changed = True
+        if self._clear(closed + 1, bucket):
+            changed = True
+        v[D_UPTO] = bucket
+        st[at] = bucket
+        st[at + 1] = 0
+        st[at + 2] = 0
+        if changed:
+            self.dirty = not self.slots.save()
+
+    def bolus_hour(self):
+        """Bolus mU of the current bucket and the 12 closed before it (>= 60 min)."""
+        v = self.v
+        b = self.st[self.at]
+        t = self.st[self.at + 1]
+        for k in range(1, HOUR_BUCKETS + 1):
+            t += v[D_BOLUS + (b - k) % BOLUS_N]
+        return t
+
+    def total_day(self):
+        """Insulin (basal + bolus) mU of the current bucket and the 288 before it."""
+        return self.sum_total + self.st[self.at + 2]
+
+    def bolus_at(self, k):
+        """Bolus mU of the bucket k buckets before the current one (k < BOLUS_N)."""
+        if k == 0:
+            return self.st[self.at + 1]
+        return self.v[D_BOLUS + (self.st[self.at] - k) % BOLUS_N]
