@@ -26,7 +26,7 @@ except ImportError:  # CPython: nothing to lock
 
 KEY = bytes(range(1, 33))
 OTHER_KEY = bytes(range(2, 34))
-SIZES = (2048, 2048, 512, 512, 24 * 256, 18 * 96, 256, 256)
+SIZES = (2048, 2048, 512, 512, 24 * 256, 18 * 96, 256, 256, 1552, 1552, 24 * 16)
 MONDAY = 2511 * 86400  # 2026-11-16 00:00 UTC, a Monday
 ID = wire.INDEX  # message name -> id
 

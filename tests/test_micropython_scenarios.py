@@ -116,7 +116,9 @@ def test_sensor_link_alerts_and_suspend_before_low_on_the_unix_port():
     # H_SBL: [minute, 1 suspend / 0 resume, reason, glucose, predicted in 30 min]
     assert got["sbl"] == [
         [15, 1, S.SBL_PREDICTED, 130, 70],  # 150, 140, 130: 70 predicted <= 70 + 20
-        [45, 0, S.SBL_RECOVERED, 78, 87],  # 75, 72, 78: rising above the low limit
+        # 75, 72, 78 rises, but resumption needs >= 70 + 20 now and >= 70 + 40 predicted
+        # (SNS-3 hysteresis): 78, 88, 100 with 166 predicted
+        [55, 0, S.SBL_RECOVERED, 100, 166],
         [65, 1, S.SBL_PREDICTED, 90, 60],
         [72, 0, S.SBL_MANUAL, 85, 55],  # the resume command
         [105, 1, S.SBL_PREDICTED, 75, 69],  # not before the 30-min wait ended (102)
@@ -130,7 +132,7 @@ def test_sensor_link_alerts_and_suspend_before_low_on_the_unix_port():
         [25, "urgent_low_soon", raised],  # 40 predicted in 20 min
         [35, "glucose_fall", cleared],
         [45, "urgent_low_soon", cleared],
-        [45, "suspend_before_low", cleared],
+        [55, "suspend_before_low", cleared],
         [65, "suspend_before_low", raised],
         [72, "suspend_before_low", cleared],
         [105, "suspend_before_low", raised],
@@ -138,8 +140,8 @@ def test_sensor_link_alerts_and_suspend_before_low_on_the_unix_port():
         [140, "signal_loss", cleared],
         [140, "suspend_before_low", cleared],
     ]
-    # basal ran 15 + 20 + 33 + 10 = 78 min at 1.2 U/h = 1560 mU, in whole 50-mU pulses
-    assert got["basal_mu"] == 1550
+    # basal ran 15 + 10 + 33 + 10 = 68 min at 1.2 U/h = 1360 mU, in whole 50-mU pulses
+    assert got["basal_mu"] == 1350
     assert got["readings"] == len(M.SENSOR_TRACE) and got["active"] == 0
     m0 = got["minute0"]
     assert got["held"] == [[m0 + 100, 76], [m0 + 105, 75], [m0 + 140, 120]]

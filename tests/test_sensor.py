@@ -282,15 +282,33 @@ def test_suspend_before_low_stops_basal_and_resumes_by_itself():
 
 
 @pytest.mark.req("SNS-3")
-def test_suspend_before_low_resumes_when_predicted_above_the_line():
+def test_suspend_before_low_resumes_only_with_hysteresis():
+    """Resumption needs glucose >= low + 20 and 30-min prediction >= low + 40: a slow
+    drift back above the suspension line is not enough (SNS-3)."""
     rig, pump, radio = sbl_pump()
     feed(rig, pump, radio, 95)  # no trend: 95 > 90, nothing
-    feed(rig, pump, radio, 90, then_s=1)  # 90 <= 90: suspended
+    feed(rig, pump, radio, 90)  # 90 <= 90: suspended
     assert pump.cgm.sbl == 1
-    run(rig, pump, 299)
     feed(rig, pump, radio, 88)
-    feed(rig, pump, radio, 91, then_s=1)  # 95, 90 ... 90, 88, 91: rising above 70
+    feed(rig, pump, radio, 91)  # 90, 88, 91: rising, but 91 and 94 predicted < 110
+    assert pump.cgm.sbl == 1
+    feed(rig, pump, radio, 100)  # 88, 91, 100: 100 >= 90, predicted 136 >= 110
     assert pump.cgm.sbl == 0
+    assert sbl_records(pump) == [(1, S.SBL_PREDICTED, 90, 90), (0, S.SBL_RECOVERED, 100, 136)]
+
+
+@pytest.mark.req("SNS-3")
+def test_a_flat_trace_near_the_line_does_not_chatter():
+    """Issue 9, scenario 6: a flat 82-86 mg/dL trace with the low limit at 70 suspended and
+    resumed 7 times in 3 h without hysteresis. Now: one suspension, ended by the 2-h limit,
+    then the 30-min wait, then one more."""
+    rig, pump, radio = sbl_pump()
+    trace = [82, 86, 84, 83, 85, 86, 82, 84]
+    for i in range(36):  # 3 h of readings every 5 min
+        feed(rig, pump, radio, trace[i % len(trace)])
+    starts = [r for r in sbl_records(pump) if r[0] == 1]
+    ends = [r for r in sbl_records(pump) if r[0] == 0]
+    assert len(starts) == 2 and [r[1] for r in ends] == [S.SBL_MAX]
 
 
 @pytest.mark.req("SNS-3", "THR-3")
@@ -357,19 +375,34 @@ def test_suspension_ends_after_two_hours_and_when_switched_off():
     assert pump.cgm.sbl == 0 and sbl_records(pump)[-1][:2] == (0, S.SBL_OFF)
 
 
-@pytest.mark.req("SNS-3", "HIS-2")
-def test_a_reboot_ends_a_suspension_the_ring_starts_empty():
+@pytest.mark.req("SNS-3", "HIS-3", "SNS-1")
+def test_a_reboot_keeps_the_suspension_and_the_readings():
+    """Issue 9, scenario 5: glucose 62 with suspend-before-low active, the sensor goes
+    silent, reboot. Basal stays suspended, the readings are kept, and signal loss is timed
+    from the last reading, not from boot."""
     rig, pump, radio = sbl_pump()
-    feed(rig, pump, radio, 80, then_s=1)
-    assert pump.cgm.sbl == 1
+    feed(rig, pump, radio, 80)
+    feed(rig, pump, radio, 70)
+    feed(rig, pump, radio, 62, then_s=60)
+    assert pump.cgm.sbl == 1 and pump.alarms.active[S.A_GLUCOSE_LOW]
+    readings = [pump.cgm.reading(i) for i in range(pump.cgm.count)]
+    radio.lost = True
+    pos = rig.motor.pos
     pump = reboot(rig)
-    assert pump.cgm.sbl == 0 and pump.cgm.count == 0 and pump.basal_rate() == 1000
-    assert pump.setting(S.SET_SBL) == 1  # the setting persists
+    assert pump.cgm.sbl == 1 and pump.basal_rate() == 0 and pump.profile_rate() == 1000
+    assert [pump.cgm.reading(i) for i in range(pump.cgm.count)] == readings
+    assert pump.status()["glucose"] == 62
+    run(rig, pump, 18 * 60)  # 19 min after the last reading: not yet
+    assert not pump.alarms.active[S.A_SIGNAL_LOSS]
+    run(rig, pump, 61)
+    assert pump.alarms.active[S.A_SIGNAL_LOSS]
+    assert rig.motor.pos == pos  # no basal moved
+    assert pump.setting(S.SET_SBL) == 1
 
 
 @pytest.mark.req("SNS-1")
 def test_cgm_state_is_small_and_preallocated():
     rig, pump = make_pump()
-    cgm = Cgm(pump, None)
+    cgm = Cgm(pump, None, pump.cgm.log)
     assert len(cgm.minutes) == len(cgm.values) == 288
     assert cgm.minutes.itemsize == 4 and cgm.values.itemsize == 2
