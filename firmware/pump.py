@@ -358,7 +358,7 @@ class Pump:
         st[S_BOOTS] += 1
         lost = self._restore_time(valid)
         self._log(H_BOOT, hw.reset_cause, bits, st[S_BOOTS], 0)
-        if lost >= 0:
+        if lost is not None:
             self._log(H_TIME_LOST, 0, self.utc_seconds(), lost, 0)
         if st[S_TIME_LOST]:
             self.alarms.raise_(A_TIME_UNSET, 0)
@@ -387,10 +387,10 @@ class Pump:
         outage counts as time without insulin, and ages IOB and the dose windows). Without
         it the time is lost: status says unset, the pump says so (A_TIME_UNSET) and runs
         the time-unknown basal (docs/time-model.md). Returns the RTC reading that was not
-        trusted (-1: none) when the time was lost now, else -2."""
+        trusted (-1: none) when the time was lost at this boot, else None."""
         st = self.state
         if not valid or not (st[S_TIME_SET] or st[S_TIME_LOST]):
-            return -2  # a new pump, or one whose time was never set: nothing to lose
+            return None  # a new pump, or one whose time was never set: nothing to lose
         last = self.utc_seconds()
         head = self.history.head_time
         if head > last:
@@ -399,10 +399,10 @@ class Pump:
         now = rtc.now() if rtc is not None else -1
         if st[S_TIME_SET] and now >= 0 and last - RTC_SLACK_S <= now <= last + MAX_OUTAGE_S:
             self._pass(now - last if now > last else 0, last)
-            return -2
+            return None
         if st[S_TIME_LOST]:
             self._pass(0, last)
-            return -2  # lost at an earlier boot and not set since: already recorded
+            return None  # lost at an earlier boot and not set since: already recorded
         st[S_TIME_SET] = 0
         st[S_TIME_LOST] = 1
         self._pass(0, last)
