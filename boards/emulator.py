@@ -56,7 +56,15 @@ in boards/unix.py (storage regions, then plunger position, odometer, battery lev
   virtual time back to back, each 1 s +- the jitter (default 20 ms; the total is exact).
 - power: FAULT_POWER_CUT ends the process (EXIT_POWER_CUT) at a chosen virtual instant;
   the launcher starts it again from DIR/flash.bin on the same ptys, so the host sees a
-  reboot (HELLO boots + 1).
+  reboot (HELLO boots + 1). FAULT_OUTAGE s makes the next power cut an outage of s
+  seconds: the world's time (world.json "world_ms", which the RTC and the sensor's
+  transmitter follow) moves on by s while the board is off (no real waiting);
+- real-time clock (hw.rtc, THR-13): counts the world's virtual time, also while the
+  board is off; unset (-1) until the firmware sets the time; FAULT_RTC_BACKUP 0 removes
+  its backup cell, so the next power cut makes it forget the time (1 puts it back);
+- motor driver: FAULT_MOTOR MOTOR_FAULT_PIN makes the driver signal a fault and move
+  nothing, MOTOR_STALL makes it move nothing without a signal (ALM-7); MOTOR_OK heals
+  it (kept across power cuts).
 - bench console: firmware/console.py on the second pty (Runner in firmware/main.py);
 - telemetry: one JSON line a second of real time on the telemetry fd: the pump's status()
   plus the simulated parts (battery in millionths of a percent, plunger, line pressure,
@@ -148,6 +156,9 @@ FAULT_RANGES = {
     S.FAULT_POWER_CUT: (None, -1, 0x7FFFFFFF),
     S.FAULT_SEED: ("seed", -0x80000000, 0x7FFFFFFF),
     S.FAULT_GLUCOSE: (None, S.CGM_EXPIRED, S.CGM_HIGH),
+    S.FAULT_OUTAGE: ("outage_s", 0, 400 * 86400),
+    S.FAULT_RTC_BACKUP: ("rtc_backup", 0, 1),
+    S.FAULT_MOTOR: ("motor", S.MOTOR_OK, S.MOTOR_STALL),
 }
 CGM_EVERY_MS = 300000  # a reading every 5 virtual minutes
 
@@ -168,6 +179,11 @@ DEFAULT_WORLD = {
     "heap_check": 0,  # 1: every CLK_ADVANCE tick runs under micropython.heap_lock()
     "sensor_ms": 0,  # virtual ms of the sensor link's trace (kept across power cuts)
     "patient_mu": 0,  # insulin delivered, not yet reported to the virtual patient
+    "world_ms": 0,  # virtual ms the world has run before this boot, outages included
+    "outage_s": 0,  # the next power cut keeps the board off this long (one shot)
+    "rtc_base": -1,  # the RTC's UTC seconds at world time 0 (-1: it does not know the time)
+    "rtc_backup": 1,  # 0: the RTC's backup cell is out
+    "motor": 0,  # S.MOTOR_*: the driver's fault
 }
 
 
@@ -244,21 +260,34 @@ class Board:
         self.state_dir = state_dir
         self.world = world
         self.emulator = None  # set by Emulator
+        self.clock = None  # the VirtualClock, set by make_hardware
+        self.locked = False  # a heap-checked tick is running (Emulator.advance)
 
     def die(self, code):
         """The supply is gone (or the watchdog bit): persist the environment and the
         physical parts, then end the process; the launcher starts the next boot."""
-        heap_unlock()  # a power cut can come in the middle of a heap-checked tick
+        if self.locked:  # a power cut can come in the middle of a heap-checked tick
+            heap_unlock()  # (only then: unlocking an unlocked heap would lock it)
+            self.locked = False
+        self.clock.cut_at = -1  # it is happening: reading the clock below must not cut again
         try:
+            w = self.world.w
+            off_ms = 0
+            if code == EXIT_POWER_CUT:
+                off_ms = w["outage_s"] * 1000
+                w["outage_s"] = 0
+                if not w["rtc_backup"]:
+                    w["rtc_base"] = -1  # the oscillator stopped: the RTC lost the time
+            w["world_ms"] += self.clock.elapsed + off_ms
             radio = getattr(self, "radio", None)
             if radio is not None:
-                self.world.w["sensor_ms"] = radio.elapsed_ms()
-                self.world.w["patient_mu"] = radio.infused
+                w["sensor_ms"] = radio.elapsed_ms() + off_ms  # the transmitter ran on
+                w["patient_mu"] = radio.infused
             self.motor.save()
             self.world.save()
             sys.stdout.buffer.flush()
-        except Exception:
-            pass
+        except Exception as exc:  # the process ends either way; say why it was untidy
+            sys.stderr.write("emulator: power-down bookkeeping failed: %r\n" % (exc,))
         sys.exit(code)
 
 
@@ -326,6 +355,24 @@ class VirtualClock:
             return WAIT_CAP_MS
         real = ms * 1000 // self.speed
         return real if real < WAIT_CAP_MS else WAIT_CAP_MS
+
+
+class EmuRtc:
+    """Real-time clock with a backup cell (THR-13) on the world's virtual time."""
+
+    def __init__(self, world, clock):
+        self.world = world
+        self.clock = clock
+
+    def _world_s(self):
+        return (self.world.get("world_ms") + self.clock.elapsed) // 1000
+
+    def now(self):
+        base = self.world.get("rtc_base")
+        return base + self._world_s() if base >= 0 else -1
+
+    def set(self, utc_s):
+        self.world.set("rtc_base", utc_s - self._world_s())
 
 
 class EmuWatchdog:
@@ -416,6 +463,10 @@ class EmuMotor(Motor):
     def step(self, n):
         Motor.step(self, n)
         self.save()
+
+    def set_fault(self, kind):
+        self.faulted = kind == S.MOTOR_FAULT_PIN
+        self.stall = kind == S.MOTOR_STALL
 
     def rewind(self):
         Motor.rewind(self)
@@ -943,6 +994,10 @@ class Emulator:
             self.buttons.stuck = value
         elif fault == S.FAULT_STORAGE_FAIL:
             self.storage.fail = value
+        elif fault == S.FAULT_MOTOR:
+            self.board.motor.set_fault(value)
+        elif fault == S.FAULT_OUTAGE or fault == S.FAULT_RTC_BACKUP:
+            pass  # read at the next power cut (Board.die)
         else:
             self.serial.load_faults()
         return S.OK, old
@@ -960,6 +1015,7 @@ class Emulator:
         jitter = self.world.get("jitter")
         span = 2 * jitter + 1
         heap_check = self.world.get("heap_check")
+        board = self.board
         cmd = pump.cmd
         if cmd:
             # Record the run as started (a state save carrying its command id), so that a
@@ -986,14 +1042,17 @@ class Emulator:
             done += step
             pump.detail = done  # a state save carries it: the answer to a retry after a cut
             if heap_check:
+                board.locked = True
                 heap_lock()
                 try:
                     clock.add(step)
                     step_fn()
                 except MemoryError as exc:
                     heap_unlock()
+                    board.locked = False
                     self.allocated(exc)
                 heap_unlock()
+                board.locked = False
             else:
                 clock.add(step)
                 step_fn()
@@ -1083,6 +1142,9 @@ class Emulator:
             "frames": [link.stats[0], link.stats[7]] if link is not None else [0, 0],
             "dropped": [serial.dropped_rx, serial.dropped_tx, serial.corrupted_rx,
                         serial.corrupted_tx],
+            "world_ms": self.world.get("world_ms") + self.clock.elapsed,
+            "rtc": pump.rtc.now() if pump.rtc is not None else -1,
+            "motor_fault": self.world.get("motor"),
             "cut_in_ms": (self.clock.cut_at - self.clock.elapsed
                           if self.clock.cut_at >= 0 else -1),
             "pulse_mu": pump.pulse,
@@ -1100,12 +1162,14 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
     board = Board(state_dir, world)
     rng = world.rng
     clock = VirtualClock(board, TICKS_PERIOD - 2000 - rng.below(6001), world.get("speed"))
+    board.clock = clock
     battery = EmuBattery(world)
     clock.battery = battery
     storage = EmuStorage(state_dir + "/flash.bin", world)
     line = Line()
     line.occluded = bool(world.get("occluded"))
     motor = EmuMotor(line, storage, battery)
+    motor.set_fault(world.get("motor"))
     board.motor = motor
     buttons = EmuButtons(world)
     radio = EmuRadio(world, clock, read_trace(cgm_trace) if cgm_trace else None, patient,
@@ -1120,7 +1184,7 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
     hw = Hardware(clock, motor, line, battery, annunciator, buttons, storage,
                   EmuWatchdog(clock), serial=serial, radio=radio, pulse_mu=pulse_mu,
                   reset_cause=reset_cause, key=read_key(state_dir + "/key"),
-                  board=S.BOARD_UNIX, emulator=emu)
+                  board=S.BOARD_UNIX, emulator=emu, rtc=EmuRtc(world, clock))
     hw.console = console
     return hw
 

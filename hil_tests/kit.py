@@ -46,6 +46,9 @@ RESERVOIR_MU = FILL_MU - PRIME_TUBING_MU - PRIME_CANNULA_MU
 # boluses. The limit tests set the limits they check themselves.
 SETTINGS = {row[0]: row[1] for row in S.SETTINGS}
 SETTINGS["max_bolus_1h"] = S.SETTINGS[S.SET_MAX_BOLUS_1H][3]
+# the 24-h limit is a rolling window on the monotonic clock (THR-6): insulin of earlier
+# tests on the same pump stays in it whatever the clock says, so the baseline is the top
+SETTINGS["max_tdd"] = S.SETTINGS[S.SET_MAX_TDD][3]
 SETTINGS_ORDER = [row[0] for row in S.SETTINGS if row[0] != "utc_offset"]
 
 # Emulator faults in their neutral state (value that means "no fault").
@@ -56,6 +59,9 @@ NEUTRAL_FAULTS = (
     (S.FAULT_SENSOR_LOSS, 0),
     (S.FAULT_BUTTON_STUCK, 0),
     (S.FAULT_STORAGE_FAIL, 0),
+    (S.FAULT_OUTAGE, 0),
+    (S.FAULT_RTC_BACKUP, 1),
+    (S.FAULT_MOTOR, S.MOTOR_OK),
     (S.FAULT_DROP_RX, 0),
     (S.FAULT_DROP_TX, 0),
     (S.FAULT_CORRUPT_RX, 0),
@@ -288,6 +294,15 @@ class Sim:
     def neutral(self) -> None:
         for fault, value in NEUTRAL_FAULTS:
             self.fault(fault, value)
+
+    def empty_day_window(self) -> None:
+        """24 h 5 min suspended, so the rolling 24-h window (THR-6) holds no insulin of
+        earlier tests; delivery resumed after."""
+        pump = self.pump
+        pump.suspend()
+        self.advance(minutes=24 * 60 + 5)
+        pump.resume()
+        drain_events(pump)
 
     def power_cut(self, after_ms: int = 0, run_ms: int | None = None,
                   boot_timeout: float = 15.0) -> C.Hello:

@@ -164,10 +164,20 @@ class Emulator:
         self._thread.start()
 
     # ------------------------------------------------------------------ process
+    # the board's physical parts that outlive a relaunch: the RTC (and its backup cell) and
+    # the world's time it counts; everything else (clock mode, faults) starts fresh
+    KEPT_WORLD = ("world_ms", "rtc_base", "rtc_backup")
+
     def _write_world(self, speed: int, jitter: int, heap_check: bool):
         world = {"speed": speed, "jitter": jitter, "seed": self.seed, "rng": 0,
                  "heap_check": int(heap_check)}
-        (self.state_dir / WORLD_FILE).write_text(json.dumps(world))
+        path = self.state_dir / WORLD_FILE
+        try:
+            old = json.loads(path.read_text())
+            world.update({k: int(old[k]) for k in self.KEPT_WORLD if k in old})
+        except (OSError, ValueError, TypeError):
+            pass  # a new state directory, or a damaged file: a new world
+        path.write_text(json.dumps(world))
 
     def _spawn(self, reset_cause: int):
         """Start the firmware process (under the lock, unless we are closing)."""
