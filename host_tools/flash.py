@@ -44,9 +44,10 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from host_tools.paths import in_checkout, source_root, user_dir
 from protocol import spec
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_ROOT = source_root()  # firmware/, boards/, protocol/: the checkout or the wheel's copy
 BOARDS = ("pico", "esp32")
 DEFAULT_KEY_FILE = "pump.key"  # the name host_tools/client.py's example uses
 
@@ -111,15 +112,22 @@ class FlashError(Exception):
 
 
 def sources(board: str) -> list[Path]:
-    """The MicroPython sources that go to `board`, relative to the repo root."""
+    """The MicroPython sources that go to `board`, relative to SOURCE_ROOT."""
     if board not in BOARDS:
         raise FlashError(f"unknown board {board!r} (choose from {', '.join(BOARDS)})",
                          EXIT_BAD_INPUT)
-    files = sorted((REPO_ROOT / "firmware").glob("*.py"))
-    files += [REPO_ROOT / "protocol" / "__init__.py", REPO_ROOT / "protocol" / "spec.py"]
-    files += [REPO_ROOT / "boards" / name
-              for name in ("__init__.py", "drivers.py", f"{board}.py")]
-    return [f.relative_to(REPO_ROOT) for f in files]
+    root = SOURCE_ROOT
+    files = sorted((root / "firmware").glob("*.py"))
+    files += [root / "protocol" / "__init__.py", root / "protocol" / "spec.py"]
+    files += [root / "boards" / name for name in ("__init__.py", "drivers.py", f"{board}.py")]
+    return [f.relative_to(root) for f in files]
+
+
+def default_build_dir(board: str) -> Path:
+    """build/BOARD in a checkout; the per-user cache when installed (never site-packages)."""
+    if in_checkout():
+        return SOURCE_ROOT / "build" / board
+    return user_dir("cache") / "build" / board
 
 
 def main_py(board: str) -> str:
@@ -148,7 +156,7 @@ def build(board: str, out_dir: Path, mpy_cross: str | None = None) -> str:
         dst = out_dir / src.with_suffix(".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
-            proc = subprocess.run([mpy_cross, "-o", str(dst), src.as_posix()], cwd=REPO_ROOT,
+            proc = subprocess.run([mpy_cross, "-o", str(dst), src.as_posix()], cwd=SOURCE_ROOT,
                                   capture_output=True, text=True, timeout=120)
         except OSError as exc:
             raise FlashError(f"cannot run mpy-cross: {exc.strerror or exc}") from None
@@ -291,7 +299,7 @@ def flash(board: str, port: str, key_file: str | os.PathLike | None = None,
     remote = Remote(port, mpremote, resume)
     kf = Path(key_file if key_file is not None else DEFAULT_KEY_FILE)
     key, created = ensure_key(kf)  # a bad key file fails before the board is touched
-    out_dir = Path(build_dir) if build_dir is not None else REPO_ROOT / "build" / board
+    out_dir = Path(build_dir) if build_dir is not None else default_build_dir(board)
 
     fw_id = build(board, out_dir)
     say(f"compiled {len(files)} modules with mpy-cross into {_show(out_dir)}")
@@ -392,7 +400,8 @@ def build_parser(prog: str = "pumpctl flash") -> argparse.ArgumentParser:
     p.add_argument("--set", dest="settings", action="append", type=_setting, default=[],
                    metavar="NAME=VALUE",
                    help="provision a setting in pump units, e.g. max_bolus=8000 (mU)")
-    p.add_argument("--build-dir", type=Path, help="default build/BOARD")
+    p.add_argument("--build-dir", type=Path,
+                   help="default build/BOARD in a checkout, else ~/.cache/micropump/build/BOARD")
     p.add_argument("--resume", action="store_true",
                    help="no soft reset before mpremote commands (MicroPython unix port)")
     p.add_argument("--no-start", dest="start", action="store_false",

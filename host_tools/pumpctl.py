@@ -31,6 +31,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from host_tools import client as C
+from host_tools.paths import in_checkout
 from protocol import codec, spec
 
 EXIT_OK = 0
@@ -1224,7 +1225,8 @@ def cmd_emulate(args, out: Out) -> int:
                 emulator_setup(pump, say)
         say("drive it from another terminal, like a pump on a USB port:", soft_wrap=True)
         say(f"  export PUMPCTL_PORT={emu.port} PUMPCTL_KEY={emu.key_path}", soft_wrap=True)
-        say("  .venv/bin/pumpctl status; .venv/bin/pumpctl bolus 1.5", soft_wrap=True)
+        ctl = ".venv/bin/pumpctl" if in_checkout() else "pumpctl"
+        say(f"  {ctl} status; {ctl} bolus 1.5", soft_wrap=True)
         if emu.console_port:
             say(f"  picocom {emu.console_port}   (the bench console: text commands)",
                 soft_wrap=True)

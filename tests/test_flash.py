@@ -220,7 +220,7 @@ def test_compile_failure_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
         (tree / name).write_text("")
     (tree / "firmware").mkdir()
     (tree / "firmware" / "broken.py").write_text("def f(:\n    pass\n")
-    monkeypatch.setattr(F, "REPO_ROOT", tree)
+    monkeypatch.setattr(F, "SOURCE_ROOT", tree)
     code = F.main(["--board", "pico", "--port", "/dev/null", "--key", str(tmp_path / "k"),
                    "--build-dir", str(tmp_path / "build")])
     assert code == 1
