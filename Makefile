@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 MPYDIR  := build/mpy
 
 # MicroPython sources compiled by `make build`, at any depth (evaluated when the target runs).
-MPY_SRC = $(sort $(shell find firmware boards -name '*.py' 2>/dev/null) $(wildcard protocol/spec.py))
+MPY_SRC = $(sort $(shell find firmware boards -name '*.py' 2>/dev/null) $(wildcard protocol/spec.py protocol/refusals.py))
 
 .PHONY: all test lint emulate demo build bench clean
 

@@ -5,8 +5,8 @@
 
 Steps, each reported on one line as it runs:
 
-1. compile firmware/, protocol/spec.py, boards/drivers.py and the board module with
-   mpy-cross into build/<board>/ (package layout kept), and write main.py there;
+1. compile firmware/, protocol/spec.py and refusals.py, boards/drivers.py and the board
+   module with mpy-cross into build/<board>/ (package layout kept), and write main.py;
 2. write the firmware hash manifest build/<board>/manifest.sha256 (sha256 of every file
    that goes to the board); the firmware id is the sha256 of the manifest, and the board's
    power-on self-test checks every file against it (ALM-5);
@@ -118,7 +118,7 @@ def sources(board: str) -> list[Path]:
                          EXIT_BAD_INPUT)
     root = SOURCE_ROOT
     files = sorted((root / "firmware").glob("*.py"))
-    files += [root / "protocol" / "__init__.py", root / "protocol" / "spec.py"]
+    files += [root / "protocol" / name for name in ("__init__.py", "spec.py", "refusals.py")]
     files += [root / "boards" / name for name in ("__init__.py", "drivers.py", f"{board}.py")]
     return [f.relative_to(root) for f in files]
 

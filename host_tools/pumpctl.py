@@ -1075,7 +1075,7 @@ def emulator_setup(pump: C.Client, say) -> None:
             action()
             say(f"  [green]ok[/]  {what}")
         except C.PumpRefused as exc:
-            say(f"  [yellow]refused[/]  {what}: {exc.name}{C.explain_detail(exc.code, exc.detail)}")
+            say(f"  [yellow]refused[/]  {what}: {_with_limit(pump, exc).describe()}")
 
 
 def _clock_text(emu_t: dict) -> str:
@@ -1298,6 +1298,17 @@ LOCAL_COMMANDS = {"emulate": cmd_emulate}
 
 
 # ============================================================================ main
+def _with_limit(pump: C.Client | None, exc: C.PumpRefused) -> C.PumpRefused:
+    """An over-limit refusal says the limit's value: read it back from the pump."""
+    if (exc.code == spec.E_OVER_LIMIT and exc.limit is None and pump is not None
+            and 0 <= exc.detail < spec.SETTINGS_COUNT):
+        try:
+            exc.explain(limit=pump.get_settings()[spec.SETTINGS[exc.detail][0]])
+        except (C.PumpError, codec.ProtocolError):
+            pass  # the refusal still names the limit
+    return exc
+
+
 def _fail(out: Out | None, status: int, message: str, **extra) -> int:
     """One line on stderr (and a JSON object on stdout with --json); returns the exit code."""
     print(f"pumpctl: error: {message}", file=sys.stderr, flush=True)
@@ -1340,8 +1351,8 @@ def main(argv: list[str] | None = None, connect=C.connect) -> int:
     except (BadInput, C.KeyFileError) as exc:
         return _fail(out, EXIT_BAD_INPUT, str(exc))
     except C.PumpRefused as exc:
-        return _fail(out, EXIT_REFUSED, str(exc), code=exc.code, name=exc.name,
-                     detail=exc.detail)
+        return _fail(out, EXIT_REFUSED, str(_with_limit(pump, exc)), code=exc.code,
+                     name=exc.name, detail=exc.detail)
     except (C.LinkError, C.SchemaMismatch) as exc:
         return _fail(out, EXIT_LINK, str(exc))
     except codec.ProtocolError as exc:

@@ -147,7 +147,8 @@ def test_flash_deploys_compiled_firmware_key_and_settings(board, tmp_path, capsy
                                   b"pump at power-on.\nimport boards.pico\n\nboards.pico.main()\n"
     modules = {name for name in built if name.endswith(".mpy")}
     expected = {f"firmware/{p.stem}.mpy" for p in (REPO_ROOT / "firmware").glob("*.py")}
-    expected |= {"protocol/__init__.mpy", "protocol/spec.mpy", "boards/__init__.mpy",
+    expected |= {"protocol/__init__.mpy", "protocol/spec.mpy", "protocol/refusals.mpy",
+                 "boards/__init__.mpy",
                  "boards/drivers.mpy", "boards/pico.mpy"}
     assert modules == expected
     assert all(on_board[name][:1] == b"M" for name in modules)  # .mpy, not source
@@ -214,7 +215,8 @@ def test_missing_mpremote_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
 @pytest.mark.req("HW-2")
 def test_compile_failure_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
     tree = tmp_path / "repo"
-    for name in ("protocol/__init__.py", "protocol/spec.py", "boards/__init__.py",
+    for name in ("protocol/__init__.py", "protocol/spec.py", "protocol/refusals.py",
+                 "boards/__init__.py",
                  "boards/drivers.py", "boards/pico.py"):
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_text("")

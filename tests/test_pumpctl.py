@@ -117,7 +117,7 @@ def test_bolus_no_wait_then_cancel(ctl):
 def test_refusal_exit_3_one_line_and_json(ctl):
     code, out, err = ctl("bolus", "30")
     assert one_line_error(err, code, 3) == (
-        "pumpctl: error: bolus refused: over limit (limit: setting max_bolus)")
+        "pumpctl: error: bolus refused: over limit (max_bolus 10 U per bolus)")
     assert out == ""
     code, out, err = ctl("--json", "cancel-temp")
     assert code == 3
@@ -309,7 +309,8 @@ def test_e2e_bolus_1_5_with_progress_to_completion(emulator):
 def test_e2e_refusal_exit_3_and_bad_input_exit_2(emulator):
     proc = pumpctl_process(emulator, "bolus", "30")
     assert proc.returncode == 3
-    assert proc.stderr == "pumpctl: error: bolus refused: over limit (limit: setting max_bolus)\n"
+    assert proc.stderr == ("pumpctl: error: bolus refused: over limit "
+                           "(max_bolus 10 U per bolus)\n")
     proc = pumpctl_process(emulator, "--json", "bolus", "30")
     assert proc.returncode == 3
     assert json.loads(proc.stdout)["code"] == spec.E_OVER_LIMIT
