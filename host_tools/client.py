@@ -423,6 +423,49 @@ def setting_id(name_or_id: str | int) -> int:
                      + ", ".join(r[0] for r in spec.SETTINGS))
 
 
+# Settings as people write them: insulin in U where the pump stores mU (spec.SETTINGS).
+SETTING_UNITS = {"mU": "U", "mU/h": "U/h", "mU/min": "U/min"}
+
+
+def setting_unit(sid: int) -> str:
+    """The unit setting ``sid`` is written in on the command line (U for insulin)."""
+    unit = spec.SETTINGS[sid][4]
+    return SETTING_UNITS.get(unit, unit)
+
+
+def setting_from_text(sid: int, text: str) -> int:
+    """A setting value as a user writes it -> pump units, exactly: insulin in U ('8' or
+    '8 U' -> 8000 mU), everything else a whole number of its unit. A unit written after
+    the number must be the setting's own; milli-units are refused, never guessed."""
+    name, unit = spec.SETTINGS[sid][0], setting_unit(sid)
+    value = text.strip()
+    if unit and value.endswith(unit) and value[:-len(unit)].strip()[-1:].isdigit():
+        value = value[:-len(unit)].strip()
+    if value and not value.replace(".", "", 1).lstrip("-").isdigit():
+        if value.lstrip("-0123456789. ").startswith("m" + unit) and unit in (
+                SETTING_UNITS.values()):
+            raise ValueError(f"setting {name} is written in {unit}, not m{unit}: "
+                             f"e.g. {name}={refusals.units_text(spec.SETTINGS[sid][1])}")
+        raise ValueError(f"setting {name} takes a number of {unit}, not {text!r}")
+    if spec.SETTINGS[sid][4] in SETTING_UNITS:
+        try:
+            return units_to_mu(value)
+        except ValueError as exc:
+            raise ValueError(f"setting {name} is in {unit}: {exc}") from None
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise ValueError(f"setting {name} takes a whole number of {unit}, "
+                         f"not {text!r}") from None
+
+
+def setting_text(sid: int, value: int) -> str:
+    """A setting value in the units people read: '8 U', '1.5 U/min', '240 min'."""
+    if spec.SETTINGS[sid][4] in SETTING_UNITS:
+        return f"{mu_to_units(value)} {setting_unit(sid)}"
+    return f"{value} {setting_unit(sid)}"
+
+
 def alarm_id(name_or_id: str | int) -> int:
     if isinstance(name_or_id, int) or str(name_or_id).isdigit():
         n = int(name_or_id)
@@ -951,5 +994,6 @@ __all__ = [
     "LinkError", "LinkStats", "Profile", "PumpError", "PumpRefused", "PumpTimeout", "Reading",
     "Result", "SchemaMismatch", "Status", "Suggestion", "Totals", "alarm_id", "connect",
     "from_pump_seconds", "glucose_text", "load_key", "mu_to_u",
-    "mu_to_units", "open_port", "pump_seconds", "setting_id", "trend_arrow", "units_to_mu",
+    "mu_to_units", "open_port", "pump_seconds", "setting_from_text", "setting_id",
+    "setting_text", "trend_arrow", "units_to_mu",
 ]

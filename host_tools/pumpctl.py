@@ -104,28 +104,14 @@ def parse_segment(text: str) -> tuple[int, int]:
     return parse_slot(when), mu
 
 
-# Setting values: the command line uses U where the pump stores mU.
-_DISPLAY_UNIT = {"mU": "U", "mU/h": "U/h", "mU/min": "U/min"}
-
-
 def setting_to_wire(sid: int, text: str) -> int:
-    name, _default, _lo, _hi, unit = spec.SETTINGS[sid]
-    if unit in _DISPLAY_UNIT:
-        try:
-            return C.units_to_mu(text)
-        except ValueError as exc:
-            raise BadInput(f"setting {name} is in {_DISPLAY_UNIT[unit]}: {exc}") from None
     try:
-        return int(text, 10)
-    except ValueError:
-        raise BadInput(f"setting {name} takes a whole number of {unit}, not {text!r}") from None
+        return C.setting_from_text(sid, text)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
 
 
-def setting_display(sid: int, value: int) -> str:
-    unit = spec.SETTINGS[sid][4]
-    if unit in _DISPLAY_UNIT:
-        return f"{C.mu_to_units(value)} {_DISPLAY_UNIT[unit]}"
-    return f"{value} {unit}"
+setting_display = C.setting_text
 
 
 def build_parser() -> argparse.ArgumentParser:
