@@ -56,6 +56,20 @@ class Incomplete(Exception):
     """A bolus was cancelled or interrupted while we watched (exit 1)."""
 
 
+class BolusLinkLost(C.LinkError):
+    """The link dropped while a bolus ran (exit 4): which bolus, what was delivered when
+    last seen, and how to find out the rest."""
+
+    def __init__(self, bolus_id: int, delivered: int, requested: int, cause: Exception):
+        self.extra = {"bolus_id": bolus_id, "delivered": delivered, "requested": requested}
+        super().__init__(
+            f"link lost while bolus #{bolus_id} was running: {C.mu_to_units(delivered)} of "
+            f"{_u(requested)} delivered when last seen. The pump goes on by itself: once it "
+            f"answers again, `pumpctl status` shows the bolus if it still runs and "
+            f"`pumpctl history` how it ended (bolus_end #{bolus_id}); do not repeat it "
+            f"before. (cause: {cause})")
+
+
 # ============================================================================ parsing
 class _Parser(argparse.ArgumentParser):
     """argparse, but errors are one line and exit 2 (never a usage dump)."""
@@ -483,6 +497,15 @@ def _bolus_end_from_history(pump: C.Client, bolus_id: int, next_seq: int):
 def watch_bolus(pump: C.Client, bolus_id: int, total: int, out: Out,
                 status_every: float = 2.0) -> tuple[int, int]:
     """Follow a bolus to its end: events first, status as a fallback for lost events."""
+    seen = [0]  # delivered when last seen, for the message if the link drops
+    try:
+        return _follow_bolus(pump, bolus_id, total, out, status_every, seen)
+    except (C.LinkError, codec.ProtocolError) as exc:
+        raise BolusLinkLost(bolus_id, seen[0], total, exc) from None
+
+
+def _follow_bolus(pump: C.Client, bolus_id: int, total: int, out: Out, status_every: float,
+                  seen: list[int]) -> tuple[int, int]:
     delivered = 0
     progress = Progress(TextColumn("bolus #{task.fields[bid]}"), BarColumn(),
                         TextColumn("{task.fields[done]} of {task.fields[total_u]} U"),
@@ -503,11 +526,12 @@ def watch_bolus(pump: C.Client, bolus_id: int, total: int, out: Out,
                 elif ev.kind == spec.EV_ALARM and not out.json:
                     progress.console.print(f"[red]{ev.describe()}[/]")
             progress.update(task, completed=delivered, done=C.mu_to_units(delivered))
+            seen[0] = delivered
             if time.monotonic() - last_status >= status_every:
                 last_status = time.monotonic()
                 st = pump.status()
                 if st.bolus_id == bolus_id:
-                    delivered = max(delivered, st.bolus_delivered)
+                    delivered = seen[0] = max(delivered, st.bolus_delivered)
                     continue
                 # the end event was lost: the history knows how it ended
                 got = _bolus_end_from_history(pump, bolus_id, st.history_next)
@@ -1340,7 +1364,7 @@ def main(argv: list[str] | None = None, connect=C.connect) -> int:
         return _fail(out, EXIT_REFUSED, str(_with_limit(pump, exc)), code=exc.code,
                      name=exc.name, detail=exc.detail)
     except (C.LinkError, C.SchemaMismatch) as exc:
-        return _fail(out, EXIT_LINK, str(exc))
+        return _fail(out, EXIT_LINK, str(exc), **getattr(exc, "extra", {}))
     except codec.ProtocolError as exc:
         return _fail(out, EXIT_LINK, f"protocol error: {exc}")
     except ValueError as exc:  # a value the client refused before sending

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -327,3 +328,40 @@ def test_console_script_entry_point():
     assert project["scripts"]["pumpctl"] == "host_tools.pumpctl:main"
     for dep in ("pyserial", "construct", "cobs", "rich"):
         assert any(d.startswith(dep) for d in project["dependencies"])
+
+
+@pytest.mark.req("THR-3", "LNK-2", "HW-3")
+def test_e2e_link_drop_mid_bolus_says_which_bolus_and_how_to_find_out(tmp_path):
+    """The emulator dies (a power cut, its pty gone) while pumpctl follows a bolus."""
+    from host_tools.launch import launch
+
+    emu = launch(tmp_path / "emu", console=False)
+    try:
+        with C.connect(emu.port, key=C.load_key(emu.key_path)) as pump:
+            pump.set_profile(0, "day", [0], [1000])
+            pump.set_time(C.pump_seconds(__import__("datetime").datetime(2026, 11, 16, 8)), 0)
+            pump.rewind()
+            pump.fill(C.units_to_mu("200"))
+            pump.prime(spec.PRIME_TUBING, C.units_to_mu("1"))
+            pump.resume()
+        cmd = [sys.executable, "-m", "host_tools.pumpctl", "--port", emu.port, "--key",
+               str(emu.key_path), "--json", "bolus", "5"]  # 200 s at 1.5 U/min
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=REPO)
+        time.sleep(6)  # the bolus runs, pumpctl follows it
+        emu.close()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        emu.close()
+    assert proc.returncode == 4, err
+    assert "Traceback" not in out + err
+    line = err.strip().splitlines()[-1]
+    data = json.loads(out.strip().splitlines()[-1])
+    assert data["bolus_id"] == 1 and data["requested"] == 5000
+    assert 0 < data["delivered"] < 5000
+    delivered = C.mu_to_units(data["delivered"])
+    assert line.startswith(
+        f"pumpctl: error: link lost while bolus #1 was running: {delivered} of 5.0 U "
+        "delivered when last seen. The pump goes on by itself: once it answers again, "
+        "`pumpctl status` shows the bolus if it still runs and `pumpctl history` how it "
+        "ended (bolus_end #1); do not repeat it before. (cause: ")
