@@ -53,6 +53,10 @@ class LinkError(PumpError):
     """The port cannot be opened or the pump does not answer."""
 
 
+class PortBusy(LinkError):
+    """Another client holds the port (each client opens it exclusively)."""
+
+
 class PumpTimeout(LinkError):
     """No answer after every retry."""
 
@@ -970,9 +974,15 @@ def open_port(url: str, **kwargs):
 
     kwargs.setdefault("timeout", READ_SLICE)
     kwargs.setdefault("write_timeout", 2)
+    # One client per device (flock): two would steal each other's answers. URLs
+    # (socket://, rfc2217://) are shared or refused by the server at the other end.
+    kwargs.setdefault("exclusive", "://" not in url)
     try:
         return serial.serial_for_url(url, **kwargs)
     except (serial.SerialException, OSError, ValueError) as exc:
+        if "exclusively lock" in str(exc):
+            raise PortBusy(f"port busy: another pumpctl (monitor?) or pump client holds "
+                           f"{url}; stop it, or give this command in its place") from None
         raise LinkError(f"cannot open {url}: {exc}") from None
 
 
@@ -991,7 +1001,8 @@ def connect(url: str, key: bytes | None = None, timeout: float = DEFAULT_TIMEOUT
 
 __all__ = [
     "AlarmState", "CalcSchedule", "Client", "Event", "Hello", "HistoryRecord", "KeyFileError",
-    "LinkError", "LinkStats", "Profile", "PumpError", "PumpRefused", "PumpTimeout", "Reading",
+    "LinkError", "LinkStats", "PortBusy", "Profile", "PumpError", "PumpRefused", "PumpTimeout",
+    "Reading",
     "Result", "SchemaMismatch", "Status", "Suggestion", "Totals", "alarm_id", "connect",
     "from_pump_seconds", "glucose_text", "load_key", "mu_to_u",
     "mu_to_units", "open_port", "pump_seconds", "setting_from_text", "setting_id",

@@ -365,3 +365,27 @@ def test_e2e_link_drop_mid_bolus_says_which_bolus_and_how_to_find_out(tmp_path):
         "delivered when last seen. The pump goes on by itself: once it answers again, "
         "`pumpctl status` shows the bolus if it still runs and `pumpctl history` how it "
         "ended (bolus_end #1); do not repeat it before. (cause: ")
+
+
+@pytest.mark.req("LNK-2")
+def test_a_second_client_on_a_port_is_told_port_busy(capsys):
+    """`pumpctl monitor` in one terminal holds the port; a command in another is refused
+    with one line, not a raw pyserial error or a lost answer."""
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    holder = C.open_port(path)  # what `pumpctl monitor` holds
+    try:
+        code = pumpctl.main(["--port", path, "--timeout", "0.2", "--retries", "0", "status"])
+        out, err = capsys.readouterr()
+        assert one_line_error(err, code, 4) == (
+            f"pumpctl: error: port busy: another pumpctl (monitor?) or pump client holds "
+            f"{path}; stop it, or give this command in its place")
+    finally:
+        holder.close()
+    again = C.open_port(path)  # free again once the holder closed it
+    again.close()
+    os.close(master)
+    os.close(slave)
