@@ -15,11 +15,13 @@ From Python:
 
 DIR holds the board's persistent state: flash.bin (storage regions, plunger position,
 odometer, battery), world.json (clock mode and fault settings: written fresh by every
-launch) and key, the 256-bit pairing key as 64 hex digits, created with a random key (mode
-0600) if absent (SEC-1). When the firmware dies of a simulated power cut (FAULT_POWER_CUT)
-or its watchdog, the launcher starts it again from DIR on the same ptys, so the host sees a
-reboot. Bytes sent while it is off are lost, as on a UART. Stopping the launcher is a power
-cut too; the next launch with the same DIR boots from what was saved.
+launch), emulator.json while it runs (ports, key path and launcher pid, for `pumpctl
+--state DIR`; host_tools/config.py) and key, the 256-bit pairing key as 64 hex digits,
+created with a random key (mode 0600) if absent (SEC-1). When the firmware dies of a
+simulated power cut (FAULT_POWER_CUT) or its watchdog, the launcher starts it again from
+DIR on the same ptys, so the host sees a reboot. Bytes sent while it is off are lost, as
+on a UART. Stopping the launcher is a power cut too; the next launch with the same DIR
+boots from what was saved.
 
 The firmware also writes a telemetry line (JSON) about once a second of real time: the
 pump's status and the simulated parts. `Emulator.telemetry` holds the latest one.
@@ -40,6 +42,7 @@ import time
 import tty
 from pathlib import Path
 
+from host_tools.config import write_emulator_file
 from host_tools.paths import source_root
 
 SOURCE_ROOT = source_root()  # firmware/, boards/, protocol/: the checkout or the wheel's copy
@@ -166,6 +169,10 @@ class Emulator:
         self._thread = threading.Thread(target=self._relay, name="pump-emulator-relay",
                                         daemon=True)
         self._thread.start()
+        # for `pumpctl --state DIR` (host_tools/config.py); removed again by close()
+        self.record = write_emulator_file(self.state_dir, {
+            "port": self.port, "console_port": self.console_port,
+            "key": str(self.key_path.resolve()), "pid": os.getpid(), "seed": self.seed})
 
     # ------------------------------------------------------------------ process
     def _write_world(self, speed: int, jitter: int, heap_check: bool):
@@ -389,6 +396,16 @@ class Emulator:
                 except OSError:
                     pass
         self.master = self._slave = self.con_master = self._con_slave = None
+        self._forget_record()
+
+    def _forget_record(self):
+        record = getattr(self, "record", None)
+        try:
+            if record is not None and json.loads(record.read_text()).get("port") == self.port:
+                record.unlink()
+        except (OSError, ValueError):
+            pass
+        self.record = None
 
     def __enter__(self):
         return self

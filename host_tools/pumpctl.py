@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -31,6 +30,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from host_tools import client as C
+from host_tools import config
 from host_tools.paths import in_checkout
 from protocol import codec, spec
 
@@ -42,9 +42,7 @@ EXIT_LINK = 4
 EXIT_INTERRUPTED = 130
 
 PRIORITIES = {spec.PRIO_LOW: "low", spec.PRIO_MEDIUM: "medium", spec.PRIO_HIGH: "high"}
-DEFAULT_EMULATOR_STATE = os.path.join(
-    os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"),
-    "micropump", "emulator")
+DEFAULT_EMULATOR_STATE = config.default_emulator_state()
 TEMP_KINDS = {spec.TEMP_NONE: "none", spec.TEMP_ABSOLUTE: "absolute", spec.TEMP_PERCENT: "percent"}
 
 
@@ -130,12 +128,17 @@ setting_display = C.setting_text
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pumpctl", description="Drive a micropump over its serial link.")
-    p.add_argument("--port", default=os.environ.get("PUMPCTL_PORT"),
+    p.add_argument("--port",
                    help="pyserial URL: /dev/ttyACM0, a pty path, socket://host:port, "
-                        "rfc2217://host:port (default $PUMPCTL_PORT)")
-    p.add_argument("--key", default=os.environ.get("PUMPCTL_KEY"),
-                   help="pairing key file: 32 raw bytes or 64 hex digits (default "
-                        "$PUMPCTL_KEY); needed for commands that change state")
+                        "rfc2217://host:port (default: --state, $PUMPCTL_PORT, the config "
+                        "file, or the running default emulator)")
+    p.add_argument("--key",
+                   help="pairing key file: 32 raw bytes or 64 hex digits (default: from "
+                        "where the port came, $PUMPCTL_KEY or the config file); needed for "
+                        "commands that change state")
+    p.add_argument("--state", dest="state_dir", metavar="DIR",
+                   help="talk to the emulator running in state directory DIR (`pumpctl "
+                        "emulate --state DIR`): its port and key")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--timeout", type=float, default=C.DEFAULT_TIMEOUT,
                    help="seconds to wait for each answer (default %(default)s)")
@@ -1235,6 +1238,7 @@ def cmd_emulate(args, out: Out) -> int:
                 emulator_setup(pump, say)
         say("drive it from another terminal, like a pump on a USB port:", soft_wrap=True)
         say(f"  export PUMPCTL_PORT={emu.port} PUMPCTL_KEY={emu.key_path}", soft_wrap=True)
+        say(f"  (or give --state {emu.state_dir} to each command)", soft_wrap=True)
         ctl = ".venv/bin/pumpctl" if in_checkout() else "pumpctl"
         say(f"  {ctl} status; {ctl} bolus 1.5", soft_wrap=True)
         if emu.console_port:
@@ -1350,12 +1354,18 @@ def main(argv: list[str] | None = None, connect=C.connect) -> int:
                          detail=exc.detail)
         except (C.PumpError, codec.ProtocolError) as exc:
             return _fail(out, EXIT_LINK, str(exc))
-    if not args.port:
-        return _fail(out, EXIT_BAD_INPUT, "no port: give --port URL (or set PUMPCTL_PORT)")
+    try:
+        target = config.resolve(args.port, args.key, args.state_dir)
+    except config.ConfigError as exc:
+        return _fail(out, EXIT_BAD_INPUT, str(exc))
+    if not target.port:
+        return _fail(out, EXIT_BAD_INPUT,
+                     f"no port: give --port URL or --state DIR, set PUMPCTL_PORT, or write "
+                     f"port = \"...\" into {config.config_path()}")
     pump = None
     try:
-        key = C.load_key(args.key) if args.key else None
-        pump = connect(args.port, key=key, timeout=args.timeout, retries=args.retries)
+        key = C.load_key(target.key) if target.key else None
+        pump = connect(target.port, key=key, timeout=args.timeout, retries=args.retries)
         code = COMMANDS[args.command](pump, args, out)
         return EXIT_OK if code is None else code
     except (BadInput, C.KeyFileError) as exc:
