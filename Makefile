@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n 2 -q --junit-xml=build/junit.xml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
