@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import difflib
 import json
+import os
+import re
 import sys
 import time
 from dataclasses import asdict
 from decimal import Decimal
+from importlib import metadata
 from pathlib import Path
 
 from rich.console import Console
@@ -73,7 +77,36 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but errors are one line and exit 2 (never a usage dump)."""
 
     def error(self, message):
-        raise BadInput(message)
+        raise BadInput(did_you_mean(message))
+
+
+_INVALID_CHOICE = re.compile(r"argument (\w+): invalid choice: '([^']*)' \(choose from (.*)\)$")
+
+
+def did_you_mean(message: str) -> str:
+    """argparse's "invalid choice" for a command, with the nearest known ones suggested."""
+    m = _INVALID_CHOICE.match(message)
+    if not m or m.group(1) not in ("COMMAND", "ACTION"):
+        return message
+    given = m.group(2)
+    choices = [c.strip().strip("'") for c in m.group(3).split(",")]
+    close = difflib.get_close_matches(given, choices, n=3, cutoff=0.6)
+    close += [c for c in choices if c.startswith(given) and given and c not in close]
+    what = "command" if m.group(1) == "COMMAND" else "action"
+    if not close:
+        return f"unknown {what} {given!r}; {what}s: {', '.join(choices)}"
+    return (f"unknown {what} {given!r}: did you mean "
+            + " or ".join(repr(c) for c in close[:3]) + "?")
+
+
+def version_text() -> str:
+    """Package version, protocol version and schema hash: what a bug report needs."""
+    try:
+        version = metadata.version("micropump")
+    except metadata.PackageNotFoundError:
+        version = "unknown (not installed)"
+    return (f"pumpctl {version} (micropump), protocol {spec.PROTOCOL_VERSION}, "
+            f"schema {spec.schema_hash():#010x}")
 
 
 def units(text: str) -> int:
@@ -144,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for each answer (default %(default)s)")
     p.add_argument("--retries", type=whole, default=C.DEFAULT_RETRIES,
                    help="extra tries when an answer is lost (default %(default)s)")
+    p.add_argument("--version", action="version", version=version_text(),
+                   help="package version, protocol version and schema hash")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -285,6 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--html", action="store_true",
                     help="also write an HTML page beside the PNG (same name, .html)")
     rp.add_argument("--days", type=whole, default=7, help="days of daily totals (default 7)")
+
+    co = sub.add_parser("completion", help="shell completion script: bash, zsh or fish",
+                        description="Print the completion script for your shell. bash: "
+                                    "eval \"$(pumpctl completion bash)\" in ~/.bashrc; "
+                                    "zsh: the same in ~/.zshrc; fish: pumpctl completion "
+                                    "fish > ~/.config/fish/completions/pumpctl.fish")
+    co.add_argument("shell", choices=("bash", "zsh", "fish"))
 
     fl = sub.add_parser("flash", add_help=False,
                         help="compile the firmware and deploy it to a board "
@@ -1308,7 +1350,14 @@ def _flash(rest: list[str]) -> int:
     return flash.main(rest)
 
 
-LOCAL_COMMANDS = {"emulate": cmd_emulate}
+def cmd_completion(args, out: Out) -> int:
+    import argcomplete
+
+    print(argcomplete.shellcode(["pumpctl"], shell=args.shell), end="", flush=True)
+    return EXIT_OK
+
+
+LOCAL_COMMANDS = {"emulate": cmd_emulate, "completion": cmd_completion}
 
 
 # ============================================================================ main
@@ -1333,6 +1382,10 @@ def _fail(out: Out | None, status: int, message: str, **extra) -> int:
 
 def main(argv: list[str] | None = None, connect=C.connect) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (argcomplete)
+        import argcomplete
+
+        argcomplete.autocomplete(build_parser())
     flash_argv = _flash_argv(argv)
     if flash_argv is not None:  # host_tools.flash parses its own arguments
         return _flash(flash_argv)

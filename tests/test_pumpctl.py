@@ -389,3 +389,55 @@ def test_a_second_client_on_a_port_is_told_port_busy(capsys):
     again.close()
     os.close(master)
     os.close(slave)
+
+
+# ====================================================================== a real tool
+@pytest.mark.req("LNK-1")
+def test_version_names_package_protocol_and_schema(capsys):
+    with pytest.raises(SystemExit) as done:
+        pumpctl.build_parser().parse_args(["--version"])
+    assert done.value.code == 0
+    from importlib import metadata
+
+    assert capsys.readouterr().out == (
+        f"pumpctl {metadata.version('micropump')} (micropump), protocol "
+        f"{spec.PROTOCOL_VERSION}, schema {spec.schema_hash():#010x}\n")
+    assert pumpctl.main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("pumpctl ")
+
+
+@pytest.mark.req("HW-2")
+@pytest.mark.parametrize(("argv", "message"), [
+    (["stauts"], "unknown command 'stauts': did you mean 'status' or 'link-stats'?"),
+    (["resrvoir", "fill", "3"], "unknown command 'resrvoir': did you mean 'reservoir'?"),
+    (["reservoir", "fil", "3"], "unknown action 'fil': did you mean 'fill'?"),
+    (["emu"], "unknown command 'emu': did you mean 'emulate'?"),
+    (["xyz"], "unknown command 'xyz'; commands: status, bolus, cancel-bolus,"),
+])
+def test_mistyped_commands_get_a_suggestion(argv, message, capsys):
+    assert pumpctl.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("pumpctl: error: " + message) and len(err.splitlines()) == 1
+
+
+def complete(line: str, tmp_path) -> list[str]:
+    """What the shell gets for `line` + TAB (argcomplete's protocol, as its scripts call)."""
+    answer = tmp_path / "completions"
+    env = {**os.environ, "_ARGCOMPLETE": "1", "_ARGCOMPLETE_IFS": "\n", "COMP_LINE": line,
+           "COMP_POINT": str(len(line)), "_ARGCOMPLETE_STDOUT_FILENAME": str(answer)}
+    proc = subprocess.run([sys.executable, "-m", "host_tools.pumpctl"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return sorted(answer.read_text().split("\n"))
+
+
+@pytest.mark.req("HW-2")
+def test_shell_completion_scripts_and_answers(tmp_path, capsys):
+    for shell, marker in (("bash", "complete "), ("zsh", "compdef"), ("fish", "complete ")):
+        assert pumpctl.main(["completion", shell]) == 0
+        script = capsys.readouterr().out
+        assert marker in script and "pumpctl" in script, shell
+    assert complete("pumpctl res", tmp_path) == ["reservoir", "resume"]
+    actions = [w for w in complete("pumpctl reservoir ", tmp_path) if not w.startswith("-")]
+    assert actions == ["fill", "prime", "rewind"]
+    assert "--minutes" in complete("pumpctl bolus 1 --", tmp_path)

