@@ -1051,13 +1051,15 @@ def cmd_report(pump: C.Client, args, out: Out):
     for row in summary["totals"]:
         t.add_row(row["date"], f"{row['basal_u']:.2f}", f"{row['bolus_u']:.2f}",
                   f"{row['total_u']:.2f}")
-    tir = summary["time_in_range"]
-    text = (f"time in range 70-180 mg/dL: {tir['in_range']:.1f} % "
-            f"(below {tir['below']:.1f} %, above {tir['above']:.1f} %, "
-            f"{tir['readings']} readings, mean {tir['mean']:.0f} mg/dL); "
-            f"{summary['boluses']} boluses, {summary['suspensions']} suspensions, "
-            f"{summary['alarms']} alarms; wrote {png}" + (f" and {html}" if html else ""))
+    text = (f"{report.metrics_text(summary['cgm'])}; {_count(summary['boluses'], 'bolus')}, "
+            f"{_count(summary['suspensions'], 'suspension')}, "
+            f"{_count(summary['alarms'], 'alarm')}; wrote {png}"
+            + (f" and {html}" if html else ""))
     out.emit(dict(summary, png=str(png), html=str(html) if html else None), t, text=text)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
 
 
 def cmd_link_stats(pump: C.Client, args, out: Out):

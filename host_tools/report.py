@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import os
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from protocol import spec as S
 
 TIR_LOW = 70
 TIR_HIGH = 180
+URGENT_LOW_LIMIT = 54  # consensus level-2 hypoglycaemia: below 54 mg/dL
+VERY_HIGH = 250  # consensus level-2 hyperglycaemia: above 250 mg/dL
 STEP_MIN = 1  # basal series resolution
 
 
@@ -98,9 +101,12 @@ def programmed_rate(data: ReportData, utc: int) -> int:
     return rate
 
 
-def _windows(data: ReportData, is_start, is_end) -> list[tuple[int, int]]:
+def _windows(data: ReportData, is_start, is_end, was_on=None) -> list[tuple[int, int]]:
     """(from, to) UTC s spans between start and end records; open at the window's start
-    when the first record is an end, at its end when the last one is a start."""
+    when the first record is one that says the state was on (`was_on`, default: any end),
+    at its end when the last one is a start. An end that may also come without the state
+    (a reboot) is no evidence that it was on."""
+    was_on = was_on or is_end
     spans = []
     begin = None
     seen = False
@@ -110,7 +116,7 @@ def _windows(data: ReportData, is_start, is_end) -> list[tuple[int, int]]:
                 begin = r.time
             seen = True
         elif is_end(r):
-            if begin is None and not seen:
+            if begin is None and not seen and was_on(r):
                 begin = data.since  # it was on when the window began
             if begin is not None:
                 spans.append((begin, r.time))
@@ -130,7 +136,8 @@ def suspensions(data: ReportData) -> list[tuple[int, int, str]]:
         why = reasons.get(a)
         out.append((a, b, S.STOP_REASONS[why] if why is not None and why < 7 else "stopped"))
     for a, b in _windows(data, lambda r: r.kind == S.H_SBL and r.arg == 1,
-                         lambda r: (r.kind == S.H_SBL and r.arg == 0) or r.kind == S.H_BOOT):
+                         lambda r: (r.kind == S.H_SBL and r.arg == 0) or r.kind == S.H_BOOT,
+                         lambda r: r.kind == S.H_SBL):
         out.append((a, b, "suspend before low"))
     return sorted(x for x in out if x[1] > x[0])
 
@@ -197,15 +204,47 @@ def alarms_raised(data: ReportData) -> list[tuple[int, str, int]]:
     return out
 
 
-def time_in_range(readings: list[C.Reading]) -> dict:
+def cgm_metrics(readings: list[C.Reading], minutes: float) -> dict | None:
+    """The standard CGM metrics of the international consensus on time in range (Battelino
+    et al., Diabetes Care 2019) over `minutes` of time: % of readings below 54 and 70
+    mg/dL, in 70-180, above 180 and 250; mean; standard deviation; coefficient of
+    variation (%); glucose management indicator (GMI %, 3.31 + 0.02392 x mean mg/dL);
+    sensor wear (% of the 5-min readings expected that arrived). The sensor's LOW (39)
+    and HIGH (401) count as below 54 and above 250. None: no CGM data, nothing to say."""
     vals = [r.mg_dl for r in readings if r.mg_dl > 0]
     n = len(vals)
     if not n:
-        return {"readings": 0, "below": 0.0, "in_range": 0.0, "above": 0.0, "mean": 0.0}
-    below = sum(v < TIR_LOW for v in vals)
-    above = sum(v > TIR_HIGH for v in vals)
-    return {"readings": n, "below": 100 * below / n, "above": 100 * above / n,
-            "in_range": 100 * (n - below - above) / n, "mean": sum(vals) / n}
+        return None
+    mean = statistics.fmean(vals)
+    sd = statistics.stdev(vals) if n > 1 else 0.0
+
+    def pct(count: int) -> float:
+        return 100 * count / n
+
+    expected = max(1, int(minutes // 5))
+    return {
+        "readings": n,
+        "below_54": pct(sum(v < URGENT_LOW_LIMIT for v in vals)),
+        "below_70": pct(sum(v < TIR_LOW for v in vals)),
+        "in_range": pct(sum(TIR_LOW <= v <= TIR_HIGH for v in vals)),
+        "above_180": pct(sum(v > TIR_HIGH for v in vals)),
+        "above_250": pct(sum(v > VERY_HIGH for v in vals)),
+        "mean": mean,
+        "sd": sd,
+        "cv": 100 * sd / mean,
+        "gmi": 3.31 + 0.02392 * mean,
+        "wear": min(100.0, 100 * n / expected),
+    }
+
+
+def metrics_text(m: dict | None) -> str:
+    """One line of the consensus metrics, or 'no CGM data'."""
+    if m is None:
+        return "no CGM data"
+    return (f"time in range 70-180 mg/dL {m['in_range']:.1f} %, below 70 {m['below_70']:.1f} % "
+            f"(below 54 {m['below_54']:.1f} %), above 180 {m['above_180']:.1f} % (above 250 "
+            f"{m['above_250']:.1f} %); mean {m['mean']:.0f} mg/dL, GMI {m['gmi']:.1f} %, "
+            f"CV {m['cv']:.1f} %; {m['readings']} readings, sensor wear {m['wear']:.0f} %")
 
 
 def summary(data: ReportData) -> dict:
@@ -213,7 +252,7 @@ def summary(data: ReportData) -> dict:
                "bolus_u": t.bolus / 1000, "total_u": (t.basal + t.bolus) / 1000}
               for t in data.totals if t.valid]
     return {"hours": (data.now - data.since) / 3600,
-            "time_in_range": time_in_range(data.readings),
+            "cgm": cgm_metrics(data.readings, (data.now - data.since) / 60),
             "totals": totals,
             "boluses": len(boluses(data)),
             "bolus_u": sum(mu for _t, mu, _i in boluses(data)) / 1000,
@@ -322,21 +361,32 @@ def render_png(data: ReportData, path: str | os.PathLike, dpi: int = 110) -> Pat
     plt.setp(ax_g.get_xticklabels(), visible=False)
     plt.setp(ax_b.get_xticklabels(), visible=False)
 
-    # time in range
-    tir = time_in_range(data.readings)
-    parts = (("below 70", tir["below"], "#d04040"), ("70-180", tir["in_range"], "#40a040"),
-             ("above 180", tir["above"], "#e0a020"))
-    bottom = 0.0
-    for label, pct, color in parts:
-        ax_tir.bar(["time in range"], [pct], bottom=bottom, color=color, width=0.5)
-        if pct >= 3:
-            ax_tir.text(0, bottom + pct / 2, f"{label}: {pct:.1f} %", ha="center",
-                        va="center", fontsize=9)
-        bottom += pct
-    ax_tir.set_ylim(0, 100)
-    ax_tir.set_ylabel("% of readings")
-    ax_tir.set_title(f"time in range {tir['in_range']:.1f} %\n{tir['readings']} readings, "
-                     f"mean {tir['mean']:.0f} mg/dL", fontsize=10)
+    # time in range (consensus metrics)
+    m = cgm_metrics(data.readings, (data.now - data.since) / 60)
+    if m is None:
+        ax_tir.text(0.5, 0.5, "no CGM data", ha="center", va="center", fontsize=12,
+                    transform=ax_tir.transAxes)
+        ax_tir.set_axis_off()
+        ax_g.text(0.5, 0.5, "no CGM data", ha="center", va="center", fontsize=14,
+                  color="#777777", transform=ax_g.transAxes)
+    else:
+        parts = (("below 54", m["below_54"], "#a01010"),
+                 ("54-69", m["below_70"] - m["below_54"], "#e05050"),
+                 ("70-180", m["in_range"], "#40a040"),
+                 ("181-250", m["above_180"] - m["above_250"], "#f0c040"),
+                 ("above 250", m["above_250"], "#e08020"))
+        bottom = 0.0
+        for label, pct, color in parts:
+            ax_tir.bar(["time in ranges"], [pct], bottom=bottom, color=color, width=0.5)
+            if pct >= 3:
+                ax_tir.text(0, bottom + pct / 2, f"{label}: {pct:.1f} %", ha="center",
+                            va="center", fontsize=9)
+            bottom += pct
+        ax_tir.set_ylim(0, 100)
+        ax_tir.set_ylabel("% of readings")
+        ax_tir.set_title(f"time in range {m['in_range']:.1f} %\nmean {m['mean']:.0f} mg/dL, "
+                         f"GMI {m['gmi']:.1f} %, CV {m['cv']:.1f} %\n{m['readings']} "
+                         f"readings, sensor wear {m['wear']:.0f} %", fontsize=9)
 
     # daily totals
     days = [t for t in reversed(data.totals) if t.valid]
@@ -366,7 +416,6 @@ def render_html(data: ReportData, png: str | os.PathLike, out: str | os.PathLike
 
     out = Path(out)
     s = summary(data)
-    tir = s["time_in_range"]
     img = base64.b64encode(Path(png).read_bytes()).decode("ascii")
     rows = "".join(f"<tr><td>{html.escape(t['date'])}</td><td>{t['basal_u']:.2f}</td>"
                    f"<td>{t['bolus_u']:.2f}</td><td>{t['total_u']:.2f}</td></tr>"
@@ -380,8 +429,7 @@ def render_html(data: ReportData, png: str | os.PathLike, out: str | os.PathLike
 <style>body{{font-family:sans-serif;margin:1em}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #bbb;padding:2px 8px;text-align:right}}</style></head><body>
 <h1>micropump report</h1>
-<p>Time in range 70-180 mg/dL: <b>{tir['in_range']:.1f} %</b> (below {tir['below']:.1f} %,
-above {tir['above']:.1f} %; {tir['readings']} readings, mean {tir['mean']:.0f} mg/dL).</p>
+<p>{html.escape(metrics_text(s["cgm"]))}.</p>
 <img src="data:image/png;base64,{img}" alt="glucose, basal, boluses, alarms" width="100%">
 <h2>Daily totals</h2>
 <table><tr><th>day</th><th>basal U</th><th>bolus U</th><th>total U</th></tr>{rows}</table>

@@ -71,10 +71,95 @@ def test_report_analysis_and_png(tmp_path):
     s = report.summary(data)
     assert s["alarm_names"] == ["suspend_before_low", "urgent_low"]
     assert s["totals"][1]["total_u"] == 44.0
-    tir = s["time_in_range"]
-    assert tir["readings"] == 288 and tir["below"] == 0
-    assert tir["in_range"] + tir["above"] == pytest.approx(100)
+    m = s["cgm"]
+    assert m["readings"] == 288 and m["below_70"] == 0 and m["wear"] == 100
+    assert m["in_range"] + m["above_180"] == pytest.approx(100)
     png = report.render_png(data, tmp_path / "r.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = report.render_html(data, png, tmp_path / "r.html").read_text()
     assert "data:image/png;base64," in page and "urgent_low" in page
+
+
+def _bare(readings, history):
+    from host_tools import report
+
+    prof = [C.Profile(0, "p", (0,), (1000,))] + [
+        C.Profile(i, "", (0,), (0,)) for i in range(1, S.PROFILES)]
+    settings = {row[0]: row[1] for row in S.SETTINGS}
+    data = report.ReportData(T0 + 86400, 0, T0, readings, history, prof, [0] * 7, settings,
+                             [])
+    data.basal = report.basal_series(data)
+    return data
+
+
+@pytest.mark.req("SNS-3", "HIS-1")
+def test_a_reboot_is_no_suspension_before_low():
+    """A boot record ends a suspension before low that ran, but is no sign of one: no span
+    from the window's start to the reboot, no phantom suspension counted."""
+    from host_tools import report
+
+    H = C.HistoryRecord
+    data = _bare([], [H(1, T0 + 5 * 3600, S.H_BOOT, 0, 0, 2, 0)])
+    assert report.suspensions(data) == []
+    assert report.summary(data)["suspensions"] == 0
+    assert {rate for _t, rate in data.basal} == {1000}  # basal ran the whole window
+    # a real one still ends at the reboot, and one that began before the window is seen
+    data = _bare([], [H(1, T0 + 3600, S.H_SBL, 1, S.SBL_PREDICTED, 80, 75),
+                      H(2, T0 + 5 * 3600, S.H_BOOT, 0, 0, 2, 0),
+                      H(3, T0 + 9 * 3600, S.H_SBL, 0, S.SBL_RECOVERED, 110, 120)])
+    assert report.suspensions(data) == [(T0 + 3600, T0 + 5 * 3600, "suspend before low")]
+    data = _bare([], [H(1, T0 + 3600, S.H_SBL, 0, S.SBL_RECOVERED, 110, 120)])
+    assert report.suspensions(data) == [(T0, T0 + 3600, "suspend before low")]
+
+
+@pytest.mark.req("SNS-1")
+def test_no_readings_say_no_cgm_data(tmp_path):
+    from host_tools import report
+
+    data = _bare([C.Reading(T0 // 60 + 5, S.CGM_WARMUP)], [])
+    s = report.summary(data)
+    assert s["cgm"] is None and report.metrics_text(s["cgm"]) == "no CGM data"
+    png = report.render_png(data, tmp_path / "r.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert "no CGM data" in report.render_html(data, png, tmp_path / "r.html").read_text()
+
+
+@pytest.mark.req("SNS-1")
+def test_consensus_cgm_metrics_values():
+    from host_tools import report
+
+    values = [39, 50, 60, 100, 150, 180, 200, 300, 401, 120]  # LOW and HIGH included
+    readings = [C.Reading(T0 // 60 + 5 * i, v) for i, v in enumerate(values)]
+    m = report.cgm_metrics(readings, minutes=100)  # 20 readings were due
+    assert m["readings"] == 10
+    assert (m["below_54"], m["below_70"], m["in_range"]) == (20.0, 30.0, 40.0)
+    assert (m["above_180"], m["above_250"]) == (30.0, 20.0)
+    assert m["mean"] == pytest.approx(160.0)
+    sd = (sum((v - 160) ** 2 for v in values) / 9) ** 0.5
+    assert m["sd"] == pytest.approx(sd) and m["cv"] == pytest.approx(100 * sd / 160)
+    assert m["gmi"] == pytest.approx(3.31 + 0.02392 * 160)  # 7.1 %
+    assert m["wear"] == 50.0
+    assert report.metrics_text(m).startswith(
+        "time in range 70-180 mg/dL 40.0 %, below 70 30.0 % (below 54 20.0 %), above 180 "
+        "30.0 % (above 250 20.0 %); mean 160 mg/dL, GMI 7.1 %, CV ")
+
+
+@pytest.mark.req("SNS-1", "THR-10")
+def test_pumpctl_report_of_a_pump_without_readings(tmp_path, capsys):
+    from host_tools import pumpctl
+    from tests.test_client import KEY, PumpPeer
+
+    key = tmp_path / "k"
+    key.write_text(KEY.hex())
+    peer = PumpPeer(step_ms=500)
+    try:
+        code = pumpctl.main(["--port", peer.url, "--key", str(key), "report", "--hours", "3",
+                             "--out", str(tmp_path / "r.png")])
+    finally:
+        peer.close()
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    text = "".join(out.split("\n")[-3:]).strip()  # rich wraps long lines
+    # the one suspension is real: a new pump is suspended until its first resume
+    assert text.endswith(
+        f"no CGM data; 0 boluses, 1 suspension, 0 alarms; wrote {tmp_path / 'r.png'}")
