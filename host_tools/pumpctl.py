@@ -966,8 +966,8 @@ def cmd_wizard(pump: C.Client, args, out: Out):
     bg_text = args.bg.strip().lower()
     if bg_text == "cgm":
         st = pump.status()
-        if not st.glucose or st.glucose_age > 10 or st.glucose in (spec.CGM_LOW,
-                                                                  spec.CGM_HIGH):
+        # the sensor's LOW (below 40) is a usable reading: it is low; HIGH has no value
+        if not st.glucose or st.glucose_age > 10 or st.glucose == spec.CGM_HIGH:
             raise BadInput("no usable CGM reading from the last 10 min: give --bg MG_DL")
         bg = st.glucose
     else:
@@ -979,6 +979,13 @@ def cmd_wizard(pump: C.Client, args, out: Out):
             raise BadInput(f"--bg must be {spec.CALC_BG_MIN}..{spec.CALC_BG_MAX} mg/dL "
                            "(or 0 for none)")
     sug = pump.calc(args.carbs, bg)
+    low = pump.get_settings()["glucose_low"] if bg else 0
+    warning = None
+    if bg and bg < low:
+        warning = (f"glucose {C.glucose_text(bg)} is below the low limit {low} mg/dL"
+                   + (" (urgent low)" if bg <= spec.URGENT_LOW else "")
+                   + ": treat the low first (fast-acting carbohydrate) and check again; "
+                     "no correction insulin is suggested")
     t = Table(title=f"bolus suggestion: {args.carbs} g"
                     + (f", glucose {bg} mg/dL" if bg else ", no glucose"),
               show_header=False, title_justify="left")
@@ -999,16 +1006,27 @@ def cmd_wizard(pump: C.Client, args, out: Out):
         notes.append(f"rounded down from {C.mu_to_units(sug.unrounded)} U to whole pulses")
     t.add_row("[bold]suggested[/]", f"[bold]{C.mu_to_units(sug.total)}[/]", "; ".join(notes))
     data = {"carbs": args.carbs, "bg": bg, **asdict(sug), "rounded": sug.rounded,
-            "delivered": 0, "bolus_id": None}
+            "delivered": 0, "bolus_id": None, "warning": warning}
     if not out.json:
         out.console.print(t)
+    if warning:
+        out.err.print(f"[bold red]warning:[/] {warning}")
+        if sug.correction > 0:  # the pump's calculator never does this below its target
+            raise C.ProtocolError(f"the pump suggests {C.mu_to_units(sug.correction)} U of "
+                                  "correction for a low glucose: not delivered")
     if sug.total == 0:
         data["ok"] = True
         out.emit(data, text="nothing to deliver")
         return EXIT_OK
     if sug.over_max:
         raise C.PumpRefused(spec.E_OVER_LIMIT, spec.SET_MAX_BOLUS, "suggested bolus")
-    if not args.yes and not _ask(f"deliver {C.mu_to_units(sug.total)} U? [y/N] ", out):
+    if warning and args.yes:  # a low is never treated with insulin unasked
+        data["ok"] = True
+        out.emit(data, text="not delivered: glucose is low (--yes does not confirm a bolus "
+                            "at low glucose; answer the question instead)")
+        return EXIT_OK
+    question = "glucose is low: deliver anyway" if warning else "deliver"
+    if not args.yes and not _ask(f"{question} {C.mu_to_units(sug.total)} U? [y/N] ", out):
         data["ok"] = True
         out.emit(data, text="not delivered")
         return EXIT_OK

@@ -224,7 +224,7 @@ def explain(request, code, detail, kind=-1, limit=None):
     if code == E_PROFILE_IN_USE_OVER_LIMIT:
         return "profile %d" % detail
     if code == E_NOT_CONFIGURED and 0 <= detail < len(CALC_KINDS):
-        return CALC_KINDS[detail] + " schedule"
+        return CALC_KINDS[detail] + ": program it with `pumpctl calc set`"
     if code == E_BAD_AUTH:
         if detail == AUTH_MISSING:
             return "no authentication: give the pairing key with --key"
