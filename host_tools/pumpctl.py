@@ -314,12 +314,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="PNG report: glucose, basal, boluses, suspensions, "
                                        "alarms, daily totals, time in range")
-    rp.add_argument("--hours", type=whole, default=24, help="hours back (1..24, default 24)")
+    rp.add_argument("--hours", type=whole, default=24,
+                    help=f"hours back (1..{REPORT_MAX_HOURS}, default 24); the pump keeps 24 h "
+                         "of CGM readings, --cgm adds earlier ones")
     rp.add_argument("--out", default="report.png", metavar="PNG",
                     help="PNG file to write (default report.png)")
     rp.add_argument("--html", action="store_true",
                     help="also write an HTML page beside the PNG (same name, .html)")
     rp.add_argument("--days", type=whole, default=7, help="days of daily totals (default 7)")
+    rp.add_argument("--export", metavar="DIR",
+                    help="also write history and CGM readings as CSV and JSON into DIR "
+                         "(history.csv, history.json, cgm.csv, cgm.json)")
+    rp.add_argument("--cgm", action="append", default=[], metavar="FILE",
+                    help="earlier CGM readings (a cgm.json or cgm.csv of --export) for a "
+                         "window longer than the pump's 24 h: metrics and, over 2 days or "
+                         "more, the ambulatory glucose profile (repeatable)")
 
     co = sub.add_parser("completion", help="shell completion script: bash, zsh or fish",
                         description="Print the completion script for your shell. bash: "
@@ -1045,17 +1054,27 @@ def cmd_wizard(pump: C.Client, args, out: Out):
     return EXIT_OK if ending == spec.BOLUS_COMPLETED else EXIT_INCOMPLETE
 
 
+REPORT_MAX_HOURS = 14 * 24  # the consensus ambulatory glucose profile covers 14 days
+
+
 def cmd_report(pump: C.Client, args, out: Out):
-    if not 1 <= args.hours <= 24:
-        raise BadInput("--hours must be 1..24")
+    if not 1 <= args.hours <= REPORT_MAX_HOURS:
+        raise BadInput(f"--hours must be 1..{REPORT_MAX_HOURS}")
     if not 1 <= args.days <= 96:
         raise BadInput("--days must be 1..96")
-    try:
-        from host_tools import report
-    except ImportError as exc:
-        raise BadInput(f"the report needs matplotlib: pip install 'micropump[report]' "
-                       f"({exc})") from None
-    data = report.collect(pump, hours=args.hours, days=args.days)
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise BadInput("the report needs matplotlib: pip install 'micropump[report]'")
+    from host_tools import report
+
+    earlier = []
+    for name in args.cgm:
+        try:
+            earlier += report.load_readings(name)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+    data = report.collect(pump, hours=args.hours, days=args.days, earlier=earlier)
     png = Path(args.out)
     report.render_png(data, png)
     summary = report.summary(data)
@@ -1063,6 +1082,9 @@ def cmd_report(pump: C.Client, args, out: Out):
     if args.html:
         html = png.with_suffix(".html")
         report.render_html(data, png, html)
+    exported = []
+    if args.export:
+        exported = report.export(data, args.export, describe=describe_record)
     t = Table(title="daily totals", title_justify="left")
     for col in ("day", "basal U", "bolus U", "total U"):
         t.add_column(col, justify="left" if col == "day" else "right")
@@ -1072,8 +1094,10 @@ def cmd_report(pump: C.Client, args, out: Out):
     text = (f"{report.metrics_text(summary['cgm'])}; {_count(summary['boluses'], 'bolus')}, "
             f"{_count(summary['suspensions'], 'suspension')}, "
             f"{_count(summary['alarms'], 'alarm')}; wrote {png}"
-            + (f" and {html}" if html else ""))
-    out.emit(dict(summary, png=str(png), html=str(html) if html else None), t, text=text)
+            + (f" and {html}" if html else "")
+            + (f"; exported history and CGM to {args.export}" if exported else ""))
+    out.emit(dict(summary, png=str(png), html=str(html) if html else None,
+                  exported=[str(p) for p in exported]), t, text=text)
 
 
 def _count(n: int, noun: str) -> str:
