@@ -158,7 +158,7 @@ def test_command_without_key_is_refused_with_a_hint(ctl):
     (("time", "set", "2026-01-01T00:00", "--offset", "900"), "UTC offset must be -720..840"),
     (("ack", "nope"), "unknown alarm 'nope'; alarms: occlusion"),
     (("reservoir", "fill", "1.5.2"), "not a number of units"),
-    (("frobnicate",), "invalid choice: 'frobnicate'"),
+    (("frobnicate",), "unknown command 'frobnicate'; commands: status, bolus,"),
     (("history", "--count", "0"), "--count must be at least 1"),
 ])
 def test_bad_input_exit_2_one_line(ctl, args, message):
