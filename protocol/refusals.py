@@ -38,6 +38,7 @@ from protocol.spec import (
     E_PROFILE_IN_USE_OVER_LIMIT,
     E_RESERVOIR_EMPTY,
     E_SAFE_STATE,
+    E_STORAGE,
     E_SUSPENDED,
     E_UNKNOWN_ALARM,
     E_UNKNOWN_MESSAGE,
@@ -232,6 +233,12 @@ def explain(request, code, detail, kind=-1, limit=None):
             return "wrong key"
         if detail == AUTH_REPLAYED:
             return "replayed or stale counter"
+    if code == E_STORAGE:  # what was not saved
+        if request == "set_setting" and 0 <= detail < SETTINGS_COUNT:
+            return SETTINGS[detail][0] + " not saved"
+        if request == "bolus" and detail > 0:
+            return "bolus #%d not started" % detail
+        return ""
     if code == E_UNKNOWN_MESSAGE and detail > 0:
         return "message 0x%02X" % detail
     return "detail %d" % detail if detail else ""

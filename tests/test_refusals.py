@@ -150,3 +150,14 @@ def test_every_argument_refusal_of_the_firmware_has_words():
         "Saturday: a programmed profile 0 .. 3")
     assert refusals.units_text(0) == "0" and refusals.units_text(25) == "0.025"
     assert refusals.units_text(-1500) == "-1.5" and refusals.units_text(400000) == "400"
+
+
+@pytest.mark.req("LNK-4", "HIS-2")
+def test_a_storage_failure_says_what_was_not_saved():
+    assert refusals.text("set_setting", S.E_STORAGE, S.SET_DIA) == (
+        "storage write failed (dia not saved)")
+    assert refusals.text("bolus", S.E_STORAGE, 7) == (
+        "storage write failed (bolus #7 not started)")
+    assert refusals.text("fill", S.E_STORAGE, 0) == "storage write failed"
+    assert refusals.text("suspend", S.E_SUSPENDED, S.STOP_USER) == (
+        "delivery suspended (stopped: user)")
