@@ -1360,7 +1360,7 @@ def cmd_emulate(args, out: Out) -> int:
         say(f"emulator stopped; its state is kept in {emu.state_dir}")
 
 
-_GLOBAL_VALUE_OPTIONS = ("--port", "--key", "--timeout", "--retries")
+_GLOBAL_VALUE_OPTIONS = ("--port", "--key", "--timeout", "--retries", "--state")
 
 
 def _flash_argv(argv: list[str]) -> list[str] | None:
@@ -1381,6 +1381,9 @@ def _flash_argv(argv: list[str]) -> list[str] | None:
         i += 1
     if i >= len(argv) or argv[i] != "flash":
         return None
+    if "--state" in given:  # an emulator is not flashed: it runs the sources as they are
+        raise BadInput("flash deploys to a board's REPL port (--port), not to an emulator "
+                       "(--state)")
     rest = argv[i + 1:]
     for opt in ("--port", "--key"):
         if opt in given and not any(a == opt or a.startswith(opt + "=") for a in rest):
@@ -1430,7 +1433,10 @@ def main(argv: list[str] | None = None, connect=C.connect) -> int:
         import argcomplete
 
         argcomplete.autocomplete(build_parser())
-    flash_argv = _flash_argv(argv)
+    try:
+        flash_argv = _flash_argv(argv)
+    except BadInput as exc:
+        return _fail(None, EXIT_BAD_INPUT, str(exc))
     if flash_argv is not None:  # host_tools.flash parses its own arguments
         return _flash(flash_argv)
     out = Out("--json" in argv)

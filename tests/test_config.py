@@ -110,3 +110,11 @@ def test_no_port_anywhere_says_every_way_to_give_one(capsys):
     assert err == ("pumpctl: error: no port: give --port URL or --state DIR, set "
                    "PUMPCTL_PORT, or write port = \"...\" into "
                    f"{config.config_path()}")
+
+
+@pytest.mark.req("HW-2")
+def test_flash_with_state_is_refused_in_one_line(tmp_path, capsys):
+    assert pumpctl.main(["--state", str(tmp_path), "flash", "--board", "pico"]) == 2
+    assert capsys.readouterr().err == (
+        "pumpctl: error: flash deploys to a board's REPL port (--port), not to an emulator "
+        "(--state)\n")
