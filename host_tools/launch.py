@@ -42,7 +42,7 @@ import time
 import tty
 from pathlib import Path
 
-from host_tools.config import write_emulator_file
+from host_tools.config import ConfigError, read_emulator_file, write_emulator_file
 from host_tools.paths import source_root
 
 SOURCE_ROOT = source_root()  # firmware/, boards/, protocol/: the checkout or the wheel's copy
@@ -133,6 +133,15 @@ class Emulator:
             self.cgm_trace = Path(cgm_trace).resolve()
             check_cgm_trace(self.cgm_trace)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:  # two emulators on one flash file would corrupt each other's state
+            running = read_emulator_file(self.state_dir)
+        except ConfigError:
+            running = None
+        if running is not None:
+            raise ValueError(f"an emulator already runs in {self.state_dir} (process "
+                             f"{running['pid']}, port {running['port']}): stop it, talk to "
+                             f"it with `pumpctl --state {self.state_dir}`, or give another "
+                             "state directory")
         if fresh:
             (self.state_dir / FLASH_FILE).unlink(missing_ok=True)
         self.key_path = ensure_key(self.state_dir)

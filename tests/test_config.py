@@ -118,3 +118,21 @@ def test_flash_with_state_is_refused_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == (
         "pumpctl: error: flash deploys to a board's REPL port (--port), not to an emulator "
         "(--state)\n")
+
+
+@pytest.mark.req("HW-3", "HIS-2")
+def test_a_second_emulator_on_the_same_state_is_refused(tmp_path, capsys):
+    state = tmp_path / "emu"
+    with launch(state, console=False) as emu:
+        assert emu.next_telemetry(20)  # booted: its flash file exists
+        inode = (state / "flash.bin").stat().st_ino
+        with pytest.raises(ValueError, match=f"an emulator already runs in {state} "
+                                             f"\\(process {os.getpid()}, port {emu.port}\\)"):
+            launch(state, console=False, fresh=True)
+        assert (state / "flash.bin").stat().st_ino == inode  # --fresh did not delete it
+        assert json.loads((state / "emulator.json").read_text())["port"] == emu.port
+        code = pumpctl.main(["emulate", "--state", str(state), "--seconds", "1"])
+        assert code == 2
+        assert "an emulator already runs in" in capsys.readouterr().err
+    with launch(state, console=False) as again:  # once it stopped, the state is free
+        assert again.port
