@@ -41,7 +41,7 @@ def test_max_bolus(pump):
     pump.set_setting("max_bolus", 2000)
     err = refused(lambda: pump.bolus(2050))
     assert (err.detail, str(err)) == (
-        S.SET_MAX_BOLUS, "bolus refused: over limit (limit: setting max_bolus)")
+        S.SET_MAX_BOLUS, "bolus refused: over limit (limit max_bolus per bolus)")
     bolus_id = pump.bolus(2000).detail  # exactly at the limit: allowed
     assert pump.status().bolus_requested == 2000
     assert pump.cancel_bolus().detail == bolus_id
