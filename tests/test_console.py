@@ -276,8 +276,9 @@ def test_history_in_words_with_local_time():
         # written before the clock was set (UTC 0), shown in today's local time
         "#1 2020-01-01 01:00:00 boot 1 (reset cause 0, self-test none)",
         "#2 2020-01-01 01:00:00 profile 0 programmed: 1 segment, max 1.000 U/h",
-        "#3 2020-01-01 01:00:00 day total 2020-01-01: basal 0.000 U, bolus 0.000 U",
-        "#4 2026-11-16 01:00:00 clock set: 2026-11-16 01:00:00 UTC+01:00",
+        # the clock change first, then the day total it closes, in the new time (THR-13)
+        "#3 2026-11-16 01:00:00 clock set: 2026-11-16 01:00:00 UTC+01:00",
+        "#4 2026-11-16 01:00:00 day total 2020-01-01: basal 0.000 U, bolus 0.000 U",
         "#5 2026-11-16 01:00:00 rewind",
     ]
     assert len(everything) == 16  # 15 records and the final ""
