@@ -22,6 +22,7 @@ from binascii import hexlify
 
 from firmware.compat import ticks_diff
 from firmware.crc import crc16
+from firmware.dates import date_of, day_of, days_in_month, weekday
 from firmware.hal import REGION_SIZES, Hardware
 
 # Files on the board's flash, next to main.py (all written by host_tools/flash.py)
@@ -618,6 +619,159 @@ class UartSerial(_Writer):
         return got if got else 0
 
 
+# --------------------------------------------------------------------------- real-time clock
+
+DS3231_ADDRESS = 0x68
+_DS_REGISTERS = 16  # 0x00-0x06 time, 0x07-0x0D alarms, 0x0E control, 0x0F status
+_DS_CONTROL = 0x0E
+_DS_STATUS = 0x0F
+_DS_EOSC = 0x80  # control: 1 stops the oscillator while on the backup cell
+_DS_OSF = 0x80  # status: the oscillator stopped at some time: the time is not trustworthy
+_DS_CENTURY = 0x80  # month register: years 2100..2199
+_DS_12H = 0x40  # hours register: 12-hour mode (bit 5 then means PM)
+_DS_PM = 0x20
+_DS_TRIES = 3  # transfers tried before a bus error counts: a glitch must not lose the time
+RTC_END_DAY = 65744  # 2200-01-01: the century bit covers 2000..2199
+
+
+def bcd(b):
+    """A BCD byte -> 0..99, or -1 when a nibble is not a decimal digit."""
+    lo = b & 0x0F
+    hi = b >> 4
+    if lo > 9 or hi > 9:
+        return -1
+    return hi * 10 + lo
+
+
+def to_bcd(n):
+    """0..99 -> its BCD byte."""
+    return (n // 10) << 4 | n % 10
+
+
+def ds3231_seconds(regs):
+    """UTC seconds since 2020-01-01 from DS3231 time registers regs[0:7] (seconds, minutes,
+    hours, weekday, date, month with century bit, year), or -1 when they hold no valid
+    date and time on or after 2020-01-01 (the weekday is not checked: nothing uses it)."""
+    s = bcd(regs[0])
+    mi = bcd(regs[1])
+    h = regs[2]
+    if h & _DS_12H:
+        h12 = bcd(h & 0x1F)
+        if h12 < 1 or h12 > 12:
+            return -1
+        h = h12 % 12 + (12 if h & _DS_PM else 0)
+    else:
+        h = bcd(h)
+    d = bcd(regs[4])
+    m = bcd(regs[5] & 0x7F)
+    y = bcd(regs[6])
+    if (s < 0 or s > 59 or mi < 0 or mi > 59 or h < 0 or h > 23 or m < 1 or m > 12
+            or y < 0 or d < 1):
+        return -1
+    y += 2100 if regs[5] & _DS_CENTURY else 2000
+    if y < 2020 or d > days_in_month(y, m):
+        return -1
+    return day_of(y, m, d) * 86400 + h * 3600 + mi * 60 + s
+
+
+def ds3231_registers(utc_s, regs):
+    """Fill regs[0:7] with the DS3231 time registers (24-hour mode) for UTC seconds since
+    2020-01-01. ValueError outside 2020-01-01 .. 2199-12-31 (the century bit's range)."""
+    day = utc_s // 86400
+    if utc_s < 0 or day >= RTC_END_DAY:
+        raise ValueError("RTC time outside 2020-01-01 .. 2199-12-31")
+    s = utc_s - day * 86400
+    y, m, d = date_of(day)
+    regs[0] = to_bcd(s % 60)
+    regs[1] = to_bcd(s // 60 % 60)
+    regs[2] = to_bcd(s // 3600)
+    regs[3] = weekday(day) + 1  # 1 = Monday; the DS3231 only counts it round
+    regs[4] = to_bcd(d)
+    regs[5] = to_bcd(m) | (_DS_CENTURY if y >= 2100 else 0)
+    regs[6] = to_bcd(y % 100)
+
+
+class DS3231:
+    """Maxim DS3231 real-time clock with a backup cell on I2C (THR-13): the `rtc` driver
+    of firmware/hal.py. Like micropython-lib's drivers it takes the bus (machine.I2C or
+    SoftI2C) and imports no `machine`.
+
+    now() -> UTC seconds since 2020-01-01, or -1 when the time is not trustworthy: the
+    oscillator-stop flag (OSF) is set (first power-up, backup cell flat or missing during
+    an outage, or the oscillator stopped for another reason), the registers hold no valid
+    date and time on or after 2020-01-01, or the bus failed on three tries. It never
+    raises OSError. One transfer reads registers 0x00-0x0F into a preallocated buffer (the
+    chip latches the time at the START, so the fields agree with each other): it does not
+    allocate, except for a result past 2**30 s (2054) on 32-bit ports.
+
+    set(utc_s) writes the time (24-hour mode, century bit from 2100), then clears OSF and
+    EOSC (so the oscillator keeps running on the cell), then reads the time back. Returns
+    True when the chip holds the time just written (0..2 s later), False when a transfer
+    failed (OSError) or the read-back differs: the chip may then hold a wrong time, or
+    still an OSF that makes the next boot treat the time as lost. It never raises
+    OSError; ValueError for utc_s outside 2020-01-01 .. 2199-12-31. It allocates a little
+    (one date tuple).
+
+    Both block for I2C transfers (about 0.5 ms each at 400 kHz): call them at boot and when
+    the time is set, never from the tick. The DS3231 takes 2100 as a leap year: a clock
+    left running over 2100-02-28 reads the invalid 2100-02-29 (-1), then a day late.
+    """
+
+    def __init__(self, i2c, address=DS3231_ADDRESS):
+        self.address = address
+        self._read = i2c.readfrom_mem_into
+        self._write = i2c.writeto_mem
+        self.regs = bytearray(_DS_REGISTERS)
+        self.time = bytearray(7)
+        self.cs = bytearray(2)  # control, status
+
+    def present(self):
+        """A device answers at the address (the status register can be read)."""
+        try:
+            self._read(self.address, _DS_STATUS, self.cs)
+        except OSError:
+            return False
+        return True
+
+    def now(self):
+        regs = self.regs
+        for _ in range(_DS_TRIES):
+            try:
+                self._read(self.address, 0, regs)
+            except OSError:
+                continue
+            if regs[_DS_STATUS] & _DS_OSF:
+                return -1
+            return ds3231_seconds(regs)
+        return -1
+
+    def set(self, utc_s):
+        cs = self.cs
+        ds3231_registers(utc_s, self.time)
+        try:
+            self._write(self.address, 0, self.time)
+            self._read(self.address, _DS_CONTROL, cs)
+            cs[0] &= ~_DS_EOSC
+            cs[1] &= ~_DS_OSF
+            self._write(self.address, _DS_CONTROL, cs)  # after the time: a cut keeps OSF
+        except OSError:
+            return False
+        back = self.now() - utc_s
+        return 0 <= back <= 2
+
+
+def find_rtc(i2c, address=DS3231_ADDRESS):
+    """The DS3231 on `i2c`, or None when no device answers at `address`: the board then
+    runs without a real-time clock (the time is unset after every power loss, and the
+    pump asks for it with a medium alarm) and says so on its console."""
+    rtc = DS3231(i2c, address)
+    if rtc.present():
+        return rtc
+    print("micropump: no real-time clock (DS3231) at I2C 0x%02x: the time is lost at "
+          "every power loss" % address)
+    return None
+
+
 # --------------------------------------------------------------------------- deploy files
 
 
@@ -731,10 +885,11 @@ def board_main(make_hardware, maintenance, reset, root=""):
     return run(hw)
 
 
-def assemble(root, clock, parts, serial, pulse_mu, occlusion_kpa, reset_cause, board):
+def assemble(root, clock, parts, serial, pulse_mu, occlusion_kpa, reset_cause, board,
+             rtc=None):
     """The Hardware a board hands to the firmware: its drivers, the firmware-hash check of
     the deploy manifest and the provisioned pairing key. `parts` is (motor, pressure,
-    battery, annunciator, buttons, storage, watchdog)."""
+    battery, annunciator, buttons, storage, watchdog); `rtc` a real-time clock or None."""
     motor, pressure, battery, annunciator, buttons, storage, wdt = parts
 
     def firmware_ok():
@@ -743,7 +898,7 @@ def assemble(root, clock, parts, serial, pulse_mu, occlusion_kpa, reset_cause, b
     return Hardware(clock, motor, pressure, battery, annunciator, buttons, storage, wdt,
                     serial=serial, pulse_mu=pulse_mu, occlusion_kpa=occlusion_kpa,
                     firmware_ok=firmware_ok, reset_cause=reset_cause,
-                    key=read_key(join(root, KEY_FILE)), board=board)
+                    key=read_key(join(root, KEY_FILE)), board=board, rtc=rtc)
 
 
 def ack_held(pin):

@@ -11,6 +11,8 @@ the REPL); the main.py it writes calls main().
 - Line pressure from a force sensor on GPIO36; battery through a 100k/100k divider on
   GPIO39 (both ADC1, 11 dB attenuation, calibrated read_uv()).
 - Piezo buzzer on PWM, an alarm LED, an ACK button, LittleFS storage, machine.WDT.
+- Optional DS3231 real-time clock with a backup cell on I2C0 (GPIO21/GPIO22): the time
+  survives power loss; without one the pump asks for the time after each power loss.
 """
 
 import select
@@ -40,6 +42,11 @@ UART_ID = 2
 PIN_UART_TX = 17
 PIN_UART_RX = 16
 BAUDRATE = 115200
+# DS3231 real-time clock module with backup cell (optional: the board runs without one)
+RTC_I2C_ID = 0
+PIN_RTC_SDA = 21
+PIN_RTC_SCL = 22
+RTC_I2C_HZ = 400000
 
 # Mechanics: 200 steps/rev at 1/32 microstepping on a 0.5 mm lead screw, 9.5 mm bore:
 # 25 mU (0.25 uL) is 3.53 um of travel, 45 microsteps per pulse.
@@ -97,6 +104,15 @@ def uart_serial():
     return drivers.UartSerial(uart, poller)
 
 
+def rtc():
+    """The DS3231 on I2C0 (GPIO21 SDA, GPIO22 SCL), or None (and a console line) when
+    none answers."""
+    Pin = machine.Pin
+    i2c = machine.I2C(RTC_I2C_ID, scl=Pin(PIN_RTC_SCL), sda=Pin(PIN_RTC_SDA),
+                      freq=RTC_I2C_HZ)
+    return drivers.find_rtc(i2c)
+
+
 def make_hardware(root=ROOT, serial=None):
     """Build the ESP32's drivers. `serial` replaces UART2 (tests)."""
     global _service_timer
@@ -137,7 +153,7 @@ def make_hardware(root=ROOT, serial=None):
     parts = (motor, pressure, battery, annunciator, buttons, storage, wdt)
     # clock: time's ticks_ms() and sleep_ms() wrap at 2**30 like the firmware's
     return drivers.assemble(root, time, parts, serial if serial is not None else uart_serial(),
-                            PULSE_MU, OCCLUSION_KPA, reset_cause(), BOARD_ID)
+                            PULSE_MU, OCCLUSION_KPA, reset_cause(), BOARD_ID, rtc=rtc())
 
 
 def maintenance():

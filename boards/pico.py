@@ -10,6 +10,8 @@ Wiring table and calibration: docs/boards.md. Deploy with
 - Line pressure from a force sensor on ADC0; battery from VSYS/3 on ADC3 (the Pico's own
   divider) through a 1S LiPo discharge curve.
 - Piezo buzzer on PWM, the on-board LED, an ACK button, LittleFS storage, machine.WDT.
+- Optional DS3231 real-time clock with a backup cell on I2C0 (GP8/GP9): the time survives
+  power loss; without one the pump asks for the time after each power loss.
 """
 
 import select
@@ -36,6 +38,11 @@ PIN_BUZZER = 15  # piezo through an NPN transistor
 PIN_LED = "LED"  # on-board LED (GPIO25 on the Pico)
 PIN_FORCE = 26  # ADC0: force sensor amplifier output
 PIN_VSYS = 29  # ADC3: VSYS / 3 on the Pico board
+# DS3231 real-time clock module with backup cell (optional: the board runs without one)
+RTC_I2C_ID = 0
+PIN_RTC_SDA = 8
+PIN_RTC_SCL = 9
+RTC_I2C_HZ = 400000
 
 # Mechanics: 200 steps/rev motor at 1/16 microstepping on a 0.5 mm lead screw moves
 # 0.156 um per microstep; a 9.5 mm bore reservoir (70.9 mm2) of U-100 insulin holds
@@ -100,6 +107,14 @@ def usb_serial():
     return drivers.StreamSerial(sys.stdin.buffer, sys.stdout.buffer, poller)
 
 
+def rtc():
+    """The DS3231 on I2C0 (GP8 SDA, GP9 SCL), or None (and a console line) when none answers."""
+    Pin = machine.Pin
+    i2c = machine.I2C(RTC_I2C_ID, scl=Pin(PIN_RTC_SCL), sda=Pin(PIN_RTC_SDA),
+                      freq=RTC_I2C_HZ)
+    return drivers.find_rtc(i2c)
+
+
 def make_hardware(root=ROOT, serial=None):
     """Build the Pico's drivers. `serial` replaces the USB CDC port (tests)."""
     global _service_timer
@@ -138,7 +153,7 @@ def make_hardware(root=ROOT, serial=None):
     parts = (motor, pressure, battery, annunciator, buttons, storage, wdt)
     # clock: time's ticks_ms() and sleep_ms() wrap at 2**30 like the firmware's
     return drivers.assemble(root, time, parts, serial if serial is not None else usb_serial(),
-                            PULSE_MU, OCCLUSION_KPA, reset_cause(), BOARD_ID)
+                            PULSE_MU, OCCLUSION_KPA, reset_cause(), BOARD_ID, rtc=rtc())
 
 
 def maintenance():

@@ -18,6 +18,7 @@ It allocates (it is not in the tick), so call it between ticks, never from insid
 """
 
 from firmware.compat import ticks_diff
+from firmware.dates import date_of, day_of
 from firmware.pump import (
     S_BASAL_TODAY,
     S_BATTERY,
@@ -87,7 +88,6 @@ HISTORY_DEFAULT = 10
 HISTORY_MAX = 100
 TOTALS_DEFAULT = 7
 TOTALS_MAX = 90
-UNIX_DAYS_2020 = 18262  # 1970-01-01 to 2020-01-01
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 PRIORITIES = ("-", "low", "medium", "high")
 SELFTESTS = ((ST_FIRMWARE, "firmware"), (ST_STORAGE, "storage"), (ST_MOTOR, "motor"),
@@ -158,31 +158,6 @@ def parse_whole(text, what):
     if len(text.lstrip("0")) > 9:
         raise ConsoleError("bad %s '%s': too large" % (what, text))
     return int(text)
-
-
-def date_of(day):
-    """Days since 2020-01-01 -> (year, month, day): H. Hinnant's civil_from_days."""
-    z = day + UNIX_DAYS_2020 + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    y = yoe + era * 400
-    return (y + 1 if m <= 2 else y), m, d
-
-
-def day_of(y, m, d):
-    """(year, month, day) -> days since 2020-01-01 (days_from_civil)."""
-    if m <= 2:
-        y -= 1
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5 + d - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468 - UNIX_DAYS_2020
 
 
 def date_text(day):

@@ -186,6 +186,106 @@ class UART:
         return len(buf)
 
 
+class Ds3231Chip:
+    """The registers of a DS3231 real-time clock as a device on the fake I2C bus.
+
+    At power-up (a new chip, or power_lost() without a backup cell) the time registers are
+    0, control is 0x1C and status 0x88: OSF set. The time does not run by itself: a test
+    writes the registers or sets them with put(). Registers behave as on the chip: unused
+    bits read 0, OSF and the alarm flags can only be cleared, BSY is read-only.
+    `fail` transfers raise OSError (EIO) before any byte moves (-1: every one), and
+    `fail_after` bytes into a write the transfer breaks off (a glitch mid-write)."""
+
+    MASKS = b"\x7f\x7f\x7f\x07\x3f\x9f\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"
+
+    def __init__(self):
+        self.regs = bytearray(19)  # 0x00-0x12
+        self.fail = 0
+        self.fail_after = -1
+        self.transfers = 0
+        self.power_up()
+
+    def power_up(self):
+        for i in range(len(self.regs)):
+            self.regs[i] = 0
+        self.regs[0x0E] = 0x1C
+        self.regs[0x0F] = 0x88
+
+    def power_lost(self, backup=True):
+        """The board's supply went off: with a good backup cell the chip keeps its time."""
+        if not backup:
+            self.power_up()
+
+    def put(self, regs7, osf=False):
+        """Set the time registers 0x00-0x06 directly (as if the chip had counted to them)."""
+        for i in range(7):
+            self.regs[i] = regs7[i]
+        self.regs[0x0F] = (self.regs[0x0F] | 0x80) if osf else (self.regs[0x0F] & 0x7F)
+
+    def begin(self):
+        self.transfers += 1
+        if self.fail:
+            if self.fail > 0:
+                self.fail -= 1
+            raise OSError(5)  # EIO: the transfer was not acknowledged
+
+    def read(self, reg):
+        return self.regs[reg % len(self.regs)]  # the register pointer wraps
+
+    def write(self, reg, value):
+        reg %= len(self.regs)
+        if reg == 0x0F:  # OSF, A2F, A1F: clear only; BSY: read-only
+            old = self.regs[reg]
+            value = (old & value & 0x83) | (value & 0x08) | (old & 0x04)
+        self.regs[reg] = value & Ds3231Chip.MASKS[reg]
+
+
+class I2C:
+    """machine.I2C (and SoftI2C) on a bus with the devices in I2C.devices (address ->
+    device with begin(), read(reg) and write(reg, value), such as Ds3231Chip). An absent
+    address raises OSError (ENODEV), as the ports do when nothing acknowledges.
+    Allocation-free on success, so drivers can be run under micropython.heap_lock()."""
+
+    devices = {}
+    instances = []
+
+    def __init__(self, id=-1, scl=None, sda=None, freq=400000, timeout=50000):
+        self.id = id
+        self.scl = _pin_id(scl)
+        self.sda = _pin_id(sda)
+        self.freq = freq
+        I2C.instances.append(self)
+
+    def scan(self):
+        return sorted(I2C.devices)
+
+    def _device(self, addr):
+        dev = I2C.devices.get(addr)
+        if dev is None:
+            raise OSError(19)  # ENODEV
+        dev.begin()
+        return dev
+
+    def readfrom_mem_into(self, addr, memaddr, buf, addrsize=8):
+        dev = self._device(addr)
+        i = 0
+        n = len(buf)
+        while i < n:
+            buf[i] = dev.read(memaddr + i)
+            i += 1
+
+    def writeto_mem(self, addr, memaddr, buf, addrsize=8):
+        dev = self._device(addr)
+        stop = getattr(dev, "fail_after", -1)
+        i = 0
+        n = len(buf)
+        while i < n:
+            if i == stop:
+                raise OSError(5)
+            dev.write(memaddr + i, buf[i])
+            i += 1
+
+
 def reset_all():
     Pin.levels.clear()
     Pin.rises.clear()
@@ -198,5 +298,7 @@ def reset_all():
     WDT.instances.clear()
     Timer.instances.clear()
     UART.instances.clear()
+    I2C.devices.clear()
+    I2C.instances.clear()
     _reset_cause[0] = PWRON_RESET
     resets[0] = 0

@@ -8,6 +8,8 @@
 - make_hardware() of both boards builds a Hardware that the real firmware boots and ticks
   with, on CPython and on the MicroPython unix port (real file and struct semantics, and the
   tick-path driver calls under micropython.heap_lock()).
+- The optional DS3231 real-time clock: pins that clash with nothing, the time kept over a
+  power loss with the chip, asked for again without it (the driver itself: test_rtc.py).
 """
 
 import hashlib
@@ -36,6 +38,7 @@ from boards.drivers import (
     curve_percent,
 )
 from firmware.hal import BUTTON_ACK, REGIONS
+from firmware.layout import S_TIME_SET
 from protocol import spec
 from tests import fake_machine as fm
 from tests.runtimes import REPO_ROOT, run_unix
@@ -624,6 +627,62 @@ def test_missing_manifest_or_key(name, tmp_path, board_clock):
     assert not hw.firmware_ok()  # an empty manifest proves nothing
 
 
+# A Monday 09:00 UTC (2026-11-16), in seconds since 2020-01-01
+RTC_UTC = 2511 * 86400 + 9 * 3600
+
+
+@pytest.mark.req("HW-1")
+@pytest.mark.parametrize("name", BOARDS)
+def test_board_pins_do_not_clash(name):
+    board = import_board(name)
+    pins = {k: v for k, v in vars(board).items() if k.startswith("PIN_") and v is not None}
+    assert {"PIN_RTC_SDA", "PIN_RTC_SCL"} <= set(pins)
+    assert len(set(pins.values())) == len(pins), pins
+
+
+@pytest.mark.req("HW-1", "THR-13")
+@pytest.mark.parametrize("name", BOARDS)
+def test_board_with_a_ds3231_keeps_the_time_over_a_power_loss(name, tmp_path, board_clock):
+    from firmware.pump import Pump
+
+    board = import_board(name)
+    chip = fm.Ds3231Chip()
+    fm.I2C.devices[drivers.DS3231_ADDRESS] = chip
+    hw = board.make_hardware(str(tmp_path), serial=fakes.Serial())
+    assert isinstance(hw.rtc, drivers.DS3231)
+    i2c = fm.I2C.instances[-1]
+    assert (i2c.id, i2c.sda, i2c.scl) == (board.RTC_I2C_ID, board.PIN_RTC_SDA,
+                                          board.PIN_RTC_SCL)
+    pump = Pump(hw)
+    pump.boot()
+    assert pump.set_time(RTC_UTC, 60) == spec.OK
+    assert drivers.ds3231_seconds(chip.regs) == RTC_UTC and not chip.regs[0x0F] & 0x80
+    chip.power_lost(backup=True)
+    again = Pump(board.make_hardware(str(tmp_path), serial=fakes.Serial()))
+    again.boot()
+    assert not again.alarms.active[spec.A_TIME_UNSET]
+    assert again.utc_seconds() == RTC_UTC
+
+
+@pytest.mark.req("HW-1", "THR-13")
+@pytest.mark.parametrize("name", BOARDS)
+def test_board_without_an_rtc_runs_says_so_and_asks_for_the_time(name, tmp_path, board_clock,
+                                                                 capsys):
+    from firmware.pump import Pump
+
+    board = import_board(name)
+    hw = board.make_hardware(str(tmp_path), serial=fakes.Serial())
+    assert hw.rtc is None
+    assert "no real-time clock (DS3231) at I2C 0x68" in capsys.readouterr().out
+    pump = Pump(hw)
+    pump.boot()
+    assert pump.set_time(RTC_UTC, 60) == spec.OK
+    again = Pump(board.make_hardware(str(tmp_path), serial=fakes.Serial()))
+    again.boot()  # after a power loss: nothing kept the time
+    assert again.alarms.active[spec.A_TIME_UNSET]
+    assert again.state[S_TIME_SET] == 0  # status reports the time as unset
+
+
 @pytest.mark.req("HW-1")
 @pytest.mark.parametrize(("cause", "expected"), [
     (fm.PWRON_RESET, spec.RESET_POWER_ON), (fm.WDT_RESET, spec.RESET_WATCHDOG),
@@ -676,9 +735,13 @@ from firmware.main import run
 
 ROOT = {root!r}
 machine.Pin(board.PIN_FAULT).value(1)  # driver fault output idle (external pull-up)
+if {with_rtc}:
+    chip = machine.Ds3231Chip()
+    machine.I2C.devices[drivers.DS3231_ADDRESS] = chip
 hw = board.make_hardware(ROOT, serial=fakes.Serial())
 pump = run(hw, ticks=3)
 print("selftest", pump.selftest_bits, "pulse", hw.pulse_mu, "key", hw.key is not None)
+print("set_time", pump.set_time({utc}, 60), "rtc", -2 if hw.rtc is None else hw.rtc.now())
 
 # the driver calls of the tick path do not allocate (fake pins; real files and structs)
 motor, storage, battery, ann, buttons, pressure = (hw.motor, hw.storage, hw.battery,
@@ -707,14 +770,21 @@ print("persisted", again.position())
 """
 
 
-@pytest.mark.req("HW-1", "HIS-2")
+@pytest.mark.req("HW-1", "HIS-2", "THR-13")
+@pytest.mark.parametrize("with_rtc", [True, False], ids=["ds3231", "no_rtc"])
 @pytest.mark.parametrize("name", BOARDS)
-def test_board_runs_on_the_micropython_unix_port(name, tmp_path):
+def test_board_runs_on_the_micropython_unix_port(name, with_rtc, tmp_path):
     write_manifest(tmp_path, {"main.py": b"x"})
     (tmp_path / drivers.KEY_FILE).write_bytes(bytes(32))
-    out = run_unix(UNIX_SCRIPT.format(board=name, root=str(tmp_path)))
+    out = run_unix(UNIX_SCRIPT.format(board=name, root=str(tmp_path), with_rtc=with_rtc,
+                                      utc=RTC_UTC))
     lines = out.split("\n")
     pulse = {"pico": 50, "esp32": 25}[name]
     assert f"selftest 0 pulse {pulse} key True" in lines
+    if with_rtc:
+        assert f"set_time 0 rtc {RTC_UTC}" in lines
+    else:
+        assert "set_time 0 rtc -2" in lines
+        assert any("no real-time clock (DS3231) at I2C 0x68" in ln for ln in lines)
     assert "position 2 battery 0 kpa 0 buttons 0" in lines
     assert "persisted 2" in lines
