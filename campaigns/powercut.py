@@ -50,7 +50,8 @@ from firmware.pump import S_BOLUS_ID, S_STOP, S_TEMP_KIND
 from protocol import spec as S
 
 SIZES = {"full": (200, 5, 60), "short": (6, 5, 3)}  # episodes, cuts per episode, emulator cuts
-REGION_NAMES = ("settings", "settings", "state", "state", "history", "totals", "link", "link")
+REGION_NAMES = ("settings", "settings", "state", "state", "history", "totals", "link", "link",
+                "doses", "doses", "CGM log")
 CATEGORIES = ("double count / lost insulin", "lost or corrupt records", "resumed bolus",
               "basal after the boot", "settings / profiles")
 HOUR_MS = 3600000
