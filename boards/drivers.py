@@ -701,7 +701,8 @@ class DS3231:
     date and time in 2020 .. 2099 (a chip that counted past 2099 sets the century bit),
     or the bus failed on three tries. It never raises OSError. One transfer reads registers
     0x00-0x0F into a preallocated buffer (the chip latches the time at the START, so the
-    fields agree with each other): no allocation.
+    fields agree with each other): no allocation, except that on 32-bit ports a time from
+    2054 on (2**30 s) is a big int.
 
     set(utc_s) first writes year 00 (2000: a time now() rejects), then the time registers
     in one transfer that ends with the year, then clears OSF and EOSC (so the oscillator

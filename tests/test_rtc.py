@@ -8,7 +8,8 @@
   a write), a chip that does not keep what was written, no chip at all.
 - A pump on simulated parts with the DS3231 as its rtc: the time survives a reboot with the
   backup cell, is lost (alarm, time-unknown basal) without it or when the bus is dead.
-- The same on the MicroPython unix port, and now() under micropython.heap_lock().
+- The same on the MicroPython unix port, and now() under micropython.heap_lock() there and
+  on 32-bit MicroPython (wasm), where times from 2054 on are big ints.
 """
 
 import datetime as dt
@@ -34,7 +35,7 @@ from firmware.pump import Pump
 from protocol import spec as S
 from tests import fake_machine as fm
 from tests.pumpkit import history
-from tests.runtimes import run_unix
+from tests.runtimes import REPO_ROOT, run_unix, run_wasm
 
 EPOCH = dt.datetime(2020, 1, 1)
 DAY_S = 86400
@@ -393,3 +394,47 @@ def test_driver_on_the_micropython_unix_port():
     assert "glitch True" in lines
     assert "dead -1 False" in lines
     assert "flat -1" in lines
+
+
+WASM_SCRIPT = """
+import hashlib, micropython
+from boards import drivers
+from firmware.dates import day_of
+
+h = hashlib.sha256()
+regs = bytearray(7)
+bad = 0
+for day in range(0, drivers.RTC_END_DAY, 37):
+    utc = day * 86400 + (day * 7919 + 13) % 86400
+    drivers.ds3231_registers(utc, regs)
+    h.update(regs)
+    if drivers.ds3231_seconds(regs) != utc:
+        bad += 1
+print("digest", h.digest().hex(), "bad", bad)
+
+chip = Ds3231Chip()
+I2C.devices[drivers.DS3231_ADDRESS] = chip
+rtc = drivers.find_rtc(I2C(0))
+utc = day_of(2026, 11, 16) * 86400 + 3723
+ok = rtc.set(utc)
+t = 0
+micropython.heap_lock()
+t = rtc.now()
+micropython.heap_unlock()
+print("now", ok, t == utc)
+late = day_of(2099, 12, 31) * 86400 + 86399
+print("late", rtc.set(late), rtc.now() == late)
+"""
+
+
+@pytest.mark.req("THR-13", "HW-1")
+def test_driver_on_32_bit_micropython():
+    # wasm mounts only firmware/, boards/ and protocol/: the fake bus comes with the code
+    fake = (REPO_ROOT / "tests" / "fake_machine.py").read_text()
+    expected = hashlib.sha256()
+    for day in range(0, RTC_END_DAY, 37):
+        expected.update(expected_registers(day * DAY_S + second_of(day)))
+    lines = run_wasm(fake + WASM_SCRIPT).stdout.split("\n")
+    assert f"digest {expected.hexdigest()} bad 0" in lines
+    assert "now True True" in lines  # read under heap_lock: no allocation on 32 bits
+    assert "late True True" in lines  # 2099-12-31 23:59:59 = 2524607999 s, a big int there
