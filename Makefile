@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 MPYDIR  := build/mpy
 
 # MicroPython sources compiled by `make build`, at any depth (evaluated when the target runs).
-MPY_SRC = $(sort $(shell find firmware boards -name '*.py' 2>/dev/null) $(wildcard protocol/spec.py))
+MPY_SRC = $(sort $(shell find firmware boards -name '*.py' 2>/dev/null) $(wildcard protocol/spec.py protocol/refusals.py))
 
 .PHONY: all test lint emulate demo build bench clean
 
@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n 2 -q --junit-xml=build/junit.xml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

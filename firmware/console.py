@@ -12,7 +12,8 @@ says `yes`.
 
 `handle_line(line)` answers one line: the text, lines separated by CRLF, ending with CRLF
 (no prompt); "" for an empty line. Bad input of any kind is one "error: ..." line and
-changes nothing; a refusal by the pump is "refused: <spec.ERRORS text> (<detail>)".
+changes nothing; a refusal by the pump is "refused: <spec.ERRORS text> (<detail>)", in the
+words of protocol/refusals.py, which pumpctl uses too.
 It allocates (it is not in the tick), so call it between ticks, never from inside one.
 """
 
@@ -37,6 +38,7 @@ from firmware.pump import (
     S_TEMP_VALUE,
     S_TIME_SET,
 )
+from protocol.refusals import text as refusal_text
 from protocol.spec import (
     ALARM_COUNT,
     ALARMS,
@@ -46,19 +48,7 @@ from protocol.spec import (
     BOLUS_EXTENDED,
     BOLUS_KINDS,
     BOLUS_NORMAL,
-    E_BAD_ARG,
-    E_BOLUS_RUNNING,
-    E_INCREMENT,
-    E_OUT_OF_RANGE,
     E_OVER_LIMIT,
-    E_PROFILE_IN_USE_OVER_LIMIT,
-    E_RESERVOIR_EMPTY,
-    E_SAFE_STATE,
-    E_SUSPENDED,
-    E_UNKNOWN_ALARM,
-    ERRORS,
-    EXT_MAX_MIN,
-    EXT_MIN_MIN,
     H_ALARM,
     H_BATTERY_CHANGE,
     H_BOLUS_END,
@@ -77,8 +67,6 @@ from protocol.spec import (
     H_TEMP_START,
     H_TIME_CHANGE,
     HISTORY_KINDS,
-    MAX_RATE,
-    MIN_BOLUS,
     SET_AUTO_OFF,
     SET_UTC_OFFSET,
     SETTINGS,
@@ -89,10 +77,7 @@ from protocol.spec import (
     ST_STORAGE,
     STOP_REASONS,
     TEMP_ABSOLUTE,
-    TEMP_MAX_MIN,
-    TEMP_MAX_PERCENT,
     TEMP_PERCENT,
-    TEMP_STEP_MIN,
 )
 
 PROMPT = "pump> "
@@ -312,31 +297,13 @@ class Console:
         if len(args) < least or len(args) > most:
             raise ConsoleError(_usage(name))
 
-    def _refused(self, code, hints=None):
-        """A pump refusal: the spec text and its detail in words."""
+    def _refused(self, request, code, kind=-1):
+        """A pump refusal in the words pumpctl uses too (protocol/refusals.py). `request`
+        is the wire message name the detail belongs to; `kind` its kind field."""
         pump = self.pump
         d = pump.detail
-        text = "refused: " + ERRORS.get(code, "error %d" % code)
-        why = ""
-        if code == E_OVER_LIMIT and 0 <= d < SETTINGS_COUNT:
-            why = "%s %s" % (SETTINGS[d][0], setting_text(d, pump.setting(d)))
-        elif code == E_OUT_OF_RANGE or code == E_BAD_ARG:
-            why = hints.get(d, "") if hints else ""
-        elif code == E_SUSPENDED and 0 <= d < len(STOP_REASONS):
-            why = "stopped: " + STOP_REASONS[d]
-        elif code == E_BOLUS_RUNNING:
-            why = "bolus #%d" % d
-        elif code == E_RESERVOIR_EMPTY:
-            why = units(d) + " U left"
-        elif code == E_SAFE_STATE:
-            why = self._selftest(d)
-        elif code == E_INCREMENT:
-            why = "pulse " + units(d) + " U"
-        elif code == E_UNKNOWN_ALARM:
-            why = ALARMS[d][0] if 0 <= d < ALARM_COUNT else "alarm %d" % d
-        elif code == E_PROFILE_IN_USE_OVER_LIMIT:
-            why = "profile %d" % d
-        return text + (" (" + why + ")" if why else "") + NL
+        limit = pump.setting(d) if code == E_OVER_LIMIT and 0 <= d < SETTINGS_COUNT else None
+        return "refused: " + refusal_text(request, code, d, kind, limit) + NL
 
     def _selftest(self, bits):
         names = [name for bit, name in SELFTESTS if bits & bit]
@@ -466,10 +433,7 @@ class Console:
         kind = BOLUS_NORMAL if not ext_mu else (BOLUS_DUAL if now_mu else BOLUS_EXTENDED)
         code = self.pump.bolus(kind, now_mu, ext_mu, minutes)
         if code:
-            return self._refused(code, {
-                1: "amount: at least %s U" % units(MIN_BOLUS),
-                2: "extended amount: at least %s U" % units(MIN_BOLUS),
-                3: "minutes: %d .. %d" % (EXT_MIN_MIN, EXT_MAX_MIN)})
+            return self._refused("bolus", code)
         return "bolus #%d started: %s" % (self.pump.detail,
                                           self._bolus_text(now_mu, ext_mu, minutes)) + NL
 
@@ -479,7 +443,7 @@ class Console:
         _id, done, req = pump.bolus_progress()
         code = pump.cancel_bolus()
         if code:
-            return self._refused(code)
+            return self._refused("cancel_bolus", code)
         return "bolus #%d cancelled: %s of %s U delivered" % (pump.detail, units(done),
                                                             units(req)) + NL
 
@@ -489,28 +453,23 @@ class Console:
         if kind == "abs":
             value = parse_units(args[1], "rate")
             what = units(value) + " U/h"
-            hint = "rate: %s .. %s U/h" % (units(0), units(MAX_RATE))
             kind = TEMP_ABSOLUTE
         elif kind == "pct":
             value = parse_whole(args[1], "percent")
             what = "%d %%" % value
-            hint = "percent: 0 .. %d %%" % TEMP_MAX_PERCENT
             kind = TEMP_PERCENT
         else:
             raise ConsoleError(_usage("temp"))
         minutes = parse_whole(args[2], "minutes")
         code = self.pump.set_temp_basal(kind, value, minutes)
         if code:
-            return self._refused(code, {
-                1: hint,
-                2: "minutes: %d .. %d in steps of %d" % (TEMP_STEP_MIN, TEMP_MAX_MIN,
-                                                         TEMP_STEP_MIN)})
+            return self._refused("temp_basal", code, kind)
         return "temp basal %s for %d min" % (what, minutes) + NL
 
     def _simple(self, name, args, method, done):
         self._args(name, args, 0, 0)
         code = getattr(self.pump, method)()
-        return self._refused(code) if code else done + NL
+        return self._refused(method, code) if code else done + NL
 
     def _c_canceltemp(self, args):
         return self._simple("canceltemp", args, "cancel_temp_basal", "temp basal cancelled")
@@ -563,7 +522,7 @@ class Console:
         for i in ids:
             code = self.pump.ack_alarm(i)
             if code:
-                out += self._refused(code)
+                out += self._refused("ack_alarm", code)
             else:
                 out += "acknowledged " + ALARMS[i][0]
                 out += ("" if al.active[i] else " (cleared)") + NL
@@ -687,7 +646,7 @@ class Console:
         old = pump.setting(sid)
         code = pump.set_setting(sid, value)
         if code:
-            return self._refused(code, {sid: "%s: %s" % (name, range_text(sid))})
+            return self._refused("set_setting", code)
         return "%s: %s -> %s" % (name, setting_text(sid, old), setting_text(sid, value)) + NL
 
     def _c_time(self, args):
@@ -716,9 +675,7 @@ class Console:
         local = day * 86400 + hh * 3600 + mm * 60 + ss
         code = pump.set_time(local - offset * 60, offset)
         if code:
-            return self._refused(code, {0: "date: 2020-01-01 .. 2053",
-                                        1: "UTC offset: %s .. %s" % (offset_text(-720),
-                                                                     offset_text(840))})
+            return self._refused("set_time", code)
         return "time set: " + self._now() + NL
 
     def _offset(self, text):

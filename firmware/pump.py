@@ -419,10 +419,10 @@ class Pump:
         st = self.state
         local = last + gap_s + self.setting(SET_UTC_OFFSET) * 60
         day = local // 86400
-        if day != st[S_DAY]:
-            self._close_day(day)
         st[S_LOCAL_DAY] = day
         st[S_LOCAL_MS] = (local % 86400) * 1000
+        if day != st[S_DAY]:
+            self._close_day(day)  # after the clock moved: its record is not back in time
         if not gap_s:
             return
         st[S_MONO_S] += gap_s
@@ -615,8 +615,6 @@ class Pump:
                 self.settings[V_SETTINGS + SET_UTC_OFFSET] = old_offset
                 return self._refuse(E_STORAGE, 0)
         day = local // 86400
-        if day != st[S_DAY]:
-            self._close_day(day)
         st[S_LOCAL_DAY] = day
         st[S_LOCAL_MS] = (local % 86400) * 1000
         st[S_TIME_SET] = 1
@@ -627,10 +625,12 @@ class Pump:
             if utc_s > old_utc:
                 st[S_LAST_DELIVERY_S] -= utc_s - old_utc
             st[S_TIME_LOST] = 0
-            self.alarms.clear(A_TIME_UNSET, 0)
         if self.rtc is not None:
             self.rtc.set(utc_s)
         self._log(H_TIME_CHANGE, after_loss, old_local, local, offset_min)
+        self.alarms.clear(A_TIME_UNSET, 0)  # logged after the change, in its time
+        if day != st[S_DAY]:
+            self._close_day(day)  # recorded after the change: history times stay in order
         self._commit(0, 0, 0)
         return OK
 

@@ -12,10 +12,19 @@
          ask for it are skipped on a real board.
 `raw`    hand-built frames through the same link (kit.Raw).
 `bench`  the session's target: url, key, board id, pulse size.
+
+The target may also come from PUMPCTL_PORT / PUMPCTL_KEY (as for pumpctl). It is checked
+once, before any test runs: a key file that is not a key, a port where no pump answers or a
+key the pump does not accept ends the run with one line. One pump serves one session, so a
+given port refuses xdist workers (-n). After a run against an emulator given with --port,
+its clock is put back the way it was: its speed, and the time it would show had the suite
+not moved it.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,14 +40,75 @@ from .strategy import PumpStrategy
 def pytest_addoption(parser):
     group = parser.getgroup("micropump HIL")
     group.addoption("--port", metavar="URL", default=None,
-                    help="pump to test (any pyserial URL); default: start an emulator")
+                    help="pump to test (any pyserial URL); default $PUMPCTL_PORT, else start "
+                         "an emulator")
     group.addoption("--key", metavar="FILE", default=None,
-                    help="pairing key file of the pump given with --port")
+                    help="pairing key file of the pump given with --port (default "
+                         "$PUMPCTL_KEY)")
     group.addoption("--emu-pulse", type=int, default=50, choices=(10, 25, 50),
                     help="pulse size (mU) of the emulator the suite starts (default 50)")
     group.addoption("--emu-seed", type=int, default=1234,
                     help="seed of the emulator's random faults and tick jitter "
                          "(default 1234)")
+
+
+def _workers(config):
+    return config.getoption("numprocesses", default=None) not in (None, 0, "0")
+
+
+def target(config) -> tuple[str | None, str | None]:
+    """(url, key file) of the pump under test: the options, else PUMPCTL_PORT/PUMPCTL_KEY
+    (not under xdist, where `make test` wants an emulator per worker). (None, None): the
+    suite starts its own emulator."""
+    if config.getoption("--port"):
+        return config.getoption("--port"), config.getoption("--key")
+    if os.environ.get("PUMPCTL_PORT") and not _workers(config):
+        return os.environ["PUMPCTL_PORT"], os.environ.get("PUMPCTL_KEY") or None
+    return None, None
+
+
+# An authenticated command with no effect on therapy: acknowledging an alarm id that does
+# not exist is refused after the authentication check, so its answer tells a good key
+# (E_UNKNOWN_ALARM) from a wrong one (E_BAD_AUTH).
+KEY_CHECK_ALARM = S.ALARM_MAX - 1
+
+
+def check_target(url: str, key_file: str | None) -> str | None:
+    """Why the pump at `url` cannot be tested with `key_file` (one line), or None."""
+    try:
+        key = C.load_key(key_file) if key_file else None
+    except C.KeyFileError as exc:
+        return f"--key {key_file}: {exc}"
+    try:
+        with C.connect(url, key=key, timeout=1.0, retries=2) as client:
+            if key is None:
+                return None
+            try:
+                client.command("ack_alarm", {"alarm": KEY_CHECK_ALARM})
+            except C.PumpRefused as exc:
+                if exc.code == S.E_BAD_AUTH:
+                    return (f"the pump at {url} does not accept the key in {key_file} "
+                            f"({exc.name}: {exc.describe().partition('(')[2].rstrip(')')})")
+                if exc.code != S.E_UNKNOWN_ALARM:
+                    return f"the pump at {url} refused the key check: {exc}"
+    except C.PumpError as exc:
+        return f"cannot reach the pump at {url}: {exc}"
+    return None
+
+
+def pytest_configure(config):
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller checked already
+        return
+    url, key_file = target(config)
+    if url is None or config.getoption("--collect-only") or config.getoption("help"):
+        return
+    if _workers(config):
+        raise pytest.UsageError(f"micropump HIL: one pump at {url} cannot serve "
+                                f"{config.getoption('numprocesses')} xdist workers: run "
+                                "without -n (or with -n 0)")
+    why = check_target(url, key_file)
+    if why:
+        raise pytest.UsageError(f"micropump HIL: {why}")
 
 
 @dataclass
@@ -93,9 +163,9 @@ class Bench:
 @pytest.fixture(scope="session")
 def bench(request, tmp_path_factory):
     opt = request.config.getoption
-    url = opt("--port")
+    url, key_file = target(request.config)
     if url:
-        key = C.load_key(opt("--key")) if opt("--key") else None
+        key = C.load_key(key_file) if key_file else None
         b = Bench(url, key)
     else:
         state = tmp_path_factory.mktemp("emulator")
@@ -114,14 +184,34 @@ def bench(request, tmp_path_factory):
         pytest.fail(f"cannot reach the pump at {b.url}: {exc}", pytrace=False)
     # Emulator-only messages (SEC-3) tell an emulator from a board: switching the clock to
     # lockstep is harmless to ask, and a board refuses it with E_UNKNOWN_MESSAGE.
+    before = client.status()
+    started = time.monotonic()
     try:
-        client.emu_clock(S.CLK_LOCKSTEP)
+        speed = client.emu_clock(S.CLK_LOCKSTEP).detail  # answers the previous speed
         b.has_sim = True
     except C.PumpRefused as exc:
         b.sim_error = (f"needs the emulator: the {b.board} board at {b.url} has no clock "
                        f"control or fault injection (SEC-3; {exc})")
     yield b
+    if b.has_sim and b.emulator is None:  # someone else's emulator: leave its clock as found
+        restore_clock(b, before, speed, time.monotonic() - started)
     b.close()
+
+
+def restore_clock(b: Bench, before: C.Status, speed: int, elapsed_s: float) -> None:
+    """Put an emulator's clock back: the time it would show had the suite not run (its
+    speed, per mille of real time, times the time passed), and that speed."""
+    client = b.client
+    try:
+        client.pending.clear()
+        if before.time_set and b.key is not None:
+            client.set_time(before.utc + int(elapsed_s * speed / 1000), before.offset)
+        if speed == 1000:
+            client.emu_clock(S.CLK_REALTIME)
+        elif speed:
+            client.emu_clock(S.CLK_SPEED, speed)
+    except C.PumpError as exc:
+        print(f"micropump HIL: could not put the clock of {b.url} back: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -160,8 +250,12 @@ def pulse(bench) -> int:
 
 
 def pytest_report_header(config):
-    port = config.getoption("--port")
-    return [f"micropump HIL target: {port or 'emulator (one per worker, lockstep)'}"]
+    port, _key = target(config)
+    lines = [f"micropump HIL target: {port or 'emulator (one per worker, lockstep)'}"]
+    if port is None and os.environ.get("PUMPCTL_PORT"):
+        lines.append(f"micropump HIL: PUMPCTL_PORT={os.environ['PUMPCTL_PORT']} not used: "
+                     "xdist workers start an emulator each (run without -n to test it)")
+    return lines
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -41,7 +41,7 @@ def test_max_bolus(pump):
     pump.set_setting("max_bolus", 2000)
     err = refused(lambda: pump.bolus(2050))
     assert (err.detail, str(err)) == (
-        S.SET_MAX_BOLUS, "bolus refused: over limit (limit: setting max_bolus)")
+        S.SET_MAX_BOLUS, "bolus refused: over limit (limit max_bolus per bolus)")
     bolus_id = pump.bolus(2000).detail  # exactly at the limit: allowed
     assert pump.status().bolus_requested == 2000
     assert pump.cancel_bolus().detail == bolus_id
@@ -97,7 +97,10 @@ def test_max_bolus_in_60_minutes(pump, sim):
 
 
 @pytest.mark.req("THR-6", "THR-10", "LNK-4")
-def test_max_total_daily_dose(pump):
+def test_max_total_daily_dose(pump, sim):
+    # the limit is a rolling 24 h of monotonic time (THR-6): empty it of earlier tests'
+    # insulin (24 h suspended), so what the test counts is all it holds
+    sim.empty_day_window()
     st0 = pump.status()
     today = st0.basal_today + st0.bolus_today
     pump.set_setting("max_tdd", today + 1000)

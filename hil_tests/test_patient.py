@@ -88,12 +88,12 @@ def test_a_day_with_three_meals_and_calculator_boluses(patient_pump, tmp_path):
     assert emu.patient.carbs_g == sum(g for _m, g in MEALS)
 
     data, summary = _report(pump, tmp_path, "day")
-    tir = summary["time_in_range"]
+    tir = summary["cgm"]
     print(f"adult#001, three meals with calculator boluses: time in range "
-          f"{tir['in_range']:.1f} % (below {tir['below']:.1f} %, above {tir['above']:.1f} "
+          f"{tir['in_range']:.1f} % (below {tir['below_70']:.1f} %, above {tir['above_180']:.1f} "
           f"%, mean {tir['mean']:.0f} mg/dL)")
     assert tir["readings"] == 288  # SNS-1: 24 h of 5-min readings kept
-    assert tir["in_range"] >= 70 and tir["below"] == 0
+    assert tir["in_range"] >= 70 and tir["below_70"] == 0
     assert summary["boluses"] == 3
     assert max(r.mg_dl for r in data.readings) > 150  # the meals show
 
@@ -184,4 +184,4 @@ def test_insulin_resistance_raises_daily_totals(patient_pump, tmp_path):
     _data, summary = _report(pump, tmp_path, "resistance", days=3)
     drawn = {row["day"]: row["bolus_u"] for row in summary["totals"]}
     assert drawn[DAY0] < drawn[DAY0 + 1]  # the report's daily totals show the rise
-    assert summary["time_in_range"]["above"] > 30  # and the glucose it could not hold
+    assert summary["cgm"]["above_180"] > 30  # and the glucose it could not hold

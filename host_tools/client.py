@@ -34,7 +34,7 @@ from dataclasses import dataclass, make_dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from protocol import codec, spec
+from protocol import codec, refusals, spec
 from protocol.codec import ProtocolError
 
 DEFAULT_TIMEOUT = 1.0  # seconds to wait for one answer
@@ -53,6 +53,10 @@ class LinkError(PumpError):
     """The port cannot be opened or the pump does not answer."""
 
 
+class PortBusy(LinkError):
+    """Another client holds the port (each client opens it exclusively)."""
+
+
 class PumpTimeout(LinkError):
     """No answer after every retry."""
 
@@ -66,55 +70,37 @@ class KeyFileError(PumpError):
 
 
 class PumpRefused(PumpError):
-    """The pump refused a request: ``code`` (spec E_*), ``name`` (spec.ERRORS), ``detail``."""
+    """The pump refused a request: ``code`` (spec E_*), ``name`` (spec.ERRORS), ``detail``.
 
-    def __init__(self, code: int, detail: int = 0, request: str = "", cmd_id: int = 0):
+    The message says what the detail means for this request (protocol/refusals.py, the
+    words the bench console uses too): ``kind`` is the request's kind field where the
+    meaning depends on it, ``limit`` the value of the limit an E_OVER_LIMIT names, when
+    known; ``explain()`` adds them later."""
+
+    def __init__(self, code: int, detail: int = 0, request: str = "", cmd_id: int = 0,
+                 kind: int = -1, limit: int | None = None):
         self.code = code
         self.detail = detail
         self.request = request
         self.cmd_id = cmd_id
+        self.kind = kind
+        self.limit = limit
         self.name = spec.ERRORS.get(code, f"error {code}")
         super().__init__(self.describe())
 
     def describe(self) -> str:
         what = f"{self.request.replace('_', ' ')} refused: " if self.request else "refused: "
-        return what + self.name + explain_detail(self.code, self.detail)
+        return what + refusals.text(self.request, self.code, self.detail, self.kind,
+                                    self.limit)
 
-
-def explain_detail(code: int, detail: int) -> str:
-    """The refusal's detail in words (empty if there is nothing to add)."""
-    if code in (spec.E_OVER_LIMIT, spec.E_OUT_OF_RANGE) and 0 <= detail < spec.SETTINGS_COUNT:
-        name, _default, lo, hi, unit = spec.SETTINGS[detail]
-        if code == spec.E_OVER_LIMIT:
-            return f" (limit: setting {name})"
-        return f" (setting {name}: {lo}..{hi} {unit})"
-    if code == spec.E_BAD_AUTH:
-        return {spec.AUTH_MISSING: " (no authentication: give the pairing key with --key)",
-                spec.AUTH_BAD_MAC: " (wrong key)",
-                spec.AUTH_REPLAYED: " (replayed or stale counter)"}.get(detail,
-                                                                         f" (detail {detail})")
-    if code == spec.E_INCREMENT:
-        return f" (pulse size {mu_to_units(detail)} U)"
-    if code == spec.E_SAFE_STATE:
-        bits = [n for b, n in ((spec.ST_FIRMWARE, "firmware"), (spec.ST_STORAGE, "storage"),
-                               (spec.ST_MOTOR, "motor"), (spec.ST_BUZZER, "buzzer"))
-                if detail & b]
-        return f" (self-test failed: {', '.join(bits)})" if bits else ""
-    if code == spec.E_BAD_ARG:
-        return f" (argument {detail})"
-    if code == spec.E_UNKNOWN_ALARM and 0 <= detail < spec.ALARM_COUNT:
-        return f" ({spec.ALARMS[detail][0]})"
-    if code == spec.E_UNKNOWN_MESSAGE:
-        return f" (message 0x{detail:02X})" if detail > 0 else ""
-    if code == spec.E_BOLUS_RUNNING:
-        return f" (bolus #{detail})"
-    if code == spec.E_RESERVOIR_EMPTY:
-        return f" (the reservoir holds {mu_to_units(detail)} U)"
-    if code == spec.E_PROFILE_IN_USE_OVER_LIMIT:
-        return f" (profile {detail})"
-    if code == spec.E_NOT_CONFIGURED and 0 <= detail < len(spec.CALC_KINDS):
-        return f" ({spec.CALC_KINDS[detail]}: program it with `pumpctl calc set`)"
-    return f" (detail {detail})" if detail else ""
+    def explain(self, kind: int | None = None, limit: int | None = None) -> PumpRefused:
+        """Add the request's kind or the limit's value to the message; returns self."""
+        if kind is not None:
+            self.kind = kind
+        if limit is not None:
+            self.limit = limit
+        self.args = (self.describe(),)
+        return self
 
 
 # ============================================================================ units
@@ -441,6 +427,49 @@ def setting_id(name_or_id: str | int) -> int:
                      + ", ".join(r[0] for r in spec.SETTINGS))
 
 
+# Settings as people write them: insulin in U where the pump stores mU (spec.SETTINGS).
+SETTING_UNITS = {"mU": "U", "mU/h": "U/h", "mU/min": "U/min"}
+
+
+def setting_unit(sid: int) -> str:
+    """The unit setting ``sid`` is written in on the command line (U for insulin)."""
+    unit = spec.SETTINGS[sid][4]
+    return SETTING_UNITS.get(unit, unit)
+
+
+def setting_from_text(sid: int, text: str) -> int:
+    """A setting value as a user writes it -> pump units, exactly: insulin in U ('8' or
+    '8 U' -> 8000 mU), everything else a whole number of its unit. A unit written after
+    the number must be the setting's own; milli-units are refused, never guessed."""
+    name, unit = spec.SETTINGS[sid][0], setting_unit(sid)
+    value = text.strip()
+    if unit and value.endswith(unit) and value[:-len(unit)].strip()[-1:].isdigit():
+        value = value[:-len(unit)].strip()
+    if value and not value.replace(".", "", 1).lstrip("-").isdigit():
+        if value.lstrip("-0123456789. ").startswith("m" + unit) and unit in (
+                SETTING_UNITS.values()):
+            raise ValueError(f"setting {name} is written in {unit}, not m{unit}: "
+                             f"e.g. {name}={refusals.units_text(spec.SETTINGS[sid][1])}")
+        raise ValueError(f"setting {name} takes a number of {unit}, not {text!r}")
+    if spec.SETTINGS[sid][4] in SETTING_UNITS:
+        try:
+            return units_to_mu(value)
+        except ValueError as exc:
+            raise ValueError(f"setting {name} is in {unit}: {exc}") from None
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise ValueError(f"setting {name} takes a whole number of {unit}, "
+                         f"not {text!r}") from None
+
+
+def setting_text(sid: int, value: int) -> str:
+    """A setting value in the units people read: '8 U', '1.5 U/min', '240 min'."""
+    if spec.SETTINGS[sid][4] in SETTING_UNITS:
+        return f"{mu_to_units(value)} {setting_unit(sid)}"
+    return f"{value} {setting_unit(sid)}"
+
+
 def alarm_id(name_or_id: str | int) -> int:
     if isinstance(name_or_id, int) or str(name_or_id).isdigit():
         n = int(name_or_id)
@@ -670,6 +699,14 @@ class Client:
                 "the pump's status shows it was not carried out")
         return self._outcome(name, result)
 
+    def _command_of_kind(self, name: str, fields: dict) -> Result:
+        """A command whose refusal details depend on its kind field (protocol/refusals.py)."""
+        try:
+            return self.command(name, fields)
+        except PumpRefused as exc:
+            exc.explain(kind=fields["kind"])
+            raise
+
     def _outcome(self, name: str, result: Result) -> Result:
         if result.code != spec.OK:
             raise PumpRefused(result.code, result.detail, name, result.cmd_id)
@@ -842,7 +879,8 @@ class Client:
 
     def temp_basal(self, kind: int, value: int, minutes: int) -> Result:
         """kind TEMP_ABSOLUTE (value mU/h) or TEMP_PERCENT (value %)."""
-        return self.command("temp_basal", {"kind": kind, "value": value, "minutes": minutes})
+        return self._command_of_kind("temp_basal", {"kind": kind, "value": value,
+                                                    "minutes": minutes})
 
     def cancel_temp_basal(self) -> Result:
         return self.command("cancel_temp_basal")
@@ -894,7 +932,7 @@ class Client:
         return self.command("fill", {"volume": volume_mu})
 
     def prime(self, kind: int, amount_mu: int) -> Result:
-        return self.command("prime", {"kind": kind, "amount": amount_mu})
+        return self._command_of_kind("prime", {"kind": kind, "amount": amount_mu})
 
     def set_calc_schedule(self, kind: int, starts, values, highs=None) -> Result:
         """Program calculator schedule ``kind`` (spec.CALC_*): segments starting at 30-min
@@ -910,7 +948,7 @@ class Client:
             raise ValueError(f"segment starts are 30-min slots 0..{spec.SLOTS - 1}")
         if any(not 0 <= v <= 0xFFFF for v in values + highs):
             raise ValueError("a value does not fit the protocol (0..65535)")
-        return self.command("set_calc_schedule", {
+        return self._command_of_kind("set_calc_schedule", {
             "kind": kind, "count": n, "starts": bytes(starts).ljust(spec.CALC_SEGMENTS, b"\0"),
             "values": _pack_u16s(values, 2 * spec.CALC_SEGMENTS),
             "highs": _pack_u16s(highs, 2 * spec.CALC_SEGMENTS)})
@@ -936,9 +974,15 @@ def open_port(url: str, **kwargs):
 
     kwargs.setdefault("timeout", READ_SLICE)
     kwargs.setdefault("write_timeout", 2)
+    # One client per device (flock): two would steal each other's answers. URLs
+    # (socket://, rfc2217://) are shared or refused by the server at the other end.
+    kwargs.setdefault("exclusive", "://" not in url)
     try:
         return serial.serial_for_url(url, **kwargs)
     except (serial.SerialException, OSError, ValueError) as exc:
+        if "exclusively lock" in str(exc):
+            raise PortBusy(f"port busy: another pumpctl (monitor?) or pump client holds "
+                           f"{url}; stop it, or give this command in its place") from None
         raise LinkError(f"cannot open {url}: {exc}") from None
 
 
@@ -957,8 +1001,10 @@ def connect(url: str, key: bytes | None = None, timeout: float = DEFAULT_TIMEOUT
 
 __all__ = [
     "AlarmState", "CalcSchedule", "Client", "Event", "Hello", "HistoryRecord", "KeyFileError",
-    "LinkError", "LinkStats", "Profile", "PumpError", "PumpRefused", "PumpTimeout", "Reading",
+    "LinkError", "LinkStats", "PortBusy", "Profile", "PumpError", "PumpRefused", "PumpTimeout",
+    "Reading",
     "Result", "SchemaMismatch", "Status", "Suggestion", "Totals", "alarm_id", "connect",
-    "explain_detail", "from_pump_seconds", "glucose_text", "load_key", "mu_to_u",
-    "mu_to_units", "open_port", "pump_seconds", "setting_id", "trend_arrow", "units_to_mu",
+    "from_pump_seconds", "glucose_text", "load_key", "mu_to_u",
+    "mu_to_units", "open_port", "pump_seconds", "setting_from_text", "setting_id",
+    "setting_text", "trend_arrow", "units_to_mu",
 ]

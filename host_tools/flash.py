@@ -1,26 +1,29 @@
 """Deploy the firmware to a board (HW-2, SEC-1): `pumpctl flash --board pico --port PORT`.
 
     python -m host_tools.flash --board pico --port /dev/ttyACM0 [--key pump.key]
-                               [--set max_bolus=8000 ...] [--resume] [--no-start]
+                               [--set max_bolus=8 ...] [--resume] [--no-start]
 
 Steps, each reported on one line as it runs:
 
-1. compile firmware/, protocol/spec.py, boards/drivers.py and the board module with
-   mpy-cross into build/<board>/ (package layout kept), and write main.py there;
-2. write the firmware hash manifest build/<board>/manifest.sha256 (sha256 of every file
-   that goes to the board); the firmware id is the sha256 of the manifest, and the board's
-   power-on self-test checks every file against it (ALM-5);
-3. check that the board answers (mpremote exec);
+1. check that a MicroPython REPL answers on the port, within PROBE_TIMEOUT (mpremote exec),
+   and that it is the board asked for; nothing is created before (no key file, no build);
+2. compile firmware/, protocol/spec.py and refusals.py, boards/drivers.py and the board
+   module with mpy-cross into the build folder (package layout kept), and write main.py;
+3. write the firmware hash manifest manifest.sha256 there (sha256 of every file that goes
+   to the board); the firmware id is the sha256 of the manifest, and the board's power-on
+   self-test checks every file against it (ALM-5);
 4. remove the old firmware (and main.py, so a board cut off mid-deploy does not boot a
-   mix) and copy the build with `mpremote fs cp -r`; the data/ folder (therapy state,
+   mix) and copy the build with `mpremote fs cp`; the data/ folder (therapy state,
    history, plunger position) is kept;
 5. provision the 256-bit pairing key: read from the key file, or generated into it
    (mode 0600) when it does not exist; copied to the board's flash, never printed (SEC-1);
-6. provision settings (pump units, validated against protocol/spec.py SETTINGS): applied
-   once by the firmware at the next start, then the board resets;
+6. provision settings (--set NAME=VALUE in the units pumpctl uses: insulin in U, U/h,
+   U/min; others in their unit; validated against protocol/spec.py SETTINGS): applied
+   once by the firmware at the next start;
 7. copy main.py, then verify: the board reports the firmware id of its manifest and that
    its own manifest check passes (same code as the power-on self-test);
-8. start: hard-reset the board so it runs the new firmware (not with --no-start).
+8. start: hard-reset the board so it runs the new firmware (not with --no-start; not on
+   the MicroPython unix port, which has no reset that runs main.py: it says so).
 
 A protocol-level check (HELLO with the new key) can be plugged in through flash(hello=...):
 it is called with (port, key) after the start step.
@@ -44,9 +47,11 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from protocol import spec
+from host_tools import client as C
+from host_tools.paths import in_checkout, source_root, user_dir
+from protocol import refusals, spec
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_ROOT = source_root()  # firmware/, boards/, protocol/: the checkout or the wheel's copy
 BOARDS = ("pico", "esp32")
 DEFAULT_KEY_FILE = "pump.key"  # the name host_tools/client.py's example uses
 
@@ -61,6 +66,13 @@ EXIT_BAD_INPUT = 2
 EXIT_PORT = 4
 
 STEP_TIMEOUT = 180  # seconds for one mpremote call (copying over a 115200 baud UART)
+# The first call only asks the board who it is: a MicroPython REPL answers within a few
+# seconds, while mpremote waits for ever on a port where none answers (wrong port, pump
+# firmware running), so this one fails fast.
+PROBE_TIMEOUT = 15
+# sys.platform of each board's MicroPython; "linux" is the unix port (tests, a bench PC)
+PLATFORMS = {"pico": "rp2", "esp32": "esp32"}
+UNIX_PLATFORM = "linux"
 VERIFY_TAG = "micropump-verify"
 
 # Runs on the board: remove the old firmware, keep data/ and the key.
@@ -111,15 +123,22 @@ class FlashError(Exception):
 
 
 def sources(board: str) -> list[Path]:
-    """The MicroPython sources that go to `board`, relative to the repo root."""
+    """The MicroPython sources that go to `board`, relative to SOURCE_ROOT."""
     if board not in BOARDS:
         raise FlashError(f"unknown board {board!r} (choose from {', '.join(BOARDS)})",
                          EXIT_BAD_INPUT)
-    files = sorted((REPO_ROOT / "firmware").glob("*.py"))
-    files += [REPO_ROOT / "protocol" / "__init__.py", REPO_ROOT / "protocol" / "spec.py"]
-    files += [REPO_ROOT / "boards" / name
-              for name in ("__init__.py", "drivers.py", f"{board}.py")]
-    return [f.relative_to(REPO_ROOT) for f in files]
+    root = SOURCE_ROOT
+    files = sorted((root / "firmware").glob("*.py"))
+    files += [root / "protocol" / name for name in ("__init__.py", "spec.py", "refusals.py")]
+    files += [root / "boards" / name for name in ("__init__.py", "drivers.py", f"{board}.py")]
+    return [f.relative_to(root) for f in files]
+
+
+def default_build_dir(board: str) -> Path:
+    """build/BOARD in a checkout; the per-user cache when installed (never site-packages)."""
+    if in_checkout():
+        return SOURCE_ROOT / "build" / board
+    return user_dir("cache") / "build" / board
 
 
 def main_py(board: str) -> str:
@@ -148,7 +167,7 @@ def build(board: str, out_dir: Path, mpy_cross: str | None = None) -> str:
         dst = out_dir / src.with_suffix(".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
-            proc = subprocess.run([mpy_cross, "-o", str(dst), src.as_posix()], cwd=REPO_ROOT,
+            proc = subprocess.run([mpy_cross, "-o", str(dst), src.as_posix()], cwd=SOURCE_ROOT,
                                   capture_output=True, text=True, timeout=120)
         except OSError as exc:
             raise FlashError(f"cannot run mpy-cross: {exc.strerror or exc}") from None
@@ -177,27 +196,49 @@ def write_manifest(out_dir: Path) -> str:
 # --------------------------------------------------------------------------- key, settings
 
 
-def ensure_key(key_file: str | os.PathLike) -> tuple[bytes, bool]:
-    """The 256-bit pairing key in key_file, generated (64 hex digits, mode 0600) when the
-    file does not exist. Returns (key, created). Never prints the key."""
+def existing_key(key_file: str | os.PathLike) -> bytes | None:
+    """The 256-bit pairing key in key_file, or None when the file does not exist (yet)."""
     from host_tools.client import KeyFileError, load_key
 
     path = Path(key_file)
     if not path.exists():
-        key = secrets.token_bytes(32)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as exc:
-            raise FlashError(f"cannot create key file {path}: {exc.strerror or exc}",
-                             EXIT_BAD_INPUT) from None
-        with os.fdopen(fd, "w") as f:
-            f.write(key.hex() + "\n")
-        return key, True
+        return None
     try:
-        return load_key(path), False
+        return load_key(path)
     except KeyFileError as exc:
         raise FlashError(str(exc), EXIT_BAD_INPUT) from None
+
+
+def ensure_key(key_file: str | os.PathLike) -> tuple[bytes, bool]:
+    """The 256-bit pairing key in key_file, generated (64 hex digits, mode 0600) when the
+    file does not exist. Returns (key, created). Never prints the key."""
+    key = existing_key(key_file)
+    if key is not None:
+        return key, False
+    path = Path(key_file)
+    key = secrets.token_bytes(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise FlashError(f"cannot create key file {path}: {exc.strerror or exc}",
+                         EXIT_BAD_INPUT) from None
+    with os.fdopen(fd, "w") as f:
+        f.write(key.hex() + "\n")
+    return key, True
+
+
+def parse_settings(pairs: Iterable[tuple[str, str]]) -> dict[int, int]:
+    """NAME=VALUE pairs from the command line, values as people write them (insulin in U,
+    client.setting_from_text) -> {setting id: pump units}."""
+    out: dict[int, int] = {}
+    for name, text in pairs:
+        try:
+            sid = C.setting_id(name)
+            out[sid] = C.setting_from_text(sid, text)
+        except ValueError as exc:
+            raise FlashError(str(exc), EXIT_BAD_INPUT) from None
+    return out
 
 
 def settings_lines(settings: Mapping[str | int, int] | None) -> str:
@@ -216,12 +257,13 @@ def settings_lines(settings: Mapping[str | int, int] | None) -> str:
             raise FlashError("utc_offset is set with the clock (pumpctl time), not at flash",
                              EXIT_BAD_INPUT)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise FlashError(f"setting {label}: {value!r} is not a whole number of {unit}",
-                             EXIT_BAD_INPUT)
+            raise FlashError(f"setting {label}: {value!r} is not a whole number of {unit} "
+                             "(pump units)", EXIT_BAD_INPUT)
         if not lo <= value <= hi or (sid == spec.SET_AUTO_OFF
                                      and 0 < value < spec.AUTO_OFF_MIN_HOURS):
-            raise FlashError(f"setting {label}: {value} {unit} is outside {lo}..{hi} {unit}",
-                             EXIT_BAD_INPUT)
+            allowed = refusals.setting_range(sid).partition(": ")[2]
+            raise FlashError(f"setting {label}: {C.setting_text(sid, value)} is outside "
+                             f"{allowed}", EXIT_BAD_INPUT)
         lines.append(f"{sid} {value}\n")
     return "".join(lines)
 
@@ -240,17 +282,17 @@ class Remote:
             raise FlashError("mpremote not found: install it with `pip install mpremote`")
         self.resume = resume
 
-    def run(self, *args: str, cwd: Path | None = None) -> str:
+    def run(self, *args: str, cwd: Path | None = None, timeout: float = STEP_TIMEOUT) -> str:
         cmd = [self.mpremote, "connect", self.port]
         if self.resume:
             cmd.append("resume")
         cmd += args
         try:
             proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                                  timeout=STEP_TIMEOUT, stdin=subprocess.DEVNULL)
+                                  timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise FlashError(f"board at {self.port} did not finish `{args[0]}` within "
-                             f"{STEP_TIMEOUT} s", EXIT_PORT) from None
+                             f"{timeout:g} s", EXIT_PORT) from None
         except OSError as exc:
             raise FlashError(f"cannot run mpremote: {exc.strerror or exc}") from None
         if proc.returncode != 0:
@@ -290,15 +332,15 @@ def flash(board: str, port: str, key_file: str | os.PathLike | None = None,
         raise FlashError(f"port {port} not found", EXIT_PORT)
     remote = Remote(port, mpremote, resume)
     kf = Path(key_file if key_file is not None else DEFAULT_KEY_FILE)
-    key, created = ensure_key(kf)  # a bad key file fails before the board is touched
-    out_dir = Path(build_dir) if build_dir is not None else REPO_ROOT / "build" / board
+    existing_key(kf)  # a bad key file fails before the board is touched
+    out_dir = Path(build_dir) if build_dir is not None else default_build_dir(board)
+
+    platform = probe(remote, board)  # nothing is created before the board has answered
+    say(f"board at {port} answers (MicroPython, {platform})")
 
     fw_id = build(board, out_dir)
     say(f"compiled {len(files)} modules with mpy-cross into {_show(out_dir)}")
     say(f"manifest: {len(deployed_files(out_dir))} files, firmware id {fw_id[:16]}")
-
-    remote.run("exec", "import sys; print(sys.implementation.name)")
-    say(f"board at {port} answers")
 
     remote.run("exec", _CLEAN)
     code = [name for name in CODE_DIRS if (out_dir / name).is_dir()]
@@ -308,6 +350,7 @@ def flash(board: str, port: str, key_file: str | os.PathLike | None = None,
     remote.run(*copies, "fs", "cp", MANIFEST, ":" + MANIFEST, cwd=out_dir)
     say(f"copied {', '.join(code)} and the manifest")
 
+    key, created = ensure_key(kf)
     with tempfile.TemporaryDirectory(prefix="micropump-flash-") as tmp:
         secret = Path(tmp) / KEY_FILE
         fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -331,14 +374,43 @@ def flash(board: str, port: str, key_file: str | os.PathLike | None = None,
     _check_verify(answer, fw_id)
     say(f"verified: the board reports firmware id {fw_id[:16]} and its files match")
 
-    if start:
+    if not start:
+        say("not started (--no-start)")
+    elif platform == UNIX_PLATFORM:
+        # the unix port has no reset that runs main.py: saying "it starts" would be false
+        say("not started: the MicroPython unix port does not run main.py at a reset")
+    else:
         remote.run("reset")
-        say("board reset: the firmware starts")
+        say("board reset: the firmware starts (main.py)")
         if hello is not None:
             hello(port, key)
-    else:
-        say("not started (--no-start)")
     return fw_id
+
+
+def probe(remote: Remote, board: str) -> str:
+    """Ask the board who it is, within PROBE_TIMEOUT; returns its sys.platform. Refuses
+    another board than `board` (the unix port stands in for any board)."""
+    try:
+        answer = remote.run("exec", "import sys; print('micropump-probe', sys.platform)",
+                            timeout=PROBE_TIMEOUT)
+    except FlashError as exc:
+        if "did not finish" not in str(exc):
+            raise
+        raise FlashError(f"no MicroPython REPL answers at {remote.port} within "
+                         f"{PROBE_TIMEOUT} s: is it the board's port? If the pump firmware "
+                         "runs on it, hold ACK while resetting the board (maintenance mode) "
+                         "and try again", EXIT_PORT) from None
+    for line in answer.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "micropump-probe":
+            platform = parts[1]
+            if platform != UNIX_PLATFORM and platform != PLATFORMS[board]:
+                names = {v: k for k, v in PLATFORMS.items()}
+                other = f" (--board {names[platform]})" if platform in names else ""
+                raise FlashError(f"the board at {remote.port} runs MicroPython for "
+                                 f"{platform}{other}, not for {board}", EXIT_BAD_INPUT)
+            return platform
+    raise FlashError(f"the board at {remote.port} gave no answer to a probe", EXIT_PORT)
 
 
 def _check_verify(answer: str, fw_id: str) -> None:
@@ -365,14 +437,11 @@ def _show(path: Path) -> str:
 # --------------------------------------------------------------------------- command line
 
 
-def _setting(text: str) -> tuple[str, int]:
+def _setting(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
-    try:
-        if not sep:
-            raise ValueError
-        return name.strip(), int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected NAME=INTEGER, got {text!r}") from None
+    if not sep or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -391,8 +460,10 @@ def build_parser(prog: str = "pumpctl flash") -> argparse.ArgumentParser:
                         "(default $PUMPCTL_KEY or %(default)s)")
     p.add_argument("--set", dest="settings", action="append", type=_setting, default=[],
                    metavar="NAME=VALUE",
-                   help="provision a setting in pump units, e.g. max_bolus=8000 (mU)")
-    p.add_argument("--build-dir", type=Path, help="default build/BOARD")
+                   help="provision a setting, insulin in U as everywhere else: "
+                        "max_bolus=8 (8 U), max_basal=2.5 (U/h), dia=300 (min)")
+    p.add_argument("--build-dir", type=Path,
+                   help="default build/BOARD in a checkout, else ~/.cache/micropump/build/BOARD")
     p.add_argument("--resume", action="store_true",
                    help="no soft reset before mpremote commands (MicroPython unix port)")
     p.add_argument("--no-start", dest="start", action="store_false",
@@ -411,7 +482,8 @@ def main(argv: Iterable[str] | None = None, out: Callable[[str], None] | None = 
             return int(exc.code or 0)
         if not args.port:
             raise FlashError("no port: give --port PORT (or set PUMPCTL_PORT)", EXIT_BAD_INPUT)
-        fw_id = flash(args.board, args.port, args.key, dict(args.settings) or None, out=say,
+        settings = parse_settings(args.settings)
+        fw_id = flash(args.board, args.port, args.key, settings or None, out=say,
                       build_dir=args.build_dir, resume=args.resume, start=args.start)
     except FlashError as exc:
         print(f"pumpctl flash: error: {exc}", file=sys.stderr, flush=True)

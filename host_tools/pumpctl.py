@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import difflib
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import asdict
 from decimal import Decimal
+from importlib import metadata
 from pathlib import Path
 
 from rich.console import Console
@@ -31,6 +34,8 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from host_tools import client as C
+from host_tools import config
+from host_tools.paths import in_checkout
 from protocol import codec, spec
 
 EXIT_OK = 0
@@ -41,9 +46,7 @@ EXIT_LINK = 4
 EXIT_INTERRUPTED = 130
 
 PRIORITIES = {spec.PRIO_LOW: "low", spec.PRIO_MEDIUM: "medium", spec.PRIO_HIGH: "high"}
-DEFAULT_EMULATOR_STATE = os.path.join(
-    os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"),
-    "micropump", "emulator")
+DEFAULT_EMULATOR_STATE = config.default_emulator_state()
 TEMP_KINDS = {spec.TEMP_NONE: "none", spec.TEMP_ABSOLUTE: "absolute", spec.TEMP_PERCENT: "percent"}
 
 
@@ -55,12 +58,55 @@ class Incomplete(Exception):
     """A bolus was cancelled or interrupted while we watched (exit 1)."""
 
 
+class BolusLinkLost(C.LinkError):
+    """The link dropped while a bolus ran (exit 4): which bolus, what was delivered when
+    last seen, and how to find out the rest."""
+
+    def __init__(self, bolus_id: int, delivered: int, requested: int, cause: Exception):
+        self.extra = {"bolus_id": bolus_id, "delivered": delivered, "requested": requested}
+        super().__init__(
+            f"link lost while bolus #{bolus_id} was running: {C.mu_to_units(delivered)} of "
+            f"{_u(requested)} delivered when last seen. The pump goes on by itself: once it "
+            f"answers again, `pumpctl status` shows the bolus if it still runs and "
+            f"`pumpctl history` how it ended (bolus_end #{bolus_id}); do not repeat it "
+            f"before. (cause: {cause})")
+
+
 # ============================================================================ parsing
 class _Parser(argparse.ArgumentParser):
     """argparse, but errors are one line and exit 2 (never a usage dump)."""
 
     def error(self, message):
-        raise BadInput(message)
+        raise BadInput(did_you_mean(message))
+
+
+_INVALID_CHOICE = re.compile(r"argument (\w+): invalid choice: '([^']*)' \(choose from (.*)\)$")
+
+
+def did_you_mean(message: str) -> str:
+    """argparse's "invalid choice" for a command, with the nearest known ones suggested."""
+    m = _INVALID_CHOICE.match(message)
+    if not m or m.group(1) not in ("COMMAND", "ACTION"):
+        return message
+    given = m.group(2)
+    choices = [c.strip().strip("'") for c in m.group(3).split(",")]
+    close = difflib.get_close_matches(given, choices, n=3, cutoff=0.6)
+    close += [c for c in choices if c.startswith(given) and given and c not in close]
+    what = "command" if m.group(1) == "COMMAND" else "action"
+    if not close:
+        return f"unknown {what} {given!r}; {what}s: {', '.join(choices)}"
+    return (f"unknown {what} {given!r}: did you mean "
+            + " or ".join(repr(c) for c in close[:3]) + "?")
+
+
+def version_text() -> str:
+    """Package version, protocol version and schema hash: what a bug report needs."""
+    try:
+        version = metadata.version("micropump")
+    except metadata.PackageNotFoundError:
+        version = "unknown (not installed)"
+    return (f"pumpctl {version} (micropump), protocol {spec.PROTOCOL_VERSION}, "
+            f"schema {spec.schema_hash():#010x}")
 
 
 def units(text: str) -> int:
@@ -103,43 +149,36 @@ def parse_segment(text: str) -> tuple[int, int]:
     return parse_slot(when), mu
 
 
-# Setting values: the command line uses U where the pump stores mU.
-_DISPLAY_UNIT = {"mU": "U", "mU/h": "U/h", "mU/min": "U/min"}
-
-
 def setting_to_wire(sid: int, text: str) -> int:
-    name, _default, _lo, _hi, unit = spec.SETTINGS[sid]
-    if unit in _DISPLAY_UNIT:
-        try:
-            return C.units_to_mu(text)
-        except ValueError as exc:
-            raise BadInput(f"setting {name} is in {_DISPLAY_UNIT[unit]}: {exc}") from None
     try:
-        return int(text, 10)
-    except ValueError:
-        raise BadInput(f"setting {name} takes a whole number of {unit}, not {text!r}") from None
+        return C.setting_from_text(sid, text)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
 
 
-def setting_display(sid: int, value: int) -> str:
-    unit = spec.SETTINGS[sid][4]
-    if unit in _DISPLAY_UNIT:
-        return f"{C.mu_to_units(value)} {_DISPLAY_UNIT[unit]}"
-    return f"{value} {unit}"
+setting_display = C.setting_text
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="pumpctl", description="Drive a micropump over its serial link.")
-    p.add_argument("--port", default=os.environ.get("PUMPCTL_PORT"),
+    p.add_argument("--port",
                    help="pyserial URL: /dev/ttyACM0, a pty path, socket://host:port, "
-                        "rfc2217://host:port (default $PUMPCTL_PORT)")
-    p.add_argument("--key", default=os.environ.get("PUMPCTL_KEY"),
-                   help="pairing key file: 32 raw bytes or 64 hex digits (default "
-                        "$PUMPCTL_KEY); needed for commands that change state")
+                        "rfc2217://host:port (default: --state, $PUMPCTL_PORT, the config "
+                        "file, or the running default emulator)")
+    p.add_argument("--key",
+                   help="pairing key file: 32 raw bytes or 64 hex digits (default: from "
+                        "where the port came, $PUMPCTL_KEY or the config file); needed for "
+                        "commands that change state")
+    p.add_argument("--state", dest="state_dir", metavar="DIR",
+                   help="talk to the emulator running in state directory DIR (`pumpctl "
+                        "emulate --state DIR`): its port and key")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--timeout", type=float, default=C.DEFAULT_TIMEOUT,
                    help="seconds to wait for each answer (default %(default)s)")
     p.add_argument("--retries", type=whole, default=C.DEFAULT_RETRIES,
                    help="extra tries when an answer is lost (default %(default)s)")
+    p.add_argument("--version", action="version", version=version_text(),
+                   help="package version, protocol version and schema hash")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
@@ -275,12 +314,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="PNG report: glucose, basal, boluses, suspensions, "
                                        "alarms, daily totals, time in range")
-    rp.add_argument("--hours", type=whole, default=24, help="hours back (1..24, default 24)")
+    rp.add_argument("--hours", type=whole, default=24,
+                    help=f"hours back (1..{REPORT_MAX_HOURS}, default 24); the pump keeps 24 h "
+                         "of CGM readings, --cgm adds earlier ones")
     rp.add_argument("--out", default="report.png", metavar="PNG",
                     help="PNG file to write (default report.png)")
     rp.add_argument("--html", action="store_true",
                     help="also write an HTML page beside the PNG (same name, .html)")
     rp.add_argument("--days", type=whole, default=7, help="days of daily totals (default 7)")
+    rp.add_argument("--export", metavar="DIR",
+                    help="also write history and CGM readings as CSV and JSON into DIR "
+                         "(history.csv, history.json, cgm.csv, cgm.json)")
+    rp.add_argument("--cgm", action="append", default=[], metavar="FILE",
+                    help="earlier CGM readings (a cgm.json or cgm.csv of --export) for a "
+                         "window longer than the pump's 24 h: metrics and, over 2 days or "
+                         "more, the ambulatory glucose profile (repeatable)")
+
+    co = sub.add_parser("completion", help="shell completion script: bash, zsh or fish",
+                        description="Print the completion script for your shell. bash: "
+                                    "eval \"$(pumpctl completion bash)\" in ~/.bashrc; "
+                                    "zsh: the same in ~/.zshrc; fish: pumpctl completion "
+                                    "fish > ~/.config/fish/completions/pumpctl.fish")
+    co.add_argument("shell", choices=("bash", "zsh", "fish"))
 
     fl = sub.add_parser("flash", add_help=False,
                         help="compile the firmware and deploy it to a board "
@@ -496,6 +551,15 @@ def _bolus_end_from_history(pump: C.Client, bolus_id: int, next_seq: int):
 def watch_bolus(pump: C.Client, bolus_id: int, total: int, out: Out,
                 status_every: float = 2.0) -> tuple[int, int]:
     """Follow a bolus to its end: events first, status as a fallback for lost events."""
+    seen = [0]  # delivered when last seen, for the message if the link drops
+    try:
+        return _follow_bolus(pump, bolus_id, total, out, status_every, seen)
+    except (C.LinkError, codec.ProtocolError) as exc:
+        raise BolusLinkLost(bolus_id, seen[0], total, exc) from None
+
+
+def _follow_bolus(pump: C.Client, bolus_id: int, total: int, out: Out, status_every: float,
+                  seen: list[int]) -> tuple[int, int]:
     delivered = 0
     progress = Progress(TextColumn("bolus #{task.fields[bid]}"), BarColumn(),
                         TextColumn("{task.fields[done]} of {task.fields[total_u]} U"),
@@ -516,11 +580,12 @@ def watch_bolus(pump: C.Client, bolus_id: int, total: int, out: Out,
                 elif ev.kind == spec.EV_ALARM and not out.json:
                     progress.console.print(f"[red]{ev.describe()}[/]")
             progress.update(task, completed=delivered, done=C.mu_to_units(delivered))
+            seen[0] = delivered
             if time.monotonic() - last_status >= status_every:
                 last_status = time.monotonic()
                 st = pump.status()
                 if st.bolus_id == bolus_id:
-                    delivered = max(delivered, st.bolus_delivered)
+                    delivered = seen[0] = max(delivered, st.bolus_delivered)
                     continue
                 # the end event was lost: the history knows how it ended
                 got = _bolus_end_from_history(pump, bolus_id, st.history_next)
@@ -910,8 +975,8 @@ def cmd_wizard(pump: C.Client, args, out: Out):
     bg_text = args.bg.strip().lower()
     if bg_text == "cgm":
         st = pump.status()
-        if not st.glucose or st.glucose_age > 10 or st.glucose in (spec.CGM_LOW,
-                                                                  spec.CGM_HIGH):
+        # the sensor's LOW (below 40) is a usable reading: it is low; HIGH has no value
+        if not st.glucose or st.glucose_age > 10 or st.glucose == spec.CGM_HIGH:
             raise BadInput("no usable CGM reading from the last 10 min: give --bg MG_DL")
         bg = st.glucose
     else:
@@ -923,6 +988,13 @@ def cmd_wizard(pump: C.Client, args, out: Out):
             raise BadInput(f"--bg must be {spec.CALC_BG_MIN}..{spec.CALC_BG_MAX} mg/dL "
                            "(or 0 for none)")
     sug = pump.calc(args.carbs, bg)
+    low = pump.get_settings()["glucose_low"] if bg else 0
+    warning = None
+    if bg and bg < low:
+        warning = (f"glucose {C.glucose_text(bg)} is below the low limit {low} mg/dL"
+                   + (" (urgent low)" if bg <= spec.URGENT_LOW else "")
+                   + ": treat the low first (fast-acting carbohydrate) and check again; "
+                     "no correction insulin is suggested")
     t = Table(title=f"bolus suggestion: {args.carbs} g"
                     + (f", glucose {bg} mg/dL" if bg else ", no glucose"),
               show_header=False, title_justify="left")
@@ -943,16 +1015,27 @@ def cmd_wizard(pump: C.Client, args, out: Out):
         notes.append(f"rounded down from {C.mu_to_units(sug.unrounded)} U to whole pulses")
     t.add_row("[bold]suggested[/]", f"[bold]{C.mu_to_units(sug.total)}[/]", "; ".join(notes))
     data = {"carbs": args.carbs, "bg": bg, **asdict(sug), "rounded": sug.rounded,
-            "delivered": 0, "bolus_id": None}
+            "delivered": 0, "bolus_id": None, "warning": warning}
     if not out.json:
         out.console.print(t)
+    if warning:
+        out.err.print(f"[bold red]warning:[/] {warning}")
+        if sug.correction > 0:  # the pump's calculator never does this below its target
+            raise C.ProtocolError(f"the pump suggests {C.mu_to_units(sug.correction)} U of "
+                                  "correction for a low glucose: not delivered")
     if sug.total == 0:
         data["ok"] = True
         out.emit(data, text="nothing to deliver")
         return EXIT_OK
     if sug.over_max:
         raise C.PumpRefused(spec.E_OVER_LIMIT, spec.SET_MAX_BOLUS, "suggested bolus")
-    if not args.yes and not _ask(f"deliver {C.mu_to_units(sug.total)} U? [y/N] ", out):
+    if warning and args.yes:  # a low is never treated with insulin unasked
+        data["ok"] = True
+        out.emit(data, text="not delivered: glucose is low (--yes does not confirm a bolus "
+                            "at low glucose; answer the question instead)")
+        return EXIT_OK
+    question = "glucose is low: deliver anyway" if warning else "deliver"
+    if not args.yes and not _ask(f"{question} {C.mu_to_units(sug.total)} U? [y/N] ", out):
         data["ok"] = True
         out.emit(data, text="not delivered")
         return EXIT_OK
@@ -971,17 +1054,27 @@ def cmd_wizard(pump: C.Client, args, out: Out):
     return EXIT_OK if ending == spec.BOLUS_COMPLETED else EXIT_INCOMPLETE
 
 
+REPORT_MAX_HOURS = 14 * 24  # the consensus ambulatory glucose profile covers 14 days
+
+
 def cmd_report(pump: C.Client, args, out: Out):
-    if not 1 <= args.hours <= 24:
-        raise BadInput("--hours must be 1..24")
+    if not 1 <= args.hours <= REPORT_MAX_HOURS:
+        raise BadInput(f"--hours must be 1..{REPORT_MAX_HOURS}")
     if not 1 <= args.days <= 96:
         raise BadInput("--days must be 1..96")
-    try:
-        from host_tools import report
-    except ImportError as exc:
-        raise BadInput(f"the report needs matplotlib: pip install 'micropump[report]' "
-                       f"({exc})") from None
-    data = report.collect(pump, hours=args.hours, days=args.days)
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise BadInput("the report needs matplotlib: pip install 'micropump[report]'")
+    from host_tools import report
+
+    earlier = []
+    for name in args.cgm:
+        try:
+            earlier += report.load_readings(name)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+    data = report.collect(pump, hours=args.hours, days=args.days, earlier=earlier)
     png = Path(args.out)
     report.render_png(data, png)
     summary = report.summary(data)
@@ -989,19 +1082,26 @@ def cmd_report(pump: C.Client, args, out: Out):
     if args.html:
         html = png.with_suffix(".html")
         report.render_html(data, png, html)
+    exported = []
+    if args.export:
+        exported = report.export(data, args.export, describe=describe_record)
     t = Table(title="daily totals", title_justify="left")
     for col in ("day", "basal U", "bolus U", "total U"):
         t.add_column(col, justify="left" if col == "day" else "right")
     for row in summary["totals"]:
         t.add_row(row["date"], f"{row['basal_u']:.2f}", f"{row['bolus_u']:.2f}",
                   f"{row['total_u']:.2f}")
-    tir = summary["time_in_range"]
-    text = (f"time in range 70-180 mg/dL: {tir['in_range']:.1f} % "
-            f"(below {tir['below']:.1f} %, above {tir['above']:.1f} %, "
-            f"{tir['readings']} readings, mean {tir['mean']:.0f} mg/dL); "
-            f"{summary['boluses']} boluses, {summary['suspensions']} suspensions, "
-            f"{summary['alarms']} alarms; wrote {png}" + (f" and {html}" if html else ""))
-    out.emit(dict(summary, png=str(png), html=str(html) if html else None), t, text=text)
+    text = (f"{report.metrics_text(summary['cgm'])}; {_count(summary['boluses'], 'bolus')}, "
+            f"{_count(summary['suspensions'], 'suspension')}, "
+            f"{_count(summary['alarms'], 'alarm')}; wrote {png}"
+            + (f" and {html}" if html else "")
+            + (f"; exported history and CGM to {args.export}" if exported else ""))
+    out.emit(dict(summary, png=str(png), html=str(html) if html else None,
+                  exported=[str(p) for p in exported]), t, text=text)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
 
 
 def cmd_link_stats(pump: C.Client, args, out: Out):
@@ -1074,7 +1174,7 @@ def emulator_setup(pump: C.Client, say) -> None:
             action()
             say(f"  [green]ok[/]  {what}")
         except C.PumpRefused as exc:
-            say(f"  [yellow]refused[/]  {what}: {exc.name}{C.explain_detail(exc.code, exc.detail)}")
+            say(f"  [yellow]refused[/]  {what}: {_with_limit(pump, exc).describe()}")
 
 
 def _clock_text(emu_t: dict) -> str:
@@ -1224,7 +1324,9 @@ def cmd_emulate(args, out: Out) -> int:
                 emulator_setup(pump, say)
         say("drive it from another terminal, like a pump on a USB port:", soft_wrap=True)
         say(f"  export PUMPCTL_PORT={emu.port} PUMPCTL_KEY={emu.key_path}", soft_wrap=True)
-        say("  .venv/bin/pumpctl status; .venv/bin/pumpctl bolus 1.5", soft_wrap=True)
+        say(f"  (or give --state {emu.state_dir} to each command)", soft_wrap=True)
+        ctl = ".venv/bin/pumpctl" if in_checkout() else "pumpctl"
+        say(f"  {ctl} status; {ctl} bolus 1.5", soft_wrap=True)
         if emu.console_port:
             say(f"  picocom {emu.console_port}   (the bench console: text commands)",
                 soft_wrap=True)
@@ -1258,7 +1360,7 @@ def cmd_emulate(args, out: Out) -> int:
         say(f"emulator stopped; its state is kept in {emu.state_dir}")
 
 
-_GLOBAL_VALUE_OPTIONS = ("--port", "--key", "--timeout", "--retries")
+_GLOBAL_VALUE_OPTIONS = ("--port", "--key", "--timeout", "--retries", "--state")
 
 
 def _flash_argv(argv: list[str]) -> list[str] | None:
@@ -1279,6 +1381,9 @@ def _flash_argv(argv: list[str]) -> list[str] | None:
         i += 1
     if i >= len(argv) or argv[i] != "flash":
         return None
+    if "--state" in given:  # an emulator is not flashed: it runs the sources as they are
+        raise BadInput("flash deploys to a board's REPL port (--port), not to an emulator "
+                       "(--state)")
     rest = argv[i + 1:]
     for opt in ("--port", "--key"):
         if opt in given and not any(a == opt or a.startswith(opt + "=") for a in rest):
@@ -1292,10 +1397,28 @@ def _flash(rest: list[str]) -> int:
     return flash.main(rest)
 
 
-LOCAL_COMMANDS = {"emulate": cmd_emulate}
+def cmd_completion(args, out: Out) -> int:
+    import argcomplete
+
+    print(argcomplete.shellcode(["pumpctl"], shell=args.shell), end="", flush=True)
+    return EXIT_OK
+
+
+LOCAL_COMMANDS = {"emulate": cmd_emulate, "completion": cmd_completion}
 
 
 # ============================================================================ main
+def _with_limit(pump: C.Client | None, exc: C.PumpRefused) -> C.PumpRefused:
+    """An over-limit refusal says the limit's value: read it back from the pump."""
+    if (exc.code == spec.E_OVER_LIMIT and exc.limit is None and pump is not None
+            and 0 <= exc.detail < spec.SETTINGS_COUNT):
+        try:
+            exc.explain(limit=pump.get_settings()[spec.SETTINGS[exc.detail][0]])
+        except (C.PumpError, codec.ProtocolError):
+            pass  # the refusal still names the limit
+    return exc
+
+
 def _fail(out: Out | None, status: int, message: str, **extra) -> int:
     """One line on stderr (and a JSON object on stdout with --json); returns the exit code."""
     print(f"pumpctl: error: {message}", file=sys.stderr, flush=True)
@@ -1306,7 +1429,14 @@ def _fail(out: Out | None, status: int, message: str, **extra) -> int:
 
 def main(argv: list[str] | None = None, connect=C.connect) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    flash_argv = _flash_argv(argv)
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (argcomplete)
+        import argcomplete
+
+        argcomplete.autocomplete(build_parser())
+    try:
+        flash_argv = _flash_argv(argv)
+    except BadInput as exc:
+        return _fail(None, EXIT_BAD_INPUT, str(exc))
     if flash_argv is not None:  # host_tools.flash parses its own arguments
         return _flash(flash_argv)
     out = Out("--json" in argv)
@@ -1327,21 +1457,27 @@ def main(argv: list[str] | None = None, connect=C.connect) -> int:
                          detail=exc.detail)
         except (C.PumpError, codec.ProtocolError) as exc:
             return _fail(out, EXIT_LINK, str(exc))
-    if not args.port:
-        return _fail(out, EXIT_BAD_INPUT, "no port: give --port URL (or set PUMPCTL_PORT)")
+    try:
+        target = config.resolve(args.port, args.key, args.state_dir)
+    except config.ConfigError as exc:
+        return _fail(out, EXIT_BAD_INPUT, str(exc))
+    if not target.port:
+        return _fail(out, EXIT_BAD_INPUT,
+                     f"no port: give --port URL or --state DIR, set PUMPCTL_PORT, or write "
+                     f"port = \"...\" into {config.config_path()}")
     pump = None
     try:
-        key = C.load_key(args.key) if args.key else None
-        pump = connect(args.port, key=key, timeout=args.timeout, retries=args.retries)
+        key = C.load_key(target.key) if target.key else None
+        pump = connect(target.port, key=key, timeout=args.timeout, retries=args.retries)
         code = COMMANDS[args.command](pump, args, out)
         return EXIT_OK if code is None else code
     except (BadInput, C.KeyFileError) as exc:
         return _fail(out, EXIT_BAD_INPUT, str(exc))
     except C.PumpRefused as exc:
-        return _fail(out, EXIT_REFUSED, str(exc), code=exc.code, name=exc.name,
-                     detail=exc.detail)
+        return _fail(out, EXIT_REFUSED, str(_with_limit(pump, exc)), code=exc.code,
+                     name=exc.name, detail=exc.detail)
     except (C.LinkError, C.SchemaMismatch) as exc:
-        return _fail(out, EXIT_LINK, str(exc))
+        return _fail(out, EXIT_LINK, str(exc), **getattr(exc, "extra", {}))
     except codec.ProtocolError as exc:
         return _fail(out, EXIT_LINK, f"protocol error: {exc}")
     except ValueError as exc:  # a value the client refused before sending

@@ -49,6 +49,7 @@ from firmware.pump import (
     S_STOP,
     S_TEMP_KIND,
     S_TEMP_LEFT,
+    S_TIME_SET,
     Pump,
 )
 from protocol import spec as S
@@ -733,6 +734,64 @@ def check_sbl(c):
             "alarms": active_mask(pump)}
 
 
+# Issue 9 and ALM-7 states: the time lost at a reboot (flat mean basal, the time-unset
+# alarm sounding), the rolling 24-h limit reached inside the run, a motor that stalls.
+def profile_mean():
+    """The 24-h mean rate of STARTS/RATES, mU/h (the time-unknown basal, THR-13)."""
+    total = 0
+    for i in range(len(STARTS)):
+        end = STARTS[i + 1] if i + 1 < len(STARTS) else 48
+        total += RATES[i] * (end - STARTS[i])
+    return total // 48
+
+
+def setup_time_lost(n):
+    rig, pump = make()
+    rig.rtc = None  # a board without a real-time clock
+    pump = Pump(rig.hardware())
+    assert pump.boot() == 0, "reboot"
+    warm(rig, pump)
+    return ready(rig, pump, n)
+
+
+def check_time_lost(c):
+    pump = c["pump"]
+    assert pump.state[S_TIME_SET] == 0 and pump.alarms.active[S.A_TIME_UNSET], "time lost"
+    mean = profile_mean()
+    assert pump.basal_rate() == mean and c["rate"] == mean, "flat mean basal"
+    want = basal_pulses(c["st"][S_BASAL_ACC], ((c["T"], mean),))
+    assert moved(c) == want, f"basal pulses {moved(c)} != {want}"
+    return {"pulses": moved(c), "rate": mean, "alarms": active_mask(pump)}
+
+
+def setup_dose_limit(n):
+    rig, pump = make(settings=((S.SET_MAX_TDD, 100),))  # two pulses
+    warm(rig, pump)
+    return ready(rig, pump, n)
+
+
+def check_dose_limit(c):
+    pump = c["pump"]
+    assert pump.alarms.active[S.A_DOSE_LIMIT], "24-h limit reached in the run"
+    assert pump.state[S_STOP] == S.STOP_NONE and moved(c) > 0, "basal goes on"
+    return {"pulses": moved(c), "alarms": active_mask(pump)}
+
+
+def setup_motor_stall(n):
+    rig, pump = make()
+    warm(rig, pump)
+    rig.motor.stall = True  # the next move, inside the run, does not happen
+    return ready(rig, pump, n)
+
+
+def check_motor_stall(c):
+    pump = c["pump"]
+    assert pump.alarms.active[S.A_MOTOR_FAULT], "motor fault raised in the run"
+    assert pump.state[S_STOP] == S.STOP_SELFTEST and moved(c) == 0, "stopped, nothing moved"
+    assert delta(c, S_BASAL_TODAY) == 0, "nothing counted"
+    return {"alarms": active_mask(pump)}
+
+
 # Checker self-tests: a method of the pump replaced (inside MicroPython) by one that
 # allocates; the harness must report MemoryError for every locked tick (the big int one:
 # on 32-bit builds only, where small ints end at 2**30).
@@ -812,6 +871,9 @@ STATES = (
     ("cgm_readings", setup_cgm_readings, check_cgm_readings),
     ("urgent_low", setup_urgent_low, check_urgent_low),
     ("sbl", setup_sbl, check_sbl),
+    ("time_lost", setup_time_lost, check_time_lost),
+    ("dose_limit", setup_dose_limit, check_dose_limit),
+    ("motor_stall", setup_motor_stall, check_motor_stall),
     ("selftest_list", setup_selftest_list, check_selftest),
     ("selftest_float", setup_selftest_float, check_selftest),
     ("selftest_bound", setup_selftest_bound, check_selftest),

@@ -387,11 +387,12 @@ def test_refusals_carry_code_name_and_detail(pump):
         pump.bolus(C.units_to_mu("11"))
     e = err.value
     assert (e.code, e.name, e.detail) == (spec.E_OVER_LIMIT, "over limit", spec.SET_MAX_BOLUS)
-    assert str(e) == "bolus refused: over limit (limit: setting max_bolus)"
+    assert str(e) == "bolus refused: over limit (limit max_bolus per bolus)"
     with pytest.raises(C.PumpRefused) as err:
         pump.bolus(1025)
     assert (err.value.code, err.value.detail) == (spec.E_INCREMENT, 50)
-    assert "pulse size 0.05 U" in str(err.value)
+    assert str(err.value) == ("bolus refused: amount is not a whole number of pulses "
+                              "(whole pulses of 0.05 U)")
     with pytest.raises(C.PumpRefused) as err:
         pump.cancel_temp_basal()
     assert err.value.name == "no temp basal running"

@@ -276,8 +276,9 @@ def test_history_in_words_with_local_time():
         # written before the clock was set (UTC 0), shown in today's local time
         "#1 2020-01-01 01:00:00 boot 1 (reset cause 0, self-test none)",
         "#2 2020-01-01 01:00:00 profile 0 programmed: 1 segment, max 1.000 U/h",
-        "#3 2020-01-01 01:00:00 day total 2020-01-01: basal 0.000 U, bolus 0.000 U",
-        "#4 2026-11-16 01:00:00 clock set: 2026-11-16 01:00:00 UTC+01:00",
+        # the clock change first, then the day total it closes, in the new time (THR-13)
+        "#3 2026-11-16 01:00:00 clock set: 2026-11-16 01:00:00 UTC+01:00",
+        "#4 2026-11-16 01:00:00 day total 2020-01-01: basal 0.000 U, bolus 0.000 U",
         "#5 2026-11-16 01:00:00 rewind",
     ]
     assert len(everything) == 16  # 15 records and the final ""
@@ -460,20 +461,20 @@ def _confirmed(con, line):
 
 
 REFUSALS = [
-    ("bolus 10.05", "refused: over limit (max_bolus 10.000 U)"),
-    ("bolus 0.075", "refused: amount is not a whole number of pulses (pulse 0.050 U)"),
-    ("bolus 0.025", "refused: out of range (amount: at least 0.050 U)"),
-    ("bolus 1 ext 0.025 60", "refused: out of range (extended amount: at least 0.050 U)"),
-    ("bolus 0 ext 2 20", "refused: out of range (minutes: 30 .. 480)"),
-    ("bolus 0 ext 2 481", "refused: out of range (minutes: 30 .. 480)"),
-    ("temp abs 5.05 60", "refused: over limit (max_basal 5.000 U/h)"),
+    ("bolus 10.05", "refused: over limit (max_bolus 10 U per bolus)"),
+    ("bolus 0.075", "refused: amount is not a whole number of pulses (whole pulses of 0.05 U)"),
+    ("bolus 0.025", "refused: out of range (amount: at least 0.05 U)"),
+    ("bolus 1 ext 0.025 60", "refused: out of range (extended amount: at least 0.05 U)"),
+    ("bolus 0 ext 2 20", "refused: out of range (duration: 30 .. 480 min)"),
+    ("bolus 0 ext 2 481", "refused: out of range (duration: 30 .. 480 min)"),
+    ("temp abs 5.05 60", "refused: over limit (max_basal 5 U/h)"),
     ("temp pct 501 60", "refused: out of range (percent: 0 .. 250 %)"),
     ("temp pct 600 60", "refused: out of range (percent: 0 .. 250 %)"),
-    ("temp abs 35.001 60", "refused: out of range (rate: 0.000 .. 35.000 U/h)"),
-    ("temp pct 50 20", "refused: out of range (minutes: 15 .. 1440 in steps of 15)"),
-    ("temp pct 50 1455", "refused: out of range (minutes: 15 .. 1440 in steps of 15)"),
-    ("temp abs 1 0", "refused: out of range (minutes: 15 .. 1440 in steps of 15)"),
-    ("set max_bolus 25.001", "refused: out of range (max_bolus: 0.000 .. 25.000 U)"),
+    ("temp abs 35.001 60", "refused: out of range (rate: 0 .. 35 U/h)"),
+    ("temp pct 50 20", "refused: out of range (duration: 15 .. 1440 min in steps of 15)"),
+    ("temp pct 50 1455", "refused: out of range (duration: 15 .. 1440 min in steps of 15)"),
+    ("temp abs 1 0", "refused: out of range (duration: 15 .. 1440 min in steps of 15)"),
+    ("set max_bolus 25.001", "refused: out of range (max_bolus: 0 .. 25 U)"),
     ("set auto_off 4", "refused: out of range (auto_off: 0 (off) or 5 .. 24 h)"),
     ("set dia 481", "refused: out of range (dia: 120 .. 480 min)"),
     ("set max_basal 0.999",
@@ -507,14 +508,15 @@ def test_refusals_name_the_reason_and_change_nothing(line, answer):
 @pytest.mark.req("HW-3", "THR-6", "THR-5", "THR-3", "RES-1", "LNK-4")
 def test_refusals_that_depend_on_the_pump_state():
     rig, pump, con = bench(fill_mu=10000)  # 9.4 U left after priming
-    assert _confirmed(con, "bolus 9.45") == "refused: reservoir empty (9.400 U left)" + NL
+    assert _confirmed(con, "bolus 9.45") == "refused: reservoir empty (9.4 U left)" + NL
     assert con.handle_line("set max_bolus_1h 2") == "max_bolus_1h: 15.000 U -> 2.000 U" + NL
     assert _confirmed(con, "bolus 1.5") == "bolus #1 started: 1.500 U" + NL
     assert _confirmed(con, "bolus 0.5") == "refused: a bolus is running (bolus #1)" + NL
     run(rig, pump, 60)
-    assert _confirmed(con, "bolus 0.55") == "refused: over limit (max_bolus_1h 2.000 U)" + NL
+    assert _confirmed(con, "bolus 0.55") == (
+        "refused: over limit (max_bolus_1h 2 U in any 60 min)" + NL)
     assert con.handle_line("set max_tdd 1.6") == "max_tdd: 80.000 U -> 1.600 U" + NL
-    assert _confirmed(con, "bolus 0.15") == "refused: over limit (max_tdd 1.600 U)" + NL
+    assert _confirmed(con, "bolus 0.15") == "refused: over limit (max_tdd 1.6 U in any 24 h)" + NL
     con.handle_line("suspend")
     assert _confirmed(con, "bolus 0.05") == "refused: delivery suspended (stopped: user)" + NL
     assert con.handle_line("temp pct 50 30") == (
@@ -817,7 +819,7 @@ def test_a_session_on_the_micropython_unix_port_matches_cpython():
     assert answers["bolus 0.0001"] == (
         "error: bad amount '0.0001': not a whole number of 0.001 U" + NL)
     assert answers["set max_bolus 30"] == (
-        "refused: out of range (max_bolus: 0.000 .. 25.000 U)" + NL)
+        "refused: out of range (max_bolus: 0 .. 25 U)" + NL)
     assert answers["alarms"] == text("id  alarm               priority  acked  level",
                                      " 0  occlusion           high      no     0")
     assert answers[b"ack\r".hex()] == "ack\r\nacknowledged occlusion (cleared)\r\npump> "

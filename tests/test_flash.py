@@ -149,7 +149,8 @@ def test_flash_deploys_compiled_firmware_key_and_settings(board, tmp_path, capsy
                                   b"pump at power-on.\nimport boards.pico\n\nboards.pico.main()\n"
     modules = {name for name in built if name.endswith(".mpy")}
     expected = {f"firmware/{p.stem}.mpy" for p in (REPO_ROOT / "firmware").glob("*.py")}
-    expected |= {"protocol/__init__.mpy", "protocol/spec.mpy", "boards/__init__.mpy",
+    expected |= {"protocol/__init__.mpy", "protocol/spec.mpy", "protocol/refusals.mpy",
+                 "boards/__init__.mpy",
                  "boards/drivers.mpy", "boards/pico.mpy"}
     assert modules == expected
     assert all(on_board[name][:1] == b"M" for name in modules)  # .mpy, not source
@@ -214,28 +215,35 @@ def test_missing_mpremote_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.req("HW-2")
-def test_compile_failure_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+def test_compile_failure_is_one_line_and_exit_1(board, tmp_path, capsys, monkeypatch):
     tree = tmp_path / "repo"
-    for name in ("protocol/__init__.py", "protocol/spec.py", "boards/__init__.py",
-                 "boards/drivers.py", "boards/pico.py"):
+    for name in ("protocol/__init__.py", "protocol/spec.py", "protocol/refusals.py",
+                 "boards/__init__.py", "boards/drivers.py", "boards/pico.py"):
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_text("")
     (tree / "firmware").mkdir()
     (tree / "firmware" / "broken.py").write_text("def f(:\n    pass\n")
-    monkeypatch.setattr(F, "REPO_ROOT", tree)
-    code = F.main(["--board", "pico", "--port", "/dev/null", "--key", str(tmp_path / "k"),
-                   "--build-dir", str(tmp_path / "build")])
+    monkeypatch.setattr(F, "SOURCE_ROOT", tree)
+    code = F.main(["--board", "pico", "--port", board.port, "--resume", "--key",
+                   str(tmp_path / "k"), "--build-dir", str(tmp_path / "build")])
     assert code == 1
     assert "mpy-cross failed on firmware/broken.py" in one_error_line(capsys)
+    assert not (tmp_path / "k").exists()
+    assert board_files(board.root) == {}  # nothing copied
 
 
 @pytest.mark.req("HW-2")
 @pytest.mark.parametrize(("args", "message"), [
-    (["--set", "max_bolus=99999"], "max_bolus: 99999 mU is outside 0..25000 mU"),
-    (["--set", "auto_off=3"], "auto_off: 3 h is outside"),
+    (["--set", "max_bolus=8000"], "setting max_bolus: 8000.0 U is outside 0 .. 25 U"),
+    (["--set", "max_bolus=8000mU"], "setting max_bolus is written in U, not mU"),
+    (["--set", "max_bolus=8 U/h"], "setting max_bolus takes a number of U, not '8 U/h'"),
+    (["--set", "max_bolus=0.0005"], "0.0005 U is not a whole number of 0.001 U"),
+    (["--set", "bolus_speed=1500"], "bolus_speed: 1500.0 U/min is outside 0.5 .. 3 U/min"),
+    (["--set", "dia=2.5"], "setting dia takes a whole number of min, not '2.5'"),
+    (["--set", "auto_off=3"], "setting auto_off: 3 h is outside 0 (off) or 5 .. 24 h"),
     (["--set", "utc_offset=60"], "utc_offset is set with the clock"),
     (["--set", "volume=3"], "unknown setting 'volume'"),
-    (["--set", "max_bolus"], "expected NAME=INTEGER"),
+    (["--set", "max_bolus"], "expected NAME=VALUE"),
     (["--board", "stm32"], "invalid choice: 'stm32'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path, capsys):
@@ -282,3 +290,81 @@ def test_python_m_entry_point_help():
     proc = subprocess.run([sys.executable, "-m", "host_tools.flash", "--help"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--board" in proc.stdout
+
+
+class SilentPort:
+    """A pty nobody answers on: a wrong port, or a board whose REPL is not there."""
+
+    def __init__(self):
+        self.master, slave = os.openpty()
+        tty.setraw(slave)
+        self.port = os.ttyname(slave)
+        self.slave = slave
+
+    def close(self):
+        os.close(self.master)
+        os.close(self.slave)
+
+
+@pytest.mark.req("HW-2", "SEC-1")
+def test_wrong_port_fails_fast_and_creates_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(F, "PROBE_TIMEOUT", 3, raising=False)
+    monkeypatch.setattr(F, "STEP_TIMEOUT", 3)  # the old single timeout, were it still used
+    silent = SilentPort()
+    try:
+        started = time.monotonic()
+        code = F.main(["--board", "pico", "--port", silent.port, "--key",
+                       str(tmp_path / "keys" / "pump.key"), "--build-dir",
+                       str(tmp_path / "build")])
+        took = time.monotonic() - started
+    finally:
+        silent.close()
+    assert code == 4
+    line = one_error_line(capsys)
+    assert f"no MicroPython REPL answers at {silent.port} within 3 s" in line
+    assert "hold ACK while resetting" in line
+    assert took < 20
+    assert list(tmp_path.iterdir()) == []  # no key file, no key folder, no build
+
+
+@pytest.mark.req("HW-2")
+def test_unix_port_is_not_said_to_start_and_settings_are_in_units(board, tmp_path, capsys):
+    key_file = tmp_path / "pump.key"
+    code = F.main(["--board", "pico", "--port", board.port, "--key", str(key_file),
+                   "--resume", "--build-dir", str(tmp_path / "build"),
+                   "--set", "max_bolus=8", "--set", "bolus_speed=1.5 U/min",
+                   "--set", "max_basal=2.5U/h", "--set", "dia=300"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("[1/8] board at ") and lines[0].endswith(
+        "answers (MicroPython, linux)")
+    assert lines[7] == ("[8/8] not started: the MicroPython unix port does not run main.py "
+                        "at a reset")
+    assert "firmware starts" not in out
+    assert board.proc.poll() is None  # no reset was sent: the REPL process lives on
+    # pump units on the board: 8 U -> 8000 mU, 1.5 U/min -> 1500, 2.5 U/h -> 2500, 300 min
+    assert (board.root / "provision.txt").read_text() == "0 8000\n4 1500\n1 2500\n11 300\n"
+
+
+class _Answers:
+    """A Remote stand-in that answers the probe with a given platform."""
+
+    port = "/dev/ttyACM9"
+
+    def __init__(self, platform):
+        self.platform = platform
+
+    def run(self, *args, timeout=None, cwd=None):
+        return f"micropump-probe {self.platform}\n"
+
+
+@pytest.mark.req("HW-2")
+def test_probe_refuses_another_board_before_anything_is_copied():
+    assert F.probe(_Answers("rp2"), "pico") == "rp2"
+    assert F.probe(_Answers("linux"), "esp32") == "linux"  # the unix port stands in
+    with pytest.raises(F.FlashError) as err:
+        F.probe(_Answers("esp32"), "pico")
+    assert err.value.status == 2
+    assert str(err.value) == ("the board at /dev/ttyACM9 runs MicroPython for esp32 "
+                              "(--board esp32), not for pico")

@@ -18,6 +18,7 @@ SOURCES = sorted(
         *REPO_ROOT.glob("firmware/**/*.py"),
         *REPO_ROOT.glob("boards/**/*.py"),
         *REPO_ROOT.glob("protocol/spec.py"),
+        *REPO_ROOT.glob("protocol/refusals.py"),
     ]
 )
 

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def test_bolus_no_wait_then_cancel(ctl):
 def test_refusal_exit_3_one_line_and_json(ctl):
     code, out, err = ctl("bolus", "30")
     assert one_line_error(err, code, 3) == (
-        "pumpctl: error: bolus refused: over limit (limit: setting max_bolus)")
+        "pumpctl: error: bolus refused: over limit (max_bolus 10 U per bolus)")
     assert out == ""
     code, out, err = ctl("--json", "cancel-temp")
     assert code == 3
@@ -157,7 +158,7 @@ def test_command_without_key_is_refused_with_a_hint(ctl):
     (("time", "set", "2026-01-01T00:00", "--offset", "900"), "UTC offset must be -720..840"),
     (("ack", "nope"), "unknown alarm 'nope'; alarms: occlusion"),
     (("reservoir", "fill", "1.5.2"), "not a number of units"),
-    (("frobnicate",), "invalid choice: 'frobnicate'"),
+    (("frobnicate",), "unknown command 'frobnicate'; commands: status, bolus,"),
     (("history", "--count", "0"), "--count must be at least 1"),
 ])
 def test_bad_input_exit_2_one_line(ctl, args, message):
@@ -309,7 +310,8 @@ def test_e2e_bolus_1_5_with_progress_to_completion(emulator):
 def test_e2e_refusal_exit_3_and_bad_input_exit_2(emulator):
     proc = pumpctl_process(emulator, "bolus", "30")
     assert proc.returncode == 3
-    assert proc.stderr == "pumpctl: error: bolus refused: over limit (limit: setting max_bolus)\n"
+    assert proc.stderr == ("pumpctl: error: bolus refused: over limit "
+                           "(max_bolus 10 U per bolus)\n")
     proc = pumpctl_process(emulator, "--json", "bolus", "30")
     assert proc.returncode == 3
     assert json.loads(proc.stdout)["code"] == spec.E_OVER_LIMIT
@@ -326,3 +328,116 @@ def test_console_script_entry_point():
     assert project["scripts"]["pumpctl"] == "host_tools.pumpctl:main"
     for dep in ("pyserial", "construct", "cobs", "rich"):
         assert any(d.startswith(dep) for d in project["dependencies"])
+
+
+@pytest.mark.req("THR-3", "LNK-2", "HW-3")
+def test_e2e_link_drop_mid_bolus_says_which_bolus_and_how_to_find_out(tmp_path):
+    """The emulator dies (a power cut, its pty gone) while pumpctl follows a bolus."""
+    from host_tools.launch import launch
+
+    emu = launch(tmp_path / "emu", console=False)
+    try:
+        with C.connect(emu.port, key=C.load_key(emu.key_path)) as pump:
+            pump.set_profile(0, "day", [0], [1000])
+            pump.set_time(C.pump_seconds(__import__("datetime").datetime(2026, 11, 16, 8)), 0)
+            pump.rewind()
+            pump.fill(C.units_to_mu("200"))
+            pump.prime(spec.PRIME_TUBING, C.units_to_mu("1"))
+            pump.resume()
+        cmd = [sys.executable, "-m", "host_tools.pumpctl", "--port", emu.port, "--key",
+               str(emu.key_path), "--json", "bolus", "5"]  # 200 s at 1.5 U/min
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=REPO)
+        time.sleep(6)  # the bolus runs, pumpctl follows it
+        emu.close()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        emu.close()
+    assert proc.returncode == 4, err
+    assert "Traceback" not in out + err
+    line = err.strip().splitlines()[-1]
+    data = json.loads(out.strip().splitlines()[-1])
+    assert data["bolus_id"] == 1 and data["requested"] == 5000
+    assert 0 < data["delivered"] < 5000
+    delivered = C.mu_to_units(data["delivered"])
+    assert line.startswith(
+        f"pumpctl: error: link lost while bolus #1 was running: {delivered} of 5.0 U "
+        "delivered when last seen. The pump goes on by itself: once it answers again, "
+        "`pumpctl status` shows the bolus if it still runs and `pumpctl history` how it "
+        "ended (bolus_end #1); do not repeat it before. (cause: ")
+
+
+@pytest.mark.req("LNK-2")
+def test_a_second_client_on_a_port_is_told_port_busy(capsys):
+    """`pumpctl monitor` in one terminal holds the port; a command in another is refused
+    with one line, not a raw pyserial error or a lost answer."""
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    holder = C.open_port(path)  # what `pumpctl monitor` holds
+    try:
+        code = pumpctl.main(["--port", path, "--timeout", "0.2", "--retries", "0", "status"])
+        out, err = capsys.readouterr()
+        assert one_line_error(err, code, 4) == (
+            f"pumpctl: error: port busy: another pumpctl (monitor?) or pump client holds "
+            f"{path}; stop it, or give this command in its place")
+    finally:
+        holder.close()
+    again = C.open_port(path)  # free again once the holder closed it
+    again.close()
+    os.close(master)
+    os.close(slave)
+
+
+# ====================================================================== a real tool
+@pytest.mark.req("LNK-1")
+def test_version_names_package_protocol_and_schema(capsys):
+    with pytest.raises(SystemExit) as done:
+        pumpctl.build_parser().parse_args(["--version"])
+    assert done.value.code == 0
+    from importlib import metadata
+
+    assert capsys.readouterr().out == (
+        f"pumpctl {metadata.version('micropump')} (micropump), protocol "
+        f"{spec.PROTOCOL_VERSION}, schema {spec.schema_hash():#010x}\n")
+    assert pumpctl.main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("pumpctl ")
+
+
+@pytest.mark.req("HW-2")
+@pytest.mark.parametrize(("argv", "message"), [
+    (["stauts"], "unknown command 'stauts': did you mean 'status' or 'link-stats'?"),
+    (["resrvoir", "fill", "3"], "unknown command 'resrvoir': did you mean 'reservoir'?"),
+    (["reservoir", "fil", "3"], "unknown action 'fil': did you mean 'fill'?"),
+    (["emu"], "unknown command 'emu': did you mean 'emulate'?"),
+    (["xyz"], "unknown command 'xyz'; commands: status, bolus, cancel-bolus,"),
+])
+def test_mistyped_commands_get_a_suggestion(argv, message, capsys):
+    assert pumpctl.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("pumpctl: error: " + message) and len(err.splitlines()) == 1
+
+
+def complete(line: str, tmp_path) -> list[str]:
+    """What the shell gets for `line` + TAB (argcomplete's protocol, as its scripts call)."""
+    answer = tmp_path / "completions"
+    env = {**os.environ, "_ARGCOMPLETE": "1", "_ARGCOMPLETE_IFS": "\n", "COMP_LINE": line,
+           "COMP_POINT": str(len(line)), "_ARGCOMPLETE_STDOUT_FILENAME": str(answer)}
+    proc = subprocess.run([sys.executable, "-m", "host_tools.pumpctl"], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return sorted(answer.read_text().split("\n"))
+
+
+@pytest.mark.req("HW-2")
+def test_shell_completion_scripts_and_answers(tmp_path, capsys):
+    for shell, marker in (("bash", "complete "), ("zsh", "compdef"), ("fish", "complete ")):
+        assert pumpctl.main(["completion", shell]) == 0
+        script = capsys.readouterr().out
+        assert marker in script and "pumpctl" in script, shell
+    assert complete("pumpctl res", tmp_path) == ["reservoir", "resume"]
+    actions = [w for w in complete("pumpctl reservoir ", tmp_path) if not w.startswith("-")]
+    assert actions == ["fill", "prime", "rewind"]
+    assert "--minutes" in complete("pumpctl bolus 1 --", tmp_path)

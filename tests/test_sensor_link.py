@@ -138,7 +138,7 @@ def test_glucose_settings_by_name(pump):
     assert len(got) == spec.SETTINGS_COUNT
     assert (got["glucose_low"], got["glucose_high"], got["glucose_rate"],
             got["glucose_alerts"], got["suspend_before_low"]) == (80, 250, 3, spec.GA_LOW, 0)
-    with pytest.raises(C.PumpRefused, match=r"out of range \(setting glucose_low: 60..100"):
+    with pytest.raises(C.PumpRefused, match=r"out of range \(glucose_low: 60 \.\. 100 mg/dL\)"):
         pump.set_setting("glucose_low", 50)
 
 
@@ -167,7 +167,8 @@ def test_calculator_over_the_protocol_delivers_nothing(peer, pump):
         0, before.bolus_today, before.history_next)
     with pytest.raises(C.PumpRefused, match=r"out of range"):
         pump.calc(10, 700)
-    with pytest.raises(C.PumpRefused, match=r"bad argument \(argument 1\)"):
+    with pytest.raises(C.PumpRefused,
+                       match=r"bad argument \(segments: 1 \.\. 8, the first at 00:00"):
         pump.set_calc_schedule(spec.CALC_SENSITIVITY, [0, 0], [50, 60])
     with pytest.raises(ValueError, match="1..8 segments"):
         pump.set_calc_schedule(spec.CALC_SENSITIVITY, list(range(9)), [50] * 9)
@@ -283,7 +284,7 @@ def test_pumpctl_wizard_yes_json_with_iob_and_rounding(peer, ctl, answers):
 def test_pumpctl_wizard_over_max_bolus_is_not_offered(peer, ctl, answers):
     setup_calc(peer)
     code, _, err = ctl("wizard", "--carbs", "300", "--bg", "400")
-    assert code == 3 and "suggested bolus refused: over limit (limit: setting max_bolus)" in err
+    assert code == 3 and "suggested bolus refused: over limit (max_bolus 10 U per bolus)" in err
     assert status(peer).bolus_today == 0
     code, _, err = ctl("wizard", "--carbs", "20", "--bg", "700")
     assert code == 2 and "--bg must be 20..600" in err
@@ -299,3 +300,31 @@ def test_pumpctl_status_shows_glucose_and_suspend_before_low(peer, ctl):
     assert re.search(r"Glucose\s+│ 88 mg/dL ↘ -1\.2 mg/dL/min, 0 min ago", out)
     assert re.search(r"Basal\s+│ suspended before low \(resumes by itself\)", out)
     assert re.search(r"Basal rate\s+│ 0\.0 U/h", out)
+
+
+@pytest.mark.req("THR-8", "SNS-2")
+def test_pumpctl_wizard_warns_at_low_glucose_and_never_delivers_unasked(peer, ctl, answers):
+    setup_calc(peer)
+    code, out, err = ctl("--json", "wizard", "--carbs", "45", "--bg", "60", "--yes")
+    data = json.loads(out)
+    assert code == 0 and data["delivered"] == 0 and data["bolus_id"] is None
+    assert data["warning"] == ("glucose 60 mg/dL is below the low limit 70 mg/dL: treat the "
+                               "low first (fast-acting carbohydrate) and check again; no "
+                               "correction insulin is suggested")
+    assert data["correction"] == -800  # (100 - 60) / 50 U less, never more
+    assert data["total"] == 4500 - 800 - data["iob"] // 50 * 50 or data["floored"]
+    # asked, the answer "no" delivers nothing; the question says why it asks
+    answers.append("n")
+    code, out, err = ctl("wizard", "--carbs", "45", "--bg", "50")
+    assert code == 0 and "not delivered" in out
+    assert "warning: glucose 50 mg/dL is below the low limit 70 mg/dL (urgent low)" in (
+        " ".join(err.split()))
+    assert "glucose is low: deliver anyway" in err
+    # the sensor's LOW reading counts as low glucose, not as "no reading"
+    readings(peer, [spec.CGM_LOW])
+    code, out, err = ctl("--json", "wizard", "--carbs", "20", "--bg", "cgm", "--yes")
+    data = json.loads(out)
+    assert code == 0 and data["bg"] == spec.CGM_LOW and data["delivered"] == 0
+    assert data["warning"].startswith("glucose LOW")
+    st = status(peer)
+    assert st.bolus_today == 0 and st.bolus_id == 0 and not answers

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from tools import trace as T
@@ -183,9 +185,18 @@ def test_plugin_writes_trace_json_under_xdist(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "tools.req_plugin", "-n", "2", "-q",
-         "-p", "no:cacheprovider", f"--req-trace={out}", "test_inner.py"],
+         "-p", "no:cacheprovider", f"--req-trace={out}", "--junit-xml=junit.xml",
+         "test_inner.py"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stdout + proc.stderr
+    # the summary at the end of the run, and the ids in the JUnit XML for CI
+    summary = proc.stdout.split("requirement trace", 1)[1].splitlines()[1]
+    assert re.fullmatch(r"\d+ requirements: 4 with tests, 1 verified, 2 failing, \d+ without "
+                        r"a test\. 6 tests: 2 passed, 2 failed, 2 skipped\. \(table: "
+                        r"`python -m tools.trace`\)", summary), summary
+    cases = {c.get("name"): [p.get("value") for p in c.iter("property")]
+             for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")}
+    assert cases["test_pass"] == ["['THR-1', 'THR-7']"] and cases["test_untagged"] == ["[]"]
     data = json.loads(out.read_text())
     assert data["exitstatus"] == 1 and data["args"][-1] == "test_inner.py"
     got = {t["nodeid"].split("::")[1]: (t["reqs"], t["outcome"]) for t in data["tests"]}

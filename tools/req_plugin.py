@@ -10,7 +10,10 @@ plugin writes build/trace.json (path: `--req-trace PATH`, `--req-trace none` to 
 
 Outcomes: passed, failed, error (setup or teardown failed), skipped, xfailed, xpassed.
 Under pytest-xdist the ids travel from the workers in each report's user_properties and
-the controller writes the file. `python -m tools.trace` turns it into the table.
+the controller writes the file. `python -m tools.trace` turns it into the table; the end of
+the run's terminal report carries its summary line (requirements verified, failing,
+without a test). The ids also reach a JUnit XML report (--junit-xml) as a property "req"
+of each test case.
 """
 
 from __future__ import annotations
@@ -83,6 +86,19 @@ class Recorder:
         if got is not None and (entry["outcome"] is None
                                 or RANK[got] >= RANK[entry["outcome"]]):
             entry["outcome"] = got
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if hasattr(self.config, "workerinput") or not self.results:
+            return
+        from tools import trace
+
+        requirements = None
+        if trace.DEFAULT_REQUIREMENTS.is_file():
+            requirements = trace.parse_requirements(trace.DEFAULT_REQUIREMENTS.read_text())
+        tests = [dict(e, outcome=e["outcome"] or "passed") for e in self.results.values()]
+        text = trace.summary(trace.build({"tests": tests}, requirements))
+        terminalreporter.write_sep("-", "requirement trace")
+        terminalreporter.write_line(text + " (table: `python -m tools.trace`)")
 
     def pytest_sessionfinish(self, session, exitstatus):
         config = self.config

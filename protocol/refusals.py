@@ -1,0 +1,251 @@
+"""A refused command in words (LNK-4, THR-6): one table for pumpctl and the bench console.
+
+The pump answers a refused command with a result code (spec E_*) and a detail whose meaning
+depends on the command: the index of the argument at fault (E_BAD_ARG, E_OUT_OF_RANGE; for
+set_setting the setting id), the setting id of the limit (E_OVER_LIMIT), the pulse size
+(E_INCREMENT), what the reservoir holds (E_RESERVOIR_EMPTY), ... `explain()` names the
+argument or the limit with its value in units (U, U/h, min, g, mg/dL); `text()` puts the
+error's name in front. The request is the wire message name (spec.MESSAGES): "bolus",
+"temp_basal", "fill", ...
+
+Runs on MicroPython (firmware/console.py imports it) and CPython (host_tools/client.py):
+plain data, %-formatting, no f-strings. Not part of schema_hash(): wording may change
+without breaking the link.
+"""
+
+from protocol.spec import (
+    ALARM_COUNT,
+    ALARMS,
+    AUTH_BAD_MAC,
+    AUTH_MISSING,
+    AUTH_REPLAYED,
+    AUTO_OFF_MIN_HOURS,
+    CALC_BG_MAX,
+    CALC_BG_MIN,
+    CALC_CARB_RATIO,
+    CALC_KINDS,
+    CALC_MAX_CARBS,
+    CALC_RANGES,
+    CALC_SEGMENTS,
+    CALC_TARGET,
+    E_BAD_ARG,
+    E_BAD_AUTH,
+    E_BOLUS_RUNNING,
+    E_INCREMENT,
+    E_NOT_CONFIGURED,
+    E_OUT_OF_RANGE,
+    E_OVER_LIMIT,
+    E_PROFILE_IN_USE_OVER_LIMIT,
+    E_RESERVOIR_EMPTY,
+    E_SAFE_STATE,
+    E_STORAGE,
+    E_SUSPENDED,
+    E_UNKNOWN_ALARM,
+    E_UNKNOWN_MESSAGE,
+    ERRORS,
+    EXT_MAX_MIN,
+    EXT_MIN_MIN,
+    MAX_RATE,
+    MIN_BOLUS,
+    PRIME_CANNULA,
+    PROFILE_NAME_LEN,
+    PROFILES,
+    SET_AUTO_OFF,
+    SET_MAX_BASAL,
+    SET_MAX_BOLUS,
+    SET_MAX_BOLUS_1H,
+    SET_MAX_TDD,
+    SETTINGS,
+    SETTINGS_COUNT,
+    SLOTS,
+    ST_BUZZER,
+    ST_FIRMWARE,
+    ST_MOTOR,
+    ST_STORAGE,
+    STOP_REASONS,
+    TEMP_MAX_MIN,
+    TEMP_MAX_PERCENT,
+    TEMP_PERCENT,
+    TEMP_STEP_MIN,
+)
+
+# Insulin units: the pump counts mU, people read U.
+_IN_UNITS = {"mU": "U", "mU/h": "U/h", "mU/min": "U/min"}
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+# The window each dose limit applies to (THR-6)
+_LIMIT_WINDOW = {SET_MAX_BOLUS: " per bolus", SET_MAX_BOLUS_1H: " in any 60 min",
+                 SET_MAX_TDD: " in any 24 h", SET_MAX_BASAL: ""}
+TUBING_MAX_MU = 30000  # prime amounts (firmware/pump.py Pump.prime)
+CANNULA_MAX_MU = 3000
+FILL_MIN_MU = 10000  # reservoir volumes (Pump.fill)
+FILL_MAX_MU = 400000
+
+# (request, code) -> {detail: (argument, low, high, unit)} where low or high may be None
+# ("at least" / "at most"), or {detail: (argument, text)}. Entries that depend on the
+# command's kind field are filled in by _argument().
+_ARGUMENTS = {
+    ("bolus", E_BAD_ARG): {0: ("kind", "normal, extended or dual"),
+                           1: ("amount", "0 U for an extended bolus"),
+                           2: ("extended amount", "none for a normal bolus")},
+    ("bolus", E_OUT_OF_RANGE): {1: ("amount", MIN_BOLUS, None, "mU"),
+                                2: ("extended amount", MIN_BOLUS, None, "mU"),
+                                3: ("duration", EXT_MIN_MIN, EXT_MAX_MIN, "min")},
+    ("temp_basal", E_BAD_ARG): {0: ("kind", "absolute rate or percent")},
+    ("temp_basal", E_OUT_OF_RANGE): {2: ("duration", "%d .. %d min in steps of %d" % (
+        TEMP_STEP_MIN, TEMP_MAX_MIN, TEMP_STEP_MIN))},
+    ("fill", E_OUT_OF_RANGE): {0: ("volume", FILL_MIN_MU, FILL_MAX_MU, "mU")},
+    ("prime", E_BAD_ARG): {0: ("kind", "tubing or cannula")},
+    ("set_time", E_OUT_OF_RANGE): {0: ("date", "2020-01-01 .. 2053"),
+                                   1: ("UTC offset", "UTC-12:00 .. UTC+14:00")},
+    ("set_profile", E_BAD_ARG): {
+        0: ("profile", "0 .. %d" % (PROFILES - 1)),
+        1: ("name", "1 .. %d printable ASCII characters" % PROFILE_NAME_LEN),
+        2: ("segments", "1 .. %d, the first at 00:00, later ones on later half hours"
+            % SLOTS)},
+    ("set_profile", E_OUT_OF_RANGE): {3: ("rate", 0, MAX_RATE, "mU/h")},
+    ("set_setting", E_BAD_ARG): {0: ("setting", "not settable this way (the UTC offset is "
+                                                "set with the clock)")},
+    ("set_calc_schedule", E_BAD_ARG): {
+        0: ("kind", ", ".join(CALC_KINDS)),
+        1: ("segments", "1 .. %d, the first at 00:00, later ones on later half hours"
+            % CALC_SEGMENTS),
+        3: ("target highs", "one per segment")},
+    ("calc", E_OUT_OF_RANGE): {0: ("carbs", 0, CALC_MAX_CARBS, "g"),
+                               1: ("glucose", CALC_BG_MIN, CALC_BG_MAX, "mg/dL")},
+    ("get_profile", E_BAD_ARG): {0: ("profile", "0 .. %d" % (PROFILES - 1))},
+    ("get_calc_schedule", E_BAD_ARG): {0: ("kind", ", ".join(CALC_KINDS))},
+}
+
+
+def units_text(mu):
+    """mU -> U with no trailing zeros: 10000 -> '10', 1500 -> '1.5', 50 -> '0.05'."""
+    sign = "-" if mu < 0 else ""
+    if mu < 0:
+        mu = -mu
+    frac = ("%03d" % (mu % 1000)).rstrip("0")
+    return sign + "%d" % (mu // 1000) + ("." + frac if frac else "")
+
+
+def value_text(value, unit):
+    """A value in its unit as people read it: insulin in U, others as they are."""
+    if unit in _IN_UNITS:
+        return units_text(value) + " " + _IN_UNITS[unit]
+    return "%d %s" % (value, unit) if unit else "%d" % value
+
+
+def range_text(low, high, unit):
+    """'10 .. 400 U', 'at least 0.05 U', 'at most 3 U' (None: no bound that side)."""
+    if high is None:
+        return "at least " + value_text(low, unit)
+    if low is None:
+        return "at most " + value_text(high, unit)
+    return (units_text(low) if unit in _IN_UNITS else "%d" % low) + " .. " + \
+        value_text(high, unit)
+
+
+def _tenths(value):
+    return "%d" % (value // 10) + ("" if value % 10 == 0 else ".%d" % (value % 10))
+
+
+def setting_range(sid):
+    """'max_bolus: 0 .. 25 U' for setting `sid`."""
+    name, _default, low, high, unit = SETTINGS[sid]
+    if sid == SET_AUTO_OFF:
+        return "%s: 0 (off) or %d .. %d h" % (name, AUTO_OFF_MIN_HOURS, high)
+    return name + ": " + range_text(low, high, unit)
+
+
+def limit_text(sid, value=None):
+    """'max_bolus 10 U per bolus': a dose limit (THR-6), with its value when known."""
+    name, _default, _low, _high, unit = SETTINGS[sid]
+    window = _LIMIT_WINDOW.get(sid, "")
+    if value is None:
+        return "limit " + name + window
+    return name + " " + value_text(value, unit) + window
+
+
+def _argument(request, code, detail, kind):
+    """(argument, low, high, unit) or (argument, text) for an argument refusal, or None."""
+    if code == E_OUT_OF_RANGE:
+        if request == "temp_basal" and detail == 1:
+            if kind == TEMP_PERCENT:
+                return ("percent", 0, TEMP_MAX_PERCENT, "%")
+            return ("rate", 0, MAX_RATE, "mU/h")
+        if request == "prime" and detail == 1:
+            top = CANNULA_MAX_MU if kind == PRIME_CANNULA else TUBING_MAX_MU
+            return ("amount", "one pulse .. " + value_text(top, "mU"))
+        if request == "set_calc_schedule" and 0 <= kind < len(CALC_KINDS):
+            low, high = CALC_RANGES[kind]
+            if detail == 2 and kind == CALC_CARB_RATIO:  # stored in tenths of g/U
+                return (CALC_KINDS[kind], "%s .. %s g/U" % (_tenths(low), _tenths(high)))
+            if detail == 2:
+                return (CALC_KINDS[kind], low, high, "mg/dL" if kind == CALC_TARGET
+                        else "mg/dL per U")
+            if detail == 3 and kind == CALC_TARGET:
+                return ("target high", "target low .. %d mg/dL" % high)
+    if request == "set_schedule" and code == E_BAD_ARG and 0 <= detail < 7:
+        return (WEEKDAYS[detail], "a programmed profile 0 .. %d" % (PROFILES - 1))
+    return _ARGUMENTS.get((request, code), {}).get(detail)
+
+
+def explain(request, code, detail, kind=-1, limit=None):
+    """The detail of a refusal in words; '' when there is nothing to add.
+
+    request: the wire message name; kind: the command's kind field where the meaning
+    depends on it (temp_basal TEMP_*, prime PRIME_*, set_calc_schedule CALC_*; -1 unknown);
+    limit: the current value of the setting an E_OVER_LIMIT names, if known."""
+    if code == E_OVER_LIMIT and 0 <= detail < SETTINGS_COUNT:
+        return limit_text(detail, limit)
+    if code == E_OUT_OF_RANGE and request == "set_setting" and 0 <= detail < SETTINGS_COUNT:
+        return setting_range(detail)
+    if code == E_BAD_ARG or code == E_OUT_OF_RANGE:
+        if detail == -1:
+            return "the message's length does not match the protocol table"
+        arg = _argument(request, code, detail, kind)
+        if arg is None:
+            return "argument %d" % detail
+        if len(arg) == 2:
+            return arg[0] + ": " + arg[1]
+        return arg[0] + ": " + range_text(arg[1], arg[2], arg[3])
+    if code == E_SUSPENDED and 0 < detail < len(STOP_REASONS):
+        return "stopped: " + STOP_REASONS[detail]
+    if code == E_BOLUS_RUNNING:
+        return "bolus #%d" % detail
+    if code == E_RESERVOIR_EMPTY:
+        return units_text(detail) + " U left"
+    if code == E_INCREMENT:
+        return "whole pulses of " + units_text(detail) + " U"
+    if code == E_SAFE_STATE:
+        names = [name for bit, name in ((ST_FIRMWARE, "firmware"), (ST_STORAGE, "storage"),
+                                        (ST_MOTOR, "motor"), (ST_BUZZER, "buzzer"))
+                 if detail & bit]
+        return ", ".join(names)
+    if code == E_UNKNOWN_ALARM:
+        return ALARMS[detail][0] if 0 <= detail < ALARM_COUNT else "alarm %d" % detail
+    if code == E_PROFILE_IN_USE_OVER_LIMIT:
+        return "profile %d" % detail
+    if code == E_NOT_CONFIGURED and 0 <= detail < len(CALC_KINDS):
+        return CALC_KINDS[detail] + ": program it with `pumpctl calc set`"
+    if code == E_BAD_AUTH:
+        if detail == AUTH_MISSING:
+            return "no authentication: give the pairing key with --key"
+        if detail == AUTH_BAD_MAC:
+            return "wrong key"
+        if detail == AUTH_REPLAYED:
+            return "replayed or stale counter"
+    if code == E_STORAGE:  # what was not saved
+        if request == "set_setting" and 0 <= detail < SETTINGS_COUNT:
+            return SETTINGS[detail][0] + " not saved"
+        if request == "bolus" and detail > 0:
+            return "bolus #%d not started" % detail
+        return ""
+    if code == E_UNKNOWN_MESSAGE and detail > 0:
+        return "message 0x%02X" % detail
+    return "detail %d" % detail if detail else ""
+
+
+def text(request, code, detail, kind=-1, limit=None):
+    """'out of range (volume: 10 .. 400 U)': the error's name and its detail in words."""
+    why = explain(request, code, detail, kind, limit)
+    name = ERRORS.get(code, "error %d" % code)
+    return name + " (" + why + ")" if why else name
