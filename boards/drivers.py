@@ -664,8 +664,10 @@ def ds3231_seconds(regs):
         h = h12 % 12 + (12 if h & _DS_PM else 0)
     else:
         h = bcd(h)
+    if regs[5] & _DS_CENTURY:
+        return -1  # the chip counted past 2099: outside the range
     d = bcd(regs[4])
-    m = bcd(regs[5])  # the century bit makes it invalid: -1
+    m = bcd(regs[5])
     y = bcd(regs[6]) + 2000
     if (s < 0 or s > 59 or mi < 0 or mi > 59 or h < 0 or h > 23 or m < 1 or m > 12
             or y < 2020 or d < 1 or d > days_in_month(y, m)):
