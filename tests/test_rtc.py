@@ -319,6 +319,18 @@ def test_pump_time_survives_power_loss_with_the_backup_cell(bus):
 
 
 @pytest.mark.req("THR-13")
+def test_the_rtc_follows_every_clock_change(bus):
+    rig, chip, pump = pump_with_rtc(bus)
+    utc = MONDAY_2026 + 9 * 3600
+    assert pump.set_time(utc, 0) == S.OK
+    assert pump.set_time(utc - 3600, 60) == S.OK  # an hour back, and a time zone
+    assert ds3231_seconds(chip.regs) == utc - 3600
+    again = reboot(rig)
+    assert not time_unset(again)
+    assert again.utc_seconds() == utc - 3600  # not the hour the RTC no longer holds
+
+
+@pytest.mark.req("THR-13")
 def test_pump_asks_for_the_time_when_the_backup_cell_was_flat(bus):
     rig, chip, pump = pump_with_rtc(bus)
     assert pump.set_time(MONDAY_2026 + 9 * 3600, 0) == S.OK
