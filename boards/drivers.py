@@ -623,15 +623,17 @@ class UartSerial(_Writer):
 
 DS3231_ADDRESS = 0x68
 _DS_REGISTERS = 16  # 0x00-0x06 time, 0x07-0x0D alarms, 0x0E control, 0x0F status
+_DS_YEAR = 0x06
 _DS_CONTROL = 0x0E
 _DS_STATUS = 0x0F
 _DS_EOSC = 0x80  # control: 1 stops the oscillator while on the backup cell
 _DS_OSF = 0x80  # status: the oscillator stopped at some time: the time is not trustworthy
-_DS_CENTURY = 0x80  # month register: years 2100..2199
+_DS_CENTURY = 0x80  # month register: the year register rolled over from 99 (2100 on)
 _DS_12H = 0x40  # hours register: 12-hour mode (bit 5 then means PM)
 _DS_PM = 0x20
 _DS_TRIES = 3  # transfers tried before a bus error counts: a glitch must not lose the time
-RTC_END_DAY = 65744  # 2200-01-01: the century bit covers 2000..2199
+_DS_UNSET = b"\x00"  # year register 00: 2000, before the epoch: a time now() rejects
+RTC_END_DAY = 29220  # 2100-01-01: the driver's range ends with the century bit
 
 
 def bcd(b):
@@ -651,7 +653,7 @@ def to_bcd(n):
 def ds3231_seconds(regs):
     """UTC seconds since 2020-01-01 from DS3231 time registers regs[0:7] (seconds, minutes,
     hours, weekday, date, month with century bit, year), or -1 when they hold no valid
-    date and time on or after 2020-01-01 (the weekday is not checked: nothing uses it)."""
+    date and time in 2020 .. 2099 (the weekday is not checked: nothing uses it)."""
     s = bcd(regs[0])
     mi = bcd(regs[1])
     h = regs[2]
@@ -662,24 +664,23 @@ def ds3231_seconds(regs):
         h = h12 % 12 + (12 if h & _DS_PM else 0)
     else:
         h = bcd(h)
+    if regs[5] & _DS_CENTURY:
+        return -1  # the chip counted past 2099: outside the range
     d = bcd(regs[4])
-    m = bcd(regs[5] & 0x7F)
-    y = bcd(regs[6])
+    m = bcd(regs[5])
+    y = bcd(regs[6]) + 2000
     if (s < 0 or s > 59 or mi < 0 or mi > 59 or h < 0 or h > 23 or m < 1 or m > 12
-            or y < 0 or d < 1):
-        return -1
-    y += 2100 if regs[5] & _DS_CENTURY else 2000
-    if y < 2020 or d > days_in_month(y, m):
+            or y < 2020 or d < 1 or d > days_in_month(y, m)):
         return -1
     return day_of(y, m, d) * 86400 + h * 3600 + mi * 60 + s
 
 
 def ds3231_registers(utc_s, regs):
     """Fill regs[0:7] with the DS3231 time registers (24-hour mode) for UTC seconds since
-    2020-01-01. ValueError outside 2020-01-01 .. 2199-12-31 (the century bit's range)."""
+    2020-01-01. ValueError outside 2020-01-01 .. 2099-12-31."""
     day = utc_s // 86400
     if utc_s < 0 or day >= RTC_END_DAY:
-        raise ValueError("RTC time outside 2020-01-01 .. 2199-12-31")
+        raise ValueError("RTC time outside 2020-01-01 .. 2099-12-31")
     s = utc_s - day * 86400
     y, m, d = date_of(day)
     regs[0] = to_bcd(s % 60)
@@ -687,8 +688,8 @@ def ds3231_registers(utc_s, regs):
     regs[2] = to_bcd(s // 3600)
     regs[3] = weekday(day) + 1  # 1 = Monday; the DS3231 only counts it round
     regs[4] = to_bcd(d)
-    regs[5] = to_bcd(m) | (_DS_CENTURY if y >= 2100 else 0)
-    regs[6] = to_bcd(y % 100)
+    regs[5] = to_bcd(m)
+    regs[6] = to_bcd(y - 2000)
 
 
 class DS3231:
@@ -699,22 +700,25 @@ class DS3231:
     now() -> UTC seconds since 2020-01-01, or -1 when the time is not trustworthy: the
     oscillator-stop flag (OSF) is set (first power-up, backup cell flat or missing during
     an outage, or the oscillator stopped for another reason), the registers hold no valid
-    date and time on or after 2020-01-01, or the bus failed on three tries. It never
-    raises OSError. One transfer reads registers 0x00-0x0F into a preallocated buffer (the
-    chip latches the time at the START, so the fields agree with each other): it does not
-    allocate, except for a result past 2**30 s (2054) on 32-bit ports.
+    date and time in 2020 .. 2099 (a chip that counted past 2099 sets the century bit),
+    or the bus failed on three tries. It never raises OSError. One transfer reads registers
+    0x00-0x0F into a preallocated buffer (the chip latches the time at the START, so the
+    fields agree with each other): no allocation, except that on 32-bit ports a time from
+    2054 on (2**30 s) is a big int.
 
-    set(utc_s) writes the time (24-hour mode, century bit from 2100), then clears OSF and
-    EOSC (so the oscillator keeps running on the cell), then reads the time back. Returns
-    True when the chip holds the time just written (0..2 s later), False when a transfer
-    failed (OSError) or the read-back differs: the chip may then hold a wrong time, or
-    still an OSF that makes the next boot treat the time as lost. It never raises
-    OSError; ValueError for utc_s outside 2020-01-01 .. 2199-12-31. It allocates a little
-    (one date tuple).
+    set(utc_s) first writes year 00 (2000: a time now() rejects), then the time registers
+    in one transfer that ends with the year, then clears OSF and EOSC (so the oscillator
+    keeps running on the cell), then reads the time back. A transfer cut anywhere on the
+    way therefore leaves a time that reads as unknown, never a mix of old and new fields.
+    Returns True when the chip holds the time just written (0..2 s later); False when a
+    transfer failed (OSError) or the read-back differs, and then the chip is left marked
+    unknown where the bus allows (the next boot asks for the time instead of trusting a
+    wrong one). Only a bus that fails from the first byte leaves the old time. It never
+    raises OSError; ValueError for utc_s outside 2020-01-01 .. 2099-12-31. It allocates a
+    little (one date tuple).
 
     Both block for I2C transfers (about 0.5 ms each at 400 kHz): call them at boot and when
-    the time is set, never from the tick. The DS3231 takes 2100 as a leap year: a clock
-    left running over 2100-02-28 reads the invalid 2100-02-29 (-1), then a day late.
+    the time is set, never from the tick.
     """
 
     def __init__(self, i2c, address=DS3231_ADDRESS):
@@ -747,17 +751,21 @@ class DS3231:
 
     def set(self, utc_s):
         cs = self.cs
-        ds3231_registers(utc_s, self.time)
+        ds3231_registers(utc_s, self.time)  # ValueError before any transfer
+        address = self.address
         try:
-            self._write(self.address, 0, self.time)
-            self._read(self.address, _DS_CONTROL, cs)
+            self._write(address, _DS_YEAR, _DS_UNSET)
+            self._write(address, 0, self.time)
+            self._read(address, _DS_CONTROL, cs)
             cs[0] &= ~_DS_EOSC
             cs[1] &= ~_DS_OSF
-            self._write(self.address, _DS_CONTROL, cs)  # after the time: a cut keeps OSF
+            self._write(address, _DS_CONTROL, cs)
+            if 0 <= self.now() - utc_s <= 2:
+                return True
+            self._write(address, _DS_YEAR, _DS_UNSET)  # not what was sent: never trust it
         except OSError:
-            return False
-        back = self.now() - utc_s
-        return 0 <= back <= 2
+            pass
+        return False
 
 
 def find_rtc(i2c, address=DS3231_ADDRESS):
