@@ -373,6 +373,7 @@ class EmuRtc:
 
     def set(self, utc_s):
         self.world.set("rtc_base", utc_s - self._world_s())
+        return True
 
 
 class EmuWatchdog:

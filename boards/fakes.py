@@ -145,6 +145,7 @@ class Rtc:
         self.base = -1  # UTC seconds at world second 0; -1: time not known
         self.backup = True
         self.drift_s = 0  # extra seconds (a fast or slow crystal, or a wrong setting)
+        self.broken = False  # set() fails (a bus error)
 
     def now(self):
         if self.base < 0:
@@ -152,8 +153,12 @@ class Rtc:
         return self.base + self.clock.world_s + self.drift_s
 
     def set(self, utc_s):
+        """True when written; False (the time not written) while `broken`."""
+        if self.broken:
+            return False
         self.base = utc_s - self.clock.world_s
         self.drift_s = 0
+        return True
 
     def power_lost(self):
         """The board's supply is off: without backup the RTC forgets the time."""

@@ -407,3 +407,22 @@ def test_a_reboot_never_delays_the_suspend_reminder():
     assert not pump.alarms.active[S.A_SUSPEND_REMINDER]
     run(rig, pump, 1)
     assert pump.alarms.active[S.A_SUSPEND_REMINDER]
+
+
+@pytest.mark.req("THR-13", "THR-9", "HIS-3")
+def test_an_rtc_that_could_not_be_set_is_not_trusted_at_the_next_boot():
+    """The clock set back 2 h while the RTC's bus fails: the RTC keeps the later time, and
+    the next boot must not take the difference for an outage (IOB would age 2 h)."""
+    rig, pump = make_pump()
+    assert pump.bolus(S.BOLUS_NORMAL, 4000, 0, 0) == S.OK
+    run(rig, pump, 5 * MIN)
+    iob = pump.iob()
+    rig.rtc.broken = True
+    assert pump.set_time(pump.utc_seconds() - 2 * HOUR, 0) == S.OK
+    pump = power_cycle(rig)
+    assert pump.iob() == iob
+    assert pump.alarms.active[S.A_TIME_UNSET]
+    rig.rtc.broken = False
+    assert pump.set_time(pump.utc_seconds(), 0) == S.OK
+    pump = power_cycle(rig, 60)
+    assert not pump.alarms.active[S.A_TIME_UNSET]
