@@ -1,0 +1,143 @@
+"""Start the QEMU ARM board (boards/qemu_arm.py in build/qemu-arm/micropump.elf) behind a pty.
+
+    python -m tools.arm.qemu --state DIR [--speed X | --lockstep] [--seed N] [--pulse 50]
+
+Like host_tools/launch.py (whose relay and restart logic it reuses): prints the protocol
+pty path, relays bytes until Ctrl-C, and starts qemu again after a simulated power cut or
+watchdog reset (qemu exits with the board's status, boards/qemu_layout.py). The board's
+flash, plunger position, battery and world live in DIR/flash.bin, which qemu maps as the
+board's PSRAM; the launcher provisions the key (DIR/key), pulse size and reset cause in it
+before each boot. qemu runs with `-icount shift=0` when asked (icount=True): one
+instruction is one ns of board time, runs repeat exactly, costs are instruction counts.
+No bench console and no telemetry on this board.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from boards import qemu_layout as L
+from host_tools import launch as HL
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+IMAGE = REPO_ROOT / "build" / "qemu-arm" / "micropump.elf"
+QEMU = "qemu-system-arm"
+
+
+def find_image(image: str | os.PathLike | None = None) -> Path:
+    path = Path(image) if image else IMAGE
+    if not path.is_file():
+        raise FileNotFoundError(f"no QEMU ARM image at {path}: build it with "
+                                "`make firmware BOARD=qemu-arm`")
+    if shutil.which(QEMU) is None:
+        raise FileNotFoundError(f"{QEMU} not found: apt-get install qemu-system-arm")
+    return path
+
+
+def qemu_command(image: Path, flash: Path, icount: bool = False) -> list[str]:
+    """qemu for the board: UART0 on stdio (no signals: bytes are bytes), PSRAM on `flash`."""
+    cmd = [QEMU, "-machine", "mps2-an385,memory-backend=psram", "-display", "none",
+           "-monitor", "none", "-semihosting",
+           "-object", f"memory-backend-file,id=psram,size={L.PSRAM_SIZE},"
+                      f"mem-path={flash},share=on",
+           "-chardev", "stdio,id=uart0,signal=off", "-serial", "chardev:uart0",
+           "-kernel", str(image)]
+    if icount:
+        cmd += ["-icount", "shift=0"]
+    return cmd
+
+
+def prepare_flash(path: Path, world: dict | None):
+    """The PSRAM file: created erased (0xff) where the storage regions are; the world's
+    JSON written when given (a fresh launch), kept otherwise (a reboot)."""
+    if not path.exists() or path.stat().st_size != L.PSRAM_SIZE:
+        with open(path, "wb") as f:
+            f.truncate(L.PSRAM_SIZE)
+            f.seek(L.FLASH_AT - L.PSRAM)
+            f.write(b"\xff" * (L.WORLD_AT - L.FLASH_AT))
+    if world is not None:
+        text = json.dumps(world).encode()
+        with open(path, "r+b") as f:
+            f.seek(L.WORLD_AT - L.PSRAM)
+            f.write(len(text).to_bytes(4, "little") + text)
+
+
+def provision(path: Path, key: bytes, pulse_mu: int, reset_cause: int):
+    words = b"".join(v.to_bytes(4, "little") for v in
+                     (L.CONTROL_MAGIC, L.EXIT_CRASH, reset_cause, pulse_mu))
+    with open(path, "r+b") as f:
+        f.seek(L.CONTROL_AT - L.PSRAM)
+        f.write(words + key)
+
+
+class QemuBoard(HL.Emulator):
+    """host_tools.launch.Emulator with qemu-system-arm as the board process."""
+
+    def __init__(self, state_dir, *, image=None, icount: bool = False, **kw):
+        self.image = find_image(image)
+        self.icount = icount
+        kw["console"] = False  # the UART is the board's only port
+        kw.setdefault("micropython", "unused")
+        super().__init__(state_dir, **kw)
+
+    def _write_world(self, speed: int, jitter: int, heap_check: bool):
+        world = {"speed": speed, "jitter": jitter, "seed": self.seed, "rng": 0,
+                 "heap_check": int(heap_check)}
+        self.flash = self.state_dir / HL.FLASH_FILE
+        prepare_flash(self.flash, world)
+
+    def _spawn(self, reset_cause: int):
+        prepare_flash(self.flash, None)
+        key = bytes.fromhex(self.key_path.read_text().strip())
+        provision(self.flash, key, self.pulse_mu, reset_cause)
+        tel_r, tel_w = os.pipe()
+        os.close(tel_w)  # no telemetry: the relay sees its end at once
+        self.proc = subprocess.Popen(qemu_command(self.image, self.flash, self.icount),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, bufsize=0, start_new_session=True)
+        self._tel_r = tel_r
+        self._tel_buf = b""
+        self._con_in_w = self._con_out_r = None
+        self._pat_r = self._pat_w = None
+
+
+def launch(state_dir, **kw) -> QemuBoard:
+    return QemuBoard(state_dir, **kw)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Run the QEMU ARM board behind a pty.")
+    p.add_argument("--state", required=True, help="folder of the board's flash and key")
+    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--lockstep", action="store_true")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--pulse", type=int, default=50, choices=(10, 25, 50))
+    p.add_argument("--fresh", action="store_true", help="erase the flash first")
+    p.add_argument("--icount", action="store_true", help="qemu -icount shift=0")
+    p.add_argument("--image", default=None)
+    args = p.parse_args(argv)
+    try:
+        board = launch(args.state, speed=args.speed, lockstep=args.lockstep, seed=args.seed,
+                       pulse_mu=args.pulse, fresh=args.fresh, icount=args.icount,
+                       image=args.image)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"tools/arm/qemu.py: {exc}", file=sys.stderr)
+        return 2
+    print(board.port, flush=True)
+    try:
+        code = board.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        board.close()
+    return code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
