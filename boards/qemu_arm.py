@@ -40,10 +40,11 @@ class MemWorld(E.World):
         return bytes(uctypes.bytearray_at(L.WORLD_AT + 4, n))
 
     def store(self, text):
-        n = len(text)
+        data = text.encode()
+        n = len(data)
         if n > L.WORLD_MAX:
             raise OSError(28)  # ENOSPC
-        uctypes.bytearray_at(L.WORLD_AT + 4, n)[:] = text
+        uctypes.bytearray_at(L.WORLD_AT + 4, n)[:] = data
         machine.mem32[L.WORLD_AT] = n
 
 

@@ -1,6 +1,7 @@
 """Fixtures for the hardware-in-the-loop suite: capability fixtures, not boards.
 
     pytest hil_tests                          # one emulator per session / xdist worker
+    pytest hil_tests --board qemu-arm         # the frozen ARM image under qemu-system-arm
     pytest hil_tests --port /dev/ttyACM0 --key pump.key          # a real board
     pytest hil_tests --port socket://bench:4001 --key pump.key   # a remote bench
     pytest hil_tests --port /dev/pts/7 --key state/key   # an emulator started elsewhere
@@ -34,6 +35,10 @@ def pytest_addoption(parser):
                     help="pump to test (any pyserial URL); default: start an emulator")
     group.addoption("--key", metavar="FILE", default=None,
                     help="pairing key file of the pump given with --port")
+    group.addoption("--board", default="emulator", choices=("emulator", "qemu-arm"),
+                    help="board the suite starts when no --port is given: the emulator on "
+                         "the unix port (default) or the QEMU ARM image "
+                         "(build/qemu-arm/micropump.elf, `make firmware BOARD=qemu-arm`)")
     group.addoption("--emu-pulse", type=int, default=50, choices=(10, 25, 50),
                     help="pulse size (mU) of the emulator the suite starts (default 50)")
     group.addoption("--emu-seed", type=int, default=1234,
@@ -101,10 +106,17 @@ def bench(request, tmp_path_factory):
         state = tmp_path_factory.mktemp("emulator")
         log_path = state / "emulator.log"
         log = open(log_path, "wb")  # for the whole session
-        from host_tools.launch import launch
+        if opt("--board") == "qemu-arm":
+            from tools.arm.qemu import launch
+        else:
+            from host_tools.launch import launch
 
-        emu = launch(state, lockstep=True, seed=opt("--emu-seed"), pulse_mu=opt("--emu-pulse"),
-                     console=False, stderr=log)
+        try:
+            emu = launch(state, lockstep=True, seed=opt("--emu-seed"),
+                         pulse_mu=opt("--emu-pulse"), console=False, stderr=log)
+        except FileNotFoundError as exc:
+            log.close()
+            pytest.fail(str(exc), pytrace=False)
         b = Bench(emu.port, C.load_key(emu.key_path), emulator=emu, log=log_path,
                   log_file=log)
     try:
@@ -161,7 +173,8 @@ def pulse(bench) -> int:
 
 def pytest_report_header(config):
     port = config.getoption("--port")
-    return [f"micropump HIL target: {port or 'emulator (one per worker, lockstep)'}"]
+    board = config.getoption("--board")
+    return [f"micropump HIL target: {port or board + ' (one per worker, lockstep)'}"]
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -82,6 +82,7 @@ class QemuBoard(HL.Emulator):
     def __init__(self, state_dir, *, image=None, icount: bool = False, **kw):
         self.image = find_image(image)
         self.icount = icount
+        self._uart_log = None
         kw["console"] = False  # the UART is the board's only port
         kw.setdefault("micropython", "unused")
         super().__init__(state_dir, **kw)
@@ -105,6 +106,25 @@ class QemuBoard(HL.Emulator):
         self._tel_buf = b""
         self._con_in_w = self._con_out_r = None
         self._pat_r = self._pat_w = None
+
+    def _to_pty(self, fd: int, data: bytes):
+        # Everything the UART sends also goes to DIR/uart.log: a traceback (text between
+        # the frames) is the only trace a crashed firmware leaves on a board with one port.
+        if self._uart_log is None:
+            self._uart_log = open(self.state_dir / "uart.log", "ab")
+        self._uart_log.write(data)
+        self._uart_log.flush()
+        super()._to_pty(fd, data)
+
+    def uart_text(self) -> str:
+        """The printable text the board sent (tracebacks, messages), frames left out."""
+        try:
+            raw = (self.state_dir / "uart.log").read_bytes()
+        except OSError:
+            return ""
+        lines = raw.replace(b"\r", b"").split(b"\n")
+        text = [ln for ln in lines if ln and all(32 <= b < 127 for b in ln)]
+        return "\n".join(t.decode() for t in text)
 
 
 def launch(state_dir, **kw) -> QemuBoard:
