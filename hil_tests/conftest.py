@@ -59,6 +59,12 @@ class Bench:
     sim_error: str | None = None  # why not
     log: Path | None = None  # the emulator's stderr
     log_file: object | None = None
+    started_board: int | None = None  # board id of the emulator the suite started
+
+    @property
+    def sim_boards(self) -> tuple[int, ...]:
+        """Boards with clock control and fault injection (SEC-3): the two emulators."""
+        return (S.BOARD_UNIX, S.BOARD_QEMU_ARM)
 
     @property
     def board(self) -> str:
@@ -88,6 +94,9 @@ class Bench:
         if self.emulator is not None:
             parts.append(f"restarts: {getattr(self.emulator, 'restarts', '?')}, "
                          f"telemetry: {getattr(self.emulator, 'telemetry', {})}")
+        uart_text = getattr(self.emulator, "uart_text", None)
+        if uart_text is not None and uart_text().strip():  # the QEMU board's UART text
+            parts.append("uart text:\n" + uart_text()[-3000:])
         if self.log is not None and self.log.exists():
             tail = self.log.read_text(errors="replace")[-3000:]
             if tail.strip():
@@ -118,7 +127,8 @@ def bench(request, tmp_path_factory):
             log.close()
             pytest.fail(str(exc), pytrace=False)
         b = Bench(emu.port, C.load_key(emu.key_path), emulator=emu, log=log_path,
-                  log_file=log)
+                  log_file=log, started_board=(S.BOARD_QEMU_ARM if opt("--board") == "qemu-arm"
+                                               else S.BOARD_UNIX))
     try:
         client = b.connect()
     except C.PumpError as exc:
