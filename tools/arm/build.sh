@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build MicroPython images with the pump firmware frozen in (HW-4).
 #
-#   tools/arm/build.sh qemu   -> build/qemu-arm/micropump.elf (ports/qemu, mps2-an385,
+#   tools/arm/build.sh qemu-arm -> build/qemu-arm/micropump.elf (ports/qemu, mps2-an385,
 #                                ARMv6-M code, 192 KiB heap; board tools/arm/qemu)
 #
 # Sources come from tools/arm/sources.py (Debian trixie, private apt configuration). The
@@ -27,8 +27,8 @@ fi
 
 make -s -C "$MP/mpy-cross" -j"$JOBS"
 
-case "${1:-qemu}" in
-qemu)
+case "${1:-qemu-arm}" in
+qemu-arm)
     OUT="$ROOT/build/qemu-arm"
     mkdir -p "$OUT"
     make -s -C "$MP/ports/qemu" -j"$JOBS" BOARD_DIR="$ROOT/tools/arm/qemu" \
@@ -37,7 +37,7 @@ qemu)
     arm-none-eabi-size "$OUT/micropump.elf"
     ;;
 *)
-    echo "tools/arm/build.sh: unknown target '$1' (qemu)" >&2
+    echo "tools/arm/build.sh: unknown board '$1' (qemu-arm or pico)" >&2
     exit 2
     ;;
 esac
