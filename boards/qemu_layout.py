@@ -18,6 +18,12 @@ C_EXIT = 4  # exit status qemu ends with (tools/arm/qemu/board_hal.c reads it)
 C_RESET = 8  # reset cause of this boot (protocol.spec RESET_*), set by the launcher
 C_PULSE = 12  # pulse size in mU
 C_KEY = 16  # 32-byte pairing key (SEC-1)
+C_MODE = 48  # MODE_PUMP, or MODE_SCRIPT: run the script at SCRIPT_AT instead (measurements)
+CONTROL_SIZE = 52
+SCRIPT_AT = PSRAM + 0x102000  # u32 length, then MicroPython source
+SCRIPT_MAX = 0x40000 - 4
+MODE_PUMP = 0
+MODE_SCRIPT = 1
 CONTROL_MAGIC = 0x554D4551  # "QEMU" little-endian
 
 EXIT_CRASH = 1  # the firmware ended by an exception: the launcher does not restart it

@@ -2,7 +2,8 @@
 # Build MicroPython images with the pump firmware frozen in (HW-4).
 #
 #   tools/arm/build.sh qemu-arm -> build/qemu-arm/micropump.elf (ports/qemu, mps2-an385,
-#                                ARMv6-M code, 192 KiB heap; board tools/arm/qemu)
+#                                ARMv6-M code, 192 KiB heap; board tools/arm/qemu) and
+#                                micropump-test.elf (the same + tests/mp_scenarios.py)
 #
 # Sources come from tools/arm/sources.py (Debian trixie, private apt configuration). The
 # MicroPython tree is copied to build/arm/mp and patched there with tools/arm/*/*.patch
@@ -34,7 +35,11 @@ qemu-arm)
     make -s -C "$MP/ports/qemu" -j"$JOBS" BOARD_DIR="$ROOT/tools/arm/qemu" \
         BUILD="$ARM/build-qemu"
     cp "$ARM/build-qemu/firmware.elf" "$OUT/micropump.elf"
-    arm-none-eabi-size "$OUT/micropump.elf"
+    # the test image: the same plus tests/mp_scenarios.py frozen (manifest_test.py)
+    make -s -C "$MP/ports/qemu" -j"$JOBS" BOARD_DIR="$ROOT/tools/arm/qemu" \
+        BUILD="$ARM/build-qemu-test" FROZEN_MANIFEST="$ROOT/tools/arm/qemu/manifest_test.py"
+    cp "$ARM/build-qemu-test/firmware.elf" "$OUT/micropump-test.elf"
+    arm-none-eabi-size "$OUT/micropump.elf" "$OUT/micropump-test.elf"
     ;;
 *)
     echo "tools/arm/build.sh: unknown board '$1' (qemu-arm or pico)" >&2

@@ -27,6 +27,7 @@ from host_tools import launch as HL
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 IMAGE = REPO_ROOT / "build" / "qemu-arm" / "micropump.elf"
+TEST_IMAGE = REPO_ROOT / "build" / "qemu-arm" / "micropump-test.elf"
 QEMU = "qemu-system-arm"
 
 
@@ -68,12 +69,47 @@ def prepare_flash(path: Path, world: dict | None):
             f.write(len(text).to_bytes(4, "little") + text)
 
 
-def provision(path: Path, key: bytes, pulse_mu: int, reset_cause: int):
+def provision(path: Path, key: bytes, pulse_mu: int, reset_cause: int,
+              script: str | None = None):
+    """The control area (boards/qemu_layout.py); with `script`, MODE_SCRIPT and its text."""
+    mode = L.MODE_PUMP if script is None else L.MODE_SCRIPT
     words = b"".join(v.to_bytes(4, "little") for v in
                      (L.CONTROL_MAGIC, L.EXIT_CRASH, reset_cause, pulse_mu))
     with open(path, "r+b") as f:
         f.seek(L.CONTROL_AT - L.PSRAM)
-        f.write(words + key)
+        f.write(words + key + mode.to_bytes(4, "little"))
+        if script is not None:
+            data = script.encode()
+            if len(data) > L.SCRIPT_MAX:
+                raise ValueError(f"script of {len(data)} bytes: at most {L.SCRIPT_MAX}")
+            f.seek(L.SCRIPT_AT - L.PSRAM)
+            f.write(len(data).to_bytes(4, "little") + data)
+
+
+class ScriptError(AssertionError):
+    """A script on the QEMU board raised, or qemu ended otherwise than by its end."""
+
+
+def run_script(code: str, *, state_dir: str | os.PathLike, image=None, icount: bool = True,
+               timeout: float = 900, world: dict | None = None) -> str:
+    """Run MicroPython `code` on the QEMU board (boards/qemu_arm.run_script) and return what
+    it printed (\r\n as \n). The board's flash is DIR/flash.bin: kept between runs, so
+    one script can prepare what the next boots from. `icount`: qemu -icount shift=0 (one
+    instruction per ns of board time; time.ticks_cpu() counts 40 instructions)."""
+    state = Path(state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    flash = state / HL.FLASH_FILE
+    fresh = not flash.exists()
+    prepare_flash(flash, world if world is not None or not fresh else
+                  {"speed": 0, "jitter": 0, "seed": 1, "rng": 0})
+    provision(flash, bytes(32), 50, 0, script=code)
+    proc = subprocess.run(qemu_command(find_image(image or TEST_IMAGE), flash, icount),
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    out = proc.stdout.decode(errors="replace").replace("\r\n", "\n")
+    if proc.returncode != 0:
+        raise ScriptError(f"qemu exited with {proc.returncode}:\n{out[-4000:]}\n"
+                          f"{proc.stderr.decode(errors='replace')[-2000:]}")
+    return out
 
 
 class QemuBoard(HL.Emulator):
