@@ -84,26 +84,8 @@ def make_hardware():
         key=bytes(uctypes.bytearray_at(L.CONTROL_AT + L.C_KEY, 32)), board_id=S.BOARD_QEMU_ARM)
 
 
-def run_script():
-    """MODE_SCRIPT (tools/arm/qemu.py run_script): run the MicroPython source the launcher
-    put at SCRIPT_AT, print to the UART, exit 0 (1 after a traceback). For measurements
-    and checks on this image: tick costs, heap after boot, the allocation-free tick."""
-    import sys
-
-    n = machine.mem32[L.SCRIPT_AT]
-    code = bytes(uctypes.bytearray_at(L.SCRIPT_AT + 4, n)).decode()
-    try:
-        exec(code, {"__name__": "__main__"})
-        machine.mem32[L.CONTROL_AT + L.C_EXIT] = 0
-    except Exception as exc:
-        sys.print_exception(exc)
-
-
 def main():
     machine.mem32[L.CONTROL_AT + L.C_EXIT] = L.EXIT_CRASH  # until a power cut says otherwise
-    if control(L.C_MODE) == L.MODE_SCRIPT:
-        run_script()
-        return
     try:
         hw = make_hardware()
     except ValueError as exc:

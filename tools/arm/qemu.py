@@ -92,7 +92,7 @@ class ScriptError(AssertionError):
 
 def run_script(code: str, *, state_dir: str | os.PathLike, image=None, icount: bool = True,
                timeout: float = 900, world: dict | None = None) -> str:
-    """Run MicroPython `code` on the QEMU board (boards/qemu_arm.run_script) and return what
+    """Run MicroPython `code` on the QEMU board (MODE_SCRIPT, tools/arm/qemu/main.py); what
     it printed (\r\n as \n). The board's flash is DIR/flash.bin: kept between runs, so
     one script can prepare what the next boots from. `icount`: qemu -icount shift=0 (one
     instruction per ns of board time; time.ticks_cpu() counts 40 instructions)."""
