@@ -14,6 +14,7 @@ Results (each with a .version stamp; a second run that finds them all does nothi
   DEST/src/pico-sdk      the arch-all package pico-sdk-source (its /usr/src/pico-sdk)
   DEST/src/tinyusb       the arch-all package tinyusb-source (its /usr/src/tinyusb)
   DEST/src/picotool      `apt-get source picotool`
+  DEST/src/mbedtls       `apt-get source mbedtls` (3.6, for the rp2 port)
 Downloads are kept in DEST/dl. Needs apt-get, dpkg-source (dpkg-dev) and dpkg-deb.
 """
 
@@ -36,9 +37,12 @@ WANTED = {
     "picotool": ("source", "2.1.1", None),
     "pico-sdk-source": ("binary", "2.1.1", "usr/src/pico-sdk"),
     "tinyusb-source": ("binary", "0.18.0", "usr/src/tinyusb"),
+    # the rp2 port always builds mbedtls (MicroPython 1.25 pins 3.6); Debian's micropython
+    # source leaves lib/mbedtls out
+    "mbedtls": ("source", "3.6", None),
 }
 DIRS = {"micropython": "micropython", "picotool": "picotool",
-        "pico-sdk-source": "pico-sdk", "tinyusb-source": "tinyusb"}
+        "pico-sdk-source": "pico-sdk", "tinyusb-source": "tinyusb", "mbedtls": "mbedtls"}
 
 
 class SourcesError(Exception):
