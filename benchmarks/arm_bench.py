@@ -115,10 +115,6 @@ for label, data, answer in L.request_frames():
 
 HEAP_GUEST = """
 import gc, json, micropython
-def largest_free():
-    import io, sys
-    # mem_info prints "max free sz: N" (GC blocks); read it from the UART text afterwards
-    micropython.mem_info()
 gc.collect()
 r = {"empty": gc.mem_alloc()}
 import firmware.main as fm
@@ -128,6 +124,47 @@ from boards import qemu_arm
 gc.collect()
 r["board_imported"] = gc.mem_alloc()
 hw = qemu_arm.make_hardware()
+runner = fm.Runner(hw)
+r["selftest"] = runner.boot()
+runner.step()
+runner.service()
+gc.collect()
+r["booted"] = gc.mem_alloc()
+r["free"] = gc.mem_free()
+print("HEAP " + json.dumps(r))
+micropython.mem_info()
+"""
+
+# The firmware alone: boards/fakes.py drivers (a 256-byte serial buffer like a board's
+# UART driver) and storage regions in the PSRAM (flash on a board: not heap), without the
+# emulator's simulated parts and its 16 KB link buffers.
+HEAP_MIN_GUEST = """
+import gc, json, micropython, uctypes
+gc.collect()
+r = {"empty": gc.mem_alloc()}
+import firmware.main as fm
+from boards import fakes, qemu_layout
+from firmware.hal import Hardware
+gc.collect()
+r["firmware_imported"] = gc.mem_alloc()
+class Flash(fakes.Storage):
+    def __init__(self):
+        self.regions = []
+        at = qemu_layout.FLASH_AT
+        for size in fakes.REGION_SIZES:
+            self.regions.append(uctypes.bytearray_at(at, size))
+            at += size
+        self.writes = 0
+        self.cut_at = -1
+        self.cut_mode = 0
+        self.fail = False
+        self.ok = True
+line = fakes.Line()
+hw = Hardware(fakes.Clock(), fakes.Motor(line), line, fakes.Battery(), fakes.Annunciator(),
+              fakes.Buttons(), Flash(), fakes.Watchdog(), serial=fakes.Serial(256),
+              key=bytes(32))
+gc.collect()
+r["drivers_built"] = gc.mem_alloc()
 runner = fm.Runner(hw)
 r["selftest"] = runner.boot()
 runner.step()
@@ -159,9 +196,12 @@ print("FILLED", h.capacity, h.next_seq - 1)
 BOOT_GUEST = """
 import json, time
 cpu = time.ticks_cpu
+t_script = cpu()
 from boards import qemu_arm
 from firmware.main import Runner
+t_imported = cpu()
 hw = qemu_arm.make_hardware()
+t_hardware = cpu()
 feed = hw.watchdog.feed
 first = [0, 0]
 def timed_feed():
@@ -171,9 +211,13 @@ def timed_feed():
     feed()
 hw.watchdog.feed = timed_feed
 runner = Runner(hw)
+t_boot = cpu()
 runner.boot()
+t_booted = cpu()
 runner.step()
-print("BOOT " + json.dumps({"counts": first[0], "ms": first[1],
+print("BOOT " + json.dumps({"counts": first[0], "ms": first[1], "script": t_script,
+                            "imported": t_imported, "hardware": t_hardware, "boot": t_boot,
+                            "booted": t_booted,
                             "history_next": runner.pump.history.next_seq,
                             "history_first": runner.pump.history.first_seq}))
 """
@@ -209,8 +253,8 @@ def request_figures(tmp: Path, empty: int) -> dict:
             for rec in lines(out, "REQ")}
 
 
-def heap_figures(tmp: Path) -> dict:
-    out = Q.run_script(HEAP_GUEST, state_dir=tmp / "heap", image=Q.IMAGE)
+def heap_figures(tmp: Path, guest: str = HEAP_GUEST) -> dict:
+    out = Q.run_script(guest, state_dir=tmp / "heap", image=Q.IMAGE)
     rec = lines(out, "HEAP")[0]
     for ln in out.splitlines():
         if "max free sz:" in ln:
@@ -227,6 +271,13 @@ def boot_figures(tmp: Path) -> dict:
     full = lines(Q.run_script(BOOT_GUEST, state_dir=state, image=Q.IMAGE), "BOOT")[0]
     for rec in (empty, full):
         rec["insn"] = rec["counts"] * INSN_PER_COUNT
+        # phases, instructions: reset to main.py's script, imports, drivers, Pump.boot and
+        # the link, then to the first feed (the first tick)
+        marks = [0, rec["script"], rec["imported"], rec["hardware"], rec["boot"],
+                 rec["booted"], rec["counts"]]
+        names = ("reset_to_main", "imports", "make_hardware", "runner", "boot", "first_tick")
+        rec["phases"] = {names[i]: (marks[i + 1] - marks[i]) * INSN_PER_COUNT
+                         for i in range(len(names))}
     return {"empty_history": empty, "full_history": full,
             "filled": [ln for ln in filled.splitlines() if ln.startswith("FILLED")]}
 
@@ -257,6 +308,7 @@ def main(argv=None) -> int:
         figs["request"] = request_figures(t, figs["tick"]["overhead_counts"])
         print("heap after boot ...", flush=True)
         figs["heap"] = heap_figures(t)
+        figs["heap_firmware_only"] = heap_figures(t, HEAP_MIN_GUEST)
         print("boot time ...", flush=True)
         figs["boot"] = boot_figures(t)
     figs["image"] = image_figures()
@@ -270,6 +322,7 @@ def main(argv=None) -> int:
     for label, rec in figs["request"].items():
         print(f"{label:16} {rec['median']:8} (reply {rec['reply_bytes']} bytes)")
     print("\nheap (bytes):", json.dumps(figs["heap"]))
+    print("heap, firmware only (bytes):", json.dumps(figs["heap_firmware_only"]))
     print("boot:", json.dumps(figs["boot"]))
     print("image:", json.dumps(figs["image"]))
     if args.json:
