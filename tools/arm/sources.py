@@ -87,11 +87,14 @@ def _one_line_entries(text: str):
         yield [m.group(1)], m.group(3), [m.group(4)], m.group(5).split(), signed
 
 
-def system_archive(release: str) -> tuple[str, str]:
+def apt_source_files(etc: str = "/etc/apt") -> list[str]:
+    return ([f"{etc}/sources.list"] + sorted(glob.glob(f"{etc}/sources.list.d/*.list"))
+            + sorted(glob.glob(f"{etc}/sources.list.d/*.sources")))
+
+
+def system_archive(release: str, files: list[str] | None = None) -> tuple[str, str]:
     """(URI, keyring) of the machine's archive that serves `release` main."""
-    files = ["/etc/apt/sources.list"] + sorted(glob.glob("/etc/apt/sources.list.d/*.list"))
-    deb822 = sorted(glob.glob("/etc/apt/sources.list.d/*.sources"))
-    for path in files + deb822:
+    for path in files if files is not None else apt_source_files():
         try:
             text = Path(path).read_text()
         except OSError:
