@@ -6,10 +6,10 @@ import json
 import struct
 
 import pytest
-from tools.arm import qemu as Q
-from tools.arm import sources
 
 from boards import qemu_layout as L
+from tools.arm import qemu as Q
+from tools.arm import sources
 
 DEB822 = """\
 Types: deb
