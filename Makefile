@@ -91,6 +91,7 @@ campaign: $(STAMP)
 #                                  ARMv6-M code, 192 KiB heap, firmware frozen
 #   make firmware BOARD=pico       build/pico/micropump.uf2: ports/rp2, RPI_PICO, frozen
 #   make test-arm                  the HIL suite against the QEMU ARM image (in `make test`)
+#   make bench-arm                 benchmarks/arm_bench.py: instructions per tick, heap, boot
 BOARD ?= qemu-arm
 .PHONY: firmware arm-sources test-arm
 arm-sources:
@@ -98,6 +99,13 @@ arm-sources:
 
 firmware:
 	JOBS=2 tools/arm/build.sh $(BOARD)
+
+# ARM figures for benchmarks/RESULTS.md (instruction counts under qemu -icount, ~15 s)
+.PHONY: bench-arm
+bench-arm: $(STAMP)
+	JOBS=2 tools/arm/build.sh qemu-arm
+	mkdir -p build/bench
+	$(BIN)/python benchmarks/arm_bench.py --json build/bench/arm.json
 
 test-arm: $(STAMP)
 	JOBS=2 tools/arm/build.sh qemu-arm
