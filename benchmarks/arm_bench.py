@@ -138,10 +138,35 @@ micropython.mem_info()
 # The firmware alone: boards/fakes.py drivers (a 256-byte serial buffer like a board's
 # UART driver) and storage regions in the PSRAM (flash on a board: not heap), without the
 # emulator's simulated parts and its 16 KB link buffers.
-HEAP_MIN_GUEST = """
-import gc, json, micropython, uctypes
+# The same boot with the firmware loaded from .mpy files (mpy-cross of the same MicroPython,
+# -march=armv6m) on a filesystem, as on a Pico after the .mpy deploy: a read-only user VFS
+# over an archive the host wrote into the board's PSRAM; import reads each file into RAM
+# (io.BytesIO), as it would from LittleFS. The frozen copies are shadowed (sys.path[0]).
+MPY_FS_GUEST = """
+import gc, io, json, micropython, sys, uctypes, vfs
+IDX = {index}
+DIRS = {dirs}
+class MpyFS:
+    def mount(self, readonly, mkfs):
+        pass
+    def umount(self):
+        pass
+    def stat(self, path):
+        if path in IDX:
+            return (0x8000, 0, 0, 0, 0, 0, IDX[path][1], 0, 0, 0)
+        if path in DIRS:
+            return (0x4000, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        raise OSError(2)
+    def open(self, path, mode):
+        at, n = IDX[path]
+        return io.BytesIO(bytes(uctypes.bytearray_at({base} + at, n)))
+vfs.mount(MpyFS(), "/mpy")
+sys.path.insert(0, "/mpy")
 gc.collect()
-r = {"empty": gc.mem_alloc()}
+r = {{"empty": gc.mem_alloc()}}
+"""
+
+HEAP_MIN_BOOT = """
 import firmware.main as fm
 from boards import fakes, qemu_layout
 from firmware.hal import Hardware
@@ -175,6 +200,12 @@ r["free"] = gc.mem_free()
 print("HEAP " + json.dumps(r))
 micropython.mem_info()
 """
+
+HEAP_MIN_GUEST = """
+import gc, json, micropython, uctypes
+gc.collect()
+r = {"empty": gc.mem_alloc()}
+""" + HEAP_MIN_BOOT
 
 FILL_GUEST = """
 from boards import qemu_arm
@@ -254,13 +285,53 @@ def request_figures(tmp: Path, empty: int) -> dict:
 
 
 def heap_figures(tmp: Path, guest: str = HEAP_GUEST) -> dict:
-    out = Q.run_script(guest, state_dir=tmp / "heap", image=Q.IMAGE)
+    return heap_figures_from(Q.run_script(guest, state_dir=tmp / "heap", image=Q.IMAGE))
+
+
+def heap_figures_from(out: str) -> dict:
     rec = lines(out, "HEAP")[0]
     for ln in out.splitlines():
         if "max free sz:" in ln:
             rec["largest_free"] = int(ln.rsplit(":", 1)[1]) * GC_BLOCK
         if ln.startswith("GC: total:"):
             rec["heap_total"] = int(ln.split("total:")[1].split(",")[0])
+    return rec
+
+
+MPY_AT = 0x200000  # PSRAM offset of the .mpy archive (after the script area)
+MPY_MODULES = [*sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "firmware").glob("*.py")),
+               "protocol/__init__.py", "protocol/spec.py", "boards/__init__.py",
+               "boards/fakes.py", "boards/qemu_layout.py"]
+
+
+def heap_from_mpy(tmp: Path) -> dict:
+    """HEAP_MIN_BOOT with the modules loaded from .mpy files (MPY_FS_GUEST)."""
+    mpy_cross = ROOT / "build/arm/mp/mpy-cross/build/mpy-cross"
+    state = tmp / "heap-mpy"
+    state.mkdir()
+    index, blob = {}, b""
+    for src in MPY_MODULES:
+        out = tmp / "mpy" / src.replace(".py", ".mpy")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(mpy_cross), "-march=armv6m", "-o", str(out), src], cwd=ROOT,
+                       check=True, capture_output=True)
+        data = out.read_bytes()
+        index["/" + src.replace(".py", ".mpy")] = (len(blob), len(data))
+        blob += data + bytes(-len(data) % 4)
+    flash = state / "flash.bin"
+    Q.prepare_flash(flash, {"speed": 0, "jitter": 0, "seed": 1, "rng": 0})
+    with open(flash, "r+b") as f:
+        f.seek(MPY_AT)
+        f.write(blob)
+    dirs = sorted({"/" + src.split("/")[0] for src in MPY_MODULES})
+    guest = MPY_FS_GUEST.format(index=repr(index), dirs=repr(dirs),
+                                base=Q.L.PSRAM + MPY_AT) + HEAP_MIN_BOOT + """
+print("FROM " + fm.__file__ + " " + sys.modules["firmware.pump"].__file__)
+"""
+    out = Q.run_script(guest, state_dir=state, image=Q.IMAGE)
+    rec = heap_figures_from(out)
+    rec["mpy_bytes"] = len(blob)
+    rec["loaded_from"] = [ln[5:] for ln in out.splitlines() if ln.startswith("FROM ")]
     return rec
 
 
@@ -309,6 +380,7 @@ def main(argv=None) -> int:
         print("heap after boot ...", flush=True)
         figs["heap"] = heap_figures(t)
         figs["heap_firmware_only"] = heap_figures(t, HEAP_MIN_GUEST)
+        figs["heap_firmware_only_mpy"] = heap_from_mpy(t)
         print("boot time ...", flush=True)
         figs["boot"] = boot_figures(t)
     figs["image"] = image_figures()
@@ -323,6 +395,7 @@ def main(argv=None) -> int:
         print(f"{label:16} {rec['median']:8} (reply {rec['reply_bytes']} bytes)")
     print("\nheap (bytes):", json.dumps(figs["heap"]))
     print("heap, firmware only (bytes):", json.dumps(figs["heap_firmware_only"]))
+    print("heap, firmware only, from .mpy (bytes):", json.dumps(figs["heap_firmware_only_mpy"]))
     print("boot:", json.dumps(figs["boot"]))
     print("image:", json.dumps(figs["image"]))
     if args.json:
