@@ -216,9 +216,7 @@ class World:
         for k in DEFAULT_WORLD:
             w[k] = DEFAULT_WORLD[k]
         try:
-            f = open(self.path)
-            saved = json.load(f)
-            f.close()
+            saved = json.loads(self.load())
             for k in saved:
                 if k in w:
                     w[k] = int(saved[k])
@@ -242,14 +240,24 @@ class World:
 
     def save(self):
         self.w["rng"] = self.rng.s
-        tmp = self.path + ".tmp"
         try:
-            f = open(tmp, "w")
-            f.write(json.dumps(self.w))
-            f.close()
-            os.rename(tmp, self.path)
+            self.store(json.dumps(self.w))
         except OSError as exc:
             sys.stderr.write("emulator: cannot save {}: {}\n".format(self.path, exc))
+
+    # where the JSON text lives (a board without files keeps it elsewhere: qemu_arm.py)
+    def load(self):
+        f = open(self.path)
+        text = f.read()
+        f.close()
+        return text
+
+    def store(self, text):
+        tmp = self.path + ".tmp"
+        f = open(tmp, "w")
+        f.write(text)
+        f.close()
+        os.rename(tmp, self.path)
 
 
 class Board:
@@ -1157,16 +1165,21 @@ class Emulator:
 
 
 def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=None,
-                  telemetry_fd=None, cgm_trace=None, patient=None):
-    """patient: (fd out, fd in) of the virtual patient's pipes, or None."""
-    world = World(state_dir)
-    board = Board(state_dir, world)
+                  telemetry_fd=None, cgm_trace=None, patient=None, world=None, board=None,
+                  storage=None, key=None, board_id=S.BOARD_UNIX):
+    """patient: (fd out, fd in) of the virtual patient's pipes, or None. A board without
+    files (boards/qemu_arm.py) passes its own world, board, storage and key."""
+    if world is None:
+        world = World(state_dir)
+    if board is None:
+        board = Board(state_dir, world)
     rng = world.rng
     clock = VirtualClock(board, TICKS_PERIOD - 2000 - rng.below(6001), world.get("speed"))
     board.clock = clock
     battery = EmuBattery(world)
     clock.battery = battery
-    storage = EmuStorage(state_dir + "/flash.bin", world)
+    if storage is None:
+        storage = EmuStorage(state_dir + "/flash.bin", world)
     line = Line()
     line.occluded = bool(world.get("occluded"))
     motor = EmuMotor(line, storage, battery)
@@ -1184,8 +1197,9 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
     board.emulator = emu
     hw = Hardware(clock, motor, line, battery, annunciator, buttons, storage,
                   EmuWatchdog(clock), serial=serial, radio=radio, pulse_mu=pulse_mu,
-                  reset_cause=reset_cause, key=read_key(state_dir + "/key"),
-                  board=S.BOARD_UNIX, emulator=emu, rtc=EmuRtc(world, clock))
+                  reset_cause=reset_cause,
+                  key=key if key is not None else read_key(state_dir + "/key"),
+                  board=board_id, emulator=emu, rtc=EmuRtc(world, clock))
     hw.console = console
     return hw
 

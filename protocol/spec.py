@@ -450,7 +450,8 @@ BOARD_TEST = 0  # simulated parts in tests (boards/fakes.py)
 BOARD_UNIX = 1  # the emulator on the MicroPython unix port (boards/emulator.py, unix.py)
 BOARD_PICO = 2  # Raspberry Pi Pico (boards/pico.py)
 BOARD_ESP32 = 3  # ESP32 DevKitC (boards/esp32.py)
-BOARD_NAMES = ("test", "unix", "pico", "esp32")
+BOARD_QEMU_ARM = 4  # MicroPython's QEMU port on ARMv6-M, firmware frozen (boards/qemu_arm.py)
+BOARD_NAMES = ("test", "unix", "pico", "esp32", "qemu-arm")
 
 
 def schema_hash():
