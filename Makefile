@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml
 # the test image, then the HIL suite runs against the QEMU ARM board (test-arm).
 test: $(STAMP)
 	$(BIN)/ruff check .
+	tools/arm/toolchain.sh
 	JOBS=2 tools/arm/build.sh qemu-arm
 	$(BIN)/pytest -n 2 -q --junit-xml=build/junit.xml
 	$(BIN)/pytest hil_tests --board qemu-arm -n 2 -q --junit-xml=build/junit-arm.xml
