@@ -102,9 +102,9 @@ def test_status_reports_the_last_command(pump, raw):
     raw.send(data)  # the host forgets to read the answer (as if it were lost) ...
     st = pump.status()  # ... and finds out from status
     assert (st.last_cmd_id, st.last_code, st.last_detail) == (cid, S.OK, st.bolus_id)
-    r = pump.reconcile(cid)
+    r = pump.fence(cid)
     assert r is not None and r.reconciled and (r.code, r.detail) == (S.OK, st.bolus_id)
-    assert pump.reconcile(cid - 1) is None
+    assert pump.fence(cid - 1) is None
     pump.cancel_bolus()
 
 

@@ -72,7 +72,9 @@ def test_frame_layout_header_payload_crc_exact_bytes():
 def test_auth_trailer_is_counter_and_truncated_hmac_sha256():
     frame = codec.encode_frame("suspend", 9, {"cmd_id": 42}, key=TEST_KEY, counter=0x01020304)
     signed = struct.pack("<BBHBI", 1, spec.F_AUTH, 9, 0x14, 42)
-    mac = hmac.new(TEST_KEY, signed + struct.pack("<I", 0x01020304), hashlib.sha256).digest()[:8]
+    schema = struct.pack("<I", spec.schema_hash())  # the MAC covers the table (LNK-1)
+    mac = hmac.new(TEST_KEY, schema + signed + struct.pack("<I", 0x01020304),
+                   hashlib.sha256).digest()[:8]
     body = signed + struct.pack("<I", 0x01020304) + mac
     assert frame == body + struct.pack("<H", fw_crc16(body, 0, len(body)))
     msg = codec.decode_frame(frame, key=TEST_KEY)
