@@ -27,6 +27,9 @@ def test_fuzz_campaign_short():
     out = fuzz.run("short", SEED, quiet=True)
     check(out)
     assert out.counts["inputs"] == fuzz.SIZES["short"][0]
+    # the pump delivered between the inputs (and its twin, without them, ended the same)
+    assert out.counts["pump ticks between inputs"] == out.counts["inputs"]
+    assert out.counts["insulin delivered meanwhile mU"] > 0
 
 
 @pytest.mark.req("LNK-3", "LNK-5", "LNK-2", "LNK-6", "HW-3")
