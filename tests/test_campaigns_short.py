@@ -51,11 +51,17 @@ def test_power_cut_campaign_short():
     check(powercut.run("short", SEED, quiet=True))
 
 
-@pytest.mark.req("SEC-2", "SEC-3")
+@pytest.mark.req("SEC-2", "SEC-3", "SEC-4")
 def test_security_campaign_short():
     out = security.run("short", SEED, quiet=True)
     check(out)
     assert out.counts["attacks"] == security.SIZES["short"][0]
+    # the storage-corruption and console cases ran, every one of them (SEC-4)
+    got = {t.what.strip(): t for t in out.targets}
+    for kind in ("lost_link_state", "console", "console_break"):
+        (label,) = [k for k in got if k.startswith(kind + ":")]
+        refused, sent = map(int, str(got[label].got).split("/"))
+        assert sent > 0 and refused == sent and got[label].ok
 
 
 # ---------------------------------------------------------------------------- the client bug
