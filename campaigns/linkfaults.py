@@ -40,7 +40,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from campaigns.common import Outcome, Progress
+from campaigns.common import Outcome, Progress, note_runtime
 from campaigns.relay import LossyPort
 from host_tools import client as C
 from protocol import spec as S
@@ -369,6 +369,7 @@ class Campaign:
             t0 = time.perf_counter()
             with launch(tmp, lockstep=True, seed=self.seed, console=False, fresh=True) as emu:
                 self.emu = emu
+                note_runtime("unix")  # the emulator: the firmware on the unix port
                 inner = C.open_port(emu.port)
                 self.port = LossyPort(inner, self.seed)
                 self.pump = C.Client(self.port, key=C.load_key(emu.key_path), timeout=TIMEOUT,
