@@ -244,7 +244,7 @@ class Link:
             self.pump.fail_safe(ST_LINK, H_LINK, LINK_CORRUPT)
             self.locked = True
             return
-        if self.slots.loaded_n < LINK_LEN or v[L_KEY] == 0:
+        if self.slots.loaded_n < LINK_LEN:
             v[L_KEY] = kid  # an older layout: adopt the key it was used with
             v[L_LOCKED] = 0
         elif v[L_KEY] != kid:

@@ -340,6 +340,17 @@ def test_lost_link_state_locks_commands_until_a_new_key():
     assert got[1] == S.OK and b.pump.state[S_STOP] == S.STOP_NONE
 
 
+@pytest.mark.req("SEC-4")
+def test_lost_link_state_stays_locked_across_reboots_without_a_new_key():
+    for key in (KEY, None):  # also a board flashed without a key
+        b = Bench(key=key, bolus=False)
+        corrupt_link_state(b.rig)
+        for _ in range(3):
+            b.reboot()
+            assert b.link.locked and b.pump.selftest_bits & S.ST_LINK
+            assert b.pump.state[S_STOP] == S.STOP_SELFTEST
+
+
 @pytest.mark.req("SEC-4", "HIS-2")
 def test_a_torn_first_save_of_the_link_state_is_not_lost_state():
     b = Bench(bolus=False)
