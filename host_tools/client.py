@@ -849,8 +849,10 @@ class Client:
             self.counter = max(self.counter, min(info.counter, COUNTER_MAX - COUNTER_RESERVE))
         return info
 
-    def status(self) -> Status:
-        return Status(**self.query("status", expect="status_info").fields)
+    def status(self, signed: bool = False) -> Status:
+        """The pump's status; ``signed`` (with a key): only the pump's signed answer counts,
+        for decisions that rest on it (LNK-6)."""
+        return Status(**self.query("status", expect="status_info", signed=signed).fields)
 
     def get_profile(self, index: int) -> Profile:
         m = self.query("get_profile", {"index": index}, expect="profile_info")

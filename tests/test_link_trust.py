@@ -267,6 +267,31 @@ def test_a_forged_result_does_not_fool_the_client():
 
 
 @pytest.mark.req("LNK-6", "SEC-2")
+def test_a_signed_status_ignores_a_forged_one():
+    peer = ForgingPeer()
+    try:
+        pump = peer.connect(timeout=0.2, retries=3)
+        with peer.lock:
+            peer.install()
+
+        def other_last_command(msg):  # what would steer a reconciliation
+            if msg.name == "status_info":
+                fields = dict(msg.fields, last_cmd_id=0xABCDEF, last_code=S.OK)
+                return codec.encode("status_info", msg.seq, fields, flags=S.F_RESPONSE)
+            return None
+
+        peer.forge = other_last_command
+        assert pump.status().last_cmd_id == 0xABCDEF  # an open status can be forged ...
+        with pytest.raises(C.PumpTimeout):
+            pump.status(signed=True)  # ... a signed one cannot: only forgeries came
+        peer.forge = None
+        assert pump.status(signed=True).last_cmd_id != 0xABCDEF
+        pump.close()
+    finally:
+        peer.close()
+
+
+@pytest.mark.req("LNK-6", "SEC-2")
 def test_a_forged_hello_counter_does_not_fool_the_client():
     peer = ForgingPeer()
     try:
