@@ -2,7 +2,7 @@
 in a thread, reached through pyserial's socket:// URL, with frames dropped on demand.
 
 LNK-1 HELLO and schema check, LNK-2 sequence matching, timeouts, retries and events,
-LNK-3 retried commands act once and lost replies are reconciled from status, LNK-4
+LNK-3 retried commands act once and lost replies are settled by a fence (LNK-6), LNK-4
 refusals with code and detail, SEC-1/SEC-2 key handling and authentication, SEC-3.
 """
 
