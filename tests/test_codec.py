@@ -203,7 +203,8 @@ def test_decode_with_key_requires_a_valid_mac():
 
 # ------------------------------------------------------------------ stream splitting
 @pytest.mark.req("LNK-1", "LNK-5")
-@settings(max_examples=60)
+# generating a few signed frames can take seconds on a loaded 2-core machine: not a failure
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(frames(), min_size=1, max_size=5), st.data())
 def test_frame_reader_splits_any_chunking_and_skips_garbage(cases, data):
     wires = [codec.encode(mid, seq, f, flags=fl) for mid, seq, fl, f, _ in cases]
