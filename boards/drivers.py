@@ -876,12 +876,14 @@ def board_main(make_hardware, maintenance, reset, root=""):
     """What a board's main() does at power-on: stay in the REPL when `maintenance()` (the
     ACK button held at reset: a board running the firmware has Ctrl-C off and a watchdog,
     so this is the way back to mpremote), apply provisioned settings once and reset,
-    else run the firmware."""
+    else run the firmware. Ctrl-C is off from here on, on every board's REPL console
+    (the Pico's USB CDC, the ESP32's UART0), so no byte there stops the pump (SEC-4)."""
     if maintenance():
         print("micropump: ACK held at reset: maintenance mode, firmware not started")
         return None
-    from firmware.main import run
+    from firmware.main import ctrl_c_off, run
 
+    ctrl_c_off()
     hw = make_hardware(root)
     results = apply_provision(hw, join(root, PROVISION))
     if results is not None:

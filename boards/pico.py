@@ -90,20 +90,10 @@ def reset_cause():
     return spec.RESET_POWER_ON
 
 
-def _ctrl_c_off():
-    """0x03 is an ordinary byte in protocol frames on stdin: no KeyboardInterrupt."""
-    try:
-        import micropython
-
-        micropython.kbd_intr(-1)
-    except (ImportError, AttributeError):  # CPython tests
-        pass
-
-
 def usb_serial():
     poller = select.poll()
     poller.register(sys.stdin, select.POLLIN)
-    _ctrl_c_off()
+    # 0x03 in protocol frames on stdin is an ordinary byte: board_main turns Ctrl-C off
     return drivers.StreamSerial(sys.stdin.buffer, sys.stdout.buffer, poller)
 
 

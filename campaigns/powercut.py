@@ -44,7 +44,7 @@ import time
 from collections import Counter
 
 from boards.fakes import PowerCut
-from campaigns.common import Outcome, Progress
+from campaigns.common import Outcome, Progress, note_runtime
 from campaigns.linkfaults import boot
 from firmware.pump import S_BOLUS_ID, S_STOP, S_TEMP_KIND
 from protocol import spec as S
@@ -302,6 +302,7 @@ class EmuPart:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="campaign-emu-") as tmp, \
                 launch(tmp, lockstep=True, seed=self.seed, console=False, fresh=True) as emu:
+            note_runtime("unix")  # the emulator: the firmware on the unix port
             p = C.connect(emu.port, key=C.load_key(emu.key_path), timeout=0.5, retries=3,
                           hello=False)
             boot(p)

@@ -1635,3 +1635,12 @@ class Pump:
         if rate <= 0:
             return -1
         return self.reservoir_mu() * 60 // rate
+
+    def fail_safe(self, bit, kind, arg):
+        """Safe state for a fault found outside the power-on self-tests (lost link state,
+        an exception that escaped the main loop: SEC-4): self-test bit `bit`, a history
+        record (`kind`, `arg`, the bits), delivery stopped, the self-test alarm (high)."""
+        self.selftest_bits |= bit
+        self._log(kind, arg, self.selftest_bits, 0, 0)
+        self._stop(STOP_SELFTEST)
+        self.alarms.raise_(A_SELFTEST, self.selftest_bits)

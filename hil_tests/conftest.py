@@ -33,6 +33,7 @@ import pytest
 
 from host_tools import client as C
 from protocol import spec as S
+from tools.req_plugin import note_runtime
 
 from . import kit
 from .strategy import PumpStrategy
@@ -269,6 +270,14 @@ def raw(bench, pump):
 @pytest.fixture
 def pulse(bench) -> int:
     return bench.pulse
+
+
+def pytest_runtest_call(item):
+    """Where the firmware of this test runs (tools/trace.py): the emulator is the unix port;
+    anything else given with --port is a board."""
+    b = getattr(item, "funcargs", {}).get("bench")
+    if isinstance(b, Bench) and b.info is not None:
+        note_runtime("unix" if b.info.board == S.BOARD_UNIX else "board")
 
 
 def pytest_report_header(config):

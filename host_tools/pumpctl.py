@@ -510,7 +510,7 @@ def cmd_status(pump: C.Client, args, out: Out):
 def _result(out: Out, what: str, res: C.Result, **extra):
     data = {"ok": True, "command": what, "cmd_id": res.cmd_id, "detail": res.detail,
             "reconciled": res.reconciled, **extra}
-    text = f"{what}: done" + (" (outcome reconciled from status)" if res.reconciled else "")
+    text = f"{what}: done" + (" (outcome learned from a fence)" if res.reconciled else "")
     out.emit(data, text=text)
 
 
