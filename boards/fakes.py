@@ -8,7 +8,7 @@ from array import array
 
 from firmware.compat import TICKS_PERIOD, ticks_diff
 from firmware.hal import REGION_SIZES, REGIONS, Hardware
-from firmware.signals import BURST_INTERVAL_MS, BURSTS, TONE_HZ
+from firmware.signals import signal_pulses
 
 _TICKS_MAX = TICKS_PERIOD - 1  # a small int on 32-bit ports, unlike TICKS_PERIOD
 
@@ -243,30 +243,6 @@ class Annunciator:
     def pulses(self, until, since=None):
         """Tone pulses played up to `until` ms: [(start ms, Hz, duration ms, level)]."""
         return signal_pulses(self.segments(), until, since)
-
-
-def signal_pulses(segments, until, since=None):
-    """Expand recorded signals (start, priority, level, stop or -1) into the tone pulses a
-    buzzer plays up to `until` (and from `since`): [(start ms, Hz, duration ms, level)].
-    A burst repeats every BURST_INTERVAL_MS; a signal stopped mid-pulse cuts the pulse."""
-    out = []
-    for start, priority, level, stop in segments:
-        end = until if stop < 0 else min(stop, until)
-        burst = BURSTS[priority]
-        interval = BURST_INTERVAL_MS[priority]
-        b = start
-        while b < end:
-            t = b
-            for k in range(len(burst)):
-                if t >= end:
-                    break
-                if not k & 1 and (since is None or t + burst[k] > since):
-                    out.append((t, TONE_HZ[priority], min(burst[k], end - t), level))
-                t += burst[k]
-            if not interval:
-                break
-            b += interval
-    return out
 
 
 class Buttons:

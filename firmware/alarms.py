@@ -114,7 +114,7 @@ class Alarms:
         self.active[alarm] = 0
         self.count -= 1
         self.log(alarm, ALARM_CLEARED, value)
-        if not self.acked[alarm]:
+        if not self.acked[alarm] and not self.latched[alarm]:
             self.missed[alarm] = 1
             self.log(alarm, ALARM_UNACKED, self.level[alarm])
         if self.sounding == alarm:

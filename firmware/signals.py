@@ -64,3 +64,28 @@ def burst_ms(priority):
     for t in BURSTS[priority]:
         total += t
     return total
+
+
+def signal_pulses(segments, until, since=None):
+    """Host side and emulator telemetry only (it allocates; never in the tick).
+    Expand recorded signals (start, priority, level, stop or -1) into the tone pulses a
+    buzzer plays up to `until` (and from `since`): [(start ms, Hz, duration ms, level)].
+    A burst repeats every BURST_INTERVAL_MS; a signal stopped mid-pulse cuts the pulse."""
+    out = []
+    for start, priority, level, stop in segments:
+        end = until if stop < 0 else min(stop, until)
+        burst = BURSTS[priority]
+        interval = BURST_INTERVAL_MS[priority]
+        b = start
+        while b < end:
+            t = b
+            for k in range(len(burst)):
+                if t >= end:
+                    break
+                if not k & 1 and (since is None or t + burst[k] > since):
+                    out.append((t, TONE_HZ[priority], min(burst[k], end - t), level))
+                t += burst[k]
+            if not interval:
+                break
+            b += interval
+    return out

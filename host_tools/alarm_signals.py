@@ -8,14 +8,35 @@ board driver's PWM.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import struct
 import wave
+from functools import cache
 from pathlib import Path
+
+from host_tools.paths import source_root
 
 BURST_GAP_MS = 1500  # a silence longer than this starts a new burst (longest pause: 1300)
 RATE = 16000  # WAV sample rate: well above twice the highest fundamental (1 kHz)
 LEVEL_GAIN = (0.25, 0.5, 1.0)  # amplitude per escalation level, as the PWM duty grows
+
+
+@cache
+def signals():
+    """firmware/signals.py (plain data and one function), loaded from the MicroPython tree
+    the emulator runs: a checkout or the copy in an installed wheel."""
+    path = source_root() / "firmware" / "signals.py"
+    spec = importlib.util.spec_from_file_location("micropump_signals", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def recorded_pulses(emu: dict) -> list[tuple]:
+    """The tone pulses of every signal in an emulator telemetry's "emu" part (this boot)."""
+    segments = [tuple(g) for g in emu.get("signals", [])]
+    return signals().signal_pulses(segments, emu.get("elapsed_ms", 0))
 
 
 def bursts(pulses: list[tuple]) -> list[list[tuple]]:
