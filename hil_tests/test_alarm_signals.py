@@ -17,8 +17,11 @@ import pytest
 from boards import drivers
 from firmware import signals
 from host_tools.alarm_signals import bursts, flash, measure
+from host_tools.client import PumpRefused
 from protocol import spec as S
 from tests import fake_machine as fm
+
+from . import kit
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "alarm-signals.md"
 PRIO = {1: "low", 2: "medium", 3: "high"}
@@ -169,3 +172,75 @@ def test_signals_of_each_priority_within_iec_60601_1_8(bench, pump, sim):
         "priority's LED is steady, so it has no flash figures.\n\n"
         + "\n".join(rows) + "\n")
     assert DOC.read_text().count("\n| ") == len(signals.STANDARD) + 1
+
+
+# ------------------------------------------------------------------ alarm management
+def playing(bench) -> tuple[int, int] | None:
+    """(priority, level) of the signal the emulator's buzzer plays now, or None."""
+    segs = [s for s in telemetry(bench)["emu"]["signals"] if s[3] < 0]
+    return (segs[-1][1], segs[-1][2]) if segs else None
+
+
+@pytest.mark.req("ALM-8", "ALM-6", "ALM-1", "ALM-3")
+def test_hidden_alarm_logged_then_annunciated_when_the_higher_is_acknowledged(bench, pump, sim):
+    pump.bolus(5000)
+    sim.occlusion(True)
+    _ms, ev, _seen = sim.run_until(
+        lambda e: e.kind == S.EV_ALARM and e.a == S.A_OCCLUSION and e.b == S.ALARM_RAISED,
+        5 * kit.MIN_MS)
+    assert ev is not None, "no occlusion alarm"
+    sim.occlusion(False)
+    assert playing(bench) == (S.PRIO_HIGH, 0)
+    kit.drain_events(pump)
+    sim.battery(15)  # battery low (medium) while the occlusion alarm sounds
+    sim.advance(seconds=2)
+    events = kit.alarm_events(kit.drain_events(pump), S.A_BATTERY_LOW)
+    assert [(e.b, e.c) for e in events] == [(S.ALARM_RAISED, 15),
+                                            (S.ALARM_HIDDEN, S.A_OCCLUSION)]
+    assert playing(bench) == (S.PRIO_HIGH, 0)  # the medium one is not heard
+    sim.advance(seconds=30)
+    assert playing(bench) == (S.PRIO_HIGH, 0)
+    pump.ack_alarm("occlusion")  # latched: acknowledged, it clears
+    assert playing(bench) == (S.PRIO_MEDIUM, 0)  # the hidden one sounds now
+    sim.advance(seconds=1)  # the LED follows at the next tick
+    assert telemetry(bench)["emu"]["led_pattern"]["priority"] == S.PRIO_MEDIUM
+    logged = [(r.arg, r.v2) for r in kit.records(kit.history(pump, 0), S.H_ALARM)
+              if r.v1 == S.A_BATTERY_LOW][-2:]
+    assert logged == [(S.ALARM_RAISED, 15), (S.ALARM_HIDDEN, S.A_OCCLUSION)]
+    pump.ack_alarm("battery_low")
+    assert playing(bench) is None
+    sim.battery(100)
+    sim.advance(seconds=2)
+
+
+@pytest.mark.req("ALM-8", "ALM-6")
+def test_condition_that_ends_unacknowledged_is_logged_and_shown(bench, pump, sim):
+    kit.drain_events(pump)
+    sim.battery(15)
+    sim.advance(seconds=5)
+    assert playing(bench) == (S.PRIO_MEDIUM, 0)
+    sim.battery(100)  # charged before anyone acknowledged it
+    sim.advance(seconds=2)
+    assert playing(bench) is None
+    events = kit.alarm_events(kit.drain_events(pump), S.A_BATTERY_LOW)
+    assert [e.b for e in events] == [S.ALARM_RAISED, S.ALARM_CLEARED, S.ALARM_UNACKED]
+    assert [e.describe() for e in events][-1] == (
+        "alarm battery_low cleared, was not acknowledged")
+    pump.ack_alarm("battery_low")  # seen: acknowledging it is accepted once
+    with pytest.raises(PumpRefused):
+        pump.ack_alarm("battery_low")
+
+
+@pytest.mark.req("ALM-8", "ALM-2")
+def test_start_stop_cycles_escalate_on_the_emulator(bench, pump, sim):
+    sim.advance(minutes=11)  # no cycle window left from earlier tests
+    levels = []
+    for _ in range(4):  # the battery reading dips below 20 % and recovers, every 2 min
+        sim.battery(15)
+        sim.advance(seconds=5)
+        levels.append(playing(bench))
+        sim.battery(100)
+        sim.advance(seconds=115)
+    assert levels == [(S.PRIO_MEDIUM, 0), (S.PRIO_MEDIUM, 0), (S.PRIO_MEDIUM, 1),
+                      (S.PRIO_MEDIUM, 2)]
+    pump.ack_alarm("battery_low")

@@ -470,7 +470,7 @@ def describe_record(r: C.HistoryRecord) -> str:
         return "resumed"
     if k == spec.H_ALARM:
         name = spec.ALARMS[r.v1][0] if 0 <= r.v1 < spec.ALARM_COUNT else r.v1
-        action = ("raised", "acknowledged", "cleared")[r.arg] if r.arg < 3 else r.arg
+        action = spec.ALARM_ACTIONS[r.arg] if r.arg < len(spec.ALARM_ACTIONS) else r.arg
         return f"alarm {name} {action}"
     if k == spec.H_REWIND:
         return "rewind"
