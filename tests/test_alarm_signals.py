@@ -161,3 +161,74 @@ def test_recorded_timeline_as_telemetry_and_wav(tmp_path):
     assert np.abs(data[int(0.25 * rate): int(0.35 * rate)]).max() == 0  # the pause
     with pytest.raises(ValueError, match="no tone pulses"):
         write_wav([], path)
+
+
+UNIX_RECORDER = """
+import micropython
+from boards.fakes import Annunciator
+from firmware.alarms import Alarms
+from protocol import spec as S
+
+class T:
+    ms = 0
+t = T()
+t.ms = 0  # an instance attribute before the heap is locked
+log = []
+ann = Annunciator(lambda: t.ms, "q")
+al = Alarms(ann, lambda a, act, v: None)
+i = 0
+micropython.heap_lock()
+while i < 400:  # raise, hide, clear, cycle and acknowledge under the locked heap
+    t.ms += 1000
+    if i % 50 == 1:
+        al.set(S.A_BATTERY_LOW, True, 15)
+    if i % 50 == 2:
+        al.raise_(S.A_OCCLUSION, 0)
+    if i % 50 == 3:
+        al.set(S.A_SIGNAL_LOSS, True, 0)
+    if i % 50 == 30:
+        al.ack(S.A_OCCLUSION)
+    if i % 50 == 40:
+        al.set(S.A_BATTERY_LOW, False, 100)
+        al.set(S.A_SIGNAL_LOSS, False, 0)
+    al.tick(1000)
+    i += 1
+micropython.heap_unlock()
+print("segments", len(ann.segments()), "pulses", len(ann.pulses(t.ms)), "level",
+      al.level[S.A_BATTERY_LOW], "missed", al.missed[S.A_SIGNAL_LOSS])
+"""
+
+
+@pytest.mark.req("ALM-8", "ALM-2")
+def test_alarm_manager_and_recorder_allocation_free_on_the_unix_port():
+    """Hidden, cleared-unacknowledged and cycling alarms with the emulator's recording
+    annunciator, 400 ticks under micropython.heap_lock (a MemoryError would fail it)."""
+    from tests.runtimes import run_unix
+
+    out = run_unix(UNIX_RECORDER).split()
+    # 8 cycles of 4 signals: battery low, occlusion over it, signal loss hidden (none), the
+    # occlusion acknowledged (the next one plays), battery low cleared while it plays
+    assert out[0] == "segments" and int(out[1]) == 32
+    assert int(out[3]) > 0
+    assert out[4:] == ["level", "2", "missed", "1"]  # cycling escalated; loss never acked
+
+
+@pytest.mark.req("ALM-8")
+def test_pumpctl_shows_led_and_buzzer_and_writes_the_wav(tmp_path):
+    from host_tools.pumpctl import led_buzzer_text, save_alarm_wav
+
+    emu = {"led_pattern": {"priority": 3, "colour": "red", "on_ms": 240, "off_ms": 260,
+                           "flash_mhz": 2000, "steady": 0},
+           "signals": [[0, 2, 0, 10000], [10000, 3, 1, -1]], "sounds": [0, 1, 1],
+           "elapsed_ms": 30000}
+    assert led_buzzer_text(emu) == ("LED red flashing 2 Hz (high) / buzzer: high priority "
+                                    "signal, level 1, 2 annunciations")
+    said = []
+    save_alarm_wav({"emu": emu}, str(tmp_path / "a.wav"), said.append)
+    assert said == [f"alarm sounds written to {tmp_path / 'a.wav'} (23 tone pulses, 23.6 s)"]
+    with wave.open(str(tmp_path / "a.wav")) as w:
+        # medium: 3 pulses at 0 s; high: bursts at 10 and 20 s, the last ends at 23.62 s
+        assert w.getnframes() == 23620 * w.getframerate() // 1000
+    save_alarm_wav({"emu": {"signals": [], "elapsed_ms": 5}}, str(tmp_path / "b.wav"),
+                   said.append)
+    assert said[-1].startswith("no alarm sounded") and not (tmp_path / "b.wav").exists()
