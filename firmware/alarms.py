@@ -70,7 +70,8 @@ class Alarms:
         self.acked[alarm] = 0
         self.missed[alarm] = 0
         if self.window[alarm] > 0:
-            self.cycles[alarm] += 1
+            if self.cycles[alarm] < 255:  # a byte: a condition flapping every tick stays put
+                self.cycles[alarm] += 1
         else:
             self.cycles[alarm] = 1
             self.window[alarm] = CYCLE_MS

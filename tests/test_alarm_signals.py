@@ -232,3 +232,16 @@ def test_pumpctl_shows_led_and_buzzer_and_writes_the_wav(tmp_path):
     save_alarm_wav({"emu": {"signals": [], "elapsed_ms": 5}}, str(tmp_path / "b.wav"),
                    said.append)
     assert said[-1].startswith("no alarm sounded") and not (tmp_path / "b.wav").exists()
+
+
+@pytest.mark.req("ALM-8", "ALM-2")
+def test_condition_flapping_every_tick_stays_at_the_loudest_level():
+    """300 raises within 5 min: the cycle count (a byte) saturates instead of failing."""
+    r = Rig()
+    for i in range(300):
+        r.al.set(S.A_BATTERY_LOW, True, 19)
+        r.al.set(S.A_BATTERY_LOW, False, 21)
+        if i % 2:
+            r.run(2)
+    assert r.al.cycles[S.A_BATTERY_LOW] == 255 and r.al.level[S.A_BATTERY_LOW] == 2
+    assert sum(1 for a in r.log if a[1] == S.ALARM_RAISED) == 300
