@@ -24,6 +24,7 @@ from firmware.compat import ticks_diff
 from firmware.crc import crc16
 from firmware.dates import date_of, day_of, days_in_month, weekday
 from firmware.hal import REGION_SIZES, Hardware
+from firmware.signals import BURST_INTERVAL_MS, BURSTS, FLASH, RGB, TONE_HZ, burst_ms
 
 # Files on the board's flash, next to main.py (all written by host_tools/flash.py)
 MANIFEST = "manifest.sha256"  # "<sha256 hex>  <path>" per deployed file
@@ -309,93 +310,123 @@ class BatteryGauge:
 
 # --------------------------------------------------------------------------- annunciator
 
-# Buzzer patterns per alarm priority (low, medium, high), in service-timer periods
-# (boards run the timer every TIMER_MS = 20 ms): tone, pause, tone, pause, ...; the last
-# pause is the gap before a repeat. Modelled on IEC 60601-1-8 pulse counts: low 2 pulses,
-# medium 3, high 5 (3 + 2).
-PATTERNS = (
-    b"",
-    b"\x08\x06\x08\x19",
-    b"\x08\x06\x08\x06\x08\x19",
-    b"\x05\x04\x05\x04\x05\x0f\x05\x04\x05\x19",
-)
-CHIRP = b"\x05\x01"  # self-test beep at power-on
-FREQS = (2000, 1500, 2000, 2700)  # Hz per priority (0: chirp)
+# What each priority sounds and shows is firmware/signals.py (IEC 60601-1-8, ALM-8); this
+# driver plays it on a PWM buzzer and flashes the LED, one advance() per service-timer period.
+CHIRP_MS = 100  # self-test beep at power-on
 DUTIES = (8192, 16384, 32768)  # duty_u16 per escalation level: louder as it escalates
 
 
 class Annunciator:
-    """Piezo buzzer on a PWM pin plus an alarm LED.
+    """Piezo buzzer on a PWM pin plus an alarm LED (one pin, or red/green/blue pins).
 
-    sound(priority, level) only starts a pattern (1 + level repeats, louder per level);
-    advance() plays it, one call per service-timer period (the board's machine.Timer).
-    There is no acoustic feedback: self_test() sounds a chirp for the user to hear and
-    reports False only if the PWM cannot be driven.
+    sound(priority, level) starts the priority's auditory signal: its burst, repeated every
+    BURST_INTERVAL_MS until silence() or the next sound(); louder per escalation level.
+    led(priority) starts its visual signal: the LED flashes at the priority's rate (steady
+    for low); an RGB LED also shows its colour. advance(), called every `period_ms` by the
+    board's service timer, plays both. There is no acoustic feedback: self_test() sounds a
+    chirp for the user to hear and reports False only if the PWM cannot be driven.
     """
 
-    def __init__(self, pwm, led):
+    def __init__(self, pwm, led, period_ms=20, rgb=None):
         self.pwm = pwm
         self._duty = pwm.duty_u16
         self._freq = pwm.freq
-        self._led = led.value
-        self.pattern = PATTERNS[0]
+        self._led = led.value if led is not None else None
+        self._rgb = tuple(p.value for p in rgb) if rgb is not None else ()
+        self.period = period_ms
+        self.burst = BURSTS[0]
         self.index = 0
-        self.left = 0
-        self.repeats = 0
+        self.left = 0  # ms left in the current tone, pause or gap
+        self.gap = 0  # ms from the end of a burst to the start of the next; 0: no repeat
         self.volume = 0
         self.active = False
+        self.flash_on = 0
+        self.flash_off = 0
+        self.flash_left = 0
+        self.lit = 0
+        self.colour = 0
         self._duty(0)
-        self._led(0)
+        self._show(0, 0)
 
-    def _start(self, pattern, freq, volume, repeats):
+    def _start(self, burst, freq, volume, gap):
         self.active = False  # the timer callback leaves it alone while it changes
-        self.pattern = pattern
+        self.burst = burst
         self.index = 0
-        self.left = pattern[0]
-        self.repeats = repeats
+        self.left = burst[0]
+        self.gap = gap
         self.volume = volume
         self._freq(freq)
         self._duty(volume)
         self.active = True
 
     def sound(self, priority, level):
-        if priority <= 0 or priority >= len(PATTERNS):
+        if priority <= 0 or priority >= len(BURSTS):
             return
         if level < 0:
             level = 0
         elif level > 2:
             level = 2
-        self._start(PATTERNS[priority], FREQS[priority], DUTIES[level], 1 + level)
+        interval = BURST_INTERVAL_MS[priority]
+        gap = interval - burst_ms(priority) if interval else 0
+        self._start(BURSTS[priority], TONE_HZ[priority], DUTIES[level], gap)
+
+    def silence(self):
+        self.active = False
+        self._duty(0)
 
     def advance(self, _timer=None):
-        """One service-timer period of the running pattern (timer callback)."""
+        """One service-timer period of the running signal and LED (timer callback)."""
+        if self.flash_off:
+            self.flash_left -= self.period
+            if self.flash_left <= 0:
+                self.lit ^= 1
+                self.flash_left += self.flash_on if self.lit else self.flash_off
+                self._show(self.lit, self.colour)
         if not self.active:
             return
-        self.left -= 1
+        self.left -= self.period
         if self.left > 0:
             return
-        pattern = self.pattern
+        burst = self.burst
         i = self.index + 1
-        if i >= len(pattern):
-            self.repeats -= 1
-            if self.repeats <= 0:
-                self.active = False
-                self._duty(0)
+        if i == len(burst):  # the burst ended: wait for the next one
+            if not self.gap:
+                self.silence()
                 return
+            self.index = i
+            self.left += self.gap
+            self._duty(0)
+            return
+        if i > len(burst):
             i = 0
         self.index = i
-        self.left = pattern[i]
+        self.left += burst[i]
         self._duty(0 if i & 1 else self.volume)
 
     def sounding(self):
-        return self.active and not self.index & 1
+        return self.active and self.index < len(self.burst) and not self.index & 1
+
+    def _show(self, lit, priority):
+        if self._led is not None:
+            self._led(lit)
+        if self._rgb:
+            colour = RGB[priority] if lit else RGB[0]
+            for i in range(3):
+                self._rgb[i](colour[i])
 
     def led(self, priority):
-        self._led(1 if priority > 0 else 0)
+        on, off = FLASH[priority]
+        self.colour = priority
+        self.flash_off = 0  # the timer callback leaves it alone while it changes
+        self.lit = 1 if priority > 0 else 0
+        self.flash_on = on
+        self.flash_left = on
+        self._show(self.lit, priority)
+        self.flash_off = off
 
     def self_test(self):
         try:
-            self._start(CHIRP, FREQS[0], DUTIES[0], 1)
+            self._start((CHIRP_MS,), TONE_HZ[3], DUTIES[0], 0)
         except (OSError, ValueError):
             return False
         return True

@@ -36,7 +36,9 @@ in boards/unix.py (storage regions, then plunger position, odometer, battery lev
   motor pulses while delivery runs; pulses while the pump is suspended are priming (the
   set is off the body) and go nowhere. Insulin not yet reported survives a power cut
   (world.json "patient_mu");
-- buzzer and LED: boards/fakes.Annunciator (annunciations per priority, LED priority);
+- buzzer and LED: boards/fakes.Annunciator (annunciations per priority, LED priority) on
+  the virtual clock: telemetry carries the signals it played, the tone pulses of the last
+  minute (ALM-8, firmware/signals.py) and the LED's colour and flash rate;
 - buttons: FAULT_BUTTON_PRESS presses once; FAULT_BUTTON_STUCK holds buttons down, which
   this board's driver reports as a press at every scan (each tick), like a held key: a
   stuck ACK acknowledges every alarm as soon as it is raised (the firmware has no
@@ -113,6 +115,7 @@ from firmware.compat import TICKS_PERIOD, ticks_diff  # noqa: E402
 from firmware.crc import crc16  # noqa: E402
 from firmware.hal import R_LINK_A, R_LINK_B, Hardware  # noqa: E402
 from firmware.pump import S_BOOTS, S_TIME_SET  # noqa: E402
+from firmware.signals import COLOUR, FLASH  # noqa: E402
 from firmware.wire import COBS_MAX, Decoder  # noqa: E402
 from protocol import spec as S  # noqa: E402
 
@@ -900,6 +903,17 @@ class ConsolePort:
             pass
 
 
+PULSES_MS = 60000  # telemetry carries the tone pulses of the last minute of virtual time
+
+
+def led_pattern(priority, since):
+    """The alarm LED as a person sees it (ALM-8): colour, flash timing and rate."""
+    on, off = FLASH[priority]
+    return {"priority": priority, "colour": COLOUR[priority], "on_ms": on, "off_ms": off,
+            "flash_mhz": 1000000 // (on + off) if off else 0,
+            "steady": 1 if priority and not off else 0, "since_ms": since}
+
+
 class Emulator:
     """hw.emulator: clock control and fault injection (SEC-3: only this board has it)."""
 
@@ -1140,8 +1154,15 @@ class Emulator:
             "line_kpa": self.line.kpa,
             "occluded": 1 if self.line.occluded else 0,
             "led": ann.led_priority,
+            "led_pattern": led_pattern(ann.led_priority, ann.led_since),
             "sounds": [ann.sounds[1], ann.sounds[2], ann.sounds[3]],
             "last_sound": [ann.last_priority, ann.last_level],
+            # ALM-8: what the buzzer plays: signals as (start ms, priority, level, stop ms
+            # or -1 while playing), and the tone pulses of the last PULSES_MS as
+            # (start ms, Hz, duration ms, level); times are virtual ms since boot
+            "signals": [list(g) for g in ann.segments()],
+            "pulses": [list(p) for p in ann.pulses(self.clock.elapsed,
+                                                   self.clock.elapsed - PULSES_MS)],
             "stuck": self.buttons.stuck,
             "sensor_loss": self.radio.lost,
             "cgm_sent": self.radio.sent,
@@ -1190,7 +1211,8 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
                      pulse_mu)
     board.radio = radio
     motor.radio = radio
-    annunciator = Annunciator()
+    # the buzzer's timeline in virtual ms since boot ("q": past 2**31 ms, 24 days)
+    annunciator = Annunciator(lambda: clock.elapsed, "q")
     serial = EmuSerial(board, world, clock, console.inp if console is not None else None)
     emu = Emulator(board, world, clock, serial, battery, line, buttons, storage, radio,
                    annunciator, telemetry_fd)

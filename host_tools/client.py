@@ -392,7 +392,8 @@ class Event:
     def describe(self) -> str:
         if self.kind == spec.EV_ALARM:
             alarm = spec.ALARMS[self.a][0] if 0 <= self.a < spec.ALARM_COUNT else self.a
-            action = ("raised", "acknowledged", "cleared")[self.b] if 0 <= self.b < 3 else self.b
+            action = (spec.ALARM_ACTIONS[self.b] if 0 <= self.b < len(spec.ALARM_ACTIONS)
+                      else self.b)
             return f"alarm {alarm} {action}"
         if self.kind == spec.EV_BOLUS:
             return (f"bolus {self.a}: {mu_to_units(self.b)} of {mu_to_units(self.c)} U "

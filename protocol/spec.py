@@ -219,6 +219,13 @@ ALARMS = (
 ALARM_RAISED = 0
 ALARM_ACKED = 1
 ALARM_CLEARED = 2
+# ALM-8: raised while a higher-priority alarm sounds (value: that alarm's id); it sounds once
+# the higher one is acknowledged or clears.
+ALARM_HIDDEN = 3
+# The condition ended by itself before anyone acknowledged it: logged right after the clear,
+# shown until acknowledged (value: escalation level it had reached).
+ALARM_UNACKED = 4
+ALARM_ACTIONS = ("raised", "acknowledged", "cleared", "hidden", "cleared, was not acknowledged")
 
 # Self-test failure bits (ALM-5)
 ST_FIRMWARE = 1
