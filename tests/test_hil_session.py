@@ -74,7 +74,9 @@ def test_wrong_key_and_xdist_workers_end_the_run_with_one_line(emulator, tmp_pat
     wrong.write_text("11" * 32 + "\n")
     line = one_error(run_hil("hil_tests", "--port", emulator.port, "--key", wrong))
     assert line == (f"ERROR: micropump HIL: the pump at {emulator.port} does not accept the "
-                    f"key in {wrong} (bad authentication: wrong key)")
+                    f"key in {wrong} (bad authentication: wrong pairing key, or host tools "
+                    "built from another protocol/spec.py than the pump's firmware: compare "
+                    "the schema hashes with `pumpctl status` and update the older side)")
     line = one_error(run_hil("hil_tests", "-n", "2", "--port", emulator.port, "--key",
                              emulator.key_path))
     assert line == (f"ERROR: micropump HIL: one pump at {emulator.port} cannot serve 2 xdist "
