@@ -1,0 +1,81 @@
+"""Defence in depth in the delivery path (issue 19): a single forgotten line elsewhere must
+not move the motor. These tests kill mutants of tools/mutants.toml that the behaviour
+tests could not see, because another line covered for the broken one."""
+
+import pytest
+
+from firmware.layout import S_BASAL_TODAY, S_BOLUS_TODAY, S_SBL, S_STOP
+from protocol import spec as S
+from tests.pumpkit import make_pump, run, run_until
+
+
+def plan(pump, basal, now, ext):
+    pump.plan_basal = basal
+    pump.plan_now = now
+    pump.plan_ext = ext
+
+
+@pytest.mark.req("THR-5", "HIS-2", "ALM-3", "RES-1")
+@pytest.mark.parametrize("stop", ["user", "occlusion", "reservoir"])
+def test_the_delivery_path_itself_never_moves_a_stopped_pump(stop):
+    """Whatever a caller planned, _deliver moves nothing while the pump is stopped: the
+    guard is in the delivery path, not only in the planning (mutant deliver-stopped-guard)."""
+    rig, pump = make_pump(50, rates=(1000,))
+    assert pump.bolus(S.BOLUS_NORMAL, 1000, 0, 0) == S.OK
+    run(rig, pump, 4)
+    if stop == "user":
+        assert pump.suspend() == S.OK
+    else:
+        reason = S.STOP_OCCLUSION if stop == "occlusion" else S.STOP_RESERVOIR
+        pump._stop(reason)
+    assert pump.state[S_STOP] != S.STOP_NONE
+    pos = rig.motor.pos
+    basal, bolus = pump.state[S_BASAL_TODAY], pump.state[S_BOLUS_TODAY]
+    day = pump.doses.total_day()
+    plan(pump, 3, 2, 1)
+    pump._deliver()
+    assert rig.motor.pos == pos
+    assert (pump.state[S_BASAL_TODAY], pump.state[S_BOLUS_TODAY]) == (basal, bolus)
+    assert pump.doses.total_day() == day
+
+
+@pytest.mark.req("SNS-3", "HIS-2")
+def test_the_delivery_path_itself_moves_no_basal_while_suspended_before_low():
+    """Suspend before low stops basal in the delivery path too, not only in basal_rate():
+    a bolus still moves (the user confirmed it), planned basal does not."""
+    rig, pump = make_pump(50, rates=(1000,))
+    pump.state[S_SBL] = 1
+    pos = rig.motor.pos
+    basal = pump.state[S_BASAL_TODAY]
+    plan(pump, 3, 0, 0)
+    pump._deliver()
+    assert rig.motor.pos == pos and pump.state[S_BASAL_TODAY] == basal
+    assert pump.bolus(S.BOLUS_NORMAL, 100, 0, 0) == S.OK
+    plan(pump, 3, 2, 0)
+    pump._deliver()
+    assert rig.motor.pos == pos + 2
+    assert pump.state[S_BASAL_TODAY] == basal
+    assert pump.bolus_progress()[0] == 0  # the 2-pulse bolus completed
+
+
+@pytest.mark.req("THR-5", "HIS-2")
+def test_a_pulse_owed_by_a_failed_save_never_moves_after_suspend_and_resume():
+    """Issue 19, survivor 2: a basal pulse owed after a failed state save must be dropped by
+    the suspend, so resuming at once (before any tick) does not deliver it by surprise
+    (mutant stop-keeps-owed-basal)."""
+    rig, pump = make_pump(50, rates=(1000,))  # a basal pulse every 180 s
+    run(rig, pump, 170)
+    pos = rig.motor.pos
+    rig.storage.fail = True
+    assert run_until(rig, pump, lambda: pump.owed_basal, 20) is not None
+    assert pump.owed_basal == 1 and rig.motor.pos == pos
+    rig.storage.fail = False
+    assert pump.suspend() == S.OK
+    assert pump.owed_basal == 0
+    assert pump.resume() == S.OK
+    basal = pump.state[S_BASAL_TODAY]
+    run(rig, pump, 10)  # the next pulse of the rate is due 180 s after the resume
+    assert rig.motor.pos == pos
+    assert pump.state[S_BASAL_TODAY] == basal
+    run(rig, pump, 170)
+    assert rig.motor.pos == pos + 1
