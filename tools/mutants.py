@@ -199,14 +199,16 @@ class Sandbox:
 
     def pytest(self, tests, stop_first=True, timeout=TIMEOUT_S):
         """Run pytest on `tests` in the copy. (exit code or None on time-out, output)."""
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p",
-               "no:xdist", "--req-trace", "none", "-rfE", "--no-header", "--tb=line"]
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--req-trace",
+               "none", "-rfE", "--no-header", "--tb=line"]
         if stop_first:
             cmd.append("-x")
         env = dict(os.environ)
         env["PYTHONPATH"] = str(self.root)  # the copy's firmware/, not the installed tree
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # a mutant of the same size and second as the
         # original would otherwise reuse a stale .pyc
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # seconds of start-up per run: the
+        # killers need none of the installed plugins (xdist, benchmark, hypothesis's)
         env.pop("PYTEST_ADDOPTS", None)
         env.pop("PYTEST_XDIST_WORKER", None)
         try:
@@ -357,6 +359,8 @@ def main(argv=None) -> int:
     from rich.progress import TimeElapsedColumn
 
     con = Console()
+    if not con.is_terminal:
+        con = Console(width=160)  # make, CI and logs: one line per mutant, a readable table
     try:
         version, mutants = load(args.path)
     except ListError as e:
