@@ -4,7 +4,7 @@ tests could not see, because another line covered for the broken one."""
 
 import pytest
 
-from firmware.layout import S_BASAL_TODAY, S_BOLUS_TODAY, S_SBL, S_STOP
+from firmware.layout import S_BASAL_TODAY, S_BOLUS_TODAY, S_MONO_S, S_SBL, S_STOP
 from protocol import spec as S
 from tests.pumpkit import make_pump, run, run_until
 
@@ -79,3 +79,24 @@ def test_a_pulse_owed_by_a_failed_save_never_moves_after_suspend_and_resume():
     assert pump.state[S_BASAL_TODAY] == basal
     run(rig, pump, 170)
     assert rig.motor.pos == pos + 1
+
+
+@pytest.mark.req("THR-7", "HIS-2")
+def test_a_basal_pulse_owed_by_a_failed_save_moves_at_the_next_tick():
+    """A basal pulse that could not be recorded is owed, not dropped: once the save works
+    again it moves, so basal over the hour still equals the programmed 1 U (mutant
+    deliver-forgets-owed-basal)."""
+    rig, pump = make_pump(50, rates=(1000,))  # a basal pulse every 180 s
+    pos = rig.motor.pos
+    t0 = pump.state[S_MONO_S]
+    run(rig, pump, 170)
+    rig.storage.fail = True
+    assert run_until(rig, pump, lambda: pump.owed_basal, 20) is not None
+    assert pump.state[S_MONO_S] - t0 == 180
+    assert rig.motor.pos == pos and pump.storage_failures == 1
+    rig.storage.fail = False
+    run(rig, pump, 1)
+    assert rig.motor.pos == pos + 1 and pump.owed_basal == 0
+    run(rig, pump, 3600 - (pump.state[S_MONO_S] - t0))
+    assert rig.motor.pos == pos + 20
+    assert pump.state[S_BASAL_TODAY] == 1000

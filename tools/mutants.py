@@ -154,7 +154,8 @@ def apply(text: str, m: Mutant) -> str:
             and (not m.before or (i > 0 and lines[i - 1].strip() == m.before))
             and (not m.inside or _function_of(lines, i) == m.inside)]
     if len(hits) != 1:
-        what = "is gone" if not hits else f"occurs {len(hits)} times (lines {[h + 1 for h in hits]})"
+        at = [h + 1 for h in hits]
+        what = f"occurs {len(hits)} times (lines {at})" if hits else "is gone"
         raise Stale(f"{m.id}: the original line {what}: {m.where()}")
     i = hits[0]
     indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
@@ -192,15 +193,16 @@ class Sandbox:
     def __init__(self, root: Path = ROOT):
         self.tmp = tempfile.TemporaryDirectory(prefix="micropump-mut-")
         self.root = Path(self.tmp.name) / "tree"
+        self.proc = None
         shutil.copytree(root, self.root, ignore=IGNORE, symlinks=True)
 
     def close(self):
         self.tmp.cleanup()
 
-    def pytest(self, tests, stop_first=True, timeout=TIMEOUT_S):
+    def pytest(self, tests, stop_first=True, timeout=TIMEOUT_S, extra=()):
         """Run pytest on `tests` in the copy. (exit code or None on time-out, output)."""
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--req-trace",
-               "none", "-rfE", "--no-header", "--tb=line"]
+               "none", "-rfE", "--no-header", "--tb=line", *extra]
         if stop_first:
             cmd.append("-x")
         env = dict(os.environ)
@@ -211,13 +213,28 @@ class Sandbox:
         # killers need none of the installed plugins (xdist, benchmark, hypothesis's)
         env.pop("PYTEST_ADDOPTS", None)
         env.pop("PYTEST_XDIST_WORKER", None)
+        p = subprocess.Popen(cmd + list(tests), cwd=self.root, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        self.proc = p
         try:
-            p = subprocess.run(cmd + list(tests), cwd=self.root, env=env, timeout=timeout,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        except subprocess.TimeoutExpired as e:
-            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
+            out, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            out, _ = p.communicate()
             return None, out or ""
-        return p.returncode, p.stdout
+        finally:
+            self.proc = None
+        return p.returncode, out
+
+    def stop(self):
+        """End the pytest run in progress, with its children (Ctrl-C, time-out)."""
+        p = self.proc
+        if p is not None and p.poll() is None:
+            try:
+                os.killpg(p.pid, 9)
+            except ProcessLookupError:
+                pass
 
     def run(self, m: Mutant, tests=None, stop_first=True) -> Result:
         """Apply `m`, run its killers (or `tests`), put the original back."""
@@ -263,38 +280,51 @@ def run_all(mutants: list[Mutant], jobs: int = MAX_JOBS, on_result=None, tests=N
     todo = queue.Queue()
     for m in mutants:
         todo.put(m)
+    halt = threading.Event()
 
     def worker():
         box = boxes.get()
-        while True:
+        while not halt.is_set():
             try:
                 m = todo.get_nowait()
             except queue.Empty:
                 return
             r = box.run(m, tests, stop_first)
+            if halt.is_set():
+                return
             with lock:
                 results[m.id] = r
                 if on_result:
                     on_result(r)
 
-    threads = [threading.Thread(target=worker) for _ in range(jobs)]
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(jobs)]
     try:
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            while t.is_alive():
+                t.join(0.5)
+    except KeyboardInterrupt:
+        halt.set()
+        for box in made:
+            box.stop()
+        for t in threads:
+            t.join(10)
+        raise
     finally:
         for box in made:
             box.close()
     return [results[m.id] for m in mutants]
 
 
-def baseline(mutants: list[Mutant]) -> tuple[bool, str]:
-    """Run the union of the killers on an unmutated copy: (all passed, pytest's output)."""
+def baseline(mutants: list[Mutant], jobs: int = MAX_JOBS) -> tuple[bool, str]:
+    """Run the union of the killers on an unmutated copy, in `jobs` xdist workers: (all
+    passed, pytest's output)."""
     tests = sorted({k for m in mutants for k in m.kill})
     box = Sandbox()
+    extra = ("-p", "xdist", "-n", str(jobs)) if jobs > 1 else ()
     try:
-        code, out = box.pytest(tests, stop_first=False)
+        code, out = box.pytest(tests, stop_first=False, timeout=6 * TIMEOUT_S, extra=extra)
     finally:
         box.close()
     return code == 0, out
@@ -355,8 +385,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-    from rich.progress import TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     con = Console()
     if not con.is_terminal:
@@ -392,7 +427,7 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     if not args.no_baseline and args.discover is None:
         con.print(f"baseline: the killers of {len(mutants)} mutants on the unmutated tree ...")
-        ok, out = baseline(mutants)
+        ok, out = baseline(mutants, args.jobs)
         if not ok:
             con.print(out[-3000:])
             con.print("[bold red]the killer tests fail without any mutant: fix them first")
@@ -404,15 +439,18 @@ def main(argv=None) -> int:
         task = bar.add_task("mutants", total=len(mutants))
 
         def done(r: Result):
-            bar.console.print(f"{r.status:8} {r.seconds:6.1f} s  {r.mutant.id}"
-                              + (f"  ({r.detail})" if not r.ok else ""))
+            bar.console.print(f"{r.status:8} {r.seconds:6.1f} s  {r.mutant.id}  ({r.detail})")
             if args.discover is not None:
                 for f in r.failed:
                     bar.console.print(f"           killed by {f}")
             bar.advance(task)
 
-        results = run_all(mutants, args.jobs, done, args.discover or None,
-                          args.discover is None)
+        try:
+            results = run_all(mutants, args.jobs, done, args.discover or None,
+                              args.discover is None)
+        except KeyboardInterrupt:
+            con.print("[bold red]interrupted: no result")
+            return 130
     wall = time.monotonic() - t0
     if args.discover is not None:
         return 0
