@@ -100,3 +100,44 @@ def test_a_basal_pulse_owed_by_a_failed_save_moves_at_the_next_tick():
     run(rig, pump, 3600 - (pump.state[S_MONO_S] - t0))
     assert rig.motor.pos == pos + 20
     assert pump.state[S_BASAL_TODAY] == 1000
+
+
+@pytest.mark.req("RES-1", "THR-7")
+def test_a_long_tick_never_moves_more_than_the_reservoir_holds():
+    """Pulses planned beyond what is left in the reservoir do not move: a long tick at the
+    end of a reservoir moves what is left and stops empty (mutant deliver-beyond-reservoir)."""
+    rig, pump = make_pump(50, rates=(5000,), fill_mu=10000)  # 100 pulses a hour
+    left = pump.reservoir_pulses()
+    assert left == 200 - 12  # 12 pulses of priming
+    run(rig, pump, 3600, step_ms=600000)  # ticks of 10 min: 16 or 17 pulses each
+    assert pump.reservoir_pulses() == left - 100
+    fill = rig.motor.pos + pump.reservoir_pulses()
+    run(rig, pump, 2 * 3600, step_ms=600000)
+    assert rig.motor.pos == fill
+    assert pump.reservoir_pulses() == 0
+    assert pump.state[S_STOP] == S.STOP_RESERVOIR
+    assert pump.state[S_BASAL_TODAY] == (200 - 12) * 50
+
+
+@pytest.mark.req("ALM-7", "ALM-1")
+def test_a_driver_fault_signalled_after_a_complete_move_stops_at_once():
+    """A move that completes while the driver signals a fault is counted (it moved) and
+    stops delivery in the same delivery step, not a housekeeping second later (mutant
+    deliver-fault-signal-unnoticed)."""
+    rig, pump = make_pump(50, rates=(1000,))
+    motor = rig.motor
+    real_step = motor.step
+
+    def step_then_fault(n):
+        real_step(n)
+        motor.faulted = True
+
+    motor.step = step_then_fault
+    pos = motor.pos
+    plan(pump, 1, 0, 0)
+    pump._deliver()
+    assert motor.pos == pos + 1
+    assert pump.state[S_BASAL_TODAY] == 50
+    assert pump.state[S_STOP] == S.STOP_SELFTEST
+    assert pump.alarms.active[S.A_MOTOR_FAULT]
+    assert pump.selftest_bits & S.ST_MOTOR
