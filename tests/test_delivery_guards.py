@@ -4,7 +4,7 @@ tests could not see, because another line covered for the broken one."""
 
 import pytest
 
-from firmware.layout import S_BASAL_TODAY, S_BOLUS_TODAY, S_MONO_S, S_SBL, S_STOP
+from firmware.layout import S_BASAL_ACC, S_BASAL_TODAY, S_BOLUS_TODAY, S_MONO_S, S_SBL, S_STOP
 from protocol import spec as S
 from tests.pumpkit import make_pump, run, run_until
 
@@ -141,3 +141,68 @@ def test_a_driver_fault_signalled_after_a_complete_move_stops_at_once():
     assert pump.state[S_STOP] == S.STOP_SELFTEST
     assert pump.alarms.active[S.A_MOTOR_FAULT]
     assert pump.selftest_bits & S.ST_MOTOR
+
+
+@pytest.mark.req("RES-1", "THR-3")
+def test_basal_and_a_bolus_together_never_move_more_than_the_reservoir_holds():
+    """Basal takes its share of what is left first, the bolus the rest: together they
+    never move past the end of the reservoir (mutant deliver-bolus-beyond-reservoir)."""
+    rig, pump = make_pump(50, rates=(0,), fill_mu=10000)
+    assert pump.bolus(S.BOLUS_NORMAL, 9150, 0, 0) == S.OK  # 183 of the 188 pulses left
+    run(rig, pump, 400)
+    assert pump.bolus_progress()[0] == 0 and pump.reservoir_pulses() == 5
+    assert pump.bolus(S.BOLUS_NORMAL, 250, 0, 0) == S.OK
+    fill = rig.motor.pos + 5
+    plan(pump, 3, 4, 0)  # 7 pulses due in one step, 5 left
+    pump._deliver()
+    assert rig.motor.pos == fill
+    assert pump.reservoir_pulses() == 0
+    assert pump.state[S_STOP] == S.STOP_RESERVOIR
+    assert pump.state[S_BASAL_TODAY] == 150
+    assert pump.state[S_BOLUS_TODAY] == 9150 + 100
+
+
+@pytest.mark.req("THR-3", "THR-7")
+def test_a_fast_bolus_in_small_pulses_delivers_exactly_what_was_requested():
+    """At 3 U/min in 0.01-U pulses, five pulses fall due per 1-s step: the last step of the
+    bolus plans only what is still requested (mutant bolus-overshoots-request)."""
+    rig, pump = make_pump(10, rates=(0,))
+    assert pump.set_setting(S.SET_BOLUS_SPEED, 3000) == S.OK
+    pos = rig.motor.pos
+    assert pump.bolus(S.BOLUS_NORMAL, 1010, 0, 0) == S.OK  # 101 pulses
+    run(rig, pump, 30)
+    assert pump.bolus_progress()[0] == 0
+    assert rig.motor.pos - pos == 101
+    assert pump.state[S_BOLUS_TODAY] == 1010
+
+
+@pytest.mark.req("THR-5", "THR-7")
+def test_no_basal_fraction_builds_up_while_suspended():
+    """The carried basal fraction stands still while the pump is stopped: after a resume
+    the next pulse needs the rest of its own running time, never time spent suspended
+    (mutant basal-plans-while-stopped)."""
+    rig, pump = make_pump(50, rates=(1000,))  # a basal pulse every 180 s of running time
+    pos = rig.motor.pos
+    run(rig, pump, 180)
+    assert rig.motor.pos == pos + 1
+    assert pump.suspend() == S.OK
+    run(rig, pump, 100)
+    assert pump.resume() == S.OK
+    run(rig, pump, 179)
+    assert rig.motor.pos == pos + 1
+    run(rig, pump, 1)
+    assert rig.motor.pos == pos + 2
+
+
+@pytest.mark.req("THR-2", "THR-7")
+def test_a_temp_basal_ends_to_the_millisecond_within_a_step():
+    """Ticks of 700 ms do not line up with a 15-min temp basal: the step that crosses its
+    end is cut there, so the temp rate runs 900 000 ms, not up to a step more (mutant
+    temp-basal-end-overshoots)."""
+    rig, pump = make_pump(50, rates=(1000,))
+    pos = rig.motor.pos
+    assert pump.set_temp_basal(S.TEMP_ABSOLUTE, 3000, 15) == S.OK
+    run(rig, pump, 980, step_ms=700)  # 1400 ticks: 900 s at 3 U/h, 80 s at 1 U/h
+    assert pump.status()["temp_kind"] == S.TEMP_NONE
+    integral = 3000 * 900000 + 1000 * 80000  # mU * ms / h
+    assert (rig.motor.pos - pos) * 50 * 3600000 + pump.state[S_BASAL_ACC] == integral

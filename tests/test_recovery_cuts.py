@@ -5,7 +5,7 @@ save of the dose rings and the next state save. Each kills a mutant of tools/mut
 import pytest
 
 from firmware.doses import BUCKET_S
-from firmware.layout import S_BASAL_TODAY, S_BOLUS_TODAY, S_MONO_S, S_PRIME_TODAY
+from firmware.layout import S_BASAL_TODAY, S_BOLUS_TODAY, S_MONO_S, S_PRIME_TODAY, S_TIME_SET
 from protocol import spec as S
 from tests.pumpkit import make_pump, reboot, run, run_until
 
@@ -53,3 +53,23 @@ def test_a_cut_after_the_dose_rings_closed_a_bucket_counts_it_once():
     run(rig, pump, BUCKET_S)  # and the next bucket closes without it
     assert pump.bolus_last_hour() == 1000
     assert pump.dose_last_day() == 1000
+
+
+@pytest.mark.req("THR-13", "HIS-3")
+@pytest.mark.parametrize("drift_s,trusted", [(-60, True), (-3600, False),
+                                             (401 * 86400, False)])
+def test_an_rtc_reading_far_from_the_last_known_time_is_not_trusted(drift_s, trusted):
+    """At boot the RTC is believed only within [last known time - 120 s, + 400 days]: an
+    RTC an hour behind would move history back, one 401 days ahead would age IOB and empty
+    the dose windows; both count as a lost time (mutant time-rtc-always-trusted)."""
+    rig, pump = make_pump(50, rates=(1000,))
+    run(rig, pump, 600)
+    last = pump.utc_seconds()
+    mono = pump.state[S_MONO_S]
+    rig.rtc.drift_s = drift_s
+    rig.outage(0)
+    pump = reboot(rig)
+    assert pump.state[S_TIME_SET] == (1 if trusted else 0)
+    assert pump.alarms.active[S.A_TIME_UNSET] == (0 if trusted else 1)
+    assert pump.state[S_MONO_S] == mono  # no outage taken from a reading behind or bad
+    assert pump.utc_seconds() == last

@@ -337,22 +337,25 @@ def sample(mutants: list[Mutant], n: int, seed: int) -> list[Mutant]:
 
 
 def table(results: list[Result], version: int):
+    """The result table: one row per mutant, the test that killed it or why it lives."""
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=f"mutants (tools/mutants.toml, version {version})")
-    t.add_column("mutant")
-    t.add_column("file")
-    t.add_column("expected killer")
-    t.add_column("result")
-    t.add_column("s", justify="right")
-    t.add_column("detail", overflow="fold")
+    t.add_column("mutant", overflow="ellipsis", no_wrap=True, max_width=34)
+    t.add_column("file", no_wrap=True, min_width=9)
+    t.add_column("expected killer", overflow="ellipsis", no_wrap=True, max_width=38)
+    t.add_column("result", no_wrap=True, min_width=8)
+    t.add_column("s", justify="right", no_wrap=True, min_width=5)
+    t.add_column("killed by / detail", overflow="ellipsis", no_wrap=True, max_width=38)
     colour = {"killed": "green", "accepted": "cyan", "survived": "bold red",
               "stale": "bold red", "error": "bold red", "wrong": "bold red"}
     for r in results:
         m = r.mutant
-        kill = ", ".join(k.split("::")[-1] if "::" in k else k for k in m.kill)
-        t.add_row(m.id, m.file, kill, f"[{colour[r.status]}]{r.status}[/]",
-                  f"{r.seconds:.1f}", r.detail)
+        kill = ", ".join(k.split("::")[-1] for k in m.kill)
+        detail = r.detail.split("::")[-1] if r.status in ("killed", "wrong") else r.detail
+        t.add_row(m.id, m.file.removeprefix("firmware/"), escape(kill),
+                  f"[{colour[r.status]}]{r.status}[/]", f"{r.seconds:.1f}", escape(detail))
     return t
 
 
@@ -385,6 +388,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -416,7 +420,7 @@ def main(argv=None) -> int:
     problems = check_all(mutants)
     if problems:
         for p in problems:
-            con.print(f"[bold red]{p}")
+            con.print("[bold red]" + escape(p))
         con.print(f"[bold red]{len(problems)} problem(s) in {args.path}: fix the list "
                   "(a line that changed needs its mutant updated or removed)")
         return 1
@@ -439,10 +443,11 @@ def main(argv=None) -> int:
         task = bar.add_task("mutants", total=len(mutants))
 
         def done(r: Result):
-            bar.console.print(f"{r.status:8} {r.seconds:6.1f} s  {r.mutant.id}  ({r.detail})")
+            bar.console.print(escape(f"{r.status:8} {r.seconds:6.1f} s  {r.mutant.id}  "
+                                     f"({r.detail})"))
             if args.discover is not None:
                 for f in r.failed:
-                    bar.console.print(f"           killed by {f}")
+                    bar.console.print(escape(f"           killed by {f}"))
             bar.advance(task)
 
         try:
@@ -465,8 +470,8 @@ def main(argv=None) -> int:
                          "kill": list(r.mutant.kill)} for r in results]}, indent=1))
     bad = [r for r in results if not r.ok]
     for r in bad:
-        con.print(f"[bold red]{r.status}: {r.mutant.id}: {r.mutant.where()} -> "
-                  f"{r.mutant.to.strip()!r}: {r.detail}")
+        con.print("[bold red]" + escape(f"{r.status}: {r.mutant.id}: {r.mutant.where()} -> "
+                                        f"{r.mutant.to.strip()!r}: {r.detail}"))
     return 1 if bad else 0
 
 
