@@ -93,3 +93,26 @@ def test_a_seeded_sample_of_mutants_is_killed():
     results = M.run_all(chosen, jobs=1)
     bad = [f"{r.mutant.id}: {r.status} ({r.detail})" for r in results if r.status != "killed"]
     assert bad == [], f"seed {seed}: " + "; ".join(bad)
+
+
+@pytest.mark.req("HIS-2")
+def test_the_runner_tells_a_survivor_an_accepted_one_and_a_bad_killer_apart():
+    """Against a copy of the tree: a harmless change survives (and fails the run), the same
+    change with a reason is accepted, a killer that does not exist is an error; the
+    working tree is never touched."""
+    src = M.ROOT / "firmware" / "pump.py"
+    before = src.read_text()
+    harmless = mutant(file="firmware/pump.py", line="MIN_MS = const(60000)",
+                      to="MIN_MS = const(60000)  # unchanged value",
+                      kill=("tests/test_calc.py::test_calculator_input_ranges",))
+    box = M.Sandbox()
+    try:
+        survived = box.run(harmless)
+        accepted = box.run(M.Mutant(**{**harmless.__dict__, "reason": "the same value"}))
+        bad = box.run(M.Mutant(**{**harmless.__dict__, "kill": ("tests/test_calc.py::nope",)}))
+    finally:
+        box.close()
+    assert (survived.status, survived.ok) == ("survived", False)
+    assert (accepted.status, accepted.ok) == ("accepted", True)
+    assert bad.status == "error" and "exit 4" in bad.detail
+    assert src.read_text() == before
