@@ -206,3 +206,31 @@ def test_a_temp_basal_ends_to_the_millisecond_within_a_step():
     assert pump.status()["temp_kind"] == S.TEMP_NONE
     integral = 3000 * 900000 + 1000 * 80000  # mU * ms / h
     assert (rig.motor.pos - pos) * 50 * 3600000 + pump.state[S_BASAL_ACC] == integral
+
+
+@pytest.mark.req("HW-5", "SEC-4", "ALM-5")
+def test_a_console_fault_the_console_does_not_catch_never_stops_the_pump():
+    """The main loop's second line of defence: whatever the console raises becomes one
+    error line, and ticking, delivery and the watchdog go on (mutant
+    console-fault-escapes)."""
+    import firmware.main
+    from boards.fakes import Serial
+
+    rig, _ = make_pump(50, rates=(1000,))
+    hw = rig.hardware()
+    hw.console = port = Serial()
+    runner = firmware.main.Runner(hw)
+    runner.boot()
+
+    def broken(data):
+        raise RuntimeError("bug")
+
+    runner.console.feed = broken
+    port.take()  # the greeting
+    port.send(b"status\r")
+    feeds = rig.watchdog.feeds
+    pos = rig.motor.pos
+    runner.run(ticks=1801)  # 3 min of 100-ms ticks
+    assert port.take() == b"error: console fault\r\n"
+    assert rig.watchdog.feeds - feeds == 1801
+    assert rig.motor.pos == pos + 1  # basal went on: one pulse per 180 s
