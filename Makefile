@@ -25,9 +25,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,patient]'
 	touch $@
 
+# The ARM images are built first (cached: seconds): tests/test_alloc_free_arm.py runs on
+# the test image, then the HIL suite runs against the QEMU ARM board (test-arm).
 test: $(STAMP)
 	$(BIN)/ruff check .
+	tools/arm/toolchain.sh
+	JOBS=2 tools/arm/build.sh qemu-arm
 	$(BIN)/pytest -n 2 -q --junit-xml=build/junit.xml
+	$(BIN)/pytest hil_tests --board qemu-arm -n 2 -q --junit-xml=build/junit-arm.xml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -79,6 +84,33 @@ CAMPAIGN_SEED ?= 1
 .PHONY: campaign
 campaign: $(STAMP)
 	$(BIN)/python -m campaigns --full --seed $(CAMPAIGN_SEED) --json build/campaigns.json
+
+# Real 32-bit ARM MicroPython (HW-4, tools/arm/). Sources: Debian trixie through a private
+# apt configuration (tools/arm/sources.py, cached in build/arm); toolchain from the machine's
+# apt: gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm cmake dpkg-dev (.ci/run).
+#   make firmware BOARD=qemu-arm   build/qemu-arm/micropump.elf: ports/qemu, mps2-an385,
+#                                  ARMv6-M code, 192 KiB heap, firmware frozen
+#   make firmware BOARD=pico       build/pico/micropump.uf2: ports/rp2, RPI_PICO, frozen
+#   make test-arm                  the HIL suite against the QEMU ARM image (in `make test`)
+#   make bench-arm                 benchmarks/arm_bench.py: instructions per tick, heap, boot
+BOARD ?= qemu-arm
+.PHONY: firmware arm-sources test-arm
+arm-sources:
+	python3 tools/arm/sources.py
+
+firmware:
+	JOBS=2 tools/arm/build.sh $(BOARD)
+
+# ARM figures for benchmarks/RESULTS.md (instruction counts under qemu -icount, ~15 s)
+.PHONY: bench-arm
+bench-arm: $(STAMP)
+	JOBS=2 tools/arm/build.sh qemu-arm
+	mkdir -p build/bench
+	$(BIN)/python benchmarks/arm_bench.py --json build/bench/arm.json
+
+test-arm: $(STAMP)
+	JOBS=2 tools/arm/build.sh qemu-arm
+	$(BIN)/pytest hil_tests --board qemu-arm -n 2 -q
 
 # Mutation check of the safety core (issue 19): every one-line mutant of tools/mutants.toml
 # applied to a copy of the tree (never the working tree), its killer tests run there;

@@ -159,6 +159,5 @@ def interleaved_ratios() -> dict:
     return out
 
 
-@pytest.mark.req("LNK-1")
 def test_codec_ratios_interleaved(benchmark, figures):
     figures["interleaved"] = benchmark.pedantic(interleaved_ratios, rounds=1, iterations=1)

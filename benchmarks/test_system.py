@@ -25,7 +25,6 @@ def test_72_hours_in_lockstep(benchmark, figures):
     assert rec["delivering"]
 
 
-@pytest.mark.req("HW-3")
 @pytest.mark.parametrize("workers", [None, 2], ids=["serial", "n2"])
 def test_hil_suite_wall_time(benchmark, figures, workers):
     rec = once(benchmark, L.hil_wall, workers)

@@ -24,6 +24,7 @@ from firmware.compat import ticks_diff
 from firmware.crc import crc16
 from firmware.dates import date_of, day_of, days_in_month, weekday
 from firmware.hal import REGION_SIZES, Hardware
+from firmware.signals import BURST_INTERVAL_MS, BURSTS, FLASH, RGB, TONE_HZ, burst_ms
 
 # Files on the board's flash, next to main.py (all written by host_tools/flash.py)
 MANIFEST = "manifest.sha256"  # "<sha256 hex>  <path>" per deployed file
@@ -309,93 +310,123 @@ class BatteryGauge:
 
 # --------------------------------------------------------------------------- annunciator
 
-# Buzzer patterns per alarm priority (low, medium, high), in service-timer periods
-# (boards run the timer every TIMER_MS = 20 ms): tone, pause, tone, pause, ...; the last
-# pause is the gap before a repeat. Modelled on IEC 60601-1-8 pulse counts: low 2 pulses,
-# medium 3, high 5 (3 + 2).
-PATTERNS = (
-    b"",
-    b"\x08\x06\x08\x19",
-    b"\x08\x06\x08\x06\x08\x19",
-    b"\x05\x04\x05\x04\x05\x0f\x05\x04\x05\x19",
-)
-CHIRP = b"\x05\x01"  # self-test beep at power-on
-FREQS = (2000, 1500, 2000, 2700)  # Hz per priority (0: chirp)
+# What each priority sounds and shows is firmware/signals.py (IEC 60601-1-8, ALM-8); this
+# driver plays it on a PWM buzzer and flashes the LED, one advance() per service-timer period.
+CHIRP_MS = 100  # self-test beep at power-on
 DUTIES = (8192, 16384, 32768)  # duty_u16 per escalation level: louder as it escalates
 
 
 class Annunciator:
-    """Piezo buzzer on a PWM pin plus an alarm LED.
+    """Piezo buzzer on a PWM pin plus an alarm LED (one pin, or red/green/blue pins).
 
-    sound(priority, level) only starts a pattern (1 + level repeats, louder per level);
-    advance() plays it, one call per service-timer period (the board's machine.Timer).
-    There is no acoustic feedback: self_test() sounds a chirp for the user to hear and
-    reports False only if the PWM cannot be driven.
+    sound(priority, level) starts the priority's auditory signal: its burst, repeated every
+    BURST_INTERVAL_MS until silence() or the next sound(); louder per escalation level.
+    led(priority) starts its visual signal: the LED flashes at the priority's rate (steady
+    for low); an RGB LED also shows its colour. advance(), called every `period_ms` by the
+    board's service timer, plays both. There is no acoustic feedback: self_test() sounds a
+    chirp for the user to hear and reports False only if the PWM cannot be driven.
     """
 
-    def __init__(self, pwm, led):
+    def __init__(self, pwm, led, period_ms=20, rgb=None):
         self.pwm = pwm
         self._duty = pwm.duty_u16
         self._freq = pwm.freq
-        self._led = led.value
-        self.pattern = PATTERNS[0]
+        self._led = led.value if led is not None else None
+        self._rgb = tuple(p.value for p in rgb) if rgb is not None else ()
+        self.period = period_ms
+        self.burst = BURSTS[0]
         self.index = 0
-        self.left = 0
-        self.repeats = 0
+        self.left = 0  # ms left in the current tone, pause or gap
+        self.gap = 0  # ms from the end of a burst to the start of the next; 0: no repeat
         self.volume = 0
         self.active = False
+        self.flash_on = 0
+        self.flash_off = 0
+        self.flash_left = 0
+        self.lit = 0
+        self.colour = 0
         self._duty(0)
-        self._led(0)
+        self._show(0, 0)
 
-    def _start(self, pattern, freq, volume, repeats):
+    def _start(self, burst, freq, volume, gap):
         self.active = False  # the timer callback leaves it alone while it changes
-        self.pattern = pattern
+        self.burst = burst
         self.index = 0
-        self.left = pattern[0]
-        self.repeats = repeats
+        self.left = burst[0]
+        self.gap = gap
         self.volume = volume
         self._freq(freq)
         self._duty(volume)
         self.active = True
 
     def sound(self, priority, level):
-        if priority <= 0 or priority >= len(PATTERNS):
+        if priority <= 0 or priority >= len(BURSTS):
             return
         if level < 0:
             level = 0
         elif level > 2:
             level = 2
-        self._start(PATTERNS[priority], FREQS[priority], DUTIES[level], 1 + level)
+        interval = BURST_INTERVAL_MS[priority]
+        gap = interval - burst_ms(priority) if interval else 0
+        self._start(BURSTS[priority], TONE_HZ[priority], DUTIES[level], gap)
+
+    def silence(self):
+        self.active = False
+        self._duty(0)
 
     def advance(self, _timer=None):
-        """One service-timer period of the running pattern (timer callback)."""
+        """One service-timer period of the running signal and LED (timer callback)."""
+        if self.flash_off:
+            self.flash_left -= self.period
+            if self.flash_left <= 0:
+                self.lit ^= 1
+                self.flash_left += self.flash_on if self.lit else self.flash_off
+                self._show(self.lit, self.colour)
         if not self.active:
             return
-        self.left -= 1
+        self.left -= self.period
         if self.left > 0:
             return
-        pattern = self.pattern
+        burst = self.burst
         i = self.index + 1
-        if i >= len(pattern):
-            self.repeats -= 1
-            if self.repeats <= 0:
-                self.active = False
-                self._duty(0)
+        if i == len(burst):  # the burst ended: wait for the next one
+            if not self.gap:
+                self.silence()
                 return
+            self.index = i
+            self.left += self.gap
+            self._duty(0)
+            return
+        if i > len(burst):
             i = 0
         self.index = i
-        self.left = pattern[i]
+        self.left += burst[i]
         self._duty(0 if i & 1 else self.volume)
 
     def sounding(self):
-        return self.active and not self.index & 1
+        return self.active and self.index < len(self.burst) and not self.index & 1
+
+    def _show(self, lit, priority):
+        if self._led is not None:
+            self._led(lit)
+        if self._rgb:
+            colour = RGB[priority] if lit else RGB[0]
+            for i in range(3):
+                self._rgb[i](colour[i])
 
     def led(self, priority):
-        self._led(1 if priority > 0 else 0)
+        on, off = FLASH[priority]
+        self.colour = priority
+        self.flash_off = 0  # the timer callback leaves it alone while it changes
+        self.lit = 1 if priority > 0 else 0
+        self.flash_on = on
+        self.flash_left = on
+        self._show(self.lit, priority)
+        self.flash_off = off
 
     def self_test(self):
         try:
-            self._start(CHIRP, FREQS[0], DUTIES[0], 1)
+            self._start((CHIRP_MS,), TONE_HZ[3], DUTIES[0], 0)
         except (OSError, ValueError):
             return False
         return True
@@ -623,15 +654,17 @@ class UartSerial(_Writer):
 
 DS3231_ADDRESS = 0x68
 _DS_REGISTERS = 16  # 0x00-0x06 time, 0x07-0x0D alarms, 0x0E control, 0x0F status
+_DS_YEAR = 0x06
 _DS_CONTROL = 0x0E
 _DS_STATUS = 0x0F
 _DS_EOSC = 0x80  # control: 1 stops the oscillator while on the backup cell
 _DS_OSF = 0x80  # status: the oscillator stopped at some time: the time is not trustworthy
-_DS_CENTURY = 0x80  # month register: years 2100..2199
+_DS_CENTURY = 0x80  # month register: the year register rolled over from 99 (2100 on)
 _DS_12H = 0x40  # hours register: 12-hour mode (bit 5 then means PM)
 _DS_PM = 0x20
 _DS_TRIES = 3  # transfers tried before a bus error counts: a glitch must not lose the time
-RTC_END_DAY = 65744  # 2200-01-01: the century bit covers 2000..2199
+_DS_UNSET = b"\x00"  # year register 00: 2000, before the epoch: a time now() rejects
+RTC_END_DAY = 29220  # 2100-01-01: the driver's range ends with the century bit
 
 
 def bcd(b):
@@ -651,7 +684,7 @@ def to_bcd(n):
 def ds3231_seconds(regs):
     """UTC seconds since 2020-01-01 from DS3231 time registers regs[0:7] (seconds, minutes,
     hours, weekday, date, month with century bit, year), or -1 when they hold no valid
-    date and time on or after 2020-01-01 (the weekday is not checked: nothing uses it)."""
+    date and time in 2020 .. 2099 (the weekday is not checked: nothing uses it)."""
     s = bcd(regs[0])
     mi = bcd(regs[1])
     h = regs[2]
@@ -662,24 +695,23 @@ def ds3231_seconds(regs):
         h = h12 % 12 + (12 if h & _DS_PM else 0)
     else:
         h = bcd(h)
+    if regs[5] & _DS_CENTURY:
+        return -1  # the chip counted past 2099: outside the range
     d = bcd(regs[4])
-    m = bcd(regs[5] & 0x7F)
-    y = bcd(regs[6])
+    m = bcd(regs[5])
+    y = bcd(regs[6]) + 2000
     if (s < 0 or s > 59 or mi < 0 or mi > 59 or h < 0 or h > 23 or m < 1 or m > 12
-            or y < 0 or d < 1):
-        return -1
-    y += 2100 if regs[5] & _DS_CENTURY else 2000
-    if y < 2020 or d > days_in_month(y, m):
+            or y < 2020 or d < 1 or d > days_in_month(y, m)):
         return -1
     return day_of(y, m, d) * 86400 + h * 3600 + mi * 60 + s
 
 
 def ds3231_registers(utc_s, regs):
     """Fill regs[0:7] with the DS3231 time registers (24-hour mode) for UTC seconds since
-    2020-01-01. ValueError outside 2020-01-01 .. 2199-12-31 (the century bit's range)."""
+    2020-01-01. ValueError outside 2020-01-01 .. 2099-12-31."""
     day = utc_s // 86400
     if utc_s < 0 or day >= RTC_END_DAY:
-        raise ValueError("RTC time outside 2020-01-01 .. 2199-12-31")
+        raise ValueError("RTC time outside 2020-01-01 .. 2099-12-31")
     s = utc_s - day * 86400
     y, m, d = date_of(day)
     regs[0] = to_bcd(s % 60)
@@ -687,8 +719,8 @@ def ds3231_registers(utc_s, regs):
     regs[2] = to_bcd(s // 3600)
     regs[3] = weekday(day) + 1  # 1 = Monday; the DS3231 only counts it round
     regs[4] = to_bcd(d)
-    regs[5] = to_bcd(m) | (_DS_CENTURY if y >= 2100 else 0)
-    regs[6] = to_bcd(y % 100)
+    regs[5] = to_bcd(m)
+    regs[6] = to_bcd(y - 2000)
 
 
 class DS3231:
@@ -699,22 +731,25 @@ class DS3231:
     now() -> UTC seconds since 2020-01-01, or -1 when the time is not trustworthy: the
     oscillator-stop flag (OSF) is set (first power-up, backup cell flat or missing during
     an outage, or the oscillator stopped for another reason), the registers hold no valid
-    date and time on or after 2020-01-01, or the bus failed on three tries. It never
-    raises OSError. One transfer reads registers 0x00-0x0F into a preallocated buffer (the
-    chip latches the time at the START, so the fields agree with each other): it does not
-    allocate, except for a result past 2**30 s (2054) on 32-bit ports.
+    date and time in 2020 .. 2099 (a chip that counted past 2099 sets the century bit),
+    or the bus failed on three tries. It never raises OSError. One transfer reads registers
+    0x00-0x0F into a preallocated buffer (the chip latches the time at the START, so the
+    fields agree with each other): no allocation, except that on 32-bit ports a time from
+    2054 on (2**30 s) is a big int.
 
-    set(utc_s) writes the time (24-hour mode, century bit from 2100), then clears OSF and
-    EOSC (so the oscillator keeps running on the cell), then reads the time back. Returns
-    True when the chip holds the time just written (0..2 s later), False when a transfer
-    failed (OSError) or the read-back differs: the chip may then hold a wrong time, or
-    still an OSF that makes the next boot treat the time as lost. It never raises
-    OSError; ValueError for utc_s outside 2020-01-01 .. 2199-12-31. It allocates a little
-    (one date tuple).
+    set(utc_s) first writes year 00 (2000: a time now() rejects), then the time registers
+    in one transfer that ends with the year, then clears OSF and EOSC (so the oscillator
+    keeps running on the cell), then reads the time back. A transfer cut anywhere on the
+    way therefore leaves a time that reads as unknown, never a mix of old and new fields.
+    Returns True when the chip holds the time just written (0..2 s later); False when a
+    transfer failed (OSError) or the read-back differs, and then the chip is left marked
+    unknown where the bus allows (the next boot asks for the time instead of trusting a
+    wrong one). Only a bus that fails from the first byte leaves the old time. It never
+    raises OSError; ValueError for utc_s outside 2020-01-01 .. 2099-12-31. It allocates a
+    little (one date tuple).
 
     Both block for I2C transfers (about 0.5 ms each at 400 kHz): call them at boot and when
-    the time is set, never from the tick. The DS3231 takes 2100 as a leap year: a clock
-    left running over 2100-02-28 reads the invalid 2100-02-29 (-1), then a day late.
+    the time is set, never from the tick.
     """
 
     def __init__(self, i2c, address=DS3231_ADDRESS):
@@ -747,17 +782,21 @@ class DS3231:
 
     def set(self, utc_s):
         cs = self.cs
-        ds3231_registers(utc_s, self.time)
+        ds3231_registers(utc_s, self.time)  # ValueError before any transfer
+        address = self.address
         try:
-            self._write(self.address, 0, self.time)
-            self._read(self.address, _DS_CONTROL, cs)
+            self._write(address, _DS_YEAR, _DS_UNSET)
+            self._write(address, 0, self.time)
+            self._read(address, _DS_CONTROL, cs)
             cs[0] &= ~_DS_EOSC
             cs[1] &= ~_DS_OSF
-            self._write(self.address, _DS_CONTROL, cs)  # after the time: a cut keeps OSF
+            self._write(address, _DS_CONTROL, cs)
+            if 0 <= self.now() - utc_s <= 2:
+                return True
+            self._write(address, _DS_YEAR, _DS_UNSET)  # not what was sent: never trust it
         except OSError:
-            return False
-        back = self.now() - utc_s
-        return 0 <= back <= 2
+            pass
+        return False
 
 
 def find_rtc(i2c, address=DS3231_ADDRESS):
@@ -868,12 +907,14 @@ def board_main(make_hardware, maintenance, reset, root=""):
     """What a board's main() does at power-on: stay in the REPL when `maintenance()` (the
     ACK button held at reset: a board running the firmware has Ctrl-C off and a watchdog,
     so this is the way back to mpremote), apply provisioned settings once and reset,
-    else run the firmware."""
+    else run the firmware. Ctrl-C is off from here on, on every board's REPL console
+    (the Pico's USB CDC, the ESP32's UART0), so no byte there stops the pump (SEC-4)."""
     if maintenance():
         print("micropump: ACK held at reset: maintenance mode, firmware not started")
         return None
-    from firmware.main import run
+    from firmware.main import ctrl_c_off, run
 
+    ctrl_c_off()
     hw = make_hardware(root)
     results = apply_provision(hw, join(root, PROVISION))
     if results is not None:

@@ -36,7 +36,9 @@ in boards/unix.py (storage regions, then plunger position, odometer, battery lev
   motor pulses while delivery runs; pulses while the pump is suspended are priming (the
   set is off the body) and go nowhere. Insulin not yet reported survives a power cut
   (world.json "patient_mu");
-- buzzer and LED: boards/fakes.Annunciator (annunciations per priority, LED priority);
+- buzzer and LED: boards/fakes.Annunciator (annunciations per priority, LED priority) on
+  the virtual clock: telemetry carries the signals it played, the tone pulses of the last
+  minute (ALM-8, firmware/signals.py) and the LED's colour and flash rate;
 - buttons: FAULT_BUTTON_PRESS presses once; FAULT_BUTTON_STUCK holds buttons down, which
   this board's driver reports as a press at every scan (each tick), like a held key: a
   stuck ACK acknowledges every alarm as soon as it is raised (the firmware has no
@@ -113,6 +115,7 @@ from firmware.compat import TICKS_PERIOD, ticks_diff  # noqa: E402
 from firmware.crc import crc16  # noqa: E402
 from firmware.hal import R_LINK_A, R_LINK_B, Hardware  # noqa: E402
 from firmware.pump import S_BOOTS, S_TIME_SET  # noqa: E402
+from firmware.signals import COLOUR, FLASH  # noqa: E402
 from firmware.wire import COBS_MAX, Decoder  # noqa: E402
 from protocol import spec as S  # noqa: E402
 
@@ -216,9 +219,7 @@ class World:
         for k in DEFAULT_WORLD:
             w[k] = DEFAULT_WORLD[k]
         try:
-            f = open(self.path)
-            saved = json.load(f)
-            f.close()
+            saved = json.loads(self.load())
             for k in saved:
                 if k in w:
                     w[k] = int(saved[k])
@@ -242,14 +243,24 @@ class World:
 
     def save(self):
         self.w["rng"] = self.rng.s
-        tmp = self.path + ".tmp"
         try:
-            f = open(tmp, "w")
-            f.write(json.dumps(self.w))
-            f.close()
-            os.rename(tmp, self.path)
+            self.store(json.dumps(self.w))
         except OSError as exc:
             sys.stderr.write("emulator: cannot save {}: {}\n".format(self.path, exc))
+
+    # where the JSON text lives (a board without files keeps it elsewhere: qemu_arm.py)
+    def load(self):
+        f = open(self.path)
+        text = f.read()
+        f.close()
+        return text
+
+    def store(self, text):
+        tmp = self.path + ".tmp"
+        f = open(tmp, "w")
+        f.write(text)
+        f.close()
+        os.rename(tmp, self.path)
 
 
 class Board:
@@ -373,6 +384,7 @@ class EmuRtc:
 
     def set(self, utc_s):
         self.world.set("rtc_base", utc_s - self._world_s())
+        return True
 
 
 class EmuWatchdog:
@@ -891,6 +903,17 @@ class ConsolePort:
             pass
 
 
+PULSES_MS = 60000  # telemetry carries the tone pulses of the last minute of virtual time
+
+
+def led_pattern(priority, since):
+    """The alarm LED as a person sees it (ALM-8): colour, flash timing and rate."""
+    on, off = FLASH[priority]
+    return {"priority": priority, "colour": COLOUR[priority], "on_ms": on, "off_ms": off,
+            "flash_mhz": 1000000 // (on + off) if off else 0,
+            "steady": 1 if priority and not off else 0, "since_ms": since}
+
+
 class Emulator:
     """hw.emulator: clock control and fault injection (SEC-3: only this board has it)."""
 
@@ -1131,8 +1154,15 @@ class Emulator:
             "line_kpa": self.line.kpa,
             "occluded": 1 if self.line.occluded else 0,
             "led": ann.led_priority,
+            "led_pattern": led_pattern(ann.led_priority, ann.led_since),
             "sounds": [ann.sounds[1], ann.sounds[2], ann.sounds[3]],
             "last_sound": [ann.last_priority, ann.last_level],
+            # ALM-8: what the buzzer plays: signals as (start ms, priority, level, stop ms
+            # or -1 while playing), and the tone pulses of the last PULSES_MS as
+            # (start ms, Hz, duration ms, level); times are virtual ms since boot
+            "signals": [list(g) for g in ann.segments()],
+            "pulses": [list(p) for p in ann.pulses(self.clock.elapsed,
+                                                   self.clock.elapsed - PULSES_MS)],
             "stuck": self.buttons.stuck,
             "sensor_loss": self.radio.lost,
             "cgm_sent": self.radio.sent,
@@ -1156,16 +1186,21 @@ class Emulator:
 
 
 def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=None,
-                  telemetry_fd=None, cgm_trace=None, patient=None):
-    """patient: (fd out, fd in) of the virtual patient's pipes, or None."""
-    world = World(state_dir)
-    board = Board(state_dir, world)
+                  telemetry_fd=None, cgm_trace=None, patient=None, world=None, board=None,
+                  storage=None, key=None, board_id=S.BOARD_UNIX):
+    """patient: (fd out, fd in) of the virtual patient's pipes, or None. A board without
+    files (boards/qemu_arm.py) passes its own world, board, storage and key."""
+    if world is None:
+        world = World(state_dir)
+    if board is None:
+        board = Board(state_dir, world)
     rng = world.rng
     clock = VirtualClock(board, TICKS_PERIOD - 2000 - rng.below(6001), world.get("speed"))
     board.clock = clock
     battery = EmuBattery(world)
     clock.battery = battery
-    storage = EmuStorage(state_dir + "/flash.bin", world)
+    if storage is None:
+        storage = EmuStorage(state_dir + "/flash.bin", world)
     line = Line()
     line.occluded = bool(world.get("occluded"))
     motor = EmuMotor(line, storage, battery)
@@ -1176,15 +1211,17 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
                      pulse_mu)
     board.radio = radio
     motor.radio = radio
-    annunciator = Annunciator()
+    # the buzzer's timeline in virtual ms since boot ("q": past 2**31 ms, 24 days)
+    annunciator = Annunciator(lambda: clock.elapsed, "q")
     serial = EmuSerial(board, world, clock, console.inp if console is not None else None)
     emu = Emulator(board, world, clock, serial, battery, line, buttons, storage, radio,
                    annunciator, telemetry_fd)
     board.emulator = emu
     hw = Hardware(clock, motor, line, battery, annunciator, buttons, storage,
                   EmuWatchdog(clock), serial=serial, radio=radio, pulse_mu=pulse_mu,
-                  reset_cause=reset_cause, key=read_key(state_dir + "/key"),
-                  board=S.BOARD_UNIX, emulator=emu, rtc=EmuRtc(world, clock))
+                  reset_cause=reset_cause,
+                  key=key if key is not None else read_key(state_dir + "/key"),
+                  board=board_id, emulator=emu, rtc=EmuRtc(world, clock))
     hw.console = console
     return hw
 

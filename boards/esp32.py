@@ -36,6 +36,9 @@ PIN_HOME = 32  # plunger home switch at the rewound end, to GND
 PIN_BUTTON_ACK = 4  # to GND
 PIN_BUZZER = 18  # piezo through an NPN transistor
 PIN_LED = 19  # alarm LED through 330 ohm (the DevKitC has no user LED)
+# Optional RGB alarm LED (red, green, blue; docs/boards.md): e.g. (13, 23, 33). None: the one
+# LED tells priorities apart by its flash rate alone (ALM-8).
+PIN_RGB = None
 PIN_FORCE = 36  # ADC1_CH0 (VP)
 PIN_BATTERY = 39  # ADC1_CH3 (VN), battery / 2
 UART_ID = 2
@@ -138,8 +141,9 @@ def make_hardware(root=ROOT, serial=None):
                                    FORCE_NUM, FORCE_DEN)
     battery = drivers.BatteryGauge(ADC(Pin(PIN_BATTERY), atten=ADC.ATTN_11DB), DISCHARGE,
                                    BATTERY_NUM, BATTERY_DEN, microvolts=True)
+    rgb = None if PIN_RGB is None else tuple(Pin(n, Pin.OUT, value=0) for n in PIN_RGB)
     annunciator = drivers.Annunciator(machine.PWM(Pin(PIN_BUZZER), freq=2000, duty_u16=0),
-                                      Pin(PIN_LED, Pin.OUT, value=0))
+                                      Pin(PIN_LED, Pin.OUT, value=0), TIMER_MS, rgb)
     buttons = drivers.Buttons((Pin(PIN_BUTTON_ACK, Pin.IN, Pin.PULL_UP),), (BUTTON_ACK,),
                               time.ticks_ms, DEBOUNCE_MS, timer=True)
 

@@ -8,6 +8,7 @@ from array import array
 
 from firmware.compat import TICKS_PERIOD, ticks_diff
 from firmware.hal import REGION_SIZES, REGIONS, Hardware
+from firmware.signals import signal_pulses
 
 _TICKS_MAX = TICKS_PERIOD - 1  # a small int on 32-bit ports, unlike TICKS_PERIOD
 
@@ -145,6 +146,7 @@ class Rtc:
         self.base = -1  # UTC seconds at world second 0; -1: time not known
         self.backup = True
         self.drift_s = 0  # extra seconds (a fast or slow crystal, or a wrong setting)
+        self.broken = False  # set() fails (a bus error)
 
     def now(self):
         if self.base < 0:
@@ -152,8 +154,12 @@ class Rtc:
         return self.base + self.clock.world_s + self.drift_s
 
     def set(self, utc_s):
+        """True when written; False (the time not written) while `broken`."""
+        if self.broken:
+            return False
         self.base = utc_s - self.clock.world_s
         self.drift_s = 0
+        return True
 
     def power_lost(self):
         """The board's supply is off: without backup the RTC forgets the time."""
@@ -170,25 +176,78 @@ class Battery:
 
 
 class Annunciator:
-    """Counts annunciations per priority; remembers the last one and the LED."""
+    """Counts annunciations per priority; remembers the last one and the LED.
 
-    def __init__(self):
+    With a clock (`now() -> ms`), it also records what a buzzer would play (ALM-8): a ring of
+    SEGMENTS signals as (start ms, priority, level, stop ms or -1 while it plays), kept in a
+    preallocated array so the tick stays allocation-free; `pulses()` expands them into the
+    tone pulses of firmware/signals.py. typecode "q" lets times pass 2**31 ms (unix port).
+    """
+
+    SEGMENTS = 64
+
+    def __init__(self, now=None, typecode="i"):
         self.sounds = array("i", [0] * 4)
         self.last_priority = 0
         self.last_level = 0
         self.led_priority = 0
         self.ok = True
+        self.now = now
+        self.seg = array(typecode, [0] * (4 * self.SEGMENTS))
+        self.seg_next = 0  # index of the next segment written
+        self.seg_count = 0
+        self.playing = -1  # ring index of the segment still playing, -1 none
+        self.led_since = 0
 
     def sound(self, priority, level):
         self.sounds[priority] += 1
         self.last_priority = priority
         self.last_level = level
+        if self.now is None:
+            return
+        t = self.now()
+        self._stop(t)
+        i = self.seg_next
+        seg = self.seg
+        seg[4 * i] = t
+        seg[4 * i + 1] = priority
+        seg[4 * i + 2] = level
+        seg[4 * i + 3] = -1
+        self.playing = i
+        self.seg_next = (i + 1) % self.SEGMENTS
+        if self.seg_count < self.SEGMENTS:
+            self.seg_count += 1
+
+    def _stop(self, t):
+        if self.playing >= 0:
+            self.seg[4 * self.playing + 3] = t
+            self.playing = -1
+
+    def silence(self):
+        if self.now is not None:
+            self._stop(self.now())
 
     def led(self, priority):
+        if priority != self.led_priority and self.now is not None:
+            self.led_since = self.now()
         self.led_priority = priority
 
     def self_test(self):
         return self.ok
+
+    def segments(self):
+        """Recorded signals, oldest first: [(start, priority, level, stop or -1)]."""
+        out = []
+        n = self.seg_count
+        first = (self.seg_next - n) % self.SEGMENTS
+        for k in range(n):
+            i = 4 * ((first + k) % self.SEGMENTS)
+            out.append((self.seg[i], self.seg[i + 1], self.seg[i + 2], self.seg[i + 3]))
+        return out
+
+    def pulses(self, until, since=None):
+        """Tone pulses played up to `until` ms: [(start ms, Hz, duration ms, level)]."""
+        return signal_pulses(self.segments(), until, since)
 
 
 class Buttons:

@@ -36,6 +36,9 @@ PIN_HOME = 6  # plunger home switch at the rewound end, to GND
 PIN_BUTTON_ACK = 14  # to GND
 PIN_BUZZER = 15  # piezo through an NPN transistor
 PIN_LED = "LED"  # on-board LED (GPIO25 on the Pico)
+# Optional RGB alarm LED (red, green, blue; docs/boards.md): e.g. (10, 11, 12). None: the one
+# LED tells priorities apart by its flash rate alone (ALM-8).
+PIN_RGB = None
 PIN_FORCE = 26  # ADC0: force sensor amplifier output
 PIN_VSYS = 29  # ADC3: VSYS / 3 on the Pico board
 # DS3231 real-time clock module with backup cell (optional: the board runs without one)
@@ -90,20 +93,10 @@ def reset_cause():
     return spec.RESET_POWER_ON
 
 
-def _ctrl_c_off():
-    """0x03 is an ordinary byte in protocol frames on stdin: no KeyboardInterrupt."""
-    try:
-        import micropython
-
-        micropython.kbd_intr(-1)
-    except (ImportError, AttributeError):  # CPython tests
-        pass
-
-
 def usb_serial():
     poller = select.poll()
     poller.register(sys.stdin, select.POLLIN)
-    _ctrl_c_off()
+    # 0x03 in protocol frames on stdin is an ordinary byte: board_main turns Ctrl-C off
     return drivers.StreamSerial(sys.stdin.buffer, sys.stdout.buffer, poller)
 
 
@@ -138,8 +131,9 @@ def make_hardware(root=ROOT, serial=None):
     pressure = drivers.ForceSensor(machine.ADC(Pin(PIN_FORCE)), FORCE_ZERO, FORCE_NUM,
                                    FORCE_DEN)
     battery = drivers.BatteryGauge(machine.ADC(Pin(PIN_VSYS)), DISCHARGE, VSYS_NUM, VSYS_DEN)
+    rgb = None if PIN_RGB is None else tuple(Pin(n, Pin.OUT, value=0) for n in PIN_RGB)
     annunciator = drivers.Annunciator(machine.PWM(Pin(PIN_BUZZER), freq=2000, duty_u16=0),
-                                      Pin(PIN_LED, Pin.OUT, value=0))
+                                      Pin(PIN_LED, Pin.OUT, value=0), TIMER_MS, rgb)
     buttons = drivers.Buttons((Pin(PIN_BUTTON_ACK, Pin.IN, Pin.PULL_UP),), (BUTTON_ACK,),
                               time.ticks_ms, DEBOUNCE_MS, timer=True)
 

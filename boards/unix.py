@@ -48,17 +48,21 @@ class Clock:
         time.sleep_ms(ms)
 
 
+def region_layout(sizes=REGION_SIZES):
+    """(offset of each region, offset of the board area, total bytes) of a flash image."""
+    offsets = []
+    total = 0
+    for i in range(REGIONS):
+        offsets.append(total)
+        total += sizes[i]
+    return offsets, total, total + BOARD_AREA
+
+
 class FileStorage:
     """Flash regions in RAM, written through to one file (a killed process keeps them)."""
 
     def __init__(self, path, sizes=REGION_SIZES):
-        self.offsets = []
-        total = 0
-        for i in range(REGIONS):
-            self.offsets.append(total)
-            total += sizes[i]
-        self.board_at = total
-        total += BOARD_AREA
+        self.offsets, self.board_at, total = region_layout(sizes)
         self.data = bytearray(b"\xff" * total)
         try:
             f = open(path, "rb")

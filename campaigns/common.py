@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tools.req_plugin import note_runtime
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 2  # the project's machines have 2 cores
 
@@ -95,6 +97,7 @@ def micropython() -> str:
 def run_guest(code: str, timeout: float = 600) -> list[dict]:
     """Run ``code`` on the MicroPython unix port (repo root on its path); the JSON of every
     ``RESULT`` line it printed. A guest that fails raises RuntimeError with its output."""
+    note_runtime("unix")
     env = dict(os.environ)
     env["MICROPYPATH"] = f"{REPO_ROOT}{os.pathsep}.frozen"
     with tempfile.TemporaryDirectory(prefix="campaign-") as tmp:

@@ -2,10 +2,14 @@
 on the MicroPython unix port, in chunks (one guest process each, two at a time), so memory
 stays bounded and progress shows. Guest code and the kinds of bad input: mp_fuzz.py.
 
+The pump delivers meanwhile: it is ticked between inputs, beside a twin pump ticked alike
+that gets no bad input.
+
 Targets: 0 escapes (no exception out of the link, none caught inside it, the guest never
-dies, every byte out decodes), 0 state changes from bad frames (the pump snapshot equal
-after each chunk, no bad command answered OK), resync on the next good frame (the good
-query after every sampled bad input answered; a genuine command accepted after each chunk).
+dies, every byte out decodes), 0 state changes from bad frames (the pump snapshot equal to
+its twin's after each chunk, no bad command answered OK), resync on the next good frame
+(the good query after every sampled bad input answered; a genuine command accepted after
+each chunk), and the pump ticked between inputs (it delivered insulin meanwhile).
 
 A failing chunk is reproduced alone with its seed: ``main_chunk(<chunk seed>, n, sample)``
 in campaigns/mp_fuzz.py (the table prints the seeds of failing chunks).
@@ -49,12 +53,14 @@ def run(mode: str = "full", seed: int = 1, quiet: bool = False) -> Outcome:
     results = run_chunks(calls, on_done)
     agg = {k: sum(r[k] for r in results) for k in
            ("inputs", "sampled", "answered", "responses", "escapes", "faults", "undecodable",
-            "accepted", "overflow")}
+            "accepted", "overflow", "ticks", "delivered")}
     changed = [r["seed"] for r in results if not r["unchanged"]]
     lost_link = [r["seed"] for r in results if not r["genuine_ok"]]
     kinds = [sum(r["kinds"][k] for r in results) for k in range(len(KIND_NAMES))]
     stats = [sum(r["stats"][k] for r in results) for k in range(len(STAT_NAMES))]
     out.counts = {"inputs": agg["inputs"], "chunks": n_chunks,
+                  "pump ticks between inputs": agg["ticks"],
+                  "insulin delivered meanwhile mU": agg["delivered"],
                   "good queries after a bad input": agg["sampled"],
                   "answered": agg["answered"], "pump frames out": agg["responses"]}
     out.counts.update({f"link {n}": v for n, v in zip(STAT_NAMES, stats, strict=True)})
@@ -67,6 +73,8 @@ def run(mode: str = "full", seed: int = 1, quiet: bool = False) -> Outcome:
     out.target("no resync: good frame after bad unanswered", unanswered, "0",
                unanswered == 0)
     out.target("inputs fed", agg["inputs"], f"{total:,}", agg["inputs"] == total)
+    out.target("pump ticked between inputs", agg["ticks"], f"{total:,}",
+               agg["ticks"] == total and agg["delivered"] > 0)
     for r in results:
         if _problems(r):
             out.notes.append(f"chunk seed {r['seed']} ({r['inputs']} inputs): {_describe(r)}"

@@ -1,8 +1,9 @@
-"""Campaign 2, link faults (LNK-2, LNK-3, LNK-5, SEC-2): delivery commands through the real
-client (host_tools.client, its timeouts, retries and reconciliation) against the emulator
+"""Campaign 2, link faults (LNK-2, LNK-3, LNK-5, LNK-6, SEC-2): delivery commands through
+the real client (host_tools.client, its timeouts, retries and fences) against the emulator
 (host_tools.launch, lockstep) while frames are dropped and corrupted inside the board in
-both directions (FAULT_DROP_RX/TX, FAULT_CORRUPT_RX/TX, seeded with FAULT_SEED) and
-duplicated and reordered on the way in both directions (relay.LossyPort).
+both directions (FAULT_DROP_RX/TX, FAULT_CORRUPT_RX/TX, seeded with FAULT_SEED), and
+duplicated, reordered and held past the client's whole retry window (fence included:
+late frames) on the way in both directions (relay.LossyPort).
 
 The commands: small normal boluses (0.05-0.2 U), temp basals (absolute and percent),
 cancel temp basal, suspend and resume, drawn at random whatever the pump's state, so many
@@ -11,7 +12,9 @@ the truth from the pump (status: last command id, its code and detail) and advan
 virtual clock (long enough for a bolus to finish). The pump's history is read as it grows.
 
 Each command ends, for the client, as confirmed (OK), refused (an error code), "not carried
-out" (no answer; status shows another last command) or unknown (no answer, no status).
+out" (no answer; the fence says it did not act, and no try of it can act any more) or
+unknown (no answer, no fence answer). A late frame of a command the client has given up on
+reaches the pump afterwards: it must never act.
 
 Targets:
 - 0 double deliveries: each command acted at most once; the history holds exactly one
@@ -22,6 +25,8 @@ Targets:
   reported not carried out did not act; unknowns are counted (and resolved from status).
 - final state equal to the intended one: delivered bolus insulin from history (bolus ends)
   equals the sum of the accepted boluses, exactly, and so do the pump's daily bolus totals;
+  the plunger (emulator telemetry: the motor's odometer, not the pump's records) moved
+  exactly the pump's basal, bolus and prime totals, and its bolus share is that sum;
   every bolus completed; delivery state and temp basal at the end as the campaign's model
   of the accepted commands says, and every accepted command's code as the model predicted.
 """
@@ -35,7 +40,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from campaigns.common import Outcome, Progress
+from campaigns.common import Outcome, Progress, note_runtime
 from campaigns.relay import LossyPort
 from host_tools import client as C
 from protocol import spec as S
@@ -44,6 +49,9 @@ SIZES = {"full": 10_000, "short": 120}
 TIMEOUT = 0.05  # client: seconds per try (the emulator answers in 1-2 ms)
 RETRIES = 3  # client: extra tries
 HOLD_MAX = 0.03  # relay: longest hold of a reordered frame, below the client's timeout
+LATE = 0.01  # relay: frames held past the client's whole retry window, each direction
+LATE_S = (2 * (RETRIES + 1) * TIMEOUT + 0.1, 1.5)  # longer than all tries and the fence
+HOLD_ALL = 0.05  # commands whose every try is held late (the fence after them is not)
 FAULT_PERMILLE = 15  # emulator: drop and corrupt, each direction
 DUP = 0.02  # relay: duplicate, each direction
 REORDER = 0.02  # relay: reorder, each direction
@@ -126,7 +134,7 @@ class Tally:
     client: dict = field(default_factory=dict)  # confirmed / refused / not carried out / ...
     acted_ok: dict = field(default_factory=dict)  # per name: accepted by the pump (truth)
     refused_by_pump: int = 0
-    reconciled: int = 0  # confirmed by the client from status after lost replies
+    reconciled: int = 0  # confirmed by the client from a fence after lost replies
     false_ok: list = field(default_factory=list)
     false_refusal: list = field(default_factory=list)
     lost: list = field(default_factory=list)  # acted while the client said it did not
@@ -217,9 +225,9 @@ class Campaign:
         pm = FAULT_PERMILLE if on else 0
         if on:
             self.pump.emu_fault(S.FAULT_SEED, self.seed & 0x7FFFFFFF)
-            self.port.set_faults(DUP, REORDER, HOLD_MAX)
+            self.port.set_faults(DUP, REORDER, HOLD_MAX, LATE, LATE_S)
         else:
-            self.port.set_faults(0, 0)
+            self.port.set_faults(0, 0)  # the late frames go out now: they must not act
         with self.patient():
             for f in (S.FAULT_DROP_RX, S.FAULT_CORRUPT_RX, S.FAULT_DROP_TX, S.FAULT_CORRUPT_TX):
                 self.control(lambda f=f: self.pump.emu_fault(f, pm))
@@ -267,7 +275,13 @@ class Campaign:
         predicted = model.predict(name)
         uncertain = name in ("cancel_temp_basal",) and model.near_expiry()
         guess = self.pump.counter + 1
+        hold_all = counted and self.rng.random() < HOLD_ALL
+        if hold_all:
+            self.port.tx.hold_next = RETRIES + 1  # every try arrives after the client ends
         outcome, cid, code, detail = self.send(name, args)
+        self.port.tx.hold_next = 0
+        if hold_all:  # ... at once: before any later command could raise the counter
+            self.port.tx.release_late()
         st = self.status()
         # what this command wrote (and the ticks of the last advance: bolus ends, temp basal
         # expiries, alarms; none of them of a kind a command writes, see EFFECT)
@@ -354,6 +368,8 @@ class Campaign:
 
             t0 = time.perf_counter()
             with launch(tmp, lockstep=True, seed=self.seed, console=False, fresh=True) as emu:
+                self.emu = emu
+                note_runtime("unix")  # the emulator: the firmware on the unix port
                 inner = C.open_port(emu.port)
                 self.port = LossyPort(inner, self.seed)
                 self.pump = C.Client(self.port, key=C.load_key(emu.key_path), timeout=TIMEOUT,
@@ -385,6 +401,18 @@ class Campaign:
         self.st0 = st
         self.next_seq = st.history_next
         self.day0 = st.local_day
+        with self.patient():  # the clock stands still (lockstep): same instant as odo0
+            self.tot0 = self.pump.get_totals(self.day0)
+        self.odo0 = self.plunger()
+
+    def plunger(self) -> int:
+        """The plunger's travel so far (pulses) from the emulator's telemetry: the
+        simulated motor's odometer, not the pump's records. Two fresh lines, so the second
+        was written after the last command was answered (the board idle, once a second)."""
+        self.emu.next_telemetry(5.0)
+        tel = self.emu.next_telemetry(5.0)
+        self.pulse_mu = tel["emu"]["pulse_mu"]
+        return tel["emu"]["odometer"]
 
     def campaign(self, out: Outcome) -> None:
         prog = Progress("linkfaults", self.n, "commands", quiet=self.quiet)
@@ -435,6 +463,10 @@ class Campaign:
         with self.patient():
             days = [self.pump.get_totals(d) for d in range(self.day0, st.local_day + 1)]
         totals_bolus = sum(d.bolus for d in days) - self.st0.bolus_today
+        totals_basal = sum(d.basal for d in days) - self.tot0.basal
+        totals_prime = sum(d.prime for d in days) - self.tot0.prime
+        plunger_mu = (self.plunger() - self.odo0) * self.pulse_mu
+        plunger_bolus = plunger_mu - totals_basal - totals_prime
         self.model.temp_now()
         final_ok = (st.stop != S.STOP_NONE) == self.model.suspended
         temp = self.model.temp
@@ -447,7 +479,7 @@ class Campaign:
             "commands": n_sent,
             **{f"sent {k}": v for k, v in sorted(t.sent.items())},
             **{f"client {k}": v for k, v in t.client.items()},
-            "confirmed after lost replies (status)": t.reconciled,
+            "confirmed after lost replies (fence)": t.reconciled,
             "retried under a new command id": t.fresh_ids,
             "unknown that had acted": t.unknown_acted,
             "unknown that had not": t.unknown_not_acted,
@@ -461,6 +493,8 @@ class Campaign:
             "client stale answers": self.pump.stats["stale"],
             "client bad frames": self.pump.stats["bad_frames"],
             "emulator restarts": emu.restarts,
+            "plunger mU (telemetry)": plunger_mu,
+            "fences": self.pump.stats["fenced"],
         }
         with self.patient():
             ls = self.pump.get_link_stats()
@@ -475,6 +509,8 @@ class Campaign:
                    delivered == intended and amounts_ok and not incomplete)
         out.target("bolus mU in daily totals - confirmed sum", totals_bolus - intended, "0",
                    totals_bolus == intended)
+        out.target("plunger mU (telemetry) - basal, prime - confirmed bolus sum",
+                   plunger_bolus - intended, "0", plunger_bolus == intended)
         out.target("final state and codes as the model says", len(t.mispredicted)
                    + (not final_ok) + self.history_gaps, "0",
                    final_ok and not t.mispredicted and not self.history_gaps)

@@ -18,20 +18,25 @@ Each input arrives in pieces of random size. After a random ``sample`` per cent 
 a good query follows (status or hello, alternating; with a leading 0x00 when the bad input
 left a frame open, as hosts do to resync) and must be answered at once. Every byte the pump
 writes must decode as a frame, and no RESULT the pump sends may carry OK (a bad command
-acted). At the end of the chunk the pump state (tests/mp_link.snapshot: state, settings,
-history head, alarms, event queue, auth counter, command-id ring) must be what it was, no
-exception may have escaped the link or been caught inside it (link.faults), and a genuine
-authenticated command must still be accepted.
+acted). The pump runs meanwhile: after each input both it and a twin pump that gets no
+input are ticked (TICK_MS of board time), and every poll of the link is mirrored on the
+twin's. At the end of the chunk the pump state (tests/mp_link.snapshot: state, settings,
+history head, alarms, event queue, auth counter, command-id ring) must be the twin's: bad
+input changed nothing that delivery did not change on both. No exception may have escaped
+the link or been caught inside it (link.faults), and a genuine authenticated command must
+still be accepted.
 """
 
 import json
 
 from firmware import wire
+from firmware.pump import S_BASAL_TODAY, S_BOLUS_TODAY
 from tests import mp_link as M
 
 ID = wire.INDEX
 KINDS = 15
 M_RESULT = 0x80
+TICK_MS = 100  # board time between two inputs: the pump delivers during the chunk
 
 
 def _flip_bits(r, body):
@@ -88,18 +93,33 @@ def check_output(data):
     return got, bad, ok
 
 
-def chunk(seed, n, sample):
-    r = M.Rand(seed)
+def _ready():
     rig, pump, link = M.bench()
-    serial = rig.serial
     for i in range(1, 6):
         M.xfer(rig, link, wire.encode_frame(ID["get_alarms"], i, 0, []))
     M.xfer(rig, link, wire.encode_frame(ID["ack_alarm"], 1, 0, [1000, 8], key=M.KEY,
                                         counter=40))
     M.xfer(rig, link, wire.encode_frame(ID["set_setting"], 2, 0, [1001, 9, 40], key=M.KEY,
                                         counter=50))
+    return rig, pump, link
+
+
+def chunk(seed, n, sample):
+    r = M.Rand(seed)
+    rig, pump, link = _ready()
+    twin_rig, twin, twin_link = _ready()  # the same pump, no bad input
+    serial = rig.serial
     corpus = M.fuzz_corpus(r, 50)
-    before = M.snapshot(pump, link)
+
+    def poll():
+        twin_link.poll()
+        twin_rig.serial.take()
+        link.poll()
+
+    def tick():
+        for g, p in ((rig, pump), (twin_rig, twin)):
+            g.clock.advance(TICK_MS)
+            p.tick()
     hello = wire.encode_frame(ID["hello"], 0xFFFF, 0, [])
     status = wire.encode_frame(ID["status"], 0xFFFE, 0, [])
     kinds = [0] * KINDS
@@ -113,7 +133,7 @@ def chunk(seed, n, sample):
             step = 1 + r.below(64)
             serial.send(data[at:at + step])
             try:
-                link.poll()
+                poll()
             except Exception:
                 escapes += 1
             at += step
@@ -126,7 +146,7 @@ def chunk(seed, n, sample):
                 open_frame = False
             serial.send(good)
             try:
-                link.poll()
+                poll()
             except Exception:
                 escapes += 1
             frames, bad, ok = check_output(serial.take())
@@ -141,6 +161,8 @@ def chunk(seed, n, sample):
             undecodable += bad
             accepted += ok
             responses += len(frames)
+        tick()
+    before = M.snapshot(twin, twin_link)  # what the pump would be without the bad input
     after = M.snapshot(pump, link)
     # the link still takes a genuine authenticated command
     if open_frame:
@@ -151,6 +173,8 @@ def chunk(seed, n, sample):
     return {
         "seed": seed,
         "inputs": n,
+        "ticks": n,
+        "delivered": twin.state[S_BASAL_TODAY] + twin.state[S_BOLUS_TODAY],
         "kinds": kinds,
         "sampled": sampled,
         "answered": answered,

@@ -1,5 +1,8 @@
-"""Campaign 3, power cuts (HIS-2, HIS-1, LNK-3): the supply dies at random instants during
-boluses (normal, extended, dual), basal and temp basal, history writes and settings writes.
+"""Campaign 3, power cuts (HIS-2, HIS-1, LNK-3, HIS-3, THR-13): the supply dies at random
+instants during boluses (normal, extended, dual), basal and temp basal, history writes and
+settings writes; the clock is changed now and then (time and zone, within 5 days), and 30 %
+of the cuts are outages of 1 s to 6 h, 30 % of those with the RTC's backup cell out (the
+time is then lost and set again).
 
 Two parts:
 
@@ -41,13 +44,14 @@ import time
 from collections import Counter
 
 from boards.fakes import PowerCut
-from campaigns.common import Outcome, Progress
+from campaigns.common import Outcome, Progress, note_runtime
 from campaigns.linkfaults import boot
 from firmware.pump import S_BOLUS_ID, S_STOP, S_TEMP_KIND
 from protocol import spec as S
 
 SIZES = {"full": (200, 5, 60), "short": (6, 5, 3)}  # episodes, cuts per episode, emulator cuts
-REGION_NAMES = ("settings", "settings", "state", "state", "history", "totals", "link", "link")
+REGION_NAMES = ("settings", "settings", "state", "state", "history", "totals", "link", "link",
+                "doses", "doses", "CGM log")
 CATEGORIES = ("double count / lost insulin", "lost or corrupt records", "resumed bolus",
               "basal after the boot", "settings / profiles")
 HOUR_MS = 3600000
@@ -116,7 +120,7 @@ def check(ep, problems: Counter, log: list, label: str) -> None:
 
     if pump.state[S_BOLUS_ID] != 0 or pump.bolus_progress() != (0, 0, 0):
         bad("resumed bolus", f"bolus {pump.state[S_BOLUS_ID]} running after the boot")
-    days = [pump.day_totals(d) for d in range(ep.day0, pump.status()["day"] + 1)]
+    days = [pump.day_totals(d) for d in ep.days()]
     basal = sum(t[0] for t in days if t)
     bolus = sum(t[1] for t in days if t)
     prime = sum(t[2] for t in days if t)
@@ -135,6 +139,14 @@ def check(ep, problems: Counter, log: list, label: str) -> None:
     if recs and (pump.history.first_seq != 1
                  or [r[0] for r in recs] != list(range(1, pump.history.next_seq))):
         bad("lost or corrupt records", "history sequence numbers not contiguous")
+    last = 0
+    for r in recs:  # times go back only at a record that says why (THR-13)
+        if r[2] in (S.H_TIME_CHANGE, S.H_TIME_LOST):
+            last = 0
+        elif r[1] < last:
+            bad("lost or corrupt records", f"record {r[0]} is earlier than the one before")
+            break
+        last = r[1]
     starts = [r for r in recs if r[2] == S.H_BOLUS_START]
     ends = [r for r in recs if r[2] == S.H_BOLUS_END]
     start_ids = [r[4] for r in starts]
@@ -217,7 +229,7 @@ def in_process(episodes: int, cuts_per: int, seed: int, prog) -> dict:
     where: Counter = Counter()  # the write or move cut
     during: Counter = Counter()  # the therapy going on
     log: list[str] = []
-    cuts = boot_cuts = attempts = 0
+    cuts = boot_cuts = attempts = clock_changes = outages = 0
     for e in range(episodes):
         ep_seed = seed * 100003 + e
         ep = Episode(random.Random(ep_seed))
@@ -252,9 +264,12 @@ def in_process(episodes: int, cuts_per: int, seed: int, prog) -> dict:
                 log.append(f"{label}: cut during {', '.join(seen)}")
         cuts += ep.cuts
         boot_cuts += ep.boot_cuts
+        clock_changes += ep.clock_changes
+        outages += ep.outages
         prog(e + 1, f"{cuts} cuts, {boot_cuts} during boot, problems "
                     f"{sum(problems.values())}")
     return {"cuts": cuts, "boot_cuts": boot_cuts, "attempts": attempts,
+            "clock_changes": clock_changes, "outages": outages,
             "problems": problems, "where": where, "during": during, "log": log}
 
 
@@ -287,6 +302,7 @@ class EmuPart:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="campaign-emu-") as tmp, \
                 launch(tmp, lockstep=True, seed=self.seed, console=False, fresh=True) as emu:
+            note_runtime("unix")  # the emulator: the firmware on the unix port
             p = C.connect(emu.port, key=C.load_key(emu.key_path), timeout=0.5, retries=3,
                           hello=False)
             boot(p)
@@ -433,6 +449,8 @@ def run(mode: str = "full", seed: int = 1, quiet: bool = False) -> Outcome:
     total = a["problems"] + b["problems"]
     out.counts = {"in-process cuts": a["cuts"], "more cuts during the boot after": a["boot_cuts"],
                   "cut points armed": a["attempts"], "in-process wall s": round(t_in, 1),
+                  "clock changes (THR-11)": a["clock_changes"],
+                  "outages of 1 s..6 h, 30 % without RTC backup": a["outages"],
                   "emulator cuts": b["cuts"], "emulator reboots": b["restarts"],
                   "emulator wall s": round(b["wall"], 1)}
     out.counts["in-process cut at"] = ", ".join(

@@ -9,7 +9,10 @@ the way can do:
 - duplicate: a frame is delivered twice in a row;
 - reorder: a frame is held back and delivered right after the next frame in the same
   direction, or when its hold time (random, up to ``hold_max`` s) runs out, whichever
-  comes first.
+  comes first;
+- late: a frame is held for ``late_s`` (a range, s: longer than the client's whole retry
+  window, fence included) while later frames pass, then delivered (LNK-6); at random, or
+  the next ``hold_next`` frames (every try of one command).
 
 Frames are cut at the 0x00 delimiter. Every decision comes from a seeded random.Random;
 when a held frame is released depends on timing (the client's reads), so a rerun with the
@@ -28,15 +31,20 @@ class Direction:
     """One way through the relay: frames in, frames out (duplicated, reordered)."""
 
     def __init__(self, name: str, rng: random.Random, dup: float, reorder: float,
-                 hold_max: float, emit):
+                 hold_max: float, emit, late: float = 0.0,
+                 late_s: tuple[float, float] = (1.0, 2.0)):
         self.name = name
         self.rng = rng
         self.dup = dup
         self.reorder = reorder
         self.hold_max = hold_max
+        self.late = late
+        self.late_s = late_s
         self.emit = emit  # callable(bytes)
         self.partial = bytearray()
         self.held: tuple[float, bytes] | None = None
+        self.late_held: list[tuple[float, bytes]] = []
+        self.hold_next = 0  # the next frames to hold late, whatever the odds
         self.stats = collections.Counter()
 
     def feed(self, data: bytes) -> None:
@@ -55,6 +63,13 @@ class Direction:
             self.emit(frame)
             return
         rng = self.rng
+        if self.hold_next or (self.late and rng.random() < self.late):
+            self.hold_next = max(0, self.hold_next - 1)
+            self.stats["late"] += 1
+            lo, hi = self.late_s
+            self.late_held.append((time.monotonic() + lo + rng.random() * (hi - lo), frame))
+            self.late_held.sort(key=lambda held: held[0])
+            return
         if self.held is None and rng.random() < self.reorder:
             self.stats["held"] += 1
             self.held = (time.monotonic() + rng.random() * self.hold_max, frame)
@@ -70,18 +85,31 @@ class Direction:
             self.emit(held)
 
     def tick(self) -> None:
-        """Release a held frame whose hold time ran out (delayed, nothing overtook it)."""
-        if self.held is not None and time.monotonic() >= self.held[0]:
+        """Release a held frame whose hold time ran out (delayed, nothing overtook it),
+        and the late frames whose time has come."""
+        now = time.monotonic()
+        if self.held is not None and now >= self.held[0]:
             self.stats["delayed"] += 1
             _, held = self.held
             self.held = None
             self.emit(held)
+        while self.late_held and now >= self.late_held[0][0]:
+            self.stats["late_delivered"] += 1
+            self.emit(self.late_held.pop(0)[1])
 
     def flush(self) -> None:
         if self.held is not None:
             _, held = self.held
             self.held = None
             self.emit(held)
+        self.release_late()
+
+    def release_late(self) -> None:
+        """Deliver the late frames now (in the order they were held)."""
+        for _, frame in sorted(self.late_held, key=lambda held: held[0]):
+            self.stats["late_delivered"] += 1
+            self.emit(frame)
+        self.late_held.clear()
 
 
 class LossyPort:
@@ -97,13 +125,17 @@ class LossyPort:
         self.enabled = True
 
     # faults can be switched off (set-up and checks run clean)
-    def set_faults(self, dup: float, reorder: float, hold_max: float | None = None) -> None:
+    def set_faults(self, dup: float, reorder: float, hold_max: float | None = None,
+                   late: float = 0.0, late_s: tuple[float, float] | None = None) -> None:
         for d in (self.tx, self.rx):
             d.dup = dup
             d.reorder = reorder
+            d.late = late
             if hold_max is not None:
                 d.hold_max = hold_max
-            if not reorder:
+            if late_s is not None:
+                d.late_s = late_s
+            if not reorder and not late:
                 d.flush()
 
     # pyserial surface used by host_tools.client

@@ -1,8 +1,10 @@
-"""Campaign 4, security (SEC-2, SEC-3, LNK-3, LNK-4): forged MACs, replayed frames (also
-after a reboot), stale counters, unauthenticated delivery commands, commands to a board
-flashed without a key, and emulator-only messages sent to a board build (boards.fakes Rig
-without an emulator), on the MicroPython unix port, between genuine commands of the paired
-host. Guest code and the kinds of attack: mp_security.py.
+"""Campaign 4, security (SEC-2, SEC-3, SEC-4, LNK-3, LNK-4): forged MACs, replayed frames
+(also after a reboot), stale counters, unauthenticated delivery commands, commands to a
+board flashed without a key, emulator-only messages sent to a board build (boards.fakes Rig
+without an emulator), frames after the link state was corrupted in storage, and REPL
+control bytes and a Ctrl-C on the bench console of the main loop, on the MicroPython unix
+port, between genuine commands of the paired host. Guest code and the kinds of attack:
+mp_security.py.
 
 Targets: 100 % refused (no OK, no state change) in every kind; every genuine command from
 the paired host still accepted; no exception inside the link. Refusals with the expected
@@ -44,6 +46,7 @@ def run(mode: str = "full", seed: int = 1, quiet: bool = False) -> Outcome:
     genuine = sum(r["genuine"] for r in results)
     genuine_ok = sum(r["genuine_ok"] for r in results)
     faults = sum(r["faults"] for r in results)
+    escapes = sum(r["console_escapes"] for r in results)
     out.counts = {"attacks": sent, "refused": refused,
                   "refused with the expected code": sum(c[2] for c in counts.values()),
                   "genuine commands": genuine, "genuine accepted": genuine_ok,
@@ -57,6 +60,7 @@ def run(mode: str = "full", seed: int = 1, quiet: bool = False) -> Outcome:
     out.target("genuine commands accepted", f"{genuine_ok}/{genuine}", "all",
                genuine_ok == genuine)
     out.target("link faults (exceptions)", faults, "0", faults == 0)
+    out.target("exceptions out of the console or the loop", escapes, "0", escapes == 0)
     for r in results:
         for ex in r["examples"]:
             out.notes.append(f"accepted attack {ex}: reproduce main_chunk({r['seed']}, "

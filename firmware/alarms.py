@@ -1,4 +1,12 @@
-"""Alarm manager (ALM-1, ALM-2, ALM-6): priorities, repeat, escalation, acknowledge.
+"""Alarm manager (ALM-1, ALM-2, ALM-6, ALM-8): priorities, repeat, escalation, acknowledge
+and the alarm-management rules of IEC 60601-1-8.
+
+One auditory signal at a time: the highest-priority unacknowledged alarm's (the board
+repeats its burst, firmware/signals.py). A lower-priority alarm raised meanwhile is logged
+as hidden and sounds once the higher one is acknowledged or clears. A condition that ends
+before anyone acknowledged it is logged as such and shown until acknowledged. A condition
+that starts and stops CYCLES times within CYCLE_MS starts again one level louder instead
+of from the start.
 
 Preallocated per-alarm arrays; `tick` and `set` never allocate. Every raise, acknowledge
 and clear goes to the `log(alarm_id, action, value)` callback (history and host event).
@@ -14,7 +22,9 @@ from protocol.spec import (
     ALARM_ACKED,
     ALARM_CLEARED,
     ALARM_COUNT,
+    ALARM_HIDDEN,
     ALARM_RAISED,
+    ALARM_UNACKED,
     ALARMS,
     E_UNKNOWN_ALARM,
     OK,
@@ -24,6 +34,8 @@ from protocol.spec import (
 MAX_LEVEL = 2  # escalation steps: 0 normal, 1 louder, 2 loudest
 # Latched alarms report an event, not a lasting condition: acknowledging clears them.
 LATCHED = (A_OCCLUSION, A_AUTO_OFF, A_SUSPEND_REMINDER, A_SET_CHANGE)
+CYCLES = 3  # raises of one condition within CYCLE_MS that escalate instead of restarting
+CYCLE_MS = 600000
 
 
 class Alarms:
@@ -44,6 +56,11 @@ class Alarms:
         self.snooze_ms = 1800000
         self.led = 0
         self.count = 0  # active alarms: the tick skips its scan when none is active
+        self.sounding = -1  # the alarm whose signal the annunciator plays, -1 none
+        self.missed = bytearray(ALARM_COUNT)  # cleared before acknowledged: shown until acked
+        self.cycles = bytearray(ALARM_COUNT)  # raises within the current cycle window
+        self.window = array("i", [0] * ALARM_COUNT)  # ms left of each cycle window
+        self.windows = 0  # cycle windows running
 
     def raise_(self, alarm, value):
         if self.active[alarm]:
@@ -51,10 +68,46 @@ class Alarms:
         self.active[alarm] = 1
         self.count += 1
         self.acked[alarm] = 0
-        self.level[alarm] = 0
+        self.missed[alarm] = 0
+        if self.window[alarm] > 0:
+            if self.cycles[alarm] < 255:  # a byte: a condition flapping every tick stays put
+                self.cycles[alarm] += 1
+        else:
+            self.cycles[alarm] = 1
+            self.window[alarm] = CYCLE_MS
+            self.windows += 1
+        if self.cycles[alarm] >= CYCLES:  # start-stop cycling: louder than last time
+            if self.level[alarm] < MAX_LEVEL:
+                self.level[alarm] += 1
+        else:
+            self.level[alarm] = 0
         self.timer[alarm] = self.repeat_ms
         self.log(alarm, ALARM_RAISED, value)
-        self.annunciator.sound(self.priority[alarm], 0)
+        s = self.sounding
+        if not self._annunciate(alarm):
+            self.log(alarm, ALARM_HIDDEN, s)
+
+    def _annunciate(self, alarm):
+        """Sound the alarm's signal unless a higher-priority one is sounding: True if sounded."""
+        s = self.sounding
+        if s >= 0 and s != alarm and self.priority[s] > self.priority[alarm]:
+            return False
+        self.sounding = alarm
+        self.annunciator.sound(self.priority[alarm], self.level[alarm])
+        return True
+
+    def _next(self):
+        """The sounding alarm was acknowledged or cleared: sound the next one, if any."""
+        best = -1
+        for i in range(ALARM_COUNT):
+            if self.active[i] and not self.acked[i]:
+                if best < 0 or self.priority[i] > self.priority[best]:
+                    best = i
+        self.sounding = -1
+        if best < 0:
+            self.annunciator.silence()
+        else:
+            self._annunciate(best)
 
     def clear(self, alarm, value):
         if not self.active[alarm]:
@@ -62,6 +115,11 @@ class Alarms:
         self.active[alarm] = 0
         self.count -= 1
         self.log(alarm, ALARM_CLEARED, value)
+        if not self.acked[alarm] and not self.latched[alarm]:
+            self.missed[alarm] = 1
+            self.log(alarm, ALARM_UNACKED, self.level[alarm])
+        if self.sounding == alarm:
+            self._next()
 
     def set(self, alarm, condition, value):
         """Raise or clear a condition alarm from its condition."""
@@ -71,16 +129,24 @@ class Alarms:
             self.clear(alarm, value)
 
     def ack(self, alarm):
-        if alarm < 0 or alarm >= ALARM_COUNT or not self.active[alarm]:
+        if alarm < 0 or alarm >= ALARM_COUNT:
             return E_UNKNOWN_ALARM
+        if not self.active[alarm]:
+            if not self.missed[alarm]:
+                return E_UNKNOWN_ALARM
+            self.missed[alarm] = 0  # "cleared, was not acknowledged" seen
+            self.log(alarm, ALARM_ACKED, 0)
+            return OK
         self.log(alarm, ALARM_ACKED, 0)
+        self.acked[alarm] = 1
         if self.latched[alarm]:
             self.clear(alarm, 0)
             return OK
-        self.acked[alarm] = 1
         self.level[alarm] = 0
         # High-priority alarms cannot be snoozed: silenced only until the next repeat.
         self.timer[alarm] = self.repeat_ms if self.priority[alarm] == PRIO_HIGH else self.snooze_ms
+        if self.sounding == alarm:
+            self._next()
         return OK
 
     def ack_top(self):
@@ -103,6 +169,15 @@ class Alarms:
         return top
 
     def tick(self, dt):
+        if self.windows:
+            for i in range(ALARM_COUNT):
+                if self.window[i] > 0:
+                    t = self.window[i] - dt
+                    if t <= 0:
+                        t = 0
+                        self.cycles[i] = 0
+                        self.windows -= 1
+                    self.window[i] = t
         top = 0
         if self.count:
             for i in range(ALARM_COUNT):
@@ -113,7 +188,7 @@ class Alarms:
                     if not self.acked[i] and self.level[i] < MAX_LEVEL:
                         self.level[i] += 1  # escalate: left unacknowledged
                     self.acked[i] = 0
-                    self.annunciator.sound(self.priority[i], self.level[i])
+                    self._annunciate(i)  # hidden behind a higher one: it waits its turn
                     t = self.repeat_ms
                 self.timer[i] = t
                 if self.priority[i] > top:

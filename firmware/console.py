@@ -40,6 +40,7 @@ from firmware.pump import (
 )
 from protocol.refusals import text as refusal_text
 from protocol.spec import (
+    ALARM_ACTIONS,
     ALARM_COUNT,
     ALARMS,
     AUTO_OFF_MIN_HOURS,
@@ -93,7 +94,6 @@ PRIORITIES = ("-", "low", "medium", "high")
 SELFTESTS = ((ST_FIRMWARE, "firmware"), (ST_STORAGE, "storage"), (ST_MOTOR, "motor"),
              (ST_BUZZER, "buzzer"))
 TEMP_ENDINGS = ("expired", "cancelled", "ended by suspend")
-ALARM_ACTIONS = ("raised", "acknowledged", "cleared")
 SHOWN_UNITS = {"mU": " U", "mU/h": " U/h", "mU/min": " U/min"}
 
 # (command, arguments, what it does): the help text, the usage lines and the dispatch
@@ -493,6 +493,9 @@ class Console:
                 rows.append("%2d  %-19s %-9s %-6s %d" % (
                     i, ALARMS[i][0], PRIORITIES[ALARMS[i][1]], "yes" if al.acked[i] else "no",
                     al.level[i]))
+            elif al.missed[i]:  # ALM-8: shown until acknowledged
+                rows.append("%2d  %-19s %-9s cleared, was not acknowledged" % (
+                    i, ALARMS[i][0], PRIORITIES[ALARMS[i][1]]))
         if len(rows) == 1:
             return "no active alarms" + NL
         return _lines(rows)
@@ -573,7 +576,7 @@ class Console:
             return "resumed"
         if k == H_ALARM:
             name = ALARMS[v1][0] if 0 <= v1 < ALARM_COUNT else "alarm %d" % v1
-            return "alarm %s %s" % (name, ALARM_ACTIONS[arg] if arg < 3 else "?")
+            return "alarm %s %s" % (name, ALARM_ACTIONS[arg] if arg < len(ALARM_ACTIONS) else "?")
         if k == H_REWIND:
             return "rewind"
         if k == H_FILL:

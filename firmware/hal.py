@@ -17,8 +17,15 @@ rtc          (optional) real-time clock with a backup supply (THR-13): now() -> 
              boot (what time is it after a power loss?) and written when the time is set.
 pressure     read() -> line pressure in kPa (int).
 battery      percent() -> 0..100.
-annunciator  sound(priority, level): one annunciation (buzzer pattern) of an alarm;
-             led(priority): steady LED for the highest active alarm (0 = off);
+annunciator  sound(priority, level): start the priority's auditory signal (ALM-8,
+             firmware/signals.py): its burst of tone pulses, repeated every
+             BURST_INTERVAL_MS until silence() or the next sound(); level 0..2 is the
+             escalation (louder). silence(): stop the signal now (the alarm manager calls
+             it when the sounding alarm is acknowledged or clears and none is left);
+             allocation-free, like sound(). led(priority): the visual signal of the
+             highest active alarm (0 = off): flashing at the priority's rate, steady
+             for low (signals.FLASH). The driver times pulses and flashes itself (a
+             service timer on boards); the firmware only says what to show.
              self_test() -> bool.
 buttons      pressed() -> bitmask of presses since the last call (BUTTON_ACK, ...).
 storage      size(region) -> bytes; read(region, offset, buf) fills buf;

@@ -59,4 +59,5 @@ S_SBL = const(45)  # 1: basal suspended before low (SNS-3)
 S_SBL_S = const(46)  # mono second it started
 S_SBL_WAIT_S = const(47)  # no new suspension before this mono second (-1: no wait)
 S_MOTOR_TEST_S = const(48)  # mono second of the last periodic motor self-test
-STATE_LEN = const(49)
+S_RTC_STALE = const(49)  # 1: setting the RTC failed: it holds an older time, not trusted
+STATE_LEN = const(50)

@@ -11,21 +11,39 @@ Frame handling, in order:
   bad CRC                             dropped, bad_crc
   other protocol version              dropped, bad_frame; a HELLO is still answered with
                                       hello_info so the host can say what to update
-  flags other than F_AUTH             dropped, bad_frame
+  flags other than F_AUTH             dropped, bad_frame (so the pump's own answers, which
+                                      carry F_RESPONSE, can never be reflected to it)
   unknown id, pump-to-host id, emulator id on a board without emulator (SEC-3)
                                       RESULT(0, E_UNKNOWN_MESSAGE, id), unknown
   length not matching the message     RESULT(0, E_BAD_ARG, -1), bad_frame
   query (0x01-0x0F)                   its *_info answer (or RESULT(0, code, detail) if
-                                      refused); an auth trailer on a query is ignored
+                                      refused); with an auth trailer whose MAC is good the
+                                      answer is signed with the query's counter (a nonce:
+                                      not checked against, nor moving, the counter floor),
+                                      with a bad MAC RESULT(0, E_BAD_AUTH, AUTH_BAD_MAC)
   command (0x10-0x2F, 0x30-0x3F)      RESULT(cmd_id, code, detail), see below
 
 Commands (SEC-2, LNK-3): refused with E_BAD_AUTH, detail AUTH_MISSING (no trailer,
-bad_auth), AUTH_BAD_MAC (bad_auth) or AUTH_REPLAYED (counter not above the last accepted
-one, replayed). An authenticated command's counter is persisted before anything acts.
+bad_auth), AUTH_BAD_MAC (bad_auth; also a host built from another message table: the MAC
+covers the schema hash), AUTH_REPLAYED (counter not above the last accepted one, replayed)
+or AUTH_UNPAIRED (the link state was lost, see below). An authenticated command's counter
+is persisted before anything acts. Every answer to a command whose MAC is good is signed
+with the command's counter (LNK-6): the host can tell the pump's answers from forged ones.
 cmd_id 0 is refused (E_BAD_ARG, detail 0). A cmd_id seen before returns its first result
 and acts no second time (duplicates): the last command is in the pump state array,
 saved by the operation's own state save (Pump.begin_command / end_command), and older
 ones in a ring of RING entries in the link region, saved with the counter.
+
+Fence (LNK-6): fence(cmd_id) is authenticated like a command; once its counter is
+persisted no earlier counter can act, so its answer fence_info(cmd_id, seen, code, detail)
+(signed) says for good whether that command was carried out. It acts on nothing else.
+
+Corrupt link state (SEC-4): both copies invalid (not blank) means the counter floor and
+the recent command ids are lost, so a captured frame could act again. The link then
+locks: self-test bit ST_LINK, the pump in its safe state with the self-test alarm, a
+H_LINK record, and every command (fence included) refused with AUTH_UNPAIRED, across
+reboots, until the board is given a new pairing key (pumpctl flash, or a new emulator key
+file): the region keeps an id of the key (a hash, never the key) to see the change.
 """
 
 from array import array
@@ -61,6 +79,7 @@ from firmware.store import REC_SIZE, Slots
 from firmware.wire import (
     KINDS,
     LENGTHS,
+    SCHEMA,
     SIZE,
     Auth,
     Decoder,
@@ -76,6 +95,7 @@ from protocol.spec import (
     AUTH_MISSING,
     AUTH_REPLAYED,
     AUTH_SIZE,
+    AUTH_UNPAIRED,
     CALC_KINDS,
     CALC_SEGMENTS,
     CGM_PAGE,
@@ -90,8 +110,11 @@ from protocol.spec import (
     F_AUTH,
     F_EVENT,
     F_RESPONSE,
+    H_LINK,
     HEADER_SIZE,
     HISTORY_PAGE,
+    LINK_CORRUPT,
+    LINK_PAIRED,
     MESSAGES,
     PROFILE_NAME_LEN,
     PROFILES,
@@ -99,10 +122,8 @@ from protocol.spec import (
     SET_UTC_OFFSET,
     SETTINGS_COUNT,
     SLOTS,
-    schema_hash,
+    ST_LINK,
 )
-
-SCHEMA = schema_hash()
 
 # message ids the link itself sends or treats specially
 M_HELLO = 0x01
@@ -119,6 +140,8 @@ M_LINK_STATS = 0x89
 M_CGM_PAGE = 0x8A
 M_CALC_RESULT = 0x8B
 M_CALC_SCHEDULE_INFO = 0x8C
+M_FENCE = 0x1F
+M_FENCE_INFO = 0x8D
 M_EVENT = 0xC0
 
 # link statistics, in the order of the link_stats message (events_dropped is the pump's)
@@ -132,12 +155,16 @@ DUPLICATES = 6
 FRAMES_OUT = 7
 STATS = 8
 
-# the link region: [generation, auth counter, ring position, RING x (cmd, code, detail)]
+# the link region: [generation, auth counter, ring position, RING x (cmd, code, detail),
+# key id, locked]
 RING = 16
 L_COUNTER = 1
 L_RING_POS = 2
 L_RING = 3
-LINK_LEN = L_RING + 3 * RING
+L_KEY = L_RING + 3 * RING  # key_id() of the pairing key the state belongs to (0: unknown)
+L_LOCKED = L_KEY + 1  # 1: the state was lost; commands refused until a new key
+LINK_LEN = L_LOCKED + 1
+LINK_LEN_1 = L_KEY  # the layout before the key id (still loads)
 
 CHUNK = 128  # bytes read from the serial driver at a time
 MAX_READS = 16  # chunks per poll, so a flood cannot starve the tick
@@ -151,6 +178,17 @@ def signed32(v):
 
 def unsigned32(v):
     return v + 0x100000000 if v < 0 else v
+
+
+def key_id(key):
+    """A 30-bit id of the pairing key (never 0), kept in the link region to notice a new
+    pairing: a hash, so the region never holds the key itself (SEC-1)."""
+    if not key:
+        return 0
+    import hashlib
+
+    d = hashlib.sha256(b"micropump key id" + bytes(key)).digest()
+    return ((d[0] | (d[1] << 8) | (d[2] << 16) | (d[3] << 24)) & 0x3FFFFFFF) | 1
 
 
 class Link:
@@ -170,12 +208,12 @@ class Link:
         self.faults = 0  # exceptions caught in the link (a bug if ever nonzero)
         self.dup_code = 0
         self.dup_detail = 0
+        self.sign = False  # sign the answer being built (an authenticated request)
+        self.reply_counter = 0  # ... with this counter: the request's
         self.values = array("i", [0] * LINK_LEN)
-        self.slots = Slots(hw.storage, R_LINK_A, R_LINK_B, self.values)
-        valid, _ = self.slots.load()
-        if not valid:
-            for i in range(LINK_LEN):
-                self.values[i] = 0
+        self.slots = Slots(hw.storage, R_LINK_A, R_LINK_B, self.values, (LINK_LEN_1,))
+        self.locked = False
+        self._load(key_id(key))
         self.counter = unsigned32(self.values[L_COUNTER])  # last accepted auth counter
         # one handler per message of the table that the host may send
         self.handlers = {}
@@ -188,6 +226,40 @@ class Link:
                 continue
             self.handlers[mid] = getattr(self, "_on_" + MESSAGES[mid][0])
 
+    def _load(self, kid):
+        """Load the link region; detect lost state and a new pairing (SEC-4)."""
+        v = self.values
+        valid, blank = self.slots.load()
+        if not valid:
+            for i in range(LINK_LEN):
+                v[i] = 0
+            v[L_KEY] = kid
+            if blank or self.slots._is_blank(0) or self.slots._is_blank(1):
+                return  # a new pump (or its first save torn): saved with the next command
+            # Lost: nothing here can be trusted. Commands stay refused until a new key; the
+            # counter starts above the pump state's last command id, so ids stay unique.
+            v[L_COUNTER] = self.pump.state[S_LAST_CMD]
+            v[L_LOCKED] = 1
+            self.slots.save()
+            self.pump.fail_safe(ST_LINK, H_LINK, LINK_CORRUPT)
+            self.locked = True
+            return
+        if self.slots.loaded_n < LINK_LEN:
+            v[L_KEY] = kid  # an older layout: adopt the key it was used with
+            v[L_LOCKED] = 0
+        elif v[L_KEY] != kid:
+            # Paired again (a new key): frames made with the old key no longer pass.
+            v[L_KEY] = kid
+            was = v[L_LOCKED]
+            v[L_LOCKED] = 0
+            self.slots.save()
+            if was:
+                self.pump.history.append(self.pump.utc_seconds(), H_LINK, LINK_PAIRED,
+                                         self.pump.selftest_bits, 0, 0)
+        if v[L_LOCKED]:
+            self.locked = True
+            self.pump.fail_safe(ST_LINK, H_LINK, LINK_CORRUPT)
+
     # ------------------------------------------------------------------ receive
     def poll(self):
         """Handle whatever input is waiting, then send queued events. Never raises."""
@@ -198,6 +270,7 @@ class Link:
             self.faults += 1
             self.dec.reset()
             self.pump.cmd = 0
+            self.sign = False
 
     def _read(self):
         serial = self.serial
@@ -219,6 +292,7 @@ class Link:
                     except Exception:
                         self.faults += 1
                         self.pump.cmd = 0
+                    self.sign = False
             if n < CHUNK:
                 return
 
@@ -248,6 +322,9 @@ class Link:
         handler = self.handlers.get(mid)
         if handler is None:
             st[UNKNOWN] += 1
+            if (flags & F_AUTH and mid in SIZE
+                    and n == HEADER_SIZE + SIZE[mid] + AUTH_SIZE + CRC_SIZE):
+                self._mac_ok(mid)  # a table message this board refuses: signed if the MAC is
             self._result(seq, 0, E_UNKNOWN_MESSAGE, mid)
             return
         auth = AUTH_SIZE if flags & F_AUTH else 0
@@ -256,9 +333,30 @@ class Link:
             self._result(seq, 0, E_BAD_ARG, -1)
             return
         if mid < CMD_FIRST:
+            if flags & F_AUTH and not self._signed_query(mid, seq):
+                return
             handler(mid, seq)
         else:
             self._command(mid, seq, flags, handler)
+
+    def _signed_query(self, mid, seq):
+        """An authenticated query: its answer is signed with the query's counter. False
+        (and refused) if the MAC is bad."""
+        if self._mac_ok(mid):
+            return True
+        self.stats[BAD_AUTH] += 1
+        self._result(seq, 0, E_BAD_AUTH, AUTH_BAD_MAC)
+        return False
+
+    def _mac_ok(self, mid):
+        """Is the received frame's MAC good? Then the answer is signed with its counter."""
+        buf = self.dec.buf
+        at = HEADER_SIZE + SIZE[mid]
+        if self.auth is None or not self.auth.check(buf, at + 4, at + 4):
+            return False
+        self.sign = True
+        self.reply_counter = get_int(buf, at, 4)
+        return True
 
     # ------------------------------------------------------------------ commands
     def _command(self, mid, seq, flags, handler):
@@ -275,6 +373,12 @@ class Link:
             self._result(seq, cmd, E_BAD_AUTH, AUTH_BAD_MAC)
             return
         counter = get_int(buf, at, 4)
+        self.sign = True  # the MAC is good: the answer is signed with this counter
+        self.reply_counter = counter
+        if self.locked:
+            st[BAD_AUTH] += 1
+            self._result(seq, cmd, E_BAD_AUTH, AUTH_UNPAIRED)
+            return
         if counter <= self.counter:
             st[REPLAYED] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_REPLAYED)
@@ -288,6 +392,9 @@ class Link:
         self.values[L_COUNTER] = signed32(counter)
         if not self.slots.save():
             self._result(seq, cmd, E_STORAGE, 0)
+            return
+        if mid == M_FENCE:
+            self._fence_info(seq, cmd, seen)
             return
         if seen:
             st[DUPLICATES] += 1
@@ -692,6 +799,18 @@ class Link:
         e.put(STATS, self.pump.ev_dropped)
         self._send()
 
+    def _on_fence(self, mid, seq):  # answered in _command: it acts on nothing
+        return E_BAD_ARG
+
+    def _fence_info(self, seq, cmd, seen):
+        e = self.enc
+        e.begin(M_FENCE_INFO, seq, F_RESPONSE)
+        e.put(0, cmd)
+        e.put(1, 1 if seen else 0)
+        e.put(2, self.dup_code if seen else 0)
+        e.put(3, self.dup_detail if seen else 0)
+        self._send()
+
     # ------------------------------------------------------------------ send
     def _result(self, seq, cmd, code, detail):
         e = self.enc
@@ -703,7 +822,7 @@ class Link:
 
     def _send(self):
         e = self.enc
-        n = e.finish()
+        n = e.finish(self.auth, self.reply_counter) if self.sign else e.finish()
         self.stats[FRAMES_OUT] += 1
         self.serial.write(e.wire, n)
 

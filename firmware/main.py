@@ -9,11 +9,19 @@ greeting is written once at boot.
 An emulator board (hw.emulator with an `attach(runner)` method) gets the Runner: its clock
 control runs `runner.step()` (one scheduler tick plus the watchdog feed, exactly what this
 loop does each period) back to back, and keeps `runner.link` answering in between.
+
+A running pump never drops to a REPL (SEC-4), on any board: the loop turns Ctrl-C off
+(micropython.kbd_intr(-1): 0x03 on a REPL console is an ordinary byte), and an exception
+or a KeyboardInterrupt that escapes it puts the pump in its safe state (self-test bit
+ST_CRASH, an H_CRASH record, delivery stopped, the self-test alarm) and the loop goes on,
+so the alarm sounds and the link still answers. A fault that repeats in the tick stops the
+watchdog feeds: the board resets and boots suspended (delivery stays stopped).
 """
 
 from firmware.compat import ticks_add, ticks_diff
 from firmware.link import Link
 from firmware.pump import Pump
+from protocol.spec import CRASH_EXCEPTION, CRASH_INTERRUPT, H_CRASH, ST_CRASH
 
 try:
     from firmware.console import Console
@@ -21,6 +29,16 @@ except ImportError:  # a build without the bench console
     Console = None
 
 TICK_MS = 100
+
+
+def ctrl_c_off():
+    """Ctrl-C (0x03) on the REPL console no longer raises KeyboardInterrupt (SEC-4)."""
+    try:
+        import micropython
+
+        micropython.kbd_intr(-1)
+    except (ImportError, AttributeError):  # CPython (tests)
+        pass
 
 
 class Runner:
@@ -35,6 +53,8 @@ class Runner:
         self.con = hw.console
         self.con_chunk = bytearray(64)
         self.line_n = 0
+        self.crashes = 0  # exceptions that escaped the loop (SEC-4)
+        self.left = -1  # ticks still to run (-1: forever)
 
     def boot(self):
         hw = self.hw
@@ -97,7 +117,32 @@ class Runner:
         return out
 
     def run(self, ticks=-1):
-        """Tick forever (or `ticks` times), serving link and console between ticks."""
+        """Tick forever (or `ticks` times), serving link and console between ticks. Never
+        ends by an exception: see crashed()."""
+        ctrl_c_off()
+        self.left = ticks
+        while True:
+            try:
+                self._loop()
+                return self.pump
+            except KeyboardInterrupt:
+                self.crashed(CRASH_INTERRUPT)
+            except Exception:
+                self.crashed(CRASH_EXCEPTION)
+
+    def crashed(self, cause):
+        """An exception escaped the loop: the safe state, once (SEC-4)."""
+        self.crashes += 1
+        ctrl_c_off()
+        pump = self.pump
+        if pump.selftest_bits & ST_CRASH:
+            return
+        try:
+            pump.fail_safe(ST_CRASH, H_CRASH, cause)
+        except Exception:  # a broken state: the watchdog resets the board
+            pass
+
+    def _loop(self):
         hw = self.hw
         serve = self.link is not None or self.con is not None
         wait = getattr(hw.serial, "wait", None) if serve else None
@@ -105,7 +150,9 @@ class Runner:
         clock = hw.clock
         sleep = clock.sleep_ms
         deadline = clock.ticks_ms()
-        while ticks != 0:
+        while self.left != 0:
+            if self.left > 0:
+                self.left -= 1
             step()
             if serve:
                 self.service()
@@ -122,9 +169,6 @@ class Runner:
                     if wait(left):
                         self.service()
                     left = ticks_diff(deadline, clock.ticks_ms())
-            if ticks > 0:
-                ticks -= 1
-        return self.pump
 
 
 def run(hw, ticks=-1):

@@ -64,6 +64,7 @@ from firmware.layout import (
     S_PRIME_TODAY,
     S_REMINDER_S,
     S_REWOUND,
+    S_RTC_STALE,
     S_SBL,
     S_SBL_WAIT_S,
     S_SET_AGE,
@@ -397,7 +398,8 @@ class Pump:
             last = head  # records written after the last state save
         rtc = self.rtc
         now = rtc.now() if rtc is not None else -1
-        if st[S_TIME_SET] and now >= 0 and last - RTC_SLACK_S <= now <= last + MAX_OUTAGE_S:
+        if (st[S_TIME_SET] and now >= 0 and not st[S_RTC_STALE]
+                and last - RTC_SLACK_S <= now <= last + MAX_OUTAGE_S):
             self._pass(now - last if now > last else 0, last)
             return None
         if st[S_TIME_LOST]:
@@ -626,7 +628,9 @@ class Pump:
                 st[S_LAST_DELIVERY_S] -= utc_s - old_utc
             st[S_TIME_LOST] = 0
         if self.rtc is not None:
-            self.rtc.set(utc_s)
+            # a failed write leaves the RTC's older time: the next boot must not take the
+            # difference for an outage (it would age IOB in the patient's disfavour)
+            st[S_RTC_STALE] = 1 if self.rtc.set(utc_s) is False else 0
         self._log(H_TIME_CHANGE, after_loss, old_local, local, offset_min)
         self.alarms.clear(A_TIME_UNSET, 0)  # logged after the change, in its time
         if day != st[S_DAY]:
@@ -1631,3 +1635,12 @@ class Pump:
         if rate <= 0:
             return -1
         return self.reservoir_mu() * 60 // rate
+
+    def fail_safe(self, bit, kind, arg):
+        """Safe state for a fault found outside the power-on self-tests (lost link state,
+        an exception that escaped the main loop: SEC-4): self-test bit `bit`, a history
+        record (`kind`, `arg`, the bits), delivery stopped, the self-test alarm (high)."""
+        self.selftest_bits |= bit
+        self._log(kind, arg, self.selftest_bits, 0, 0)
+        self._stop(STOP_SELFTEST)
+        self.alarms.raise_(A_SELFTEST, self.selftest_bits)

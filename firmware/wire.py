@@ -1,9 +1,10 @@
 """Firmware codec of the wire protocol (LNK-1, SEC-2), built from protocol/spec.py.
 
 Frame = header <BBHB (version, flags, sequence, message id) + payload (the message's fields,
-little-endian, no padding) + [auth <I8s: counter, HMAC-SHA256(key, header + payload +
-counter)[:8], when flags & F_AUTH] + crc16 <H (CRC-16/CCITT-FALSE over everything before
-it). On the wire: COBS(frame) + b"\\x00".
+little-endian, no padding) + [auth <I8s: counter, HMAC-SHA256(key, schema hash <I + header +
+payload + counter)[:8], when flags & F_AUTH] + crc16 <H (CRC-16/CCITT-FALSE over everything
+before it). On the wire: COBS(frame) + b"\\x00". The schema hash in the MAC makes a frame
+from a host built from another message table fail authentication (LNK-1, LNK-6).
 
 Hot path (the link): `Decoder` turns received bytes into frames in a preallocated buffer
 (no allocation per byte) and `Encoder` packs a response field by field with one
@@ -27,6 +28,7 @@ from protocol.spec import (
     MAX_PAYLOAD,
     MESSAGES,
     PROTOCOL_VERSION,
+    schema_hash,
 )
 
 # Field kinds: size in bytes, negative for signed ints; bytes fields are kind 0.
@@ -76,6 +78,8 @@ def _build():
 _build()
 
 COBS_MAX = MAX_FRAME + MAX_FRAME // 254 + 2  # stuffed frame + delimiter
+SCHEMA = schema_hash()  # of this table: HELLO reports it, every MAC covers it
+SCHEMA_LE = struct.pack("<I", SCHEMA)
 
 
 # ----------------------------------------------------------------------------- primitives
@@ -232,17 +236,20 @@ class Auth:
     the RFC 2104 construction written out; it allocates a few small objects per MAC.
     """
 
-    def __init__(self, key):
+    def __init__(self, key, schema=None):
         key = bytes(key)
         if len(key) > 64:
             key = hashlib.sha256(key).digest()
         key = key + bytes(64 - len(key))
         self.ipad = bytes([b ^ 0x36 for b in key])
         self.opad = bytes([b ^ 0x5C for b in key])
+        # first in every MAC: binds the table
+        self.schema = SCHEMA_LE if schema is None else struct.pack("<I", schema)
 
     def mac(self, buf, n):
-        """Full 32-byte HMAC of buf[0:n]."""
+        """Full 32-byte HMAC of schema hash + buf[0:n]."""
         h = hashlib.sha256(self.ipad)
+        h.update(self.schema)
         h.update(memoryview(buf)[:n])
         inner = h.digest()
         h = hashlib.sha256(self.opad)
@@ -325,12 +332,13 @@ def _check_int(kind, v):
         raise ValueError("value out of range")
 
 
-def encode_frame(msg_id, seq, flags, values, key=None, counter=0):
+def encode_frame(msg_id, seq, flags, values, key=None, counter=0, schema=None):
     """Wire bytes of one frame: COBS(frame) + b"\\x00" (allocates; for tests and tools).
 
     values: the message's fields in table order (ints, or bytes for "Ns" fields, padded
     with zeros like struct). With `key` the frame is authenticated with `counter` (F_AUTH
-    is set). Raises ValueError for an unknown id or values the fields cannot carry.
+    is set); `schema`: the schema hash the MAC covers (default: this table's). Raises
+    ValueError for an unknown id or values the fields cannot carry.
     """
     if msg_id not in SIZE:
         raise ValueError("unknown message id")
@@ -359,7 +367,7 @@ def encode_frame(msg_id, seq, flags, values, key=None, counter=0):
                 enc.buf[at + j] = v[j]
     if key is not None:
         _check_int(4, counter)
-        n = enc.finish(Auth(key), counter)
+        n = enc.finish(Auth(key, schema), counter)
     else:
         n = enc.finish()
     return bytes(enc.wire[:n])

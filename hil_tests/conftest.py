@@ -1,6 +1,7 @@
 """Fixtures for the hardware-in-the-loop suite: capability fixtures, not boards.
 
     pytest hil_tests                          # one emulator per session / xdist worker
+    pytest hil_tests --board qemu-arm         # the frozen ARM image under qemu-system-arm
     pytest hil_tests --port /dev/ttyACM0 --key pump.key          # a real board
     pytest hil_tests --port socket://bench:4001 --key pump.key   # a remote bench
     pytest hil_tests --port /dev/pts/7 --key state/key   # an emulator started elsewhere
@@ -32,6 +33,7 @@ import pytest
 
 from host_tools import client as C
 from protocol import spec as S
+from tools.req_plugin import note_runtime
 
 from . import kit
 from .strategy import PumpStrategy
@@ -45,6 +47,10 @@ def pytest_addoption(parser):
     group.addoption("--key", metavar="FILE", default=None,
                     help="pairing key file of the pump given with --port (default "
                          "$PUMPCTL_KEY)")
+    group.addoption("--board", default="emulator", choices=("emulator", "qemu-arm"),
+                    help="board the suite starts when no --port is given: the emulator on "
+                         "the unix port (default) or the QEMU ARM image "
+                         "(build/qemu-arm/micropump.elf, `make firmware BOARD=qemu-arm`)")
     group.addoption("--emu-pulse", type=int, default=50, choices=(10, 25, 50),
                     help="pulse size (mU) of the emulator the suite starts (default 50)")
     group.addoption("--emu-seed", type=int, default=1234,
@@ -124,6 +130,12 @@ class Bench:
     sim_error: str | None = None  # why not
     log: Path | None = None  # the emulator's stderr
     log_file: object | None = None
+    started_board: int | None = None  # board id of the emulator the suite started
+
+    @property
+    def sim_boards(self) -> tuple[int, ...]:
+        """Boards with clock control and fault injection (SEC-3): the two emulators."""
+        return (S.BOARD_UNIX, S.BOARD_QEMU_ARM)
 
     @property
     def board(self) -> str:
@@ -153,6 +165,9 @@ class Bench:
         if self.emulator is not None:
             parts.append(f"restarts: {getattr(self.emulator, 'restarts', '?')}, "
                          f"telemetry: {getattr(self.emulator, 'telemetry', {})}")
+        uart_text = getattr(self.emulator, "uart_text", None)
+        if uart_text is not None and uart_text().strip():  # the QEMU board's UART text
+            parts.append("uart text:\n" + uart_text()[-3000:])
         if self.log is not None and self.log.exists():
             tail = self.log.read_text(errors="replace")[-3000:]
             if tail.strip():
@@ -171,12 +186,20 @@ def bench(request, tmp_path_factory):
         state = tmp_path_factory.mktemp("emulator")
         log_path = state / "emulator.log"
         log = open(log_path, "wb")  # for the whole session
-        from host_tools.launch import launch
+        if opt("--board") == "qemu-arm":
+            from tools.arm.qemu import launch
+        else:
+            from host_tools.launch import launch
 
-        emu = launch(state, lockstep=True, seed=opt("--emu-seed"), pulse_mu=opt("--emu-pulse"),
-                     console=False, stderr=log)
+        try:
+            emu = launch(state, lockstep=True, seed=opt("--emu-seed"),
+                         pulse_mu=opt("--emu-pulse"), console=False, stderr=log)
+        except FileNotFoundError as exc:
+            log.close()
+            pytest.fail(str(exc), pytrace=False)
         b = Bench(emu.port, C.load_key(emu.key_path), emulator=emu, log=log_path,
-                  log_file=log)
+                  log_file=log, started_board=(S.BOARD_QEMU_ARM if opt("--board") == "qemu-arm"
+                                               else S.BOARD_UNIX))
     try:
         client = b.connect()
     except C.PumpError as exc:
@@ -249,9 +272,18 @@ def pulse(bench) -> int:
     return bench.pulse
 
 
+def pytest_runtest_call(item):
+    """Where the firmware of this test runs (tools/trace.py): the emulator is the unix port;
+    anything else given with --port is a board."""
+    b = getattr(item, "funcargs", {}).get("bench")
+    if isinstance(b, Bench) and b.info is not None:
+        note_runtime("unix" if b.info.board == S.BOARD_UNIX else "board")
+
+
 def pytest_report_header(config):
     port, _key = target(config)
-    lines = [f"micropump HIL target: {port or 'emulator (one per worker, lockstep)'}"]
+    board = config.getoption("--board")
+    lines = [f"micropump HIL target: {port or board + ' (one per worker, lockstep)'}"]
     if port is None and os.environ.get("PUMPCTL_PORT"):
         lines.append(f"micropump HIL: PUMPCTL_PORT={os.environ['PUMPCTL_PORT']} not used: "
                      "xdist workers start an emulator each (run without -n to test it)")

@@ -41,7 +41,7 @@ def test_hello_reports_protocol_schema_and_board(pump, bench):
     assert (info.version, info.schema) == (S.PROTOCOL_VERSION, S.schema_hash())
     assert info.pulse_mu in (10, 25, 50) and info.boots >= 1
     if bench.emulator is not None:
-        assert info.board == S.BOARD_UNIX
+        assert info.board == bench.started_board
     # a host speaking another protocol version still gets the pump's HELLO, so it can tell
     # the user what to update
     seq = pump._next_seq()
@@ -57,7 +57,7 @@ def test_emulator_messages_exist_only_on_the_emulator(pump, bench):
     if bench.emulator is not None:  # the emulator this suite started
         assert bench.has_sim, bench.sim_error
     if bench.has_sim:
-        assert bench.info.board == S.BOARD_UNIX  # only the emulator board has them
+        assert bench.info.board in bench.sim_boards  # only the emulator boards have them
         assert pump.emu_fault(S.FAULT_SEED, 99).code == S.OK
     else:
         for call in (lambda: pump.emu_clock(S.CLK_LOCKSTEP),
@@ -76,7 +76,7 @@ def test_lost_replies_and_retries_deliver_once(pump, sim, raw):
     sim.blind_fault(S.FAULT_DROP_TX, 1000)  # every frame from the pump is lost
     cid = pump.counter + 1
     with kit.patience(pump, 0.15, retries=2), pytest.raises(C.PumpTimeout) as e:
-        pump.bolus(1000)  # 3 tries, then status to reconcile: all answers lost
+        pump.bolus(1000)  # 3 tries, then a fence: all answers lost
     assert "may or may not have been carried out" in str(e.value)
     sim.blind_fault(S.FAULT_DROP_TX, 0)
 
@@ -102,9 +102,9 @@ def test_status_reports_the_last_command(pump, raw):
     raw.send(data)  # the host forgets to read the answer (as if it were lost) ...
     st = pump.status()  # ... and finds out from status
     assert (st.last_cmd_id, st.last_code, st.last_detail) == (cid, S.OK, st.bolus_id)
-    r = pump.reconcile(cid)
+    r = pump.fence(cid)
     assert r is not None and r.reconciled and (r.code, r.detail) == (S.OK, st.bolus_id)
-    assert pump.reconcile(cid - 1) is None
+    assert pump.fence(0x7FFF0000) is None  # an id never used: proved not carried out
     pump.cancel_bolus()
 
 
@@ -239,3 +239,23 @@ def test_corrupted_frames_both_ways_are_survived(pump, sim):
     d = delta(stats(pump), s0)
     assert d.get("bad_crc", 0) + d.get("bad_frame", 0) > 0  # corrupted requests counted
     assert pump.stats["retries"] > 0
+
+
+# ------------------------------------------------------------------ LNK-6
+@pytest.mark.req("LNK-6", "LNK-3", "THR-3")
+def test_a_try_held_past_the_fence_never_acts(pump, raw):
+    """The issue's case on the target: every try of a bolus is held by the link, the client
+    fences and reports "not carried out"; then the link delivers the try. It is refused (its
+    counter is below the fence's) and no bolus starts. The answers are signed."""
+    st0 = pump.status()
+    cid = pump.counter + 1
+    seq, held = raw.frame("bolus", bolus_fields(cid, 500))  # sent by nobody yet
+    assert pump.fence(cid) is None  # proved: not carried out, and it never can be
+    raw.send(held)
+    m = raw.answer(seq)
+    assert m is not None and (m["cmd_id"], m["code"], m["detail"]) == (
+        cid, S.E_BAD_AUTH, S.AUTH_REPLAYED)
+    assert m.counter is not None and codec.verify_mac(m, pump.key)  # signed by the pump
+    st = pump.status()
+    assert st.bolus_id == 0 and st.bolus_requested == 0
+    assert kit.records(kit.history(pump, st0.history_next), S.H_BOLUS_START) == []

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import pytest
 
+from host_tools import client as C
 from host_tools.client import PumpRefused
 from protocol import spec as S
 
 from . import kit
+from .strategy import PumpStrategy
 
 HOUR_MS = 3600 * kit.SECOND_MS
 MIN_MS = 60 * kit.SECOND_MS
@@ -130,3 +132,90 @@ def test_a_motor_fault_mid_therapy_alarms_and_counts_nothing(pump, sim, kind):
     sim.fault(S.FAULT_MOTOR, S.MOTOR_OK)
     sim.power_cut()  # repaired: the power-on self-test passes
     assert pump.status().stop == S.STOP_USER
+
+
+@pytest.fixture
+def own_pump(request, tmp_path):
+    """(client, sim) of an emulator of the test's own: CGM readings and their timing now
+    survive reboots (HIS-3), so a test that feeds them must not share its pump."""
+    if request.config.getoption("--port"):
+        pytest.skip("needs an emulator of its own: not with --port")
+    from host_tools.launch import launch
+
+    log = open(tmp_path / "emulator.log", "wb")
+    emu = launch(tmp_path / "state", lockstep=True, seed=7, console=False, stderr=log)
+    pump = C.connect(emu.port, key=C.load_key(emu.key_path), timeout=2.0, retries=3)
+    sim = kit.Sim(pump)
+    try:
+        PumpStrategy(pump, sim).to_ready()
+        yield pump, sim
+    finally:
+        pump.close()
+        emu.close()
+        log.close()
+
+
+def reading(sim, mg_dl: int, minutes: int = 5):
+    """One CGM reading now (the sensor link's next poll), then `minutes` of therapy."""
+    sim.fault(S.FAULT_GLUCOSE, mg_dl)
+    sim.advance(minutes=minutes)
+
+
+@pytest.mark.req("SNS-3", "SNS-1", "SNS-2", "HIS-3", "HW-3")
+def test_suspend_before_low_and_the_readings_survive_a_reboot(own_pump):
+    """Scenario 5: glucose 62 with suspend-before-low active, the sensor goes silent,
+    reboot: basal resumed at once and no signal-loss alarm came within 2 h. Now basal
+    stays suspended, the readings are kept, signal loss is timed from the last reading."""
+    pump, sim = own_pump
+    pump.set_setting("suspend_before_low", 1)
+    sim.fault(S.FAULT_SENSOR_LOSS, 0)
+    for mg in (90, 75):
+        reading(sim, mg)
+    reading(sim, 62, minutes=1)
+    st = pump.status()
+    assert st.cgm & S.CGMF_SBL and st.basal_rate == 0 and st.glucose == 62
+    held = pump.get_cgm(0)
+    sim.fault(S.FAULT_SENSOR_LOSS, 1)
+    sim.power_cut()
+    st = pump.status()
+    assert st.cgm & S.CGMF_SBL and st.basal_rate == 0 and st.glucose == 62
+    assert pump.get_cgm(0) == held
+    sim.advance(minutes=18)  # 19 min after the last reading
+    assert not kit.active(pump.status(), S.A_SIGNAL_LOSS)
+    sim.advance(minutes=2)
+    assert kit.active(pump.status(), S.A_SIGNAL_LOSS)
+
+
+@pytest.mark.req("SNS-3", "HW-3")
+def test_suspend_before_low_does_not_chatter_on_a_flat_trace(own_pump):
+    """Scenario 6: a flat 82-86 mg/dL trace (low limit 70) gave 7 suspend/resume cycles in
+    3 h. With hysteresis: the first suspension lasts until the 2-h limit."""
+    pump, sim = own_pump
+    pump.set_setting("suspend_before_low", 1)
+    seq = pump.status().history_next
+    trace = [82, 86, 84, 83, 85, 86, 82, 84]
+    for i in range(36):
+        reading(sim, trace[i % len(trace)])
+    sbl = kit.records(kit.history(pump, seq), S.H_SBL)
+    assert [r.arg for r in sbl] == [1, 0, 1]
+    assert sbl[1].v1 == S.SBL_MAX
+
+
+@pytest.mark.req("HIS-2", "THR-3", "LNK-4", "HW-3")
+def test_a_cancel_whose_save_failed_says_so_and_owed_pulses_never_move(pump, sim):
+    """Scenario 7: after failed state saves the cancel said OK and the owed pulses moved
+    after it, counted with no record."""
+    pump.bolus(3000)
+    sim.advance(seconds=20)
+    sim.fault(S.FAULT_STORAGE_FAIL, 1)
+    sim.advance(seconds=2)  # pulses due, not moved: owed
+    before = pump.status()
+    with pytest.raises(PumpRefused) as exc:
+        pump.cancel_bolus()
+    assert exc.value.code == S.E_STORAGE
+    sim.fault(S.FAULT_STORAGE_FAIL, 0)
+    sim.advance(minutes=2)
+    after = pump.status()
+    assert after.bolus_id == 0
+    assert after.bolus_today == before.bolus_today
+    assert before.reservoir - after.reservoir == after.basal_today - before.basal_today

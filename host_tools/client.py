@@ -12,8 +12,16 @@ pump whose protocol version or schema hash differs from this package's protocol/
 Requests and responses are matched by sequence number. A query that gets no answer is
 sent again (new sequence). A command is sent again with the SAME cmd_id and the next auth
 counter: the pump answers a duplicate cmd_id with its first result and acts only once
-(LNK-3). When every try goes unanswered the client asks for status and reconciles from
-``last_cmd_id`` / ``last_code`` / ``last_detail`` before it gives up.
+(LNK-3).
+
+With a key, what decisions rest on is signed by the pump (LNK-6): the answer to a command
+carries the try's counter and a MAC (over the schema hash too, with the F_RESPONSE
+direction bit), HELLO is asked with a random nonce as counter and its answer signed with
+it; unsigned answers are ignored. When every try of a command goes unanswered the client
+sends a FENCE: an authenticated command whose counter is above every try's, so once the
+pump has taken it no late copy of the command can act, and whose signed answer says
+whether the command was carried out. Only then does the client say "not carried out"; if
+the fence gets no signed answer either, it says the outcome is unknown.
 
 Unsolicited events (alarms, bolus progress, state changes) go to ``on_event`` if given,
 else into a queue read by ``events()`` / ``poll_events()``.
@@ -26,6 +34,7 @@ import contextlib
 import datetime as dt
 import itertools
 import os
+import secrets
 import socket
 import struct
 import time
@@ -67,6 +76,10 @@ class SchemaMismatch(PumpError):
 
 class KeyFileError(PumpError):
     """The key file is missing or not a 256-bit key."""
+
+
+COUNTER_MAX = 0xFFFFFFFF
+COUNTER_RESERVE = 1024  # counters kept for the tries and fences of the last commands
 
 
 class PumpRefused(PumpError):
@@ -379,7 +392,8 @@ class Event:
     def describe(self) -> str:
         if self.kind == spec.EV_ALARM:
             alarm = spec.ALARMS[self.a][0] if 0 <= self.a < spec.ALARM_COUNT else self.a
-            action = ("raised", "acknowledged", "cleared")[self.b] if 0 <= self.b < 3 else self.b
+            action = (spec.ALARM_ACTIONS[self.b] if 0 <= self.b < len(spec.ALARM_ACTIONS)
+                      else self.b)
             return f"alarm {alarm} {action}"
         if self.kind == spec.EV_BOLUS:
             return (f"bolus {self.a}: {mu_to_units(self.b)} of {mu_to_units(self.c)} U "
@@ -500,6 +514,7 @@ class Client:
         self.pending: collections.deque[bytes] = collections.deque()
         self._seq = itertools.count(1)
         self.counter = 0  # last auth counter used; HELLO syncs it with the pump
+        self.verified_key: bytes | None = None  # the key a signed HELLO proved right
         self.stats = collections.Counter()  # bad frames, stale replies, retries, ...
         self.info: Hello | None = None
         # Reads block at most READ_SLICE, so deadlines hold whatever the port's timeout
@@ -593,8 +608,11 @@ class Client:
         else:
             self.events_queue.append(ev)
 
-    def _await(self, seqs: set[int], timeout: float) -> codec.Message | None:
-        """The response to any of ``seqs``; events met on the way are dispatched."""
+    def _await(self, seqs: set[int], timeout: float,
+               counters: set[int] | None = None) -> codec.Message | None:
+        """The response to any of ``seqs``; events met on the way are dispatched. With
+        ``counters`` (an authenticated request) only an answer signed with one of them
+        counts (see _signed)."""
         deadline = time.monotonic() + timeout
         while True:
             msg = self._next_message(deadline)
@@ -603,23 +621,46 @@ class Client:
             if msg.is_event or msg.name == "event":
                 self._dispatch_event(msg)
             elif msg.is_response and msg.seq in seqs:
-                return msg
+                if counters is None or self._signed(msg, counters):
+                    return msg
+                self.stats["unsigned"] += 1  # not the pump's word: wait for it
             else:
                 self.stats["stale"] += 1  # a late answer to an abandoned request
 
+    def _signed(self, msg: codec.Message, counters: set[int]) -> bool:
+        """Is ``msg`` the pump's answer to one of our requests signed with ``counters``?
+        An unsigned refusal of the authentication itself is taken only while no signed
+        HELLO has proved this key right: then the key really may be wrong (and with a
+        wrong key nothing can act); once proved, such a refusal is not the pump's."""
+        if msg.counter in counters and codec.verify_mac(msg, self.key):
+            return True
+        return (msg.counter is None and msg.name == "result"
+                and msg["code"] == spec.E_BAD_AUTH
+                and msg["detail"] in (spec.AUTH_MISSING, spec.AUTH_BAD_MAC)
+                and self.verified_key != self.key)
+
     # ------------------------------------------------------------------ requests
-    def query(self, name: str, fields: dict | None = None, expect: str | None = None):
-        """Send a query (no auth) and return the answer message; retried on silence."""
+    def query(self, name: str, fields: dict | None = None, expect: str | None = None,
+              signed: bool = False):
+        """Send a query and return the answer message; retried on silence. ``signed`` (with
+        a key): the query carries a random nonce as its counter and only the pump's answer
+        signed with it is taken (LNK-6)."""
         payload = codec.encode_frame(name, 0, fields)  # validate before sending
         del payload
         seqs: set[int] = set()
+        nonces: set[int] | None = set() if signed and self.key else None
         for attempt in range(self.retries + 1):
             seq = self._next_seq()
             seqs.add(seq)
             if attempt:
                 self.stats["retries"] += 1
-            self._write(codec.encode(name, seq, fields))
-            msg = self._await(seqs, self.timeout)
+            if nonces is None:
+                self._write(codec.encode(name, seq, fields))
+            else:
+                nonce = secrets.randbits(32)
+                nonces.add(nonce)
+                self._write(codec.encode(name, seq, fields, key=self.key, counter=nonce))
+            msg = self._await(seqs, self.timeout, nonces)
             if msg is None:
                 continue
             if msg.name == "result":
@@ -632,13 +673,21 @@ class Client:
         raise PumpTimeout(f"no answer to {name} after {self.retries + 1} tries "
                           f"({self.timeout:g} s each)")
 
+    def _next_counter(self) -> int:
+        if self.key is not None and self.counter >= COUNTER_MAX:
+            raise PumpError("the pump's authentication counter is used up (2**32 - 1): "
+                            "pair the pump again with a new key (`pumpctl flash`)")
+        self.counter += 1
+        return self.counter
+
     def command(self, name: str, fields: dict | None = None,
                 retries: int | None = None) -> Result:
         """Send a state-changing command (authenticated when a key is set).
 
         Retries carry the same cmd_id and a fresh counter; the pump acts once (LNK-3).
         Raises PumpRefused when the pump answers with an error code. ``retries`` overrides
-        the client's for this command (each try waits ``timeout``).
+        the client's for this command (each try waits ``timeout``). With a key only signed
+        answers count; when no try is answered, a fence decides (see ``fence``).
 
         cmd_id is the counter of the first try. The pump accepts a counter only above every
         counter it accepted before, and every earlier cmd_id was such a counter, so a first
@@ -649,18 +698,21 @@ class Client:
         fields["cmd_id"] = cmd_id
         codec.encode_frame(name, 0, fields)  # validate before sending
         seqs: set[int] = set()
+        counters: set[int] | None = set() if self.key else None
         resynced = False
         attempt = 0
         retries = self.retries if retries is None else retries
         while attempt <= retries:
             seq = self._next_seq()
             seqs.add(seq)
-            self.counter += 1
+            counter = self._next_counter()
+            if counters is not None:
+                counters.add(counter)
             if attempt:
                 self.stats["retries"] += 1
             self._write(codec.encode(name, seq, fields, key=self.key,
-                                     counter=self.counter if self.key else None))
-            msg = self._await(seqs, self.timeout)
+                                     counter=counter if self.key else None))
+            msg = self._await(seqs, self.timeout, counters)
             attempt += 1
             if msg is None:
                 continue
@@ -671,32 +723,26 @@ class Client:
                     and not resynced):
                 # Someone else used counters: learn the pump's counter and try again. If
                 # this was the only try, its cmd_id may be one the pump has seen: take a
-                # fresh one above the counter. Unless the pump's counter is this try's and
-                # its last command this cmd_id: then the link may have delivered the frame
-                # twice, the first copy acting (answer lost); another try could act twice.
+                # fresh one above the counter. Unless the pump's counter is this try's:
+                # then the link may have delivered the frame twice, the first copy acting
+                # (answer lost): the fence says whether it did.
                 resynced = True
                 self.hello()
                 if attempt == 1:
                     if self.counter == cmd_id:
-                        try:
-                            seen = self.status().last_cmd_id == cmd_id
-                        except PumpTimeout:
-                            seen = True
-                        if seen:
-                            raise PumpTimeout(
-                                f"{name} (command id {cmd_id}): the pump had seen this "
-                                "try's counter (a duplicated frame, or another host); the "
-                                "command may or may not have been carried out: check "
-                                "`pumpctl status` (last command) before repeating it")
+                        result = self.fence(cmd_id)
+                        if result is not None:
+                            return self._outcome(name, result)
                     cmd_id = fields["cmd_id"] = self.counter + 1
                 attempt -= 1
                 continue
             return self._outcome(name, Result(msg["cmd_id"], code, detail))
-        result = self.reconcile(cmd_id)
+        result = self.fence(cmd_id)
         if result is None:
             raise PumpTimeout(
                 f"no answer to {name} (command id {cmd_id}) after {retries + 1} tries; "
-                "the pump's status shows it was not carried out")
+                "it was not carried out and can no longer be (the pump took a fence "
+                "above every try)")
         return self._outcome(name, result)
 
     def _command_of_kind(self, name: str, fields: dict) -> Result:
@@ -712,20 +758,54 @@ class Client:
             raise PumpRefused(result.code, result.detail, name, result.cmd_id)
         return result
 
-    def reconcile(self, cmd_id: int) -> Result | None:
-        """After a lost reply: the outcome of command ``cmd_id`` from status, or None if the
-        pump's last command is another one (so ``cmd_id`` was not carried out)."""
-        try:
-            st = self.status()
-        except PumpTimeout:
+    def fence(self, cmd_id: int) -> Result | None:
+        """After lost replies: the outcome of command ``cmd_id``, or None when it is proved
+        that it was not carried out and never will be (LNK-6).
+
+        Sends a fence: an authenticated command with a counter above every try of
+        ``cmd_id``. Once the pump has taken it, no try can act any more, and its signed
+        answer says whether one did. Raises PumpTimeout ("may or may not") when no signed
+        answer comes. Without a key nothing is fenced: the pump carries out no command
+        without one, so none was."""
+        if self.key is None:
+            return None
+        seqs: set[int] = set()
+        counters: set[int] = set()
+        resynced = False
+        attempt = 0
+        while attempt <= self.retries:
+            seq = self._next_seq()
+            seqs.add(seq)
+            counter = self._next_counter()
+            counters.add(counter)
+            self._write(codec.encode("fence", seq, {"cmd_id": cmd_id}, key=self.key,
+                                     counter=counter))
+            msg = self._await(seqs, self.timeout, counters)
+            attempt += 1
+            if msg is None:
+                continue
+            if msg.name == "fence_info" and msg["cmd_id"] == cmd_id:
+                self.stats["fenced"] += 1
+                if not msg["seen"]:
+                    return None
+                self.stats["reconciled"] += 1
+                return Result(cmd_id, msg["code"], msg["detail"], reconciled=True)
+            if (msg.name == "result" and msg["code"] == spec.E_BAD_AUTH
+                    and msg["detail"] == spec.AUTH_REPLAYED and not resynced):
+                resynced = True  # another host used counters: above the pump's, again
+                self.hello()
+                attempt -= 1
+                continue
+            why = ""
+            if msg.name == "result":
+                why = ": the pump answered " + PumpRefused(msg["code"], msg["detail"]).describe()
             raise PumpTimeout(
-                f"no answer from the pump; command id {cmd_id} may or may not have been "
-                "carried out: check `pumpctl status` (last command) before repeating it"
-            ) from None
-        if st.last_cmd_id == cmd_id:
-            self.stats["reconciled"] += 1
-            return Result(cmd_id, st.last_code, st.last_detail, reconciled=True)
-        return None
+                f"no answer to command id {cmd_id}, and the fence after it failed{why}; the "
+                "command may or may not have been carried out: check `pumpctl status` (last "
+                "command) before repeating it")
+        raise PumpTimeout(
+            f"no answer from the pump; command id {cmd_id} may or may not have been "
+            "carried out: check `pumpctl status` (last command) before repeating it")
 
     # ------------------------------------------------------------------ events
     def poll_events(self, timeout: float = 0.0, first: bool = False) -> list[Event]:
@@ -756,9 +836,21 @@ class Client:
 
     # ------------------------------------------------------------------ queries
     def hello(self) -> Hello:
-        """HELLO: check version and schema, sync the auth counter (LNK-1, SEC-2)."""
+        """HELLO: check version and schema, sync the auth counter (LNK-1, SEC-2).
+
+        With a key HELLO is signed (LNK-6): the counter is taken only from the pump's signed
+        answer. If the pump refuses the key (unsigned: it cannot sign for a key it lacks),
+        an open HELLO still gives version and schema, and commands will be refused."""
+        self.verified_key = None  # proved again by this HELLO's signed answer
         try:
-            msg = self.query("hello", expect="hello_info")
+            try:
+                msg = self.query("hello", expect="hello_info", signed=True)
+            except PumpRefused as exc:
+                if exc.code != spec.E_BAD_AUTH:
+                    raise
+                msg = None
+            if msg is None:
+                msg = self.query("hello", expect="hello_info")
         except codec.VersionError as exc:
             raise SchemaMismatch(str(exc)) from None
         except PumpTimeout:
@@ -777,11 +869,21 @@ class Client:
                 "tools (pip install -U micropump) or reflash the pump firmware"
             )
         self.info = info
-        self.counter = max(self.counter, info.counter)
+        if self.key is not None and msg.counter is not None:  # signed, checked in query
+            self.verified_key = self.key
+            if info.counter > COUNTER_MAX - COUNTER_RESERVE:
+                raise PumpError(
+                    f"the pump's authentication counter is nearly used up ({info.counter}): "
+                    "pair the pump again with a new key (`pumpctl flash`)")
+            self.counter = max(self.counter, info.counter)
+        elif self.key is None:
+            self.counter = max(self.counter, min(info.counter, COUNTER_MAX - COUNTER_RESERVE))
         return info
 
-    def status(self) -> Status:
-        return Status(**self.query("status", expect="status_info").fields)
+    def status(self, signed: bool = False) -> Status:
+        """The pump's status; ``signed`` (with a key): only the pump's signed answer counts,
+        for decisions that rest on it (LNK-6)."""
+        return Status(**self.query("status", expect="status_info", signed=signed).fields)
 
     def get_profile(self, index: int) -> Profile:
         m = self.query("get_profile", {"index": index}, expect="profile_info")

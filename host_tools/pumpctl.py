@@ -289,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "fill, prime, resume")
     e.add_argument("--seconds", type=float, metavar="N",
                    help="stop after N seconds (for scripts and CI; default: until Ctrl-C)")
+    e.add_argument("--alarm-wav", metavar="FILE",
+                   help="at the end, write what the alarm buzzer played (the last 64 "
+                        "signals of this boot) as a WAV file to listen to")
     e.add_argument("--no-console", dest="console", action="store_false",
                    help="no bench console pty")
     e.add_argument("--cgm-trace", metavar="FILE",
@@ -467,7 +470,7 @@ def describe_record(r: C.HistoryRecord) -> str:
         return "resumed"
     if k == spec.H_ALARM:
         name = spec.ALARMS[r.v1][0] if 0 <= r.v1 < spec.ALARM_COUNT else r.v1
-        action = ("raised", "acknowledged", "cleared")[r.arg] if r.arg < 3 else r.arg
+        action = spec.ALARM_ACTIONS[r.arg] if r.arg < len(spec.ALARM_ACTIONS) else r.arg
         return f"alarm {name} {action}"
     if k == spec.H_REWIND:
         return "rewind"
@@ -510,7 +513,7 @@ def cmd_status(pump: C.Client, args, out: Out):
 def _result(out: Out, what: str, res: C.Result, **extra):
     data = {"ok": True, "command": what, "cmd_id": res.cmd_id, "detail": res.detail,
             "reconciled": res.reconciled, **extra}
-    text = f"{what}: done" + (" (outcome reconciled from status)" if res.reconciled else "")
+    text = f"{what}: done" + (" (outcome learned from a fence)" if res.reconciled else "")
     out.emit(data, text=text)
 
 
@@ -1192,6 +1195,39 @@ def _tel_local(tel: dict) -> str:
     return _local(tel["utc"], tel.get("offset", 0))
 
 
+def led_buzzer_text(e: dict) -> str:
+    """The alarm LED pattern and what the buzzer plays now (ALM-8), from telemetry."""
+    led = e.get("led_pattern") or {"priority": e.get("led", 0), "colour": "off"}
+    prio = led["priority"]
+    if not prio:
+        text = "LED off"
+    elif led.get("steady"):
+        text = f"LED {led['colour']} steady ({PRIORITIES.get(prio)})"
+    else:
+        text = (f"LED {led['colour']} flashing {led['flash_mhz'] / 1000:g} Hz "
+                f"({PRIORITIES.get(prio)})")
+    playing = [g for g in e.get("signals", []) if g[3] < 0]
+    if playing:
+        _start, p, level, _stop = playing[-1]
+        text += f" / buzzer: {PRIORITIES.get(p)} priority signal, level {level}"
+    else:
+        text += " / buzzer silent"
+    sounds = sum(e.get("sounds", []))
+    return text + f", {sounds} annunciation" + ("" if sounds == 1 else "s")
+
+
+def save_alarm_wav(tel: dict, path: str, say) -> None:
+    """Write what the emulator's buzzer played this boot (its recorded signals) as a WAV."""
+    from host_tools.alarm_signals import recorded_pulses, write_wav
+
+    pulses = recorded_pulses((tel or {}).get("emu", {}))
+    if not pulses:
+        say(f"no alarm sounded: {path} not written")
+        return
+    seconds = write_wav(pulses, path)
+    say(f"alarm sounds written to {path} ({len(pulses)} tone pulses, {seconds:.1f} s)")
+
+
 def emulate_table(tel: dict, emu) -> Table:
     """The live status table of `pumpctl emulate`, from the emulator's telemetry."""
     t = Table(title="micropump emulator (Ctrl-C stops)", show_header=False,
@@ -1219,10 +1255,7 @@ def emulate_table(tel: dict, emu) -> Table:
     t.add_row("Today", f"basal {_u(tel['basal_today'])}, bolus {_u(tel['bolus_today'])}")
     names = [spec.ALARMS[a][0] for a in tel.get("alarms", []) if 0 <= a < spec.ALARM_COUNT]
     t.add_row("Alarms", "[red]" + ", ".join(names) + "[/]" if names else "none")
-    led = e.get("led", 0)
-    sounds = sum(e.get("sounds", []))
-    t.add_row("LED / buzzer", f"{PRIORITIES.get(led, 'off')} / {sounds} annunciation"
-              + ("" if sounds == 1 else "s"))
+    t.add_row("LED / buzzer", led_buzzer_text(e))
     t.add_row("Plunger", f"{e.get('motor_pos', 0)} pulses from home, odometer "
                          f"{e.get('odometer', 0)}; line {e.get('line_kpa', 0)} kPa"
                          + (" [red](occluded)[/]" if e.get("occluded") else ""))
@@ -1358,6 +1391,8 @@ def cmd_emulate(args, out: Out) -> int:
     finally:
         emu.close()
         say(f"emulator stopped; its state is kept in {emu.state_dir}")
+        if args.alarm_wav:
+            save_alarm_wav(emu.telemetry, args.alarm_wav, say)
 
 
 _GLOBAL_VALUE_OPTIONS = ("--port", "--key", "--timeout", "--retries", "--state")

@@ -2,8 +2,9 @@
 
 One construct ``Struct`` per message is generated from ``spec.MESSAGES``; the frame is a
 ``Switch`` on the message id, protected by a ``Checksum`` (CRC-16/CCITT-FALSE) and, for
-authenticated frames, an 8-byte truncated HMAC-SHA256 over header + payload + counter
-(SEC-2). On the wire a frame is COBS-encoded (``cobs`` package) and ends with 0x00 (LNK-1).
+authenticated frames, an 8-byte truncated HMAC-SHA256 over schema hash + header + payload +
+counter (SEC-2, LNK-1). On the wire a frame is COBS-encoded (``cobs`` package) and ends
+with 0x00 (LNK-1).
 
     encode("bolus", seq, {"cmd_id": 7, "kind": 1, ...}, key=KEY, counter=12) -> wire bytes
     decode(wire_bytes) -> Message(id, name, seq, flags, fields, counter, mac)
@@ -84,9 +85,14 @@ def crc16(data: bytes, crc: int = 0xFFFF) -> int:
     return crc
 
 
-def compute_mac(key: bytes, signed: bytes, counter: int) -> bytes:
-    """First MAC_SIZE bytes of HMAC-SHA256(key, header + payload + counter_le32)."""
-    msg = bytes(signed) + counter.to_bytes(4, "little")
+SCHEMA = spec.schema_hash()
+
+
+def compute_mac(key: bytes, signed: bytes, counter: int, schema: int = SCHEMA) -> bytes:
+    """First MAC_SIZE bytes of HMAC-SHA256(key, schema_le32 + header + payload +
+    counter_le32). The schema hash binds the MAC to this message table (LNK-1): a pump built
+    from another table refuses the frame, and the host refuses the pump's answers."""
+    msg = schema.to_bytes(4, "little") + bytes(signed) + counter.to_bytes(4, "little")
     return hmac.new(bytes(key), msg, hashlib.sha256).digest()[: spec.MAC_SIZE]
 
 

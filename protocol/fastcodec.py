@@ -183,6 +183,7 @@ def encode(name_or_id: str | int, seq: int, fields: dict | None = None,
 
 
 _new = object.__new__
+_SCHEMA = codec.SCHEMA.to_bytes(4, "little")
 _PADS: dict[bytes, tuple] = {}  # key -> sha256 states after the HMAC ipad / opad blocks
 
 
@@ -194,7 +195,8 @@ def _mac(key: bytes, signed: bytes) -> bytes:
         if len(_PADS) >= 16:
             _PADS.clear()
         block = key.ljust(64, b"\0")  # keys are 32 bytes: no pre-hash (RFC 2104)
-        pads = _PADS[key] = (hashlib.sha256(bytes(b ^ 0x36 for b in block)),
+        pads = _PADS[key] = (hashlib.sha256(bytes(b ^ 0x36 for b in block)
+                                            + _SCHEMA),  # the MAC covers the schema hash
                              hashlib.sha256(bytes(b ^ 0x5C for b in block)))
     inner = pads[0].copy()
     inner.update(signed)

@@ -19,6 +19,7 @@ from protocol.spec import (
     AUTH_BAD_MAC,
     AUTH_MISSING,
     AUTH_REPLAYED,
+    AUTH_UNPAIRED,
     AUTO_OFF_MIN_HOURS,
     CALC_BG_MAX,
     CALC_BG_MIN,
@@ -59,7 +60,9 @@ from protocol.spec import (
     SETTINGS_COUNT,
     SLOTS,
     ST_BUZZER,
+    ST_CRASH,
     ST_FIRMWARE,
+    ST_LINK,
     ST_MOTOR,
     ST_STORAGE,
     STOP_REASONS,
@@ -217,7 +220,9 @@ def explain(request, code, detail, kind=-1, limit=None):
         return "whole pulses of " + units_text(detail) + " U"
     if code == E_SAFE_STATE:
         names = [name for bit, name in ((ST_FIRMWARE, "firmware"), (ST_STORAGE, "storage"),
-                                        (ST_MOTOR, "motor"), (ST_BUZZER, "buzzer"))
+                                        (ST_MOTOR, "motor"), (ST_BUZZER, "buzzer"),
+                                        (ST_LINK, "link state lost"),
+                                        (ST_CRASH, "firmware fault"))
                  if detail & bit]
         return ", ".join(names)
     if code == E_UNKNOWN_ALARM:
@@ -230,14 +235,21 @@ def explain(request, code, detail, kind=-1, limit=None):
         if detail == AUTH_MISSING:
             return "no authentication: give the pairing key with --key"
         if detail == AUTH_BAD_MAC:
-            return "wrong key"
+            return ("wrong pairing key, or host tools built from another protocol/spec.py "
+                    "than the pump's firmware: compare the schema hashes with `pumpctl "
+                    "status` and update the older side")
         if detail == AUTH_REPLAYED:
             return "replayed or stale counter"
+        if detail == AUTH_UNPAIRED:
+            return ("the pump lost its link state and accepts no command until it is paired "
+                    "again: `pumpctl flash` with a new key file")
     if code == E_STORAGE:  # what was not saved
         if request == "set_setting" and 0 <= detail < SETTINGS_COUNT:
             return SETTINGS[detail][0] + " not saved"
         if request == "bolus" and detail > 0:
             return "bolus #%d not started" % detail
+        if request == "cancel_bolus" and detail > 0:
+            return "bolus #%d stopped, but the state save failed" % detail
         return ""
     if code == E_UNKNOWN_MESSAGE and detail > 0:
         return "message 0x%02X" % detail

@@ -219,12 +219,21 @@ ALARMS = (
 ALARM_RAISED = 0
 ALARM_ACKED = 1
 ALARM_CLEARED = 2
+# ALM-8: raised while a higher-priority alarm sounds (value: that alarm's id); it sounds once
+# the higher one is acknowledged or clears.
+ALARM_HIDDEN = 3
+# The condition ended by itself before anyone acknowledged it: logged right after the clear,
+# shown until acknowledged (value: escalation level it had reached).
+ALARM_UNACKED = 4
+ALARM_ACTIONS = ("raised", "acknowledged", "cleared", "hidden", "cleared, was not acknowledged")
 
 # Self-test failure bits (ALM-5)
 ST_FIRMWARE = 1
 ST_STORAGE = 2
 ST_MOTOR = 4
 ST_BUZZER = 8
+ST_LINK = 16  # link state (auth counter, command ids) lost: pair the pump again (SEC-4)
+ST_CRASH = 32  # an exception or Ctrl-C escaped the firmware loop (SEC-4)
 
 # History record kinds (HIS-1); v1..v3 meanings in the comment.
 H_BOOT = 1  # arg: reset cause; v1: self-test failure bits; v2: boot count
@@ -247,7 +256,13 @@ H_DAY_TOTAL = 17  # v1: day; v2: basal mU; v3: bolus mU
 H_SBL = 18  # arg: 1 basal suspended before low, 0 resumed; v1: SBL_* reason;
 #             v2: glucose mg/dL; v3: glucose predicted in 30 min
 H_CALC_SCHEDULE = 19  # arg: CALC_* kind; v1: segments
-H_TIME_LOST = 20  # the time was lost at boot (THR-13): v1: the pump's last known UTC
+H_LINK = 20  # arg: LINK_CORRUPT or LINK_PAIRED; v1: self-test failure bits (SEC-4)
+H_CRASH = 21  # arg: CRASH_EXCEPTION or CRASH_INTERRUPT; v1: self-test failure bits (SEC-4)
+LINK_CORRUPT = 1  # both copies of the link state invalid: commands refused until paired
+LINK_PAIRED = 2  # a new pairing key: commands accepted again
+CRASH_EXCEPTION = 1
+CRASH_INTERRUPT = 2  # KeyboardInterrupt (Ctrl-C on a console)
+H_TIME_LOST = 22  # the time was lost at boot (THR-13): v1: the pump's last known UTC
 #                   seconds; v2: the RTC's reading (-1: none or invalid)
 
 HISTORY_KINDS = {
@@ -270,6 +285,8 @@ HISTORY_KINDS = {
     H_DAY_TOTAL: "day_total",
     H_SBL: "suspend_before_low",
     H_CALC_SCHEDULE: "calc_schedule",
+    H_LINK: "link_state",
+    H_CRASH: "crash",
     H_TIME_LOST: "time_lost",
 }
 
@@ -338,9 +355,16 @@ CALC_OVER_MAX = 8  # total above max bolus: a bolus of it would be refused
 # ---------------------------------------------------------------------------- wire protocol
 # Frame (LNK-1): COBS(header + payload + [auth] + crc16) + 0x00.
 #   header  <BBHB: version, flags, sequence, message id
-#   auth    <I8s: counter, first 8 bytes of HMAC-SHA256(key, header + payload + counter)
+#   auth    <I8s: counter, first 8 bytes of
+#           HMAC-SHA256(key, schema hash <I + header + payload + counter)
 #   crc16   <H: CRC-16/CCITT-FALSE over everything before it
 # A response carries the sequence number of its request. Events use sequence 0.
+# The MAC covers the schema hash, so the pump refuses a command from a host built from
+# another message table (LNK-1, LNK-6), and the header flags, whose F_RESPONSE bit gives
+# the direction: the pump drops frames with F_RESPONSE, the client wants it on answers, so
+# a frame can never be reflected back to its sender. The pump signs its answer to an
+# authenticated request (command or query) with the request's counter: the host knows the
+# answer is the pump's, and to which request (LNK-6).
 HEADER_FMT = "<BBHB"
 HEADER_SIZE = 5
 AUTH_FMT = "<I8s"
@@ -395,6 +419,11 @@ MESSAGES = {
     0x1D: ("prime", (("cmd_id", "I"), ("kind", "B"), ("amount", "I"))),
     0x1E: ("set_calc_schedule", (("cmd_id", "I"), ("kind", "B"), ("count", "B"),
                                  ("starts", "8s"), ("values", "16s"), ("highs", "16s"))),
+    # Fence (LNK-6): moves the pump's counter floor above every try of command `cmd_id`
+    # (the fence's own counter is higher), so no late copy of it can act afterwards, and
+    # answers fence_info: whether that command was carried out and its result. It acts on
+    # nothing else and is not itself remembered as a command.
+    0x1F: ("fence", (("cmd_id", "I"),)),
     # emulator only
     0x30: ("emu_clock", (("cmd_id", "I"), ("op", "B"), ("ms", "I"))),
     0x31: ("emu_fault", (("cmd_id", "I"), ("fault", "B"), ("value", "i"))),
@@ -435,6 +464,7 @@ MESSAGES = {
                            ("target_high", "H"))),
     0x8C: ("calc_schedule_info", (("kind", "B"), ("count", "B"), ("starts", "8s"),
                                   ("values", "16s"), ("highs", "16s"))),
+    0x8D: ("fence_info", (("cmd_id", "I"), ("seen", "B"), ("code", "B"), ("detail", "i"))),
     0xC0: ("event", (("kind", "B"), ("a", "i"), ("b", "i"), ("c", "i"))),
 }
 
@@ -444,24 +474,29 @@ HISTORY_PAGE = 8  # records per history_page (24 bytes each, CRC included, as st
 AUTH_MISSING = 1  # a command without the auth trailer
 AUTH_BAD_MAC = 2  # the MAC does not match (or the board has no key)
 AUTH_REPLAYED = 3  # counter not above the last accepted one
+AUTH_UNPAIRED = 4  # the pump lost its link state (SEC-4): pair it again with a new key
 
 # Board ids reported by HELLO
 BOARD_TEST = 0  # simulated parts in tests (boards/fakes.py)
 BOARD_UNIX = 1  # the emulator on the MicroPython unix port (boards/emulator.py, unix.py)
 BOARD_PICO = 2  # Raspberry Pi Pico (boards/pico.py)
 BOARD_ESP32 = 3  # ESP32 DevKitC (boards/esp32.py)
-BOARD_NAMES = ("test", "unix", "pico", "esp32")
+BOARD_QEMU_ARM = 4  # MicroPython's QEMU port on ARMv6-M, firmware frozen (boards/qemu_arm.py)
+BOARD_NAMES = ("test", "unix", "pico", "esp32", "qemu-arm")
 
 
-def schema_hash():
+def schema_hash(messages=None):
     """32-bit FNV-1a over the protocol version and the message table, in id order.
 
-    Both ends compute it from this table; a HELLO exchange refuses a mismatch (LNK-1).
+    Both ends compute it from this table; a HELLO exchange refuses a mismatch and every MAC
+    covers it (LNK-1). `messages`: another table (tests of a host built from another one).
     """
+    if messages is None:
+        messages = MESSAGES
     h = 0x811C9DC5
     text = str(PROTOCOL_VERSION)
-    for mid in sorted(MESSAGES):
-        name, fields = MESSAGES[mid]
+    for mid in sorted(messages):
+        name, fields = messages[mid]
         text += ";%d:%s" % (mid, name)
         for fname, code in fields:
             text += ",%s:%s" % (fname, code)

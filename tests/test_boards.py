@@ -37,6 +37,7 @@ from boards.drivers import (
     Stepper,
     curve_percent,
 )
+from firmware import signals
 from firmware.hal import BUTTON_ACK, REGIONS
 from firmware.layout import S_TIME_SET
 from protocol import spec
@@ -442,52 +443,121 @@ def test_storage_grows_short_region_files_and_self_test_sees_damage(tmp_path):
 # --------------------------------------------------------------------------- annunciator
 
 
-def duty_timeline(ann, pwm, periods):
-    """duty after sound() and after each of `periods` advance() calls."""
-    out = [pwm.duty_u16()]
-    for _ in range(periods):
+def pwm_pulses(ann, pwm, ms, period=20):
+    """Run the driver's service timer for `ms` and read the tone pulses off the PWM:
+    [(start ms, Hz, duration ms, duty)], as a scope on the buzzer pin would see them."""
+    out = []
+    on = None
+    for k in range(ms // period + 1):
+        duty = pwm.duty_u16()
+        if duty and on is None:
+            on = (k * period, pwm.freq(), duty)
+        elif not duty and on is not None:
+            out.append((on[0], on[1], k * period - on[0], on[2]))
+            on = None
         ann.advance()
-        out.append(pwm.duty_u16())
     return out
 
 
-def expand(pattern, volume, repeats):
-    out = []
-    for _ in range(repeats):
-        for i, n in enumerate(pattern):
-            out += [0 if i % 2 else volume] * n
-    return out + [0]
+def in_range(name, priority, values):
+    """Every value within the standard's range for that figure (firmware/signals.STANDARD)."""
+    rows = [r for r in signals.STANDARD if r[0] == name and r[1] == priority]
+    assert len(rows) == 1, (name, priority)
+    _, _, lo, hi, _ = rows[0]
+    assert values, (name, priority)
+    return all(lo <= v <= hi for v in values)
 
 
-@pytest.mark.req("HW-1", "ALM-2")
+@pytest.mark.req("HW-1", "ALM-8", "ALM-2")
 @pytest.mark.parametrize(("priority", "level"), [(1, 0), (2, 1), (3, 0), (3, 2)])
-def test_buzzer_pattern_per_priority_and_escalation(priority, level):
+def test_buzzer_plays_iec_bursts_per_priority(priority, level):
+    """The PWM buzzer driver, read off a fake PWM every 20 ms for 45 s: pulse count, pulse
+    duration, spacing, burst repeat interval and fundamental within IEC 60601-1-8."""
+    from host_tools.alarm_signals import bursts, measure
+
     pwm = fm.PWM(fm.Pin(15), freq=2000, duty_u16=0)
     ann = Annunciator(pwm, fm.Pin(25, fm.Pin.OUT))
     ann.sound(priority, level)
-    assert pwm.freq() == drivers.FREQS[priority]
-    expected = expand(drivers.PATTERNS[priority], drivers.DUTIES[level], 1 + level)
-    assert duty_timeline(ann, pwm, len(expected) - 1 + 5) == expected + [0] * 5
-    assert not ann.active
-    # the patterns differ by priority: high has five tones, medium three, low two
-    tones = sum(1 for i in range(0, len(drivers.PATTERNS[priority]), 2))
-    assert tones == {1: 2, 2: 3, 3: 5}[priority]
+    pulses = pwm_pulses(ann, pwm, 45000)
+    fig = measure(pulses, priority)
+    assert {p[3] for p in pulses} == {drivers.DUTIES[level]}  # louder per escalation level
+    assert fig["pulses per burst"][0] == {1: 2, 2: 3, 3: 10}[priority]
+    assert in_range("pulses per burst", priority, fig["pulses per burst"])
+    for name in ("pulse duration", "pulse spacing", "fundamental frequency"):
+        assert in_range(name, priority, fig[name]), (name, fig[name])
+    if priority == 1:
+        assert len(bursts(pulses)) == 1  # low: not repeated by the driver
+    else:
+        # 45 s: 4 bursts of high (every 10 s), 3 of medium (every 20 s)
+        assert len(bursts(pulses)) == {2: 3, 3: 5}[priority]
+        assert in_range("burst repeat interval", priority, fig["burst repeat interval"])
+    if priority == 3:
+        assert in_range("spacing 5th to 6th pulse", 3, fig["spacing 5th to 6th pulse"])
+        x, td = fig["pulse spacing"][0], fig["pulse duration"][0]
+        assert fig["spacing 3rd to 4th pulse"] == [2 * x + td] * 5  # 2x + td, as the standard
+    ann.silence()
+    assert pwm.duty_u16() == 0 and pwm_pulses(ann, pwm, 30000) == []
+
+
+@pytest.mark.req("HW-1", "ALM-8")
+def test_buzzer_silence_and_new_signal_mid_burst():
+    pwm = fm.PWM(fm.Pin(15), freq=2000, duty_u16=0)
+    ann = Annunciator(pwm, fm.Pin(25, fm.Pin.OUT))
+    ann.sound(3, 0)
+    first = pwm_pulses(ann, pwm, 500)
+    assert [p[2] for p in first] == [160, 160]  # two high pulses, the third sounding
+    ann.sound(2, 0)  # a new signal starts from its first pulse at once
+    assert pwm.duty_u16() == drivers.DUTIES[0] and pwm.freq() == signals.TONE_HZ[2]
+    assert [p[2] for p in pwm_pulses(ann, pwm, 1200)] == [200, 200, 200]
+    ann.silence()
+    assert not ann.sounding() and pwm.duty_u16() == 0
+
+
+def led_levels(ann, pin, ms, period=20):
+    out = []
+    for k in range(ms // period):
+        level = fm.Pin.levels[pin]
+        if not out or out[-1][1] != level:
+            out.append((k * period, level))
+        ann.advance()
+    return out
+
+
+@pytest.mark.req("HW-1", "ALM-8", "ALM-2")
+def test_led_flash_rate_per_priority_and_rgb_colour():
+    from host_tools.alarm_signals import flash
+
+    pins = [fm.Pin(n, fm.Pin.OUT) for n in (25, 26, 27, 28)]
+    ann = Annunciator(fm.PWM(fm.Pin(15)), pins[0], rgb=pins[1:])
+    ann.led(3)
+    assert [fm.Pin.levels[n] for n in (25, 26, 27, 28)] == [1, 1, 0, 0]  # red
+    hz, duty = flash(led_levels(ann, 25, 10000))
+    assert (hz, duty) == (2000, 48)
+    assert in_range("flash frequency", 3, [hz]) and in_range("flash duty cycle", 3, [duty])
+    ann.led(2)
+    assert [fm.Pin.levels[n] for n in (26, 27, 28)] == [1, 1, 0]  # yellow: red + green
+    hz, duty = flash(led_levels(ann, 25, 20000))
+    assert (hz, duty) == (500, 50)
+    assert in_range("flash frequency", 2, [hz]) and in_range("flash duty cycle", 2, [duty])
+    ann.led(1)
+    assert flash(led_levels(ann, 25, 5000)) is None and fm.Pin.levels[25] == 1  # steady
+    ann.led(0)
+    assert led_levels(ann, 25, 3000) == [(0, 0)]
+    assert [fm.Pin.levels[n] for n in (26, 27, 28)] == [0, 0, 0]
 
 
 @pytest.mark.req("HW-1", "ALM-2", "ALM-5")
-def test_led_and_self_test_chirp():
+def test_self_test_chirp_and_level_clamp():
     pwm = fm.PWM(fm.Pin(15))
     ann = Annunciator(pwm, fm.Pin(25, fm.Pin.OUT))
-    ann.led(3)
-    assert fm.Pin.levels[25] == 1
-    ann.led(0)
-    assert fm.Pin.levels[25] == 0
     assert ann.self_test()
     assert ann.sounding()
-    assert duty_timeline(ann, pwm, 8) == expand(drivers.CHIRP, drivers.DUTIES[0], 1) + [0] * 2
+    assert pwm_pulses(ann, pwm, 1000) == [(0, signals.TONE_HZ[3], drivers.CHIRP_MS,
+                                           drivers.DUTIES[0])]
     ann.sound(0, 0)  # priority 0: nothing
+    assert pwm.duty_u16() == 0
     ann.sound(3, 7)  # level clamped to 2
-    assert pwm.duty_u16() == drivers.DUTIES[2] and ann.repeats == 3
+    assert pwm.duty_u16() == drivers.DUTIES[2]
 
 
 # --------------------------------------------------------------------------- serial
@@ -760,6 +830,8 @@ k = pressure.read()
 ann.sound(3, 2)
 ann.advance()
 ann.led(3)
+ann.advance()
+ann.silence()
 m = buttons.pressed()
 buttons.poll()
 micropython.heap_unlock()

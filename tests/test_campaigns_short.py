@@ -27,9 +27,12 @@ def test_fuzz_campaign_short():
     out = fuzz.run("short", SEED, quiet=True)
     check(out)
     assert out.counts["inputs"] == fuzz.SIZES["short"][0]
+    # the pump delivered between the inputs (and its twin, without them, ended the same)
+    assert out.counts["pump ticks between inputs"] == out.counts["inputs"]
+    assert out.counts["insulin delivered meanwhile mU"] > 0
 
 
-@pytest.mark.req("LNK-3", "LNK-5", "LNK-2", "HW-3")
+@pytest.mark.req("LNK-3", "LNK-5", "LNK-2", "LNK-6", "HW-3")
 def test_link_fault_campaign_short():
     out = linkfaults.run("short", SEED, quiet=True)
     check(out)
@@ -37,6 +40,10 @@ def test_link_fault_campaign_short():
     c = out.counts
     assert c["client retries"] > 0 and c["pump duplicates"] > 0
     assert c["tx_duplicated"] + c["rx_duplicated"] > 0 and c["tx_held"] + c["rx_held"] > 0
+    # every try of some commands reached the pump after the client had given up on them
+    # (LNK-6): the client said "not carried out" after a fence, and the tries never acted
+    assert c["client not carried out"] > 0 and c["fences"] >= c["client not carried out"]
+    assert c["tx_late_delivered"] > linkfaults.RETRIES and c["pump replayed"] > 0
 
 
 @pytest.mark.req("HIS-2", "HIS-1")
@@ -44,11 +51,17 @@ def test_power_cut_campaign_short():
     check(powercut.run("short", SEED, quiet=True))
 
 
-@pytest.mark.req("SEC-2", "SEC-3")
+@pytest.mark.req("SEC-2", "SEC-3", "SEC-4")
 def test_security_campaign_short():
     out = security.run("short", SEED, quiet=True)
     check(out)
     assert out.counts["attacks"] == security.SIZES["short"][0]
+    # the storage-corruption and console cases ran, every one of them (SEC-4)
+    got = {t.what.strip(): t for t in out.targets}
+    for kind in ("lost_link_state", "console", "console_break"):
+        (label,) = [k for k in got if k.startswith(kind + ":")]
+        refused, sent = map(int, str(got[label].got).split("/"))
+        assert sent > 0 and refused == sent and got[label].ok
 
 
 # ---------------------------------------------------------------------------- the client bug
@@ -98,8 +111,9 @@ def test_a_duplicated_command_frame_acts_once(command):
     """Found by the link-fault campaign: the first try's frame arrives twice, the first copy
     acts and its answer is lost; the second copy is refused as replayed. The client used to
     retry under a fresh command id, so the command acted again (a second temp basal start;
-    for a bolus, 'refused: a bolus is running' while its own bolus ran). Now it reports the
-    outcome as unknown and acts no second time."""
+    for a bolus, 'refused: a bolus is running' while its own bolus ran). Now a fence
+    (LNK-6) tells the client that the first copy acted: it reports that first result
+    (reconciled), and the command acts no second time."""
     from host_tools import client as C
     from protocol import spec as S
     from tests import mp_link as M
@@ -111,11 +125,11 @@ def test_a_duplicated_command_frame_acts_once(command):
     first = pump.history.next_seq
     port.dup_next = True
     port.drop_answers = 1
-    with pytest.raises(C.PumpTimeout, match="may or may not have been carried out"):
-        if command == "bolus":
-            client.bolus(500)
-        else:
-            client.temp_basal(S.TEMP_PERCENT, 150, 30)
+    if command == "bolus":
+        r = client.bolus(500)
+    else:
+        r = client.temp_basal(S.TEMP_PERCENT, 150, 30)
+    assert r.reconciled and r.code == S.OK and client.stats["fenced"] == 1
     kind = S.H_BOLUS_START if command == "bolus" else S.H_TEMP_START
     assert len([r for r in history(pump) if r[0] >= first and r[2] == kind]) == 1
     st = client.status()

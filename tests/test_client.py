@@ -2,7 +2,7 @@
 in a thread, reached through pyserial's socket:// URL, with frames dropped on demand.
 
 LNK-1 HELLO and schema check, LNK-2 sequence matching, timeouts, retries and events,
-LNK-3 retried commands act once and lost replies are reconciled from status, LNK-4
+LNK-3 retried commands act once and lost replies are settled by a fence (LNK-6), LNK-4
 refusals with code and detail, SEC-1/SEC-2 key handling and authentication, SEC-3.
 """
 
@@ -496,7 +496,7 @@ def test_refusal_learned_by_reconciliation_is_raised(peer, pump):
 @pytest.mark.req("LNK-3")
 def test_all_requests_lost_reports_not_carried_out(peer, pump):
     peer.serial.drop_requests = pump.retries + 1
-    with pytest.raises(C.PumpTimeout, match="status shows it was not carried out"):
+    with pytest.raises(C.PumpTimeout, match="it was not carried out and can no longer be"):
         pump.suspend()
     assert pump.status().delivering
 

@@ -99,6 +99,7 @@ BOOT_ON_BOARD = """
 import sys
 import fake_machine
 sys.modules["machine"] = fake_machine
+fake_machine.I2C.devices[0x68] = fake_machine.Ds3231Chip()  # the optional RTC is fitted
 import boards.pico as b
 from firmware.main import run
 
@@ -113,7 +114,8 @@ print("resets", fake_machine.resets[0])
 hw = b.make_hardware(serial=Serial())
 pump = run(hw, ticks=3)
 key = open("pairing.key", "rb").read()
-print("boot", pump.selftest_bits, pump.setting(0), pump.setting(4), hw.key == key)
+print("boot", pump.selftest_bits, pump.setting(0), pump.setting(4), hw.key == key,
+      hw.rtc is not None)
 """
 
 
@@ -159,13 +161,13 @@ def test_flash_deploys_compiled_firmware_key_and_settings(board, tmp_path, capsy
     assert all(hashlib.sha256(on_board[n]).hexdigest() == h for n, h in listed.items())
 
     # the deployed board module boots on the unix port (fake `machine`): settings applied
-    # once through the firmware, key loaded, every power-on self-test passes
+    # once through the firmware, key loaded, every power-on self-test passes, RTC found
     r = board.mpremote("fs", "cp", str(REPO_ROOT / "tests" / "fake_machine.py"),
                        ":fake_machine.py")
     assert r.returncode == 0, r.stderr
     r = board.mpremote("exec", BOOT_ON_BOARD)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.split("\n")[:2] == ["resets 1", "boot 0 8000 1000 True"], r.stdout
+    assert r.stdout.split("\n")[:2] == ["resets 1", "boot 0 8000 1000 True True"], r.stdout
     assert not (board.root / "provision.txt").exists()
 
     # redeploy through the command line: same key, stale files gone, data/ kept

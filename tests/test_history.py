@@ -67,8 +67,8 @@ def test_history_covers_every_event_with_exact_values():
         (None, S.H_BOOT, S.RESET_POWER_ON, 0, 1, 0),
         (None, S.H_PROFILE, 0, 2, 1200, 0),
         (None, S.H_SCHEDULE, 0, 0, 0, 0),
-        (None, S.H_DAY_TOTAL, 0, 0, 0, 0),  # the unset clock's day is closed
         (0, S.H_TIME_CHANGE, 0, 0, local, 60),
+        (0, S.H_DAY_TOTAL, 0, 0, 0, 0),  # the unset clock's day is closed, after the change
         (0, S.H_SETTING, S.SET_MAX_BOLUS, 10000, 8000, 0),
         (0, S.H_REWIND, 0, 0, 0, 0),
         (0, S.H_FILL, 0, 200000, 0, 0),

@@ -110,7 +110,7 @@ def test_every_scenario_is_tested():
     assert sorted(unix_scenarios()) == sorted(name for name, _ in M.SCENARIOS)
 
 
-@pytest.mark.req("HW-3", "SNS-1", "SNS-2", "SNS-3", "ALM-6", "HIS-1")
+@pytest.mark.req("HW-3", "SNS-1", "SNS-2", "SNS-3", "ALM-6", "ALM-8", "HIS-1")
 def test_sensor_link_alerts_and_suspend_before_low_on_the_unix_port():
     got = scenario("sensor")
     # H_SBL: [minute, 1 suspend / 0 resume, reason, glucose, predicted in 30 min]
@@ -125,20 +125,26 @@ def test_sensor_link_alerts_and_suspend_before_low_on_the_unix_port():
         [140, 0, S.SBL_RECOVERED, 120, 120],  # after a gap: no trend, 120 > 90
     ]
     assert got["resume"] == S.OK and got["sbl_at_72"] == 1
-    raised, cleared = S.ALARM_RAISED, S.ALARM_CLEARED
+    raised, cleared, unacked = S.ALARM_RAISED, S.ALARM_CLEARED, S.ALARM_UNACKED
     assert got["alarms"] == [
         [15, "suspend_before_low", raised],
         [25, "glucose_fall", raised],  # 130, 120, 100: -3.0 mg/dL/min
         [25, "urgent_low_soon", raised],  # 40 predicted in 20 min
         [35, "glucose_fall", cleared],
+        [35, "glucose_fall", unacked],  # nobody acknowledged it (ALM-8)
         [45, "urgent_low_soon", cleared],
+        [45, "urgent_low_soon", unacked],
         [55, "suspend_before_low", cleared],
+        [55, "suspend_before_low", unacked],
         [65, "suspend_before_low", raised],
         [72, "suspend_before_low", cleared],
+        [72, "suspend_before_low", unacked],
         [105, "suspend_before_low", raised],
         [125, "signal_loss", raised],  # 20 min after the reading of minute 105
         [140, "signal_loss", cleared],
+        [140, "signal_loss", unacked],
         [140, "suspend_before_low", cleared],
+        [140, "suspend_before_low", unacked],
     ]
     # basal ran 15 + 10 + 33 + 10 = 68 min at 1.2 U/h = 1360 mU, in whole 50-mU pulses
     assert got["basal_mu"] == 1350

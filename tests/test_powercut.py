@@ -26,7 +26,7 @@ import random
 import pytest
 
 from boards.fakes import PowerCut, Rig, Storage
-from firmware.pump import S_BOLUS_ID, S_STOP, S_TEMP_KIND, Pump
+from firmware.pump import S_BOLUS_ID, S_STOP, S_TEMP_KIND, S_TIME_LOST, S_TIME_SET, Pump
 from protocol import spec as S
 from tests.pumpkit import MONDAY_2026, basal_acc, history
 
@@ -102,6 +102,10 @@ class Episode:
         # Monday 01:00, or 23:40 so that days close (daily totals written) mid-campaign
         start = rng.choice((3600, 3600, 23 * 3600 + 40 * 60))
         assert pump.set_time(MONDAY_2026 + start, 0) == S.OK
+        self.start = MONDAY_2026 + start
+        self.offset = 0
+        self.clock_changes = 0
+        self.outages = 0
         for sid, value in ((S.SET_MAX_BOLUS_1H, 50000), (S.SET_MAX_TDD, 250000)):
             assert pump.set_setting(sid, value) == S.OK
         assert pump.rewind() == S.OK
@@ -143,9 +147,32 @@ class Episode:
     def amount(self, lo, hi):
         return self.rng.randint(lo // self.pulse, hi // self.pulse) * self.pulse
 
+    def days(self):
+        """Every local day the episode can have visited: clock changes stay within 5 days
+        of its start (THR-10 totals are checked over all of them)."""
+        return range(self.day0 - 6, self.pump.status()["day"] + 7)
+
+    def change_clock(self):
+        """The user sets the clock or travels (THR-11): within 5 days of the start."""
+        rng, pump = self.rng, self.pump
+        now = pump.utc_seconds()
+        target = now + rng.randint(-36, 36) * 1800
+        lo, hi = self.start - 4 * 86400, self.start + 5 * 86400
+        target = min(max(target, lo), hi)
+        offset = rng.choice((-300, 0, 0, 60, 330))
+        self.pending_setting = (S.SET_UTC_OFFSET, offset)  # a cut may land in its save
+        if pump.set_time(target, offset) == S.OK:
+            self.offset = offset
+            self.settings[S.SET_UTC_OFFSET] = offset
+            self.clock_changes += 1
+        self.pending_setting = None
+
     def action(self):
         rng, pump = self.rng, self.pump
         running = pump.state[S_BOLUS_ID]
+        if rng.random() < 0.04:
+            self.change_clock()
+            return
         r = rng.random()
         if r < 0.40:
             self.run(rng.randint(1, 180) * 1000, rng.choice((100, 1000, 1000, 5000)))
@@ -266,6 +293,12 @@ class Episode:
         return True
 
     def reboot(self):
+        rng, rig = self.rng, self.rig
+        if rng.random() < 0.3:  # the supply stays off a while, sometimes the RTC with it
+            rig.rtc.backup = rng.random() < 0.7
+            rig.outage(rng.randint(1, 6 * 3600))
+            rig.rtc.backup = True
+            self.outages += 1
         while True:
             pump = Pump(self.rig.hardware())
             self.motor.pump = pump
@@ -281,6 +314,9 @@ class Episode:
             finally:
                 self.disarm()
             self.pump = pump
+            if not pump.state[S_TIME_SET] and pump.state[S_TIME_LOST]:
+                # the time was lost: the user sets it again, from the pump's own estimate
+                assert pump.set_time(pump.utc_seconds(), pump.setting(S.SET_UTC_OFFSET)) == S.OK
             return
 
     # ------------------------------------------------------------------ invariants
@@ -290,7 +326,7 @@ class Episode:
         assert pump.state[S_BOLUS_ID] == 0
         assert pump.bolus_progress() == (0, 0, 0)
         # (a) the motor against the persisted totals
-        days = [pump.day_totals(d) for d in range(self.day0, pump.status()["day"] + 1)]
+        days = [pump.day_totals(d) for d in self.days()]
         basal = sum(t[0] for t in days if t)
         bolus = sum(t[1] for t in days if t)
         prime = sum(t[2] for t in days if t)

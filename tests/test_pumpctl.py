@@ -209,8 +209,9 @@ def test_basal_schedule_settings_time_history_totals(ctl):
     assert t["offset"] == 60 and t["local_time"].startswith("2026-11-17T08:30")
     code, out, _ = ctl("--json", "history", "--count", "4")
     recs = json.loads(out)
-    assert [r["kind_name"] for r in recs][-1] == "time_change"
-    assert len(recs) == 4 and recs[-2]["text"].startswith("day total")
+    # the change first, then the day total it closes (in the new time: THR-13)
+    assert [r["kind_name"] for r in recs][-2:] == ["time_change", "day_total"]
+    assert len(recs) == 4 and recs[-1]["text"].startswith("day total")
     code, out, _ = ctl("history", "--from", "1", "--count", "3")
     assert code == 0 and "boot 1" in out
     code, out, _ = ctl("--json", "totals", "--days", "2")

@@ -116,7 +116,7 @@ def test_no_surprise_bolus_after_occlusion_cleared():
 
 
 @pytest.mark.req("ALM-3")
-def test_occlusion_that_clears_by_itself_does_not_alarm():
+def test_blocked_flow_under_the_alarm_volume_does_not_alarm_and_free_flow_resets_it():
     rig, pump = make_pump(50, rates=(1000,))
     rig.line.occluded = True
     assert pump.bolus(S.BOLUS_NORMAL, 2000, 0, 0) == S.OK  # 40 pulses < 55

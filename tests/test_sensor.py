@@ -107,7 +107,7 @@ def test_a_board_without_radio_has_no_sensor_link():
 
 
 # ------------------------------------------------------------------------ SNS-2 alerts
-@pytest.mark.req("SNS-2", "ALM-1", "ALM-6")
+@pytest.mark.req("SNS-2", "ALM-1", "ALM-6", "ALM-8")
 def test_low_high_and_urgent_low_raised_and_cleared_at_the_right_reading():
     rig, pump, radio = sensor_pump(settings=((S.SET_GLUCOSE_ALERTS, S.GA_LOW | S.GA_HIGH),))
     steps = [(100, set()), (70, {"glucose_low"}), (71, set()),
@@ -119,10 +119,13 @@ def test_low_high_and_urgent_low_raised_and_cleared_at_the_right_reading():
         assert glucose_alarms(pump) == want, value
     assert S.ALARMS[S.A_URGENT_LOW][1] == S.PRIO_HIGH
     assert S.ALARMS[S.A_GLUCOSE_LOW][1] == S.ALARMS[S.A_GLUCOSE_HIGH][1] == S.PRIO_MEDIUM
-    assert alarm_records(pump, S.A_URGENT_LOW) == [S.ALARM_RAISED, S.ALARM_CLEARED] * 2
+    # never acknowledged: each clear is followed by "cleared, was not acknowledged" (ALM-8)
+    assert alarm_records(pump, S.A_URGENT_LOW) == [
+        S.ALARM_RAISED, S.ALARM_CLEARED, S.ALARM_UNACKED] * 2
     events = [e for e in drain(pump) if e[0] == S.EV_ALARM and e[1] == S.A_GLUCOSE_HIGH]
     assert events == [(S.EV_ALARM, S.A_GLUCOSE_HIGH, S.ALARM_RAISED, 250),
-                      (S.EV_ALARM, S.A_GLUCOSE_HIGH, S.ALARM_CLEARED, 249)]
+                      (S.EV_ALARM, S.A_GLUCOSE_HIGH, S.ALARM_CLEARED, 249),
+                      (S.EV_ALARM, S.A_GLUCOSE_HIGH, S.ALARM_UNACKED, 2)]
 
 
 @pytest.mark.req("SNS-2")
@@ -172,7 +175,7 @@ def test_urgent_low_soon_predicted_within_20_min():
     assert S.ALARMS[S.A_URGENT_LOW_SOON][1] == S.PRIO_HIGH
 
 
-@pytest.mark.req("SNS-2", "ALM-1")
+@pytest.mark.req("SNS-2", "ALM-1", "ALM-8")
 def test_signal_loss_after_20_min_and_cleared_by_the_next_reading():
     rig, pump, radio = sensor_pump()
     run(rig, pump, 3600)
@@ -187,7 +190,8 @@ def test_signal_loss_after_20_min_and_cleared_by_the_next_reading():
     run(rig, pump, 3600)
     feed(rig, pump, radio, 118, then_s=1)
     assert glucose_alarms(pump) == set()
-    assert alarm_records(pump, S.A_SIGNAL_LOSS) == [S.ALARM_RAISED, S.ALARM_CLEARED]
+    assert alarm_records(pump, S.A_SIGNAL_LOSS) == [
+        S.ALARM_RAISED, S.ALARM_CLEARED, S.ALARM_UNACKED]  # never acknowledged (ALM-8)
 
 
 @pytest.mark.req("SNS-2")

@@ -363,3 +363,66 @@ def test_the_boot_scan_of_a_full_history_feeds_the_watchdog():
     from firmware.store import SCAN_FEED
 
     assert max(Counter(reads).values()) <= SCAN_FEED + 16
+
+
+# ---------------------------------------- timers and accumulators across reboots (HIS-3)
+@pytest.mark.req("ALM-3", "HIS-3")
+def test_the_occlusion_accumulator_survives_a_reboot():
+    """Insulin pushed against a blocked line before a reboot still counts: the alarm comes
+    after 2.5 U in all, not 2.5 U after the reboot. (The line reads blocked from 150 kPa:
+    the first 6 pulses raise the pressure, the other 24 of 1.5 U count.)"""
+    rig, pump = make_pump(rates=(0,))
+    rig.line.occluded = True
+    assert pump.bolus(S.BOLUS_NORMAL, 1500, 0, 0) == S.OK
+    run(rig, pump, 70)  # 1.5 U at 1.5 U/min, all blocked
+    assert not pump.alarms.active[S.A_OCCLUSION]
+    pump = power_cycle(rig)
+    assert pump.resume() == S.E_NOT_SUSPENDED  # delivering (the bolus ended interrupted)
+    assert pump.bolus(S.BOLUS_NORMAL, 1500, 0, 0) == S.OK
+    run(rig, pump, 70)  # 1.2 + 1.5 = 2.7 U: over 2.5 U in all (1.5 U alone is not)
+    assert pump.alarms.active[S.A_OCCLUSION]
+    assert pump.status()["stop"] == S.STOP_OCCLUSION
+
+
+@pytest.mark.req("ALM-4", "HIS-3")
+def test_auto_off_counts_across_a_reboot_and_the_outage():
+    rig, pump = make_pump()
+    assert pump.set_setting(S.SET_AUTO_OFF, 5) == S.OK
+    run(rig, pump, 3 * HOUR, step_ms=60000)
+    pump = power_cycle(rig, HOUR)
+    run(rig, pump, HOUR - 60, step_ms=10000)
+    assert not pump.alarms.active[S.A_AUTO_OFF]
+    run(rig, pump, 60, step_ms=1000)
+    assert pump.alarms.active[S.A_AUTO_OFF]
+
+
+@pytest.mark.req("THR-5", "HIS-3")
+def test_a_reboot_never_delays_the_suspend_reminder():
+    rig, pump = make_pump()
+    assert pump.set_setting(S.SET_SUSPEND_REMINDER, 30) == S.OK
+    assert pump.suspend() == S.OK
+    run(rig, pump, 20 * MIN, step_ms=10000)
+    pump = power_cycle(rig, 5 * MIN)
+    run(rig, pump, 5 * MIN - 1)
+    assert not pump.alarms.active[S.A_SUSPEND_REMINDER]
+    run(rig, pump, 1)
+    assert pump.alarms.active[S.A_SUSPEND_REMINDER]
+
+
+@pytest.mark.req("THR-13", "THR-9", "HIS-3")
+def test_an_rtc_that_could_not_be_set_is_not_trusted_at_the_next_boot():
+    """The clock set back 2 h while the RTC's bus fails: the RTC keeps the later time, and
+    the next boot must not take the difference for an outage (IOB would age 2 h)."""
+    rig, pump = make_pump()
+    assert pump.bolus(S.BOLUS_NORMAL, 4000, 0, 0) == S.OK
+    run(rig, pump, 5 * MIN)
+    iob = pump.iob()
+    rig.rtc.broken = True
+    assert pump.set_time(pump.utc_seconds() - 2 * HOUR, 0) == S.OK
+    pump = power_cycle(rig)
+    assert pump.iob() == iob
+    assert pump.alarms.active[S.A_TIME_UNSET]
+    rig.rtc.broken = False
+    assert pump.set_time(pump.utc_seconds(), 0) == S.OK
+    pump = power_cycle(rig, 60)
+    assert not pump.alarms.active[S.A_TIME_UNSET]

@@ -6,9 +6,19 @@ plugin writes build/trace.json (path: `--req-trace PATH`, `--req-trace none` to 
 
     {"generated": "...", "args": [...], "exitstatus": 0,
      "tests": [{"nodeid": "...", "reqs": ["THR-3"], "outcome": "passed",
-                "duration": 0.12}, ...]}
+                "duration": 0.12, "asserts": 14, "runtimes": ["cpython", "unix"]}, ...]}
 
 Outcomes: passed, failed, error (setup or teardown failed), skipped, xfailed, xpassed.
+
+Evidence that cannot flatter: `asserts` counts the checks the test's call phase passed:
+each `assert` that held (pytest's assertion pass hook, `enable_assertion_pass_hook` in
+pyproject.toml; helper modules of tests/ and hil_tests/ are rewritten too) and each
+`pytest.raises` entered. A test with none asserted nothing, and tools/trace.py does not
+count it for its requirements. `runtimes` says where the firmware ran in the test:
+"cpython" always (the test body), and what the test harness notes with note_runtime():
+"unix" (MicroPython unix port, also the emulator), "wasm", "arm" (the 32-bit ARM image
+under qemu) and "board" (a real device, hil_tests with --port).
+
 Under pytest-xdist the ids travel from the workers in each report's user_properties and
 the controller writes the file. `python -m tools.trace` turns it into the table; the end of
 the run's terminal report carries its summary line (requirements verified, failing,
@@ -23,8 +33,37 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 DEFAULT_PATH = "build/trace.json"
 PROPERTY = "req"
+ASSERTS = "asserts"
+RUNTIMES = "runtimes"
+RUNTIME_NAMES = ("cpython", "unix", "wasm", "arm", "board")
+
+# asserts in the test helpers count like those in the test modules
+pytest.register_assert_rewrite("tests", "hil_tests")
+
+
+class _Current:
+    """The test whose call phase is running in this process (None between tests)."""
+
+    item = None
+    asserts = 0
+    runtimes: set = set()
+
+
+def note_runtime(name: str) -> None:
+    """The running test ran firmware on `name` (one of RUNTIME_NAMES)."""
+    if name not in RUNTIME_NAMES:
+        raise ValueError(f"unknown runtime {name!r}: one of {', '.join(RUNTIME_NAMES)}")
+    if _Current.item is not None:
+        _Current.runtimes.add(name)
+
+
+def note_assertion() -> None:
+    if _Current.item is not None:
+        _Current.asserts += 1
 
 # how bad an outcome is: a test's final outcome is the worst of its phases
 RANK = {"passed": 0, "xpassed": 1, "skipped": 2, "xfailed": 2, "failed": 4, "error": 5}
@@ -38,6 +77,38 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.pluginmanager.register(Recorder(config), "req-trace-recorder")
+    raises = pytest.raises
+    if not getattr(raises, "counted", False):
+        def counted_raises(*args, **kwargs):
+            note_assertion()  # it fails the test unless the exception comes
+            return raises(*args, **kwargs)
+
+        counted_raises.counted = True
+        counted_raises.__doc__ = raises.__doc__
+        pytest.raises = counted_raises
+
+
+def pytest_assertion_pass(item, lineno, orig, expl):
+    note_assertion()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    _Current.item = item
+    _Current.asserts = 0
+    _Current.runtimes = {"cpython"}
+    try:
+        return (yield)
+    finally:
+        _Current.item = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    if call.when == "call":  # before the report copies the properties
+        item.user_properties.append((ASSERTS, _Current.asserts))
+        item.user_properties.append((RUNTIMES, sorted(_Current.runtimes)))
+    return (yield)
 
 
 def req_ids(item) -> list[str]:
@@ -74,13 +145,20 @@ class Recorder:
 
     def pytest_runtest_logreport(self, report):
         reqs: list[str] = []
+        props = {}
         for name, value in report.user_properties:
             if name == PROPERTY:
                 reqs = list(value)
+            elif name in (ASSERTS, RUNTIMES):
+                props[name] = value
         entry = self.results.setdefault(report.nodeid, {
-            "nodeid": report.nodeid, "reqs": reqs, "outcome": None, "duration": 0.0})
+            "nodeid": report.nodeid, "reqs": reqs, "outcome": None, "duration": 0.0,
+            ASSERTS: 0, RUNTIMES: []})
         if reqs:
             entry["reqs"] = reqs
+        if report.when == "call" and props:
+            entry[ASSERTS] = int(props.get(ASSERTS, 0))
+            entry[RUNTIMES] = list(props.get(RUNTIMES, []))
         entry["duration"] = round(entry["duration"] + float(report.duration or 0.0), 4)
         got = phase_outcome(report)
         if got is not None and (entry["outcome"] is None

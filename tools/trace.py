@@ -6,10 +6,17 @@
     make trace
 
 Reads the test results that tools/req_plugin.py wrote (each test's node id, requirement
-ids and outcome) and the requirements from ../shared/REQUIREMENTS.md (`--requirements`;
-without it, the ids the tests name). Prints a table (id, title, tests, passed, failed,
-skipped) in the order of the requirements document, then the requirements without a test,
-and writes the same as Markdown to build/trace.md, with the tests of each requirement.
+ids, outcome, the asserts it passed and where the firmware ran) and the requirements from
+../shared/REQUIREMENTS.md (`--requirements`; without it, the ids the tests name). Prints a
+table (id, title, tests, asserting, passed, failed, skipped, runtimes, status) in the order
+of the requirements document, then the requirements without a test, and writes the same as
+Markdown to build/trace.md, with the tests of each requirement.
+
+Only asserting tests count: a requirement is "verified" when at least one test naming it
+passed having passed at least one assert (or pytest.raises); a test that asserted nothing
+is listed but proves nothing ("no assert"). Runtimes are those of the asserting passed
+tests: cpython, unix (MicroPython unix port, the emulator), wasm, arm (the 32-bit ARM image
+under qemu), board (a real device, hil_tests --port).
 Exit status 1 if a test failed (or the run did), 2 if there are no results.
 """
 
@@ -35,6 +42,7 @@ HEADING = re.compile(r"^#{1,6}\s")
 ID_ORDER = re.compile(r"^([A-Z][A-Z0-9]*)-(\d+)$")
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
+RUNTIME_ORDER = ("cpython", "unix", "wasm", "arm", "board")
 OUTCOME_CLASS = {"passed": PASS, "xpassed": PASS, "failed": FAIL, "error": FAIL,
                  "skipped": SKIP, "xfailed": SKIP}
 
@@ -87,15 +95,38 @@ def id_key(rid: str):
 
 
 # ---------------------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class TestRun:
+    nodeid: str
+    cls: str  # pass / fail / skip
+    asserts: int = 0  # asserts (and pytest.raises) passed in the call phase
+    runtimes: tuple[str, ...] = ()
+
+    @property
+    def asserting(self) -> bool:
+        """Passed, having asserted something: evidence for its requirements."""
+        return self.cls == PASS and self.asserts > 0
+
+
 @dataclass
 class Row:
     rid: str
     title: str
     known: bool = True  # listed in the requirements document
-    tests: list[tuple[str, str]] = field(default_factory=list)  # (node id, pass/fail/skip)
+    tests: list[TestRun] = field(default_factory=list)
 
     def count(self, cls: str) -> int:
-        return sum(1 for _, c in self.tests if c == cls)
+        return sum(1 for t in self.tests if t.cls == cls)
+
+    @property
+    def asserting(self) -> int:
+        return sum(1 for t in self.tests if t.asserting)
+
+    @property
+    def runtimes(self) -> list[str]:
+        """Where the asserting passed tests ran the firmware."""
+        got = {r for t in self.tests if t.asserting for r in t.runtimes}
+        return [r for r in RUNTIME_ORDER if r in got] + sorted(got - set(RUNTIME_ORDER))
 
     @property
     def status(self) -> str:
@@ -103,8 +134,10 @@ class Row:
             return "no test"
         if self.count(FAIL):
             return "FAILING"
-        if self.count(PASS):
+        if self.asserting:
             return "verified"
+        if self.count(PASS):
+            return "no assert"
         return "skipped"
 
 
@@ -140,16 +173,19 @@ def build(results: dict, requirements: dict[str, str] | None) -> Trace:
                 row = rows[rid] = Row(rid, "" if requirements is None
                                       else "(not in the requirements)",
                                       known=requirements is None)
-            row.tests.append((test["nodeid"], cls))
+            row.tests.append(TestRun(test["nodeid"], cls, int(test.get("asserts") or 0),
+                                     tuple(test.get("runtimes") or ())))
     order = list(requirements or {})
     extra = sorted((r for r in rows if r not in (requirements or {})), key=id_key)
     return Trace([rows[r] for r in order + extra], untagged, results)
 
 
 def _columns(trace: Trace) -> tuple[list[str], list[list[str]]]:
-    head = ["Requirement", "Title", "Tests", "Pass", "Fail", "Skip", "Status"]
-    body = [[r.rid, r.title, str(len(r.tests)), str(r.count(PASS)), str(r.count(FAIL)),
-             str(r.count(SKIP)), r.status] for r in trace.rows]
+    head = ["Requirement", "Title", "Tests", "Asserting", "Pass", "Fail", "Skip", "Runtimes",
+            "Status"]
+    body = [[r.rid, r.title, str(len(r.tests)), str(r.asserting), str(r.count(PASS)),
+             str(r.count(FAIL)), str(r.count(SKIP)), " ".join(r.runtimes) or "-", r.status]
+            for r in trace.rows]
     return head, body
 
 
@@ -158,10 +194,12 @@ def summary(trace: Trace) -> str:
     covered = [r for r in rows if r.tests]
     verified = [r for r in rows if r.status == "verified"]
     failing = [r for r in rows if r.status == "FAILING"]
+    no_assert = [r for r in rows if r.status == "no assert"]
     tests = trace.results.get("tests", [])
     counts = {c: sum(1 for t in tests if OUTCOME_CLASS.get(t["outcome"], FAIL) == c)
               for c in (PASS, FAIL, SKIP)}
-    return (f"{len(rows)} requirements: {len(covered)} with tests, {len(verified)} verified, "
+    return (f"{len(rows)} requirements: {len(covered)} with tests, {len(verified)} verified "
+            f"(by asserting tests), {len(no_assert)} with tests that assert nothing, "
             f"{len(failing)} failing, {len(rows) - len(covered)} without a test. "
             f"{len(tests)} tests: {counts[PASS]} passed, {counts[FAIL]} failed, "
             f"{counts[SKIP]} skipped.")
@@ -170,7 +208,7 @@ def summary(trace: Trace) -> str:
 def render_text(trace: Trace) -> str:
     head, body = _columns(trace)
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
-    right = {2, 3, 4, 5}
+    right = {2, 3, 4, 5, 6}
 
     def line(cells: Iterable[str]) -> str:
         out = []
@@ -211,7 +249,8 @@ def render_markdown(trace: Trace) -> str:
         out.append("")
     out.append(summary(trace))
     out += ["", "| " + " | ".join(head) + " |",
-            "|" + "|".join(["---", "---", "--:", "--:", "--:", "--:", "---"]) + "|"]
+            "|" + "|".join(["---", "---", "--:", "--:", "--:", "--:", "--:", "---", "---"])
+            + "|"]
     out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in body]
     uncovered = trace.uncovered
     if uncovered:
@@ -223,7 +262,8 @@ def render_markdown(trace: Trace) -> str:
             continue
         out.append(f"### {r.rid} {r.title}".rstrip())
         out.append("")
-        out += [f"- {cls} `{nodeid}`" for nodeid, cls in r.tests]
+        out += [f"- {t.cls}, {t.asserts} asserts, {' '.join(t.runtimes) or '-'}: `{t.nodeid}`"
+                for t in r.tests]
         out.append("")
     if trace.untagged:
         out += ["## Tests naming no requirement", ""]

@@ -1,0 +1,94 @@
+"""QEMU ARM board (HW-4): the firmware, frozen into MicroPython's bare-metal QEMU port
+built for ARMv6-M (tools/arm/qemu), on qemu-system-arm's mps2-an385 machine.
+
+It carries the emulator board's simulated parts (boards/emulator.py: plunger and
+reservoir, battery drain, line pressure and occlusion, buttons, sensor link, buzzer/LED,
+virtual clock with lockstep, fault injection, power cuts, watchdog) and differs only where
+a bare-metal board must:
+- serial: the protocol on UART0 (sys.stdin.buffer / sys.stdout.buffer, polled with
+  select), which qemu puts on the launcher's pipe (tools/arm/qemu.py gives it a pty);
+- storage and world: no files, but the PSRAM that qemu maps onto DIR/flash.bin
+  (boards/qemu_layout.py), so flash, the plunger position and the world survive a power
+  cut like on the emulator board;
+- key, reset cause, pulse size: provisioned in the control area by the launcher;
+- power cut and watchdog: the exit status goes into the control area, the firmware ends,
+  qemu exits with that status, the launcher starts it again;
+- no bench console and no telemetry (the UART is the only port).
+"""
+
+import machine
+import uctypes
+
+from boards import emulator as E
+from boards import qemu_layout as L
+from boards.fakes import REGION_SIZES
+from boards.unix import region_layout
+from firmware import main as fw_main
+from protocol import spec as S
+
+
+class MemWorld(E.World):
+    """The emulator's world, its JSON in the board's persistent memory."""
+
+    def __init__(self):
+        E.World.__init__(self, "qemu")
+
+    def load(self):
+        n = machine.mem32[L.WORLD_AT]
+        if not 0 < n <= L.WORLD_MAX:
+            raise ValueError("no world")
+        return bytes(uctypes.bytearray_at(L.WORLD_AT + 4, n))
+
+    def store(self, text):
+        data = text.encode()
+        n = len(data)
+        if n > L.WORLD_MAX:
+            raise OSError(28)  # ENOSPC
+        uctypes.bytearray_at(L.WORLD_AT + 4, n)[:] = data
+        machine.mem32[L.WORLD_AT] = n
+
+
+class MemBoard(E.Board):
+    def die(self, code):
+        machine.mem32[L.CONTROL_AT + L.C_EXIT] = code
+        E.Board.die(self, code)  # persists, then SystemExit ends main.py and qemu
+
+
+class MemStorage(E.EmuStorage):
+    """The flash regions in persistent memory, with the emulator's injected failures."""
+
+    def __init__(self, world):
+        self.offsets, self.board_at, total = region_layout(REGION_SIZES)
+        self.sizes = REGION_SIZES
+        self.data = uctypes.bytearray_at(L.FLASH_AT, total)
+        self.world = world
+        self.fail = world.get("storage_fail")
+
+    def put(self, at, buf):
+        data = self.data
+        for i in range(len(buf)):
+            data[at + i] = buf[i]
+
+
+def control(offset):
+    return machine.mem32[L.CONTROL_AT + offset]
+
+
+def make_hardware():
+    if control(L.C_MAGIC) != L.CONTROL_MAGIC:
+        raise ValueError("not provisioned: start the board with tools/arm/qemu.py")
+    world = MemWorld()
+    return E.make_hardware(
+        "qemu", pulse_mu=control(L.C_PULSE), reset_cause=control(L.C_RESET), world=world,
+        board=MemBoard("qemu", world), storage=MemStorage(world),
+        key=bytes(uctypes.bytearray_at(L.CONTROL_AT + L.C_KEY, 32)), board_id=S.BOARD_QEMU_ARM)
+
+
+def main():
+    machine.mem32[L.CONTROL_AT + L.C_EXIT] = L.EXIT_CRASH  # until a power cut says otherwise
+    try:
+        hw = make_hardware()
+    except ValueError as exc:
+        print("boards/qemu_arm.py:", exc)
+        return
+    fw_main.run(hw)

@@ -1,0 +1,199 @@
+"""Start the QEMU ARM board (boards/qemu_arm.py in build/qemu-arm/micropump.elf) behind a pty.
+
+    python -m tools.arm.qemu --state DIR [--speed X | --lockstep] [--seed N] [--pulse 50]
+
+Like host_tools/launch.py (whose relay and restart logic it reuses): prints the protocol
+pty path, relays bytes until Ctrl-C, and starts qemu again after a simulated power cut or
+watchdog reset (qemu exits with the board's status, boards/qemu_layout.py). The board's
+flash, plunger position, battery and world live in DIR/flash.bin, which qemu maps as the
+board's PSRAM; the launcher provisions the key (DIR/key), pulse size and reset cause in it
+before each boot. qemu runs with `-icount shift=0` when asked (icount=True): one
+instruction is one ns of board time, runs repeat exactly, costs are instruction counts.
+No bench console and no telemetry on this board.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from boards import qemu_layout as L
+from host_tools import launch as HL
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+IMAGE = REPO_ROOT / "build" / "qemu-arm" / "micropump.elf"
+TEST_IMAGE = REPO_ROOT / "build" / "qemu-arm" / "micropump-test.elf"
+QEMU = "qemu-system-arm"
+
+
+def find_image(image: str | os.PathLike | None = None) -> Path:
+    path = Path(image) if image else IMAGE
+    if not path.is_file():
+        raise FileNotFoundError(f"no QEMU ARM image at {path}: build it with "
+                                "`make firmware BOARD=qemu-arm`")
+    if shutil.which(QEMU) is None:
+        raise FileNotFoundError(f"{QEMU} not found: apt-get install qemu-system-arm")
+    return path
+
+
+def qemu_command(image: Path, flash: Path, icount: bool = False) -> list[str]:
+    """qemu for the board: UART0 on stdio (no signals: bytes are bytes), PSRAM on `flash`."""
+    cmd = [QEMU, "-machine", "mps2-an385,memory-backend=psram", "-display", "none",
+           "-monitor", "none", "-semihosting",
+           "-object", f"memory-backend-file,id=psram,size={L.PSRAM_SIZE},"
+                      f"mem-path={flash},share=on",
+           "-chardev", "stdio,id=uart0,signal=off", "-serial", "chardev:uart0",
+           "-kernel", str(image)]
+    if icount:
+        cmd += ["-icount", "shift=0"]
+    return cmd
+
+
+def prepare_flash(path: Path, world: dict | None):
+    """The PSRAM file: created erased (0xff) where the storage regions are; the world's
+    JSON written when given (a fresh launch), kept otherwise (a reboot)."""
+    if not path.exists() or path.stat().st_size != L.PSRAM_SIZE:
+        with open(path, "wb") as f:
+            f.truncate(L.PSRAM_SIZE)
+            f.seek(L.FLASH_AT - L.PSRAM)
+            f.write(b"\xff" * (L.WORLD_AT - L.FLASH_AT))
+    if world is not None:
+        text = json.dumps(world).encode()
+        with open(path, "r+b") as f:
+            f.seek(L.WORLD_AT - L.PSRAM)
+            f.write(len(text).to_bytes(4, "little") + text)
+
+
+def provision(path: Path, key: bytes, pulse_mu: int, reset_cause: int,
+              script: str | None = None):
+    """The control area (boards/qemu_layout.py); with `script`, MODE_SCRIPT and its text."""
+    mode = L.MODE_PUMP if script is None else L.MODE_SCRIPT
+    words = b"".join(v.to_bytes(4, "little") for v in
+                     (L.CONTROL_MAGIC, L.EXIT_CRASH, reset_cause, pulse_mu))
+    with open(path, "r+b") as f:
+        f.seek(L.CONTROL_AT - L.PSRAM)
+        f.write(words + key + mode.to_bytes(4, "little"))
+        if script is not None:
+            data = script.encode()
+            if len(data) > L.SCRIPT_MAX:
+                raise ValueError(f"script of {len(data)} bytes: at most {L.SCRIPT_MAX}")
+            f.seek(L.SCRIPT_AT - L.PSRAM)
+            f.write(len(data).to_bytes(4, "little") + data)
+
+
+class ScriptError(AssertionError):
+    """A script on the QEMU board raised, or qemu ended otherwise than by its end."""
+
+
+def run_script(code: str, *, state_dir: str | os.PathLike, image=None, icount: bool = True,
+               timeout: float = 900, world: dict | None = None) -> str:
+    """Run MicroPython `code` on the QEMU board (MODE_SCRIPT, tools/arm/qemu/main.py); what
+    it printed (\r\n as \n). The board's flash is DIR/flash.bin: kept between runs, so
+    one script can prepare what the next boots from. `icount`: qemu -icount shift=0 (one
+    instruction per ns of board time; time.ticks_cpu() counts 40 instructions)."""
+    state = Path(state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    flash = state / HL.FLASH_FILE
+    fresh = not flash.exists()
+    prepare_flash(flash, world if world is not None or not fresh else
+                  {"speed": 0, "jitter": 0, "seed": 1, "rng": 0})
+    provision(flash, bytes(32), 50, 0, script=code)
+    proc = subprocess.run(qemu_command(find_image(image or TEST_IMAGE), flash, icount),
+                          stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    out = proc.stdout.decode(errors="replace").replace("\r\n", "\n")
+    if proc.returncode != 0:
+        raise ScriptError(f"qemu exited with {proc.returncode}:\n{out[-4000:]}\n"
+                          f"{proc.stderr.decode(errors='replace')[-2000:]}")
+    return out
+
+
+class QemuBoard(HL.Emulator):
+    """host_tools.launch.Emulator with qemu-system-arm as the board process."""
+
+    def __init__(self, state_dir, *, image=None, icount: bool = False, **kw):
+        self.image = find_image(image)
+        self.icount = icount
+        self._uart_log = None
+        kw["console"] = False  # the UART is the board's only port
+        kw.setdefault("micropython", "unused")
+        super().__init__(state_dir, **kw)
+
+    def _write_world(self, speed: int, jitter: int, heap_check: bool):
+        world = {"speed": speed, "jitter": jitter, "seed": self.seed, "rng": 0,
+                 "heap_check": int(heap_check)}
+        self.flash = self.state_dir / HL.FLASH_FILE
+        prepare_flash(self.flash, world)
+
+    def _spawn(self, reset_cause: int):
+        prepare_flash(self.flash, None)
+        key = bytes.fromhex(self.key_path.read_text().strip())
+        provision(self.flash, key, self.pulse_mu, reset_cause)
+        tel_r, tel_w = os.pipe()
+        os.close(tel_w)  # no telemetry: the relay sees its end at once
+        self.proc = subprocess.Popen(qemu_command(self.image, self.flash, self.icount),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, bufsize=0, start_new_session=True)
+        self._tel_r = tel_r
+        self._tel_buf = b""
+        self._con_in_w = self._con_out_r = None
+        self._pat_r = self._pat_w = None
+
+    def _to_pty(self, fd: int, data: bytes):
+        # Everything the UART sends also goes to DIR/uart.log: a traceback (text between
+        # the frames) is the only trace a crashed firmware leaves on a board with one port.
+        if self._uart_log is None:
+            self._uart_log = open(self.state_dir / "uart.log", "ab")
+        self._uart_log.write(data)
+        self._uart_log.flush()
+        super()._to_pty(fd, data)
+
+    def uart_text(self) -> str:
+        """The printable text the board sent (tracebacks, messages), frames left out."""
+        try:
+            raw = (self.state_dir / "uart.log").read_bytes()
+        except OSError:
+            return ""
+        lines = raw.replace(b"\r", b"").split(b"\n")
+        text = [ln for ln in lines if ln and all(32 <= b < 127 for b in ln)]
+        return "\n".join(t.decode() for t in text)
+
+
+def launch(state_dir, **kw) -> QemuBoard:
+    return QemuBoard(state_dir, **kw)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Run the QEMU ARM board behind a pty.")
+    p.add_argument("--state", required=True, help="folder of the board's flash and key")
+    p.add_argument("--speed", type=float, default=1.0)
+    p.add_argument("--lockstep", action="store_true")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--pulse", type=int, default=50, choices=(10, 25, 50))
+    p.add_argument("--fresh", action="store_true", help="erase the flash first")
+    p.add_argument("--icount", action="store_true", help="qemu -icount shift=0")
+    p.add_argument("--image", default=None)
+    args = p.parse_args(argv)
+    try:
+        board = launch(args.state, speed=args.speed, lockstep=args.lockstep, seed=args.seed,
+                       pulse_mu=args.pulse, fresh=args.fresh, icount=args.icount,
+                       image=args.image)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"tools/arm/qemu.py: {exc}", file=sys.stderr)
+        return 2
+    print(board.port, flush=True)
+    try:
+        code = board.wait()
+    except KeyboardInterrupt:
+        code = 0
+    finally:
+        board.close()
+    return code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
