@@ -181,6 +181,31 @@ def test_led_shows_highest_active_priority():
     assert ann.led_priority == 0
 
 
+@pytest.mark.req("ALM-1", "ALM-2", "ALM-8")
+def test_priority_not_alarm_number_decides_the_led_and_the_button():
+    """A high alarm whose number is above a medium and a low one: the LED shows high and
+    the button acknowledges it first (mutants alarm-led-lowest, alarm-ack-top-not-highest:
+    the older tests raised the high alarm with the lowest number)."""
+    al, ann, log = bare_alarms()
+    assert S.A_BATTERY_LOW < S.A_SUSPEND_REMINDER < S.A_URGENT_LOW_SOON
+    al.raise_(S.A_BATTERY_LOW, 18)
+    al.raise_(S.A_SUSPEND_REMINDER, 1)
+    al.raise_(S.A_URGENT_LOW_SOON, 54)
+    al.tick(1000)
+    assert ann.led_priority == S.PRIO_HIGH
+    del log[:]
+    assert al.ack_top() == S.OK
+    assert al.ack_top() == S.OK
+    assert al.ack_top() == S.OK
+    assert log == [(S.A_URGENT_LOW_SOON, S.ALARM_ACKED, 0), (S.A_BATTERY_LOW, S.ALARM_ACKED, 0),
+                   (S.A_SUSPEND_REMINDER, S.ALARM_ACKED, 0),
+                   (S.A_SUSPEND_REMINDER, S.ALARM_CLEARED, 0)]
+    assert al.ack_top() == S.E_UNKNOWN_ALARM
+    al.clear(S.A_URGENT_LOW_SOON, 70)
+    al.tick(1000)
+    assert ann.led_priority == S.PRIO_MEDIUM
+
+
 @pytest.mark.req("ALM-2")
 def test_led_on_pump_follows_alarms():
     rig, pump = make_pump()

@@ -106,6 +106,18 @@ def test_calculator_parts_across_schedule_segments(hour, carbs, bg, want):
 
 
 @pytest.mark.req("THR-8")
+def test_a_correction_below_the_target_rounds_toward_less_insulin():
+    """Below the range the negative correction is rounded up in size, -ceil(...): a
+    sensitivity of 45 does not divide 15 000 (mutant
+    calc-low-correction-rounded-toward-insulin)."""
+    rig, pump = calc_pump()  # 13:00: 12.5 g/U, target 100-120
+    assert pump.set_calc_schedule(S.CALC_SENSITIVITY, [0], [45], []) == S.OK
+    out = calc(pump, 45, 85)  # (100 - 85) * 1000 / 45 = 333.3 mU
+    assert out[:5] == [3600, -334, 0, 3266, 3250]
+    assert out[5] == S.CALC_ROUNDED and out[7] == 45
+
+
+@pytest.mark.req("THR-8")
 def test_rounding_down_to_the_pulse_of_the_board():
     rig, pump = calc_pump(pulse_mu=25)
     out = calc(pump, 47, 180)  # 5260 mU: 5250 with 25-mU pulses too

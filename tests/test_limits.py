@@ -235,6 +235,23 @@ def test_max_total_daily_dose_counts_basal_and_bolus():
     assert pump.bolus(S.BOLUS_NORMAL, 3000, 0, 0) == S.OK
 
 
+@pytest.mark.req("THR-6", "THR-3")
+def test_the_24h_window_counts_what_the_running_bolus_still_owes():
+    """Like the 60-min window: a bolus in progress counts whole toward the 24-h limit, so
+    the refusal names that limit (mutant day-window-without-running-bolus)."""
+    rig, pump = make_pump(50, rates=(0,))
+    assert pump.set_setting(S.SET_MAX_TDD, 15000) == S.OK
+    assert pump.set_setting(S.SET_MAX_BOLUS_1H, 50000) == S.OK
+    assert pump.bolus(S.BOLUS_NORMAL, 10000, 0, 0) == S.OK
+    run(rig, pump, 100)  # 1.5 U/min: 2.5 U delivered, 7.5 U still owed
+    assert pump.bolus_progress()[1] == 2500
+    assert pump.doses.total_day() == 2500
+    assert pump.dose_last_day() == 10000
+    assert pump.bolus(S.BOLUS_NORMAL, 5050, 0, 0) == S.E_OVER_LIMIT
+    assert pump.detail == S.SET_MAX_TDD
+    assert pump.bolus(S.BOLUS_NORMAL, 5000, 0, 0) == S.E_BOLUS_RUNNING
+
+
 # ------------------------------------------------------------------ THR-5 suspend / resume
 @pytest.mark.req("THR-5", "THR-3", "HIS-1", "LNK-2")
 def test_suspend_interrupts_bolus_and_ends_temp_basal():

@@ -4,6 +4,7 @@ power-on self-tests and the watchdog (ALM-5)."""
 import pytest
 
 import firmware.main
+from firmware.hal import R_DOSES_A, R_DOSES_B
 from firmware.pump import S_BOLUS_ID, S_NEXT_BOLUS_ID, S_STOP, Pump
 from protocol import spec as S
 from tests.pumpkit import (
@@ -502,6 +503,12 @@ def corrupt_state(rig):
     corrupt(rig, 3)
 
 
+def corrupt_doses(rig):
+    """Both copies of the dose rings (IOB, the 60-min and 24-h windows): never guessed low."""
+    corrupt(rig, R_DOSES_A)
+    corrupt(rig, R_DOSES_B)
+
+
 SELF_TESTS = [
     (fail_firmware, S.ST_FIRMWARE),
     (fail_motor, S.ST_MOTOR),
@@ -509,6 +516,7 @@ SELF_TESTS = [
     (fail_storage, S.ST_STORAGE),
     (corrupt_settings, S.ST_STORAGE),
     (corrupt_state, S.ST_STORAGE),
+    (corrupt_doses, S.ST_STORAGE),
 ]
 
 

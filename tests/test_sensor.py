@@ -10,6 +10,7 @@ import pytest
 
 from boards.fakes import Radio
 from firmware.cgm import Cgm
+from firmware.layout import S_MONO_S
 from protocol import spec as S
 from tests.pumpkit import history, make_pump, reboot, run
 
@@ -286,6 +287,24 @@ def test_suspend_before_low_stops_basal_and_resumes_by_itself():
 
 
 @pytest.mark.req("SNS-3")
+def test_a_reading_at_the_low_limit_suspends_even_while_rising_fast():
+    """A reading at or below the low limit suspends basal whatever the prediction: a fast
+    rise from a low is not yet a recovery (mutant sbl-no-low-reading)."""
+    rig, pump, radio = sbl_pump()
+    feed(rig, pump, radio, 50, then_s=1)
+    assert pump.cgm.sbl == 1  # no trend yet: 50 <= 70
+    assert pump.resume() == S.OK  # a manual resume: the feature waits 30 min
+    run(rig, pump, 20 * 60)
+    feed(rig, pump, radio, 50)  # during the wait: no suspension
+    feed(rig, pump, radio, 60)
+    assert pump.cgm.sbl == 0
+    feed(rig, pump, radio, 70, then_s=1)  # 50, 60, 70: 130 predicted in 30 min, but 70 <= 70
+    assert pump.cgm.pred30 == 130
+    assert pump.cgm.sbl == 1 and pump.basal_rate() == 0
+    assert sbl_records(pump)[-1] == (1, S.SBL_PREDICTED, 70, 130)
+
+
+@pytest.mark.req("SNS-3")
 def test_suspend_before_low_resumes_only_with_hysteresis():
     """Resumption needs glucose >= low + 20 and 30-min prediction >= low + 40: a slow
     drift back above the suspension line is not enough (SNS-3)."""
@@ -402,6 +421,24 @@ def test_a_reboot_keeps_the_suspension_and_the_readings():
     assert pump.alarms.active[S.A_SIGNAL_LOSS]
     assert rig.motor.pos == pos  # no basal moved
     assert pump.setting(S.SET_SBL) == 1
+
+
+@pytest.mark.req("SNS-3", "HIS-3", "HIS-2")
+def test_a_cut_right_after_the_suspension_started_keeps_it():
+    """The suspension is saved when it starts, not only by the next 60-s checkpoint: a
+    power cut one second later still finds basal suspended (mutant sbl-not-saved)."""
+    rig, pump, radio = sbl_pump()
+    feed(rig, pump, radio, 120, then_s=1)
+    assert pump.cgm.sbl == 0
+    run(rig, pump, 60)  # a checkpoint saves the state without a suspension
+    feed(rig, pump, radio, 65, then_s=1)
+    assert pump.cgm.sbl == 1
+    assert pump.state[S_MONO_S] - pump.saved_s == 0  # saved by the suspension itself
+    pos = rig.motor.pos
+    pump = reboot(rig)
+    assert pump.cgm.sbl == 1 and pump.basal_rate() == 0
+    run(rig, pump, 600)
+    assert rig.motor.pos == pos
 
 
 @pytest.mark.req("SNS-1")

@@ -35,6 +35,24 @@ def cut_next_write(s, mode):
 
 
 # ----------------------------------------------------------------------------- History
+@pytest.mark.req("HIS-1", "HIS-2")
+def test_a_write_the_flash_silently_dropped_never_reads_as_a_newer_record():
+    """A faulty flash that accepts a write and keeps the old bytes leaves a record of an
+    earlier lap, with a valid CRC, in the slot: reading the new sequence number there must
+    say "not stored", not hand back the old record (mutant history-read-other-lap)."""
+    s = storage()
+    h = History(s, 4)
+    append_n(h, 8)  # the region holds 8 records: full
+    real_write = s.write
+    s.write = lambda region, offset, buf: None  # the flash says yes and keeps the old bytes
+    seq = h.append(2000, 3, 1, 1, 1, 1)
+    s.write = real_write
+    assert seq == 9 and h.next_seq == 10
+    assert rec(h, 9) is None  # slot 0 still holds record 1
+    assert rec(h, 8)[4] == 7  # the others read as before
+    assert rec(h, 1) is None  # and record 1 is older than one lap
+
+
 @pytest.mark.req("HIS-1")
 def test_history_records_round_trip():
     s = storage()
