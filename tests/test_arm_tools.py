@@ -97,3 +97,10 @@ def test_script_too_long_is_refused_before_qemu_starts(tmp_path):
     Q.prepare_flash(flash, {})
     with pytest.raises(ValueError, match="at most"):
         Q.provision(flash, bytes(32), 50, 0, script="#" * (L.SCRIPT_MAX + 1))
+
+
+def test_apt_errors_are_shown_without_the_archive_address():
+    err = ("W: something\nE: Failed to fetch http://archive.example/debian/pool/main/p/x.dsc"
+           "  404  Not Found [IP: 192.0.2.1 80]\nE: second\n")
+    got = sources._first_error(err)
+    assert got == "E: Failed to fetch <archive>/...  404  Not Found"

@@ -189,8 +189,12 @@ def fetch_source(apt: PrivateApt, pkg: str, version: str, dl: Path, out: Path) -
 
 
 def _first_error(stderr: str) -> str:
+    """apt's first error line, without the archive's address (no registry's host name in
+    what this prints: logs and CI output are shared)."""
     lines = [ln for ln in stderr.splitlines() if ln.startswith("E:")]
-    return lines[0] if lines else stderr.strip()
+    text = lines[0] if lines else stderr.strip()
+    text = re.sub(r"\w+://\S+", "<archive>/...", text)
+    return re.sub(r"\s*\[IP: [^\]]*\]", "", text)
 
 
 def fetch_binary(apt: PrivateApt, pkg: str, version: str, inner: str, dl: Path, out: Path):
