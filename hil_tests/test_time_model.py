@@ -82,6 +82,7 @@ def test_no_delivery_alarm_counts_across_a_reboot(pump, sim):
 def test_iob_and_the_hour_limit_survive_a_clock_set_back_and_a_reboot(pump, sim):
     """Scenario 3: clock back 1 h, reboot: IOB read 0 and a second 10-U bolus was accepted
     minutes after the first with max 10 U per hour."""
+    sim.empty_day_window()  # no bolus of earlier tests in the 60-min window or in IOB
     pump.set_setting("max_bolus_1h", 10000)
     pump.bolus(10000)
     sim.advance(minutes=8)
