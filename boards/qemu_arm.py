@@ -1,7 +1,8 @@
 """QEMU ARM board (HW-4): the firmware, frozen into MicroPython's bare-metal QEMU port
 built for ARMv6-M (tools/arm/qemu), on qemu-system-arm's mps2-an385 machine.
 
-It carries the emulator board's simulated parts (boards/emulator.py: plunger and
+It carries the emulator board's simulated parts (boards/emulator.py and its emu_*.py
+modules: plunger and
 reservoir, battery drain, line pressure and occlusion, buttons, sensor link, buzzer/LED,
 virtual clock with lockstep, fault injection, power cuts, watchdog) and differs only where
 a bare-metal board must:
@@ -19,19 +20,21 @@ a bare-metal board must:
 import machine
 import uctypes
 
-from boards import emulator as E
+from boards import emulator
 from boards import qemu_layout as L
+from boards.emu_parts import EmuStorage
+from boards.emu_world import Board, World
 from boards.fakes import REGION_SIZES
 from boards.unix import region_layout
 from firmware import main as fw_main
 from protocol import spec as S
 
 
-class MemWorld(E.World):
+class MemWorld(World):
     """The emulator's world, its JSON in the board's persistent memory."""
 
     def __init__(self):
-        E.World.__init__(self, "qemu")
+        World.__init__(self, "qemu")
 
     def load(self):
         n = machine.mem32[L.WORLD_AT]
@@ -48,13 +51,13 @@ class MemWorld(E.World):
         machine.mem32[L.WORLD_AT] = n
 
 
-class MemBoard(E.Board):
+class MemBoard(Board):
     def die(self, code):
         machine.mem32[L.CONTROL_AT + L.C_EXIT] = code
-        E.Board.die(self, code)  # persists, then SystemExit ends main.py and qemu
+        Board.die(self, code)  # persists, then SystemExit ends main.py and qemu
 
 
-class MemStorage(E.EmuStorage):
+class MemStorage(EmuStorage):
     """The flash regions in persistent memory, with the emulator's injected failures."""
 
     def __init__(self, world):
@@ -78,7 +81,7 @@ def make_hardware():
     if control(L.C_MAGIC) != L.CONTROL_MAGIC:
         raise ValueError("not provisioned: start the board with tools/arm/qemu.py")
     world = MemWorld()
-    return E.make_hardware(
+    return emulator.make_hardware(
         "qemu", pulse_mu=control(L.C_PULSE), reset_cause=control(L.C_RESET), world=world,
         board=MemBoard("qemu", world), storage=MemStorage(world),
         key=bytes(uctypes.bytearray_at(L.CONTROL_AT + L.C_KEY, 32)), board_id=S.BOARD_QEMU_ARM)
