@@ -498,6 +498,28 @@ def alarm_id(name_or_id: str | int) -> int:
 
 
 # ============================================================================ client
+class _Tries:
+    """The tries of one request: an answer to any of their seqs counts, and with a key only
+    one signed with one of their counters."""
+
+    def __init__(self, signed: bool):
+        self.seqs: set[int] = set()
+        self.counters: set[int] | None = set() if signed else None
+
+
+def _result(name: str, msg: codec.Message) -> codec.Message:
+    """``msg`` if it is a result, as every answer to a command must be."""
+    if msg.name != "result":
+        raise ProtocolError(f"{name}: expected result, pump sent {msg.name}")
+    return msg
+
+
+def _replayed(msg: codec.Message) -> bool:
+    """Refused for a counter at or below the pump's: another host has used counters."""
+    return (msg.name == "result" and msg["code"] == spec.E_BAD_AUTH
+            and msg["detail"] == spec.AUTH_REPLAYED)
+
+
 class Client:
     """One pump link. ``port`` is an open pyserial-like object (read/write/in_waiting)."""
 
@@ -694,49 +716,32 @@ class Client:
         try that is accepted never carries a cmd_id the pump has seen (one host at a time).
         """
         fields = dict(fields or {})
-        cmd_id = self.counter + 1  # unique: the pump never accepted this counter before
-        fields["cmd_id"] = cmd_id
+        cmd_id = fields["cmd_id"] = self.counter + 1  # never accepted by the pump before
         codec.encode_frame(name, 0, fields)  # validate before sending
-        seqs: set[int] = set()
-        counters: set[int] | None = set() if self.key else None
-        resynced = False
-        attempt = 0
         retries = self.retries if retries is None else retries
-        while attempt <= retries:
-            seq = self._next_seq()
-            seqs.add(seq)
-            counter = self._next_counter()
-            if counters is not None:
-                counters.add(counter)
-            if attempt:
-                self.stats["retries"] += 1
-            self._write(codec.encode(name, seq, fields, key=self.key,
-                                     counter=counter if self.key else None))
-            msg = self._await(seqs, self.timeout, counters)
-            attempt += 1
-            if msg is None:
-                continue
-            if msg.name != "result":
-                raise ProtocolError(f"{name}: expected result, pump sent {msg.name}")
-            code, detail = msg["code"], msg["detail"]
-            if (code == spec.E_BAD_AUTH and detail == spec.AUTH_REPLAYED and self.key
-                    and not resynced):
-                # Someone else used counters: learn the pump's counter and try again. If
-                # this was the only try, its cmd_id may be one the pump has seen: take a
+        tries = _Tries(signed=self.key is not None)
+        # 1. send tries until one is answered
+        msg, attempt = self._send_tries(name, fields, tries, range(retries + 1))
+        # 2. another host used counters: resync once, then send the tries left (the
+        #    refused try does not count)
+        if msg is not None and self.key and _replayed(_result(name, msg)):
+            self.hello()
+            if attempt == 0:
+                # This was the only try, so its cmd_id may be one the pump has seen: take a
                 # fresh one above the counter. Unless the pump's counter is this try's:
                 # then the link may have delivered the frame twice, the first copy acting
                 # (answer lost): the fence says whether it did.
-                resynced = True
-                self.hello()
-                if attempt == 1:
-                    if self.counter == cmd_id:
-                        result = self.fence(cmd_id)
-                        if result is not None:
-                            return self._outcome(name, result)
-                    cmd_id = fields["cmd_id"] = self.counter + 1
-                attempt -= 1
-                continue
-            return self._outcome(name, Result(msg["cmd_id"], code, detail))
+                if self.counter == cmd_id:
+                    result = self.fence(cmd_id)
+                    if result is not None:
+                        return self._outcome(name, result)
+                cmd_id = fields["cmd_id"] = self.counter + 1
+            msg, _ = self._send_tries(name, fields, tries, range(attempt, retries + 1))
+        # 3. the pump's answer
+        if msg is not None:
+            msg = _result(name, msg)
+            return self._outcome(name, Result(msg["cmd_id"], msg["code"], msg["detail"]))
+        # 4. no try answered: reconcile through a fence
         result = self.fence(cmd_id)
         if result is None:
             raise PumpTimeout(
@@ -744,6 +749,26 @@ class Client:
                 "it was not carried out and can no longer be (the pump took a fence "
                 "above every try)")
         return self._outcome(name, result)
+
+    def _send_tries(self, name: str, fields: dict, tries: _Tries, attempts: range,
+                    count_retries: bool = True) -> tuple[codec.Message | None, int]:
+        """Send the tries numbered ``attempts`` (the same fields, each with a fresh seq and
+        counter) until one is answered: (the answer, its number), or (None, past the last).
+        An answer to any earlier try of ``tries`` counts too."""
+        for attempt in attempts:
+            seq = self._next_seq()
+            tries.seqs.add(seq)
+            counter = self._next_counter()
+            if tries.counters is not None:
+                tries.counters.add(counter)
+            if attempt and count_retries:
+                self.stats["retries"] += 1
+            self._write(codec.encode(name, seq, fields, key=self.key,
+                                     counter=counter if self.key else None))
+            msg = self._await(tries.seqs, self.timeout, tries.counters)
+            if msg is not None:
+                return msg, attempt
+        return None, attempts.stop
 
     def _command_of_kind(self, name: str, fields: dict) -> Result:
         """A command whose refusal details depend on its kind field (protocol/refusals.py)."""
@@ -769,43 +794,31 @@ class Client:
         without one, so none was."""
         if self.key is None:
             return None
-        seqs: set[int] = set()
-        counters: set[int] = set()
-        resynced = False
-        attempt = 0
-        while attempt <= self.retries:
-            seq = self._next_seq()
-            seqs.add(seq)
-            counter = self._next_counter()
-            counters.add(counter)
-            self._write(codec.encode("fence", seq, {"cmd_id": cmd_id}, key=self.key,
-                                     counter=counter))
-            msg = self._await(seqs, self.timeout, counters)
-            attempt += 1
-            if msg is None:
-                continue
-            if msg.name == "fence_info" and msg["cmd_id"] == cmd_id:
-                self.stats["fenced"] += 1
-                if not msg["seen"]:
-                    return None
-                self.stats["reconciled"] += 1
-                return Result(cmd_id, msg["code"], msg["detail"], reconciled=True)
-            if (msg.name == "result" and msg["code"] == spec.E_BAD_AUTH
-                    and msg["detail"] == spec.AUTH_REPLAYED and not resynced):
-                resynced = True  # another host used counters: above the pump's, again
-                self.hello()
-                attempt -= 1
-                continue
-            why = ""
-            if msg.name == "result":
-                why = ": the pump answered " + PumpRefused(msg["code"], msg["detail"]).describe()
+        fields = {"cmd_id": cmd_id}
+        tries = _Tries(signed=True)
+        msg, attempt = self._send_tries("fence", fields, tries, range(self.retries + 1),
+                                        count_retries=False)
+        if msg is not None and _replayed(msg):
+            self.hello()  # another host used counters: above the pump's, again
+            msg, _ = self._send_tries("fence", fields, tries,
+                                      range(attempt, self.retries + 1), count_retries=False)
+        if msg is None:
             raise PumpTimeout(
-                f"no answer to command id {cmd_id}, and the fence after it failed{why}; the "
-                "command may or may not have been carried out: check `pumpctl status` (last "
-                "command) before repeating it")
+                f"no answer from the pump; command id {cmd_id} may or may not have been "
+                "carried out: check `pumpctl status` (last command) before repeating it")
+        if msg.name == "fence_info" and msg["cmd_id"] == cmd_id:
+            self.stats["fenced"] += 1
+            if not msg["seen"]:
+                return None
+            self.stats["reconciled"] += 1
+            return Result(cmd_id, msg["code"], msg["detail"], reconciled=True)
+        why = ""
+        if msg.name == "result":
+            why = ": the pump answered " + PumpRefused(msg["code"], msg["detail"]).describe()
         raise PumpTimeout(
-            f"no answer from the pump; command id {cmd_id} may or may not have been "
-            "carried out: check `pumpctl status` (last command) before repeating it")
+            f"no answer to command id {cmd_id}, and the fence after it failed{why}; the "
+            "command may or may not have been carried out: check `pumpctl status` (last "
+            "command) before repeating it")
 
     # ------------------------------------------------------------------ events
     def poll_events(self, timeout: float = 0.0, first: bool = False) -> list[Event]:
