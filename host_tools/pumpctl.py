@@ -109,8 +109,9 @@ def version_text() -> str:
             f"schema {spec.schema_hash():#010x}")
 
 
-def units(text: str) -> int:
-    """argparse type: U -> mU, exact."""
+def amount_mu(text: str) -> int:
+    """argparse type: an amount in U on the command line -> mU, exactly as
+    client.units_to_mu parses it (the host's one parser of units)."""
     try:
         return C.units_to_mu(text)
     except ValueError as exc:
@@ -184,15 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="delivery, reservoir, battery, alarms")
     b = sub.add_parser("bolus", help="deliver a bolus (waits and shows progress)")
-    b.add_argument("amount", type=units, help="immediate amount, U (0 for extended only)")
-    b.add_argument("--extended", type=units, default=0, metavar="U",
+    b.add_argument("amount", type=amount_mu, help="immediate amount, U (0 for extended only)")
+    b.add_argument("--extended", type=amount_mu, default=0, metavar="U",
                    help="extended part, U (dual wave when AMOUNT > 0)")
     b.add_argument("--minutes", type=whole, default=0, help="duration of the extended part")
     b.add_argument("--no-wait", action="store_true", help="return once the pump accepts")
     sub.add_parser("cancel-bolus", help="stop the running bolus")
     t = sub.add_parser("temp-basal", help="temporary basal rate")
     g = t.add_mutually_exclusive_group(required=True)
-    g.add_argument("--rate", type=units, metavar="U/h", help="absolute rate, U/h")
+    g.add_argument("--rate", type=amount_mu, metavar="U/h", help="absolute rate, U/h")
     g.add_argument("--percent", type=whole, metavar="P", help="percent of the profile rate")
     t.add_argument("--minutes", type=whole, required=True, help="duration (multiple of 15)")
     sub.add_parser("cancel-temp", help="end the temp basal")
@@ -239,9 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     ra.required = True
     ra.add_parser("rewind", help="rewind the plunger before a new reservoir")
     f = ra.add_parser("fill", help="record a filled reservoir of U units")
-    f.add_argument("amount", type=units)
+    f.add_argument("amount", type=amount_mu)
     pr = ra.add_parser("prime", help="prime the tubing (or --cannula) with U units")
-    pr.add_argument("amount", type=units)
+    pr.add_argument("amount", type=amount_mu)
     pr.add_argument("--cannula", action="store_true")
 
     cg = sub.add_parser("cgm", help="CGM readings of the sensor link, with the trend")
