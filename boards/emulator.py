@@ -127,7 +127,7 @@ from boards.emu_parts import (  # noqa: E402
 from boards.emu_transport import ConsolePort, EmuSerial, PatientPipe, TelemetryPort  # noqa: E402
 from boards.emu_world import Board, World  # noqa: E402
 from boards.fakes import Annunciator, Line  # noqa: E402
-from boards.unix import read_key  # noqa: E402
+from boards.unix import parse_options, read_key  # noqa: E402
 from firmware import main  # noqa: E402
 from firmware.compat import TICKS_PERIOD  # noqa: E402
 from firmware.hal import Hardware  # noqa: E402
@@ -181,19 +181,7 @@ def parse_args(argv):
     opts = {"--state": None, "--pulse": "50", "--reset-cause": "0", "--console-in": None,
             "--console-out": None, "--telemetry": None, "--cgm-trace": None,
             "--patient-in": None, "--patient-out": None}
-    i = 0
-    while i < len(argv):
-        if argv[i] in opts and i + 1 < len(argv):
-            opts[argv[i]] = argv[i + 1]
-            i += 2
-        else:
-            raise ValueError("unknown argument " + argv[i])
-    if opts["--state"] is None:
-        raise ValueError("--state DIR is required")
-    pulse = int(opts["--pulse"])
-    if pulse not in (10, 25, 50):
-        raise ValueError("--pulse must be 10, 25 or 50")
-    return opts, pulse
+    return parse_options(argv, opts)
 
 
 def start(argv):

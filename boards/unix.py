@@ -187,24 +187,29 @@ def make_hardware(state_dir, pulse_mu=50):
                     key=read_key(state_dir + "/key"), board=BOARD_UNIX)
 
 
-def parse_args(argv):
-    state = None
-    pulse = 50
+def parse_options(argv, opts):
+    """`--name value` arguments of a board on the unix port (this one and
+    boards/emulator.py): opts maps each name to its default text (None: not given);
+    --state DIR is required, --pulse is 10, 25 or 50. Returns (opts filled in, pulse)."""
+    opts = dict(opts)
     i = 0
     while i < len(argv):
-        if argv[i] == "--state" and i + 1 < len(argv):
-            state = argv[i + 1]
-            i += 2
-        elif argv[i] == "--pulse" and i + 1 < len(argv):
-            pulse = int(argv[i + 1])
+        if argv[i] in opts and i + 1 < len(argv):
+            opts[argv[i]] = argv[i + 1]
             i += 2
         else:
             raise ValueError("unknown argument " + argv[i])
-    if state is None:
+    if opts["--state"] is None:
         raise ValueError("--state DIR is required")
+    pulse = int(opts["--pulse"])
     if pulse not in (10, 25, 50):
         raise ValueError("--pulse must be 10, 25 or 50")
-    return state, pulse
+    return opts, pulse
+
+
+def parse_args(argv):
+    opts, pulse = parse_options(argv, {"--state": None, "--pulse": "50"})
+    return opts["--state"], pulse
 
 
 def start(argv):

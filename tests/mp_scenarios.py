@@ -212,8 +212,12 @@ def ready(rig, pump, n, press=0):
     }
 
 
-def records(pump, since=1):
-    """History records (seq, time, kind, arg, v1, v2, v3) from sequence `since` on."""
+def history(pump, since=0):
+    """The history records (seq, time, kind, arg, v1, v2, v3) from sequence `since` on,
+    unreadable ones left out (storage faults are scenarios here). Like tests/pumpkit.py
+    history(), which asserts every record reads back; this copy exists because this file
+    runs inside MicroPython on its own (no imports from tests/, frozen into the ARM test
+    image)."""
     h = pump.history
     rec = bytearray(24)
     out = []
@@ -394,7 +398,7 @@ def setup_suspended(n):
 def check_suspended(c):
     pump = c["pump"]
     ann = c["rig"].annunciator
-    recs = records(pump, c["hist"])
+    recs = history(pump, c["hist"])
     raised = count(recs, S.H_ALARM, S.ALARM_RAISED, S.A_SUSPEND_REMINDER)
     assert pump.state[S_STOP] == S.STOP_USER and c["st"][S_STOP] == S.STOP_USER, "suspended"
     assert moved(c) == 0 and delta(c, S_BASAL_TODAY) == 0, "no delivery"
@@ -428,7 +432,7 @@ def check_alarms(c):
     pump = c["pump"]
     ann = c["rig"].annunciator
     al = pump.alarms
-    recs = records(pump, c["hist"])
+    recs = history(pump, c["hist"])
     acked = count(recs, S.H_ALARM, S.ALARM_ACKED)
     for a in (S.A_BATTERY_LOW, S.A_BATTERY_VERY_LOW, S.A_RESERVOIR_LOW):
         assert c["active"][a] and al.active[a], f"alarm {a} active throughout"
@@ -455,7 +459,7 @@ def setup_bolus_complete(n):
 def check_bolus_complete(c):
     pump = c["pump"]
     bid = c["st"][S_BOLUS_ID]
-    recs = records(pump, c["hist"])
+    recs = history(pump, c["hist"])
     assert bid and 0 < c["st"][S_NOW_DONE] < c["st"][S_NOW_REQ], "bolus running at lock"
     assert pump.state[S_BOLUS_ID] == 0, "bolus ended"
     assert count(recs, S.H_BOLUS_END, S.BOLUS_COMPLETED, bid) == 1, "completion logged in run"
@@ -479,7 +483,7 @@ def check_occlusion(c):
     rig = c["rig"]
     pump = c["pump"]
     bid = c["st"][S_BOLUS_ID]
-    recs = records(pump, c["hist"])
+    recs = history(pump, c["hist"])
     assert c["st"][S_STOP] == S.STOP_NONE and bid, "bolus running at lock"
     assert pump.state[S_STOP] == S.STOP_OCCLUSION, "stopped for occlusion"
     assert pump.alarms.active[S.A_OCCLUSION], "occlusion alarm"
@@ -501,7 +505,7 @@ def setup_reservoir_empty(n):
 
 def check_reservoir_empty(c):
     pump = c["pump"]
-    recs = records(pump, c["hist"])
+    recs = history(pump, c["hist"])
     assert c["st"][S_STOP] == S.STOP_NONE and c["reservoir"] > 0, "delivering at lock"
     assert c["active"][S.A_RESERVOIR_VERY_LOW] and not c["active"][S.A_RESERVOIR_EMPTY], "low"
     assert pump.state[S_STOP] == S.STOP_RESERVOIR, "stopped: reservoir empty"
@@ -526,7 +530,7 @@ def setup_battery_dead(n):
 def check_battery_dead(c):
     pump = c["pump"]
     bid = c["st"][S_BOLUS_ID]
-    recs = records(pump, c["hist"])
+    recs = history(pump, c["hist"])
     assert c["st"][S_STOP] == S.STOP_NONE and bid, "bolus running at lock"
     assert not c["active"][S.A_BATTERY_DEPLETED], "battery not yet depleted at lock"
     assert pump.state[S_STOP] == S.STOP_BATTERY, "stopped: battery depleted"
@@ -584,7 +588,7 @@ def check_day_rollover(c):
     assert monday is not None, "Monday's totals stored"
     assert monday[0] == b[S_BASAL_TODAY] + p1 * PULSE and monday[2] == 12 * PULSE, "Monday"
     assert st[S_BASAL_TODAY] == (p - p1) * PULSE and moved(c) == p, "Tuesday so far"
-    recs = records(pump, c["hist"])
+    recs = history(pump, c["hist"])
     assert count(recs, S.H_DAY_TOTAL, -1, DAY0) == 1, "day total logged in the run"
     assert pump.basal_rate() == 700, "Tuesday's profile"
     return {"monday": list(monday), "tuesday_basal": st[S_BASAL_TODAY], "pulses": p}
@@ -607,7 +611,7 @@ def check_temp_expiry(c):
     assert b[S_TEMP_KIND] == S.TEMP_ABSOLUTE and 0 < t1 < c["T"], "expires in the run"
     want = basal_pulses(b[S_BASAL_ACC], ((t1, 3000), (c["T"] - t1, 1200)))
     assert pump.state[S_TEMP_KIND] == S.TEMP_NONE and pump.basal_rate() == 1200, "expired"
-    recs = records(pump, c["hist"])
+    recs = history(pump, c["hist"])
     assert count(recs, S.H_TEMP_END, S.TEMP_END_EXPIRED) == 1, "expiry logged in the run"
     assert moved(c) == want, f"pulses {moved(c)} != {want}"
     return {"pulses": want, "basal_mu": delta(c, S_BASAL_TODAY)}
@@ -623,7 +627,7 @@ def setup_auto_off(n):
 
 def check_auto_off(c):
     pump = c["pump"]
-    recs = records(pump, c["hist"])
+    recs = history(pump, c["hist"])
     assert c["st"][S_STOP] == S.STOP_NONE and not c["active"][S.A_AUTO_OFF], "on at lock"
     assert pump.state[S_STOP] == S.STOP_AUTO_OFF, "auto-off stop"
     assert pump.alarms.active[S.A_AUTO_OFF], "auto-off alarm"
@@ -654,7 +658,7 @@ def check_clock_wrap(c):
 
 
 def cgm_count(pump, since, alarm, action):
-    return count(records(pump, since), S.H_ALARM, action, alarm)
+    return count(history(pump, since), S.H_ALARM, action, alarm)
 
 
 CGM_STEADY = [(m, 110 + (m % 3)) for m in range(1, 40)]
@@ -723,7 +727,7 @@ def setup_sbl(n):
 
 def check_sbl(c):
     pump = c["pump"]
-    recs = records(pump, c["hist"])
+    recs = history(pump, c["hist"])
     assert count(recs, S.H_SBL, 1, S.SBL_PREDICTED) == 1, "suspended in the run"
     assert count(recs, S.H_SBL, 0, S.SBL_RECOVERED) == 1, "resumed by itself"
     assert pump.cgm.sbl == 0 and not pump.alarms.active[S.A_SBL], "resumed"
@@ -952,7 +956,7 @@ def sc_day_basal(pulse_mu=PULSE, step=1000):
     pos0 = rig.motor.pos
     drive(rig, pump, DAY_MS, step)
     st = pump.state
-    day = [r for r in records(pump) if r[2] == S.H_DAY_TOTAL and r[4] == DAY0]
+    day = [r for r in history(pump) if r[2] == S.H_DAY_TOTAL and r[4] == DAY0]
     return {
         "pulse_mu": pulse_mu,
         "monday": list(pump.day_totals(DAY0)),
@@ -978,7 +982,7 @@ def sc_bolus_complete():
     while st[S_BOLUS_ID] and t < 600:
         drive(rig, pump, 1000)
         t += 1
-    ends = [list(r[3:7]) for r in records(pump) if r[2] == S.H_BOLUS_END]
+    ends = [list(r[3:7]) for r in history(pump) if r[2] == S.H_BOLUS_END]
     return {"bolus_id": bid, "progress_40s": progress, "done_s": t, "ends": ends,
             "bolus_today": st[S_BOLUS_TODAY], "basal_today": st[S_BASAL_TODAY],
             "pulses": rig.motor.pos - pos0, "iob": pump.iob(),
@@ -1001,7 +1005,7 @@ def sc_suspend_bolus():
     basal0 = st[S_BASAL_TODAY]
     pos = rig.motor.pos
     drive(rig, pump, 600000)
-    ends = [list(r[3:7]) for r in records(pump) if r[2] == S.H_BOLUS_END]
+    ends = [list(r[3:7]) for r in history(pump) if r[2] == S.H_BOLUS_END]
     return {"bolus_id": bid, "progress_30s": progress, "ends": ends,
             "moved_suspended": moved_suspended, "bolus_after": st[S_BOLUS_ID],
             "bolus_today": st[S_BOLUS_TODAY],
@@ -1025,7 +1029,7 @@ def sc_occlusion():
            "occlusion_active": pump.alarms.active[S.A_OCCLUSION],
            "relieved": rig.motor.relieved, "kpa": rig.line.read(),
            "blocked_pulses": rig.line.pushed_blocked, "pulses": rig.motor.pos - pos0,
-           "ends": [list(r[3:7]) for r in records(pump) if r[2] == S.H_BOLUS_END]}
+           "ends": [list(r[3:7]) for r in history(pump) if r[2] == S.H_BOLUS_END]}
     pos = rig.motor.pos
     drive(rig, pump, 60000)
     out["moved_stopped"] = rig.motor.pos - pos
@@ -1064,13 +1068,13 @@ def sc_power_cut():
     out = {"bolus_id": bid, "before": before, "cut": cut, "moved": pos_cut - pos0,
            "selftest": bits, "bolus_after_boot": st[S_BOLUS_ID],
            "bolus_today": st[S_BOLUS_TODAY], "basal_today": st[S_BASAL_TODAY],
-           "ends": [list(r[3:7]) for r in records(pump) if r[2] == S.H_BOLUS_END]}
+           "ends": [list(r[3:7]) for r in history(pump) if r[2] == S.H_BOLUS_END]}
     pump = Pump(rig.hardware())  # and once more: nothing counted twice
     pump.boot()
     st = pump.state
     out["boots"] = st[S_BOOTS]
     out["ends_after_second_boot"] = len(
-        [r for r in records(pump) if r[2] == S.H_BOLUS_END])
+        [r for r in history(pump) if r[2] == S.H_BOLUS_END])
     out["bolus_today_second_boot"] = st[S_BOLUS_TODAY]
     out["basal_today_second_boot"] = st[S_BASAL_TODAY]
     bolus0 = st[S_BOLUS_TODAY]
@@ -1108,7 +1112,7 @@ def sc_sensor():
     sbl_at_72 = pump.cgm.sbl
     resume = pump.resume()  # the user resumes basal by hand: the 30-min wait starts
     drive(rig, pump, 78 * MIN_MS)
-    recs = records(pump, h0)
+    recs = history(pump, h0)
     sbl = [[(r[1] - t0) // 60, r[3], r[4], r[5], r[6]] for r in recs if r[2] == S.H_SBL]
     alarms = [[(r[1] - t0) // 60, S.ALARMS[r[4]][0], r[3]] for r in recs
               if r[2] == S.H_ALARM]

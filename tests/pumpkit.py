@@ -51,13 +51,18 @@ def reboot(rig):
     return pump
 
 
-def history(pump):
-    """All stored history records as tuples (seq, time, kind, arg, v1, v2, v3)."""
+# History and events of a Pump in this process (CPython). The same readers elsewhere:
+# tests/mp_scenarios.py history() inside MicroPython (it cannot import tests/), and
+# hil_tests/kit.py history() / records() over the protocol (host_tools.client).
+def history(pump, since=0):
+    """The stored history records from sequence `since` on (default: all), as tuples
+    (seq, time, kind, arg, v1, v2, v3); every one must read back (CRC)."""
     out = []
     rec = bytearray(24)
-    for seq in range(pump.history.first_seq, pump.history.next_seq):
-        assert pump.history.read(seq, rec), f"record {seq} unreadable"
-        out.append(pump.history.decode(rec))
+    h = pump.history
+    for seq in range(max(since, h.first_seq), h.next_seq):
+        assert h.read(seq, rec), f"record {seq} unreadable"
+        out.append(h.decode(rec))
     return out
 
 

@@ -331,7 +331,7 @@ def test_profiles_schedule_settings_roundtrip(pump):
 def test_history_spans_pages_and_totals_alarms_link_stats(peer, pump):
     with peer.lock:
         next_seq = peer.pump.history.next_seq
-        expected = [r[:7] for r in records_all(peer.pump)]
+        expected = [r[:7] for r in history(peer.pump)]
     recs = pump.get_history(1, next_seq - 1)
     assert [(r.seq, r.time, r.kind, r.arg, r.v1, r.v2, r.v3) for r in recs] == expected
     assert len(recs) > spec.HISTORY_PAGE  # more than one page was fetched
@@ -344,10 +344,6 @@ def test_history_spans_pages_and_totals_alarms_link_stats(peer, pump):
     assert len(alarms) == spec.ALARM_COUNT and not any(a.active for a in alarms)
     ls = pump.get_link_stats()
     assert ls.frames_in >= 5 and ls.bad_crc == 0 and ls.frames_out >= 5
-
-
-def records_all(pump):
-    return history(pump)
 
 
 # ====================================================================== commands, events

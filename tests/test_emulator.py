@@ -23,6 +23,7 @@ from boards.fakes import Rig, Serial
 from firmware import wire
 from firmware.link import Link
 from firmware.pump import Pump
+from hil_tests.kit import history
 from host_tools import client as C
 from host_tools.launch import launch
 from protocol import spec as S
@@ -67,10 +68,6 @@ def advance(pump, ms):
 
 def fault(pump, fault_id, value):
     return pump.emu_fault(fault_id, value).detail
-
-
-def history(pump, since):
-    return pump.get_history(since, 255)
 
 
 def active(pump):

@@ -24,7 +24,7 @@ from firmware.link import FRAMES_OUT, RING, Link
 from firmware.pump import S_BOOTS, S_LAST_CMD, Pump
 from protocol import spec as S
 from tests import mp_link as M
-from tests.pumpkit import boot_feeds
+from tests.pumpkit import boot_feeds, records
 from tests.runtimes import run_unix, run_wasm
 
 KEY = M.KEY
@@ -101,14 +101,7 @@ def state(b):
 
 
 def bolus_ends(pump):
-    rec = bytearray(24)
-    out = []
-    for seq in range(pump.history.first_seq, pump.history.next_seq):
-        if pump.history.read(seq, rec):
-            r = pump.history.decode(rec)
-            if r[2] == S.H_BOLUS_END:
-                out.append((r[4], r[5], r[3]))  # id, delivered, ending
-    return out
+    return [(r[4], r[5], r[3]) for r in records(pump, S.H_BOLUS_END)]  # id, delivered, ending
 
 
 # ------------------------------------------------------------------ the table

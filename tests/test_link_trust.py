@@ -30,6 +30,7 @@ from host_tools import client as C
 from protocol import codec
 from protocol import spec as S
 from tests import mp_link as M
+from tests.pumpkit import records
 from tests.test_client import KEY as CLIENT_KEY
 from tests.test_client import PumpPeer
 from tests.test_link import ID, KEY, Bench
@@ -43,17 +44,6 @@ def signed_frames(b, data):
     b.link.poll()
     out = b.rig.serial.take()
     return [codec.decode(part) for part in bytes(out).split(b"\x00") if part]
-
-
-def history_kinds(pump, kind):
-    rec = bytearray(24)
-    out = []
-    for seq in range(pump.history.first_seq, pump.history.next_seq):
-        if pump.history.read(seq, rec):
-            r = pump.history.decode(rec)
-            if r[2] == kind:
-                out.append(r)
-    return out
 
 
 # ------------------------------------------------------------------ signed answers
@@ -206,7 +196,7 @@ def test_not_carried_out_stays_true_when_the_link_delivers_every_try_late():
         assert st.bolus_id == 0 and st.bolus_today == 0  # no bolus, ever
         with peer.lock:
             assert peer.link.stats[5] >= 3  # replayed: refused by the counter floor
-            assert history_kinds(peer.pump, S.H_BOLUS_START) == []
+            assert records(peer.pump, S.H_BOLUS_START) == []
         assert pump.stats["fenced"] == 1
         pump.close()
     finally:
@@ -342,7 +332,7 @@ def test_lost_link_state_locks_commands_until_a_new_key():
     assert msg["detail"] == S.AUTH_UNPAIRED
     assert pump.selftest_bits & S.ST_LINK and pump.state[S_STOP] == S.STOP_SELFTEST
     assert pump.alarms.active[S.A_SELFTEST]
-    (rec,) = history_kinds(pump, S.H_LINK)
+    (rec,) = records(pump, S.H_LINK)
     assert rec[3] == S.LINK_CORRUPT and rec[4] & S.ST_LINK
     assert b.query("status")["selftest"] & S.ST_LINK
     # nor any new command
@@ -357,7 +347,7 @@ def test_lost_link_state_locks_commands_until_a_new_key():
     b.rig.key = NEW_KEY
     b.reboot()
     assert not b.link.locked and not b.pump.selftest_bits & S.ST_LINK
-    assert [r[3] for r in history_kinds(b.pump, S.H_LINK)][-1] == S.LINK_PAIRED
+    assert [r[3] for r in records(b.pump, S.H_LINK)][-1] == S.LINK_PAIRED
     assert signed_frames(b, captured)[0]["detail"] == S.AUTH_BAD_MAC
     counter = b.query("hello")["counter"]
     assert counter >= 9002  # above every command id the pump state remembers

@@ -15,7 +15,7 @@ import firmware.main
 from boards import fakes
 from firmware.pump import S_STOP
 from protocol import spec as S
-from tests.pumpkit import make_pump
+from tests.pumpkit import make_pump, records
 from tests.runtimes import run_unix
 from tests.test_boards import BOARDS, fake_machine, import_board, write_manifest
 
@@ -39,14 +39,7 @@ class FaultySerial(fakes.Serial):
 
 
 def crash_records(pump):
-    rec = bytearray(24)
-    out = []
-    for seq in range(pump.history.first_seq, pump.history.next_seq):
-        if pump.history.read(seq, rec):
-            r = pump.history.decode(rec)
-            if r[2] == S.H_CRASH:
-                out.append((r[3], r[4]))
-    return out
+    return [(r[3], r[4]) for r in records(pump, S.H_CRASH)]
 
 
 def faulty_tick(tick, at, exc):

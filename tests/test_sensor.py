@@ -12,7 +12,7 @@ from boards.fakes import Radio
 from firmware.cgm import Cgm
 from firmware.layout import S_MONO_S
 from protocol import spec as S
-from tests.pumpkit import history, make_pump, reboot, run
+from tests.pumpkit import events, history, make_pump, reboot, run
 
 GLUCOSE_ALARMS = (S.A_URGENT_LOW, S.A_GLUCOSE_LOW, S.A_GLUCOSE_HIGH, S.A_GLUCOSE_RISE,
                   S.A_GLUCOSE_FALL, S.A_URGENT_LOW_SOON, S.A_SIGNAL_LOSS, S.A_SENSOR_EXPIRED,
@@ -27,16 +27,8 @@ def sensor_pump(script=None, settings=(), **kwargs):
     pump.cgm.radio = radio  # the pump was built before the radio: plug it in
     for sid, value in settings:
         assert pump.set_setting(sid, value) == S.OK
-    drain(pump)
+    events(pump)
     return rig, pump, radio
-
-
-def drain(pump):
-    out = []
-    ev = [0, 0, 0, 0]
-    while pump.next_event(ev):
-        out.append(tuple(ev))
-    return out
 
 
 def feed(rig, pump, radio, value, then_s=300):
@@ -92,7 +84,7 @@ def test_each_reading_is_sent_to_the_host_as_an_event():
     feed(rig, pump, radio, 120, then_s=300)
     feed(rig, pump, radio, 110, then_s=300)
     feed(rig, pump, radio, 104, then_s=1)
-    got = [e for e in drain(pump) if e[0] == S.EV_GLUCOSE]
+    got = [e for e in events(pump) if e[0] == S.EV_GLUCOSE]
     assert got == [(S.EV_GLUCOSE, 120, minute, S.NO_TREND),
                    (S.EV_GLUCOSE, 110, minute + 5, S.NO_TREND),
                    (S.EV_GLUCOSE, 104, minute + 10, -16)]  # (104 - 120) / 10 min
@@ -122,8 +114,8 @@ def test_low_high_and_urgent_low_raised_and_cleared_at_the_right_reading():
     # never acknowledged: each clear is followed by "cleared, was not acknowledged" (ALM-8)
     assert alarm_records(pump, S.A_URGENT_LOW) == [
         S.ALARM_RAISED, S.ALARM_CLEARED, S.ALARM_UNACKED] * 2
-    events = [e for e in drain(pump) if e[0] == S.EV_ALARM and e[1] == S.A_GLUCOSE_HIGH]
-    assert events == [(S.EV_ALARM, S.A_GLUCOSE_HIGH, S.ALARM_RAISED, 250),
+    high = [e for e in events(pump) if e[0] == S.EV_ALARM and e[1] == S.A_GLUCOSE_HIGH]
+    assert high == [(S.EV_ALARM, S.A_GLUCOSE_HIGH, S.ALARM_RAISED, 250),
                       (S.EV_ALARM, S.A_GLUCOSE_HIGH, S.ALARM_CLEARED, 249),
                       (S.EV_ALARM, S.A_GLUCOSE_HIGH, S.ALARM_UNACKED, 2)]
 
@@ -226,8 +218,8 @@ def test_sensor_warm_up_and_expiry():
     assert glucose_alarms(pump) == set() and pump.status()["cgm"] == 0
     assert S.ALARMS[S.A_SENSOR_WARMUP][1] == S.PRIO_LOW
     assert S.ALARMS[S.A_SENSOR_EXPIRED][1] == S.PRIO_MEDIUM
-    events = [e for e in drain(pump) if e[0] == S.EV_GLUCOSE]
-    assert [e[1] for e in events] == [120, S.CGM_EXPIRED, S.CGM_WARMUP, 130]
+    readings = [e for e in events(pump) if e[0] == S.EV_GLUCOSE]
+    assert [e[1] for e in readings] == [120, S.CGM_EXPIRED, S.CGM_WARMUP, 130]
 
 
 @pytest.mark.req("SNS-2", "ALM-2")
@@ -282,7 +274,7 @@ def test_suspend_before_low_stops_basal_and_resumes_by_itself():
     assert moved == 0  # no basal pulse during the 15-min suspension
     assert sbl_records(pump) == [(1, S.SBL_PREDICTED, 115, 70),
                                  (0, S.SBL_RECOVERED, 112, 118)]
-    ev = [e for e in drain(pump) if e[0] == S.EV_SBL]
+    ev = [e for e in events(pump) if e[0] == S.EV_SBL]
     assert ev == [(S.EV_SBL, 1, S.SBL_PREDICTED, 115), (S.EV_SBL, 0, S.SBL_RECOVERED, 112)]
 
 
