@@ -124,7 +124,9 @@ def next_day_at(st: C.Status, hour: int = START_HOUR, days: int = 1,
 
 # ---------------------------------------------------------------------------- reading
 def history(pump: C.Client, first: int, last: int | None = None) -> list[C.HistoryRecord]:
-    """History records with sequence numbers first..last (default: up to the newest)."""
+    """History records with sequence numbers first..last (default: up to the newest).
+    The history reader over the protocol (tests/test_emulator.py uses it too); a Pump in
+    the test process has tests/pumpkit.py history()."""
     if last is None:
         last = pump.status().history_next - 1
     if last < first:
