@@ -9,8 +9,9 @@ the protocol link (this process's stdin/stdout) and the bench console (two pipe 
 pseudo-terminals, restarts this process after a power cut and reads the telemetry lines.
 
 This file is the entry point: it parses the arguments and wires the parts together
-(make_hardware). The parts live in sibling modules; imports run from this file down, and
-among the parts only towards the world:
+(make_hardware). The parts live in sibling modules, imported from here; among them only
+emu_clock (the exit statuses) and emu_control (faults, QueryView, EXIT_ALLOC) import
+others, so a part can be read on its own:
 - boards/emu_world.py      World (world.json), Rng, Board (power cut and watchdog exits);
 - boards/emu_clock.py      VirtualClock (lockstep, speed, cut and watchdog instants),
                            EmuRtc, EmuWatchdog;
