@@ -21,7 +21,6 @@ from pathlib import Path
 from host_tools import client as C
 from protocol import spec as S
 
-
 # An authenticated command with no effect on therapy: acknowledging an alarm id that does
 # not exist is refused after the authentication check, so its answer tells a good key
 # (E_UNKNOWN_ALARM) from a wrong one (E_BAD_AUTH).

@@ -240,7 +240,7 @@ class Farm:
             time.sleep(0.5)
 
     def close(self) -> None:
-        for what, proc in reversed(self.procs):
+        for _what, proc in reversed(self.procs):
             if proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGTERM)
@@ -317,32 +317,35 @@ def coordinator_up(address: str) -> None:
 def place_owners(address: str) -> str:
     """'pump-1 (user@host), pump-2 (...)': who holds the farm's places, for the waiting line."""
     res = client(address, "who", check=False, timeout=15)
+    # columns: User Host Place Changed
     rows = [ln.split() for ln in res.stdout.splitlines()[1:] if ln.strip()]
-    return ", ".join(f"{r[-1]} ({r[0]}@{r[1]})" for r in rows if len(r) >= 3) or "?"
+    return ", ".join(f"{r[2]} ({r[0]}@{r[1]})" for r in rows if len(r) >= 3) or "?"
 
 
-def pump_answers(address: str, place: str, token: str) -> str | None:
+def serial_port_of(address: str, place: str) -> tuple[str, int] | None:
+    """(host, port) of the NetworkSerialPort of `place`, as the coordinator shows it."""
+    import ast
+
+    text = client(address, "-p", place, "show", check=False, timeout=15).stdout
+    _, found, rest = text.partition("Matching resource 'NetworkSerialPort'")
+    if not found:
+        return None
+    body = rest.partition("\n")[2].split("Matching resource")[0]
+    try:
+        params = ast.literal_eval(body.strip())["params"]
+        return params["host"], int(params["port"])
+    except (ValueError, SyntaxError, KeyError, TypeError):
+        return None
+
+
+def pump_answers(address: str, place: str) -> str | None:
     """Why the pump of `place` does not answer HELLO any more (one line), or None."""
-    res = client(address, "-p", place, "show", check=False, timeout=15)
-    host = port = None
-    for line in res.stdout.splitlines():
-        key, _, value = line.strip().partition(":")
-        if key == "'host'" or key == "host":
-            host = value.strip().strip("',")
-        if key in ("'port'", "port") and value.strip().strip("',").isdigit():
-            port = value.strip().strip("',")
-    text = res.stdout
-    if host is None:  # the place's resources as printed: {'host': '127.0.0.1', 'port': N, ...}
-        import re
-
-        m = re.search(r"'host': '([^']+)', 'port': (\d+)", text)
-        if m:
-            host, port = m.groups()
-    if host is None or port is None:
-        return f"its serial port is gone from the coordinator ({last_line_of(text)})"
     from hil_tests.bringup import check_target
 
-    return check_target(f"socket://{host}:{port}", None)
+    where = serial_port_of(address, place)
+    if where is None:
+        return "its serial port is gone from the coordinator"
+    return check_target(f"socket://{where[0]}:{where[1]}", None)
 
 
 def last_line_of(text: str) -> str:
@@ -403,7 +406,7 @@ def cmd_run(args) -> int:
     took = time.monotonic() - started
     try:
         if rc != 0:
-            why = pump_answers(address, place, token)
+            why = pump_answers(address, place)
             if why:
                 say(f"place {place} is broken: its pump stopped answering during the run "
                     f"({why}); taken out of the rotation (tag board removed)")
