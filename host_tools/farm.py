@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -162,7 +163,8 @@ class Farm:
                     stdout=subprocess.PIPE, stderr=log, cwd=ROOT, start_new_session=True)
             self.procs.append((f"emulator {name}", proc))
             self.emulators[name] = proc
-            line = proc.stdout.readline().decode().strip()
+            ready, _, _ = select.select([proc.stdout], [], [], 30)
+            line = proc.stdout.readline().decode().strip() if ready else ""
             if not line.startswith("/dev/"):
                 raise FarmError(f"emulator {name} did not start: "
                                 f"{last_line(self.dir / f'{name}.log')}")
@@ -255,14 +257,15 @@ class Farm:
                 proc.wait(5)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def cmd_up(args) -> int:
     farm = Farm(args.places, Path(args.dir), args.port)
 
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     try:
         farm.start()
         say(f"up: {args.places} places on {farm.address}; stops in {args.seconds:.0f} s "
@@ -397,6 +400,9 @@ def cmd_run(args) -> int:
     env = dict(os.environ, LG_COORDINATOR=address, LG_PLACE=place, LG_TOKEN=token,
                LG_ENV=str(ENV_YAML))
     started = time.monotonic()
+    # a cancelled CI job (SIGTERM, SIGHUP) still releases its place
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     cmd = [sys.executable, "-m", "pytest", "-p", "no:xdist", "--lg-env", str(ENV_YAML),
            *pytest_args]
     try:
