@@ -374,10 +374,12 @@ def cmd_run(args) -> int:
         waiter = subprocess.Popen([tool("labgrid-client"), "-x", address, "wait", token],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
-            waiter.wait(3)
+            waiter.wait(5)  # labgrid-client itself takes seconds to start on a loaded machine
         except subprocess.TimeoutExpired:
-            say(f"waiting for a free place ({' '.join(filters)}): all taken: "
-                f"{place_owners(address)}; waiting up to {args.wait_seconds:.0f} s")
+            owners = place_owners(address)
+            if waiter.poll() is None:  # still not allocated: say so once
+                say(f"waiting for a free place ({' '.join(filters)}): all taken: {owners}; "
+                    f"waiting up to {args.wait_seconds:.0f} s")
             started = time.monotonic()
             try:
                 waiter.wait(args.wait_seconds)
@@ -385,7 +387,8 @@ def cmd_run(args) -> int:
                 waiter.kill()
                 waiter.wait()
                 raise FarmError(f"no place free within {args.wait_seconds:.0f} s") from None
-            say(f"a place is free after {time.monotonic() - started:.0f} s")
+            if time.monotonic() - started > 1:
+                say(f"a place is free after {time.monotonic() - started:.0f} s")
         if waiter.returncode != 0:
             raise FarmError(f"reservation {token}: {last_line_of(waiter.stderr.read())}")
         res = client(address, "-p", "+", "acquire", token=token)
