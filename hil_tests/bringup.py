@@ -65,7 +65,7 @@ class Bench:
     log: Path | None = None  # the emulator's stderr
     log_file: object | None = None
     started_board: int | None = None  # board id of the emulator the suite started
-    place: str | None = None  # the labgrid place the pump came from
+    place: str | None = None  # labgrid target the pump came from (its driver winds it down)
     clock_before: C.Status | None = None  # the pump's status before the suite moved its clock
     speed_before: int = 0  # its clock speed then (per mille of real time)
     started: float = 0.0  # time.monotonic() of the bring-up

@@ -5,6 +5,7 @@
     pytest hil_tests --port /dev/ttyACM0 --key pump.key          # a real board
     pytest hil_tests --port socket://bench:4001 --key pump.key   # a remote bench
     pytest hil_tests --port /dev/pts/7 --key state/key   # an emulator started elsewhere
+    pytest --lg-env hil_tests/farm-env.yaml hil_tests   # a labgrid place (docs/farm.md)
 
 `pump`   a connected client, brought to the known state by hil_tests/strategy.py before
          each test (delivery reset, clock set, profiles and settings loaded, reservoir
