@@ -42,7 +42,7 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBSET = ["hil_tests/test_suspend.py", "-q", "-p", "no:cacheprovider"]
-FARM_SECONDS = 240  # the farm stops by itself after this, whatever the test does
+FARM_SECONDS = 600  # the farm stops by itself after this, whatever the test does
 
 
 def free_port() -> int:
