@@ -306,7 +306,9 @@ def client_error(address: str, res: subprocess.CompletedProcess) -> str:
     last = text[-1] if text else f"status {res.returncode}"
     if "UNAVAILABLE" in last or "failed to connect" in last.lower() or "refused" in last:
         return f"no labgrid coordinator at {address} (start one: make farm)"
-    return last.removeprefix("labgrid-client: error: ")
+    for prefix in ("labgrid-client: ", "error: ", "Error: "):
+        last = last.removeprefix(prefix)
+    return last
 
 
 def coordinator_up(address: str) -> None:
