@@ -1,5 +1,6 @@
 # micropump: every target creates .venv on first use (python3 -m venv + pip install -e
-# '.[dev,patient]': the patient extra brings simglucose for the virtual-patient HIL scenarios).
+# '.[dev,patient,farm]': the patient extra brings simglucose for the virtual-patient HIL
+# scenarios, the farm extra labgrid for the HIL suite on a farm).
 VENV    ?= .venv
 PYTHON  ?= python3
 BIN     := $(VENV)/bin
@@ -22,7 +23,7 @@ all: test
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,patient]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,patient,farm]'
 	touch $@
 
 # The ARM images are built first (cached: seconds): tests/test_alloc_free_arm.py runs on
@@ -124,3 +125,23 @@ MUTANTS_ONLY ?=
 mutants: $(STAMP)
 	$(BIN)/python -m tools.mutants --jobs $(MUTANTS_JOBS) --json build/mutants.json \
 	    $(if $(MUTANTS_ONLY),--only $(MUTANTS_ONLY))
+
+# The HIL suite on a labgrid farm (issue 18, docs/farm.md, host_tools/farm.py).
+#   make farm        coordinator + exporter on 127.0.0.1, FARM_PLACES emulators behind ser2net;
+#                    stops after FARM_SECONDS (or Ctrl-C). Then, from other shells:
+#                    .venv/bin/python -m host_tools.farm run -- hil_tests -q
+#   make test-farm   tests/test_farm.py (~2.5 min: its own farm, parallel runs, a dying
+#                    emulator, start-up failures); .ci/run calls it after `make test`
+FARM_PLACES  ?= 2
+FARM_SECONDS ?= 600
+FARM_PORT    ?= 20408
+.PHONY: farm test-farm
+farm: $(STAMP)
+	tools/farm-packages.sh
+	$(BIN)/python -m host_tools.farm up --places $(FARM_PLACES) --seconds $(FARM_SECONDS) \
+	    --port $(FARM_PORT)
+
+test-farm: $(STAMP)
+	tools/farm-packages.sh
+	MICROPUMP_FARM=1 $(BIN)/pytest tests/test_farm.py -p no:xdist -q \
+	    --junit-xml=build/junit-farm.xml

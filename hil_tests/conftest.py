@@ -5,6 +5,7 @@
     pytest hil_tests --port /dev/ttyACM0 --key pump.key          # a real board
     pytest hil_tests --port socket://bench:4001 --key pump.key   # a remote bench
     pytest hil_tests --port /dev/pts/7 --key state/key   # an emulator started elsewhere
+    pytest --lg-env hil_tests/farm-env.yaml hil_tests   # a labgrid place (docs/farm.md)
 
 `pump`   a connected client, brought to the known state by hil_tests/strategy.py before
          each test (delivery reset, clock set, profiles and settings loaded, reservoir
@@ -25,9 +26,6 @@ not moved it.
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -36,6 +34,7 @@ from protocol import spec as S
 from tools.req_plugin import note_runtime
 
 from . import kit
+from .bringup import Bench, bring_up, check_target, wind_down
 from .strategy import PumpStrategy
 
 
@@ -58,6 +57,14 @@ def pytest_addoption(parser):
                          "(default 1234)")
 
 
+def labgrid_env(config) -> str | None:
+    """The labgrid environment YAML of the run (--lg-env or LG_ENV), if labgrid's pytest
+    plugin is loaded: the pump then comes from the acquired place (hil_tests/labgrid_pump.py)."""
+    if not config.pluginmanager.has_plugin("labgrid"):
+        return None
+    return config.getoption("lg_env", None) or os.environ.get("LG_ENV") or None
+
+
 def _workers(config):
     return config.getoption("numprocesses", default=None) not in (None, 0, "0")
 
@@ -73,37 +80,18 @@ def target(config) -> tuple[str | None, str | None]:
     return None, None
 
 
-# An authenticated command with no effect on therapy: acknowledging an alarm id that does
-# not exist is refused after the authentication check, so its answer tells a good key
-# (E_UNKNOWN_ALARM) from a wrong one (E_BAD_AUTH).
-KEY_CHECK_ALARM = S.ALARM_MAX - 1
-
-
-def check_target(url: str, key_file: str | None) -> str | None:
-    """Why the pump at `url` cannot be tested with `key_file` (one line), or None."""
-    try:
-        key = C.load_key(key_file) if key_file else None
-    except C.KeyFileError as exc:
-        return f"--key {key_file}: {exc}"
-    try:
-        with C.connect(url, key=key, timeout=1.0, retries=2) as client:
-            if key is None:
-                return None
-            try:
-                client.command("ack_alarm", {"alarm": KEY_CHECK_ALARM})
-            except C.PumpRefused as exc:
-                if exc.code == S.E_BAD_AUTH:
-                    return (f"the pump at {url} does not accept the key in {key_file} "
-                            f"({exc.name}: {exc.describe().partition('(')[2].rstrip(')')})")
-                if exc.code != S.E_UNKNOWN_ALARM:
-                    return f"the pump at {url} refused the key check: {exc}"
-    except C.PumpError as exc:
-        return f"cannot reach the pump at {url}: {exc}"
-    return None
-
-
 def pytest_configure(config):
     if hasattr(config, "workerinput"):  # an xdist worker: the controller checked already
+        return
+    env_file = labgrid_env(config)
+    if env_file:
+        if config.getoption("--port"):
+            raise pytest.UsageError("micropump HIL: give either --port or --lg-env, not both")
+        if _workers(config):
+            raise pytest.UsageError(f"micropump HIL: one labgrid place cannot serve "
+                                    f"{config.getoption('numprocesses')} xdist workers: run "
+                                    "without -n; run several pytest sessions, one per place "
+                                    "(python -m host_tools.farm run)")
         return
     url, key_file = target(config)
     if url is None or config.getoption("--collect-only") or config.getoption("help"):
@@ -117,69 +105,13 @@ def pytest_configure(config):
         raise pytest.UsageError(f"micropump HIL: {why}")
 
 
-@dataclass
-class Bench:
-    """The session's target: one pump per test session (per xdist worker)."""
-
-    url: str
-    key: bytes | None
-    emulator: object | None = None  # host_tools.launch.Emulator when the suite started it
-    client: C.Client | None = None
-    info: C.Hello | None = None
-    has_sim: bool = False  # the pump accepts clock control and fault injection
-    sim_error: str | None = None  # why not
-    log: Path | None = None  # the emulator's stderr
-    log_file: object | None = None
-    started_board: int | None = None  # board id of the emulator the suite started
-
-    @property
-    def sim_boards(self) -> tuple[int, ...]:
-        """Boards with clock control and fault injection (SEC-3): the two emulators."""
-        return (S.BOARD_UNIX, S.BOARD_QEMU_ARM)
-
-    @property
-    def board(self) -> str:
-        b = self.info.board
-        return S.BOARD_NAMES[b] if b < len(S.BOARD_NAMES) else f"board {b}"
-
-    @property
-    def pulse(self) -> int:
-        return self.info.pulse_mu
-
-    def connect(self) -> C.Client:
-        self.client = C.connect(self.url, key=self.key, timeout=1.0, retries=3)
-        self.info = self.client.info
-        return self.client
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.emulator is not None:
-            self.emulator.close()
-        if self.log_file is not None:
-            self.log_file.close()
-
-    def diagnostics(self) -> str:
-        """The emulator's stderr (tail) and latest telemetry, for a failing test's report."""
-        parts = []
-        if self.emulator is not None:
-            parts.append(f"restarts: {getattr(self.emulator, 'restarts', '?')}, "
-                         f"telemetry: {getattr(self.emulator, 'telemetry', {})}")
-        uart_text = getattr(self.emulator, "uart_text", None)
-        if uart_text is not None and uart_text().strip():  # the QEMU board's UART text
-            parts.append("uart text:\n" + uart_text()[-3000:])
-        if self.log is not None and self.log.exists():
-            tail = self.log.read_text(errors="replace")[-3000:]
-            if tail.strip():
-                parts.append("stderr:\n" + tail)
-        return "\n".join(parts)
-
-
 @pytest.fixture(scope="session")
 def bench(request, tmp_path_factory):
     opt = request.config.getoption
     url, key_file = target(request.config)
-    if url:
+    if labgrid_env(request.config):
+        b = _labgrid_bench(request)
+    elif url:
         key = C.load_key(key_file) if key_file else None
         b = Bench(url, key)
     else:
@@ -200,41 +132,31 @@ def bench(request, tmp_path_factory):
         b = Bench(emu.port, C.load_key(emu.key_path), emulator=emu, log=log_path,
                   log_file=log, started_board=(S.BOARD_QEMU_ARM if opt("--board") == "qemu-arm"
                                                else S.BOARD_UNIX))
-    try:
-        client = b.connect()
-    except C.PumpError as exc:
-        b.close()
-        pytest.fail(f"cannot reach the pump at {b.url}: {exc}", pytrace=False)
-    # Emulator-only messages (SEC-3) tell an emulator from a board: switching the clock to
-    # lockstep is harmless to ask, and a board refuses it with E_UNKNOWN_MESSAGE.
-    before = client.status()
-    started = time.monotonic()
-    try:
-        speed = client.emu_clock(S.CLK_LOCKSTEP).detail  # answers the previous speed
-        b.has_sim = True
-    except C.PumpRefused as exc:
-        b.sim_error = (f"needs the emulator: the {b.board} board at {b.url} has no clock "
-                       f"control or fault injection (SEC-3; {exc})")
+    if b.client is None:
+        try:
+            bring_up(b)
+        except C.PumpError as exc:
+            b.close()
+            pytest.fail(f"cannot reach the pump at {b.url}: {exc}", pytrace=False)
     yield b
-    if b.has_sim and b.emulator is None:  # someone else's emulator: leave its clock as found
-        restore_clock(b, before, speed, time.monotonic() - started)
-    b.close()
+    if b.place is None:  # a labgrid place's driver winds its pump down itself
+        wind_down(b)
 
 
-def restore_clock(b: Bench, before: C.Status, speed: int, elapsed_s: float) -> None:
-    """Put an emulator's clock back: the time it would show had the suite not run (its
-    speed, per mille of real time, times the time passed), and that speed."""
-    client = b.client
+def _labgrid_bench(request) -> Bench:
+    """The pump of the acquired labgrid place, brought to `paired` by its strategy
+    (hil_tests/labgrid_pump.py). A place that cannot be brought up ends the run with one
+    line: every test would fail the same way."""
+    from labgrid.strategy.common import StrategyError
+
+    strategy = request.getfixturevalue("strategy")
     try:
-        client.pending.clear()
-        if before.time_set and b.key is not None:
-            client.set_time(before.utc + int(elapsed_s * speed / 1000), before.offset)
-        if speed == 1000:
-            client.emu_clock(S.CLK_REALTIME)
-        elif speed:
-            client.emu_clock(S.CLK_SPEED, speed)
-    except C.PumpError as exc:
-        print(f"micropump HIL: could not put the clock of {b.url} back: {exc}")
+        return strategy.bench
+    except StrategyError as exc:
+        pytest.exit(f"micropump HIL: labgrid place: {exc.msg}", returncode=3)
+    except Exception as exc:  # labgrid's binding / resource errors
+        pytest.exit(f"micropump HIL: labgrid place: {type(exc).__name__}: {exc}",
+                    returncode=3)
 
 
 @pytest.fixture(scope="session")
@@ -281,6 +203,10 @@ def pytest_runtest_call(item):
 
 
 def pytest_report_header(config):
+    env_file = labgrid_env(config)
+    if env_file:
+        return [f"micropump HIL target: labgrid place {os.environ.get('LG_PLACE', '?')} "
+                f"({env_file})"]
     port, _key = target(config)
     board = config.getoption("--board")
     lines = [f"micropump HIL target: {port or board + ' (one per worker, lockstep)'}"]
