@@ -74,7 +74,9 @@ SET_GLUCOSE_HIGH = 14
 SET_GLUCOSE_RATE = 15  # fast rise / fall alert threshold
 SET_GLUCOSE_ALERTS = 16  # bit mask of the optional glucose alerts (GA_*)
 SET_SBL = 17  # suspend before low: 0 off, 1 on
-SETTINGS_COUNT = 18
+# --- sensor branch (issue 13, SNS-4): appended
+SET_SENSOR_ID = 18  # the paired CGM transmitter's id (firmware/cgm_link.py); 0: none
+SETTINGS_COUNT = 19
 SETTINGS_MAX = 32  # room in the firmware's settings layout and in settings_info
 
 SETTINGS = (
@@ -96,6 +98,8 @@ SETTINGS = (
     ("glucose_rate", 3, 1, 10, "mg/dL/min"),
     ("glucose_alerts", 31, 0, 31, "bits"),  # GA_* bits; urgent low is always on
     ("suspend_before_low", 0, 0, 1, "on/off"),
+    # --- sensor branch (issue 13, SNS-4): appended
+    ("sensor_id", 0, 0, (1 << 30) - 1, "id"),  # 30 bits: a small int on every board
 )
 # SET_GLUCOSE_ALERTS bits: which optional glucose alerts are on (SNS-2). Urgent low, signal
 # loss, sensor expiry and warm-up are always on.
@@ -185,7 +189,10 @@ A_SENSOR_WARMUP = 21
 A_SBL = 22  # basal suspended before a predicted low (SNS-3): active while it lasts
 A_TIME_UNSET = 23  # the time was lost at a power loss: set it (THR-13)
 A_DOSE_LIMIT = 24  # the rolling 24-h total reached max_tdd: boluses refused (THR-6)
-ALARM_COUNT = 25
+# --- sensor branch (issue 13/15): appended
+A_PAIRING_LOST = 25  # records come from other transmitters, none from the paired one for
+#                      SIGNAL_LOSS_MIN (firmware/cgm_link.py); value: that transmitter's id
+ALARM_COUNT = 26
 ALARM_MAX = 32  # alarm bit masks are 32-bit; alarms_info carries 32 levels
 
 ALARMS = (
@@ -214,6 +221,8 @@ ALARMS = (
     ("suspend_before_low", PRIO_LOW),
     ("time_unset", PRIO_MEDIUM),
     ("dose_limit", PRIO_MEDIUM),
+    # --- sensor branch (issue 13/15): appended
+    ("pairing_lost", PRIO_MEDIUM),
 )
 
 ALARM_RAISED = 0
