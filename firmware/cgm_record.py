@@ -97,7 +97,7 @@ OUT_LEN = const(7)
 
 NO_VALUE = const(-32768)
 SPECIAL = const(-0x100000)  # glucose was NaN, NRes, +-INF or reserved
-BIG = const(0x80000)  # |value| at least this: clamped here (magnitudes up to 2047e7)
+BIG = const(0x80000)  # |value| at least this: clamped to it (SFLOATs reach 2047e7)
 
 _POW10 = (1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000)
 
@@ -128,9 +128,9 @@ def sfloat_scaled(raw, scale):
     if m == 0:
         return 0
     if e >= 0:
-        if e > 3:  # |m| >= 1: at least 1e4 * 1 ... keep below 2**30
+        if e > 5:  # at least 1e6: beyond BIG (and 2047e6 would not be a small int)
             return BIG if m > 0 else -BIG
-        v = m * _POW10[e]
+        v = m * _POW10[e]  # at most 2047e5, a small int
         if v >= BIG:
             return BIG
         if v <= -BIG:
