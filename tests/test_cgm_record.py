@@ -474,3 +474,85 @@ def test_decoder_and_link_on_the_unix_port_allocation_free():
     want = [v for v in (lk2.read() for _ in range(400)) if v]
     assert guest["got"] == want and len(want) >= 20
     assert guest["stats"] == list(lk2.stats)
+
+
+# ------------------------------------------------------------------------ in the pump
+def linked_pump(paired=TX):
+    """make_pump with a CgmLink on a BytePort as its sensor link, paired to `paired`."""
+    from tests.pumpkit import make_pump
+
+    rig, pump = make_pump()
+    port = BytePort()
+    lk = L.CgmLink(port, rig.clock)
+    pump.cgm.plug(lk)
+    assert pump.set_setting(S.SET_SENSOR_ID, paired) == S.OK
+    return rig, pump, port, lk
+
+
+def active(pump):
+    return {S.ALARMS[a][0] for a in range(S.ALARM_COUNT) if pump.alarms.active[a]}
+
+
+@pytest.mark.req("SNS-4")
+@pytest.mark.req("SNS-2")
+def test_bad_records_never_raise_a_glucose_alarm():
+    """Corrupt, foreign, replayed and impossible records carrying urgent-low values reach
+    no alarm; the next good record is taken as usual."""
+    from tests.pumpkit import run
+
+    rig, pump, port, lk = linked_pump()
+    port.feed(frame(120, 100))
+    run(rig, pump, 2)
+    assert pump.cgm.last == 120 and not active(pump)
+    low = bytearray(H.encode_record(45, 105))
+    low[2] ^= 0x02  # 47 with the old CRC
+    bad = bytearray(frame(45, 106))
+    bad[5] ^= 0x40
+    for data in (H.encode_frame(TX, bytes(low)), bytes(bad), frame(45, 107, tx=TX ^ 1),
+                 frame(45, 100), frame(45, 90), frame(5, 108), frame(1500, 109),
+                 frame(45, 110, status=R.SS_DEVICE_FAULT)):
+        port.feed(data)
+        run(rig, pump, 2)
+        assert pump.cgm.last == 120 and not active(pump), data.hex()
+    assert stats(lk) == {"frames": 9, "accepted": 1, "bad_crc": 1, "bad_frame": 1,
+                         "foreign": 1, "duplicate": 1, "out_of_order": 1, "impossible": 2,
+                         "sensor_fault": 1}
+    port.feed(frame(50, 115))
+    run(rig, pump, 2)
+    assert pump.cgm.last == 50 and "urgent_low" in active(pump)
+
+
+@pytest.mark.req("SNS-4")
+@pytest.mark.req("ALM-1")
+def test_pairing_lost_alarm_through_the_pump():
+    """Only another transmitter heard for 20 min: the pairing_lost alarm (medium) with that
+    transmitter's id; pairing the pump to it (sensor_id) clears it at its next record."""
+    from tests.pumpkit import run
+
+    rig, pump, port, lk = linked_pump()
+    port.feed(frame(110, 0))
+    run(rig, pump, 60)
+    for minute in range(5, 30, 5):
+        port.feed(frame(110, minute, tx=0x3001))
+        run(rig, pump, 300)
+    assert pump.alarms.active[S.A_PAIRING_LOST]
+    assert S.ALARMS[S.A_PAIRING_LOST][1] == S.PRIO_MEDIUM
+    from tests.pumpkit import history
+
+    assert [(r[3], r[5]) for r in history(pump)
+            if r[2] == S.H_ALARM and r[4] == S.A_PAIRING_LOST] == [(S.ALARM_RAISED, 0x3001)]
+    assert pump.set_setting(S.SET_SENSOR_ID, 0x3001) == S.OK
+    port.feed(frame(112, 30, tx=0x3001))
+    run(rig, pump, 2)
+    assert pump.cgm.last == 112 and not pump.alarms.active[S.A_PAIRING_LOST]
+
+
+@pytest.mark.req("SNS-4")
+def test_sensor_id_setting_range():
+    from tests.pumpkit import make_pump
+
+    _, pump = make_pump()
+    assert pump.setting(S.SET_SENSOR_ID) == 0
+    assert pump.set_setting(S.SET_SENSOR_ID, 1 << 30) == S.E_OUT_OF_RANGE
+    assert pump.set_setting(S.SET_SENSOR_ID, -1) == S.E_OUT_OF_RANGE
+    assert pump.set_setting(S.SET_SENSOR_ID, (1 << 30) - 1) == S.OK
