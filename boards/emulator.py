@@ -1187,7 +1187,7 @@ class Emulator:
 
 def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=None,
                   telemetry_fd=None, cgm_trace=None, patient=None, world=None, board=None,
-                  storage=None, key=None, board_id=S.BOARD_UNIX):
+                  storage=None, key=None, board_id=S.BOARD_UNIX, sensor_in=None):
     """patient: (fd out, fd in) of the virtual patient's pipes, or None. A board without
     files (boards/qemu_arm.py) passes its own world, board, storage and key."""
     if world is None:
@@ -1207,8 +1207,12 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
     motor.set_fault(world.get("motor"))
     board.motor = motor
     buttons = EmuButtons(world)
-    radio = EmuRadio(world, clock, read_trace(cgm_trace) if cgm_trace else None, patient,
-                     pulse_mu)
+    radio_class = EmuRadio
+    if sensor_in is not None:  # sensor link on a pty (SNS-4): boards/sensor_link.py
+        from boards.sensor_link import sensor_radio_class
+        radio_class = sensor_radio_class(EmuRadio, sensor_in)
+    radio = radio_class(world, clock, read_trace(cgm_trace) if cgm_trace else None, patient,
+                        pulse_mu)
     board.radio = radio
     motor.radio = radio
     # the buzzer's timeline in virtual ms since boot ("q": past 2**31 ms, 24 days)
@@ -1229,7 +1233,7 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
 def parse_args(argv):
     opts = {"--state": None, "--pulse": "50", "--reset-cause": "0", "--console-in": None,
             "--console-out": None, "--telemetry": None, "--cgm-trace": None,
-            "--patient-in": None, "--patient-out": None}
+            "--patient-in": None, "--patient-out": None, "--sensor-in": None}
     i = 0
     while i < len(argv):
         if argv[i] in opts and i + 1 < len(argv):
@@ -1257,7 +1261,8 @@ def start(argv):
             patient = (int(opts["--patient-out"]), int(opts["--patient-in"]))
         hw = make_hardware(opts["--state"], pulse, int(opts["--reset-cause"]), console,
                            int(tel) if tel is not None else None, opts["--cgm-trace"],
-                           patient)
+                           patient, sensor_in=int(opts["--sensor-in"]) if opts["--sensor-in"]
+                           else None)
     except (ValueError, OSError) as exc:
         sys.stderr.write("boards/emulator.py: {}\n".format(exc))
         sys.exit(2)

@@ -1,0 +1,61 @@
+"""The emulator's sensor link on a pty (SNS-4): the same frames a board's sensor UART gets,
+written by the host's transmitter (host_tools/sensor.py) to the launcher's third pty."""
+
+from __future__ import annotations
+
+import pytest
+
+from firmware import cgm_record as R
+from host_tools.sensor import SensorSession, Transmitter, read_trace
+from protocol import cgm_record as H
+from protocol import spec as S
+from tests.test_emulator import emulator, set_up
+
+TX = 0x1234
+
+
+@pytest.mark.req("SNS-4", "HW-3", "SNS-2")
+def test_readings_over_the_sensor_pty(tmp_path):
+    with emulator(tmp_path, sensor=True) as (emu, pump), Transmitter(emu.sensor_port, TX) as tx:
+        set_up(pump)
+        tx.send(H.encode_record(120, 5))
+        pump.emu_clock(S.CLK_ADVANCE, 2000)
+        assert pump.status().glucose == 0  # not paired yet: dropped
+        pump.set_setting("sensor_id", TX)
+        tx.send(H.encode_record(118, 10))
+        pump.emu_clock(S.CLK_ADVANCE, 2000)
+        assert pump.status().glucose == 118
+        bad = bytearray(H.encode_record(50, 15))
+        bad[2] ^= 1  # E2E-CRC now wrong: no urgent low from it
+        tx.send(bytes(bad))
+        tx.send(H.encode_record(50, 10))  # a replay
+        pump.emu_clock(S.CLK_ADVANCE, 2000)
+        st = pump.status()
+        assert st.glucose == 118 and "urgent_low" not in st.alarm_names
+        tx.send(H.encode_record(50, 20))
+        pump.emu_clock(S.CLK_ADVANCE, 2000)
+        st = pump.status()
+        assert st.glucose == 50 and "urgent_low" in st.alarm_names
+        tx.send(H.encode_record("NaN", 25, status=R.SS_SESSION_STOPPED))
+        pump.emu_clock(S.CLK_ADVANCE, 2000)
+        assert "sensor_expired" in pump.status().alarm_names
+
+
+@pytest.mark.req("SNS-4", "SNS-2")
+def test_session_warmup_noise_dropouts_expiry(tmp_path):
+    trace = tmp_path / "t.json"
+    trace.write_text('[[0, 150], [30, 140], [60, 100]]')
+    rows = read_trace(trace)
+    s = SensorSession(lambda m: next(v for mm, v in reversed(rows) if mm <= m), warmup_min=15,
+                      expiry_min=90, noise_seed=3, dropout=0.2, seed=5)
+    recs = {m: s.record(m) for m in range(0, 100, 5)}
+    parsed = {m: H.parse_record(r) for m, r in recs.items() if r is not None}
+    assert [m for m in (0, 5, 10) if H.sfloat_value(parsed[m].glucose) is None] == [0, 5, 10]
+    assert parsed[90].status == R.SS_SESSION_STOPPED and recs[95] is None
+    values = {m: int(H.sfloat_value(p.glucose)) for m, p in parsed.items() if 15 <= m < 90}
+    assert s.dropped >= 1 and len(values) + s.dropped == 15
+    assert all(abs(v - (150 if m < 30 else 140 if m < 60 else 100)) < 40 for m, v in values.items())
+    assert len({v - (150 if m < 30 else 140 if m < 60 else 100) for m, v in values.items()}) > 3
+    again = SensorSession(s.glucose, warmup_min=15, expiry_min=90, noise_seed=3, dropout=0.2,
+                          seed=5)
+    assert {m: again.record(m) for m in range(0, 100, 5)} == recs  # seeded: the same
