@@ -100,8 +100,8 @@ def test_a_record_spelled_out_byte_by_byte():
 
 
 @pytest.mark.req("SNS-4")
-@pytest.mark.parametrize("vec", GOLDEN, ids=[f"{v['fields']['flags']:02x}-{'crc' if v['e2e'] else 'nocrc'}"
-                                             for v in GOLDEN])
+@pytest.mark.parametrize("vec", GOLDEN, ids=[
+    f"{v['fields']['flags']:02x}-{'crc' if v['e2e'] else 'nocrc'}" for v in GOLDEN])
 def test_golden_vectors_every_flag_combination(vec):
     """Every combination of the optional fields, with and without E2E-CRC: the encoder
     builds the stored bytes, the firmware reads the stored values back, construct too."""
@@ -319,7 +319,8 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
         elif op == 2:
             b.insert(rng.randrange(len(b) + 1), rng.randrange(256))
         else:
-            b[rng.randrange(len(b) + 1):] = bytes(rng.randrange(256) for _ in range(rng.randrange(4)))
+            tail = bytes(rng.randrange(256) for _ in range(rng.randrange(4)))
+            b[rng.randrange(len(b) + 1):] = tail
     return bytes(b)
 
 
