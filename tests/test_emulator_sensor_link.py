@@ -59,3 +59,66 @@ def test_session_warmup_noise_dropouts_expiry(tmp_path):
     again = SensorSession(s.glucose, warmup_min=15, expiry_min=90, noise_seed=3, dropout=0.2,
                           seed=5)
     assert {m: again.record(m) for m in range(0, 100, 5)} == recs  # seeded: the same
+
+
+def _frames(fd) -> list[tuple[int, bytes]]:
+    import os
+
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return [H.decode_frame(f) for f in data.split(b"\x00") if f]
+
+
+@pytest.mark.req("SNS-4")
+def test_pumpctl_sensor_plays_a_trace(tmp_path, capsys):
+    """`pumpctl sensor` writes one frame per 5 minutes: warm-up, the trace, expiry."""
+    import json
+    import os
+    import tty
+
+    from host_tools import pumpctl
+
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    trace = tmp_path / "t.csv"
+    trace.write_text("minute,mg_dl\n0,100\n12,130\n20,30\n")
+    try:
+        code = pumpctl.main(["--json", "sensor", "--port", os.ttyname(slave), "--trace",
+                             str(trace), "--tx", "77", "--warmup", "10", "--expiry", "25",
+                             "--speed", "1e6"])
+        out = capsys.readouterr().out
+        frames = _frames(master)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [(d["minute"], d.get("mg_dl")) for d in lines] == [
+        (0, None), (5, None), (10, 100.0), (15, 130.0), (20, 39.0), (25, None)]
+    assert [tx for tx, _ in frames] == [77] * 6
+    recs = [H.parse_record(r) for _, r in frames]
+    assert [r.time_offset for r in recs] == [0, 5, 10, 15, 20, 25]
+    assert recs[4].warning << 16 == R.SS_BELOW_DEVICE
+    assert recs[5].status == R.SS_SESSION_STOPPED
+
+
+def test_pumpctl_sensor_bad_input(tmp_path, capsys):
+    from host_tools import pumpctl
+
+    bad = tmp_path / "t.csv"
+    bad.write_text("0,100\n0,120\n")
+    code = pumpctl.main(["sensor", "--port", "loop://", "--trace", str(bad)])
+    err = capsys.readouterr().err
+    assert code == pumpctl.EXIT_BAD_INPUT
+    assert "minutes must ascend" in err and "Traceback" not in err
+    code = pumpctl.main(["sensor", "--port", "/nonexistent/tty", "--trace",
+                         str(tmp_path / "none.csv")])
+    assert code == pumpctl.EXIT_BAD_INPUT and "none.csv" in capsys.readouterr().err
