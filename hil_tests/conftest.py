@@ -53,6 +53,9 @@ def pytest_addoption(parser):
                          "(build/qemu-arm/micropump.elf, `make firmware BOARD=qemu-arm`)")
     group.addoption("--emu-pulse", type=int, default=50, choices=(10, 25, 50),
                     help="pulse size (mU) of the emulator the suite starts (default 50)")
+    group.addoption("--sensor-port", metavar="URL", default=None,
+                    help="the board's sensor-link UART through a USB-serial adapter (SNS-4, "
+                         "docs/boards.md); the emulator the suite starts has its own pty")
     group.addoption("--emu-seed", type=int, default=1234,
                     help="seed of the emulator's random faults and tick jitter "
                          "(default 1234)")
@@ -192,8 +195,10 @@ def bench(request, tmp_path_factory):
             from host_tools.launch import launch
 
         try:
+            # the sensor link on a pty (SNS-4) where the board has one: the `sensor` fixture
+            more = {"sensor": True} if opt("--board") != "qemu-arm" else {}
             emu = launch(state, lockstep=True, seed=opt("--emu-seed"),
-                         pulse_mu=opt("--emu-pulse"), console=False, stderr=log)
+                         pulse_mu=opt("--emu-pulse"), console=False, stderr=log, **more)
         except FileNotFoundError as exc:
             log.close()
             pytest.fail(str(exc), pytrace=False)
@@ -260,6 +265,23 @@ def pump(bench, _sim):
         pytest.skip("state-changing commands need the pairing key: give --key FILE")
     PumpStrategy(client, _sim).to_ready()
     return client
+
+
+@pytest.fixture
+def sensor(request, bench, pump):
+    """A CGM transmitter on the pump's sensor link (kit.SensorTx), the pump paired with it:
+    --sensor-port, else the pty of the emulator the suite started; skipped without one."""
+    url = request.config.getoption("--sensor-port") or getattr(bench.emulator, "sensor_port",
+                                                               None)
+    if not url:
+        pytest.skip("no sensor link: give --sensor-port (docs/boards.md)")
+    tx = kit.SensorTx(url, pump, kit.Sim(pump) if bench.has_sim else None)
+    try:
+        tx.pair()
+        yield tx
+        tx.settle()
+    finally:
+        tx.close()
 
 
 @pytest.fixture
