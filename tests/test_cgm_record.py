@@ -557,3 +557,57 @@ def test_sensor_id_setting_range():
     assert pump.set_setting(S.SET_SENSOR_ID, 1 << 30) == S.E_OUT_OF_RANGE
     assert pump.set_setting(S.SET_SENSOR_ID, -1) == S.E_OUT_OF_RANGE
     assert pump.set_setting(S.SET_SENSOR_ID, (1 << 30) - 1) == S.OK
+
+
+PUMP_GUEST = """
+import json
+from micropython import heap_lock, heap_unlock
+from boards.fakes import BytePort
+from firmware.cgm_link import CgmLink
+from protocol import spec as S
+from tests.mp_scenarios import make
+
+
+def run(rig, pump, seconds):
+    i = 0
+    clock = rig.clock
+    heap_lock()
+    while i < seconds:
+        clock.advance(1000)
+        pump.tick()
+        i += 1
+    heap_unlock()
+
+
+rig, pump = make(settings=((S.SET_SENSOR_ID, %d),))
+port = BytePort(8192)
+pump.cgm.plug(CgmLink(port, rig.clock))
+port.feed(bytes.fromhex(%r))
+run(rig, pump, 3600)
+lk = pump.cgm.radio
+print(json.dumps({"readings": pump.cgm.readings, "last": pump.cgm.last,
+                  "lost": pump.alarms.active[S.A_PAIRING_LOST],
+                  "urgent": pump.alarms.active[S.A_URGENT_LOW], "stats": list(lk.stats)}))
+"""
+
+
+@pytest.mark.req("SNS-4", "THR-7")
+def test_pump_tick_with_the_sensor_link_is_allocation_free_on_the_unix_port():
+    """An hour of 1-s ticks under heap_lock() on MicroPython with a CgmLink whose port holds
+    good, corrupt, foreign and replayed frames: no allocation, the readings taken, the bad
+    ones counted."""
+    stream = b""
+    for i in range(6):  # 6 good ones (one per poll), then junk, then a foreign transmitter
+        stream += frame(100 + i, 5 * i + 5)
+    bad = bytearray(frame(50, 40))
+    bad[6] ^= 0x20
+    stream += bytes(bad) + frame(50, 10) + b"\x00\x07\x07\x00"
+    stream += b"".join(frame(45, 100 + i, tx=0x99) for i in range(40))
+    got = json.loads(run_unix(PUMP_GUEST % (TX, stream.hex())).strip().splitlines()[-1])
+    # all frames are queued at once and taken one reading per poll
+    assert got["readings"] == 6 and got["last"] == 105 and not got["urgent"]
+    st = dict(zip(L.STATS, got["stats"], strict=True))
+    assert st == {"frames": 49, "accepted": 6, "bad_frame": 2, "bad_crc": 0, "malformed": 0,
+                  "foreign": 40, "duplicate": 0, "out_of_order": 1, "impossible": 0,
+                  "sensor_fault": 0}
+    assert not got["lost"]  # the foreign frames came and went within the first minute
