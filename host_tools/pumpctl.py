@@ -267,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("monitor", help="print events as they arrive (Ctrl-C stops)")
     m.add_argument("--seconds", type=float, help="stop after this many seconds")
     sub.add_parser("link-stats", help="frame counters of the pump's link")
+    sub.add_parser("sensor-stats", help="the sensor link's counters: records taken and "
+                                        "dropped (corrupt, other transmitters, replays)")
 
     e = sub.add_parser("emulate", help="run the emulator board behind a pty, with live status",
                        description="Run the pump firmware on the MicroPython unix port with "
@@ -1141,6 +1143,16 @@ def cmd_link_stats(pump: C.Client, args, out: Out):
     out.emit(asdict(ls), t)
 
 
+def cmd_sensor_stats(pump: C.Client, args, out: Out):
+    ss = pump.get_sensor_stats()
+    t = Table(title="sensor link statistics", title_justify="left")
+    t.add_column("counter")
+    t.add_column("value", justify="right")
+    for k, v in asdict(ss).items():
+        t.add_row(k, str(v))
+    out.emit(asdict(ss), t)
+
+
 COMMANDS = {
     "status": cmd_status,
     "bolus": cmd_bolus,
@@ -1160,6 +1172,7 @@ COMMANDS = {
     "reservoir": cmd_reservoir,
     "monitor": cmd_monitor,
     "link-stats": cmd_link_stats,
+    "sensor-stats": cmd_sensor_stats,
     "cgm": cmd_cgm,
     "wizard": cmd_wizard,
     "calc": cmd_calc,

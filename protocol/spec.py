@@ -409,6 +409,8 @@ MESSAGES = {
     0x0A: ("get_cgm", (("since", "I"), ("count", "B"))),  # readings from UTC minute `since`
     0x0B: ("calc", (("carbs", "H"), ("bg", "H"))),  # bolus suggestion; delivers nothing
     0x0C: ("get_calc_schedule", (("kind", "B"),)),
+    # --- sensor branch (issue 13, SNS-4): appended
+    0x0D: ("get_sensor_stats", ()),
     # commands
     0x10: ("bolus", (("cmd_id", "I"), ("kind", "B"), ("now", "I"), ("ext", "I"),
                      ("ext_minutes", "H"))),
@@ -474,6 +476,14 @@ MESSAGES = {
     0x8C: ("calc_schedule_info", (("kind", "B"), ("count", "B"), ("starts", "8s"),
                                   ("values", "16s"), ("highs", "16s"))),
     0x8D: ("fence_info", (("cmd_id", "I"), ("seen", "B"), ("code", "B"), ("detail", "i"))),
+    # --- sensor branch (issue 13, SNS-4): appended. The sensor link's counters
+    # (firmware/cgm_link.py STATS order), the paired id and the last other transmitter heard;
+    # all 0 on a board whose sensor link is not a CgmLink (the emulator's trace, none)
+    0x8E: ("sensor_stats", (("sensor_id", "I"), ("foreign_id", "I"), ("frames", "I"),
+                            ("accepted", "I"), ("bad_frame", "I"), ("bad_crc", "I"),
+                            ("malformed", "I"), ("foreign", "I"), ("duplicate", "I"),
+                            ("out_of_order", "I"), ("impossible", "I"),
+                            ("sensor_fault", "I"))),
     0xC0: ("event", (("kind", "B"), ("a", "i"), ("b", "i"), ("c", "i"))),
 }
 

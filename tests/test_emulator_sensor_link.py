@@ -39,6 +39,17 @@ def test_readings_over_the_sensor_pty(tmp_path):
         tx.send(H.encode_record("NaN", 25, status=R.SS_SESSION_STOPPED))
         pump.emu_clock(S.CLK_ADVANCE, 2000)
         assert "sensor_expired" in pump.status().alarm_names
+        ss = pump.get_sensor_stats()
+        assert (ss.sensor_id, ss.foreign_id) == (TX, TX)  # the unpaired record: "foreign"
+        assert (ss.frames, ss.accepted, ss.foreign, ss.bad_crc, ss.duplicate) == (6, 3, 1, 1, 1)
+
+
+@pytest.mark.req("SNS-4")
+def test_sensor_stats_fields_follow_the_firmware_counters():
+    from firmware import cgm_link as L
+    from protocol import codec
+
+    assert list(codec.field_names("sensor_stats")[2:]) == list(L.STATS)
 
 
 @pytest.mark.req("SNS-4", "SNS-2")
