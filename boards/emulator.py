@@ -2,7 +2,7 @@
 
     micropython boards/emulator.py --state DIR [--pulse 50] [--reset-cause N]
         [--console-in FD --console-out FD] [--telemetry FD] [--cgm-trace FILE]
-        [--patient-in FD --patient-out FD]
+        [--patient-in FD --patient-out FD] [--sensor-in FD]
 
 Normally started by host_tools/launch.py (`pumpctl emulate`, `make emulate`), which puts
 the protocol link (this process's stdin/stdout) and the bench console (two pipe fds) on
@@ -36,6 +36,9 @@ in boards/unix.py (storage regions, then plunger position, odometer, battery lev
   motor pulses while delivery runs; pulses while the pump is suspended are priming (the
   set is off the body) and go nowhere. Insulin not yet reported survives a power cut
   (world.json "patient_mu");
+- sensor link on a pty (--sensor-in FD, the master side of the launcher's third pty,
+  instead of a trace or patient): CGM Measurement records as a board's sensor UART gets
+  them, through firmware/cgm_link.py (boards/sensor_link.py, SNS-4);
 - buzzer and LED: boards/fakes.Annunciator (annunciations per priority, LED priority) on
   the virtual clock: telemetry carries the signals it played, the tone pulses of the last
   minute (ALM-8, firmware/signals.py) and the LED's colour and flash rate;

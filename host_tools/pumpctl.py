@@ -299,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cgm-trace", metavar="FILE",
                    help="CSV of `minute,mg_dl`: the emulated sensor link sends a reading "
                         "from it every 5 virtual minutes")
+    e.add_argument("--sensor", action="store_true",
+                   help="the sensor link on a third pty, as a board's sensor UART: drive it "
+                        "with `pumpctl sensor --port PTY` (SNS-4)")
     e.add_argument("--patient", metavar="NAME",
                    help="a simglucose virtual patient (adult#001 .. adult#010, adolescent#..., "
                         "child#...) on the sensor link, in lockstep with the virtual clock: "
@@ -1367,19 +1370,22 @@ def cmd_emulate(args, out: Out) -> int:
         emu = launch(args.state, speed=args.speed, seed=args.seed,
                      lockstep=args.lockstep or bool(args.run),
                      console=args.console, pulse_mu=args.pulse, fresh=args.fresh,
-                     cgm_trace=args.cgm_trace, patient=patient)
+                     cgm_trace=args.cgm_trace, patient=patient, sensor=args.sensor)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:
         raise C.LinkError(f"cannot start the emulator: {exc}") from None
     try:
         info = {"port": emu.port, "console_port": emu.console_port,
+                "sensor_port": emu.sensor_port,
                 "key": str(emu.key_path), "state": str(emu.state_dir), "seed": emu.seed}
         if out.json:
             print(json.dumps({"emulator": info}), flush=True)
         say(f"[bold]protocol port[/]  {emu.port}")
         if emu.console_port:
             say(f"[bold]bench console[/]  {emu.console_port}")
+        if emu.sensor_port:
+            say(f"[bold]sensor link[/]    {emu.sensor_port}")
         say(f"[bold]pairing key[/]    {emu.key_path}")
         say(f"[bold]state[/]          {emu.state_dir} (seed {emu.seed})")
         if emu.patient is not None:
