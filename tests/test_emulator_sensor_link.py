@@ -133,3 +133,25 @@ def test_pumpctl_sensor_bad_input(tmp_path, capsys):
     code = pumpctl.main(["sensor", "--port", "/nonexistent/tty", "--trace",
                          str(tmp_path / "none.csv")])
     assert code == pumpctl.EXIT_BAD_INPUT and "none.csv" in capsys.readouterr().err
+
+
+@pytest.mark.req("SNS-4", "THR-7")
+def test_sensor_pty_ticks_are_allocation_free(tmp_path):
+    """heap_check: every tick runs under heap_lock() with the pty sensor link plugged in,
+    frames arriving between ticks, good and bad; an allocating tick would stop the
+    emulator."""
+    with emulator(tmp_path, heap_check=True, sensor=True) as (emu, pump), \
+            Transmitter(emu.sensor_port, TX) as tx:
+        set_up(pump)
+        pump.set_setting("sensor_id", TX)
+        for i in range(12):
+            tx.send(H.encode_record(100 + i, 5 * i + 5, trend=1))
+            bad = bytearray(H.encode_record(40, 5 * i + 6))
+            bad[3] ^= 4
+            tx.send(bytes(bad))
+            tx.port.write(H.encode_frame(TX + 1, H.encode_record(40, 5 * i + 7)) + b"\x01\x00")
+            pump.emu_clock(S.CLK_ADVANCE, 5 * 60_000)
+        st = pump.status()
+        assert st.glucose == 111 and emu.running() and emu.restarts == 0
+        ss = pump.get_sensor_stats()
+        assert (ss.accepted, ss.bad_crc, ss.foreign, ss.bad_frame) == (12, 12, 12, 12)
