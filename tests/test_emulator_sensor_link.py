@@ -149,7 +149,7 @@ def test_sensor_pty_ticks_are_allocation_free(tmp_path):
             bad = bytearray(H.encode_record(40, 5 * i + 6))
             bad[3] ^= 4
             tx.send(bytes(bad))
-            tx.port.write(H.encode_frame(TX + 1, H.encode_record(40, 5 * i + 7)) + b"\x01\x00")
+            tx.port.write(H.encode_frame(TX + 1, H.encode_record(40, 5 * i + 7)) + b"\x05\x01\x00")
             pump.emu_clock(S.CLK_ADVANCE, 5 * 60_000)
         st = pump.status()
         assert st.glucose == 111 and emu.running() and emu.restarts == 0
