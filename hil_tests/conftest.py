@@ -195,10 +195,8 @@ def bench(request, tmp_path_factory):
             from host_tools.launch import launch
 
         try:
-            # the sensor link on a pty (SNS-4) where the board has one: the `sensor` fixture
-            more = {"sensor": True} if opt("--board") != "qemu-arm" else {}
             emu = launch(state, lockstep=True, seed=opt("--emu-seed"),
-                         pulse_mu=opt("--emu-pulse"), console=False, stderr=log, **more)
+                         pulse_mu=opt("--emu-pulse"), console=False, stderr=log)
         except FileNotFoundError as exc:
             log.close()
             pytest.fail(str(exc), pytrace=False)
@@ -267,15 +265,46 @@ def pump(bench, _sim):
     return client
 
 
+@pytest.fixture(scope="session")
+def _sensor_bench(request, bench, tmp_path_factory):
+    """Without --sensor-port: an emulator of its own with the sensor link on a pty (SNS-4).
+    Its own, because a sensor test leaves readings behind, and signal loss (20 min without
+    one) would be active in the other tests' known state."""
+    if request.config.getoption("--sensor-port") or bench.started_board != S.BOARD_UNIX:
+        yield None
+        return
+    from host_tools.launch import launch
+
+    state = tmp_path_factory.mktemp("sensor-emulator")
+    log = open(state / "emulator.log", "wb")
+    emu = launch(state, lockstep=True, seed=request.config.getoption("--emu-seed"),
+                 console=False, stderr=log, sensor=True)
+    b = Bench(emu.port, C.load_key(emu.key_path), emulator=emu, log=state / "emulator.log",
+              log_file=log, started_board=S.BOARD_UNIX, has_sim=True)
+    try:
+        b.connect()
+        yield b
+    finally:
+        b.close()
+
+
 @pytest.fixture
-def sensor(request, bench, pump):
-    """A CGM transmitter on the pump's sensor link (kit.SensorTx), the pump paired with it:
-    --sensor-port, else the pty of the emulator the suite started; skipped without one."""
-    url = request.config.getoption("--sensor-port") or getattr(bench.emulator, "sensor_port",
-                                                               None)
-    if not url:
+def sensor(request, bench, _sensor_bench):
+    """A CGM transmitter on a pump's sensor link (kit.SensorTx), the pump paired with it and
+    in the known state: --sensor-port with the session's pump (a board's sensor UART),
+    else the sensor pty of an emulator started for these tests (`sensor.pump`)."""
+    url = request.config.getoption("--sensor-port")
+    if url:
+        pump = request.getfixturevalue("pump")
+        sim = kit.Sim(pump) if bench.has_sim else None
+    elif _sensor_bench is not None:
+        pump = _sensor_bench.client
+        sim = kit.Sim(pump)
+        PumpStrategy(pump, sim).to_ready()
+        url = _sensor_bench.emulator.sensor_port
+    else:
         pytest.skip("no sensor link: give --sensor-port (docs/boards.md)")
-    tx = kit.SensorTx(url, pump, kit.Sim(pump) if bench.has_sim else None)
+    tx = kit.SensorTx(url, pump, sim)
     try:
         tx.pair()
         yield tx

@@ -10,7 +10,7 @@ the sensor transport (a UART on the boards, a pty on the emulator):
 crc16 is the main link's CRC-16/CCITT-FALSE over the transmitter id and the record, so a
 damaged transmitter id is caught on the way (the record's own E2E-CRC covers only the
 record, from the sensor to whatever bridges it onto the UART). Transmitter ids are
-1..TX_ID_MAX (30 bits, a small int on every board; 0 means "not paired").
+1..TX_ID_MAX (29 bits, a small int on every board; 0 means "not paired").
 
     encode_record({"glucose": 120, "time_offset": 35, ...}) -> bytes
     encode_frame(tx_id, record_bytes) -> wire bytes
@@ -32,7 +32,7 @@ from firmware import cgm_record as R
 from firmware.cgm_record import crc16_mcrf4xx
 from firmware.crc import crc16 as _crc_ccitt_false
 
-TX_ID_MAX = (1 << 30) - 1
+TX_ID_MAX = (1 << 29) - 1  # the sensor_id setting's range
 SFLOAT_SPECIALS = {R.SF_NAN: "NaN", R.SF_NRES: "NRes", R.SF_PINF: "+INF",
                    R.SF_NINF: "-INF", R.SF_RESERVED: "reserved"}
 

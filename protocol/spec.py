@@ -99,7 +99,7 @@ SETTINGS = (
     ("glucose_alerts", 31, 0, 31, "bits"),  # GA_* bits; urgent low is always on
     ("suspend_before_low", 0, 0, 1, "on/off"),
     # --- sensor branch (issue 13, SNS-4): appended
-    ("sensor_id", 0, 0, (1 << 30) - 1, "id"),  # 30 bits: a small int on every board
+    ("sensor_id", 0, 0, (1 << 29) - 1, "id"),  # 29 bits: a small int on every board
 )
 # SET_GLUCOSE_ALERTS bits: which optional glucose alerts are on (SNS-2). Urgent low, signal
 # loss, sensor expiry and warm-up are always on.

@@ -554,9 +554,9 @@ def test_sensor_id_setting_range():
 
     _, pump = make_pump()
     assert pump.setting(S.SET_SENSOR_ID) == 0
-    assert pump.set_setting(S.SET_SENSOR_ID, 1 << 30) == S.E_OUT_OF_RANGE
+    assert pump.set_setting(S.SET_SENSOR_ID, 1 << 29) == S.E_OUT_OF_RANGE
     assert pump.set_setting(S.SET_SENSOR_ID, -1) == S.E_OUT_OF_RANGE
-    assert pump.set_setting(S.SET_SENSOR_ID, (1 << 30) - 1) == S.OK
+    assert pump.set_setting(S.SET_SENSOR_ID, (1 << 29) - 1) == S.OK
 
 
 PUMP_GUEST = """
