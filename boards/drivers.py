@@ -624,21 +624,13 @@ class StreamSerial(_Writer):
         return n
 
 
-class UartSerial(_Writer):
-    """Protocol bytes over a machine.UART (ESP32): never blocks on read."""
+class UartPort:
+    """A machine.UART's receive side as a byte port: readinto(buf) never blocks (0 when
+    nothing is waiting). The sensor link reads its UART through it (SNS-4)."""
 
-    def __init__(self, uart, poller):
-        _Writer.__init__(self, uart.write)
+    def __init__(self, uart):
         self._any = uart.any
         self._readinto = uart.readinto
-        self._ipoll = poller.ipoll
-
-    def wait(self, ms):
-        if self._any():
-            return True
-        for _ in self._ipoll(ms):
-            return True
-        return False
 
     def readinto(self, buf):
         n = self._any()
@@ -648,6 +640,37 @@ class UartSerial(_Writer):
             n = len(buf)
         got = self._readinto(buf, n)
         return got if got else 0
+
+
+class UartSerial(_Writer, UartPort):
+    """Protocol bytes over a machine.UART (ESP32): never blocks on read."""
+
+    def __init__(self, uart, poller):
+        _Writer.__init__(self, uart.write)
+        UartPort.__init__(self, uart)
+        self._ipoll = poller.ipoll
+
+    def wait(self, ms):
+        if self._any():
+            return True
+        for _ in self._ipoll(ms):
+            return True
+        return False
+
+
+# --------------------------------------------------------------------------- sensor link
+
+SENSOR_BAUD = 115200
+SENSOR_RXBUF = 512  # a minute of back-to-back frames at most; readings come every 5 min
+
+
+def sensor_link(uart, clock):
+    """hw.radio on the sensor UART (SNS-4): CGM Measurement records framed as in
+    firmware/cgm_link.py, from a transmitter, a BLE-to-UART bridge or `pumpctl sensor`
+    on a USB-serial adapter. The pump pairs it with the sensor_id setting."""
+    from firmware.cgm_link import CgmLink
+
+    return CgmLink(UartPort(uart), clock)
 
 
 # --------------------------------------------------------------------------- real-time clock
@@ -927,10 +950,11 @@ def board_main(make_hardware, maintenance, reset, root=""):
 
 
 def assemble(root, clock, parts, serial, pulse_mu, occlusion_kpa, reset_cause, board,
-             rtc=None):
+             rtc=None, radio=None):
     """The Hardware a board hands to the firmware: its drivers, the firmware-hash check of
     the deploy manifest and the provisioned pairing key. `parts` is (motor, pressure,
-    battery, annunciator, buttons, storage, watchdog); `rtc` a real-time clock or None."""
+    battery, annunciator, buttons, storage, watchdog); `rtc` a real-time clock or None;
+    `radio` the sensor link (sensor_link()) or None."""
     motor, pressure, battery, annunciator, buttons, storage, wdt = parts
 
     def firmware_ok():
@@ -939,7 +963,7 @@ def assemble(root, clock, parts, serial, pulse_mu, occlusion_kpa, reset_cause, b
     return Hardware(clock, motor, pressure, battery, annunciator, buttons, storage, wdt,
                     serial=serial, pulse_mu=pulse_mu, occlusion_kpa=occlusion_kpa,
                     firmware_ok=firmware_ok, reset_cause=reset_cause,
-                    key=read_key(join(root, KEY_FILE)), board=board, rtc=rtc)
+                    key=read_key(join(root, KEY_FILE)), board=board, rtc=rtc, radio=radio)
 
 
 def ack_held(pin):

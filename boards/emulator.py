@@ -2,7 +2,7 @@
 
     micropython boards/emulator.py --state DIR [--pulse 50] [--reset-cause N]
         [--console-in FD --console-out FD] [--telemetry FD] [--cgm-trace FILE]
-        [--patient-in FD --patient-out FD]
+        [--patient-in FD --patient-out FD] [--sensor-in FD]
 
 Normally started by host_tools/launch.py (`pumpctl emulate`, `make emulate`), which puts
 the protocol link (this process's stdin/stdout) and the bench console (two pipe fds) on
@@ -51,6 +51,9 @@ in boards/unix.py (storage regions, then plunger position, odometer, battery lev
   motor pulses while delivery runs; pulses while the pump is suspended are priming (the
   set is off the body) and go nowhere. Insulin not yet reported survives a power cut
   (world.json "patient_mu");
+- sensor link on a pty (--sensor-in FD, the master side of the launcher's third pty,
+  instead of a trace or patient): CGM Measurement records as a board's sensor UART gets
+  them, through firmware/cgm_link.py (boards/sensor_link.py, SNS-4);
 - buzzer and LED: boards/fakes.Annunciator (annunciations per priority, LED priority) on
   the virtual clock: telemetry carries the signals it played, the tone pulses of the last
   minute (ALM-8, firmware/signals.py) and the LED's colour and flash rate;
@@ -137,7 +140,7 @@ from protocol import spec as S  # noqa: E402
 
 def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=None,
                   telemetry_fd=None, cgm_trace=None, patient=None, world=None, board=None,
-                  storage=None, key=None, board_id=S.BOARD_UNIX):
+                  storage=None, key=None, board_id=S.BOARD_UNIX, sensor_in=None):
     """patient: (fd out, fd in) of the virtual patient's pipes, or None. A board without
     files (boards/qemu_arm.py) passes its own world, board, storage and key."""
     if world is None:
@@ -157,9 +160,13 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
     motor.set_fault(world.get("motor"))
     board.motor = motor
     buttons = EmuButtons(world)
-    radio = EmuRadio(world, clock, read_trace(cgm_trace) if cgm_trace else None,
-                     PatientPipe(patient[0], patient[1]) if patient is not None else None,
-                     pulse_mu)
+    radio_class = EmuRadio
+    if sensor_in is not None:  # sensor link on a pty (SNS-4): boards/sensor_link.py
+        from boards.sensor_link import sensor_radio_class
+        radio_class = sensor_radio_class(EmuRadio, sensor_in)
+    radio = radio_class(world, clock, read_trace(cgm_trace) if cgm_trace else None,
+                        PatientPipe(patient[0], patient[1]) if patient is not None else None,
+                        pulse_mu)
     board.radio = radio
     motor.radio = radio
     # the buzzer's timeline in virtual ms since boot ("q": past 2**31 ms, 24 days)
@@ -181,7 +188,7 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
 def parse_args(argv):
     opts = {"--state": None, "--pulse": "50", "--reset-cause": "0", "--console-in": None,
             "--console-out": None, "--telemetry": None, "--cgm-trace": None,
-            "--patient-in": None, "--patient-out": None}
+            "--patient-in": None, "--patient-out": None, "--sensor-in": None}
     return parse_options(argv, opts)
 
 
@@ -197,7 +204,8 @@ def start(argv):
             patient = (int(opts["--patient-out"]), int(opts["--patient-in"]))
         hw = make_hardware(opts["--state"], pulse, int(opts["--reset-cause"]), console,
                            int(tel) if tel is not None else None, opts["--cgm-trace"],
-                           patient)
+                           patient, sensor_in=int(opts["--sensor-in"]) if opts["--sensor-in"]
+                           else None)
     except (ValueError, OSError) as exc:
         sys.stderr.write("boards/emulator.py: {}\n".format(exc))
         sys.exit(2)

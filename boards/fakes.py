@@ -498,3 +498,44 @@ class Rig:
                         serial=self.serial, firmware_ok=self._firmware_check,
                         reset_cause=self.reset_cause, key=self.key, emulator=self.emulator,
                         radio=self.radio, rtc=self.rtc)
+
+
+class BytePort:
+    """A byte stream for firmware/cgm_link.CgmLink (the sensor UART's contract): `feed(data)`
+    queues bytes; readinto(buf) hands over what is queued (None when empty), never blocks.
+    `most` caps the bytes per readinto (a slow UART)."""
+
+    def __init__(self, size=4096, most=0):
+        self.buf = bytearray(size)
+        self.head = 0
+        self.tail = 0
+        self.most = most
+
+    def feed(self, data):
+        for b in data:
+            if self.tail == len(self.buf):  # compact (tests only; allocation-free anyway)
+                n = self.tail - self.head
+                self.buf[0:n] = self.buf[self.head:self.tail]
+                self.head = 0
+                self.tail = n
+                if n == len(self.buf):
+                    raise OverflowError("BytePort full")
+            self.buf[self.tail] = b
+            self.tail += 1
+
+    def readinto(self, buf):
+        n = self.tail - self.head
+        if n <= 0:
+            return None
+        if n > len(buf):
+            n = len(buf)
+        if self.most and n > self.most:
+            n = self.most
+        src = self.buf
+        h = self.head
+        for i in range(n):
+            buf[i] = src[h + i]
+        self.head = h + n
+        if self.head == self.tail:
+            self.head = self.tail = 0
+        return n

@@ -55,6 +55,7 @@ from protocol.spec import (
     A_GLUCOSE_HIGH,
     A_GLUCOSE_LOW,
     A_GLUCOSE_RISE,
+    A_PAIRING_LOST,
     A_SBL,
     A_SENSOR_EXPIRED,
     A_SENSOR_WARMUP,
@@ -95,6 +96,7 @@ from protocol.spec import (
     SET_GLUCOSE_LOW,
     SET_GLUCOSE_RATE,
     SET_SBL,
+    SET_SENSOR_ID,
     SIGNAL_LOSS_MIN,
     URGENT_LOW,
     URGENT_SOON_MIN,
@@ -110,7 +112,7 @@ class Cgm:
     def __init__(self, pump, radio, log):
         self.pump = pump
         self.st = pump.state
-        self.radio = radio
+        self.plug(radio)
         self.log = log  # History of readings on flash
         self.minutes = array("i", [0] * CGM_READINGS)  # UTC minute of each reading
         self.values = array("h", [0] * CGM_READINGS)  # mg/dL
@@ -126,6 +128,13 @@ class Cgm:
         self.pred20 = 0
         self.pred30 = 0
         self.readings = 0  # readings held: since boot plus those restored from flash
+
+    def plug(self, radio):
+        """Use `radio` as the sensor link. One that pairs (firmware/cgm_link.py) gets the
+        sensor_id setting at each poll and reports pairing lost (SNS-4); other radios pair
+        by themselves."""
+        self.radio = radio
+        self.pairs = radio is not None and hasattr(radio, "pairing_lost")
 
     @property
     def sbl(self):
@@ -155,13 +164,17 @@ class Cgm:
         if st[S_SBL_WAIT_S] >= 0 and now >= st[S_SBL_WAIT_S]:
             st[S_SBL_WAIT_S] = -1
         radio = self.radio
+        al = self.pump.alarms
         if radio is not None:
+            if self.pairs:
+                radio.paired = self.pump.setting(SET_SENSOR_ID)
             v = radio.read()
             if v > 0:
                 self._reading(v)
             elif v == CGM_WARMUP or v == CGM_EXPIRED:
                 self._sensor_status(v)
-        al = self.pump.alarms
+            if self.pairs:
+                al.set(A_PAIRING_LOST, radio.pairing_lost, radio.foreign_id)
         age = now - self.last_s
         al.set(A_SIGNAL_LOSS, self.readings and not self.sensor and age >= LOSS_S, age // 60)
         if st[S_SBL] and now - st[S_SBL_S] >= SBL_MAX_S:

@@ -119,6 +119,7 @@ from protocol.spec import (
     PROFILE_NAME_LEN,
     PROFILES,
     PROTOCOL_VERSION,
+    SET_SENSOR_ID,
     SET_UTC_OFFSET,
     SETTINGS_COUNT,
     SLOTS,
@@ -142,6 +143,7 @@ M_CALC_RESULT = 0x8B
 M_CALC_SCHEDULE_INFO = 0x8C
 M_FENCE = 0x1F
 M_FENCE_INFO = 0x8D
+M_SENSOR_STATS = 0x8E  # sensor branch (SNS-4)
 M_EVENT = 0xC0
 
 # link statistics, in the order of the link_stats message (events_dropped is the pump's)
@@ -797,6 +799,18 @@ class Link:
         for i in range(STATS):
             e.put(i, st[i])
         e.put(STATS, self.pump.ev_dropped)
+        self._send()
+
+    def _on_get_sensor_stats(self, mid, seq):
+        """The sensor link's counters (firmware/cgm_link.py), zeros without a CgmLink."""
+        e = self.enc
+        e.begin(M_SENSOR_STATS, seq, F_RESPONSE)
+        radio = self.pump.cgm.radio
+        stats = getattr(radio, "stats", None)
+        e.put(0, self.pump.setting(SET_SENSOR_ID))
+        e.put(1, getattr(radio, "foreign_id", 0))
+        for i in range(10):
+            e.put(2 + i, stats[i] if stats is not None and i < len(stats) else 0)
         self._send()
 
     def _on_fence(self, mid, seq):  # answered in _command: it acts on nothing

@@ -52,6 +52,9 @@ def pytest_addoption(parser):
                          "(build/qemu-arm/micropump.elf, `make firmware BOARD=qemu-arm`)")
     group.addoption("--emu-pulse", type=int, default=50, choices=(10, 25, 50),
                     help="pulse size (mU) of the emulator the suite starts (default 50)")
+    group.addoption("--sensor-port", metavar="URL", default=None,
+                    help="the board's sensor-link UART through a USB-serial adapter (SNS-4, "
+                         "docs/boards.md); the emulator the suite starts has its own pty")
     group.addoption("--emu-seed", type=int, default=1234,
                     help="seed of the emulator's random faults and tick jitter "
                          "(default 1234)")
@@ -182,6 +185,54 @@ def pump(bench, _sim):
         pytest.skip("state-changing commands need the pairing key: give --key FILE")
     PumpStrategy(client, _sim).to_ready()
     return client
+
+
+@pytest.fixture(scope="session")
+def _sensor_bench(request, bench, tmp_path_factory):
+    """Without --sensor-port: an emulator of its own with the sensor link on a pty (SNS-4).
+    Its own, because a sensor test leaves readings behind, and signal loss (20 min without
+    one) would be active in the other tests' known state."""
+    if request.config.getoption("--sensor-port") or bench.started_board != S.BOARD_UNIX:
+        yield None
+        return
+    from host_tools.launch import launch
+
+    state = tmp_path_factory.mktemp("sensor-emulator")
+    log = open(state / "emulator.log", "wb")
+    emu = launch(state, lockstep=True, seed=request.config.getoption("--emu-seed"),
+                 console=False, stderr=log, sensor=True)
+    b = Bench(emu.port, C.load_key(emu.key_path), emulator=emu, log=state / "emulator.log",
+              log_file=log, started_board=S.BOARD_UNIX, has_sim=True)
+    try:
+        b.connect()
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def sensor(request, bench, _sensor_bench):
+    """A CGM transmitter on a pump's sensor link (kit.SensorTx), the pump paired with it and
+    in the known state: --sensor-port with the session's pump (a board's sensor UART),
+    else the sensor pty of an emulator started for these tests (`sensor.pump`)."""
+    url = request.config.getoption("--sensor-port")
+    if url:
+        pump = request.getfixturevalue("pump")
+        sim = kit.Sim(pump) if bench.has_sim else None
+    elif _sensor_bench is not None:
+        pump = _sensor_bench.client
+        sim = kit.Sim(pump)
+        PumpStrategy(pump, sim).to_ready()
+        url = _sensor_bench.emulator.sensor_port
+    else:
+        pytest.skip("no sensor link: give --sensor-port (docs/boards.md)")
+    tx = kit.SensorTx(url, pump, sim)
+    try:
+        tx.pair()
+        yield tx
+        tx.settle()
+    finally:
+        tx.close()
 
 
 @pytest.fixture

@@ -340,3 +340,65 @@ class Sim:
                 last = exc
             time.sleep(0.05)
         raise AssertionError(f"the pump did not boot again within {timeout} s ({last})")
+
+
+class SensorTx:
+    """A CGM transmitter on the pump's sensor link (SNS-4, host_tools/sensor.py): records
+    with ascending time offsets (kept across the tests of a session, so the pump's order
+    check never drops one), the pump's time moved by the emulator's clock or, on a board,
+    by waiting."""
+
+    TX = 0x5E4501
+    offset = 0  # session minutes sent so far (class-wide: one sensor session per run)
+
+    def __init__(self, url: str, pump: C.Client, sim: Sim | None):
+        from host_tools.sensor import Transmitter
+
+        self.pump = pump
+        self.sim = sim
+        self.link = Transmitter(url, self.TX)
+
+    def pair(self, tx: int | None = None) -> None:
+        self.pump.set_setting("sensor_id", self.TX if tx is None else tx)
+
+    def close(self) -> None:
+        self.link.close()
+
+    def wait(self, minutes: float) -> None:
+        if self.sim is not None:
+            self.sim.advance(minutes=minutes)
+        else:
+            time.sleep(minutes * 60)
+
+    def record(self, glucose, status: int = 0, trend=None, tx: int | None = None,
+               corrupt: bool = False, offset: int | None = None) -> None:
+        """Send one record (the next time offset unless given); `corrupt` flips a glucose
+        bit after the E2E-CRC was computed. The pump takes it at its next poll."""
+        from protocol import cgm_record as H
+
+        if offset is None:
+            SensorTx.offset += 5
+            offset = SensorTx.offset
+        rec = bytearray(H.encode_record(glucose, offset, status=status, trend=trend))
+        if corrupt:
+            rec[2] ^= 0x01
+        if tx is None:
+            self.link.send(bytes(rec))
+        else:
+            self.link.port.write(H.encode_frame(tx, bytes(rec)))
+            self.link.port.flush()
+        time.sleep(0.05)  # the bytes through the pty or adapter before the clock moves
+        self.wait(2 / 60)
+
+    def settle(self) -> None:
+        """Leave no glucose alarm for the next test: a warm-up record (the trend window
+        starts over) and one in-range reading clear every condition alarm."""
+        self.pair()
+        self.record("NaN")
+        self.record(120)
+
+    def reading(self, glucose, then_min: float = 5, **kw) -> C.Status:
+        """One record, then the rest of 5 minutes; the pump's status afterwards."""
+        self.record(glucose, **kw)
+        self.wait(then_min - 2 / 60)
+        return self.pump.status()

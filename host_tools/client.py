@@ -209,6 +209,7 @@ Status = _record("status_info", "Status", {
 })
 
 LinkStats = _record("link_stats", "LinkStats")
+SensorStats = _record("sensor_stats", "SensorStats")  # SNS-4: the sensor link's counters
 
 
 @dataclass(frozen=True)
@@ -945,6 +946,9 @@ class Client:
 
     def get_link_stats(self) -> LinkStats:
         return LinkStats(**self.query("get_link_stats", expect="link_stats").fields)
+
+    def get_sensor_stats(self) -> SensorStats:
+        return SensorStats(**self.query("get_sensor_stats", expect="sensor_stats").fields)
 
     def get_cgm(self, since: int = 0, count: int = spec.CGM_PAGE,
                 limit: int = spec.CGM_READINGS) -> list[Reading]:

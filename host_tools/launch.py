@@ -117,7 +117,8 @@ class Emulator:
                  seed: int | None = None, lockstep: bool = False, console: bool = True,
                  pulse_mu: int = 50, jitter_ms: int = DEFAULT_JITTER_MS, fresh: bool = False,
                  heap_check: bool = False, micropython: str | None = None, stderr=None,
-                 cgm_trace: str | os.PathLike | None = None, patient=None):
+                 cgm_trace: str | os.PathLike | None = None, patient=None,
+                 sensor: bool = False):
         self.state_dir = Path(state_dir)
         self.patient = None  # host_tools.patient.PatientModel fed by the sensor link
         self._patient_link = None
@@ -157,6 +158,9 @@ class Emulator:
         self.console_port = None
         if console:
             self.con_master, self._con_slave, self.console_port = _raw_pty()
+        # sensor link pty (SNS-4, boards/sensor_link.py): hosts write CGM frames to its path
+        self.sensor_master, self._sensor_slave, self.sensor_port = \
+            _raw_pty() if sensor else (None, None, None)
         self.telemetry: dict = {}
         self.telemetry_count = 0
         self.restarts = 0
@@ -171,7 +175,8 @@ class Emulator:
         try:
             self._spawn(RESET_POWER_ON)
         except BaseException:
-            for fd in (self.master, self._slave, self.con_master, self._con_slave):
+            for fd in (self.master, self._slave, self.con_master, self._con_slave,
+                       self.sensor_master, self._sensor_slave):
                 if fd is not None:
                     os.close(fd)
             raise
@@ -181,6 +186,7 @@ class Emulator:
         # for `pumpctl --state DIR` (host_tools/config.py); removed again by close()
         self.record = write_emulator_file(self.state_dir, {
             "port": self.port, "console_port": self.console_port,
+            "sensor_port": self.sensor_port,
             "key": str(self.key_path.resolve()), "pid": os.getpid(), "seed": self.seed})
 
     # ------------------------------------------------------------------ process
@@ -207,6 +213,8 @@ class Emulator:
                 "--pulse", str(self.pulse_mu), "--reset-cause", str(reset_cause)]
         if self.cgm_trace is not None:
             args += ["--cgm-trace", str(self.cgm_trace)]
+        if self.sensor_master is not None:
+            args += ["--sensor-in", str(self.sensor_master)]
         tel_r, tel_w = os.pipe()
         fds.append(tel_w)
         args += ["--telemetry", str(tel_w)]
@@ -226,7 +234,10 @@ class Emulator:
         try:  # its own session: a Ctrl-C in the terminal reaches the launcher only
             self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=self.stderr, env=env, cwd=SOURCE_ROOT, bufsize=0,
-                                         pass_fds=fds, start_new_session=True)
+                                         pass_fds=fds + ([self.sensor_master]
+                                                         if self.sensor_master is not None
+                                                         else []),
+                                         start_new_session=True)
         except BaseException:
             for fd in (tel_r, con_in_w, con_out_r, pat_req_r, pat_ans_w):
                 if fd is not None:
@@ -408,13 +419,15 @@ class Emulator:
         self._thread.join(timeout=5)
         if proc is not None:
             self._close_child_fds()
-        for fd in (self.master, self._slave, self.con_master, self._con_slave):
+        for fd in (self.master, self._slave, self.con_master, self._con_slave,
+                   self.sensor_master, self._sensor_slave):
             if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
         self.master = self._slave = self.con_master = self._con_slave = None
+        self.sensor_master = self._sensor_slave = None
         self._forget_record()
 
     def _forget_record(self):
@@ -437,7 +450,8 @@ def launch(state_dir: str | os.PathLike, *, speed: float = 1.0, seed: int | None
            lockstep: bool = False, console: bool = True, pulse_mu: int = 50,
            jitter_ms: int = DEFAULT_JITTER_MS, fresh: bool = False, heap_check: bool = False,
            micropython: str | None = None, stderr=None,
-           cgm_trace: str | os.PathLike | None = None, patient=None) -> Emulator:
+           cgm_trace: str | os.PathLike | None = None, patient=None,
+           sensor: bool = False) -> Emulator:
     """Start the emulator with its state in `state_dir`; returns the running Emulator.
 
     speed: times real time (1.0 = real time); lockstep: the clock moves only on CLK_ADVANCE
@@ -449,12 +463,14 @@ def launch(state_dir: str | os.PathLike, *, speed: float = 1.0, seed: int | None
     minutes (boards/emulator.py; checked here first: ValueError if malformed);
     patient: a host_tools.patient.PatientConfig: the launcher hosts that simglucose patient
     and the sensor link exchanges (minute, insulin) -> CGM with it every 5 virtual minutes
-    (`Emulator.patient` is the model; PatientUnavailable without simglucose).
+    (`Emulator.patient` is the model; PatientUnavailable without simglucose);
+    sensor: the sensor link on a third pty (`Emulator.sensor_port`) instead of the
+    emulator's own trace or patient (boards/sensor_link.py, SNS-4).
     """
     return Emulator(state_dir, speed=speed, seed=seed, lockstep=lockstep, console=console,
                     pulse_mu=pulse_mu, jitter_ms=jitter_ms, fresh=fresh,
                     heap_check=heap_check, micropython=micropython, stderr=stderr,
-                    cgm_trace=cgm_trace, patient=patient)
+                    cgm_trace=cgm_trace, patient=patient, sensor=sensor)
 
 
 def check_cgm_trace(path: Path) -> int:
@@ -502,16 +518,21 @@ def main(argv=None) -> int:
     parser.add_argument("--no-console", dest="console", action="store_false",
                         help="no bench console pty")
     parser.add_argument("--micropython", metavar="PATH", help="MicroPython unix binary")
+    parser.add_argument("--sensor", action="store_true",
+                        help="sensor link on a third pty (printed last): `pumpctl sensor`")
     args = parser.parse_args(argv)
     try:
         emu = launch(args.state, speed=args.speed, seed=args.seed, lockstep=args.lockstep,
-                     console=args.console, pulse_mu=args.pulse, micropython=args.micropython)
+                     console=args.console, pulse_mu=args.pulse, micropython=args.micropython,
+                     sensor=args.sensor)
     except (OSError, ValueError) as exc:
         print(f"launch: {exc}", file=sys.stderr)
         return 1
     print(emu.port, flush=True)
     if emu.console_port:
         print(emu.console_port, flush=True)
+    if emu.sensor_port:
+        print(emu.sensor_port, flush=True)
 
     def stop(signum, frame):
         raise KeyboardInterrupt

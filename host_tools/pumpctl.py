@@ -268,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("monitor", help="print events as they arrive (Ctrl-C stops)")
     m.add_argument("--seconds", type=float, help="stop after this many seconds")
     sub.add_parser("link-stats", help="frame counters of the pump's link")
+    sub.add_parser("sensor-stats", help="the sensor link's counters: records taken and "
+                                        "dropped (corrupt, other transmitters, replays)")
 
     e = sub.add_parser("emulate", help="run the emulator board behind a pty, with live status",
                        description="Run the pump firmware on the MicroPython unix port with "
@@ -298,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cgm-trace", metavar="FILE",
                    help="CSV of `minute,mg_dl`: the emulated sensor link sends a reading "
                         "from it every 5 virtual minutes")
+    e.add_argument("--sensor", action="store_true",
+                   help="the sensor link on a third pty, as a board's sensor UART: drive it "
+                        "with `pumpctl sensor --port PTY` (SNS-4)")
     e.add_argument("--patient", metavar="NAME",
                    help="a simglucose virtual patient (adult#001 .. adult#010, adolescent#..., "
                         "child#...) on the sensor link, in lockstep with the virtual clock: "
@@ -333,6 +338,30 @@ def build_parser() -> argparse.ArgumentParser:
                     help="earlier CGM readings (a cgm.json or cgm.csv of --export) for a "
                          "window longer than the pump's 24 h: metrics and, over 2 days or "
                          "more, the ambulatory glucose profile (repeatable)")
+
+    sn = sub.add_parser("sensor", help="play a CGM transmitter onto a sensor-link port "
+                                       "(a board's sensor UART, the emulator's sensor pty)")
+    sn.add_argument("--port", dest="sensor_port", required=True, metavar="URL",
+                    help="the sensor-link port: pyserial URL (a USB-serial adapter wired to "
+                         "the board's sensor RX, or `pumpctl emulate --sensor`'s third pty)")
+    sn.add_argument("--trace", required=True, metavar="FILE",
+                    help="glucose trace: CSV `minute,mg_dl` or JSON [[minute, mg_dl], ...]")
+    sn.add_argument("--tx", type=whole, default=None, metavar="ID",
+                    help="transmitter id (pair the pump: `pumpctl settings set sensor_id ID`; "
+                         "default 0x00C6A1 = 50849)")
+    sn.add_argument("--warmup", type=whole, default=0, metavar="MIN",
+                    help="minutes of warm-up at the session start (NaN glucose)")
+    sn.add_argument("--expiry", type=whole, default=None, metavar="MIN",
+                    help="minute at which the session stops (sensor expired)")
+    sn.add_argument("--noise", type=whole, default=None, metavar="SEED",
+                    help="add simglucose's CGM noise model, seeded")
+    sn.add_argument("--dropout", type=float, default=0.0, metavar="P",
+                    help="probability that a reading is lost (0..1)")
+    sn.add_argument("--seed", type=whole, default=0, help="seed of the dropouts")
+    sn.add_argument("--speed", type=float, default=1.0,
+                    help="times real time: a reading every 300/SPEED s (default 1)")
+    sn.add_argument("--minutes", type=whole, default=None,
+                    help="session minutes to play (default: to the trace's end or expiry)")
 
     co = sub.add_parser("completion", help="shell completion script: bash, zsh or fish",
                         description="Print the completion script for your shell. bash: "
@@ -1118,6 +1147,16 @@ def cmd_link_stats(pump: C.Client, args, out: Out):
     out.emit(asdict(ls), t)
 
 
+def cmd_sensor_stats(pump: C.Client, args, out: Out):
+    ss = pump.get_sensor_stats()
+    t = Table(title="sensor link statistics", title_justify="left")
+    t.add_column("counter")
+    t.add_column("value", justify="right")
+    for k, v in asdict(ss).items():
+        t.add_row(k, str(v))
+    out.emit(asdict(ss), t)
+
+
 COMMANDS = {
     "status": cmd_status,
     "bolus": cmd_bolus,
@@ -1137,6 +1176,7 @@ COMMANDS = {
     "reservoir": cmd_reservoir,
     "monitor": cmd_monitor,
     "link-stats": cmd_link_stats,
+    "sensor-stats": cmd_sensor_stats,
     "cgm": cmd_cgm,
     "wizard": cmd_wizard,
     "calc": cmd_calc,
@@ -1331,19 +1371,22 @@ def cmd_emulate(args, out: Out) -> int:
         emu = launch(args.state, speed=args.speed, seed=args.seed,
                      lockstep=args.lockstep or bool(args.run),
                      console=args.console, pulse_mu=args.pulse, fresh=args.fresh,
-                     cgm_trace=args.cgm_trace, patient=patient)
+                     cgm_trace=args.cgm_trace, patient=patient, sensor=args.sensor)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:
         raise C.LinkError(f"cannot start the emulator: {exc}") from None
     try:
         info = {"port": emu.port, "console_port": emu.console_port,
+                "sensor_port": emu.sensor_port,
                 "key": str(emu.key_path), "state": str(emu.state_dir), "seed": emu.seed}
         if out.json:
             print(json.dumps({"emulator": info}), flush=True)
         say(f"[bold]protocol port[/]  {emu.port}")
         if emu.console_port:
             say(f"[bold]bench console[/]  {emu.console_port}")
+        if emu.sensor_port:
+            say(f"[bold]sensor link[/]    {emu.sensor_port}")
         say(f"[bold]pairing key[/]    {emu.key_path}")
         say(f"[bold]state[/]          {emu.state_dir} (seed {emu.seed})")
         if emu.patient is not None:
@@ -1440,7 +1483,68 @@ def cmd_completion(args, out: Out) -> int:
     return EXIT_OK
 
 
-LOCAL_COMMANDS = {"emulate": cmd_emulate, "completion": cmd_completion}
+def cmd_sensor(args, out: Out) -> int:
+    """Play a CGM transmitter (host_tools/sensor.py): one record every 5 session minutes,
+    one line (or JSON object) per record."""
+    import time
+
+    from host_tools import sensor as SN
+
+    if not args.speed > 0:
+        raise BadInput(f"--speed must be above 0, not {args.speed}")
+    try:
+        rows = SN.read_trace(args.trace)
+        session = SN.SensorSession(lambda m: SN.trace_value(rows, m), warmup_min=args.warmup,
+                                   expiry_min=args.expiry, noise_seed=args.noise,
+                                   dropout=args.dropout, seed=args.seed)
+        tx = SN.Transmitter(args.sensor_port, SN.DEFAULT_TX if args.tx is None else args.tx)
+    except (ValueError, OSError) as exc:
+        raise BadInput(str(exc)) from None
+    end = args.minutes
+    if end is None:
+        end = rows[-1][0] + 1 if args.expiry is None else args.expiry + 1
+    with tx:
+        for minute in range(0, end, SN.EVERY_MIN):
+            start = time.monotonic()
+            record = session.record(minute)
+            if record is not None:
+                tx.send(record)
+            fields = _record_fields(record)
+            out.emit({"minute": minute, "sent": record is not None, **fields},
+                     text=f"minute {minute:5d}: " + (_describe_record(fields)
+                                                     if record is not None else "nothing sent"))
+            if minute + SN.EVERY_MIN < end:
+                time.sleep(max(0.0, 300 / args.speed - (time.monotonic() - start)))
+    return EXIT_OK
+
+
+def _record_fields(record: bytes | None) -> dict:
+    from protocol import cgm_record as H
+
+    if record is None:
+        return {}
+    p = H.parse_record(record)
+    g = H.sfloat_value(p.glucose)
+    status = (p.status or 0) | (p.cal_temp or 0) << 8 | (p.warning or 0) << 16
+    return {"mg_dl": None if g is None else float(g), "status": status}
+
+
+def _describe_record(fields: dict) -> str:
+    from firmware import cgm_record as R
+
+    st = fields["status"]
+    if st & R.SS_SESSION_STOPPED:
+        return "session stopped (sensor expired)"
+    if fields["mg_dl"] is None:
+        return "warming up (no glucose yet)"
+    if st & R.SS_BELOW_DEVICE:
+        return "LOW (below 40 mg/dL)"
+    if st & R.SS_ABOVE_DEVICE:
+        return "HIGH (above 400 mg/dL)"
+    return f"{fields['mg_dl']:g} mg/dL"
+
+
+LOCAL_COMMANDS = {"emulate": cmd_emulate, "completion": cmd_completion, "sensor": cmd_sensor}
 
 
 # ============================================================================ main

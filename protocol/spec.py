@@ -74,7 +74,9 @@ SET_GLUCOSE_HIGH = 14
 SET_GLUCOSE_RATE = 15  # fast rise / fall alert threshold
 SET_GLUCOSE_ALERTS = 16  # bit mask of the optional glucose alerts (GA_*)
 SET_SBL = 17  # suspend before low: 0 off, 1 on
-SETTINGS_COUNT = 18
+# --- sensor branch (issue 13, SNS-4): appended
+SET_SENSOR_ID = 18  # the paired CGM transmitter's id (firmware/cgm_link.py); 0: none
+SETTINGS_COUNT = 19
 SETTINGS_MAX = 32  # room in the firmware's settings layout and in settings_info
 
 SETTINGS = (
@@ -96,6 +98,8 @@ SETTINGS = (
     ("glucose_rate", 3, 1, 10, "mg/dL/min"),
     ("glucose_alerts", 31, 0, 31, "bits"),  # GA_* bits; urgent low is always on
     ("suspend_before_low", 0, 0, 1, "on/off"),
+    # --- sensor branch (issue 13, SNS-4): appended
+    ("sensor_id", 0, 0, (1 << 29) - 1, "id"),  # 29 bits: a small int on every board
 )
 # SET_GLUCOSE_ALERTS bits: which optional glucose alerts are on (SNS-2). Urgent low, signal
 # loss, sensor expiry and warm-up are always on.
@@ -185,7 +189,10 @@ A_SENSOR_WARMUP = 21
 A_SBL = 22  # basal suspended before a predicted low (SNS-3): active while it lasts
 A_TIME_UNSET = 23  # the time was lost at a power loss: set it (THR-13)
 A_DOSE_LIMIT = 24  # the rolling 24-h total reached max_tdd: boluses refused (THR-6)
-ALARM_COUNT = 25
+# --- sensor branch (issue 13/15): appended
+A_PAIRING_LOST = 25  # records come from other transmitters, none from the paired one for
+#                      SIGNAL_LOSS_MIN (firmware/cgm_link.py); value: that transmitter's id
+ALARM_COUNT = 26
 ALARM_MAX = 32  # alarm bit masks are 32-bit; alarms_info carries 32 levels
 
 ALARMS = (
@@ -214,6 +221,8 @@ ALARMS = (
     ("suspend_before_low", PRIO_LOW),
     ("time_unset", PRIO_MEDIUM),
     ("dose_limit", PRIO_MEDIUM),
+    # --- sensor branch (issue 13/15): appended
+    ("pairing_lost", PRIO_MEDIUM),
 )
 
 ALARM_RAISED = 0
@@ -400,6 +409,8 @@ MESSAGES = {
     0x0A: ("get_cgm", (("since", "I"), ("count", "B"))),  # readings from UTC minute `since`
     0x0B: ("calc", (("carbs", "H"), ("bg", "H"))),  # bolus suggestion; delivers nothing
     0x0C: ("get_calc_schedule", (("kind", "B"),)),
+    # --- sensor branch (issue 13, SNS-4): appended
+    0x0D: ("get_sensor_stats", ()),
     # commands
     0x10: ("bolus", (("cmd_id", "I"), ("kind", "B"), ("now", "I"), ("ext", "I"),
                      ("ext_minutes", "H"))),
@@ -465,6 +476,14 @@ MESSAGES = {
     0x8C: ("calc_schedule_info", (("kind", "B"), ("count", "B"), ("starts", "8s"),
                                   ("values", "16s"), ("highs", "16s"))),
     0x8D: ("fence_info", (("cmd_id", "I"), ("seen", "B"), ("code", "B"), ("detail", "i"))),
+    # --- sensor branch (issue 13, SNS-4): appended. The sensor link's counters
+    # (firmware/cgm_link.py STATS order), the paired id and the last other transmitter heard;
+    # all 0 on a board whose sensor link is not a CgmLink (the emulator's trace, none)
+    0x8E: ("sensor_stats", (("sensor_id", "I"), ("foreign_id", "I"), ("frames", "I"),
+                            ("accepted", "I"), ("bad_frame", "I"), ("bad_crc", "I"),
+                            ("malformed", "I"), ("foreign", "I"), ("duplicate", "I"),
+                            ("out_of_order", "I"), ("impossible", "I"),
+                            ("sensor_fault", "I"))),
     0xC0: ("event", (("kind", "B"), ("a", "i"), ("b", "i"), ("c", "i"))),
 }
 

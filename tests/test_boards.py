@@ -860,3 +860,32 @@ def test_board_runs_on_the_micropython_unix_port(name, with_rtc, tmp_path):
         assert any("no real-time clock (DS3231) at I2C 0x68" in ln for ln in lines)
     assert "position 2 battery 0 kpa 0 buttons 0" in lines
     assert "persisted 2" in lines
+
+
+@pytest.mark.req("SNS-4", "HW-1")
+@pytest.mark.parametrize("name", BOARDS)
+def test_sensor_uart_carries_cgm_records_to_the_pump(name, tmp_path, board_clock):
+    """The board's sensor UART (pins of docs/boards.md) is the pump's sensor link: a frame
+    written into its receive side is a reading once the pump is paired (sensor_id)."""
+    from firmware.cgm_link import CgmLink
+    from firmware.pump import Pump
+    from protocol import cgm_record as H
+
+    board = import_board(name)
+    write_manifest(tmp_path, {"main.py": b"import boards\n"})
+    fm.Pin.levels[board.PIN_FAULT] = 1
+    hw = board.make_hardware(str(tmp_path), serial=fakes.Serial())
+    uart = [u for u in fm.UART.instances if u.id == board.SENSOR_UART_ID][-1]
+    assert uart.baudrate == drivers.SENSOR_BAUD
+    assert isinstance(hw.radio, CgmLink)
+    pump = Pump(hw)
+    pump.boot()
+    assert pump.set_setting(spec.SET_SENSOR_ID, 4242) == spec.OK
+    uart.rx.extend(H.encode_frame(4242, H.encode_record(187, 60)))
+    board_clock.advance(1000)
+    pump.tick()
+    assert pump.cgm.last == 187 and hw.radio.stats[1] == 1
+    uart.rx.extend(H.encode_frame(99, H.encode_record(40, 65)))  # not the paired one
+    board_clock.advance(1000)
+    pump.tick()
+    assert pump.cgm.last == 187 and hw.radio.stats[5] == 1

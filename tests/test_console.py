@@ -325,6 +325,7 @@ def test_settings_table_and_set():
         "glucose_rate        3 mg/dL/min    1 .. 10 mg/dL/min",
         "glucose_alerts      31 bits        0 .. 31 bits",
         "suspend_before_low  0 on/off       0 .. 1 on/off",
+        "sensor_id           0 id           0 .. 536870911 id",  # issue 13 (SNS-4)
     )
     assert con.handle_line("set max_bolus 7.25") == "max_bolus: 10.000 U -> 7.250 U" + NL
     assert pump.setting(S.SET_MAX_BOLUS) == 7250
