@@ -620,7 +620,7 @@ class EmuRadio(SensorLink):
         runner = self.runner
         if self.pat_out is None or runner is None or runner.pump is None:
             return
-        if not runner.pump.stopped():
+        if not runner.pump.stop_reason():
             self.infused += n * self.pulse_mu
 
     def _exchange(self, minute):
@@ -1079,7 +1079,7 @@ class Emulator:
             else:
                 clock.add(step)
                 step_fn()
-            if pump.ev_count:
+            if pump.events.count:
                 if until_event:
                     break
                 service()

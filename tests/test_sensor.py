@@ -34,7 +34,7 @@ def sensor_pump(script=None, settings=(), **kwargs):
 def drain(pump):
     out = []
     ev = [0, 0, 0, 0]
-    while pump.next_event(ev):
+    while pump.events.take(ev):
         out.append(tuple(ev))
     return out
 
