@@ -77,9 +77,9 @@ def status(peer):
 
 
 def program_calc(pump):
-    pump.calc.set_schedule(spec.CALC_CARB_RATIO, [0], [100])  # 10 g/U
-    pump.calc.set_schedule(spec.CALC_SENSITIVITY, [0], [50])
-    pump.calc.set_schedule(spec.CALC_TARGET, [0], [100], [120])
+    pump.set_calc_schedule(spec.CALC_CARB_RATIO, [0], [100])  # 10 g/U
+    pump.set_calc_schedule(spec.CALC_SENSITIVITY, [0], [50])
+    pump.set_calc_schedule(spec.CALC_TARGET, [0], [100], [120])
 
 
 # ------------------------------------------------------------------------ client
@@ -149,11 +149,11 @@ def test_calculator_over_the_protocol_delivers_nothing(peer, pump):
     assert err.value.code == spec.E_NOT_CONFIGURED and err.value.detail == spec.CALC_CARB_RATIO
     assert "carb_ratio: program it with `pumpctl calc set`" in str(err.value)
     program_calc(pump)
-    pump.calc.set_schedule(spec.CALC_CARB_RATIO, [0, 22], [100, 125])
-    sch = pump.calc.get_schedule(spec.CALC_CARB_RATIO)
+    pump.set_calc_schedule(spec.CALC_CARB_RATIO, [0, 22], [100, 125])
+    sch = pump.get_calc_schedule(spec.CALC_CARB_RATIO)
     assert (sch.starts, sch.values, sch.highs) == ((0, 22), (100, 125), (0, 0))
     assert sch.segments() == [("00:00", 100, 0), ("11:00", 125, 0)]
-    target = pump.calc.get_schedule(spec.CALC_TARGET)
+    target = pump.get_calc_schedule(spec.CALC_TARGET)
     assert (target.values, target.highs) == ((100,), (120,))
     before = pump.status()
     sug = pump.calc(45, 180)  # Monday 00:0x: 10 g/U, 50 mg/dL/U, 100-120
@@ -169,9 +169,9 @@ def test_calculator_over_the_protocol_delivers_nothing(peer, pump):
         pump.calc(10, 700)
     with pytest.raises(C.PumpRefused,
                        match=r"bad argument \(segments: 1 \.\. 8, the first at 00:00"):
-        pump.calc.set_schedule(spec.CALC_SENSITIVITY, [0, 0], [50, 60])
+        pump.set_calc_schedule(spec.CALC_SENSITIVITY, [0, 0], [50, 60])
     with pytest.raises(ValueError, match="1..8 segments"):
-        pump.calc.set_schedule(spec.CALC_SENSITIVITY, list(range(9)), [50] * 9)
+        pump.set_calc_schedule(spec.CALC_SENSITIVITY, list(range(9)), [50] * 9)
 
 
 # ------------------------------------------------------------------------ pumpctl
