@@ -38,44 +38,21 @@ from firmware.pump import (
     S_TEMP_VALUE,
     S_TIME_SET,
 )
+from protocol.refusals import describe, offset_text, selftest_text
 from protocol.refusals import text as refusal_text
 from protocol.spec import (
-    ALARM_ACTIONS,
     ALARM_COUNT,
     ALARMS,
     AUTO_OFF_MIN_HOURS,
     BOLUS_DUAL,
-    BOLUS_ENDINGS,
     BOLUS_EXTENDED,
     BOLUS_KINDS,
     BOLUS_NORMAL,
     E_OVER_LIMIT,
-    H_ALARM,
-    H_BATTERY_CHANGE,
-    H_BOLUS_END,
-    H_BOLUS_START,
-    H_BOOT,
-    H_DAY_TOTAL,
-    H_FILL,
-    H_PRIME,
-    H_PROFILE,
-    H_RESUME,
-    H_REWIND,
-    H_SCHEDULE,
-    H_SETTING,
-    H_SUSPEND,
-    H_TEMP_END,
-    H_TEMP_START,
-    H_TIME_CHANGE,
-    HISTORY_KINDS,
     SET_AUTO_OFF,
     SET_UTC_OFFSET,
     SETTINGS,
     SETTINGS_COUNT,
-    ST_BUZZER,
-    ST_FIRMWARE,
-    ST_MOTOR,
-    ST_STORAGE,
     STOP_REASONS,
     TEMP_ABSOLUTE,
     TEMP_PERCENT,
@@ -91,9 +68,6 @@ TOTALS_DEFAULT = 7
 TOTALS_MAX = 90
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 PRIORITIES = ("-", "low", "medium", "high")
-SELFTESTS = ((ST_FIRMWARE, "firmware"), (ST_STORAGE, "storage"), (ST_MOTOR, "motor"),
-             (ST_BUZZER, "buzzer"))
-TEMP_ENDINGS = ("expired", "cancelled", "ended by suspend")
 SHOWN_UNITS = {"mU": " U", "mU/h": " U/h", "mU/min": " U/min"}
 
 # (command, arguments, what it does): the help text, the usage lines and the dispatch
@@ -118,6 +92,16 @@ COMMANDS = (
 
 class ConsoleError(Exception):
     """Bad input: answered with one error line; nothing changed."""
+
+
+def date_text(day):
+    return "%04d-%02d-%02d" % date_of(day)
+
+
+def local_text(local_s):
+    """Local seconds since 2020-01-01 -> 'YYYY-MM-DD HH:MM:SS'."""
+    s = local_s % 86400
+    return "%s %02d:%02d:%02d" % (date_text(local_s // 86400), s // 3600, s // 60 % 60, s % 60)
 
 
 def mu_text(mu):
@@ -158,23 +142,6 @@ def parse_whole(text, what):
     if len(text.lstrip("0")) > 9:
         raise ConsoleError("bad %s '%s': too large" % (what, text))
     return int(text)
-
-
-def date_text(day):
-    return "%04d-%02d-%02d" % date_of(day)
-
-
-def local_text(local_s):
-    """Local seconds since 2020-01-01 -> 'YYYY-MM-DD HH:MM:SS'."""
-    s = local_s % 86400
-    return "%s %02d:%02d:%02d" % (date_text(local_s // 86400), s // 3600, s // 60 % 60, s % 60)
-
-
-def offset_text(minutes):
-    sign = "-" if minutes < 0 else "+"
-    if minutes < 0:
-        minutes = -minutes
-    return "UTC%s%02d:%02d" % (sign, minutes // 60, minutes % 60)
 
 
 def setting_text(sid, value):
@@ -306,8 +273,7 @@ class Console:
         return "refused: " + refusal_text(request, code, d, kind, limit) + NL
 
     def _selftest(self, bits):
-        names = [name for bit, name in SELFTESTS if bits & bit]
-        return ", ".join(names) if names else "none"
+        return selftest_text(bits)
 
     # ------------------------------------------------------------------ commands
     def _c_help(self, args):
@@ -550,54 +516,8 @@ class Console:
         return _lines(rows)
 
     def _record(self, r):
-        """One history record in words."""
-        _seq, _t, k, arg, v1, v2, v3 = r
-        if k == H_BOOT:
-            return "boot %d (reset cause %d, self-test %s)" % (v2, arg, self._selftest(v1))
-        if k == H_BOLUS_START:
-            kind = BOLUS_KINDS[arg] if arg < 4 else "?"
-            ext = " + %s U extended" % mu_text(v3) if v3 else ""
-            return "bolus #%d %s: %s U%s" % (v1, kind, mu_text(v2), ext)
-        if k == H_BOLUS_END:
-            ending = BOLUS_ENDINGS[arg] if arg < 3 else "?"
-            return "bolus #%d %s: %s of %s U" % (v1, ending, mu_text(v2), mu_text(v3))
-        if k == H_TEMP_START:
-            what = mu_text(v1) + " U/h" if arg == TEMP_ABSOLUTE else "%d %%" % v1
-            return "temp basal %s for %d min" % (what, v2)
-        if k == H_TEMP_END:
-            return "temp basal " + (TEMP_ENDINGS[arg] if arg < 3 else "ended")
-        if k == H_SUSPEND:
-            return "suspended: " + (STOP_REASONS[arg] if arg < len(STOP_REASONS) else "?")
-        if k == H_RESUME:
-            return "resumed"
-        if k == H_ALARM:
-            name = ALARMS[v1][0] if 0 <= v1 < ALARM_COUNT else "alarm %d" % v1
-            return "alarm %s %s" % (name, ALARM_ACTIONS[arg] if arg < len(ALARM_ACTIONS) else "?")
-        if k == H_REWIND:
-            return "rewind"
-        if k == H_FILL:
-            return "fill %s U" % mu_text(v1)
-        if k == H_PRIME:
-            return "prime %s %s U" % ("cannula" if arg else "tubing", mu_text(v1))
-        if k == H_BATTERY_CHANGE:
-            return "battery changed: %d %% -> %d %%" % (v1, v2)
-        if k == H_TIME_CHANGE:
-            return "clock set: %s %s" % (local_text(v2), offset_text(v3))
-        if k == H_SETTING:
-            if 0 <= arg < SETTINGS_COUNT:
-                return "setting %s: %s -> %s" % (SETTINGS[arg][0], setting_text(arg, v1),
-                                                 setting_text(arg, v2))
-            return "setting %d: %d -> %d" % (arg, v1, v2)
-        if k == H_PROFILE:
-            return "profile %d programmed: %d segment%s, max %s U/h" % (
-                arg, v1, "" if v1 == 1 else "s", mu_text(v2))
-        if k == H_SCHEDULE:
-            return "schedule Mon..Sun: " + " ".join(["%d" % (v1 >> (3 * i) & 7)
-                                                     for i in range(7)])
-        if k == H_DAY_TOTAL:
-            return "day total %s: basal %s U, bolus %s U" % (date_text(v1), mu_text(v2),
-                                                             mu_text(v3))
-        return "%s %d %d %d %d" % (HISTORY_KINDS.get(k, "kind %d" % k), arg, v1, v2, v3)
+        """One history record in words (protocol/refusals.py)."""
+        return describe(r[2], r[3], r[4], r[5], r[6], mu_text, setting_text, local_text)
 
     def _c_totals(self, args):
         self._args("totals", args, 0, 1)
