@@ -296,10 +296,9 @@ TEMP_ENDINGS = ("expired", "cancelled", "ended by suspend")
 
 
 def offset_text(minutes):
-    sign = "-" if minutes < 0 else "+"
-    if minutes < 0:
-        minutes = -minutes
-    return "UTC%s%02d:%02d" % (sign, minutes // 60, minutes % 60)
+    """UTC offset in minutes -> 'UTC+HH:MM'."""
+    m = -minutes if minutes < 0 else minutes
+    return "UTC%s%02d:%02d" % ("-" if minutes < 0 else "+", m // 60, m % 60)
 
 
 def selftest_text(bits):
