@@ -159,8 +159,8 @@ def request_alloc(L, rounds=20):
         j += 1
     gc.enable()
     # events: queue two, then one poll sends both
-    pump._event(L["S"].EV_ALARM, 1, 2, 3)
-    pump._event(L["S"].EV_BOLUS, 1, 100, 2000)
+    pump.events.put(L["S"].EV_ALARM, 1, 2, 3)
+    pump.events.put(L["S"].EV_BOLUS, 1, 100, 2000)
     collect()
     gc.disable()
     poll_bytes(rig, link, [b""], sums, k + 3, counts)

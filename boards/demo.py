@@ -15,6 +15,7 @@ sys.path.insert(0, (__file__.rsplit("/", 1)[0] if "/" in __file__ else ".") + "/
 from array import array  # noqa: E402
 
 from boards.fakes import Annunciator, Rig  # noqa: E402
+from firmware.console import mu_text  # noqa: E402
 from firmware.pump import Pump  # noqa: E402
 from protocol import spec as S  # noqa: E402
 
@@ -32,10 +33,6 @@ class LoudAnnunciator(Annunciator):
                                                                        level))
 
 
-def units(mu):
-    return "{}.{:03d}".format(mu // 1000, mu % 1000)
-
-
 def clock_text(pump):
     ms = pump.state[22]  # S_LOCAL_MS
     return "{:02d}:{:02d}".format(ms // 3600000, ms // 60000 % 60)
@@ -49,7 +46,7 @@ def show(code, pump, what):
 
 
 def drain_events(pump, out):
-    while pump.next_event(out):
+    while pump.events.take(out):
         if out[0] == S.EV_ALARM:
             action = ("raised", "acknowledged", "cleared")[out[2]]
             print("   {} alarm {} {} ({} priority)".format(
@@ -66,7 +63,7 @@ def main():
     print("micropump demo - firmware core on {} {}, virtual clock, simulated hardware".format(
         sys.implementation.name, ".".join(str(v) for v in sys.implementation.version[:3])))
     print("boot: self-test bits {} (0 = all passed), pulse size {} U".format(
-        pump.boot(), units(rig.pulse_mu)))
+        pump.boot(), mu_text(rig.pulse_mu)))
     print("\nsetting up")
     show(pump.set_profile(0, b"weekday", [0, 12, 24, 44], [800, 1200, 1000, 700]), pump,
          "basal profile 'weekday' (4 segments)")
@@ -107,22 +104,22 @@ def main():
         bolus_id, done, req = pump.bolus_progress()
         if bolus_id and done != last_bolus and (done * 4 // req) != (last_bolus * 4 // req):
             print("   {} bolus #{} progress {} / {} U".format(clock_text(pump), bolus_id,
-                                                             units(done), units(req)))
+                                                             mu_text(done), mu_text(req)))
         last_bolus = done if bolus_id else 0
         drain_events(pump, events)
         if second % 3600 == 0:
             st = pump.status()
             print("{}  {:>8}  {:>7}  {:>7}  {:>11}  {:>5}  {}".format(
-                clock_text(pump), units(pump.basal_rate()), units(st["basal_today"]),
-                units(st["bolus_today"]), units(st["reservoir"]), units(st["iob"]),
+                clock_text(pump), mu_text(pump.basal_rate()), mu_text(st["basal_today"]),
+                mu_text(st["bolus_today"]), mu_text(st["reservoir"]), mu_text(st["iob"]),
                 ",".join(S.ALARMS[a][0] for a in st["alarms"]) or "-"))
 
     st = pump.status()
     basal, bolus, prime = pump.day_totals(START_UTC // DAY_S)
     print("\ntotals of Mon 2026-11-16: basal {} U, bolus {} U, prime {} U (not counted as"
-          " given)".format(units(basal), units(bolus), units(prime)))
+          " given)".format(mu_text(basal), mu_text(bolus), mu_text(prime)))
     print("motor moved {} pulses = {} U; reservoir left {} U".format(
-        rig.motor.odometer, units(rig.motor.odometer * rig.pulse_mu), units(st["reservoir"])))
+        rig.motor.odometer, mu_text(rig.motor.odometer * rig.pulse_mu), mu_text(st["reservoir"])))
     print("delivery now: {}".format(S.STOP_REASONS[st["stop"]]))
     print("\nhistory (last 12 of {} records)".format(pump.history.next_seq - 1))
     rec = bytearray(24)

@@ -149,7 +149,7 @@ class Emulator:
             else:
                 clock.add(step)
                 step_fn()
-            if pump.ev_count:
+            if pump.events.count:
                 if until_event:
                     break
                 service()

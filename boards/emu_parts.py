@@ -238,5 +238,5 @@ class EmuRadio(SensorLink):
         runner = self.runner
         if self.patient is None or runner is None or runner.pump is None:
             return
-        if not runner.pump.stopped():
+        if not runner.pump.stop_reason():
             self.infused += n * self.pulse_mu

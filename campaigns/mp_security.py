@@ -103,7 +103,7 @@ class Bench:
         self.pump = Pump(rig.hardware())
         self.pump.boot()
         self.link = Link(self.pump, rig.hardware())
-        while self.pump.ev_count:
+        while self.pump.events.count:
             self.link.poll()
         rig.serial.take()
 

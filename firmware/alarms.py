@@ -98,11 +98,7 @@ class Alarms:
 
     def _next(self):
         """The sounding alarm was acknowledged or cleared: sound the next one, if any."""
-        best = -1
-        for i in range(ALARM_COUNT):
-            if self.active[i] and not self.acked[i]:
-                if best < 0 or self.priority[i] > self.priority[best]:
-                    best = i
+        best = self.top_unacked()
         self.sounding = -1
         if best < 0:
             self.annunciator.silence()
@@ -149,13 +145,19 @@ class Alarms:
             self._next()
         return OK
 
-    def ack_top(self):
-        """Acknowledge the highest-priority unacknowledged alarm (the button)."""
+    def top_unacked(self):
+        """The alarm an acknowledgement without an id is for: the highest-priority active,
+        unacknowledged alarm, the lowest id among equals; -1 if none."""
         best = -1
         for i in range(ALARM_COUNT):
             if self.active[i] and not self.acked[i]:
                 if best < 0 or self.priority[i] > self.priority[best]:
                     best = i
+        return best
+
+    def ack_top(self):
+        """Acknowledge the highest-priority unacknowledged alarm (the button)."""
+        best = self.top_unacked()
         if best < 0:
             return E_UNKNOWN_ALARM
         return self.ack(best)

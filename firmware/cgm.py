@@ -194,7 +194,7 @@ class Cgm:
             self.sensor = flag
             self.rn = 0  # a new sensor: the old trend does not carry over
             self.trend = NO_TREND
-            self.pump._event(EV_GLUCOSE, v, self.pump.utc_seconds() // 60, NO_TREND)
+            self.pump.events.put(EV_GLUCOSE, v, self.pump.utc_seconds() // 60, NO_TREND)
 
     def _reading(self, v):
         if v < CGM_LOW:
@@ -238,7 +238,7 @@ class Cgm:
             self.pred20 = v
             self.pred30 = v
         self._alerts(v)
-        pump._event(EV_GLUCOSE, v, minute, self.trend)
+        pump.events.put(EV_GLUCOSE, v, minute, self.trend)
         self._suspend_before_low(v, dv)
 
     def _keep(self, minute, v):
@@ -285,13 +285,13 @@ class Cgm:
                 self.resume(SBL_RECOVERED)
             return
         danger = (self.pred30 <= low + SBL_MARGIN and dv <= 0) or v <= low
-        if danger and not pump.stopped() and st[S_SBL_WAIT_S] < 0:
+        if danger and not pump.stop_reason() and st[S_SBL_WAIT_S] < 0:
             st[S_SBL] = 1
             st[S_SBL_S] = st[S_MONO_S]
             pump._commit(0, 0, 0)  # a reboot keeps basal suspended
             pump.alarms.raise_(A_SBL, v)
             pump._log(H_SBL, 1, SBL_PREDICTED, v, self.pred30)
-            pump._event(EV_SBL, 1, SBL_PREDICTED, v)
+            pump.events.put(EV_SBL, 1, SBL_PREDICTED, v)
 
     def resume(self, reason):
         """End a suspension before low (SBL_* reason); manual and time-limit resumptions
@@ -306,7 +306,7 @@ class Cgm:
         pump._commit(0, 0, 0)
         pump.alarms.clear(A_SBL, self.last)
         pump._log(H_SBL, 0, reason, self.last, self.pred30)
-        pump._event(EV_SBL, 0, reason, self.last)
+        pump.events.put(EV_SBL, 0, reason, self.last)
 
     # ---------------------------------------------------------------- readers
     def flags(self):

@@ -38,44 +38,21 @@ from firmware.pump import (
     S_TEMP_VALUE,
     S_TIME_SET,
 )
+from protocol.refusals import describe, offset_text, selftest_text
 from protocol.refusals import text as refusal_text
 from protocol.spec import (
-    ALARM_ACTIONS,
     ALARM_COUNT,
     ALARMS,
     AUTO_OFF_MIN_HOURS,
     BOLUS_DUAL,
-    BOLUS_ENDINGS,
     BOLUS_EXTENDED,
     BOLUS_KINDS,
     BOLUS_NORMAL,
     E_OVER_LIMIT,
-    H_ALARM,
-    H_BATTERY_CHANGE,
-    H_BOLUS_END,
-    H_BOLUS_START,
-    H_BOOT,
-    H_DAY_TOTAL,
-    H_FILL,
-    H_PRIME,
-    H_PROFILE,
-    H_RESUME,
-    H_REWIND,
-    H_SCHEDULE,
-    H_SETTING,
-    H_SUSPEND,
-    H_TEMP_END,
-    H_TEMP_START,
-    H_TIME_CHANGE,
-    HISTORY_KINDS,
     SET_AUTO_OFF,
     SET_UTC_OFFSET,
     SETTINGS,
     SETTINGS_COUNT,
-    ST_BUZZER,
-    ST_FIRMWARE,
-    ST_MOTOR,
-    ST_STORAGE,
     STOP_REASONS,
     TEMP_ABSOLUTE,
     TEMP_PERCENT,
@@ -91,9 +68,6 @@ TOTALS_DEFAULT = 7
 TOTALS_MAX = 90
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 PRIORITIES = ("-", "low", "medium", "high")
-SELFTESTS = ((ST_FIRMWARE, "firmware"), (ST_STORAGE, "storage"), (ST_MOTOR, "motor"),
-             (ST_BUZZER, "buzzer"))
-TEMP_ENDINGS = ("expired", "cancelled", "ended by suspend")
 SHOWN_UNITS = {"mU": " U", "mU/h": " U/h", "mU/min": " U/min"}
 
 # (command, arguments, what it does): the help text, the usage lines and the dispatch
@@ -120,7 +94,17 @@ class ConsoleError(Exception):
     """Bad input: answered with one error line; nothing changed."""
 
 
-def units(mu):
+def date_text(day):
+    return "%04d-%02d-%02d" % date_of(day)
+
+
+def local_text(local_s):
+    """Local seconds since 2020-01-01 -> 'YYYY-MM-DD HH:MM:SS'."""
+    s = local_s % 86400
+    return "%s %02d:%02d:%02d" % (date_text(local_s // 86400), s // 3600, s // 60 % 60, s % 60)
+
+
+def mu_text(mu):
     """mU -> 'U.UUU' (always 3 decimals)."""
     sign = "-" if mu < 0 else ""
     if mu < 0:
@@ -160,28 +144,11 @@ def parse_whole(text, what):
     return int(text)
 
 
-def date_text(day):
-    return "%04d-%02d-%02d" % date_of(day)
-
-
-def local_text(local_s):
-    """Local seconds since 2020-01-01 -> 'YYYY-MM-DD HH:MM:SS'."""
-    s = local_s % 86400
-    return "%s %02d:%02d:%02d" % (date_text(local_s // 86400), s // 3600, s // 60 % 60, s % 60)
-
-
-def offset_text(minutes):
-    sign = "-" if minutes < 0 else "+"
-    if minutes < 0:
-        minutes = -minutes
-    return "UTC%s%02d:%02d" % (sign, minutes // 60, minutes % 60)
-
-
 def setting_text(sid, value):
     unit = SETTINGS[sid][4]
     shown = SHOWN_UNITS.get(unit)
     if shown:
-        return units(value) + shown
+        return mu_text(value) + shown
     if sid == SET_AUTO_OFF and value == 0:
         return "0 h (off)"
     return "%d %s" % (value, unit)
@@ -193,7 +160,7 @@ def range_text(sid):
         return "0 (off) or %d .. %d h" % (AUTO_OFF_MIN_HOURS, hi)
     shown = SHOWN_UNITS.get(unit)
     if shown:
-        return "%s .. %s%s" % (units(lo), units(hi), shown)
+        return "%s .. %s%s" % (mu_text(lo), mu_text(hi), shown)
     return "%d .. %d %s" % (lo, hi, unit)
 
 
@@ -306,8 +273,7 @@ class Console:
         return "refused: " + refusal_text(request, code, d, kind, limit) + NL
 
     def _selftest(self, bits):
-        names = [name for bit, name in SELFTESTS if bits & bit]
-        return ", ".join(names) if names else "none"
+        return selftest_text(bits)
 
     # ------------------------------------------------------------------ commands
     def _c_help(self, args):
@@ -336,15 +302,15 @@ class Console:
                 delivery += " (%s)" % self._selftest(pump.selftest_bits)
         rows = [
             "delivery    " + delivery,
-            "basal       %s U/h (profile %s U/h)" % (units(pump.basal_rate()),
-                                                     units(pump.profile_rate())),
+            "basal       %s U/h (profile %s U/h)" % (mu_text(pump.basal_rate()),
+                                                     mu_text(pump.profile_rate())),
             "temp basal  " + self._temp(),
             "bolus       " + self._bolus(),
             "reservoir   " + self._reservoir(),
             "battery     %d %%" % st[S_BATTERY],
-            "IOB         %s U" % units(pump.iob()),
+            "IOB         %s U" % mu_text(pump.iob()),
             "today       basal %s U, bolus %s U, prime %s U" % (
-                units(st[S_BASAL_TODAY]), units(st[S_BOLUS_TODAY]), units(st[S_PRIME_TODAY])),
+                mu_text(st[S_BASAL_TODAY]), mu_text(st[S_BOLUS_TODAY]), mu_text(st[S_PRIME_TODAY])),
             "alarms      " + self._alarm_names(),
             "time        " + self._now(),
         ]
@@ -354,7 +320,7 @@ class Console:
         st = self.pump.state
         kind = st[S_TEMP_KIND]
         if kind == TEMP_ABSOLUTE:
-            what = units(st[S_TEMP_VALUE]) + " U/h"
+            what = mu_text(st[S_TEMP_VALUE]) + " U/h"
         elif kind == TEMP_PERCENT:
             what = "%d %%" % st[S_TEMP_VALUE]
         else:
@@ -368,12 +334,12 @@ class Console:
             return "none"
         kind = st[S_BOLUS_KIND]
         text = "#%d %s: %s of %s U" % (bolus_id, BOLUS_KINDS[kind] if kind < 4 else "?",
-                                       units(done), units(req))
+                                       mu_text(done), mu_text(req))
         if st[S_EXT_REQ]:
             p = self.pump.pulse
-            later = "%s U over %d min" % (units(st[S_EXT_REQ] * p), st[S_EXT_DURATION] // 60000)
+            later = "%s U over %d min" % (mu_text(st[S_EXT_REQ] * p), st[S_EXT_DURATION] // 60000)
             if st[S_NOW_REQ]:
-                later = "now %s U, then %s" % (units(st[S_NOW_REQ] * p), later)
+                later = "now %s U, then %s" % (mu_text(st[S_NOW_REQ] * p), later)
             text += " (" + later + ")"
         return text
 
@@ -381,7 +347,7 @@ class Console:
         pump = self.pump
         if pump.state[S_REWOUND]:
             return "not filled (rewound)"
-        text = units(pump.reservoir_mu()) + " U"
+        text = mu_text(pump.reservoir_mu()) + " U"
         left = pump.minutes_left()
         if left >= 0:
             text += ", %d h %02d min at this rate" % (left // 60, left % 60)
@@ -419,9 +385,9 @@ class Console:
 
     def _bolus_text(self, now_mu, ext_mu, minutes):
         if not ext_mu:
-            return units(now_mu) + " U"
-        later = "%s U over %d min" % (units(ext_mu), minutes)
-        return units(now_mu) + " U now and " + later if now_mu else later
+            return mu_text(now_mu) + " U"
+        later = "%s U over %d min" % (mu_text(ext_mu), minutes)
+        return mu_text(now_mu) + " U now and " + later if now_mu else later
 
     def _confirm(self, pending, words):
         now_mu, ext_mu, minutes, asked = pending
@@ -444,15 +410,15 @@ class Console:
         code = pump.cancel_bolus()
         if code:
             return self._refused("cancel_bolus", code)
-        return "bolus #%d cancelled: %s of %s U delivered" % (pump.detail, units(done),
-                                                            units(req)) + NL
+        return "bolus #%d cancelled: %s of %s U delivered" % (pump.detail, mu_text(done),
+                                                            mu_text(req)) + NL
 
     def _c_temp(self, args):
         self._args("temp", args, 3, 3)
         kind = args[0].lower()
         if kind == "abs":
             value = parse_units(args[1], "rate")
-            what = units(value) + " U/h"
+            what = mu_text(value) + " U/h"
             kind = TEMP_ABSOLUTE
         elif kind == "pct":
             value = parse_whole(args[1], "percent")
@@ -504,11 +470,7 @@ class Console:
         self._args("ack", args, 0, 1)
         al = self.pump.alarms
         if not args:
-            best = -1
-            for i in range(ALARM_COUNT):
-                if al.active[i] and not al.acked[i] and (
-                        best < 0 or ALARMS[i][1] > ALARMS[best][1]):
-                    best = i
+            best = al.top_unacked()
             ids = [best] if best >= 0 else []
         elif args[0].lower() == "all":
             ids = [i for i in range(ALARM_COUNT) if al.active[i] and not al.acked[i]]
@@ -554,53 +516,8 @@ class Console:
         return _lines(rows)
 
     def _record(self, r):
-        """One history record in words."""
-        _seq, _t, k, arg, v1, v2, v3 = r
-        if k == H_BOOT:
-            return "boot %d (reset cause %d, self-test %s)" % (v2, arg, self._selftest(v1))
-        if k == H_BOLUS_START:
-            kind = BOLUS_KINDS[arg] if arg < 4 else "?"
-            ext = " + %s U extended" % units(v3) if v3 else ""
-            return "bolus #%d %s: %s U%s" % (v1, kind, units(v2), ext)
-        if k == H_BOLUS_END:
-            ending = BOLUS_ENDINGS[arg] if arg < 3 else "?"
-            return "bolus #%d %s: %s of %s U" % (v1, ending, units(v2), units(v3))
-        if k == H_TEMP_START:
-            what = units(v1) + " U/h" if arg == TEMP_ABSOLUTE else "%d %%" % v1
-            return "temp basal %s for %d min" % (what, v2)
-        if k == H_TEMP_END:
-            return "temp basal " + (TEMP_ENDINGS[arg] if arg < 3 else "ended")
-        if k == H_SUSPEND:
-            return "suspended: " + (STOP_REASONS[arg] if arg < len(STOP_REASONS) else "?")
-        if k == H_RESUME:
-            return "resumed"
-        if k == H_ALARM:
-            name = ALARMS[v1][0] if 0 <= v1 < ALARM_COUNT else "alarm %d" % v1
-            return "alarm %s %s" % (name, ALARM_ACTIONS[arg] if arg < len(ALARM_ACTIONS) else "?")
-        if k == H_REWIND:
-            return "rewind"
-        if k == H_FILL:
-            return "fill %s U" % units(v1)
-        if k == H_PRIME:
-            return "prime %s %s U" % ("cannula" if arg else "tubing", units(v1))
-        if k == H_BATTERY_CHANGE:
-            return "battery changed: %d %% -> %d %%" % (v1, v2)
-        if k == H_TIME_CHANGE:
-            return "clock set: %s %s" % (local_text(v2), offset_text(v3))
-        if k == H_SETTING:
-            if 0 <= arg < SETTINGS_COUNT:
-                return "setting %s: %s -> %s" % (SETTINGS[arg][0], setting_text(arg, v1),
-                                                 setting_text(arg, v2))
-            return "setting %d: %d -> %d" % (arg, v1, v2)
-        if k == H_PROFILE:
-            return "profile %d programmed: %d segment%s, max %s U/h" % (
-                arg, v1, "" if v1 == 1 else "s", units(v2))
-        if k == H_SCHEDULE:
-            return "schedule Mon..Sun: " + " ".join(["%d" % (v1 >> (3 * i) & 7)
-                                                     for i in range(7)])
-        if k == H_DAY_TOTAL:
-            return "day total %s: basal %s U, bolus %s U" % (date_text(v1), units(v2), units(v3))
-        return "%s %d %d %d %d" % (HISTORY_KINDS.get(k, "kind %d" % k), arg, v1, v2, v3)
+        """One history record in words (protocol/refusals.py)."""
+        return describe(r[2], r[3], r[4], r[5], r[6], mu_text, setting_text, local_text)
 
     def _c_totals(self, args):
         self._args("totals", args, 0, 1)
@@ -616,9 +533,9 @@ class Console:
             if got is None:
                 rows.append("%s    no record" % date_text(day))
             else:
-                rows.append("%s %9s %9s %9s %9s" % (date_text(day), units(got[0]),
-                                                    units(got[1]), units(got[2]),
-                                                    units(got[0] + got[1])))
+                rows.append("%s %9s %9s %9s %9s" % (date_text(day), mu_text(got[0]),
+                                                    mu_text(got[1]), mu_text(got[2]),
+                                                    mu_text(got[0] + got[1])))
         return _lines(rows)
 
     def _c_settings(self, args):

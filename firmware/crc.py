@@ -24,17 +24,3 @@ def crc16(buf, start, end, crc=0xFFFF):
         crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ buf[i]) & 0xFF]
         i += 1
     return crc
-
-
-def crc16_ints(arr, start, end, crc=0xFFFF):
-    """CRC over the little-endian 32-bit bytes of ints arr[start:end] (any sign)."""
-    t = _TABLE
-    i = start
-    while i < end:
-        v = arr[i]
-        crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ v) & 0xFF]
-        crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ (v >> 8)) & 0xFF]
-        crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ (v >> 16)) & 0xFF]
-        crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ (v >> 24)) & 0xFF]
-        i += 1
-    return crc

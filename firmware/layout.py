@@ -61,3 +61,17 @@ S_SBL_WAIT_S = const(47)  # no new suspension before this mono second (-1: no wa
 S_MOTOR_TEST_S = const(48)  # mono second of the last periodic motor self-test
 S_RTC_STALE = const(49)  # 1: setting the RTC failed: it holds an older time, not trusted
 STATE_LEN = const(50)
+
+# The settings: one int array, two copies (firmware/pump.py owns it). Layout:
+V_SETTINGS = const(1)  # SETTINGS_COUNT values from here
+V_SCHEDULE = const(1 + 13)  # 7 profile indexes, Monday first
+V_RATES = const(V_SCHEDULE + 7)  # PROFILES * SLOTS rates, mU/h
+V_NAMES = const(V_RATES + 4 * 48)  # PROFILES * 4 ints, 2 name bytes each
+V_SEGMENTS = const(V_NAMES + 16)  # PROFILES segment counts (0 = profile unused)
+SETTINGS_LEN_1 = const(V_SEGMENTS + 4)  # the layout before the sensor link (issue 5)
+# Appended by issue 5 (older images still load: Slots legacy lengths, defaults after them):
+V_SETTINGS_HI = const(SETTINGS_LEN_1)  # settings 13 .. SETTINGS_MAX - 1
+SETTINGS_LO = const(13)  # settings below this id live at V_SETTINGS
+V_CALC = const(V_SETTINGS_HI + 32 - 13)  # bolus calculator schedules, CALC_STRIDE each:
+CALC_STRIDE = const(1 + 3 * 8)  # count, CALC_SEGMENTS starts, values, highs
+SETTINGS_LEN = const(V_CALC + 3 * CALC_STRIDE)

@@ -518,7 +518,7 @@ class Link:
         pump = self.pump
         count = get(buf, mid, 2)
         if count < 1 or count > CALC_SEGMENTS:
-            pump.detail = 1  # the starts argument of Pump.set_calc_schedule
+            pump.detail = 1  # the starts argument of Calculator.set_schedule
             return E_BAD_ARG
         s_at = field_offset(mid, 3)
         v_at = field_offset(mid, 4)
@@ -526,7 +526,7 @@ class Link:
         starts = [buf[s_at + i] for i in range(count)]
         values = [get_int(buf, v_at + 2 * i, 2) for i in range(count)]
         highs = [get_int(buf, h_at + 2 * i, 2) for i in range(count)]
-        return pump.set_calc_schedule(get(buf, mid, 1), starts, values, highs)
+        return pump.calc.set_schedule(get(buf, mid, 1), starts, values, highs)
 
     def _on_emulator(self, mid, seq):
         buf = self.dec.buf
@@ -755,11 +755,11 @@ class Link:
         Nothing is delivered."""
         g = self._get
         pump = self.pump
-        code = pump.calculate(g(mid, 0), g(mid, 1))
+        code = pump.calc.calculate(g(mid, 0), g(mid, 1))
         if code:
             self._result(seq, 0, code, pump.detail)
             return
-        out = pump.calc_out
+        out = pump.calc.out
         e = self.enc
         e.begin(M_CALC_RESULT, seq, F_RESPONSE)
         for i in range(10):
@@ -771,7 +771,7 @@ class Link:
         if kind >= len(CALC_KINDS):
             self._result(seq, 0, E_BAD_ARG, 0)
             return
-        got = self.pump.get_calc_schedule(kind)
+        got = self.pump.calc.get_schedule(kind)
         e = self.enc
         e.begin(M_CALC_SCHEDULE_INFO, seq, F_RESPONSE)
         e.put(0, kind)
@@ -798,7 +798,7 @@ class Link:
         st = self.stats
         for i in range(STATS):
             e.put(i, st[i])
-        e.put(STATS, self.pump.ev_dropped)
+        e.put(STATS, self.pump.events.dropped)
         self._send()
 
     def _on_get_sensor_stats(self, mid, seq):
@@ -845,7 +845,7 @@ class Link:
         ev = self.ev
         e = self.enc
         sent = 0
-        while sent < MAX_EVENTS and pump.next_event(ev):
+        while sent < MAX_EVENTS and pump.events.take(ev):
             e.begin(M_EVENT, 0, F_EVENT)
             e.put(0, ev[0])
             e.put(1, ev[1])

@@ -12,9 +12,11 @@ wall-clock time in seconds since 2020-01-01 UTC, local time as (day, ms of day).
 from array import array
 
 from firmware.alarms import Alarms
+from firmware.calc import Calculator
 from firmware.cgm import Cgm
 from firmware.compat import const, ticks_diff
 from firmware.doses import BOLUS_N, BUCKET_S, Doses
+from firmware.events import Events
 from firmware.hal import (
     BUTTON_ACK,
     R_CGM,
@@ -74,8 +76,17 @@ from firmware.layout import (
     S_TEMP_VALUE,
     S_TIME_LOST,
     S_TIME_SET,
+    SETTINGS_LEN,
+    SETTINGS_LEN_1,
+    SETTINGS_LO,
     STATE_LEN,
     STATE_LEN_1,
+    V_NAMES,
+    V_RATES,
+    V_SCHEDULE,
+    V_SEGMENTS,
+    V_SETTINGS,
+    V_SETTINGS_HI,
 )
 from firmware.store import History, Slots, Totals
 from protocol.spec import (
@@ -102,26 +113,12 @@ from protocol.spec import (
     BOLUS_INTERRUPTED,
     BOLUS_NONE,
     BOLUS_NORMAL,
-    CALC_BG_MAX,
-    CALC_BG_MIN,
-    CALC_CARB_RATIO,
-    CALC_FLOORED,
-    CALC_KINDS,
-    CALC_MAX_CARBS,
-    CALC_NO_BG,
-    CALC_OVER_MAX,
-    CALC_RANGES,
-    CALC_ROUNDED,
-    CALC_SEGMENTS,
-    CALC_SENSITIVITY,
-    CALC_TARGET,
     E_BAD_ARG,
     E_BATTERY_DEPLETED,
     E_BOLUS_RUNNING,
     E_INCREMENT,
     E_NO_BOLUS,
     E_NO_TEMP_BASAL,
-    E_NOT_CONFIGURED,
     E_NOT_FILLED,
     E_NOT_REWOUND,
     E_NOT_SUSPENDED,
@@ -143,7 +140,6 @@ from protocol.spec import (
     H_BOLUS_END,
     H_BOLUS_START,
     H_BOOT,
-    H_CALC_SCHEDULE,
     H_DAY_TOTAL,
     H_FILL,
     H_PRIME,
@@ -230,19 +226,6 @@ MAX_OUTAGE_S = const(400 * 86400)  # a longer gap by the RTC is taken as a broke
 MOTOR_TEST_S = const(3600)  # periodic motor self-test (ALM-7)
 EPOCH_WEEKDAY = const(2)  # 2020-01-01 was a Wednesday (Monday = 0)
 
-# Settings: one int array, two copies. Layout:
-V_SETTINGS = const(1)  # SETTINGS_COUNT values from here
-V_SCHEDULE = const(1 + 13)  # 7 profile indexes, Monday first
-V_RATES = const(V_SCHEDULE + 7)  # PROFILES * SLOTS rates, mU/h
-V_NAMES = const(V_RATES + 4 * 48)  # PROFILES * 4 ints, 2 name bytes each
-V_SEGMENTS = const(V_NAMES + 16)  # PROFILES segment counts (0 = profile unused)
-SETTINGS_LEN_1 = const(V_SEGMENTS + 4)  # the layout before the sensor link (issue 5)
-# Appended by issue 5 (older images still load: Slots legacy lengths, defaults after them):
-V_SETTINGS_HI = const(SETTINGS_LEN_1)  # settings 13 .. SETTINGS_MAX - 1
-SETTINGS_LO = const(13)  # settings below this id live at V_SETTINGS
-V_CALC = const(V_SETTINGS_HI + 32 - 13)  # bolus calculator schedules, CALC_STRIDE each:
-CALC_STRIDE = const(1 + 3 * 8)  # count, CALC_SEGMENTS starts, values, highs
-SETTINGS_LEN = const(V_CALC + 3 * CALC_STRIDE)
 
 
 def iob_permille(age_min, dia_min):
@@ -286,11 +269,8 @@ class Pump:
         self.rtc = getattr(hw, "rtc", None)
         self.alarms = Alarms(hw.annunciator, self._log_alarm)
         self.cgm = Cgm(self, getattr(hw, "radio", None), History(hw.storage, R_CGM))
-        self.calc_out = array("i", [0] * 10)  # the last calculate(): see calculate()
-        self.events = array("i", [0] * 64)  # 16 events of (kind, a, b, c) for the host
-        self.ev_head = 0
-        self.ev_count = 0
-        self.ev_dropped = 0
+        self.calc = Calculator(self)  # the bolus calculator (THR-8)
+        self.events = Events()  # for the host, taken by the link
         self.detail = 0
         self.selftest_bits = 0
         self.last_ticks = 0
@@ -494,7 +474,7 @@ class Pump:
         st[S_NEXT_BOLUS_ID] = bolus_id + 1 if bolus_id < (1 << 29) else 1
         if not ended:  # else an earlier boot closed it; its id was not saved yet
             self._log(H_BOLUS_END, BOLUS_INTERRUPTED, bolus_id, 0, start[5] + start[6])
-            self._event(EV_BOLUS_END, bolus_id, 0, BOLUS_INTERRUPTED)
+            self.events.put(EV_BOLUS_END, bolus_id, 0, BOLUS_INTERRUPTED)
 
     def _default_settings(self):
         v = self.settings
@@ -559,34 +539,7 @@ class Pump:
 
     def _log_alarm(self, alarm, action, value):
         self._log(H_ALARM, action, alarm, value, 0)
-        self._event(EV_ALARM, alarm, action, value)
-
-    def _event(self, kind, a, b, c):
-        ev = self.events
-        if self.ev_count == 16:
-            self.ev_dropped += 1
-            self.ev_head = (self.ev_head + 1) & 15
-            self.ev_count -= 1
-        i = ((self.ev_head + self.ev_count) & 15) * 4
-        ev[i] = kind
-        ev[i + 1] = a
-        ev[i + 2] = b
-        ev[i + 3] = c
-        self.ev_count += 1
-
-    def next_event(self, out):
-        """Move the oldest queued event into out[0:4]. False if none."""
-        if not self.ev_count:
-            return False
-        i = self.ev_head * 4
-        ev = self.events
-        out[0] = ev[i]
-        out[1] = ev[i + 1]
-        out[2] = ev[i + 2]
-        out[3] = ev[i + 3]
-        self.ev_head = (self.ev_head + 1) & 15
-        self.ev_count -= 1
-        return True
+        self.events.put(EV_ALARM, alarm, action, value)
 
     # ------------------------------------------------------------------- clock (THR-11)
     def utc_seconds(self):
@@ -947,7 +900,7 @@ class Pump:
         if not self._commit(0, 0, 0):
             self._clear_bolus()
             return self._refuse(E_STORAGE, 0)
-        self._event(EV_BOLUS, bolus_id, 0, total)
+        self.events.put(EV_BOLUS, bolus_id, 0, total)
         return OK
 
     def cancel_bolus(self):
@@ -978,7 +931,7 @@ class Pump:
         done = (st[S_NOW_DONE] + st[S_EXT_DONE]) * p
         req = (st[S_NOW_REQ] + st[S_EXT_REQ]) * p
         self._log(H_BOLUS_END, ending, st[S_BOLUS_ID], done, req)
-        self._event(EV_BOLUS_END, st[S_BOLUS_ID], done, ending)
+        self.events.put(EV_BOLUS_END, st[S_BOLUS_ID], done, ending)
         self._clear_bolus()
 
     def _clear_bolus(self):
@@ -1024,135 +977,6 @@ class Pump:
                 total += amount * iob_permille(age, dia) // 1000
         return total
 
-    # ------------------------------------------------------------------- calculator (THR-8)
-    def set_calc_schedule(self, kind, starts, values, highs):
-        """Program a bolus calculator schedule: segments start at 30-min slots `starts`
-        (first 0, increasing) with `values` (CALC_CARB_RATIO: g/U x 10; CALC_SENSITIVITY:
-        mg/dL per U; CALC_TARGET: low mg/dL, with `highs` the high ends). Refused whole if
-        anything is wrong (detail: argument index 0 kind, 1 starts, 2 values, 3 highs)."""
-        self.interaction()
-        if kind < 0 or kind >= len(CALC_KINDS):
-            return self._refuse(E_BAD_ARG, 0)
-        n = len(starts)
-        if n < 1 or n > CALC_SEGMENTS or len(values) != n or starts[0] != 0:
-            return self._refuse(E_BAD_ARG, 1)
-        if kind == CALC_TARGET and len(highs) != n:
-            return self._refuse(E_BAD_ARG, 3)
-        lo, hi = CALC_RANGES[kind]
-        for i in range(n):
-            if starts[i] < 0 or starts[i] >= SLOTS or (i and starts[i] <= starts[i - 1]):
-                return self._refuse(E_BAD_ARG, 1)
-            if values[i] < lo or values[i] > hi:
-                return self._refuse(E_OUT_OF_RANGE, 2)
-            if kind == CALC_TARGET and (highs[i] < values[i] or highs[i] > hi):
-                return self._refuse(E_OUT_OF_RANGE, 3)
-        v = self.settings
-        old = array("i", v)
-        base = V_CALC + kind * CALC_STRIDE
-        v[base] = n
-        for i in range(CALC_SEGMENTS):
-            inside = i < n
-            v[base + 1 + i] = starts[i] if inside else 0
-            v[base + 1 + CALC_SEGMENTS + i] = values[i] if inside else 0
-            v[base + 1 + 2 * CALC_SEGMENTS + i] = highs[i] if inside and kind == CALC_TARGET else 0
-        if not self.settings_slots.save():
-            for i in range(SETTINGS_LEN):
-                v[i] = old[i]
-            return self._refuse(E_STORAGE, 0)
-        self._log(H_CALC_SCHEDULE, kind, n, v[base + 1 + CALC_SEGMENTS], 0)
-        return OK
-
-    def get_calc_schedule(self, kind):
-        """(starts, values, highs) of a calculator schedule; None if not programmed."""
-        if kind < 0 or kind >= len(CALC_KINDS):
-            return None
-        v = self.settings
-        base = V_CALC + kind * CALC_STRIDE
-        n = v[base]
-        if not 1 <= n <= CALC_SEGMENTS:
-            return None
-        return ([v[base + 1 + i] for i in range(n)],
-                [v[base + 1 + CALC_SEGMENTS + i] for i in range(n)],
-                [v[base + 1 + 2 * CALC_SEGMENTS + i] for i in range(n)])
-
-    def _calc_segment(self, kind, slot):
-        """Index into the settings of the segment of `kind` covering `slot`; -1 if unset."""
-        v = self.settings
-        base = V_CALC + kind * CALC_STRIDE
-        n = v[base]
-        if not 1 <= n <= CALC_SEGMENTS:
-            return -1
-        seg = 0
-        while seg + 1 < n and v[base + 2 + seg] <= slot:
-            seg += 1
-        return base + 1 + CALC_SEGMENTS + seg
-
-    def calculate(self, carbs_g, bg):
-        """Bolus suggestion (THR-8) for `carbs_g` grams and blood glucose `bg` mg/dL (0: not
-        given), at the current local time. Delivers nothing: the user confirms it with a
-        separate bolus command. On OK, calc_out holds, in mU unless noted:
-          0 food        carbs * 10000 // carb ratio (g/U x 10), rounded down to 1 mU
-          1 correction  toward the nearer edge of the target range: (bg - high) * 1000 //
-                        sensitivity above it; minus ceil((low - bg) * 1000 / sensitivity)
-                        below it (errs toward less insulin); 0 inside or without bg
-          2 iob         insulin on board (iob(), THR-9), subtracted
-          3 unrounded   food + correction - iob (may be negative)
-          4 total       the suggestion: unrounded, at least 0, rounded DOWN to whole pulses
-          5 flags       CALC_ROUNDED, CALC_NO_BG, CALC_FLOORED, CALC_OVER_MAX
-          6..9          carb ratio, sensitivity, target low, target high used
-        Refusals: E_OUT_OF_RANGE detail 0 (carbs) or 1 (bg); E_NOT_CONFIGURED detail =
-        the CALC_* kind whose schedule is not programmed."""
-        if carbs_g < 0 or carbs_g > CALC_MAX_CARBS:
-            return self._refuse(E_OUT_OF_RANGE, 0)
-        if bg != 0 and (bg < CALC_BG_MIN or bg > CALC_BG_MAX):
-            return self._refuse(E_OUT_OF_RANGE, 1)
-        slot = self.state[S_LOCAL_MS] // SLOT_MS
-        at = array("i", [0, 0, 0])
-        for kind in range(3):
-            at[kind] = self._calc_segment(kind, slot)
-            if at[kind] < 0:
-                return self._refuse(E_NOT_CONFIGURED, kind)
-        v = self.settings
-        ratio = v[at[CALC_CARB_RATIO]]
-        isf = v[at[CALC_SENSITIVITY]]
-        t_low = v[at[CALC_TARGET]]
-        t_high = v[at[CALC_TARGET] + CALC_SEGMENTS]
-        flags = 0
-        food = carbs_g * 10000 // ratio
-        if bg == 0:
-            corr = 0
-            flags |= CALC_NO_BG
-        elif bg > t_high:
-            corr = (bg - t_high) * 1000 // isf
-        elif bg < t_low:
-            corr = -(((t_low - bg) * 1000 + isf - 1) // isf)
-        else:
-            corr = 0
-        iob = self.iob()
-        raw = food + corr - iob
-        total = raw
-        if total < 0:
-            total = 0
-            flags |= CALC_FLOORED
-        if total % self.pulse:
-            flags |= CALC_ROUNDED
-            total -= total % self.pulse
-        if total > self.setting(SET_MAX_BOLUS):
-            flags |= CALC_OVER_MAX
-        out = self.calc_out
-        out[0] = food
-        out[1] = corr
-        out[2] = iob
-        out[3] = raw
-        out[4] = total
-        out[5] = flags
-        out[6] = ratio
-        out[7] = isf
-        out[8] = t_low
-        out[9] = t_high
-        self.detail = total
-        return OK
-
     # ------------------------------------------------------------------- suspend (THR-5)
     def suspend(self):
         """Stop delivery. It stops whatever happens; E_STORAGE says the state save failed
@@ -1164,7 +988,8 @@ class Pump:
             return self._refuse(E_STORAGE, 0)
         return OK
 
-    def stopped(self):
+    def stop_reason(self):
+        """Why delivery is stopped: STOP_* (STOP_NONE: delivering)."""
         return self.state[S_STOP]
 
     def resume(self):
@@ -1195,7 +1020,7 @@ class Pump:
         self.alarms.clear(A_SUSPEND_REMINDER, 0)
         self._commit(0, 0, 0)
         self._log(H_RESUME, stop, 0, 0, 0)
-        self._event(EV_STATE, STOP_NONE, 0, 0)
+        self.events.put(EV_STATE, STOP_NONE, 0, 0)
         return OK
 
     def _stop(self, reason):
@@ -1215,7 +1040,7 @@ class Pump:
         self.owed_ext = 0
         saved = self._commit(0, 0, 0)  # state first: after a cut the pump stays stopped
         self._log(H_SUSPEND, reason, 0, 0, 0)
-        self._event(EV_STATE, reason, 0, 0)
+        self.events.put(EV_STATE, reason, 0, 0)
         return saved
 
     def _refuse_if_stopped(self):
@@ -1301,7 +1126,7 @@ class Pump:
         moved = self._step(n)
         st[S_PRIME_TODAY] += moved * self.pulse
         if moved < n or self.motor.fault():
-            self._motor_fault(n - moved)
+            self._safe_state(ST_MOTOR, A_MOTOR_FAULT, n - moved)
             self._log(H_PRIME, kind, moved * self.pulse, 0, 0)
             return self._refuse(E_SAFE_STATE, self.selftest_bits)
         if kind == PRIME_CANNULA:
@@ -1461,9 +1286,7 @@ class Pump:
             self.owed_ext = ext
             self.storage_failures += 1
             if self.storage_failures >= STORAGE_FAILURES_MAX:
-                self.selftest_bits |= ST_STORAGE
-                self._stop(STOP_SELFTEST)
-                self.alarms.raise_(A_SELFTEST, self.selftest_bits)
+                self._safe_state(ST_STORAGE, A_SELFTEST, 0)
             return
         self.storage_failures = 0
         if total:
@@ -1472,11 +1295,11 @@ class Pump:
             n = now if now < moved - b else moved - b
             self._count(b, n, moved - b - n)
             if moved < total or self.motor.fault():
-                self._motor_fault(total - moved)
+                self._safe_state(ST_MOTOR, A_MOTOR_FAULT, total - moved)
                 return
             p = self.pulse
             if now + ext:
-                self._event(EV_BOLUS, st[S_BOLUS_ID], (st[S_NOW_DONE] + st[S_EXT_DONE]) * p,
+                self.events.put(EV_BOLUS, st[S_BOLUS_ID], (st[S_NOW_DONE] + st[S_EXT_DONE]) * p,
                             (st[S_NOW_REQ] + st[S_EXT_REQ]) * p)
             if self.pressure.read() >= self.occlusion_kpa:
                 st[S_BLOCKED_MU] += total * p
@@ -1516,11 +1339,13 @@ class Pump:
             self.doses.add(bolus, basal * p + bolus)
             st[S_LAST_DELIVERY_S] = st[S_MONO_S]
 
-    def _motor_fault(self, missing):
-        """The driver signals a fault or a move did not complete (ALM-7): safe state."""
-        self.selftest_bits |= ST_MOTOR
-        self.alarms.raise_(A_MOTOR_FAULT, missing)
+    def _safe_state(self, bit, alarm, value):
+        """The one way into the safe state for a fault found after boot: self-test bit
+        `bit`, delivery stopped, then `alarm` raised (A_SELFTEST: with the self-test bits;
+        A_MOTOR_FAULT, ALM-7: with `value`, the pulses that did not move)."""
+        self.selftest_bits |= bit
         self._stop(STOP_SELFTEST)
+        self.alarms.raise_(alarm, self.selftest_bits if alarm == A_SELFTEST else value)
 
     def _check_battery(self):
         st = self.state
@@ -1580,7 +1405,7 @@ class Pump:
                 st[S_MOTOR_TEST_S] = mono
                 fault = not self.motor.self_test()
             if fault:
-                self._motor_fault(0)
+                self._safe_state(ST_MOTOR, A_MOTOR_FAULT, 0)
         # infusion set age (THR-12)
         self.set_ms += dt
         if self.set_ms >= 1000:
@@ -1640,7 +1465,5 @@ class Pump:
         """Safe state for a fault found outside the power-on self-tests (lost link state,
         an exception that escaped the main loop: SEC-4): self-test bit `bit`, a history
         record (`kind`, `arg`, the bits), delivery stopped, the self-test alarm (high)."""
-        self.selftest_bits |= bit
-        self._log(kind, arg, self.selftest_bits, 0, 0)
-        self._stop(STOP_SELFTEST)
-        self.alarms.raise_(A_SELFTEST, self.selftest_bits)
+        self._log(kind, arg, self.selftest_bits | bit, 0, 0)
+        self._safe_state(bit, A_SELFTEST, 0)

@@ -36,7 +36,7 @@ from rich.table import Table
 from host_tools import client as C
 from host_tools import config
 from host_tools.paths import in_checkout
-from protocol import codec, spec
+from protocol import codec, refusals, spec
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
@@ -478,60 +478,10 @@ def status_table(st: C.Status, info: C.Hello | None) -> Table:
 
 
 def describe_record(r: C.HistoryRecord) -> str:
-    k = r.kind
-    if k == spec.H_BOOT:
-        return f"boot {r.v2} (reset cause {r.arg}, self-test bits {r.v1})"
-    if k == spec.H_BOLUS_START:
-        kind = spec.BOLUS_KINDS[r.arg] if r.arg < 4 else r.arg
-        ext = f" + {_u(r.v3)} extended" if r.v3 else ""
-        return f"bolus #{r.v1} {kind}: {_u(r.v2)}{ext}"
-    if k == spec.H_BOLUS_END:
-        ending = spec.BOLUS_ENDINGS[r.arg] if r.arg < 3 else r.arg
-        return f"bolus #{r.v1} {ending}: {C.mu_to_units(r.v2)} of {_u(r.v3)}"
-    if k == spec.H_TEMP_START:
-        val = f"{C.mu_to_units(r.v1)} U/h" if r.arg == spec.TEMP_ABSOLUTE else f"{r.v1} %"
-        return f"temp basal {val} for {r.v2} min"
-    if k == spec.H_TEMP_END:
-        return "temp basal " + {0: "expired", 1: "cancelled", 2: "ended by suspend"}.get(
-            r.arg, str(r.arg))
-    if k == spec.H_SUSPEND:
-        return "suspended: " + (spec.STOP_REASONS[r.arg] if r.arg < 7 else str(r.arg))
-    if k == spec.H_RESUME:
-        return "resumed"
-    if k == spec.H_ALARM:
-        name = spec.ALARMS[r.v1][0] if 0 <= r.v1 < spec.ALARM_COUNT else r.v1
-        action = spec.ALARM_ACTIONS[r.arg] if r.arg < len(spec.ALARM_ACTIONS) else r.arg
-        return f"alarm {name} {action}"
-    if k == spec.H_REWIND:
-        return "rewind"
-    if k == spec.H_FILL:
-        return f"fill {_u(r.v1)}"
-    if k == spec.H_PRIME:
-        return f"prime {'cannula' if r.arg else 'tubing'} {_u(r.v1)}"
-    if k == spec.H_BATTERY_CHANGE:
-        return f"battery {r.v1} % -> {r.v2} %"
-    if k == spec.H_TIME_CHANGE:
-        return f"clock set (offset {r.v3} min)"
-    if k == spec.H_SETTING:
-        if 0 <= r.arg < spec.SETTINGS_COUNT:
-            return (f"setting {spec.SETTINGS[r.arg][0]}: {setting_display(r.arg, r.v1)} -> "
-                    f"{setting_display(r.arg, r.v2)}")
-        return f"setting {r.arg}: {r.v1} -> {r.v2}"
-    if k == spec.H_PROFILE:
-        return f"profile {r.arg} programmed ({r.v1} segments)"
-    if k == spec.H_SCHEDULE:
-        return "schedule " + " ".join(str(r.v1 >> (3 * i) & 7) for i in range(7))
-    if k == spec.H_SBL:
-        why = spec.SBL_REASONS[r.v1] if 0 <= r.v1 < len(spec.SBL_REASONS) else r.v1
-        what = "basal suspended before low" if r.arg else "basal resumed"
-        return f"{what} ({why}): glucose {r.v2} mg/dL, in 30 min {r.v3} mg/dL"
-    if k == spec.H_CALC_SCHEDULE:
-        kind = spec.CALC_KINDS[r.arg] if 0 <= r.arg < len(spec.CALC_KINDS) else r.arg
-        return f"calculator {kind} schedule programmed ({r.v1} segments)"
-    if k == spec.H_DAY_TOTAL:
-        return (f"day total {C.Totals(r.v1, True, 0, 0, 0).date}: basal {_u(r.v2)}, "
-                f"bolus {_u(r.v3)}")
-    return f"{r.kind_name} {r.arg} {r.v1} {r.v2} {r.v3}"
+    """A history record in words: the console's description (protocol/refusals.py), with the
+    host's way of writing amounts and settings."""
+    return refusals.describe(r.kind, r.arg, r.v1, r.v2, r.v3, C.mu_to_units, setting_display,
+                             lambda s: _local(s, 0))
 
 
 # ============================================================================ commands

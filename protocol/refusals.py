@@ -1,4 +1,5 @@
-"""A refused command in words (LNK-4, THR-6): one table for pumpctl and the bench console.
+"""A refused command in words (LNK-4, THR-6): one table for pumpctl and the bench console;
+and the one description of history records in words for both (describe(), at the end).
 
 The pump answers a refused command with a result code (spec E_*) and a detail whose meaning
 depends on the command: the index of the argument at fault (E_BAD_ARG, E_OUT_OF_RANGE; for
@@ -14,6 +15,7 @@ without breaking the link.
 """
 
 from protocol.spec import (
+    ALARM_ACTIONS,
     ALARM_COUNT,
     ALARMS,
     AUTH_BAD_MAC,
@@ -21,6 +23,8 @@ from protocol.spec import (
     AUTH_REPLAYED,
     AUTH_UNPAIRED,
     AUTO_OFF_MIN_HOURS,
+    BOLUS_ENDINGS,
+    BOLUS_KINDS,
     CALC_BG_MAX,
     CALC_BG_MIN,
     CALC_CARB_RATIO,
@@ -46,11 +50,32 @@ from protocol.spec import (
     ERRORS,
     EXT_MAX_MIN,
     EXT_MIN_MIN,
+    H_ALARM,
+    H_BATTERY_CHANGE,
+    H_BOLUS_END,
+    H_BOLUS_START,
+    H_BOOT,
+    H_CALC_SCHEDULE,
+    H_DAY_TOTAL,
+    H_FILL,
+    H_PRIME,
+    H_PROFILE,
+    H_RESUME,
+    H_REWIND,
+    H_SBL,
+    H_SCHEDULE,
+    H_SETTING,
+    H_SUSPEND,
+    H_TEMP_END,
+    H_TEMP_START,
+    H_TIME_CHANGE,
+    HISTORY_KINDS,
     MAX_RATE,
     MIN_BOLUS,
     PRIME_CANNULA,
     PROFILE_NAME_LEN,
     PROFILES,
+    SBL_REASONS,
     SET_AUTO_OFF,
     SET_MAX_BASAL,
     SET_MAX_BOLUS,
@@ -66,6 +91,7 @@ from protocol.spec import (
     ST_MOTOR,
     ST_STORAGE,
     STOP_REASONS,
+    TEMP_ABSOLUTE,
     TEMP_MAX_MIN,
     TEMP_MAX_PERCENT,
     TEMP_PERCENT,
@@ -261,3 +287,80 @@ def text(request, code, detail, kind=-1, limit=None):
     why = explain(request, code, detail, kind, limit)
     name = ERRORS.get(code, "error %d" % code)
     return name + " (" + why + ")" if why else name
+
+
+# ============================================================ history records in words
+SELFTESTS = ((ST_FIRMWARE, "firmware"), (ST_STORAGE, "storage"), (ST_MOTOR, "motor"),
+             (ST_BUZZER, "buzzer"))
+TEMP_ENDINGS = ("expired", "cancelled", "ended by suspend")
+
+
+def offset_text(minutes):
+    """UTC offset in minutes -> 'UTC+HH:MM'."""
+    m = -minutes if minutes < 0 else minutes
+    return "UTC%s%02d:%02d" % ("-" if minutes < 0 else "+", m // 60, m % 60)
+
+
+def selftest_text(bits):
+    """Self-test bits -> the names of the parts that failed ('none')."""
+    names = [name for bit, name in SELFTESTS if bits & bit]
+    return ", ".join(names) if names else "none"
+
+
+def describe(k, arg, v1, v2, v3, units, setting, local):
+    """A history record (kind `k`, arg, v1..v3) in words: the one description of record
+    kinds. The console and the host write some values their own way: units(mu) an amount
+    of insulin (without ' U'), setting(sid, value) a setting in its unit, local(s) local
+    seconds since 2020-01-01 as 'YYYY-MM-DD HH:MM:SS'."""
+    if k == H_BOOT:
+        return "boot %d (reset cause %d, self-test %s)" % (v2, arg, selftest_text(v1))
+    if k == H_BOLUS_START:
+        kind = BOLUS_KINDS[arg] if arg < 4 else "?"
+        ext = " + %s U extended" % units(v3) if v3 else ""
+        return "bolus #%d %s: %s U%s" % (v1, kind, units(v2), ext)
+    if k == H_BOLUS_END:
+        ending = BOLUS_ENDINGS[arg] if arg < 3 else "?"
+        return "bolus #%d %s: %s of %s U" % (v1, ending, units(v2), units(v3))
+    if k == H_TEMP_START:
+        what = units(v1) + " U/h" if arg == TEMP_ABSOLUTE else "%d %%" % v1
+        return "temp basal %s for %d min" % (what, v2)
+    if k == H_TEMP_END:
+        return "temp basal " + (TEMP_ENDINGS[arg] if arg < 3 else "ended")
+    if k == H_SUSPEND:
+        return "suspended: " + (STOP_REASONS[arg] if arg < len(STOP_REASONS) else "?")
+    if k == H_RESUME:
+        return "resumed"
+    if k == H_ALARM:
+        name = ALARMS[v1][0] if 0 <= v1 < ALARM_COUNT else "alarm %d" % v1
+        return "alarm %s %s" % (name, ALARM_ACTIONS[arg] if arg < len(ALARM_ACTIONS) else "?")
+    if k == H_REWIND:
+        return "rewind"
+    if k == H_FILL:
+        return "fill %s U" % units(v1)
+    if k == H_PRIME:
+        return "prime %s %s U" % ("cannula" if arg else "tubing", units(v1))
+    if k == H_BATTERY_CHANGE:
+        return "battery changed: %d %% -> %d %%" % (v1, v2)
+    if k == H_TIME_CHANGE:
+        return "clock set: %s %s" % (local(v2), offset_text(v3))
+    if k == H_SETTING:
+        if 0 <= arg < SETTINGS_COUNT:
+            return "setting %s: %s -> %s" % (SETTINGS[arg][0], setting(arg, v1), setting(arg, v2))
+        return "setting %d: %d -> %d" % (arg, v1, v2)
+    if k == H_PROFILE:
+        return "profile %d programmed: %d segment%s, max %s U/h" % (
+            arg, v1, "" if v1 == 1 else "s", units(v2))
+    if k == H_SCHEDULE:
+        return "schedule Mon..Sun: " + " ".join(["%d" % (v1 >> (3 * i) & 7) for i in range(7)])
+    if k == H_SBL:
+        why = SBL_REASONS[v1] if 0 <= v1 < len(SBL_REASONS) else "reason %d" % v1
+        what = "basal suspended before low" if arg else "basal resumed"
+        return "%s (%s): glucose %d mg/dL, in 30 min %d mg/dL" % (what, why, v2, v3)
+    if k == H_CALC_SCHEDULE:
+        kind = CALC_KINDS[arg] if 0 <= arg < len(CALC_KINDS) else "kind %d" % arg
+        return "calculator %s schedule programmed: %d segment%s" % (
+            kind, v1, "" if v1 == 1 else "s")
+    if k == H_DAY_TOTAL:
+        return "day total %s: basal %s U, bolus %s U" % (local(v1 * 86400)[:10], units(v2),
+                                                         units(v3))
+    return "%s %d %d %d %d" % (HISTORY_KINDS.get(k, "kind %d" % k), arg, v1, v2, v3)

@@ -74,7 +74,7 @@ def bench(key=KEY, ready=True, bolus=True):
             rig.clock.advance(1000)
             pump.tick()
     link = Link(pump, rig.hardware())
-    while pump.ev_count:
+    while pump.events.count:
         link.poll()  # sends the queued events
     rig.serial.out_count = 0
     return rig, pump, link
@@ -98,7 +98,7 @@ def xfer(rig, link, data):
 def snapshot(pump, link):
     al = pump.alarms
     return (list(pump.state), list(pump.settings), pump.history.next_seq,
-            list(al.active), list(al.acked), list(al.level), pump.ev_count, link.counter,
+            list(al.active), list(al.acked), list(al.level), pump.events.count, link.counter,
             list(link.values))
 
 
@@ -176,8 +176,8 @@ def alloc_report(rounds=20):
                       "answer": got[-1][0] if got else 0,
                       "answer_ok": (got[-1][0] if got else 0) == answer}
     # events: queue some, send them under the lock
-    pump._event(S.EV_ALARM, 1, 2, 3)
-    pump._event(S.EV_BOLUS, 1, 100, 2000)
+    pump.events.put(S.EV_ALARM, 1, 2, 3)
+    pump.events.put(S.EV_BOLUS, 1, 100, 2000)
     fails, faults = locked_poll(rig, link, b"", 1)
     got = frames(rig.serial.take())
     out["events"] = {"fails": fails, "faults": faults, "answer": len(got),

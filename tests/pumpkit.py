@@ -127,7 +127,7 @@ def events(pump):
     """Drain the host event queue: list of (kind, a, b, c)."""
     out = []
     buf = [0, 0, 0, 0]
-    while pump.next_event(buf):
+    while pump.events.take(buf):
         out.append(tuple(buf))
     return out
 

@@ -309,7 +309,7 @@ def test_link_stats_count_each_kind_of_bad_input():
     b.command("suspend", 7, counter=1500)  # acts: result + 2 events (bolus end, stopped)
     b.send("suspend", 8, key=KEY, counter=1500)  # replayed counter
     b.command("suspend", 7, counter=1501)  # duplicate command id
-    b.pump.ev_dropped = 3
+    b.pump.events.dropped = 3
     got = b.query("get_link_stats")
     delta = {k: got[k] - (base[i] if i < len(base) else 0) for i, k in enumerate(got)}
     assert delta == {"frames_in": 12, "bad_crc": 1, "bad_frame": 4, "unknown": 1,
@@ -703,7 +703,7 @@ def test_pump_events_are_sent_as_event_frames():
 def test_a_full_event_queue_is_sent_over_several_polls():
     b = Bench()
     for i in range(20):
-        b.pump._event(S.EV_STATE, i, 0, 0)
+        b.pump.events.put(S.EV_STATE, i, 0, 0)
     sent = []
     for _ in range(3):
         b.link.poll()
