@@ -144,3 +144,25 @@ class Doses:
         if k == 0:
             return self.st[self.at + 1]
         return self.v[D_BOLUS + (self.st[self.at] - k) % BOLUS_N]
+
+    def iob(self, into_min, dia_min, permille):
+        """Bolus insulin on board, mU (THR-9): each bucket's bolus weighted by
+        `permille(age_min, dia_min)`, the age of a closed bucket being its youngest (IOB
+        errs high, never low: no stacking). `into_min`: minutes into the current bucket.
+        Walks back only as far as the insulin action lasts; allocation-free."""
+        v = self.v
+        total = self.st[self.at + 1]  # the current bucket: age 0, all of it on board
+        i = D_BOLUS + (self.st[self.at] - 1) % BOLUS_N
+        k = 1
+        age = into_min  # of bucket k: (k - 1) * 5 min + into_min
+        step = BUCKET_S // 60
+        while k < BOLUS_N and age < dia_min:
+            amount = v[i]
+            if amount:
+                total += amount * permille(age, dia_min) // 1000
+            k += 1
+            age += step
+            i -= 1
+            if i < D_BOLUS:
+                i += BOLUS_N
+        return total
