@@ -2,8 +2,9 @@
 native emitter, selected at import by firmware/crc.py and firmware/wire.py.
 
 Each function here computes exactly what its portable twin computes (crc.crc16_portable,
-wire.cobs_encode_portable); tests/test_native.py proves that byte for byte on every message
-of the table. Runtimes without a native emitter (the WebAssembly build) reject this module
+wire.cobs_encode_portable; for `copy`, store.Slots' struct loops and the fake drivers' byte
+loops); tests/test_native.py proves that byte for byte on every message of the table and
+on state images. Runtimes without a native emitter (the WebAssembly build) reject this module
 at compile time (SyntaxError) and CPython has no `micropython` module (ImportError): both
 keep the portable bytecode. mpy-cross needs -march to compile this file (boards: armv6m
 for a Pico, xtensawin for an ESP32).
@@ -60,3 +61,16 @@ def cobs_encode(src, n: int, dst) -> int:
         d[code_at] = code
     d[m] = 0
     return m + 1
+
+
+@micropython.viper
+def copy(dst, at: int, src, start: int, n: int):
+    """dst[at:at + n] = src[start:start + n], byte by byte, no slice objects. Any buffer:
+    an array('i') is its little-endian bytes on every arch with a native emitter here
+    (ARM, Xtensa, x86-64), which is what struct "<i" writes."""
+    d = ptr8(dst)  # noqa: F821
+    s = ptr8(src)  # noqa: F821
+    i = 0
+    while i < n:
+        d[at + i] = s[start + i]
+        i += 1

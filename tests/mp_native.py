@@ -6,6 +6,8 @@ one ``NATIVE <json>`` line. Its own xorshift32, so every runtime checks the same
 """
 
 import json
+import struct
+from array import array
 
 from firmware import crc, native, wire
 from protocol.spec import AUTH_SIZE, CRC_SIZE, HEADER_SIZE, MAX_FRAME, MESSAGES
@@ -106,6 +108,23 @@ def main_native(rounds):
         if not (ok[0] and ok[1]):
             bad.append([-1, n, "length"])
         checked += 1
+    # state images (store.Slots): the array's bytes copied against struct "<i" per value
+    for r in range(rounds * 5):
+        vals = array("i", [0] * (1 + r % 97))
+        for i in range(len(vals)):
+            x = rnd.next()
+            vals[i] = x - (1 << 32) if x >= 1 << 31 else x
+        n4 = 4 * len(vals)
+        img_a = bytearray(n4)
+        img_b = bytearray(n4)
+        for i in range(len(vals)):
+            struct.pack_into("<i", img_a, 4 * i, vals[i])
+        native.copy(img_b, 0, vals, 0, n4)
+        back = array("i", [0] * len(vals))
+        native.copy(back, 0, img_b, 0, n4)
+        if img_a != img_b or back != vals:
+            bad.append([-2, r, "image"])
+        checked += 1
     # the comparison can fail: one flipped byte changes both outputs
     fill(buf, 40, rnd, 0)
     ref_crc = native.crc16(buf, 0, 40)
@@ -118,5 +137,5 @@ def main_native(rounds):
     print("NATIVE " + json.dumps({"sensitive": sensitive,
                                   "native": crc.NATIVE and wire.cobs_encode is native.cobs_encode,
                                   "messages": messages, "checked": checked,
-                                  "length_cases": MAX_FRAME + 1, "bad": bad[:10],
+                                  "length_cases": MAX_FRAME + 1 + rounds * 5, "bad": bad[:10],
                                   "nbad": len(bad)}))
