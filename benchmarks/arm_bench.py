@@ -227,6 +227,7 @@ print("FILLED", h.capacity, h.next_seq - 1)
 BOOT_GUEST = """
 import json, time
 cpu = time.ticks_cpu
+diff = time.ticks_diff
 t_script = cpu()
 from boards import qemu_arm
 from firmware.main import Runner
@@ -234,21 +235,31 @@ t_imported = cpu()
 hw = qemu_arm.make_hardware()
 t_hardware = cpu()
 feed = hw.watchdog.feed
-first = [0, 0]
+# feeds: [first, last, longest gap between two feeds, count, first after Runner.boot]
+feeds = [0, 0, 0, 0, 0]
+booted = [False]
 def timed_feed():
-    if not first[0]:
-        first[0] = cpu()
-        first[1] = time.ticks_ms()
+    t = cpu()
+    if not feeds[3]:
+        feeds[0] = t
+    elif diff(t, feeds[1]) > feeds[2]:
+        feeds[2] = diff(t, feeds[1])
+    if booted[0] and not feeds[4]:
+        feeds[4] = t
+    feeds[1] = t
+    feeds[3] += 1
     feed()
 hw.watchdog.feed = timed_feed
 runner = Runner(hw)
 t_boot = cpu()
 runner.boot()
 t_booted = cpu()
+booted[0] = True
 runner.step()
-print("BOOT " + json.dumps({"counts": first[0], "ms": first[1], "script": t_script,
+print("BOOT " + json.dumps({"counts": feeds[0], "script": t_script,
                             "imported": t_imported, "hardware": t_hardware, "boot": t_boot,
-                            "booted": t_booted,
+                            "booted": t_booted, "first_tick_feed": feeds[4],
+                            "max_gap": feeds[2], "feeds_in_boot": feeds[3] - 1,
                             "history_next": runner.pump.history.next_seq,
                             "history_first": runner.pump.history.first_seq}))
 """
@@ -341,11 +352,15 @@ def boot_figures(tmp: Path) -> dict:
     filled = Q.run_script(FILL_GUEST, state_dir=state, image=Q.IMAGE, timeout=1800)
     full = lines(Q.run_script(BOOT_GUEST, state_dir=state, image=Q.IMAGE), "BOOT")[0]
     for rec in (empty, full):
+        # the first watchdog feed (the boot scans feed every SCAN_FEED records, so it can
+        # come inside Runner.boot) and the longest time between two feeds up to the
+        # first tick's: what a watchdog period must cover
         rec["insn"] = rec["counts"] * INSN_PER_COUNT
-        # phases, instructions: reset to main.py's script, imports, drivers, Pump.boot and
-        # the link, then to the first feed (the first tick)
+        rec["max_gap_insn"] = max(rec["max_gap"], rec["counts"]) * INSN_PER_COUNT
+        # phases, instructions: reset to main.py's script, imports, drivers, Runner(),
+        # Runner.boot (Pump.boot and the link), then to the first tick's feed
         marks = [0, rec["script"], rec["imported"], rec["hardware"], rec["boot"],
-                 rec["booted"], rec["counts"]]
+                 rec["booted"], rec["first_tick_feed"]]
         names = ("reset_to_main", "imports", "make_hardware", "runner", "boot", "first_tick")
         rec["phases"] = {names[i]: (marks[i + 1] - marks[i]) * INSN_PER_COUNT
                          for i in range(len(names))}

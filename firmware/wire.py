@@ -33,6 +33,9 @@ from protocol.spec import (
 
 # Field kinds: size in bytes, negative for signed ints; bytes fields are kind 0.
 _KINDS = {"B": 1, "H": 2, "I": 4, "b": -1, "h": -2, "i": -4}
+# One struct format string per int code, shared by every field (not one string per field:
+# heap, issue 12)
+_FORMAT = {"B": "<B", "H": "<H", "I": "<I", "b": "<b", "h": "<h", "i": "<i"}
 
 # Per message id, precomputed at import (allocation here is fine):
 SIZE = {}  # payload size
@@ -54,7 +57,7 @@ def _build():
             if code in _KINDS:
                 kind = _KINDS[code]
                 n = kind if kind > 0 else -kind
-                formats.append("<" + code)
+                formats.append(_FORMAT[code])
             elif code.endswith("s"):
                 kind = 0
                 n = int(code[:-1])
