@@ -12,7 +12,8 @@ Figures:
   ticks of 100 ms under micropython.heap_lock(): median, mean, p99, max, and the median of
   the ticks that moved the motor (a pulse and a state save). Test image.
 - request: instructions per Link.poll answering one request (tests/mp_link.py frames:
-  status, hello, get_alarms, get_history, ...), median of REQUESTS. Test image.
+  status, hello, get_alarms, get_history, ...), median of REQUESTS; status_auth and
+  bolus_auth: authenticated, a fresh counter for each (AUTH_GUEST), median of 21. Test image.
 - heap: gc figures of the product image (build/qemu-arm/micropump.elf) booting the pump as
   in CI: from an empty heap, after importing the firmware, after importing the board
   (boards/qemu_arm.py with the emulator's simulated parts), and after boot and one loop
@@ -111,6 +112,38 @@ for label, data, answer in L.request_frames():
         samples.append(diff(t1, t0))
     out = serial.take()
     print("REQ " + json.dumps({{"label": label, "samples": samples, "reply_bytes": len(out)}}))
+"""
+
+# Authenticated requests: a fresh counter for every request (a replayed one is refused),
+# on the bench pump without a bolus running; the bolus started is cancelled between two
+# requests, outside the measurement.
+AUTH_GUEST = """
+import json, time
+from firmware import wire
+from tests import mp_link as L
+cpu = time.ticks_cpu
+diff = time.ticks_diff
+ID = wire.INDEX
+def run(label, make, n):
+    rig, pump, link = L.bench(bolus=False)
+    serial = rig.serial
+    frames = [make(i) for i in range(n)]
+    samples = []
+    for i in range(n):
+        serial.out_count = 0
+        serial.send(frames[i])
+        t0 = cpu()
+        link.poll()
+        t1 = cpu()
+        samples.append(diff(t1, t0))
+        if label == "bolus_auth":
+            pump.cancel_bolus()
+    print("REQ " + json.dumps({{"label": label, "samples": samples,
+                               "reply_bytes": serial.out_count}}))
+run("status_auth", lambda i: wire.encode_frame(ID["status"], 23 + i, 0, [], key=L.KEY,
+                                               counter=900 + i), {n})
+run("bolus_auth", lambda i: wire.encode_frame(ID["bolus"], 23 + i, 0, [77 + i, 1, 100, 0, 0],
+                                              key=L.KEY, counter=500 + i), {n})
 """
 
 HEAP_GUEST = """
@@ -295,6 +328,12 @@ def request_figures(tmp: Path, empty: int) -> dict:
             for rec in lines(out, "REQ")}
 
 
+def auth_request_figures(tmp: Path, empty: int) -> dict:
+    out = Q.run_script(AUTH_GUEST.format(n=21), state_dir=tmp / "auth")
+    return {rec["label"]: dict(stats(rec["samples"], empty), reply_bytes=rec["reply_bytes"])
+            for rec in lines(out, "REQ")}
+
+
 def heap_figures(tmp: Path, guest: str = HEAP_GUEST) -> dict:
     return heap_figures_from(Q.run_script(guest, state_dir=tmp / "heap", image=Q.IMAGE))
 
@@ -392,6 +431,7 @@ def main(argv=None) -> int:
         figs["tick"] = tick_figures(t)
         print("request costs ...", flush=True)
         figs["request"] = request_figures(t, figs["tick"]["overhead_counts"])
+        figs["request"].update(auth_request_figures(t, figs["tick"]["overhead_counts"]))
         print("heap after boot ...", flush=True)
         figs["heap"] = heap_figures(t)
         figs["heap_firmware_only"] = heap_figures(t, HEAP_MIN_GUEST)
