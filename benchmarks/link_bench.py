@@ -5,9 +5,9 @@
   the MicroPython unix port behind a pty), ``host_tools.client`` asks for status N times
   in a row; latency per request (perf_counter around ``Client.status()``), median and
   percentiles, and requests/s = N / wall time of the N. Three host sides on the same pty:
-  the client as shipped (protocol/codec.py, construct), the same client with
-  protocol/fastcodec.py in place of codec (``client.codec`` swapped for the run: what the
-  switch would give), and a bare pyserial loop (one precomputed frame out, bytes in until
+  the client as shipped (protocol/fastcodec.py since issue 12), the same client with
+  protocol/codec.py (construct) in place of it (``client.codec`` swapped for the run: the
+  client before), and a bare pyserial loop (one precomputed frame out, bytes in until
   the 0x00: the floor set by the pty, the launcher's relay and the firmware).
 - Emulator acceleration (item 6; target 72 h of therapy in lockstep in <= 10 s): a basal
   profile, a normal, an extended and a dual bolus, then one CLK_ADVANCE of 72 h, timed.
@@ -73,13 +73,14 @@ def roundtrip(n: int = ROUNDTRIPS, lockstep: bool = False) -> dict:
         try:
             st = pump.status()
             assert st.last_code == S.OK
-            out["construct"] = _timed(pump.status, n)
-            C.codec = fastcodec  # what switching host_tools/client.py would give
+            assert C.codec is fastcodec  # the client's default since issue 12
+            out["fast"] = _timed(pump.status, n)
+            C.codec = codec  # construct's codec, as the client shipped before
             try:
                 assert type(pump.status()) is type(st)
-                out["fast"] = _timed(pump.status, n)
+                out["construct"] = _timed(pump.status, n)
             finally:
-                C.codec = codec
+                C.codec = fastcodec
             port = pump.port  # the same pyserial port, bare
             port.timeout = 1.0
             request = codec.encode("status", 7)

@@ -20,24 +20,16 @@ It allocates (it is not in the tick), so call it between ticks, never from insid
 from firmware.compat import ticks_diff
 from firmware.dates import date_of, day_of
 from firmware.pump import (
-    S_BASAL_TODAY,
-    S_BATTERY,
     S_BOLUS_ID,
-    S_BOLUS_KIND,
-    S_BOLUS_TODAY,
     S_EXT_DURATION,
     S_EXT_REQ,
     S_LOCAL_DAY,
     S_LOCAL_MS,
     S_NOW_REQ,
-    S_PRIME_TODAY,
     S_REWOUND,
-    S_STOP,
-    S_TEMP_KIND,
-    S_TEMP_LEFT,
-    S_TEMP_VALUE,
     S_TIME_SET,
 )
+from firmware.status import snapshot
 from protocol.refusals import describe, offset_text, selftest_text
 from protocol.refusals import text as refusal_text
 from protocol.spec import (
@@ -178,6 +170,7 @@ def _lines(rows):
 class Console:
     def __init__(self, pump):
         self.pump = pump
+        self.status = snapshot(pump)  # what `status` shows (firmware/status.py)
         self.buf = bytearray(MAX_LINE)  # the line being typed: buf[:n]
         self.n = 0
         self.skip_lf = False  # a CR ended the last line: its LF (CRLF) is not a new one
@@ -292,8 +285,10 @@ class Console:
     def _c_status(self, args):
         self._args("status", args, 0, 0)
         pump = self.pump
-        st = pump.state
-        stop = st[S_STOP]
+        snap = self.status
+        snap.refresh()  # every row below reads this one snapshot (firmware/status.py)
+        g = snap.get
+        stop = g("stop")
         if not stop:
             delivery = "delivering"
         else:
@@ -302,39 +297,43 @@ class Console:
                 delivery += " (%s)" % self._selftest(pump.selftest_bits)
         rows = [
             "delivery    " + delivery,
-            "basal       %s U/h (profile %s U/h)" % (mu_text(pump.basal_rate()),
-                                                     mu_text(pump.profile_rate())),
+            "basal       %s U/h (profile %s U/h)" % (mu_text(g("basal_rate")),
+                                                     mu_text(g("profile_rate"))),
             "temp basal  " + self._temp(),
             "bolus       " + self._bolus(),
             "reservoir   " + self._reservoir(),
-            "battery     %d %%" % st[S_BATTERY],
-            "IOB         %s U" % mu_text(pump.iob()),
+            "battery     %d %%" % g("battery"),
+            "IOB         %s U" % mu_text(g("iob")),
             "today       basal %s U, bolus %s U, prime %s U" % (
-                mu_text(st[S_BASAL_TODAY]), mu_text(st[S_BOLUS_TODAY]), mu_text(st[S_PRIME_TODAY])),
+                mu_text(g("basal_today")), mu_text(g("bolus_today")), mu_text(g("prime_today"))),
             "alarms      " + self._alarm_names(),
             "time        " + self._now(),
         ]
         return _lines(rows)
 
     def _temp(self):
-        st = self.pump.state
-        kind = st[S_TEMP_KIND]
+        """The temp basal of the last status snapshot."""
+        g = self.status.get
+        kind = g("temp_kind")
         if kind == TEMP_ABSOLUTE:
-            what = mu_text(st[S_TEMP_VALUE]) + " U/h"
+            what = mu_text(g("temp_value")) + " U/h"
         elif kind == TEMP_PERCENT:
-            what = "%d %%" % st[S_TEMP_VALUE]
+            what = "%d %%" % g("temp_value")
         else:
             return "none"
-        return "%s, %d min left" % (what, st[S_TEMP_LEFT] // 60000)
+        return "%s, %d min left" % (what, g("temp_left_min"))
 
     def _bolus(self):
+        """The bolus of the last status snapshot (and how an extended one is split)."""
         st = self.pump.state
-        bolus_id, done, req = self.pump.bolus_progress()
+        g = self.status.get
+        bolus_id = g("bolus_id")
         if not bolus_id:
             return "none"
-        kind = st[S_BOLUS_KIND]
+        kind = g("bolus_kind")
         text = "#%d %s: %s of %s U" % (bolus_id, BOLUS_KINDS[kind] if kind < 4 else "?",
-                                       mu_text(done), mu_text(req))
+                                       mu_text(g("bolus_delivered")),
+                                       mu_text(g("bolus_requested")))
         if st[S_EXT_REQ]:
             p = self.pump.pulse
             later = "%s U over %d min" % (mu_text(st[S_EXT_REQ] * p), st[S_EXT_DURATION] // 60000)
@@ -344,18 +343,20 @@ class Console:
         return text
 
     def _reservoir(self):
-        pump = self.pump
-        if pump.state[S_REWOUND]:
+        """The reservoir of the last status snapshot."""
+        if self.pump.state[S_REWOUND]:
             return "not filled (rewound)"
-        text = mu_text(pump.reservoir_mu()) + " U"
-        left = pump.minutes_left()
+        g = self.status.get
+        text = mu_text(g("reservoir")) + " U"
+        left = g("minutes_left")
         if left >= 0:
             text += ", %d h %02d min at this rate" % (left // 60, left % 60)
         return text
 
     def _alarm_names(self):
-        active = self.pump.alarms.active
-        names = [ALARMS[i][0] for i in range(ALARM_COUNT) if active[i]]
+        """The active alarms of the last status snapshot."""
+        mask = self.status.get("alarms")
+        names = [ALARMS[i][0] for i in range(ALARM_COUNT) if mask >> i & 1]
         return ", ".join(names) if names else "none"
 
     def _now(self):

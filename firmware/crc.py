@@ -1,4 +1,8 @@
-"""CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF), table driven and allocation-free."""
+"""CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF), table driven and allocation-free.
+
+`crc16` is the viper version (firmware/native.py) where the runtime has a native emitter,
+the portable bytecode below otherwise; both give the same result for every input.
+"""
 
 from array import array
 
@@ -16,11 +20,22 @@ def _fill_table():
 _fill_table()
 
 
-def crc16(buf, start, end, crc=0xFFFF):
-    """CRC of buf[start:end] (bytes-like), continuing from `crc`; no slicing, no allocation."""
+def crc16_portable(buf, start, end):
+    """CRC of buf[start:end] (bytes-like); no slicing, no allocation."""
     t = _TABLE
+    crc = 0xFFFF
     i = start
     while i < end:
         crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ buf[i]) & 0xFF]
         i += 1
     return crc
+
+
+crc16 = crc16_portable
+NATIVE = False  # True where crc16 is the viper version
+try:
+    from firmware.native import crc16  # noqa: F811, F401
+    NATIVE = True
+except (ImportError, SyntaxError, ValueError):
+    # CPython; a MicroPython without a native emitter; a .mpy built for another arch
+    pass

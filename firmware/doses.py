@@ -43,9 +43,15 @@ class Doses:
         self.slots = Slots(storage, region_a, region_b, self.v)
         self.sum_total = 0  # total of the closed buckets in the total ring
         self.dirty = False  # the rings changed and a save failed: retry at the next roll
+        # iob() of the last call and what it depended on: the rings' generation (counts
+        # every change of the rings), the current bucket and its bolus, minute, DIA
+        self.gen = 0
+        self.iob_key = array("i", [-1] * 5)
+        self.iob_mu = 0
 
     def load(self):
         """Load the rings. Returns (copies valid, blank) as Slots.load."""
+        self.gen += 1
         valid, blank = self.slots.load()
         if not valid:
             v = self.v
@@ -63,6 +69,7 @@ class Doses:
 
     def adopt(self):
         """At boot: reconcile the saved current bucket with the rings."""
+        self.gen += 1
         v = self.v
         st = self.st
         at = self.at
@@ -111,6 +118,7 @@ class Doses:
         if bucket <= closed:
             return
         v = self.v
+        self.gen += 1
         changed = self.dirty
         if st[at + 1] or st[at + 2]:
             v[D_BOLUS + closed % BOLUS_N] += st[at + 1]
@@ -144,3 +152,39 @@ class Doses:
         if k == 0:
             return self.st[self.at + 1]
         return self.v[D_BOLUS + (self.st[self.at] - k) % BOLUS_N]
+
+    def iob(self, into_min, dia_min, permille):
+        """Bolus insulin on board, mU (THR-9): each bucket's bolus weighted by
+        `permille(age_min, dia_min)`, the age of a closed bucket being its youngest (IOB
+        errs high, never low: no stacking). `into_min`: minutes into the current bucket.
+        Walks back only as far as the insulin action lasts; the result is kept until one
+        of its inputs changes (status requests repeat it). Allocation-free."""
+        key = self.iob_key
+        st = self.st
+        bucket = st[self.at]
+        now = st[self.at + 1]
+        if (key[0] == self.gen and key[1] == bucket and key[2] == now
+                and key[3] == into_min and key[4] == dia_min):
+            return self.iob_mu
+        v = self.v
+        total = now  # the current bucket: age 0, all of it on board
+        i = D_BOLUS + (bucket - 1) % BOLUS_N
+        k = 1
+        age = into_min  # of bucket k: (k - 1) * 5 min + into_min
+        step = BUCKET_S // 60
+        while k < BOLUS_N and age < dia_min:
+            amount = v[i]
+            if amount:
+                total += amount * permille(age, dia_min) // 1000
+            k += 1
+            age += step
+            i -= 1
+            if i < D_BOLUS:
+                i += BOLUS_N
+        key[0] = self.gen
+        key[1] = bucket
+        key[2] = now
+        key[3] = into_min
+        key[4] = dia_min
+        self.iob_mu = total
+        return total

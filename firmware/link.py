@@ -53,28 +53,13 @@ from firmware.cgm import CGM_READINGS
 from firmware.crc import crc16
 from firmware.hal import R_LINK_A, R_LINK_B
 from firmware.pump import (
-    MIN_MS,
-    S_BASAL_TODAY,
-    S_BATTERY,
-    S_BOLUS_ID,
-    S_BOLUS_KIND,
-    S_BOLUS_TODAY,
     S_BOOTS,
-    S_EXT_DONE,
-    S_EXT_REQ,
     S_LAST_CMD,
     S_LAST_CODE,
     S_LAST_DETAIL,
-    S_NOW_DONE,
-    S_NOW_REQ,
-    S_STOP,
-    S_TEMP_KIND,
-    S_TEMP_LEFT,
-    S_TEMP_VALUE,
-    S_TIME_SET,
     V_SCHEDULE,
-    V_SETTINGS,
 )
+from firmware.status import snapshot
 from firmware.store import REC_SIZE, Slots
 from firmware.wire import (
     KINDS,
@@ -120,7 +105,6 @@ from protocol.spec import (
     PROFILES,
     PROTOCOL_VERSION,
     SET_SENSOR_ID,
-    SET_UTC_OFFSET,
     SETTINGS_COUNT,
     SLOTS,
     ST_LINK,
@@ -201,6 +185,7 @@ class Link:
         key = getattr(hw, "key", None)
         self.auth = Auth(key) if key else None
         self.emulator = getattr(hw, "emulator", None)
+        self.status = snapshot(pump)
         self.dec = Decoder()
         self.enc = Encoder()
         self.chunk = bytearray(CHUNK)
@@ -556,48 +541,13 @@ class Link:
         self._send()
 
     def _on_status(self, mid, seq):
-        """status_info: reads the pump and packs into preallocated buffers (no allocation
-        on the unix port; on 32-bit ports, values >= 2**30 are boxed ints)."""
-        pump = self.pump
-        st = pump.state
-        p = pump.pulse
+        """status_info: the pump's status snapshot (firmware/status.py), packed into the
+        preallocated frame buffer with one struct call (no allocation)."""
         e = self.enc
         e.begin(M_STATUS_INFO, seq, F_RESPONSE)
-        e.put(0, st[S_STOP])
-        e.put(1, pump.basal_rate())
-        e.put(2, pump.profile_rate())
-        e.put(3, st[S_TEMP_KIND])
-        e.put(4, st[S_TEMP_VALUE])
-        e.put(5, st[S_TEMP_LEFT] // MIN_MS)
-        e.put(6, st[S_BOLUS_ID])
-        e.put(7, st[S_BOLUS_KIND])
-        e.put(8, (st[S_NOW_DONE] + st[S_EXT_DONE]) * p)
-        e.put(9, (st[S_NOW_REQ] + st[S_EXT_REQ]) * p)
-        e.put(10, pump.reservoir_mu())
-        e.put(11, pump.minutes_left())
-        e.put(12, st[S_BATTERY])
-        e.put(13, pump.iob())
-        e.put(14, st[S_BASAL_TODAY])
-        e.put(15, st[S_BOLUS_TODAY])
-        active = pump.alarms.active
-        mask = 0
-        for i in range(ALARM_COUNT):
-            if active[i]:
-                mask |= 1 << i
-        e.put(16, mask)
-        e.put(17, pump.utc_seconds())
-        e.put(18, pump.settings[V_SETTINGS + SET_UTC_OFFSET])
-        e.put(19, st[S_TIME_SET])
-        e.put(20, unsigned32(st[S_LAST_CMD]))
-        e.put(21, st[S_LAST_CODE])
-        e.put(22, st[S_LAST_DETAIL])
-        e.put(23, pump.history.next_seq)
-        e.put(24, pump.selftest_bits)
-        cgm = pump.cgm
-        e.put(25, cgm.last)
-        e.put(26, cgm.age_min())
-        e.put(27, cgm.trend)
-        e.put(28, cgm.flags())
+        snap = self.status
+        snap.refresh()
+        snap.pack_into(e.buf, HEADER_SIZE)
         self._send()
 
     def _on_get_profile(self, mid, seq):

@@ -23,11 +23,6 @@ from firmware.link import Link
 from firmware.pump import Pump
 from protocol.spec import CRASH_EXCEPTION, CRASH_INTERRUPT, H_CRASH, ST_CRASH
 
-try:
-    from firmware.console import Console
-except ImportError:  # a build without the bench console
-    Console = None
-
 TICK_MS = 100
 
 
@@ -62,10 +57,16 @@ class Runner:
         bits = pump.boot()
         if hw.serial is not None:
             self.link = Link(pump, hw)
-        if self.con is not None and Console is not None:
-            self.console = Console(pump)
-            hello = self.console.greeting()
-            self.con.write(hello, len(hello))
+        if self.con is not None:
+            # imported only on a board with a console port: its module costs heap
+            try:
+                from firmware.console import Console
+            except ImportError:  # a build without the bench console
+                Console = None
+            if Console is not None:
+                self.console = Console(pump)
+                hello = self.console.greeting()
+                self.con.write(hello, len(hello))
         self.tick = pump.tick
         self.feed = hw.watchdog.feed
         attach = getattr(getattr(hw, "emulator", None), "attach", None)

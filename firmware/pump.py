@@ -15,7 +15,7 @@ from firmware.alarms import Alarms
 from firmware.calc import Calculator
 from firmware.cgm import Cgm
 from firmware.compat import const, ticks_diff
-from firmware.doses import BOLUS_N, BUCKET_S, Doses
+from firmware.doses import BUCKET_S, Doses
 from firmware.events import Events
 from firmware.hal import (
     BUTTON_ACK,
@@ -246,6 +246,13 @@ def iob_permille(age_min, dia_min):
         return 1000 - age_min * age_min * 1000 // (IOB_PEAK_MIN * dia_min)
     left = dia_min - age_min
     return left * left * 1000 // (dia_min * (dia_min - IOB_PEAK_MIN))
+
+
+def minutes_left(reservoir_mu, rate):
+    """Minutes `reservoir_mu` lasts at `rate` mU/h; -1 at rate 0 (RES-1)."""
+    if rate <= 0:
+        return -1
+    return reservoir_mu * 60 // rate
 
 
 class Pump:
@@ -966,16 +973,8 @@ class Pump:
 
     def iob(self):
         """Bolus insulin on board, mU (THR-9), from the monotonic dose ring."""
-        dia = self.setting(SET_DIA)
-        into_s = self.state[S_MONO_S] % BUCKET_S
-        total = 0
-        for k in range(BOLUS_N):
-            amount = self.doses.bolus_at(k)
-            if amount:
-                # the youngest age in the bucket: IOB errs high, never low (no stacking)
-                age = ((k - 1) * BUCKET_S + into_s) // 60 if k else 0
-                total += amount * iob_permille(age, dia) // 1000
-        return total
+        return self.doses.iob(self.state[S_MONO_S] % BUCKET_S // 60, self.setting(SET_DIA),
+                              iob_permille)
 
     # ------------------------------------------------------------------- suspend (THR-5)
     def suspend(self):
@@ -1423,43 +1422,44 @@ class Pump:
 
     # ------------------------------------------------------------------- status
     def status(self):
-        """A snapshot for host tools and the demo (allocates; not for the tick)."""
-        st = self.state
-        bolus_id, done, req = self.bolus_progress()
+        """A snapshot for host tools and the demo (allocates; not for the tick): the
+        fields of firmware/status.py's snapshot, which the link and the console read."""
+        from firmware.status import snapshot
+
+        snap = snapshot(self)
+        snap.refresh()
+        g = snap.get
         return {
-            "stop": st[S_STOP],
-            "basal_rate": self.basal_rate(),
-            "profile_rate": self.profile_rate(),
-            "temp_kind": st[S_TEMP_KIND],
-            "temp_value": st[S_TEMP_VALUE],
-            "temp_left_min": st[S_TEMP_LEFT] // MIN_MS,
-            "bolus_id": bolus_id,
-            "bolus_kind": st[S_BOLUS_KIND],
-            "bolus_delivered": done,
-            "bolus_requested": req,
-            "reservoir": self.reservoir_mu(),
-            "battery": st[S_BATTERY],
-            "iob": self.iob(),
-            "basal_today": st[S_BASAL_TODAY],
-            "bolus_today": st[S_BOLUS_TODAY],
-            "prime_today": st[S_PRIME_TODAY],
-            "day": st[S_LOCAL_DAY],
-            "local_ms": st[S_LOCAL_MS],
-            "alarms": [i for i in range(len(self.alarms.active)) if self.alarms.active[i]],
-            "history_next": self.history.next_seq,
-            "selftest": self.selftest_bits,
-            "glucose": self.cgm.last,
-            "glucose_age": self.cgm.age_min(),
-            "trend": self.cgm.trend,
-            "cgm": self.cgm.flags(),
+            "stop": g("stop"),
+            "basal_rate": g("basal_rate"),
+            "profile_rate": g("profile_rate"),
+            "temp_kind": g("temp_kind"),
+            "temp_value": g("temp_value"),
+            "temp_left_min": g("temp_left_min"),
+            "bolus_id": g("bolus_id"),
+            "bolus_kind": g("bolus_kind"),
+            "bolus_delivered": g("bolus_delivered"),
+            "bolus_requested": g("bolus_requested"),
+            "reservoir": g("reservoir"),
+            "battery": g("battery"),
+            "iob": g("iob"),
+            "basal_today": g("basal_today"),
+            "bolus_today": g("bolus_today"),
+            "prime_today": g("prime_today"),
+            "day": g("day"),
+            "local_ms": g("local_ms"),
+            "alarms": [i for i in range(len(self.alarms.active)) if g("alarms") >> i & 1],
+            "history_next": g("history_next"),
+            "selftest": g("selftest"),
+            "glucose": g("glucose"),
+            "glucose_age": g("glucose_age"),
+            "trend": g("trend"),
+            "cgm": g("cgm"),
         }
 
     def minutes_left(self):
         """Time the reservoir lasts at the current basal rate, minutes; -1 at rate 0 (RES-1)."""
-        rate = self.basal_rate()
-        if rate <= 0:
-            return -1
-        return self.reservoir_mu() * 60 // rate
+        return minutes_left(self.reservoir_mu(), self.basal_rate())
 
     def fail_safe(self, bit, kind, arg):
         """Safe state for a fault found outside the power-on self-tests (lost link state,

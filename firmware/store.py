@@ -6,7 +6,11 @@ from inside the tick does not allocate (HIS-1, HIS-2).
 
 import struct
 
-from firmware.crc import crc16
+from firmware.crc import NATIVE, crc16
+
+copy = None  # the viper byte copy (firmware/native.py) where there is one
+if NATIVE:
+    from firmware.native import copy
 
 REC_FMT = "<IIBBiiiH"  # seq, time, kind, arg, v1, v2, v3, crc
 REC_SIZE = 24
@@ -144,8 +148,11 @@ class Slots:
         self.newest = 0 if gen_a >= gen_b else 1
         self._load_copy(self.newest)
         img = self.image
-        for i in range(self.loaded_n):
-            self.values[i] = struct.unpack_from("<i", img, 4 * i)[0]
+        if copy is not None:
+            copy(self.values, 0, img, 0, 4 * self.loaded_n)
+        else:
+            for i in range(self.loaded_n):
+                self.values[i] = struct.unpack_from("<i", img, 4 * i)[0]
         return (gen_a >= 0) + (gen_b >= 0), False
 
     def _is_blank(self, which):
@@ -161,9 +168,12 @@ class Slots:
         v = self.values
         v[0] = v[0] + 1
         img = self.image
-        for i in range(self.n):
-            struct.pack_into("<i", img, 4 * i, v[i])
         n4 = 4 * self.n
+        if copy is not None:
+            copy(img, 0, v, 0, n4)  # the array's bytes are "<i" each (little-endian)
+        else:
+            for i in range(self.n):
+                struct.pack_into("<i", img, 4 * i, v[i])
         c = crc16(img, 0, n4)
         img[n4] = c & 0xFF
         img[n4 + 1] = c >> 8

@@ -17,7 +17,7 @@ For tests and tools (these allocate): `encode_frame` / `decode_frame`.
 import hashlib
 import struct
 
-from firmware.crc import crc16
+from firmware.crc import NATIVE, crc16
 from protocol.spec import (
     AUTH_SIZE,
     CRC_SIZE,
@@ -33,6 +33,9 @@ from protocol.spec import (
 
 # Field kinds: size in bytes, negative for signed ints; bytes fields are kind 0.
 _KINDS = {"B": 1, "H": 2, "I": 4, "b": -1, "h": -2, "i": -4}
+# One struct format string per int code, shared by every field (not one string per field:
+# heap, issue 12)
+_FORMAT = {"B": "<B", "H": "<H", "I": "<I", "b": "<b", "h": "<h", "i": "<i"}
 
 # Per message id, precomputed at import (allocation here is fine):
 SIZE = {}  # payload size
@@ -54,7 +57,7 @@ def _build():
             if code in _KINDS:
                 kind = _KINDS[code]
                 n = kind if kind > 0 else -kind
-                formats.append("<" + code)
+                formats.append(_FORMAT[code])
             elif code.endswith("s"):
                 kind = 0
                 n = int(code[:-1])
@@ -124,11 +127,12 @@ def field_offset(mid, index):
     return HEADER_SIZE + OFFSETS[mid][index]
 
 
-def cobs_encode(src, n, dst):
+def cobs_encode_portable(src, n, dst):
     """COBS-encode src[0:n] into dst and append the 0x00 delimiter; returns the length.
 
     Byte for byte what the `cobs` package produces (no empty block after a final 0xFF
-    block). dst needs n + n // 254 + 2 bytes. Allocation-free.
+    block). dst needs n + n // 254 + 2 bytes. Allocation-free. `cobs_encode` is the viper
+    version (firmware/native.py) where the runtime has a native emitter.
     """
     code_at = 0
     m = 1
@@ -158,6 +162,11 @@ def cobs_encode(src, n, dst):
         dst[code_at] = code
     dst[m] = 0
     return m + 1
+
+
+cobs_encode = cobs_encode_portable
+if NATIVE:
+    from firmware.native import cobs_encode  # noqa: F811
 
 
 class Decoder:

@@ -43,7 +43,10 @@ from dataclasses import dataclass, make_dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from protocol import codec, refusals, spec
+# the fast codec (struct, C CRC/COBS/HMAC; protocol/fastcodec.py) by default: construct's
+# protocol/codec.py stays the definition, and the checker for anything it declines
+from protocol import fastcodec as codec
+from protocol import refusals, spec
 from protocol.codec import ProtocolError
 
 DEFAULT_TIMEOUT = 1.0  # seconds to wait for one answer

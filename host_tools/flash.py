@@ -77,6 +77,9 @@ STEP_TIMEOUT = 180  # seconds for one mpremote call (copying over a 115200 baud 
 PROBE_TIMEOUT = 15
 # sys.platform of each board's MicroPython; "linux" is the unix port (tests, a bench PC)
 PLATFORMS = {"pico": "rp2", "esp32": "esp32"}
+# mpy-cross -march of each board: firmware/native.py (viper) is machine code for it; a
+# runtime of another arch (the unix port standing in for a board) keeps the portable code
+MARCH = {"pico": "armv6m", "esp32": "xtensawin"}
 UNIX_PLATFORM = "linux"
 VERIFY_TAG = "micropump-verify"
 
@@ -194,7 +197,8 @@ def build(board: str, out_dir: Path, mpy_cross: str | None = None,
         dst = out_dir / src.with_suffix(".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
-            proc = subprocess.run([mpy_cross, "-o", str(dst), src.as_posix()], cwd=SOURCE_ROOT,
+            proc = subprocess.run([mpy_cross, "-march=" + MARCH[board], "-o", str(dst),
+                                   src.as_posix()], cwd=SOURCE_ROOT,
                                   capture_output=True, text=True, timeout=120)
         except OSError as exc:
             raise FlashError(f"cannot run mpy-cross: {exc.strerror or exc}") from None

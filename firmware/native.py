@@ -1,0 +1,76 @@
+"""Viper versions of the firmware's byte loops (issue 12): machine code on boards with a
+native emitter, selected at import by firmware/crc.py and firmware/wire.py.
+
+Each function here computes exactly what its portable twin computes (crc.crc16_portable,
+wire.cobs_encode_portable; for `copy`, store.Slots' struct loops and the fake drivers' byte
+loops); tests/test_native.py proves that byte for byte on every message of the table and
+on state images. Runtimes without a native emitter (the WebAssembly build) reject this module
+at compile time (SyntaxError) and CPython has no `micropython` module (ImportError): both
+keep the portable bytecode. mpy-cross needs -march to compile this file (boards: armv6m
+for a Pico, xtensawin for an ESP32).
+
+Viper ints are machine words: every value here stays below 2**16 (CRC) or is a byte index.
+"""
+
+import micropython
+
+from firmware.crc import _TABLE
+
+
+@micropython.viper
+def crc16(buf, start: int, end: int) -> int:
+    p = ptr8(buf)  # noqa: F821 (viper built-in)
+    t = ptr16(_TABLE)  # noqa: F821
+    crc = 0xFFFF
+    i = start
+    while i < end:
+        crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ p[i]) & 0xFF]
+        i += 1
+    return crc
+
+
+@micropython.viper
+def cobs_encode(src, n: int, dst) -> int:
+    s = ptr8(src)  # noqa: F821
+    d = ptr8(dst)  # noqa: F821
+    code_at = 0
+    m = 1
+    code = 1
+    i = 0
+    while i < n:
+        b = s[i]
+        i += 1
+        if b == 0:
+            d[code_at] = code
+            code_at = m
+            m += 1
+            code = 1
+        else:
+            d[m] = b
+            m += 1
+            code += 1
+            if code == 0xFF:
+                d[code_at] = code
+                if i < n:
+                    code_at = m
+                    m += 1
+                    code = 1
+                else:
+                    code = 0
+    if code:
+        d[code_at] = code
+    d[m] = 0
+    return m + 1
+
+
+@micropython.viper
+def copy(dst, at: int, src, start: int, n: int):
+    """dst[at:at + n] = src[start:start + n], byte by byte, no slice objects. Any buffer:
+    an array('i') is its little-endian bytes on every arch with a native emitter here
+    (ARM, Xtensa, x86-64), which is what struct "<i" writes."""
+    d = ptr8(dst)  # noqa: F821
+    s = ptr8(src)  # noqa: F821
+    i = 0
+    while i < n:
+        d[at + i] = s[start + i]
+        i += 1

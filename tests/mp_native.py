@@ -1,0 +1,141 @@
+"""Guest code of tests/test_native.py: the viper byte loops (firmware/native.py) against
+their portable bytecode twins, byte for byte, on every message of the table.
+
+Runs inside MicroPython (the unix port, the QEMU ARM board). ``main_native(rounds)`` prints
+one ``NATIVE <json>`` line. Its own xorshift32, so every runtime checks the same bytes.
+"""
+
+import json
+import struct
+from array import array
+
+from firmware import crc, native, wire
+from protocol.spec import AUTH_SIZE, CRC_SIZE, HEADER_SIZE, MAX_FRAME, MESSAGES
+
+
+class Rand:
+    def __init__(self, seed):
+        self.s = seed or 1
+
+    def next(self):
+        x = self.s
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self.s = x
+        return x
+
+
+def fill(buf, n, rnd, style):
+    """Frame-like bytes: 0 random, 1 all zero, 2 all 0xFF (COBS block limits), 3 mostly
+    zero, 4 mostly 0xFF with a zero now and then."""
+    for i in range(n):
+        r = rnd.next()
+        if style == 0:
+            b = r & 0xFF
+        elif style == 1:
+            b = 0
+        elif style == 2:
+            b = 0xFF
+        elif style == 3:
+            b = (r >> 8) & 0xFF if r & 7 == 0 else 0
+        else:
+            b = 0 if r % 97 == 0 else 0xFF
+        buf[i] = b
+
+
+def frame_values(mid, rnd):
+    """Random field values for message `mid` (ints within their kind, bytes fields)."""
+    values = []
+    for i, kind in enumerate(wire.KINDS[mid]):
+        if kind == 0:
+            values.append(bytes((rnd.next() >> 3) & 0xFF
+                                for _ in range(wire.LENGTHS[mid][i])))
+        else:
+            bits = 8 * (kind if kind > 0 else -kind)
+            v = rnd.next() & ((1 << bits) - 1)
+            if kind < 0 and v >= 1 << (bits - 1):
+                v -= 1 << bits
+            values.append(v)
+    return values
+
+
+def compare(buf, n, out_a, out_b):
+    """(crc agrees, cobs agrees) for buf[0:n]."""
+    ok_crc = crc.crc16_portable(buf, 0, n) == native.crc16(buf, 0, n)
+    for i in range(len(out_a)):
+        out_a[i] = 0x55
+        out_b[i] = 0x55
+    la = wire.cobs_encode_portable(buf, n, out_a)
+    lb = native.cobs_encode(buf, n, out_b)
+    return ok_crc, la == lb and out_a == out_b
+
+
+def main_native(rounds):
+    rnd = Rand(12345)
+    buf = bytearray(MAX_FRAME)
+    out_a = bytearray(wire.COBS_MAX)
+    out_b = bytearray(wire.COBS_MAX)
+    checked = 0
+    bad = []
+    messages = 0
+    for mid in sorted(MESSAGES):
+        messages += 1
+        for r in range(rounds):
+            # a real frame of this message, signed every other round (CRC and MAC inside)
+            key = bytes(range(32)) if r & 1 else None
+            data = wire.encode_frame(mid, r, 0, frame_values(mid, rnd), key=key,
+                                     counter=rnd.next() >> 2)
+            dec = wire.Decoder()
+            dec.feed(data, 0, len(data))
+            n = dec.size
+            ok = compare(dec.buf, n, out_a, out_b)
+            # the native encoder's wire bytes are the frame as received
+            if not (ok[0] and ok[1]) or bytes(out_b[:len(data)]) != data:
+                bad.append([mid, r, "frame"])
+            checked += 1
+            # the same length with edge-case bytes
+            n = HEADER_SIZE + wire.SIZE[mid] + (AUTH_SIZE if r & 1 else 0) + CRC_SIZE
+            fill(buf, n, rnd, r % 5)
+            ok = compare(buf, n, out_a, out_b)
+            if not (ok[0] and ok[1]):
+                bad.append([mid, r, "bytes"])
+            checked += 1
+    # every length up to a full frame, around the 254-byte COBS block
+    for n in range(MAX_FRAME + 1):
+        fill(buf, n, rnd, n % 5)
+        ok = compare(buf, n, out_a, out_b)
+        if not (ok[0] and ok[1]):
+            bad.append([-1, n, "length"])
+        checked += 1
+    # state images (store.Slots): the array's bytes copied against struct "<i" per value
+    for r in range(rounds * 5):
+        vals = array("i", [0] * (1 + r % 97))
+        for i in range(len(vals)):
+            x = rnd.next()
+            vals[i] = x - (1 << 32) if x >= 1 << 31 else x
+        n4 = 4 * len(vals)
+        img_a = bytearray(n4)
+        img_b = bytearray(n4)
+        for i in range(len(vals)):
+            struct.pack_into("<i", img_a, 4 * i, vals[i])
+        native.copy(img_b, 0, vals, 0, n4)
+        back = array("i", [0] * len(vals))
+        native.copy(back, 0, img_b, 0, n4)
+        if img_a != img_b or back != vals:
+            bad.append([-2, r, "image"])
+        checked += 1
+    # the comparison can fail: one flipped byte changes both outputs
+    fill(buf, 40, rnd, 0)
+    ref_crc = native.crc16(buf, 0, 40)
+    ref_len = native.cobs_encode(buf, 40, out_b)
+    ref = bytes(out_b[:ref_len])
+    buf[17] ^= 0x10
+    n2 = wire.cobs_encode_portable(buf, 40, out_a)
+    sensitive = (crc.crc16_portable(buf, 0, 40) != ref_crc
+                 and bytes(out_a[:n2]) != ref)
+    print("NATIVE " + json.dumps({"sensitive": sensitive,
+                                  "native": crc.NATIVE and wire.cobs_encode is native.cobs_encode,
+                                  "messages": messages, "checked": checked,
+                                  "length_cases": MAX_FRAME + 1 + rounds * 5, "bad": bad[:10],
+                                  "nbad": len(bad)}))
