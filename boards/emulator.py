@@ -1223,6 +1223,7 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
                   key=key if key is not None else read_key(state_dir + "/key"),
                   board=board_id, emulator=emu, rtc=EmuRtc(world, clock))
     hw.console = console
+    hw.shared_console = True  # text on the protocol pty too (firmware/demux.py, issue 17)
     return hw
 
 
