@@ -13,7 +13,8 @@ Input, byte by byte (allocation-free; buffers are fixed):
                editor. It lags one byte behind within a read burst (the byte is `held`):
                a frame's first COBS byte may look typed, and only the byte after it tells.
   0x00         ends a segment. After text it is ignored (a host's resync byte: a half-typed
-               line survives it; a line with binary noise in it is dropped).
+               line survives it; a line with binary noise in it is dropped). A frame that
+               comes in drops a half-typed line, with a line that says so.
   other bytes  (0x01, 0x02, 0x05-0x07, 0x0B, 0x0C, 0x0E-0x14, 0x16-0x1A, 0x1C-0x1F,
                0x80-0xFF): right after a 0x00 (or at boot) they begin a frame: the held
                byte and this one go to the decoder, and so does everything up to the next
@@ -77,6 +78,7 @@ CTRL_C = b"^C\r\n"
 CTRL_U = b"^U\r\n"
 CTRL_D = b"^D ignored: this is the pump's console, not a REPL (type help)\r\n"
 NOISE = b"error: line dropped: it had bytes that are not text in it\r\n"
+HALF_LINE = b"(half-typed line dropped: a frame came in)\r\n"
 TOO_LONG = b"error: line longer than 80 characters: not run\r\n"
 GREETING = (b"micropump bench console on the protocol port: type help. Insulin, limits,"
             b" settings, clock and alarms need the pump's ACK button within 10 s.\r\n")
@@ -171,6 +173,11 @@ class Demux:
                     self.greeted = False
                     self.done = True
                     self.size = dec.size
+                    if self.n or self.dirty or self.too_long:
+                        self._clear()  # another user's frame: the half line is not theirs
+                        self._emit(NL)
+                        self._emit(HALF_LINE)
+                        self._prompt()
                     self._flush()
                     return i
                 if not self._plausible():
