@@ -4,7 +4,7 @@
 ROOT = "$(BOARD_DIR)/../../.."
 
 package("firmware", base_path=ROOT)
-package("protocol", files=("__init__.py", "spec.py"), base_path=ROOT)
+package("protocol", files=("__init__.py", "spec.py", "refusals.py"), base_path=ROOT)
 # the board and the emulator's simulated parts it reuses
 package("boards", files=("__init__.py", "fakes.py", "unix.py", "emulator.py", "qemu_layout.py",
                          "qemu_arm.py"), base_path=ROOT)
