@@ -239,7 +239,9 @@ class Demux:
             self._abandon()
         if self.held >= 0:
             self._apply_held()
-        if self.pending is not None:
+        # not inside a link command (an emulator ADVANCE polls the link between its
+        # ticks): the console's operation would be recorded under that command's id
+        if self.pending is not None and not self.console.pump.cmd:
             bt = self.buttons
             if bt.got:
                 bt.got = False

@@ -222,3 +222,22 @@ def test_demux_without_buttons_refuses_guarded_commands():
     assert text == ("bolus 1\r\nerror: bolus needs the pump's ACK button, and this board "
                     "has none\r\n" + PROMPT)
     assert pump.bolus_progress()[0] == 0
+
+
+@pytest.mark.req("HW-5", "LNK-3")
+def test_a_confirmation_waits_while_a_link_command_runs():
+    """An emulator ADVANCE polls the link between its ticks, inside the emu_clock command:
+    a console operation then would be recorded under that command's id (LNK-3)."""
+    rig, pump, link, mux = bench_demux()
+    assert pump.suspend() == S.OK
+    feed(rig, link, b"resume\r")
+    rig.buttons.press(BUTTON_ACK)
+    rig.clock.advance(100)
+    pump.tick()
+    pump.begin_command(4242)
+    feed(rig, link, b"")
+    assert pump.state[S_STOP] == S.STOP_USER and mux.pending is not None
+    pump.end_command(S.OK)
+    _, text, _ = feed(rig, link, b"")
+    assert text == "\r\ndelivery resumed\r\n" + PROMPT
+    assert pump.state[S_STOP] == 0
