@@ -13,7 +13,7 @@ Input, byte by byte (allocation-free; buffers are fixed):
                editor. It lags one byte behind within a read burst (the byte is `held`):
                a frame's first COBS byte may look typed, and only the byte after it tells.
   0x00         ends a segment. After text it is ignored (a host's resync byte: a half-typed
-               line survives it; a line with binary noise in it is dropped). A frame that
+               line survives it; a line with binary noise in it is dropped, silently). A frame that
                comes in drops a half-typed line, with a line that says so.
   other bytes  (0x01, 0x02, 0x05-0x07, 0x0B, 0x0C, 0x0E-0x14, 0x16-0x1A, 0x1C-0x1F,
                0x80-0xFF): right after a 0x00 (or at boot) they begin a frame: the held
@@ -24,6 +24,8 @@ Input, byte by byte (allocation-free; buffers are fixed):
                byte is read as text again; so is a frame left unfinished for FRAME_GAP_MS.
                In the middle of typed text these bytes are noise: counted, and the line
                they fell into is dropped at Enter with a clear line, never executed.
+               A segment with noise in it counts as one bad frame in the link's
+               statistics when its 0x00 comes (LNK-5), like garbage on a plain link.
 Hosts send 0x00 before their first frame (host_tools/client.py does), which ends whatever
 a person left half-typed.
 
@@ -62,6 +64,8 @@ GUARDED = ("bolus", "temp", "canceltemp", "resume", "set", "time", "ack")
 
 TEXT = 0
 BINARY = 1
+FRAMES_IN = 0  # firmware/link.py's statistics (link_stats message order)
+BAD_FRAME = 2
 
 # 1: a byte a person types (it goes to the line editor); 0: it may begin a frame
 TYPED = bytearray(256)
@@ -143,6 +147,8 @@ class Demux:
         self.bolus_yes = False  # the console asked "yes" for a bolus: the press gives it
         self.asked_ms = 0
         # counters
+        self.stats = None  # the link's statistics: garbage segments count as bad frames
+        self.garbage = False  # binary noise since the last 0x00
         self.noise = 0  # bytes that were neither text nor part of a frame
         self.lines = 0
         self.ctrl = 0  # Ctrl-C / Ctrl-D bytes
@@ -188,6 +194,12 @@ class Demux:
                 self._apply_held()
                 if self.dirty:
                     self._drop_line()
+                if self.garbage:  # binary that was no frame: one bad frame for the link
+                    self.garbage = False
+                    st = self.stats
+                    if st is not None:
+                        st[FRAMES_IN] += 1
+                        st[BAD_FRAME] += 1
                 self.after_zero = True
                 continue
             if TYPED[b]:
@@ -211,6 +223,7 @@ class Demux:
             self._apply_held()
             self.noise += 1
             self.dirty = True
+            self.garbage = True
         if end < len(chunk):  # a short read: the burst is over, the held byte was typed
             self._apply_held()
         self._flush()
@@ -227,6 +240,7 @@ class Demux:
         return not (n >= 2 and dec.buf[1] > 7)
 
     def _abandon(self):
+        self.garbage = True
         self.noise += self.seg_n
         self.dec.reset()
         self.mode = TEXT
@@ -372,10 +386,8 @@ class Demux:
         self.dirty = False
 
     def _drop_line(self):
-        if self.n or self.dirty:
-            self._emit(NL)
-            self._emit(NOISE)
-            self._prompt()
+        # a 0x00 ends a line with noise in it: that was a host's garbage, not a person's
+        # typing (a person never sends 0x00): dropped and counted, no answer to a host
         self._clear()
 
     def _line(self):

@@ -210,6 +210,8 @@ class Link:
         self.ev = array("i", [0] * 4)
         self.rec = bytearray(REC_SIZE)
         self.stats = array("i", [0] * STATS)
+        if self.mux is not None:
+            self.mux.stats = self.stats
         self.faults = 0  # exceptions caught in the link (a bug if ever nonzero)
         self.dup_code = 0
         self.dup_detail = 0

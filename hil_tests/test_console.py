@@ -44,6 +44,7 @@ def test_typed_lines_and_frames_share_the_port(pump):
 
 @pytest.mark.req("HW-5", "SEC-2", "THR-3")
 def test_a_typed_bolus_waits_for_the_ack_button(pump, sim):
+    sim.lockstep()  # the 10 s of the confirmation are board time: none passes while typing
     text = typed(pump, b"\x00bolus 0.5\r", b"press its ACK button within 10 s")
     assert "deliver 0.500 U" in text
     typed(pump, b"yes\r", b"not by typing")
@@ -60,6 +61,7 @@ def test_a_typed_bolus_waits_for_the_ack_button(pump, sim):
 
 @pytest.mark.req("HW-5", "SEC-2")
 def test_an_unconfirmed_setting_changes_nothing(pump, sim):
+    sim.lockstep()
     before = pump.get_settings()
     typed(pump, b"\x00set max_bolus 2\r", b"press its ACK button within 10 s")
     sim.advance(seconds=11)  # the 10 s go by
