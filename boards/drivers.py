@@ -963,7 +963,8 @@ def assemble(root, clock, parts, serial, pulse_mu, occlusion_kpa, reset_cause, b
     return Hardware(clock, motor, pressure, battery, annunciator, buttons, storage, wdt,
                     serial=serial, pulse_mu=pulse_mu, occlusion_kpa=occlusion_kpa,
                     firmware_ok=firmware_ok, reset_cause=reset_cause,
-                    key=read_key(join(root, KEY_FILE)), board=board, rtc=rtc, radio=radio)
+                    key=read_key(join(root, KEY_FILE)), board=board, rtc=rtc, radio=radio,
+                    shared_console=True)  # the bench console on the protocol port
 
 
 def ack_held(pin):

@@ -179,6 +179,7 @@ class Emulator:
         self.serial.split_queries(view)
         serial = link.serial
         chunk = link.chunk
+        view.serial = serial  # answers go out as the link writes them (text and frames apart)
         link.serial = view
         link.chunk = self.chunk
         try:

@@ -85,7 +85,8 @@ in boards/unix.py (storage regions, then plunger position, odometer, battery lev
 - motor driver: FAULT_MOTOR MOTOR_FAULT_PIN makes the driver signal a fault and move
   nothing, MOTOR_STALL makes it move nothing without a signal (ALM-7); MOTOR_OK heals
   it (kept across power cuts).
-- bench console: firmware/console.py on the second pty (Runner in firmware/main.py);
+- bench console: firmware/console.py on the second pty (Runner in firmware/main.py), and on
+  the protocol pty beside the frames (hw.shared_console, firmware/demux.py, issue 17);
 - telemetry: one JSON line a second of real time on the telemetry fd: the pump's status()
   plus the simulated parts (battery in millionths of a percent, plunger, line pressure,
   LED and buzzer, faults, clock), for `pumpctl emulate`'s live table;
@@ -182,6 +183,7 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
                   key=key if key is not None else read_key(state_dir + "/key"),
                   board=board_id, emulator=emu, rtc=EmuRtc(world, clock))
     hw.console = console
+    hw.shared_console = True  # text on the protocol pty too (firmware/demux.py, issue 17)
     return hw
 
 

@@ -14,7 +14,8 @@ a bare-metal board must:
 - key, reset cause, pulse size: provisioned in the control area by the launcher;
 - power cut and watchdog: the exit status goes into the control area, the firmware ends,
   qemu exits with that status, the launcher starts it again;
-- no bench console and no telemetry (the UART is the only port).
+- no second console port and no telemetry (the UART is the only port; it carries the
+  bench console beside the frames, firmware/demux.py).
 """
 
 import machine

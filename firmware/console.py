@@ -1,7 +1,8 @@
 """Bench console: plain-text commands on a serial port of its own (HW-3, issue 4).
 
 A person at picocom or screen types a command and reads a plain answer. The console has its
-own port, so the binary link (firmware/link.py) is never disturbed. It is a local user at
+own port, so the binary link (firmware/link.py) is never disturbed; on the boards' protocol
+port firmware/demux.py edits the lines and calls handle_line() (issue 17). It is a local user at
 the bench: no authentication, but every state change is a user interaction (auto-off,
 ALM-4: the pump operations count it) and a bolus is delivered only after the next line
 says `yes`.

@@ -37,6 +37,8 @@ serial       protocol bytes (firmware/link.py): readinto(buf) -> bytes copied (0
              answer at once instead of at the next tick).
 console      (optional) a second serial port, same shape as `serial`, for the bench console
              (firmware/console.py): plain text for a person at a terminal.
+shared_console  True: the bench console is on `serial` too, typed text beside the frames
+             (firmware/demux.py); the boards and the emulator set it.
 radio        (optional) sensor-link driver for CGM readings (SNS-1, firmware/cgm.py),
              polled once a second by the pump's housekeeping: read() -> int, never
              blocks, allocation-free: 0 nothing new; > 0 a new reading in mg/dL (39
@@ -75,7 +77,7 @@ class Hardware:
     def __init__(self, clock, motor, pressure, battery, annunciator, buttons, storage,
                  watchdog, serial=None, radio=None, pulse_mu=50, occlusion_kpa=150,
                  firmware_ok=None, reset_cause=0, key=None, board=0, emulator=None,
-                 console=None, rtc=None):
+                 console=None, rtc=None, shared_console=False):
         self.clock = clock
         self.motor = motor
         self.pressure = pressure
@@ -95,3 +97,5 @@ class Hardware:
         self.emulator = emulator  # emulator hook for ids 0x30-0x3F (SEC-3); None on boards
         self.console = console  # bench console port, or None
         self.rtc = rtc  # real-time clock with backup, or None (THR-13)
+        # the bench console also on `serial`, text beside frames (firmware/demux.py)
+        self.shared_console = shared_console

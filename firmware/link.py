@@ -51,6 +51,7 @@ from array import array
 from firmware import VERSION
 from firmware.cgm import CGM_READINGS
 from firmware.crc import crc16
+from firmware.demux import shared_console
 from firmware.hal import R_LINK_A, R_LINK_B
 from firmware.pump import (
     S_BOOTS,
@@ -188,10 +189,16 @@ class Link:
         self.status = snapshot(pump)
         self.dec = Decoder()
         self.enc = Encoder()
+        # issue 17: the bench console on this port (firmware/demux.py splits text from frames)
+        self.mux = shared_console(pump, hw, self.dec)
+        if self.mux is not None:
+            self.dec = self.serial = self.mux
         self.chunk = bytearray(CHUNK)
         self.ev = array("i", [0] * 4)
         self.rec = bytearray(REC_SIZE)
         self.stats = array("i", [0] * STATS)
+        if self.mux is not None:
+            self.mux.stats = self.stats
         self.faults = 0  # exceptions caught in the link (a bug if ever nonzero)
         self.dup_code = 0
         self.dup_detail = 0
@@ -252,6 +259,8 @@ class Link:
         """Handle whatever input is waiting, then send queued events. Never raises."""
         try:
             self._read()
+            if self.mux is not None:
+                self.mux.poll()
             self._events()
         except Exception:
             self.faults += 1
@@ -795,6 +804,8 @@ class Link:
         ev = self.ev
         e = self.enc
         sent = 0
+        if self.mux is not None and self.mux.typing:
+            return  # a person is typing on this port: events wait in the pump's queue
         while sent < MAX_EVENTS and pump.events.take(ev):
             e.begin(M_EVENT, 0, F_EVENT)
             e.put(0, ev[0])

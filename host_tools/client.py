@@ -859,6 +859,8 @@ class Client:
         answer. If the pump refuses the key (unsigned: it cannot sign for a key it lacks),
         an open HELLO still gives version and schema, and commands will be refused."""
         self.verified_key = None  # proved again by this HELLO's signed answer
+        # 0x00 first: it ends whatever a person left half-typed on a shared port (issue 17)
+        self._write(b"\0")
         try:
             try:
                 msg = self.query("hello", expect="hello_info", signed=True)

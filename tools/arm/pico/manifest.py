@@ -11,6 +11,6 @@ ROOT = "$(BOARD_DIR)/../../.."
 freeze("$(PORT_DIR)/modules")
 include("$(MPY_DIR)/extmod/asyncio")
 package("firmware", base_path=ROOT)
-package("protocol", files=("__init__.py", "spec.py"), base_path=ROOT)
+package("protocol", files=("__init__.py", "spec.py", "refusals.py"), base_path=ROOT)
 package("boards", files=("__init__.py", "drivers.py", "pico.py"), base_path=ROOT)
 module("pump_main.py", base_path="$(BOARD_DIR)")

@@ -4,7 +4,7 @@
 ROOT = "$(BOARD_DIR)/../../.."
 
 package("firmware", base_path=ROOT)
-package("protocol", files=("__init__.py", "spec.py"), base_path=ROOT)
+package("protocol", files=("__init__.py", "spec.py", "refusals.py"), base_path=ROOT)
 # the board and the emulator's simulated parts it reuses
 package("boards", files=("__init__.py", "fakes.py", "unix.py", "emulator.py", "emu_world.py",
                          "emu_clock.py", "emu_parts.py", "emu_faults.py", "emu_transport.py",
