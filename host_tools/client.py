@@ -536,7 +536,7 @@ class Client:
         self.retries = retries
         self.on_event = on_event
         self.events_queue: collections.deque[Event] = collections.deque()
-        self.reader = codec.FrameReader()
+        self.reader = codec.FrameReader(console=True)
         self.pending: collections.deque[bytes] = collections.deque()
         self._seq = itertools.count(1)
         self.counter = 0  # last auth counter used; HELLO syncs it with the pump
@@ -623,6 +623,8 @@ class Client:
             for item in self.reader.feed(data):
                 if isinstance(item, ProtocolError):
                     self.stats["bad_frames"] += 1
+                elif isinstance(item, codec.ConsoleText):
+                    self.stats["console_text"] += 1  # a person's console on the same port
                 else:
                     self.pending.append(item)
 

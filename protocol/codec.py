@@ -417,40 +417,59 @@ def _check_key(key) -> bytes:
 
 
 # ------------------------------------------------------------------------- stream
+CONSOLE_BYTES = frozenset(range(0x20, 0x7F)) | {0x07, 0x08, 0x09, 0x0A, 0x0D, 0x1B}
+
+
+class ConsoleText(str):
+    """Text the bench console wrote between two frames on the shared port."""
+
+
+def is_console_text(chunk: bytes) -> bool:
+    return all(b in CONSOLE_BYTES for b in chunk)
+
+
 class FrameReader:
     """Split a byte stream at 0x00 delimiters into unstuffed frames.
 
     ``feed(data)`` returns the chunks completed by ``data``: an unstuffed frame (bytes) or
     a ProtocolError for a chunk that could not be unstuffed. Empty chunks (0x00 0x00) are
     skipped; a chunk longer than any frame is reported as an error when its 0x00 arrives.
+    With ``console=True`` a chunk of console text (the bench console shares the port,
+    issue 17: printable ASCII and line control only, while every frame holds the raw
+    version byte 0x01) comes out as a ConsoleText instead of an error.
     """
 
     MAX_CHUNK = spec.MAX_FRAME + spec.MAX_FRAME // 254 + 2
 
-    def __init__(self):
+    def __init__(self, console: bool = False):
         self._buf = bytearray()
         self._overflow = False
+        self._console = console
 
     def feed(self, data: bytes) -> list:
         out = []
         *complete, tail = bytes(data).split(b"\0")
         for part in complete:
-            item = self._finish(part)
+            item = self._finish(part, out)
             if item is not None:
                 out.append(item)
-        self._append(tail)
+        self._append(tail, out)
         return out
 
-    def _append(self, part: bytes):
+    def _append(self, part: bytes, out: list):
         if self._overflow:
             return
         self._buf += part
         if len(self._buf) > self.MAX_CHUNK:
+            if self._console and is_console_text(self._buf):
+                # a person's session has no 0x00 for as long as it lasts: pass it on
+                out.append(ConsoleText(self._buf.decode("ascii")))
+            else:
+                self._overflow = True
             self._buf.clear()
-            self._overflow = True
 
-    def _finish(self, part: bytes):
-        self._append(part)
+    def _finish(self, part: bytes, out: list):
+        self._append(part, out)
         chunk, overflow = bytes(self._buf), self._overflow
         self._buf.clear()
         self._overflow = False
@@ -458,6 +477,8 @@ class FrameReader:
             return ProtocolError("oversized frame dropped")
         if not chunk:
             return None
+        if self._console and is_console_text(chunk):
+            return ConsoleText(chunk.decode("ascii"))
         try:
             return unstuff(chunk)
         except ProtocolError as exc:

@@ -41,6 +41,7 @@ from cobs import cobs
 from protocol import codec, spec
 from protocol.codec import (  # noqa: F401 - re-exported: the same API as codec
     AuthError,
+    ConsoleText,
     FrameReader,
     Message,
     ProtocolError,
@@ -58,6 +59,7 @@ from protocol.codec import (  # noqa: F401 - re-exported: the same API as codec
 
 __all__ = [
     "AuthError",
+    "ConsoleText",
     "FrameReader",
     "Message",
     "ProtocolError",

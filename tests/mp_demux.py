@@ -229,7 +229,7 @@ def mix(seed, n, events=True):
             host.expect += line + "\r\n" + ref.handle_line(line) + PROMPT
             lines += 1
         if events and i < n and rnd.below(10) == 0 and pump.events.count < 8:
-            pump._event(S.EV_ALARM, 1, 2, 3)
+            pump.events.put(S.EV_ALARM, 1, 2, 3)
             queued += 1
         # what the stream has so far goes out in random pieces, polled between them
         while pending:

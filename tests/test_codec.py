@@ -227,3 +227,22 @@ def test_frame_reader_drops_an_oversized_chunk_and_recovers():
     out = reader.feed(b"\x01" * 10 + b"\0" + codec.encode("hello", 3))
     assert isinstance(out[0], ProtocolError) and "oversized" in str(out[0])
     assert codec.decode_frame(out[1]).seq == 3
+
+
+@pytest.mark.req("HW-3")
+def test_frame_reader_tells_console_text_from_frames():
+    """On the shared port (issue 17) a chunk of console text is text, not a broken frame;
+    a frame never passes for text (its raw version byte 0x01 is not printable), and text
+    with a binary byte in it stays an error."""
+    frame = codec.stuff(codec.encode_frame("status", 7))
+    text = b"\r\npump> status\r\nstopped   no\r\n"
+    reader = codec.FrameReader(console=True)
+    items = reader.feed(text + b"\0" + frame + b"\x00" + b"ok\x02\0")
+    assert isinstance(items[0], codec.ConsoleText) and items[0] == text.decode()
+    assert codec.decode_frame(items[1]).seq == 7
+    assert isinstance(items[2], ProtocolError)
+    long_session = reader.feed(b"pump> help\r\n" * 400 + b"\0")  # > any frame: still text
+    assert all(isinstance(i, codec.ConsoleText) for i in long_session)
+    assert "".join(long_session) == "pump> help\r\n" * 400
+    plain = codec.FrameReader().feed(text + b"\0")
+    assert len(plain) == 1 and isinstance(plain[0], ProtocolError)

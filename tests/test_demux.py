@@ -143,7 +143,7 @@ def test_a_late_press_confirms_nothing():
 def test_events_wait_while_a_person_types_and_flow_after_a_frame():
     rig, pump, link, mux = bench_demux()
     feed(rig, link, b"stat")
-    pump._event(S.EV_ALARM, 1, 2, 3)
+    pump.events.put(S.EV_ALARM, 1, 2, 3)
     frames, text, _ = feed(rig, link, b"")
     assert frames == [] and mux.typing
     frames, text, _ = feed(rig, link, M.status_frame(5))
