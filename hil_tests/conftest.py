@@ -216,6 +216,7 @@ def sensor(request, bench, _sensor_bench):
     in the known state: --sensor-port with the session's pump (a board's sensor UART),
     else the sensor pty of an emulator started for these tests (`sensor.pump`)."""
     url = request.config.getoption("--sensor-port")
+    side = None  # the emulator's end of its sensor pty
     if url:
         pump = request.getfixturevalue("pump")
         sim = kit.Sim(pump) if bench.has_sim else None
@@ -224,9 +225,10 @@ def sensor(request, bench, _sensor_bench):
         sim = kit.Sim(pump)
         PumpStrategy(pump, sim).to_ready()
         url = _sensor_bench.emulator.sensor_port
+        side = _sensor_bench.emulator.sensor_master
     else:
         pytest.skip("no sensor link: give --sensor-port (docs/boards.md)")
-    tx = kit.SensorTx(url, pump, sim)
+    tx = kit.SensorTx(url, pump, sim, side)
     try:
         tx.pair()
         yield tx

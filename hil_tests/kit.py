@@ -281,8 +281,7 @@ class Sim:
         """Inject a fault whose own answer may be lost (dropped or corrupted replies)."""
         with patience(self.pump, wait, retries=0), contextlib.suppress(C.PumpTimeout):
             self.fault(fault, value)
-        self.pump.pending.clear()
-        self.pump.reader = codec.FrameReader()
+        self.pump.forget_input()
 
     def occlusion(self, on: bool) -> None:
         self.fault(S.FAULT_OCCLUSION, int(on))
@@ -351,12 +350,25 @@ class SensorTx:
     TX = 0x5E4501
     offset = 0  # session minutes sent so far (class-wide: one sensor session per run)
 
-    def __init__(self, url: str, pump: C.Client, sim: Sim | None):
+    def __init__(self, url: str, pump: C.Client, sim: Sim | None, pump_side: int | None = None):
         from host_tools.sensor import Transmitter
 
         self.pump = pump
         self.sim = sim
         self.link = Transmitter(url, self.TX)
+        self.pump_side = pump_side  # the emulator's end of the sensor pty (an fd), if known
+
+    def _through(self) -> None:
+        """Wait until the record can be read on the pump's side, so the pump takes it on
+        the first tick the clock moves (a pty passes bytes on asynchronously: a reading
+        taken a tick late would bend the trend). A board's UART: a fixed short wait."""
+        if self.pump_side is None:
+            time.sleep(0.05)
+            return
+        import select
+
+        if not select.select([self.pump_side], [], [], 5.0)[0]:
+            raise AssertionError("the record did not reach the emulator's sensor pty in 5 s")
 
     def pair(self, tx: int | None = None) -> None:
         self.pump.set_setting("sensor_id", self.TX if tx is None else tx)
@@ -387,7 +399,7 @@ class SensorTx:
         else:
             self.link.port.write(H.encode_frame(tx, bytes(rec)))
             self.link.port.flush()
-        time.sleep(0.05)  # the bytes through the pty or adapter before the clock moves
+        self._through()
         self.wait(2 / 60)
 
     def settle(self) -> None:

@@ -536,8 +536,8 @@ class Client:
         self.retries = retries
         self.on_event = on_event
         self.events_queue: collections.deque[Event] = collections.deque()
-        self.reader = codec.FrameReader(console=True)
         self.pending: collections.deque[bytes] = collections.deque()
+        self.forget_input()
         self._seq = itertools.count(1)
         self.counter = 0  # last auth counter used; HELLO syncs it with the pump
         self.verified_key: bytes | None = None  # the key a signed HELLO proved right
@@ -604,6 +604,12 @@ class Client:
             return data
         except (OSError, ValueError, TypeError) as exc:
             raise LinkError(f"read from pump failed: {exc}") from None
+
+    def forget_input(self) -> None:
+        """Drop frames read but not yet taken and any half-read chunk (after a fault that
+        may have cut one). The bench console shares the port (issue 17): text is text."""
+        self.pending.clear()
+        self.reader = codec.FrameReader(console=True)
 
     def _next_message(self, deadline: float) -> codec.Message | None:
         """The next well-formed frame before ``deadline`` (monotonic), or None."""
