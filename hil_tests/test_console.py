@@ -15,7 +15,7 @@ def typed(pump, data: bytes, until: bytes, timeout: float = 10.0) -> str:
     prompt after it). Frames (0x00-terminated) met on the way are not expected here."""
     port = pump.port
     port.write(data)
-    got = b""
+    got = pump.take_console_text().encode()  # met while the client read a frame
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got += port.read(port.in_waiting or 1)

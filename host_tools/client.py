@@ -524,6 +524,9 @@ def _replayed(msg: codec.Message) -> bool:
             and msg["detail"] == spec.AUTH_REPLAYED)
 
 
+CONSOLE_KEEP = 65536  # characters of console text kept for take_console_text()
+
+
 class Client:
     """One pump link. ``port`` is an open pyserial-like object (read/write/in_waiting)."""
 
@@ -610,6 +613,12 @@ class Client:
         may have cut one). The bench console shares the port (issue 17): text is text."""
         self.pending.clear()
         self.reader = codec.FrameReader(console=True)
+        self.console_text = ""  # console text met while reading frames (the newest part)
+
+    def take_console_text(self) -> str:
+        """The console text met while reading frames since the last call."""
+        text, self.console_text = self.console_text, ""
+        return text
 
     def _next_message(self, deadline: float) -> codec.Message | None:
         """The next well-formed frame before ``deadline`` (monotonic), or None."""
@@ -631,6 +640,7 @@ class Client:
                     self.stats["bad_frames"] += 1
                 elif isinstance(item, codec.ConsoleText):
                     self.stats["console_text"] += 1  # a person's console on the same port
+                    self.console_text = (self.console_text + item)[-CONSOLE_KEEP:]
                 else:
                     self.pending.append(item)
 
