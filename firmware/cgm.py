@@ -229,7 +229,9 @@ class Cgm:
         span = rt[self.rn - 1] - rt[0]
         if self.rn == TREND_N and 0 < span <= LOSS_S:
             dv = rv[TREND_N - 1] - rv[0]
-            self.trend = dv * 600 // span
+            # rounded, not floored: readings arrive within a second or so of their
+            # 5 minutes, and a floor would turn +4.0 mg/dL/min over 601 s into +3.9
+            self.trend = (dv * 1200 + span) // (2 * span)
             self.pred20 = v + dv * (URGENT_SOON_MIN * 60) // span
             self.pred30 = v + dv * (SBL_AHEAD_MIN * 60) // span
         else:
