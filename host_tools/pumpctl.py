@@ -1087,24 +1087,21 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
 
 
-def cmd_link_stats(pump: C.Client, args, out: Out):
-    ls = pump.get_link_stats()
-    t = Table(title="link statistics", title_justify="left")
+def _emit_counters(title: str, counters, out: Out):
+    t = Table(title=title, title_justify="left")
     t.add_column("counter")
     t.add_column("value", justify="right")
-    for k, v in asdict(ls).items():
+    for k, v in asdict(counters).items():
         t.add_row(k, str(v))
-    out.emit(asdict(ls), t)
+    out.emit(asdict(counters), t)
+
+
+def cmd_link_stats(pump: C.Client, args, out: Out):
+    _emit_counters("link statistics", pump.get_link_stats(), out)
 
 
 def cmd_sensor_stats(pump: C.Client, args, out: Out):
-    ss = pump.get_sensor_stats()
-    t = Table(title="sensor link statistics", title_justify="left")
-    t.add_column("counter")
-    t.add_column("value", justify="right")
-    for k, v in asdict(ss).items():
-        t.add_row(k, str(v))
-    out.emit(asdict(ss), t)
+    _emit_counters("sensor link statistics", pump.get_sensor_stats(), out)
 
 
 COMMANDS = {
