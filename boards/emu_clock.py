@@ -12,6 +12,14 @@ WDT_READS = 1000  # clock reads without a feed: the loop runs but does not feed
 WAIT_CAP_MS = 250  # longest real-time wait for input (telemetry keeps flowing)
 
 
+class RealClock:
+    """Real time on the 2**30 ring: how bytes arrive on the emulator's ports
+    (firmware/demux.py times a frame's bytes with it; the board clock may stand still)."""
+
+    def ticks_ms(self):
+        return time.ticks_ms() & (TICKS_PERIOD - 1)
+
+
 class VirtualClock:
     """Board clock in ms on the 2**30 ring: real time times a speed factor, or lockstep."""
 

@@ -119,7 +119,7 @@ import sys
 # the repository root, so `firmware`, `boards` and `protocol` import as packages
 sys.path.insert(0, (__file__.rsplit("/", 1)[0] if "/" in __file__ else ".") + "/..")
 
-from boards.emu_clock import EmuRtc, EmuWatchdog, VirtualClock  # noqa: E402
+from boards.emu_clock import EmuRtc, EmuWatchdog, RealClock, VirtualClock  # noqa: E402
 from boards.emu_control import Emulator  # noqa: E402
 from boards.emu_parts import (  # noqa: E402
     EmuBattery,
@@ -184,6 +184,7 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
                   board=board_id, emulator=emu, rtc=EmuRtc(world, clock))
     hw.console = console
     hw.shared_console = True  # text on the protocol pty too (firmware/demux.py, issue 17)
+    hw.port_clock = RealClock()
     return hw
 
 

@@ -10,8 +10,11 @@ the other.
 
 Input, byte by byte (allocation-free; buffers are fixed):
   typed byte   printable ASCII, CR, LF, TAB, BS, DEL, Ctrl-C, Ctrl-D, Ctrl-U, ESC: the line
-               editor. It lags one byte behind within a read burst (the byte is `held`):
-               a frame's first COBS byte may look typed, and only the byte after it tells.
+               editor. The first one after a 0x00 (or a frame, or boot) is `held` until
+               the next byte or for HOLD_MS: a frame's first COBS byte may look typed,
+               and only the byte after it tells. A UART or a CDC port may hand a frame
+               over in pieces, so a short read does not decide; time does (a host sends
+               a frame's bytes back to back, a person types the next key much later).
   0x00         ends a segment. After text it is ignored (a host's resync byte: a half-typed
                line survives it; a line with binary noise in it is dropped, silently). A frame that
                comes in drops a half-typed line, with a line that says so.
@@ -60,6 +63,7 @@ MAX_LINE = 80  # characters kept per typed line
 OUT_SIZE = 128  # echo gathered before it is written
 CONFIRM_MS = 10000  # the ACK press must come within this
 FRAME_GAP_MS = 1000  # a frame with no byte for this long is abandoned (someone typed)
+HOLD_MS = 200  # a held first byte with nothing after it for this long was typed
 GUARDED = ("bolus", "temp", "canceltemp", "resume", "set", "time", "ack")
 
 TEXT = 0
@@ -115,12 +119,15 @@ class Demux:
     """The link's decoder for a shared port: duck-types firmware.wire.Decoder (feed, done,
     size, buf, reset) and the serial driver's write(buf, n) for frames."""
 
-    def __init__(self, decoder, serial, console, clock, buttons=None):
+    def __init__(self, decoder, serial, console, clock, buttons=None, port_clock=None):
         self.dec = decoder
         self.buf = decoder.buf
         self.serial = serial
         self.console = console
-        self.clock = clock
+        self.clock = clock  # the pump's clock: the confirmation's time limit
+        # how bytes arrive on the wire is real time, also where the pump's clock is
+        # virtual (the emulator's lockstep clock stands still between ADVANCEs)
+        self.port_clock = port_clock or clock
         self.buttons = buttons  # ConfirmButtons, or None: no confirmation possible
         self.done = False
         self.size = 0
@@ -129,7 +136,7 @@ class Demux:
         self.held = -1  # the typed byte not yet given to the editor
         self.one = bytearray(1)
         self.seg_n = 0  # bytes of the frame being decoded
-        self.last_ms = clock.ticks_ms()
+        self.last_ms = self.port_clock.ticks_ms()  # the last byte read
         self.typing = False  # text arrived after the last frame: events wait
         self.greeted = False
         self.text_out = False  # text went out since the last 0x00
@@ -164,7 +171,7 @@ class Demux:
         """Consume chunk[i:end] up to the end of one frame (then `done`, `size`); typed
         bytes go to the line editor. Returns the index after the last byte consumed."""
         dec = self.dec
-        self.last_ms = self.clock.ticks_ms()
+        self.last_ms = self.port_clock.ticks_ms()
         while i < end:
             b = chunk[i]
             i += 1
@@ -204,8 +211,11 @@ class Demux:
                 continue
             if TYPED[b]:
                 if self.held >= 0:
-                    self._key(self.held)
-                self.held = b
+                    self._apply_held()
+                if self.after_zero:
+                    self.held = b  # a frame's first byte, or typed: the next byte tells
+                else:
+                    self._key(b)
                 continue
             if self.after_zero:
                 self.mode = BINARY
@@ -224,8 +234,6 @@ class Demux:
             self.noise += 1
             self.dirty = True
             self.garbage = True
-        if end < len(chunk):  # a short read: the burst is over, the held byte was typed
-            self._apply_held()
         self._flush()
         return i
 
@@ -247,11 +255,12 @@ class Demux:
         self.after_zero = False
 
     def poll(self):
-        """Between reads (Link.poll): the held byte, an unfinished frame left too long,
+        """Between reads (Link.poll): a held byte or an unfinished frame left too long,
         the ACK press or the timeout of a confirmation."""
-        if self.mode == BINARY and ticks_diff(self.clock.ticks_ms(), self.last_ms) > FRAME_GAP_MS:
+        quiet = ticks_diff(self.port_clock.ticks_ms(), self.last_ms)
+        if self.mode == BINARY and quiet > FRAME_GAP_MS:
             self._abandon()
-        if self.held >= 0:
+        if self.held >= 0 and quiet > HOLD_MS:
             self._apply_held()
         # not inside a link command (an emulator ADVANCE polls the link between its
         # ticks): the console's operation would be recorded under that command's id
@@ -476,4 +485,5 @@ def shared_console(pump, hw, decoder):
     if pump.buttons is not None:
         buttons = ConfirmButtons(pump.buttons)
         pump.buttons = buttons
-    return Demux(decoder, hw.serial, Console(pump), hw.clock, buttons)
+    return Demux(decoder, hw.serial, Console(pump), hw.clock, buttons,
+                 hw.port_clock)

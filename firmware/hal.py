@@ -99,3 +99,5 @@ class Hardware:
         self.rtc = rtc  # real-time clock with backup, or None (THR-13)
         # the bench console also on `serial`, text beside frames (firmware/demux.py)
         self.shared_console = shared_console
+        # the clock of byte timing on `serial` when `clock` is virtual (emulator), or None
+        self.port_clock = None

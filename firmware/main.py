@@ -167,8 +167,8 @@ class Runner:
                     deadline = clock.ticks_ms()
                     left = 0
                 while left > 0:
-                    if wait(left):
-                        self.service()
+                    wait(left)  # input, or a quiet spell: a held console key is typed
+                    self.service()
                     left = ticks_diff(deadline, clock.ticks_ms())
 
 

@@ -14,6 +14,7 @@ import json
 from boards.fakes import Rig, Serial
 from firmware import wire
 from firmware.console import Console
+from firmware.demux import HOLD_MS
 from firmware.hal import BUTTON_ACK
 from firmware.link import Link
 from firmware.pump import S_STOP, Pump
@@ -76,7 +77,11 @@ def bench():
     return rig, pump, link
 
 
-def status_frame(seq):
+def status_frame(seq, counter=0):
+    """A status request after a 0x00; authenticated with `counter` > 0 (such frames begin
+    with 0x03, 0x04 or 0x08: bytes a person could type, so only the next byte tells)."""
+    if counter:
+        return b"\x00" + wire.encode_frame(ID["status"], seq, 0, [], key=KEY, counter=counter)
     return b"\x00" + wire.encode_frame(ID["status"], seq, 0, [])
 
 
@@ -158,6 +163,9 @@ def transcript():
                 rig.clock.advance(1000)
                 pump.tick()
         link.poll()
+        if kind == "bytes":  # a person pauses: a key held after a 0x00 counts as typed
+            rig.clock.advance(HOLD_MS + 1)
+            link.poll()
         frames, text, broken = split(rig.serial.take())
         out.append([kind, [f[0] for f in frames], text, broken])
     out.append(["state", pump.state[S_STOP], pump.bolus_progress()[0], link.mux.noise,
@@ -210,10 +218,12 @@ class Host:
         return self.text_ok and not self.expect
 
 
-def mix(seed, n, events=True):
-    """`n` status requests interleaved with typed read-only lines and queued events, the
-    whole stream cut into random read sizes. What the host got: frames answered, events,
-    broken chunks, and whether the text is exactly the echo + answers of the lines."""
+def mix(seed, n, events=True, piece=160):
+    """`n` status requests (every other one authenticated) interleaved with typed
+    read-only lines and queued events, the whole stream cut into random read sizes of 1 to
+    `piece` bytes (1: a UART handing over one byte per read). What the host got: frames
+    answered, events, broken chunks, and whether the text is exactly the echo + answers
+    of the lines."""
     rnd = Rand(seed)
     rig, pump, link = bench()
     ref = Console(pump)
@@ -222,7 +232,7 @@ def mix(seed, n, events=True):
     lines = 0
     queued = 0
     for i in range(n + 1):
-        pending.extend(status_frame(1 + i))
+        pending.extend(status_frame(1 + i, i & 1 and i))
         if i < n and rnd.below(3) == 0:
             line = READ_ONLY[rnd.below(len(READ_ONLY))]
             pending.extend(line.encode() + (b"\r", b"\n", b"\r\n")[rnd.below(3)])
@@ -233,7 +243,7 @@ def mix(seed, n, events=True):
             queued += 1
         # what the stream has so far goes out in random pieces, polled between them
         while pending:
-            k = 1 + rnd.below(160)
+            k = 1 + rnd.below(piece)
             rig.serial.send(pending[:k])
             pending = pending[k:]
             link.poll()
@@ -249,8 +259,8 @@ def mix(seed, n, events=True):
             "noise": link.mux.noise, "bad_frame": link.stats[2], "bad_crc": link.stats[1]}
 
 
-def main_mix(seed, n):
-    print("RESULT " + json.dumps(mix(seed, n)))
+def main_mix(seed, n, piece=160):
+    print("RESULT " + json.dumps(mix(seed, n, piece=piece)))
 
 
 # --------------------------------------------------------------------------- noise

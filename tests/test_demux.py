@@ -160,9 +160,21 @@ def test_interleaved_lines_frames_and_events_on_cpython(seed):
     assert (got["faults"], got["noise"], got["bad_frame"], got["bad_crc"]) == (0, 0, 0, 0)
 
 
+@pytest.mark.req("HW-5", "LNK-2")
+def test_frames_read_one_byte_at_a_time_stay_frames():
+    """A UART (the ARM board's, an ESP32's) may hand over one byte per read: an
+    authenticated frame's first byte looks typed (0x03/0x04/0x08), and a read ending
+    right after it must not decide; only the next byte or a quiet spell does."""
+    got = M.mix(5, 300, piece=1)
+    assert got["answers"] == 301 and got["answers_ok"]
+    assert got["broken"] == 0 and got["text_ok"] and got["lines"] > 60
+    assert (got["faults"], got["noise"], got["bad_frame"], got["bad_crc"]) == (0, 0, 0, 0)
+
+
 @pytest.mark.req("HW-5", "HW-3")
 def test_interleaved_on_unix_port_matches_cpython():
     assert unix("main_mix(4, 400)") == M.mix(4, 400)
+    assert unix("main_mix(6, 100, 1)") == M.mix(6, 100, piece=1)
 
 
 @pytest.mark.req("HW-5", "LNK-5", "SEC-4")
