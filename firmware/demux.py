@@ -63,7 +63,11 @@ MAX_LINE = 80  # characters kept per typed line
 OUT_SIZE = 128  # echo gathered before it is written
 CONFIRM_MS = 10000  # the ACK press must come within this
 FRAME_GAP_MS = 1000  # a frame with no byte for this long is abandoned (someone typed)
-HOLD_MS = 200  # a held first byte with nothing after it for this long was typed
+# a held first byte with nothing after it for this long was typed. As long as a frame's
+# own gap: the ARM board's UART takes one byte at a time and a loaded host can pause
+# between them for a good part of a second; a person's first key after a frame waits for
+# its echo at most this long (the next key decides at once)
+HOLD_MS = FRAME_GAP_MS
 GUARDED = ("bolus", "temp", "canceltemp", "resume", "set", "time", "ack")
 
 TEXT = 0
