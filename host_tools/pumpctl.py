@@ -1554,7 +1554,7 @@ def _emit_reading(out: Out, r) -> None:
         data["taken"] = r.taken
         text += ", taken" if r.taken else ", dropped by the pump (sensor-stats)"
     if r.insulin_mu is not None:
-        data["glucose"] = None if r.glucose is None else round(r.glucose, 1)
+        data["glucose"] = None if r.glucose is None else round(r.glucose, 3)
         data["insulin_mu"] = r.insulin_mu
         text += f" (source {r.glucose:.1f}" if r.glucose is not None else " (source -"
         text += f", +{C.mu_to_units(r.insulin_mu)} U insulin)"
