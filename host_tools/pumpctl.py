@@ -388,8 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="without a pump to pace it: times real time, a reading every "
                          "300/SPEED s (default 1)")
     sn.add_argument("--minutes", type=whole, default=None,
-                    help="session minutes to play (default: to the trace's end or expiry; "
+                    help="minutes to play (default: to the trace's end or expiry; "
                          "--patient needs it or --expiry)")
+    sn.add_argument("--from", dest="first", type=whole, default=0, metavar="MIN",
+                    help="start at this session minute, a multiple of 5 (continue a session "
+                         "the pump already has readings of; default 0)")
 
     co = sub.add_parser("completion", help="shell completion script: bash, zsh or fish",
                         description="Print the completion script for your shell. bash: "
@@ -1475,6 +1478,8 @@ def cmd_sensor(args, out: Out) -> int:
         raise BadInput("--scenario and --sensitivity need --patient")
     if args.minutes is not None and args.minutes < 1:
         raise BadInput(f"--minutes must be 1 or more, not {args.minutes}")
+    if args.first % SN.EVERY_MIN:
+        raise BadInput(f"--from must be a multiple of {SN.EVERY_MIN} minutes, not {args.first}")
     patient = None
     try:
         if args.patient:
@@ -1486,13 +1491,18 @@ def cmd_sensor(args, out: Out) -> int:
             except PatientUnavailable as exc:
                 raise ValueError(str(exc)) from None
             source = lambda m: patient.glucose  # noqa: E731 (stepped by SN.play)
-            end = args.minutes if args.minutes is not None else args.expiry + 1
+            end = (args.first + args.minutes if args.minutes is not None
+                   else args.expiry + 1)
         else:
             rows = SN.read_trace(args.trace)
             source = lambda m: SN.trace_value(rows, m)  # noqa: E731
-            end = args.minutes
-            if end is None:
+            if args.minutes is not None:
+                end = args.first + args.minutes
+            else:
                 end = rows[-1][0] + 1 if args.expiry is None else args.expiry + 1
+        if end <= args.first:
+            raise ValueError(f"nothing to play: --from {args.first} is at or after the end "
+                             f"(minute {end})")
         session = SN.SensorSession(source, warmup_min=args.warmup, expiry_min=args.expiry,
                                    noise_seed=args.noise, dropout=args.dropout,
                                    seed=args.seed, calibration_every_min=args.calibrate_every,
@@ -1517,8 +1527,8 @@ def cmd_sensor(args, out: Out) -> int:
                 pump = C.connect(target.port, key=key, timeout=args.timeout,
                                  retries=args.retries)
             try:
-                steps = SN.play(session, tx, end, pump=pump, patient=patient, fast=args.fast,
-                                speed=args.speed, say=say)
+                steps = SN.play(session, tx, end, first=args.first, pump=pump,
+                                patient=patient, fast=args.fast, speed=args.speed, say=say)
                 for r in steps:
                     sent += r.record is not None
                     taken += bool(r.taken)

@@ -309,6 +309,7 @@ class PumpPacer:
         self.stats = pump.get_sensor_stats()
 
     def wait_until(self, minute: int):
+        """`minute`: minutes since this pacer started."""
         from protocol import spec as S
 
         pump = self.pump
@@ -362,31 +363,35 @@ class PumpPacer:
                               f"--tx {now.sensor_id}")
         if now.duplicate > before.duplicate or now.out_of_order > before.out_of_order:
             raise SensorError(f"the pump dropped the reading of minute {minute} as an old time "
-                              "offset: it holds a later session of this transmitter; pair "
-                              "another id (--tx N and `pumpctl settings set sensor_id N`)")
+                              "offset: it has later readings of this transmitter's session; "
+                              "continue the session past them (--from MIN) or pair another "
+                              "id (--tx N and `pumpctl settings set sensor_id N`)")
         return False
 
 
-def play(session: SensorSession, tx: Transmitter, minutes: int, *, pump=None, patient=None,
-         fast: bool = False, speed: float = 1.0, say=lambda text: None, sleep=None):
-    """Yield a `Reading` for each 5 session minutes below `minutes`, having sent its record.
+def play(session: SensorSession, tx: Transmitter, end: int, *, first: int = 0, pump=None,
+         patient=None, fast: bool = False, speed: float = 1.0, say=lambda text: None,
+         sleep=None):
+    """Yield a `Reading` for each 5 session minutes from `first` to below `end`, having
+    sent its record (`first` > 0 continues a session the pump has readings of).
 
     Without `pump`: paced by the host's clock, a reading every 300 / `speed` s. With
     `pump` (a host_tools.client.Client): paced by the pump (`PumpPacer`, `fast` as in the
     module doc), each record confirmed taken; `patient` (host_tools.patient.PatientModel,
-    whose glucose the session's source should read) gets the insulin delivered between
-    readings before each one."""
+    whose glucose the session's source should read; its minute 0 is `first`) gets the
+    insulin delivered between readings before each one."""
     sleep = sleep or time.sleep
+    minutes = range(first, end, EVERY_MIN)
     if pump is None:
         if patient is not None or fast:
             raise ValueError("the virtual patient and fast mode need the pump's protocol port")
-        for minute in range(0, minutes, EVERY_MIN):
+        for minute in minutes:
             start = time.monotonic()
             record = session.record(minute)
             if record is not None:
                 tx.send(record)
             yield Reading(minute, record, session.glucose(minute))
-            if minute + EVERY_MIN < minutes:
+            if minute + EVERY_MIN < end:
                 sleep(max(0.0, 300 / speed - (time.monotonic() - start)))
         return
     settings = pump.get_settings()
@@ -396,11 +401,11 @@ def play(session: SensorSession, tx: Transmitter, minutes: int, *, pump=None, pa
                          "(or --tx)")
     pacer = PumpPacer(pump, fast, say, sleep)
     insulin = DeliveredInsulin(pump, pacer.start)
-    for minute in range(0, minutes, EVERY_MIN):
-        st = pacer.wait_until(minute)
+    for minute in minutes:
+        st = pacer.wait_until(minute - first)
         mu = insulin.since_last(st)
         if patient is not None:
-            patient.exchange(minute, mu)
+            patient.exchange(minute - first, mu)
         record = session.record(minute)
         taken = None
         if record is not None:

@@ -199,6 +199,9 @@ def test_play_refuses_an_unpaired_pump_and_reports_a_foreign_drop():
 
 
 # ----------------------------------------------------------------------------- command line
+NEED_MODEL = ("unknown virtual patient 'adult#042'", "calibration gap", "nothing to play")
+
+
 def test_pumpctl_sensor_patient_bad_input(capsys):
     cases = [
         (["--patient", "adult#001"], "--patient needs --minutes"),
@@ -209,10 +212,12 @@ def test_pumpctl_sensor_patient_bad_input(capsys):
         (["--patient", "adult#001", "--minutes", "10", "--calibrate-every", "20",
           "--calibration-gap", "20", "--pump-port", "loop://"], "calibration gap"),
         (["--patient", "adult#001", "--minutes", "0"], "--minutes must be 1 or more"),
+        (["--patient", "adult#001", "--minutes", "10", "--from", "7"], "multiple of 5"),
+        (["--patient", "adult#001", "--expiry", "60", "--from", "100"], "nothing to play"),
     ]
     for extra, message in cases:
-        if "adult#" in " ".join(extra) and not simglucose_available() and "minutes" not in message:
-            continue
+        if message in NEED_MODEL and not simglucose_available():
+            continue  # checked after the patient model is built
         code = pumpctl.main(["sensor", "--port", "loop://", *extra])
         err = capsys.readouterr().err
         assert code == pumpctl.EXIT_BAD_INPUT, (extra, err)
@@ -220,29 +225,35 @@ def test_pumpctl_sensor_patient_bad_input(capsys):
 
 
 # ----------------------------------------------------------------------------- the emulator
-def _run_patient(tmp_path, name, *, bolus_mu=0, lockstep=True, capsys=None):
+LOADED_S = 3.0  # answer timeout: the test machines are shared and busy
+
+
+def _run_patient(tmp_path, name, *, bolus_mu=0, lockstep=True, capsys=None, after=None):
     """An emulator with its sensor link on a pty, set up and paired; `pumpctl sensor
-    --patient adult#001 --fast` for 2 hours. -> (lines, the pump's CGM readings)."""
+    --patient adult#001 --fast` for 2 hours; then `after(emu)`. -> (the JSON lines, the
+    pump's CGM readings, its sensor-link statistics, stderr)."""
     from host_tools.launch import launch
     from tests.test_emulator import set_up
 
     emu = launch(tmp_path / name, lockstep=lockstep, seed=11, sensor=True)
     try:
         key = C.load_key(emu.key_path)
-        with C.connect(emu.port, key=key, timeout=1.0, retries=3) as pump:
+        with C.connect(emu.port, key=key, timeout=LOADED_S, retries=3) as pump:
             set_up(pump)
             pump.set_setting("sensor_id", DEFAULT_TX)
             if bolus_mu:
                 pump.bolus(bolus_mu)  # delivered while the sensor session runs the clock
-        code = pumpctl.main(["--json", "sensor", "--port", emu.sensor_port, "--patient",
-                             "adult#001", "--fast", "--minutes", "120", "--pump-port",
-                             emu.port, "--pump-key", str(emu.key_path)])
+        code = pumpctl.main(["--json", "--timeout", str(LOADED_S), "sensor", "--port",
+                             emu.sensor_port, "--patient", "adult#001", "--fast", "--minutes",
+                             "120", "--pump-port", emu.port, "--pump-key", str(emu.key_path)])
         captured = capsys.readouterr()
         assert code == 0, captured.err
         lines = [json.loads(line) for line in captured.out.splitlines()]
-        with C.connect(emu.port, key=key, timeout=1.0, retries=3) as pump:
+        with C.connect(emu.port, key=key, timeout=LOADED_S, retries=3) as pump:
             readings = pump.get_cgm(0)
             stats = pump.get_sensor_stats()
+        if after is not None:
+            after(emu)
         return lines, readings, stats, captured.err
     finally:
         emu.close()
@@ -253,8 +264,25 @@ def _run_patient(tmp_path, name, *, bolus_mu=0, lockstep=True, capsys=None):
 def test_pumpctl_sensor_patient_fed_by_the_emulated_pump(tmp_path, capsys):
     """The pump's CGM readings are the patient's glucose, one per 5 virtual minutes; a
     5 U bolus the pump delivers goes into the patient and lowers its glucose."""
+    again = []
+
+    def run_again(emu):
+        """A second session on the same pump: its earlier offsets refuse minute 0 with a
+        one-line error; --from continues the session past them."""
+        base = ["--timeout", str(LOADED_S), "sensor", "--port", emu.sensor_port, "--patient",
+                "adult#001", "--fast", "--pump-port", emu.port, "--pump-key",
+                str(emu.key_path), "--minutes", "10"]
+        again.append((pumpctl.main(base), capsys.readouterr()))
+        again.append((pumpctl.main(["--json", *base, "--from", "120"]), capsys.readouterr()))
+
     basal, readings_a, stats_a, err_a = _run_patient(tmp_path, "a", lockstep=False,
-                                                     capsys=capsys)
+                                                     capsys=capsys, after=run_again)
+    (code, cap), (code2, cap2) = again
+    assert code == pumpctl.EXIT_LINK and len(cap.err.splitlines()) == 1
+    assert "old time offset" in cap.err and "--from" in cap.err and "Traceback" not in cap.err
+    assert code2 == 0, cap2.err
+    assert [(d["minute"], d["taken"]) for d in map(json.loads, cap2.out.splitlines())] == [
+        (120, True), (125, True)]
     bolus, readings_b, stats_b, _ = _run_patient(tmp_path, "b", bolus_mu=5000, capsys=capsys)
     assert "lockstep" in err_a  # --fast put the real-time emulator's clock in lockstep
     for lines, readings, stats in ((basal, readings_a, stats_a), (bolus, readings_b, stats_b)):
