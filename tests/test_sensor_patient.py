@@ -303,3 +303,49 @@ def test_pumpctl_sensor_patient_fed_by_the_emulated_pump(tmp_path, capsys):
     assert bolus[-1]["glucose"] < basal[-1]["glucose"] - 10  # the bolus lowered it
     falls = [b["glucose"] - a["glucose"] for a, b in zip(bolus, bolus[1:], strict=False)]
     assert all(f < 0.1 for f in falls[6:])  # and keeps it falling
+
+
+@pytest.mark.req("SNS-4", "SNS-2")
+def test_a_calibration_gap_on_the_emulator_raises_signal_loss_and_the_next_reading_clears_it(
+        tmp_path, capsys):
+    """A trace paced by the emulated pump (--fast) with a seeded 30-minute calibration gap
+    from minute 60 (seed 4, as above): the pump hears nothing for 35 minutes, raises signal
+    loss 20 minutes after the last reading and clears it with the first one after the gap."""
+    from hil_tests.kit import history
+    from host_tools.launch import launch
+    from tests.test_emulator import set_up
+
+    trace = tmp_path / "flat.csv"
+    trace.write_text("minute,mg_dl\n0,120\n")
+    emu = launch(tmp_path / "emu", lockstep=True, seed=11, sensor=True)
+    try:
+        key = C.load_key(emu.key_path)
+        with C.connect(emu.port, key=key, timeout=LOADED_S, retries=3) as pump:
+            set_up(pump)
+            pump.set_setting("sensor_id", DEFAULT_TX)
+            first_seq = pump.status().history_next
+        code = pumpctl.main(["--json", "--timeout", str(LOADED_S), "sensor", "--port",
+                             emu.sensor_port, "--trace", str(trace), "--minutes", "120",
+                             "--calibrate-every", "60", "--calibration-gap", "30", "--seed",
+                             "4", "--fast", "--pump-port", emu.port, "--pump-key",
+                             str(emu.key_path)])
+        cap = capsys.readouterr()
+        assert code == 0, cap.err
+        lines = [json.loads(line) for line in cap.out.splitlines()]
+        assert [d["minute"] for d in lines if not d["sent"]] == [60, 65, 70, 75, 80, 85]
+        assert all(d["taken"] for d in lines if d["sent"])
+        assert "6 in calibration gaps" in cap.err
+        with C.connect(emu.port, key=key, timeout=LOADED_S, retries=3) as pump:
+            readings = pump.get_cgm(0)
+            recs = history(pump, first_seq)
+    finally:
+        emu.close()
+    start = readings[0].minute * 60
+    assert [r.minute * 60 - start for r in readings] == [m * 60 for m in
+                                                         [*range(0, 60, 5), *range(90, 120, 5)]]
+    loss = [(r.arg, r.time - start) for r in recs
+            if r.kind == S.H_ALARM and r.v1 == S.A_SIGNAL_LOSS]
+    # raised, cleared by the reading, and shown until acknowledged (ALM: ALARM_UNACKED)
+    assert [a for a, _ in loss] == [S.ALARM_RAISED, S.ALARM_CLEARED, S.ALARM_UNACKED]
+    assert 75 * 60 <= loss[0][1] <= 75 * 60 + 62  # 20 min after the reading of minute 55
+    assert 90 * 60 <= loss[1][1] <= 90 * 60 + 62  # the first reading after the gap
