@@ -1536,7 +1536,7 @@ def cmd_sensor(args, out: Out) -> int:
                         first = r.glucose if first is None else first
                         last = r.glucose
                     _emit_reading(out, r)
-            except ValueError as exc:  # the pump is not paired with this transmitter
+            except SN.NotPaired as exc:
                 raise BadInput(str(exc)) from None
     except KeyboardInterrupt:
         say("interrupted")

@@ -233,6 +233,10 @@ class SensorError(LinkError):
     do (pairing, the wrong port, an earlier session's time offsets)."""
 
 
+class NotPaired(ValueError):
+    """The pump's sensor_id is not this transmitter's id (a set-up mistake)."""
+
+
 class DeliveredInsulin:
     """Insulin (mU) the pump says it delivered, basal and bolus, since the last look: the
     difference of the status's totals of today; across the pump's local midnight, the rest
@@ -396,7 +400,7 @@ def play(session: SensorSession, tx: Transmitter, end: int, *, first: int = 0, p
         return
     settings = pump.get_settings()
     if settings.get("sensor_id") != tx.tx_id:
-        raise ValueError(f"the pump is paired with transmitter {settings.get('sensor_id')}, "
+        raise NotPaired(f"the pump is paired with transmitter {settings.get('sensor_id')}, "
                          f"not {tx.tx_id}: `pumpctl settings set sensor_id {tx.tx_id}` first "
                          "(or --tx)")
     pacer = PumpPacer(pump, fast, say, sleep)

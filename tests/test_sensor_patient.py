@@ -16,6 +16,7 @@ from host_tools.patient import simglucose_available
 from host_tools.sensor import (
     DEFAULT_TX,
     DeliveredInsulin,
+    NotPaired,
     SensorError,
     SensorSession,
     play,
@@ -170,7 +171,7 @@ def test_paced_by_a_board_s_clock_fast_falls_back_to_real_time():
 
 def test_play_refuses_an_unpaired_pump_and_reports_a_foreign_drop():
     pump = FakePump(sensor_id=77)
-    with pytest.raises(ValueError, match="paired with transmitter 77, not"):
+    with pytest.raises(NotPaired, match="paired with transmitter 77, not"):
         list(play(SensorSession(lambda m: 100.0), FakeTx(pump), 10, pump=pump,
                   sleep=lambda s: None))
 
@@ -274,10 +275,13 @@ def test_pumpctl_sensor_patient_fed_by_the_emulated_pump(tmp_path, capsys):
                 str(emu.key_path), "--minutes", "10"]
         again.append((pumpctl.main(base), capsys.readouterr()))
         again.append((pumpctl.main(["--json", *base, "--from", "120"]), capsys.readouterr()))
+        again.append((pumpctl.main([*base, "--tx", "99"]), capsys.readouterr()))
 
     basal, readings_a, stats_a, err_a = _run_patient(tmp_path, "a", lockstep=False,
                                                      capsys=capsys, after=run_again)
-    (code, cap), (code2, cap2) = again
+    (code, cap), (code2, cap2), (code3, cap3) = again
+    assert code3 == pumpctl.EXIT_BAD_INPUT and len(cap3.err.splitlines()) == 1
+    assert f"paired with transmitter {DEFAULT_TX}, not 99" in cap3.err and not cap3.out
     assert code == pumpctl.EXIT_LINK and len(cap.err.splitlines()) == 1
     assert "old time offset" in cap.err and "--from" in cap.err and "Traceback" not in cap.err
     assert code2 == 0, cap2.err
