@@ -29,9 +29,10 @@ pump paces the session: a reading when the pump's own clock has moved 5 minutes,
 once the pump has taken the previous one (its sensor-link counters say so). A board's
 clock cannot be hurried: there `fast` falls back to the pump's real time, and says so.
 
-A glucose source is a trace: CSV `minute,mg_dl` (a header and # comments skipped) or JSON
-(a list of [minute, mg_dl] pairs or of {"minute": .., "mg_dl": ..}); the reading at a
-minute is the trace's last row at or before it.
+The other glucose source is a trace: CSV `minute,mg_dl` (a header and # comments skipped)
+or JSON (a list of [minute, mg_dl] pairs or of {"minute": .., "mg_dl": ..}); the reading at
+a minute is the trace's last row at or before it. A trace is paced by the host's clock
+(`speed`), or by the pump as above when `play` is given its client.
 """
 
 from __future__ import annotations
