@@ -344,8 +344,33 @@ def build_parser() -> argparse.ArgumentParser:
     sn.add_argument("--port", dest="sensor_port", required=True, metavar="URL",
                     help="the sensor-link port: pyserial URL (a USB-serial adapter wired to "
                          "the board's sensor RX, or `pumpctl emulate --sensor`'s third pty)")
-    sn.add_argument("--trace", required=True, metavar="FILE",
-                    help="glucose trace: CSV `minute,mg_dl` or JSON [[minute, mg_dl], ...]")
+    src = sn.add_mutually_exclusive_group(required=True)
+    src.add_argument("--trace", metavar="FILE",
+                     help="glucose trace: CSV `minute,mg_dl` or JSON [[minute, mg_dl], ...]")
+    src.add_argument("--patient", metavar="NAME",
+                     help="a simglucose virtual patient (adult#001 .. adult#010, "
+                          "adolescent#..., child#...) fed the insulin the pump delivers "
+                          "(read over its protocol port: --pump-port, --pump-key); needs "
+                          "pip install 'micropump[patient]'")
+    sn.add_argument("--pump-port", metavar="URL",
+                    help="the pump's protocol port, to pace the readings by the pump and "
+                         "read the insulin it delivers (default: --state, $PUMPCTL_PORT, the "
+                         "config file or the running default emulator, as for other commands)")
+    sn.add_argument("--pump-key", metavar="FILE",
+                    help="the pump's pairing key (needed for --fast on the emulator)")
+    sn.add_argument("--fast", action="store_true",
+                    help="as fast as the pump accepts: on the emulator, its clock in lockstep, "
+                         "advanced 5 minutes per reading once the pump has taken the previous "
+                         "one; a board's clock cannot be hurried: its real time, with a note")
+    sn.add_argument("--scenario", metavar="FILE",
+                    help="meals for --patient (as `pumpctl emulate --scenario`)")
+    sn.add_argument("--sensitivity", type=float, default=1.0, metavar="F",
+                    help="insulin sensitivity factor of --patient (default 1)")
+    sn.add_argument("--calibrate-every", type=whole, default=None, metavar="MIN",
+                    help="the sensor asks for a calibration every MIN minutes after the "
+                         "warm-up and sends nothing until it gets one (a seeded gap)")
+    sn.add_argument("--calibration-gap", type=whole, default=30, metavar="MIN",
+                    help="longest calibration gap, minutes (default 30; each is 5..MIN)")
     sn.add_argument("--tx", type=whole, default=None, metavar="ID",
                     help="transmitter id (pair the pump: `pumpctl settings set sensor_id ID`; "
                          "default 0x00C6A1 = 50849)")
@@ -357,11 +382,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="add simglucose's CGM noise model, seeded")
     sn.add_argument("--dropout", type=float, default=0.0, metavar="P",
                     help="probability that a reading is lost (0..1)")
-    sn.add_argument("--seed", type=whole, default=0, help="seed of the dropouts")
+    sn.add_argument("--seed", type=whole, default=0,
+                    help="seed of the dropouts and calibration gaps")
     sn.add_argument("--speed", type=float, default=1.0,
-                    help="times real time: a reading every 300/SPEED s (default 1)")
+                    help="without a pump to pace it: times real time, a reading every "
+                         "300/SPEED s (default 1)")
     sn.add_argument("--minutes", type=whole, default=None,
-                    help="session minutes to play (default: to the trace's end or expiry)")
+                    help="minutes to play (default: to the trace's end or expiry; "
+                         "--patient needs it or --expiry)")
+    sn.add_argument("--from", dest="first", type=whole, default=0, metavar="MIN",
+                    help="start at this session minute, a multiple of 5 (continue a session "
+                         "the pump already has readings of; default 0)")
 
     co = sub.add_parser("completion", help="shell completion script: bash, zsh or fish",
                         description="Print the completion script for your shell. bash: "
@@ -1432,37 +1463,112 @@ def cmd_completion(args, out: Out) -> int:
 
 def cmd_sensor(args, out: Out) -> int:
     """Play a CGM transmitter (host_tools/sensor.py): one record every 5 session minutes,
-    one line (or JSON object) per record."""
-    import time
-
+    one line (or JSON object) per record, a summary at the end. From a trace, paced by the
+    host's clock (--speed), or by the pump when its protocol port is given; from the
+    virtual patient, fed the insulin the pump delivers, paced by the pump (--fast: as fast
+    as it accepts)."""
     from host_tools import sensor as SN
 
+    say = out.err.print if out.json else out.console.print
     if not args.speed > 0:
         raise BadInput(f"--speed must be above 0, not {args.speed}")
+    if args.patient and args.minutes is None and args.expiry is None:
+        raise BadInput("--patient needs --minutes N (or --expiry): how long to play")
+    if not args.patient and (args.scenario or args.sensitivity != 1.0):
+        raise BadInput("--scenario and --sensitivity need --patient")
+    if args.minutes is not None and args.minutes < 1:
+        raise BadInput(f"--minutes must be 1 or more, not {args.minutes}")
+    if args.first % SN.EVERY_MIN:
+        raise BadInput(f"--from must be a multiple of {SN.EVERY_MIN} minutes, not {args.first}")
+    patient = None
     try:
-        rows = SN.read_trace(args.trace)
-        session = SN.SensorSession(lambda m: SN.trace_value(rows, m), warmup_min=args.warmup,
-                                   expiry_min=args.expiry, noise_seed=args.noise,
-                                   dropout=args.dropout, seed=args.seed)
+        if args.patient:
+            from host_tools.patient import PatientConfig, PatientModel, PatientUnavailable
+
+            try:
+                patient = PatientModel(PatientConfig.from_files(
+                    args.patient, args.scenario, args.sensitivity))
+            except PatientUnavailable as exc:
+                raise ValueError(str(exc)) from None
+            source = lambda m: patient.glucose  # noqa: E731 (stepped by SN.play)
+            end = (args.first + args.minutes if args.minutes is not None
+                   else args.expiry + 1)
+        else:
+            rows = SN.read_trace(args.trace)
+            source = lambda m: SN.trace_value(rows, m)  # noqa: E731
+            if args.minutes is not None:
+                end = args.first + args.minutes
+            else:
+                end = rows[-1][0] + 1 if args.expiry is None else args.expiry + 1
+        if end <= args.first:
+            raise ValueError(f"nothing to play: --from {args.first} is at or after the end "
+                             f"(minute {end})")
+        session = SN.SensorSession(source, warmup_min=args.warmup, expiry_min=args.expiry,
+                                   noise_seed=args.noise, dropout=args.dropout,
+                                   seed=args.seed, calibration_every_min=args.calibrate_every,
+                                   calibration_gap_min=args.calibration_gap)
+        target = None
+        if args.patient or args.fast or args.pump_port:
+            target = config.resolve(args.pump_port, args.pump_key, args.state_dir)
+            if not target.port:
+                raise ValueError("--patient and --fast need the pump's protocol port: "
+                                 "--pump-port URL (and --pump-key FILE), or --state DIR of "
+                                 "an emulator")
+        key = C.load_key(target.key) if target is not None and target.key else None
         tx = SN.Transmitter(args.sensor_port, SN.DEFAULT_TX if args.tx is None else args.tx)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, config.ConfigError) as exc:
         raise BadInput(str(exc)) from None
-    end = args.minutes
-    if end is None:
-        end = rows[-1][0] + 1 if args.expiry is None else args.expiry + 1
-    with tx:
-        for minute in range(0, end, SN.EVERY_MIN):
-            start = time.monotonic()
-            record = session.record(minute)
-            if record is not None:
-                tx.send(record)
-            fields = _record_fields(record)
-            out.emit({"minute": minute, "sent": record is not None, **fields},
-                     text=f"minute {minute:5d}: " + (_describe_record(fields)
-                                                     if record is not None else "nothing sent"))
-            if minute + SN.EVERY_MIN < end:
-                time.sleep(max(0.0, 300 / args.speed - (time.monotonic() - start)))
+    pump = None
+    sent = taken = 0
+    first = last = None
+    try:
+        with tx:
+            if target is not None:
+                pump = C.connect(target.port, key=key, timeout=args.timeout,
+                                 retries=args.retries)
+            try:
+                steps = SN.play(session, tx, end, first=args.first, pump=pump,
+                                patient=patient, fast=args.fast, speed=args.speed, say=say)
+                for r in steps:
+                    sent += r.record is not None
+                    taken += bool(r.taken)
+                    if r.glucose is not None:
+                        first = r.glucose if first is None else first
+                        last = r.glucose
+                    _emit_reading(out, r)
+            except SN.NotPaired as exc:
+                raise BadInput(str(exc)) from None
+    except KeyboardInterrupt:
+        say("interrupted")
+        return EXIT_INTERRUPTED
+    finally:
+        if pump is not None:
+            pump.close()
+        if sent or session.dropped or session.uncalibrated:
+            text = (f"{sent} readings sent" + (f", {taken} taken by the pump" if pump else "")
+                    + f", {session.dropped} dropouts, {session.uncalibrated} in calibration "
+                    "gaps")
+            if patient is not None:
+                text += (f"; insulin delivered {C.mu_to_units(patient.insulin_mu)} U, "
+                         f"patient {first:.0f} -> {last:.0f} mg/dL")
+            say(text)
     return EXIT_OK
+
+
+def _emit_reading(out: Out, r) -> None:
+    fields = _record_fields(r.record)
+    data = {"minute": r.minute, "sent": r.record is not None, **fields}
+    text = f"minute {r.minute:5d}: " + (_describe_record(fields) if r.record is not None
+                                        else "nothing sent")
+    if r.taken is not None:
+        data["taken"] = r.taken
+        text += ", taken" if r.taken else ", dropped by the pump (sensor-stats)"
+    if r.insulin_mu is not None:
+        data["glucose"] = None if r.glucose is None else round(r.glucose, 3)
+        data["insulin_mu"] = r.insulin_mu
+        text += f" (source {r.glucose:.1f}" if r.glucose is not None else " (source -"
+        text += f", +{C.mu_to_units(r.insulin_mu)} U insulin)"
+    out.emit(data, text=text)
 
 
 def _record_fields(record: bytes | None) -> dict:
