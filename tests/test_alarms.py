@@ -27,6 +27,7 @@ MEDIUM = (
     S.A_GLUCOSE_RISE, S.A_GLUCOSE_FALL, S.A_SENSOR_EXPIRED,
     S.A_TIME_UNSET, S.A_DOSE_LIMIT,  # issue 9: time lost (THR-13), rolling 24 h (THR-6)
     S.A_PAIRING_LOST,  # issue 13/15: the sensor link hears only other transmitters (SNS-4)
+    S.A_PRIME_INCOMPLETE,  # issue 15: delivering after a fill without a tubing prime (THR-12)
 )
 LOW = (S.A_SUSPEND_REMINDER, S.A_SET_CHANGE, S.A_SENSOR_WARMUP, S.A_SBL)
 
