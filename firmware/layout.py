@@ -60,7 +60,15 @@ S_SBL_S = const(46)  # mono second it started
 S_SBL_WAIT_S = const(47)  # no new suspension before this mono second (-1: no wait)
 S_MOTOR_TEST_S = const(48)  # mono second of the last periodic motor self-test
 S_RTC_STALE = const(49)  # 1: setting the RTC failed: it holds an older time, not trusted
-STATE_LEN = const(50)
+STATE_LEN_2 = const(50)  # the layout before the prime flag (issue 15): older images load
+# --- alarm branch (issue 15): appended
+S_PRIME = const(50)  # PRIME_*: the tubing prime after the last fill (A_PRIME_INCOMPLETE)
+STATE_LEN = const(51)
+# S_PRIME values. An image of an older layout loads with PRIME_DONE: nothing is known about
+# its last fill, and no alarm is raised by surprise.
+PRIME_DONE = const(0)  # primed since the last fill (or no fill recorded)
+PRIME_DUE = const(1)  # filled, the tubing prime has not completed yet
+PRIME_SKIPPED = const(2)  # and delivery was resumed: A_PRIME_INCOMPLETE is active
 
 # The settings: one int array, two copies (firmware/pump.py owns it). Layout:
 V_SETTINGS = const(1)  # SETTINGS_COUNT values from here

@@ -30,6 +30,9 @@ from firmware.hal import (
     R_TOTALS,
 )
 from firmware.layout import (
+    PRIME_DONE,
+    PRIME_DUE,
+    PRIME_SKIPPED,
     S_BASAL_ACC,
     S_BASAL_TODAY,
     S_BATTERY,
@@ -63,6 +66,7 @@ from firmware.layout import (
     S_PLAN_BOLUS,
     S_PLAN_PRIME,
     S_POS,
+    S_PRIME,
     S_PRIME_TODAY,
     S_REMINDER_S,
     S_REWOUND,
@@ -81,6 +85,7 @@ from firmware.layout import (
     SETTINGS_LO,
     STATE_LEN,
     STATE_LEN_1,
+    STATE_LEN_2,
     V_NAMES,
     V_RATES,
     V_SCHEDULE,
@@ -98,6 +103,7 @@ from protocol.spec import (
     A_MOTOR_FAULT,
     A_NO_DELIVERY,
     A_OCCLUSION,
+    A_PRIME_INCOMPLETE,
     A_RESERVOIR_EMPTY,
     A_RESERVOIR_LOW,
     A_RESERVOIR_VERY_LOW,
@@ -267,7 +273,8 @@ class Pump:
         self.occlusion_kpa = hw.occlusion_kpa
         self.state = array("i", [0] * STATE_LEN)
         self.settings = array("i", [0] * SETTINGS_LEN)
-        self.state_slots = Slots(hw.storage, R_STATE_A, R_STATE_B, self.state, (STATE_LEN_1,))
+        self.state_slots = Slots(hw.storage, R_STATE_A, R_STATE_B, self.state,
+                                 (STATE_LEN_2, STATE_LEN_1))
         self.settings_slots = Slots(hw.storage, R_SETTINGS_A, R_SETTINGS_B, self.settings,
                                     (SETTINGS_LEN_1,))
         self.history = History(hw.storage, R_HISTORY)
@@ -350,6 +357,8 @@ class Pump:
             self._log(H_TIME_LOST, 0, self.utc_seconds(), lost, 0)
         if st[S_TIME_LOST]:
             self.alarms.raise_(A_TIME_UNSET, 0)
+        if st[S_PRIME] == PRIME_SKIPPED:
+            self.alarms.raise_(A_PRIME_INCOMPLETE, 0)  # a reboot does not prime the line
         self._recover_bolus()
         if bits:
             self._stop(STOP_SELFTEST)
@@ -993,7 +1002,13 @@ class Pump:
 
     def resume(self):
         """Resume delivery; also the manual resume of a suspension before low (SNS-3),
-        which then waits SBL_WAIT_MIN before suspending again."""
+        which then waits SBL_WAIT_MIN before suspending again.
+
+        After a fill whose tubing prime has not completed, delivery resumes (the person may
+        know the line is full) but the prime-incomplete alarm (medium, A_PRIME_INCOMPLETE)
+        says that the line may hold air, so insulin counted as given may not have flowed.
+        It is persisted (S_PRIME) and raised again at every boot until a tubing prime
+        completes or a new reservoir is filled; acknowledging it only snoozes it."""
         self.interaction()
         st = self.state
         stop = st[S_STOP]
@@ -1017,9 +1032,14 @@ class Pump:
         self.alarms.clear(A_OCCLUSION, 0)
         self.alarms.clear(A_AUTO_OFF, 0)
         self.alarms.clear(A_SUSPEND_REMINDER, 0)
+        unprimed = st[S_PRIME] != PRIME_DONE
+        if unprimed:
+            st[S_PRIME] = PRIME_SKIPPED  # saved with the resume: a reboot raises it again
         self._commit(0, 0, 0)
         self._log(H_RESUME, stop, 0, 0, 0)
         self.events.put(EV_STATE, STOP_NONE, 0, 0)
+        if unprimed:
+            self.alarms.raise_(A_PRIME_INCOMPLETE, 0)
         return OK
 
     def _stop(self, reason):
@@ -1096,13 +1116,20 @@ class Pump:
             return self._refuse(E_INCREMENT, self.pulse)
         st[S_FILL] = self.motor.position() + volume_mu // self.pulse
         st[S_REWOUND] = 0
+        st[S_PRIME] = PRIME_DUE  # a new reservoir: its tubing is primed next
         self._commit(0, 0, 0)
         self._log(H_FILL, 0, volume_mu, 0, 0)
         self.alarms.clear(A_RESERVOIR_EMPTY, volume_mu)
+        self.alarms.clear(A_PRIME_INCOMPLETE, volume_mu)  # it is due again, not skipped
         return OK
 
     def prime(self, kind, amount_mu):
-        """Prime the tubing or fill the cannula: logged, not counted as given (THR-12)."""
+        """Prime the tubing or fill the cannula: logged, not counted as given (THR-12).
+
+        A tubing prime completes when every pulse moved and its final state save holds it
+        (S_PRIME back to PRIME_DONE, A_PRIME_INCOMPLETE cleared). A motor fault or a power
+        cut part-way leaves it not completed. Filling the cannula does not prime the tubing.
+        The prime runs inside this call, so no suspension or occlusion can cut it short."""
         self.interaction()
         st = self.state
         if kind != PRIME_TUBING and kind != PRIME_CANNULA:
@@ -1132,8 +1159,12 @@ class Pump:
             st[S_SET_AGE] = 0
             self.set_remind_s = SET_AGE_REMIND_S
             self.alarms.clear(A_SET_CHANGE, 0)
+        else:
+            st[S_PRIME] = PRIME_DONE
         self._commit(0, 0, 0)
         self._log(H_PRIME, kind, amount_mu, 0, 0)
+        if kind == PRIME_TUBING:
+            self.alarms.clear(A_PRIME_INCOMPLETE, amount_mu)
         return OK
 
     # ------------------------------------------------------------------- alarms

@@ -116,3 +116,43 @@ def test_stuck_button_does_not_stop_therapy(pump, sim, pulse):
     assert st.stop == S.STOP_NONE
     want = kit.programmed_mu(kit.local_ms(st0), 30 * kit.MIN_MS)
     assert abs((st.basal_today - st0.basal_today) - want) < pulse
+
+
+@pytest.mark.req("THR-12", "ALM-1", "ALM-2", "ALM-6", "HIS-1", "HIS-2")
+def test_prime_incomplete(pump, sim):
+    """Issue 15: delivery resumed after a fill without a tubing prime raises the medium
+    prime-incomplete alarm; it survives a power cut and acknowledgement, and a completed
+    tubing prime clears it."""
+    st0 = pump.status()
+    pump.suspend()
+    pump.rewind()
+    pump.fill(kit.FILL_MU)
+    pump.prime(S.PRIME_CANNULA, kit.PRIME_CANNULA_MU)  # the cannula is not the tubing
+    sim.advance(seconds=2)
+    assert not alarm(pump, "prime_incomplete").active  # suspended: nothing to say yet
+    kit.drain_events(pump)
+    pump.resume()  # not refused: the person may know the line is full
+    sim.advance(seconds=2)
+    a = alarm(pump, "prime_incomplete")
+    assert (a.alarm, a.active, a.acked, a.priority) == (
+        S.A_PRIME_INCOMPLETE, True, False, S.PRIO_MEDIUM)
+    assert kit.alarm_events(kit.drain_events(pump), S.A_PRIME_INCOMPLETE, S.ALARM_RAISED)
+    assert pump.status().stop == S.STOP_NONE
+
+    sim.power_cut()
+    st = pump.status()
+    assert st.stop == S.STOP_NONE and kit.active(st, S.A_PRIME_INCOMPLETE)  # raised again
+    pump.ack_alarm("prime_incomplete")
+    a = alarm(pump, "prime_incomplete")
+    assert (a.active, a.acked) == (True, True)  # snoozed, not cleared
+
+    pump.suspend()
+    pump.prime(S.PRIME_TUBING, kit.PRIME_TUBING_MU)
+    assert not alarm(pump, "prime_incomplete").active
+    pump.resume()
+    sim.advance(seconds=2)
+    assert not kit.active(pump.status(), S.A_PRIME_INCOMPLETE)
+    logged = [(r.arg, r.v2) for r in kit.records(kit.history(pump, st0.history_next), S.H_ALARM)
+              if r.v1 == S.A_PRIME_INCOMPLETE]
+    assert logged == [(S.ALARM_RAISED, 0), (S.ALARM_RAISED, 0), (S.ALARM_ACKED, 0),
+                      (S.ALARM_CLEARED, kit.PRIME_TUBING_MU)]

@@ -30,7 +30,8 @@ def test_reservoir_low_very_low_empty(pump, sim, pulse):
     with pytest.raises(PumpRefused) as e:
         pump.resume()  # not filled
     assert e.value.code == S.E_NOT_FILLED
-    pump.fill(25000)
+    pump.fill(25000 + kit.PRIME_TUBING_MU)
+    pump.prime(S.PRIME_TUBING, kit.PRIME_TUBING_MU)  # else the prime-incomplete alarm
     pump.resume()
     sim.advance(seconds=2)
     st = pump.status()

@@ -192,7 +192,10 @@ A_DOSE_LIMIT = 24  # the rolling 24-h total reached max_tdd: boluses refused (TH
 # --- sensor branch (issue 13/15): appended
 A_PAIRING_LOST = 25  # records come from other transmitters, none from the paired one for
 #                      SIGNAL_LOSS_MIN (firmware/cgm_link.py); value: that transmitter's id
-ALARM_COUNT = 26
+# --- alarm branch (issue 15): appended
+A_PRIME_INCOMPLETE = 26  # delivery resumed after a fill without a completed tubing prime
+#                          (THR-12): active until a tubing prime completes or a new fill
+ALARM_COUNT = 27
 ALARM_MAX = 32  # alarm bit masks are 32-bit; alarms_info carries 32 levels
 
 ALARMS = (
@@ -223,6 +226,8 @@ ALARMS = (
     ("dose_limit", PRIO_MEDIUM),
     # --- sensor branch (issue 13/15): appended
     ("pairing_lost", PRIO_MEDIUM),
+    # --- alarm branch (issue 15): appended
+    ("prime_incomplete", PRIO_MEDIUM),
 )
 
 ALARM_RAISED = 0

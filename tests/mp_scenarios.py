@@ -27,6 +27,7 @@ from array import array
 
 from boards.fakes import Annunciator, PowerCut, Radio, Rig
 from firmware.compat import TICKS_PERIOD
+from firmware.layout import PRIME_SKIPPED, S_PRIME
 from firmware.pump import (
     DAY_MS,
     HOUR_MS,
@@ -796,6 +797,36 @@ def check_motor_stall(c):
     return {"alarms": active_mask(pump)}
 
 
+# Issue 15: a reservoir filled without a tubing prime and delivery resumed; a reboot raises
+# the prime-incomplete alarm (medium) again from the saved state. It repeats every minute,
+# escalating, through the locked run while basal goes on.
+def setup_prime_incomplete(n):
+    ann = LevelAnnunciator()
+    rig, pump = make(resume=False, annunciator=ann, settings=((S.SET_ALARM_REPEAT, 1),))
+    assert pump.rewind() == S.OK, "rewind"
+    assert pump.fill(100000) == S.OK, "fill"
+    assert pump.resume() == S.OK, "resume"
+    assert pump.alarms.active[S.A_PRIME_INCOMPLETE], "raised at resume"
+    pump = Pump(rig.hardware())
+    assert pump.boot() == 0, "reboot"
+    warm(rig, pump)
+    ann.max_level = 0
+    return ready(rig, pump, n)
+
+
+def check_prime_incomplete(c):
+    pump = c["pump"]
+    ann = c["rig"].annunciator
+    a = S.A_PRIME_INCOMPLETE
+    assert c["active"][a] and pump.alarms.active[a], "active throughout"
+    assert pump.state[S_PRIME] == PRIME_SKIPPED, "persisted"
+    medium = ann.sounds[S.PRIO_MEDIUM] - c["sounds"][S.PRIO_MEDIUM]
+    assert medium >= c["T"] // MIN_MS - 1, "repeats every minute"
+    assert ann.max_level == 2, "escalated to the top level during the run"
+    assert pump.state[S_STOP] == S.STOP_NONE and moved(c) > 0, "basal goes on"
+    return {"pulses": moved(c), "medium": medium, "alarms": active_mask(pump)}
+
+
 # Checker self-tests: a method of the pump replaced (inside MicroPython) by one that
 # allocates; the harness must report MemoryError for every locked tick (the big int one:
 # on 32-bit builds only, where small ints end at 2**30).
@@ -878,6 +909,7 @@ STATES = (
     ("time_lost", setup_time_lost, check_time_lost),
     ("dose_limit", setup_dose_limit, check_dose_limit),
     ("motor_stall", setup_motor_stall, check_motor_stall),
+    ("prime_incomplete", setup_prime_incomplete, check_prime_incomplete),
     ("selftest_list", setup_selftest_list, check_selftest),
     ("selftest_float", setup_selftest_float, check_selftest),
     ("selftest_bound", setup_selftest_bound, check_selftest),
@@ -1084,6 +1116,46 @@ def sc_power_cut():
     return out
 
 
+def sc_prime():
+    """Issue 15: the prime-incomplete alarm through resumes, reboots and a tubing prime cut
+    short by a power cut. Returns, per step, [step, alarm active, S_PRIME], and the alarm's
+    history records as [action, value]."""
+    a = S.A_PRIME_INCOMPLETE
+    rig, pump = make(resume=False)
+    steps = []
+
+    def note(step):
+        steps.append([step, pump.alarms.active[a], pump.state[S_PRIME]])
+
+    assert pump.rewind() == S.OK and pump.fill(100000) == S.OK, "refill"
+    note("fill")
+    assert pump.resume() == S.OK, "resume"
+    note("resume")
+    drive(rig, pump, 60000)
+    pump = Pump(rig.hardware())
+    pump.boot()
+    note("reboot")
+    assert pump.suspend() == S.OK, "suspend"
+    rig.motor.cut_after = 3  # power dies 3 pulses into a 10-pulse tubing prime
+    cut = 0
+    try:
+        pump.prime(S.PRIME_TUBING, 500)
+    except PowerCut:
+        cut = 1
+    pump = Pump(rig.hardware())
+    pump.boot()
+    note("prime cut")
+    assert pump.prime(S.PRIME_TUBING, 500) == S.OK, "prime"
+    note("primed")
+    pump = Pump(rig.hardware())
+    pump.boot()
+    assert pump.resume() == S.OK, "resume primed"
+    drive(rig, pump, 60000)
+    note("resumed primed")
+    log = [[r[3], r[5]] for r in history(pump) if r[2] == S.H_ALARM and r[4] == a]
+    return {"steps": steps, "cut": cut, "log": log, "stop": pump.state[S_STOP]}
+
+
 def sc_day_basal_25():
     return sc_day_basal(25)
 
@@ -1132,6 +1204,7 @@ SCENARIOS = (
     ("suspend_bolus", sc_suspend_bolus),
     ("occlusion", sc_occlusion),
     ("power_cut", sc_power_cut),
+    ("prime", sc_prime),
 )
 
 

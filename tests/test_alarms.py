@@ -27,6 +27,7 @@ MEDIUM = (
     S.A_GLUCOSE_RISE, S.A_GLUCOSE_FALL, S.A_SENSOR_EXPIRED,
     S.A_TIME_UNSET, S.A_DOSE_LIMIT,  # issue 9: time lost (THR-13), rolling 24 h (THR-6)
     S.A_PAIRING_LOST,  # issue 13/15: the sensor link hears only other transmitters (SNS-4)
+    S.A_PRIME_INCOMPLETE,  # issue 15: delivering after a fill without a tubing prime (THR-12)
 )
 LOW = (S.A_SUSPEND_REMINDER, S.A_SET_CHANGE, S.A_SENSOR_WARMUP, S.A_SBL)
 
@@ -388,3 +389,18 @@ def test_every_alarm_record_has_its_event():
         assert (a, S.ALARM_RAISED) in kinds and (a, S.ALARM_CLEARED) in kinds
     assert (S.A_OCCLUSION, S.ALARM_ACKED) in kinds
     assert len(logged) >= 10
+
+
+@pytest.mark.req("ALM-1")
+def test_the_alarm_table_in_docs_lists_every_alarm():
+    """docs/alarms.md has one row per alarm, in id order, with spec.py's name and priority."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "alarms.md").read_text()
+    prio = {"high": S.PRIO_HIGH, "medium": S.PRIO_MEDIUM, "low": S.PRIO_LOW}
+    rows = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 5 and cells[0].isdigit():
+            rows.append((int(cells[0]), cells[1], prio[cells[2]]))
+    assert rows == [(i, name, p) for i, (name, p) in enumerate(S.ALARMS)]

@@ -56,6 +56,7 @@ STATE_REQS = {
     "time_lost": ("THR-13", "HIS-3"),
     "dose_limit": ("THR-6",),
     "motor_stall": ("ALM-7", "ALM-1"),
+    "prime_incomplete": ("THR-12", "ALM-1", "ALM-2", "HIS-2"),
 }
 SELFTEST_REQS = ("ALM-1", "THR-7")
 
@@ -69,6 +70,7 @@ FIXED = {
     "battery_dead": {"bolus_today": 250},
     "alarms": {"max_level": 2},
     "auto_off": {"alarms": 1 << S.A_AUTO_OFF},
+    "prime_incomplete": {"alarms": 1 << S.A_PRIME_INCOMPLETE},
 }
 
 

@@ -105,6 +105,28 @@ def test_power_cut_mid_bolus_is_counted_once_and_not_resumed():
     assert got["stop"] == S.STOP_NONE and got["bolus_after_60s"] == 0
 
 
+@pytest.mark.req("HW-3", "THR-12", "HIS-2", "ALM-1", "ALM-6")
+def test_prime_incomplete_alarm_across_reboots_and_a_cut_prime():
+    got = scenario("prime")
+    skipped, due, done = 2, 1, 0  # firmware/layout.py PRIME_*
+    assert got["steps"] == [
+        ["fill", 0, due],  # suspended: nothing to say yet
+        ["resume", 1, skipped],  # delivering on an unprimed line: medium alarm
+        ["reboot", 1, skipped],  # raised again from the saved state
+        ["prime cut", 1, skipped],  # 3 of 10 pulses: not completed
+        ["primed", 0, done],
+        ["resumed primed", 0, done],
+    ]
+    assert got["cut"] == 1 and got["stop"] == S.STOP_NONE
+    assert got["log"] == [
+        [S.ALARM_RAISED, 0],  # at the resume
+        [S.ALARM_RAISED, 0],  # at the reboot
+        [S.ALARM_RAISED, 0],  # at the reboot after the cut
+        [S.ALARM_CLEARED, 500],  # the completed tubing prime
+        [S.ALARM_UNACKED, 0],
+    ]
+
+
 @pytest.mark.req("HW-3")
 def test_every_scenario_is_tested():
     assert sorted(unix_scenarios()) == sorted(name for name, _ in M.SCENARIOS)
