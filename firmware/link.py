@@ -51,6 +51,7 @@ from array import array
 from firmware import VERSION
 from firmware.cgm import CGM_READINGS
 from firmware.crc import crc16
+from firmware.demux import shared_console
 from firmware.hal import R_LINK_A, R_LINK_B
 from firmware.pump import (
     S_BOOTS,
@@ -188,13 +189,8 @@ class Link:
         self.status = snapshot(pump)
         self.dec = Decoder()
         self.enc = Encoder()
-        # issue 17: the bench console on this port (firmware/demux.py splits text from frames),
-        # imported only where the board has one (issue 12: heap)
-        self.mux = None
-        if getattr(hw, "shared_console", False):
-            from firmware.demux import shared_console
-
-            self.mux = shared_console(pump, hw, self.dec)
+        # issue 17: the bench console on this port (firmware/demux.py splits text from frames)
+        self.mux = shared_console(pump, hw, self.dec)
         if self.mux is not None:
             self.dec = self.serial = self.mux
         self.chunk = bytearray(CHUNK)
