@@ -19,6 +19,9 @@ Figures:
   (boards/qemu_arm.py with the emulator's simulated parts), and after boot and one loop
   period: in use, free, largest free block (micropython.mem_info's "max free sz", 16-byte
   blocks).
+- heap_firmware_only (_mpy): the firmware alone (boards/fakes.py drivers), frozen and from
+  .mpy files; heap_shared_console (_typed): the same with the bench console on the
+  protocol port as the Pico and ESP32 build it, after boot (and after one typed line).
 - boot: instructions from reset (the board clock starts in main.c) to the first watchdog
   feed, with an empty history and with a full one (every record of the history region
   written: bolus start/end pairs), product image.
@@ -244,6 +247,15 @@ gc.collect()
 r = {"empty": gc.mem_alloc()}
 """ + HEAP_MIN_BOOT
 
+# The same with the bench console on the protocol port (hw.shared_console), as the Pico
+# and ESP32 boards build it (boards/drivers.py assemble): the port's Demux at boot; the
+# Console itself only once a line is typed (issue 12). "typed": after one typed line.
+HEAP_SHARED_GUEST = HEAP_MIN_GUEST.replace("key=bytes(32))", "key=bytes(32),\n"
+                                           "              shared_console=True)")
+HEAP_TYPED_GUEST = HEAP_SHARED_GUEST.replace(
+    "runner.service()\n", "runner.service()\nhw.serial.send(b'\\x00status\\r')\n"
+    "for i in range(3):\n    hw.clock.advance(100)\n    runner.step()\n    runner.service()\n")
+
 FILL_GUEST = """
 from boards import qemu_arm
 from firmware.main import Runner
@@ -443,6 +455,8 @@ def main(argv=None) -> int:
         figs["heap"] = heap_figures(t)
         figs["heap_firmware_only"] = heap_figures(t, HEAP_MIN_GUEST)
         figs["heap_firmware_only_mpy"] = heap_from_mpy(t)
+        figs["heap_shared_console"] = heap_figures(t, HEAP_SHARED_GUEST)
+        figs["heap_shared_console_typed"] = heap_figures(t, HEAP_TYPED_GUEST)
         print("boot time ...", flush=True)
         figs["boot"] = boot_figures(t)
     figs["image"] = image_figures()
@@ -458,6 +472,8 @@ def main(argv=None) -> int:
     print("\nheap (bytes):", json.dumps(figs["heap"]))
     print("heap, firmware only (bytes):", json.dumps(figs["heap_firmware_only"]))
     print("heap, firmware only, from .mpy (bytes):", json.dumps(figs["heap_firmware_only_mpy"]))
+    print("heap, console on the protocol port (bytes):", json.dumps(figs["heap_shared_console"]))
+    print("heap, ... after a typed line (bytes):", json.dumps(figs["heap_shared_console_typed"]))
     print("boot:", json.dumps(figs["boot"]))
     print("image:", json.dumps(figs["image"]))
     if args.json:

@@ -251,9 +251,13 @@ def boot_memory(runtime: str, fmt: str = "mpy") -> dict:
         tree = Path(tmp) / "fw"
         tree.mkdir()
         _guest_tree(tree, fmt)
+        # firmware/native.py compiled for the board's arch (-march) does not load on the
+        # unix port or wasm: crc.py and wire.py then keep the portable code, as here
         imports = "\n".join(
-            f"gc.collect()\nm0 = gc.mem_alloc()\nimport {name}\ngc.collect()\n"
-            f"mods[{name!r}] = gc.mem_alloc() - m0" for name in module_order())
+            f"gc.collect()\nm0 = gc.mem_alloc()\n"
+            f"try:\n    import {name}\nexcept (ImportError, ValueError, SyntaxError):\n"
+            f"    pass\ngc.collect()\nmods[{name!r}] = gc.mem_alloc() - m0"
+            for name in module_order())
         code = BOOT_MEMORY.format(
             imports=imports, storage=SMALL_STORAGE,
             path="sys.path.insert(0, '/input')" if runtime == "wasm" else "")

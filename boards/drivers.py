@@ -667,7 +667,10 @@ SENSOR_RXBUF = 512  # a minute of back-to-back frames at most; readings come eve
 def sensor_link(uart, clock):
     """hw.radio on the sensor UART (SNS-4): CGM Measurement records framed as in
     firmware/cgm_link.py, from a transmitter, a BLE-to-UART bridge or `pumpctl sensor`
-    on a USB-serial adapter. The pump pairs it with the sensor_id setting."""
+    on a USB-serial adapter. The pump pairs it with the sensor_id setting. `uart` None (a
+    board without a sensor UART): no sensor link, and its modules are not imported (heap)."""
+    if uart is None:
+        return None
     from firmware.cgm_link import CgmLink
 
     return CgmLink(UartPort(uart), clock)

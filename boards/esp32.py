@@ -48,7 +48,7 @@ BAUDRATE = 115200
 # DS3231 real-time clock module with backup cell (optional: the board runs without one)
 RTC_I2C_ID = 0
 # sensor link (SNS-4): UART1 remapped to free pins, to the CGM transmitter, a BLE bridge or
-# a USB-serial adapter (GPIO35 is input-only: fine for RX)
+# a USB-serial adapter (GPIO35 is input-only: fine for RX); None: a build without one
 SENSOR_UART_ID = 1
 PIN_SENSOR_TX = 14
 PIN_SENSOR_RX = 35
@@ -161,8 +161,10 @@ def make_hardware(root=ROOT, serial=None):
 
     parts = (motor, pressure, battery, annunciator, buttons, storage, wdt)
     # clock: time's ticks_ms() and sleep_ms() wrap at 2**30 like the firmware's
-    sensor = machine.UART(SENSOR_UART_ID, baudrate=drivers.SENSOR_BAUD, tx=PIN_SENSOR_TX,
-                          rx=PIN_SENSOR_RX, rxbuf=drivers.SENSOR_RXBUF, timeout=0)
+    sensor = None
+    if SENSOR_UART_ID is not None:
+        sensor = machine.UART(SENSOR_UART_ID, baudrate=drivers.SENSOR_BAUD, tx=PIN_SENSOR_TX,
+                              rx=PIN_SENSOR_RX, rxbuf=drivers.SENSOR_RXBUF, timeout=0)
     return drivers.assemble(root, time, parts, serial if serial is not None else uart_serial(),
                             PULSE_MU, OCCLUSION_KPA, reset_cause(), BOARD_ID, rtc=rtc(),
                             radio=drivers.sensor_link(sensor, time))

@@ -44,6 +44,7 @@ PIN_VSYS = 29  # ADC3: VSYS / 3 on the Pico board
 # DS3231 real-time clock module with backup cell (optional: the board runs without one)
 RTC_I2C_ID = 0
 # sensor link (SNS-4): UART0 to the CGM transmitter, a BLE bridge or a USB-serial adapter
+# (None: a build without one; the sensor link is then neither imported nor built)
 SENSOR_UART_ID = 0
 PIN_SENSOR_TX = 0  # GP0 (unused by the pump: the link only listens, kept for a bridge)
 PIN_SENSOR_RX = 1  # GP1
@@ -150,8 +151,11 @@ def make_hardware(root=ROOT, serial=None):
 
     parts = (motor, pressure, battery, annunciator, buttons, storage, wdt)
     # clock: time's ticks_ms() and sleep_ms() wrap at 2**30 like the firmware's
-    sensor = machine.UART(SENSOR_UART_ID, baudrate=drivers.SENSOR_BAUD, tx=Pin(PIN_SENSOR_TX),
-                          rx=Pin(PIN_SENSOR_RX), rxbuf=drivers.SENSOR_RXBUF, timeout=0)
+    sensor = None
+    if SENSOR_UART_ID is not None:
+        sensor = machine.UART(SENSOR_UART_ID, baudrate=drivers.SENSOR_BAUD,
+                              tx=Pin(PIN_SENSOR_TX), rx=Pin(PIN_SENSOR_RX),
+                              rxbuf=drivers.SENSOR_RXBUF, timeout=0)
     return drivers.assemble(root, time, parts, serial if serial is not None else usb_serial(),
                             PULSE_MU, OCCLUSION_KPA, reset_cause(), BOARD_ID, rtc=rtc(),
                             radio=drivers.sensor_link(sensor, time))

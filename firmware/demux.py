@@ -75,13 +75,13 @@ BINARY = 1
 FRAMES_IN = 0  # firmware/link.py's statistics (link_stats message order)
 BAD_FRAME = 2
 
-# 1: a byte a person types (it goes to the line editor); 0: it may begin a frame
-TYPED = bytearray(256)
-for _b in range(0x20, 0x80):
-    TYPED[_b] = 1
-for _b in (0x03, 0x04, 0x08, 0x09, 0x0A, 0x0D, 0x15, 0x1B):
-    TYPED[_b] = 1
-del _b
+# Typed bytes (they go to the line editor; any other byte may begin a frame): 0x20..0x7F
+# and, of the control bytes below 0x20, those marked 1 here (Ctrl-C, Ctrl-D, BS, TAB, LF,
+# CR, Ctrl-U, ESC). A bytes literal: in flash on a frozen build, not heap (issue 12).
+TYPED_CONTROL = (b"\x00\x00\x00\x01\x01\x00\x00\x00\x01\x01\x01\x00\x00\x01\x00\x00"
+                 b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00")
+NO_CONSOLE = "error: this firmware has no bench console\r\n"
+NO_MEMORY = "error: not enough free memory to start the console now: try again later\r\n"
 
 ZERO = b"\x00"
 ERASE = b"\x08 \x08"
@@ -121,13 +121,19 @@ class ConfirmButtons:
 
 class Demux:
     """The link's decoder for a shared port: duck-types firmware.wire.Decoder (feed, done,
-    size, buf, reset) and the serial driver's write(buf, n) for frames."""
+    size, buf, reset) and the serial driver's write(buf, n) for frames.
 
-    def __init__(self, decoder, serial, console, clock, buttons=None, port_clock=None):
+    `console`: a firmware.console.Console, or None: then it is built for `pump` when the
+    first complete line is typed (issue 12: the console module and its objects cost heap,
+    and most boots never see a typed line)."""
+
+    def __init__(self, decoder, serial, console, clock, buttons=None, port_clock=None,
+                 pump=None):
         self.dec = decoder
         self.buf = decoder.buf
         self.serial = serial
         self.console = console
+        self.pump = pump if pump is not None else console.pump
         self.clock = clock  # the pump's clock: the confirmation's time limit
         # how bytes arrive on the wire is real time, also where the pump's clock is
         # virtual (the emulator's lockstep clock stands still between ADVANCEs)
@@ -163,6 +169,7 @@ class Demux:
         self.noise = 0  # bytes that were neither text nor part of a frame
         self.lines = 0
         self.ctrl = 0  # Ctrl-C / Ctrl-D bytes
+        self.no_console = NO_CONSOLE  # the answer while the console cannot be built
 
     # ------------------------------------------------------------------ Decoder face
     def reset(self):
@@ -213,7 +220,7 @@ class Demux:
                         st[BAD_FRAME] += 1
                 self.after_zero = True
                 continue
-            if TYPED[b]:
+            if 0x20 <= b < 0x80 or (b < 0x20 and TYPED_CONTROL[b]):
                 if self.held >= 0:
                     self._apply_held()
                 if self.after_zero:
@@ -268,7 +275,7 @@ class Demux:
             self._apply_held()
         # not inside a link command (an emulator ADVANCE polls the link between its
         # ticks): the console's operation would be recorded under that command's id
-        if self.pending is not None and not self.console.pump.cmd:
+        if self.pending is not None and not self.pump.cmd:
             bt = self.buttons
             if bt.got:
                 bt.got = False
@@ -422,6 +429,20 @@ class Demux:
         self._prompt()
 
     # ------------------------------------------------------------------ commands
+    def _console(self):
+        """The Console, built on first use; None if it cannot be (the answer then says
+        why: `no_console`). The command path, never the tick: it may allocate."""
+        if self.console is None:
+            try:
+                from firmware.console import Console
+
+                self.console = Console(self.pump)
+            except MemoryError:  # a fragmented heap: the pump goes on, the person may retry
+                self.no_console = NO_MEMORY
+            except ImportError:  # a build without the bench console
+                self.no_console = NO_CONSOLE
+        return self.console
+
     def _run(self, line):
         """One typed line -> the answer text. Guarded commands wait for the ACK button."""
         self.greeted = True
@@ -434,6 +455,8 @@ class Demux:
                 return TYPED_YES
             self._cancel("cancelled: not done")
             self._flush()
+        if self._console() is None:
+            return self.no_console
         if name not in GUARDED or (name == "time" and len(words) == 1):
             return self.console.handle_line(line)
         if self.buttons is None:
@@ -478,16 +501,12 @@ class Demux:
 
 def shared_console(pump, hw, decoder):
     """The Demux for boards whose protocol port also serves the bench console
-    (hw.shared_console), or None. It takes over the pump's buttons (ConfirmButtons)."""
+    (hw.shared_console), or None. It takes over the pump's buttons (ConfirmButtons). The
+    console itself is built when the first line is typed (Demux._console)."""
     if not getattr(hw, "shared_console", False) or hw.serial is None:
-        return None
-    try:
-        from firmware.console import Console
-    except ImportError:  # a build without the bench console
         return None
     buttons = None
     if pump.buttons is not None:
         buttons = ConfirmButtons(pump.buttons)
         pump.buttons = buttons
-    return Demux(decoder, hw.serial, Console(pump), hw.clock, buttons,
-                 hw.port_clock)
+    return Demux(decoder, hw.serial, None, hw.clock, buttons, hw.port_clock, pump)

@@ -36,11 +36,11 @@ class Doses:
     """`state`, `at`: the pump's state array; state[at], state[at + 1], state[at + 2] are
     the current bucket's number, bolus mU and total mU."""
 
-    def __init__(self, storage, region_a, region_b, state, at):
+    def __init__(self, storage, region_a, region_b, state, at, scratch=None):
         self.st = state
         self.at = at
         self.v = array("i", [0] * DOSES_LEN)
-        self.slots = Slots(storage, region_a, region_b, self.v)
+        self.slots = Slots(storage, region_a, region_b, self.v, (), scratch)
         self.sum_total = 0  # total of the closed buckets in the total ring
         self.dirty = False  # the rings changed and a save failed: retry at the next roll
         # iob() of the last call and what it depended on: the rings' generation (counts

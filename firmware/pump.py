@@ -15,7 +15,7 @@ from firmware.alarms import Alarms
 from firmware.calc import Calculator
 from firmware.cgm import Cgm
 from firmware.compat import const, ticks_diff
-from firmware.doses import BUCKET_S, Doses
+from firmware.doses import BUCKET_S, DOSES_LEN, Doses
 from firmware.events import Events
 from firmware.hal import (
     BUTTON_ACK,
@@ -273,13 +273,15 @@ class Pump:
         self.occlusion_kpa = hw.occlusion_kpa
         self.state = array("i", [0] * STATE_LEN)
         self.settings = array("i", [0] * SETTINGS_LEN)
+        # one save/load image for the three A/B slot pairs (store.Slots `scratch`)
+        scratch = bytearray(4 * max(STATE_LEN, SETTINGS_LEN, DOSES_LEN) + 2)
         self.state_slots = Slots(hw.storage, R_STATE_A, R_STATE_B, self.state,
-                                 (STATE_LEN_2, STATE_LEN_1))
+                                 (STATE_LEN_2, STATE_LEN_1), scratch)
         self.settings_slots = Slots(hw.storage, R_SETTINGS_A, R_SETTINGS_B, self.settings,
-                                    (SETTINGS_LEN_1,))
+                                    (SETTINGS_LEN_1,), scratch)
         self.history = History(hw.storage, R_HISTORY)
         self.totals = Totals(hw.storage, R_TOTALS)
-        self.doses = Doses(hw.storage, R_DOSES_A, R_DOSES_B, self.state, S_BUCKET)
+        self.doses = Doses(hw.storage, R_DOSES_A, R_DOSES_B, self.state, S_BUCKET, scratch)
         self.rtc = getattr(hw, "rtc", None)
         self.alarms = Alarms(hw.annunciator, self._log_alarm)
         self.cgm = Cgm(self, getattr(hw, "radio", None), History(hw.storage, R_CGM))

@@ -107,14 +107,24 @@ class Slots:
     `legacy`: lengths of older layouts that are prefixes of this one (a firmware update
     appended values). A copy saved with such a length still loads: the values after it keep
     what the caller put there (its defaults), and the next save writes the full length.
+
+    `scratch`: a bytearray of at least 4 * len(values) + 2 bytes that other Slots share
+    (the image is only used inside load() and save(), which never overlap): one buffer
+    for the pump's state, settings and dose rings instead of three (issue 12: heap).
     """
 
-    def __init__(self, storage, region_a, region_b, values, legacy=()):
+    def __init__(self, storage, region_a, region_b, values, legacy=(), scratch=None):
         self.storage = storage
         self.regions = (region_a, region_b)
         self.values = values  # array('i'); values[0] is the generation
         self.n = len(values)
-        self.image = bytearray(4 * self.n + 2)
+        size = 4 * self.n + 2
+        if scratch is None:
+            self.image = bytearray(size)
+        elif len(scratch) == size:
+            self.image = scratch
+        else:
+            self.image = memoryview(scratch)[:size]  # raises if scratch is too small
         self.newest = 1  # index of the copy holding the newest generation
         self.write_errors = 0
         self.legacy = legacy

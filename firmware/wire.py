@@ -47,6 +47,13 @@ INDEX = {}  # message name -> id
 
 
 def _build():
+    # equal tuples are stored once (most messages share theirs with others: heap, issue 12)
+    same = {}
+
+    def one(items):
+        t = tuple(items)
+        return same.setdefault(t, t)
+
     for mid, (name, fields) in MESSAGES.items():
         kinds = []
         offsets = []
@@ -71,10 +78,10 @@ def _build():
         if off > MAX_PAYLOAD:
             raise ValueError("payload too long: " + name)
         SIZE[mid] = off
-        KINDS[mid] = tuple(kinds)
-        OFFSETS[mid] = tuple(offsets)
-        FORMATS[mid] = tuple(formats)
-        LENGTHS[mid] = tuple(lengths)
+        KINDS[mid] = one(kinds)
+        OFFSETS[mid] = one(offsets)
+        FORMATS[mid] = one(formats)
+        LENGTHS[mid] = one(lengths)
         INDEX[name] = mid
 
 

@@ -864,6 +864,22 @@ def test_board_runs_on_the_micropython_unix_port(name, with_rtc, tmp_path):
 
 @pytest.mark.req("SNS-4", "HW-1")
 @pytest.mark.parametrize("name", BOARDS)
+def test_a_board_built_without_a_sensor_uart_has_no_sensor_link(name, tmp_path, monkeypatch,
+                                                                board_clock):
+    """SENSOR_UART_ID None: no UART opened, hw.radio None (the pump runs without CGM
+    readings); the sensor link is not built (issue 12: heap)."""
+    board = import_board(name)
+    monkeypatch.setattr(board, "SENSOR_UART_ID", None)
+    write_manifest(tmp_path, {"main.py": b"import boards\n"})
+    fm.Pin.levels[board.PIN_FAULT] = 1
+    before = len(fm.UART.instances)
+    hw = board.make_hardware(str(tmp_path), serial=fakes.Serial())
+    assert hw.radio is None
+    assert all(u.baudrate != drivers.SENSOR_BAUD for u in fm.UART.instances[before:])
+
+
+@pytest.mark.req("SNS-4", "HW-1")
+@pytest.mark.parametrize("name", BOARDS)
 def test_sensor_uart_carries_cgm_records_to_the_pump(name, tmp_path, board_clock):
     """The board's sensor UART (pins of docs/boards.md) is the pump's sensor link: a frame
     written into its receive side is a reading once the pump is paired (sensor_id)."""

@@ -253,3 +253,45 @@ def test_a_confirmation_waits_while_a_link_command_runs():
     _, text, _ = feed(rig, link, b"")
     assert text == "\r\ndelivery resumed\r\n" + PROMPT
     assert pump.state[S_STOP] == 0
+
+
+@pytest.mark.req("HW-5")
+def test_the_console_is_built_when_the_first_line_is_typed():
+    """Issue 12 (heap after boot): the shared port's Console is not built at boot, nor by
+    frames, keys or an empty line; the first typed line builds it and is answered."""
+    rig, pump, link = M.bench()
+    assert link.mux.console is None
+    frames, _, _ = feed(rig, link, M.status_frame(5))
+    assert [f[0] for f in frames] == [0x82]
+    # the CR after the frame's 0x00 is held until the next byte tells it was typed
+    _, text, _ = feed(rig, link, b"\rstat")
+    assert text.startswith("\r\nmicropump bench console on the protocol port")
+    assert text.endswith(PROMPT + "stat") and link.mux.console is None
+    _, text, _ = feed(rig, link, b"us\r")
+    assert text.startswith("us\r\ndelivery    delivering\r\n") and text.endswith(PROMPT)
+    assert isinstance(link.mux.console, Console) and link.mux.console.pump is pump
+
+
+@pytest.mark.req("HW-5", "SEC-4")
+def test_a_console_that_cannot_be_built_answers_a_line_and_the_pump_goes_on(monkeypatch):
+    """A fragmented heap: building the console fails with MemoryError on the command path.
+    The person gets one clear line, nothing crashes or changes, and the next line retries."""
+    import firmware.console
+
+    rig, pump, link = M.bench()
+
+    def no_memory(pump):
+        raise MemoryError
+
+    monkeypatch.setattr(firmware.console, "Console", no_memory)
+    before = M.snapshot(pump)
+    _, text, _ = feed(rig, link, b"resume\r")
+    assert text == ("resume\r\nerror: not enough free memory to start the console now: "
+                    "try again later\r\n" + PROMPT)
+    assert link.mux.console is None and link.mux.pending is None and link.faults == 0
+    assert M.snapshot(pump) == before
+    frames, _, _ = feed(rig, link, M.status_frame(6))
+    assert [f[0] for f in frames] == [0x82]  # the link still answers
+    monkeypatch.undo()
+    _, text, _ = feed(rig, link, b"alarms\r")
+    assert text == "alarms\r\nno active alarms\r\n" + PROMPT
