@@ -76,9 +76,14 @@ FRAMES_IN = 0  # firmware/link.py's statistics (link_stats message order)
 BAD_FRAME = 2
 
 # Typed bytes (they go to the line editor; any other byte may begin a frame): 0x20..0x7F
-# and, of the control bytes below 0x20, those marked 1 here (Ctrl-C, Ctrl-D, BS, TAB, LF,
-# CR, Ctrl-U, ESC). A bytes literal: in flash on a frozen build, not heap (issue 12).
-TYPED_CONTROL = (b"\x00\x00\x00\x01\x01\x00\x00\x00\x01\x01\x01\x00\x00\x01\x00\x00"
+# and, of the control bytes below 0x20, those marked here (Ctrl-C, Ctrl-D, BS, TAB, LF,
+# CR, Ctrl-U, ESC). 2: right after a 0x00 (or a frame) this byte begins a frame, never a
+# key: every authenticated frame begins with 0x03, 0x04 or 0x08 (its COBS code byte), and
+# timing must not decide those (a late byte turned a bolus confirmation's ACK press frame
+# into a typed Ctrl-C). A person's Ctrl-C, Ctrl-D or BS as the very first key after a host
+# used the port does nothing (counted as noise).
+# A bytes literal: in flash on a frozen build, not heap (issue 12).
+TYPED_CONTROL = (b"\x00\x00\x00\x02\x02\x00\x00\x00\x02\x01\x01\x00\x00\x01\x00\x00"
                  b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00")
 NO_CONSOLE = "error: this firmware has no bench console\r\n"
 NO_MEMORY = "error: not enough free memory to start the console now: try again later\r\n"
@@ -220,7 +225,8 @@ class Demux:
                         st[BAD_FRAME] += 1
                 self.after_zero = True
                 continue
-            if 0x20 <= b < 0x80 or (b < 0x20 and TYPED_CONTROL[b]):
+            if 0x20 <= b < 0x80 or (b < 0x20 and TYPED_CONTROL[b] and not (
+                    TYPED_CONTROL[b] == 2 and self.after_zero and self.held < 0)):
                 if self.held >= 0:
                     self._apply_held()
                 if self.after_zero:

@@ -291,7 +291,7 @@ def noise(seed, n):
         rig.serial.send(junk)
         link.poll()
         rig.serial.take()
-        rig.serial.send(b"\x00\x03\x03")
+        rig.serial.send(b"\x00 \x03\x03")  # a key, then Ctrl-C twice
         link.poll()
         rig.serial.take()
         rig.serial.send(b"help\r")

@@ -295,3 +295,25 @@ def test_a_console_that_cannot_be_built_answers_a_line_and_the_pump_goes_on(monk
     monkeypatch.undo()
     _, text, _ = feed(rig, link, b"alarms\r")
     assert text == "alarms\r\nno active alarms\r\n" + PROMPT
+
+
+@pytest.mark.req("HW-5", "SEC-2")
+def test_a_late_frame_never_turns_into_a_typed_ctrl_c():
+    """An authenticated frame begins with 0x03 (Ctrl-C) or 0x04 (Ctrl-D) or 0x08: right after
+    a frame such a byte begins a frame whatever the timing, so a host's frame that stalls
+    after its first byte cannot cancel a confirmation that waits for the ACK button."""
+    rig, pump, link, mux = bench_demux()
+    feed(rig, link, b"set max_bolus 5\r")
+    assert mux.pending == "set max_bolus 5"
+    frames, _, _ = feed(rig, link, M.status_frame(41))  # a host's frame: after_zero
+    assert [f[0] for f in frames] == [0x82]
+    late = M.status_frame(42, 3)[1:]  # seq 42, counter 3: begins with 0x04 (Ctrl-D)
+    assert late[0] in (3, 4, 8)
+    ctrl = mux.ctrl
+    feed(rig, link, late[:1])
+    rig.clock.advance(1500)  # longer than HOLD_MS and FRAME_GAP_MS: the frame is abandoned
+    _, text, _ = feed(rig, link, b"")
+    assert "^C" not in text and "^D" not in text and mux.ctrl == ctrl
+    assert mux.pending == "set max_bolus 5"  # still waiting for the press
+    frames, _, _ = feed(rig, link, M.status_frame(43, 4))  # the host's next try is answered
+    assert (0x82, 43) in [(f[0], f[1]) for f in frames]
