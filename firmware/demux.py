@@ -225,8 +225,10 @@ class Demux:
                         st[BAD_FRAME] += 1
                 self.after_zero = True
                 continue
-            if 0x20 <= b < 0x80 or (b < 0x20 and TYPED_CONTROL[b] and not (
-                    TYPED_CONTROL[b] == 2 and self.after_zero and self.held < 0)):
+            typed = 1 if 0x20 <= b < 0x80 else (TYPED_CONTROL[b] if b < 0x20 else 0)
+            if typed == 2 and self.after_zero and self.held < 0:
+                typed = 0  # a frame's first byte (see TYPED_CONTROL)
+            if typed:
                 if self.held >= 0:
                     self._apply_held()
                 if self.after_zero:

@@ -121,10 +121,12 @@ class Slots:
         size = 4 * self.n + 2
         if scratch is None:
             self.image = bytearray(size)
+        elif len(scratch) < size:  # a slice would just be shorter: the save would fail late
+            raise ValueError("scratch smaller than the image")
         elif len(scratch) == size:
             self.image = scratch
         else:
-            self.image = memoryview(scratch)[:size]  # raises if scratch is too small
+            self.image = memoryview(scratch)[:size]
         self.newest = 1  # index of the copy holding the newest generation
         self.write_errors = 0
         self.legacy = legacy

@@ -195,6 +195,28 @@ def test_slots_round_trip_generation_and_alternation():
 
 
 @pytest.mark.req("HIS-2")
+def test_slots_sharing_one_scratch_keep_their_own_values():
+    """The pump's state, settings and dose rings share one save/load image (issue 12):
+    each pair still saves and loads its own values; a scratch too small is refused at once
+    (a shorter slice would only fail at the first save)."""
+    s = storage()
+    scratch = bytearray(4 * 6 + 2)
+    a = Slots(s, 0, 1, array("i", [0] * 6), (), scratch)
+    b = Slots(s, 2, 3, array("i", [0] * 4), (), scratch)  # a view of the first 18 bytes
+    for i in range(1, 6):
+        a.values[i] = 10 + i
+    for i in range(1, 4):
+        b.values[i] = -i
+    assert a.save() and b.save() and a.save()
+    a2 = Slots(s, 0, 1, array("i", [0] * 6), (), scratch)
+    b2 = Slots(s, 2, 3, array("i", [0] * 4), (), scratch)
+    assert a2.load() == (2, False) and b2.load() == (1, False)
+    assert list(a2.values) == [2, 11, 12, 13, 14, 15] and list(b2.values) == [1, -1, -2, -3]
+    with pytest.raises(ValueError, match="scratch smaller"):
+        Slots(s, 0, 1, array("i", [0] * 7), (), scratch)
+
+
+@pytest.mark.req("HIS-2")
 @pytest.mark.parametrize("mode", [BEFORE, TORN, AFTER])
 @pytest.mark.parametrize("saves", [0, 1, 2, 5])
 def test_slots_torn_write_uses_other_copy(mode, saves):
