@@ -73,7 +73,7 @@ def measure(days=1):
     counter = Counting(rig.storage)
     pump = Pump(rig.hardware())
     pump.boot()
-    assert pump.set_profile(0, b"typical", [0, 12, 20, 44], [600, 1200, 900, 700]) == S.OK
+    assert pump.settings.set_profile(0, b"typical", [0, 12, 20, 44], [600, 1200, 900, 700]) == S.OK
     assert pump.set_time(MONDAY, 0) == S.OK
     assert pump.rewind() == S.OK and pump.fill(300000) == S.OK
     assert pump.prime(S.PRIME_TUBING, 10000) == S.OK and pump.resume() == S.OK

@@ -65,7 +65,7 @@ def main():
     print("boot: self-test bits {} (0 = all passed), pulse size {} U".format(
         pump.boot(), mu_text(rig.pulse_mu)))
     print("\nsetting up")
-    show(pump.set_profile(0, b"weekday", [0, 12, 24, 44], [800, 1200, 1000, 700]), pump,
+    show(pump.settings.set_profile(0, b"weekday", [0, 12, 24, 44], [800, 1200, 1000, 700]), pump,
          "basal profile 'weekday' (4 segments)")
     show(pump.set_time(START_UTC, 60), pump, "clock: Mon 2026-11-16 01:00 (UTC+1)")
     show(pump.rewind(), pump, "rewind")

@@ -924,7 +924,7 @@ def apply_provision(hw, path):
     pump.boot()
     results = []
     for sid, value in pairs:
-        results.append((sid, value, pump.set_setting(sid, value)))
+        results.append((sid, value, pump.settings.set(sid, value)))
     os.remove(path)
     return results
 

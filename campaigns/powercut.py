@@ -182,7 +182,7 @@ def check(ep, problems: Counter, log: list, label: str) -> None:
                 f"last written {ep.settings[sid]}")
             ep.settings[sid] = value
     ep.pending_setting = None
-    got = pump.get_profile(1)
+    got = pump.settings.get_profile(1)
     if ep.pending_profile is not None and got != ep.profile1:
         name, starts_, rates = ep.pending_profile
         if rates[0] == rates[1]:
@@ -193,7 +193,8 @@ def check(ep, problems: Counter, log: list, label: str) -> None:
         bad("settings / profiles", f"profile 1 is {got}, last written {ep.profile1}")
         ep.profile1 = got
     ep.pending_profile = None
-    if pump.get_profile(0) != (b"flat", [0], [ep.rate]) or pump.schedule() != [0] * 7:
+    settings = pump.settings
+    if settings.get_profile(0) != (b"flat", [0], [ep.rate]) or settings.schedule() != [0] * 7:
         bad("settings / profiles", "profile 0 or the schedule changed")
 
 

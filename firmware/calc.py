@@ -1,13 +1,14 @@
 """The bolus calculator (THR-8): its three schedules and the suggestion.
 
 Outside the tick: it delivers nothing, it only reads the pump (settings, local time, IOB,
-the pulse size, max bolus) and programs its schedules in the pump's settings array (layout:
-V_CALC in firmware/layout.py). Refusals go through the pump (code returned, pump.detail).
+the pulse size, max bolus) and programs its schedules in the settings array
+(firmware/settings.py `values`, layout V_CALC in firmware/layout.py). Refusals go through
+the pump (code returned, pump.detail).
 """
 
 from array import array
 
-from firmware.layout import CALC_STRIDE, S_LOCAL_MS, SETTINGS_LEN, V_CALC
+from firmware.layout import CALC_STRIDE, S_LOCAL_MS, V_CALC
 from protocol.spec import (
     CALC_BG_MAX,
     CALC_BG_MIN,
@@ -63,7 +64,8 @@ class Calculator:
                 return pump._refuse(E_OUT_OF_RANGE, 2)
             if kind == CALC_TARGET and (highs[i] < values[i] or highs[i] > hi):
                 return pump._refuse(E_OUT_OF_RANGE, 3)
-        v = pump.settings
+        settings = pump.settings
+        v = settings.values
         old = array("i", v)
         base = V_CALC + kind * CALC_STRIDE
         v[base] = n
@@ -72,9 +74,7 @@ class Calculator:
             v[base + 1 + i] = starts[i] if inside else 0
             v[base + 1 + CALC_SEGMENTS + i] = values[i] if inside else 0
             v[base + 1 + 2 * CALC_SEGMENTS + i] = highs[i] if inside and kind == CALC_TARGET else 0
-        if not pump.settings_slots.save():
-            for i in range(SETTINGS_LEN):
-                v[i] = old[i]
+        if not settings.save(old):
             return pump._refuse(E_STORAGE, 0)
         pump._log(H_CALC_SCHEDULE, kind, n, v[base + 1 + CALC_SEGMENTS], 0)
         return OK
@@ -84,7 +84,7 @@ class Calculator:
         pump = self.pump
         if kind < 0 or kind >= len(CALC_KINDS):
             return None
-        v = pump.settings
+        v = pump.settings.values
         base = V_CALC + kind * CALC_STRIDE
         n = v[base]
         if not 1 <= n <= CALC_SEGMENTS:
@@ -96,7 +96,7 @@ class Calculator:
     def _segment(self, kind, slot):
         """Index into the settings of the segment of `kind` covering `slot`; -1 if unset."""
         pump = self.pump
-        v = pump.settings
+        v = pump.settings.values
         base = V_CALC + kind * CALC_STRIDE
         n = v[base]
         if not 1 <= n <= CALC_SEGMENTS:
@@ -132,7 +132,7 @@ class Calculator:
             at[kind] = self._segment(kind, slot)
             if at[kind] < 0:
                 return pump._refuse(E_NOT_CONFIGURED, kind)
-        v = pump.settings
+        v = pump.settings.values
         ratio = v[at[CALC_CARB_RATIO]]
         isf = v[at[CALC_SENSITIVITY]]
         t_low = v[at[CALC_TARGET]]

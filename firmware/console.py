@@ -20,16 +20,6 @@ It allocates (it is not in the tick), so call it between ticks, never from insid
 
 from firmware.compat import ticks_diff
 from firmware.dates import date_of, day_of
-from firmware.pump import (
-    S_BOLUS_ID,
-    S_EXT_DURATION,
-    S_EXT_REQ,
-    S_LOCAL_DAY,
-    S_LOCAL_MS,
-    S_NOW_REQ,
-    S_REWOUND,
-    S_TIME_SET,
-)
 from firmware.status import snapshot
 from protocol.refusals import describe, offset_text, selftest_text
 from protocol.refusals import text as refusal_text
@@ -326,7 +316,6 @@ class Console:
 
     def _bolus(self):
         """The bolus of the last status snapshot (and how an extended one is split)."""
-        st = self.pump.state
         g = self.status.get
         bolus_id = g("bolus_id")
         if not bolus_id:
@@ -335,17 +324,17 @@ class Console:
         text = "#%d %s: %s of %s U" % (bolus_id, BOLUS_KINDS[kind] if kind < 4 else "?",
                                        mu_text(g("bolus_delivered")),
                                        mu_text(g("bolus_requested")))
-        if st[S_EXT_REQ]:
-            p = self.pump.pulse
-            later = "%s U over %d min" % (mu_text(st[S_EXT_REQ] * p), st[S_EXT_DURATION] // 60000)
-            if st[S_NOW_REQ]:
-                later = "now %s U, then %s" % (mu_text(st[S_NOW_REQ] * p), later)
+        now_mu, ext_mu, ext_min = self.pump.bolus_parts()
+        if ext_mu:
+            later = "%s U over %d min" % (mu_text(ext_mu), ext_min)
+            if now_mu:
+                later = "now %s U, then %s" % (mu_text(now_mu), later)
             text += " (" + later + ")"
         return text
 
     def _reservoir(self):
         """The reservoir of the last status snapshot."""
-        if self.pump.state[S_REWOUND]:
+        if self.pump.rewound():
             return "not filled (rewound)"
         g = self.status.get
         text = mu_text(g("reservoir")) + " U"
@@ -362,10 +351,9 @@ class Console:
 
     def _now(self):
         pump = self.pump
-        st = pump.state
-        if not st[S_TIME_SET]:
+        local = pump.local_seconds()
+        if local < 0:
             return "not set"
-        local = st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000
         return "%s %s %s" % (local_text(local), offset_text(pump.setting(SET_UTC_OFFSET)),
                              WEEKDAYS[pump.weekday()])
 
@@ -443,7 +431,7 @@ class Console:
         return self._simple("canceltemp", args, "cancel_temp_basal", "temp basal cancelled")
 
     def _c_suspend(self, args):
-        bolus_id = self.pump.state[S_BOLUS_ID]
+        bolus_id = self.pump.bolus_progress()[0]
         done = "delivery suspended"
         if bolus_id:
             done += " (bolus #%d interrupted)" % bolus_id
@@ -526,7 +514,7 @@ class Console:
         n = parse_whole(args[0], "days") if args else TOTALS_DEFAULT
         if n < 1 or n > TOTALS_MAX:
             raise ConsoleError("totals shows 1 .. %d days" % TOTALS_MAX)
-        today = self.pump.state[S_LOCAL_DAY]
+        today = self.pump.local_day()
         rows = ["day           basal U   bolus U   prime U   total U"]
         for day in range(today, today - n, -1):
             if day < 0:
@@ -566,7 +554,7 @@ class Console:
             value = parse_whole(args[1], "value")
         pump = self.pump
         old = pump.setting(sid)
-        code = pump.set_setting(sid, value)
+        code = pump.settings.set(sid, value)
         if code:
             return self._refused("set_setting", code)
         return "%s: %s -> %s" % (name, setting_text(sid, old), setting_text(sid, value)) + NL

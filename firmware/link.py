@@ -53,13 +53,6 @@ from firmware.cgm import CGM_READINGS
 from firmware.crc import crc16
 from firmware.demux import shared_console
 from firmware.hal import R_LINK_A, R_LINK_B
-from firmware.pump import (
-    S_BOOTS,
-    S_LAST_CMD,
-    S_LAST_CODE,
-    S_LAST_DETAIL,
-    V_SCHEDULE,
-)
 from firmware.status import snapshot
 from firmware.store import REC_SIZE, Slots
 from firmware.wire import (
@@ -195,6 +188,7 @@ class Link:
             self.dec = self.serial = self.mux
         self.chunk = bytearray(CHUNK)
         self.ev = array("i", [0] * 4)
+        self.last = array("i", [0] * 3)  # the pump's last command: id, code, detail
         self.rec = bytearray(REC_SIZE)
         self.stats = array("i", [0] * STATS)
         if self.mux is not None:
@@ -232,7 +226,9 @@ class Link:
                 return  # a new pump (or its first save torn): saved with the next command
             # Lost: nothing here can be trusted. Commands stay refused until a new key; the
             # counter starts above the pump state's last command id, so ids stay unique.
-            v[L_COUNTER] = self.pump.state[S_LAST_CMD]
+            last = self.last
+            self.pump.last_command(last)
+            v[L_COUNTER] = last[0]
             v[L_LOCKED] = 1
             self.slots.save()
             self.pump.fail_safe(ST_LINK, H_LINK, LINK_CORRUPT)
@@ -407,10 +403,11 @@ class Link:
 
     def _lookup(self, scmd):
         """Was command `scmd` carried out before? Sets dup_code/dup_detail."""
-        st = self.pump.state
-        if st[S_LAST_CMD] == scmd:
-            self.dup_code = st[S_LAST_CODE]
-            self.dup_detail = st[S_LAST_DETAIL]
+        last = self.last
+        self.pump.last_command(last)
+        if last[0] == scmd:
+            self.dup_code = last[1]
+            self.dup_detail = last[2]
             return True
         v = self.values
         i = L_RING
@@ -425,8 +422,9 @@ class Link:
 
     def _push_last(self):
         """Copy the pump state's last command into the ring (unless it is there)."""
-        st = self.pump.state
-        cmd = st[S_LAST_CMD]
+        last = self.last
+        self.pump.last_command(last)
+        cmd = last[0]
         if not cmd:
             return
         v = self.values
@@ -436,8 +434,8 @@ class Link:
             return
         at = L_RING + 3 * pos
         v[at] = cmd
-        v[at + 1] = st[S_LAST_CODE]
-        v[at + 2] = st[S_LAST_DETAIL]
+        v[at + 1] = last[1]
+        v[at + 2] = last[2]
         v[L_RING_POS] = (pos + 1) % RING
 
     def _get(self, mid, index):
@@ -468,7 +466,7 @@ class Link:
         pump = self.pump
         count = get(buf, mid, 3)
         if count < 1 or count > SLOTS:
-            pump.detail = 2  # the starts argument of Pump.set_profile
+            pump.detail = 2  # the starts argument of Settings.set_profile
             return E_BAD_ARG
         at = field_offset(mid, 2)
         end = at + PROFILE_NAME_LEN
@@ -479,16 +477,16 @@ class Link:
         starts = [buf[at + i] for i in range(count)]
         at = field_offset(mid, 5)
         rates = [get_int(buf, at + 2 * i, 2) for i in range(count)]
-        return pump.set_profile(get(buf, mid, 1), name, starts, rates)
+        return pump.settings.set_profile(get(buf, mid, 1), name, starts, rates)
 
     def _on_set_schedule(self, mid, seq):
         at = field_offset(mid, 1)
         buf = self.dec.buf
-        return self.pump.set_schedule([buf[at + i] for i in range(7)])
+        return self.pump.settings.set_schedule([buf[at + i] for i in range(7)])
 
     def _on_set_setting(self, mid, seq):
         g = self._get
-        return self.pump.set_setting(g(mid, 1), g(mid, 2))
+        return self.pump.settings.set(g(mid, 1), g(mid, 2))
 
     def _on_set_time(self, mid, seq):
         g = self._get
@@ -545,18 +543,16 @@ class Link:
         e.put(2, self.hw.board)
         e.put(3, self.pump.pulse)
         e.put(4, VERSION)
-        e.put(5, self.pump.state[S_BOOTS])
+        e.put(5, self.pump.boots())
         e.put(6, self.counter)
         self._send()
 
     def _on_status(self, mid, seq):
-        """status_info: the pump's status snapshot (firmware/status.py), packed into the
-        preallocated frame buffer with one struct call (no allocation)."""
+        """status_info: the pump's status snapshot (firmware/status.py), read and packed
+        into the preallocated frame buffer with one struct call (no allocation)."""
         e = self.enc
         e.begin(M_STATUS_INFO, seq, F_RESPONSE)
-        snap = self.status
-        snap.refresh()
-        snap.pack_into(e.buf, HEADER_SIZE)
+        self.status.pack_into(e.buf, HEADER_SIZE)
         self._send()
 
     def _on_get_profile(self, mid, seq):
@@ -564,7 +560,7 @@ class Link:
         if index >= PROFILES:
             self._result(seq, 0, E_BAD_ARG, 0)
             return
-        got = self.pump.get_profile(index)
+        got = self.pump.settings.get_profile(index)
         e = self.enc
         buf = e.buf
         e.begin(M_PROFILE_INFO, seq, F_RESPONSE)
@@ -590,9 +586,9 @@ class Link:
         e = self.enc
         e.begin(M_SCHEDULE_INFO, seq, F_RESPONSE)
         at = field_offset(M_SCHEDULE_INFO, 0)
-        v = self.pump.settings
+        settings = self.pump.settings
         for i in range(7):
-            e.buf[at + i] = v[V_SCHEDULE + i]
+            e.buf[at + i] = settings.profile_on(i)
         self._send()
 
     def _on_get_settings(self, mid, seq):

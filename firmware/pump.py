@@ -81,18 +81,11 @@ from firmware.layout import (
     S_TIME_LOST,
     S_TIME_SET,
     SETTINGS_LEN,
-    SETTINGS_LEN_1,
-    SETTINGS_LO,
     STATE_LEN,
     STATE_LEN_1,
     STATE_LEN_2,
-    V_NAMES,
-    V_RATES,
-    V_SCHEDULE,
-    V_SEGMENTS,
-    V_SETTINGS,
-    V_SETTINGS_HI,
 )
+from firmware.settings import EPOCH_WEEKDAY, Settings
 from firmware.store import History, Slots, Totals
 from protocol.spec import (
     A_AUTO_OFF,
@@ -111,7 +104,6 @@ from protocol.spec import (
     A_SET_CHANGE,
     A_SUSPEND_REMINDER,
     A_TIME_UNSET,
-    AUTO_OFF_MIN_HOURS,
     BOLUS_CANCELLED,
     BOLUS_COMPLETED,
     BOLUS_DUAL,
@@ -130,7 +122,6 @@ from protocol.spec import (
     E_NOT_SUSPENDED,
     E_OUT_OF_RANGE,
     E_OVER_LIMIT,
-    E_PROFILE_IN_USE_OVER_LIMIT,
     E_RESERVOIR_EMPTY,
     E_SAFE_STATE,
     E_STORAGE,
@@ -149,11 +140,8 @@ from protocol.spec import (
     H_DAY_TOTAL,
     H_FILL,
     H_PRIME,
-    H_PROFILE,
     H_RESUME,
     H_REWIND,
-    H_SCHEDULE,
-    H_SETTING,
     H_SUSPEND,
     H_TEMP_END,
     H_TEMP_START,
@@ -164,11 +152,7 @@ from protocol.spec import (
     OK,
     PRIME_CANNULA,
     PRIME_TUBING,
-    PROFILE_NAME_LEN,
-    PROFILES,
     SBL_MANUAL,
-    SBL_OFF,
-    SET_ALARM_REPEAT,
     SET_AUTO_OFF,
     SET_BOLUS_SPEED,
     SET_DIA,
@@ -178,14 +162,10 @@ from protocol.spec import (
     SET_MAX_TDD,
     SET_NO_DELIVERY,
     SET_RES_LOW,
-    SET_SBL,
-    SET_SNOOZE,
     SET_SUSPEND_REMINDER,
     SET_UTC_OFFSET,
     SETTINGS,
-    SETTINGS_COUNT,
     SLOT_MS,
-    SLOTS,
     ST_BUZZER,
     ST_FIRMWARE,
     ST_MOTOR,
@@ -230,7 +210,6 @@ CHECKPOINT_S = const(60)  # longest time between two state saves: timers and the
 RTC_SLACK_S = const(120)  # an RTC this far behind the pump's last known time is still trusted
 MAX_OUTAGE_S = const(400 * 86400)  # a longer gap by the RTC is taken as a broken RTC
 MOTOR_TEST_S = const(3600)  # periodic motor self-test (ALM-7)
-EPOCH_WEEKDAY = const(2)  # 2020-01-01 was a Wednesday (Monday = 0)
 
 
 
@@ -272,13 +251,13 @@ class Pump:
         self.pulse = hw.pulse_mu
         self.occlusion_kpa = hw.occlusion_kpa
         self.state = array("i", [0] * STATE_LEN)
-        self.settings = array("i", [0] * SETTINGS_LEN)
         # one save/load image for the three A/B slot pairs (store.Slots `scratch`)
         scratch = bytearray(4 * max(STATE_LEN, SETTINGS_LEN, DOSES_LEN) + 2)
         self.state_slots = Slots(hw.storage, R_STATE_A, R_STATE_B, self.state,
                                  (STATE_LEN_2, STATE_LEN_1), scratch)
-        self.settings_slots = Slots(hw.storage, R_SETTINGS_A, R_SETTINGS_B, self.settings,
-                                    (SETTINGS_LEN_1,), scratch)
+        # settings, profiles, schedule (firmware/settings.py); `setting(sid)` reads one
+        self.settings = Settings(self, hw.storage, R_SETTINGS_A, R_SETTINGS_B, scratch)
+        self.setting = self.settings.get
         self.history = History(hw.storage, R_HISTORY)
         self.totals = Totals(hw.storage, R_TOTALS)
         self.doses = Doses(hw.storage, R_DOSES_A, R_DOSES_B, self.state, S_BUCKET, scratch)
@@ -314,16 +293,8 @@ class Pump:
         hw = self.hw
         st = self.state
         bits = 0
-        self._default_settings()  # what an older, shorter layout does not hold
-        valid, blank = self.settings_slots.load()
-        if valid == 0:
-            self._default_settings()
-            if not blank:
-                bits |= ST_STORAGE
-            self.settings_slots.save()
-        elif self.settings_slots.loaded_n != SETTINGS_LEN:
-            self.settings_slots.save()  # upgraded to this layout
-        self._apply_alarm_settings()
+        if self.settings.load():
+            bits |= ST_STORAGE
         valid, blank = self.state_slots.load()
         if valid == 0:
             for i in range(STATE_LEN):
@@ -494,20 +465,6 @@ class Pump:
             self._log(H_BOLUS_END, BOLUS_INTERRUPTED, bolus_id, 0, start[5] + start[6])
             self.events.put(EV_BOLUS_END, bolus_id, 0, BOLUS_INTERRUPTED)
 
-    def _default_settings(self):
-        v = self.settings
-        for i in range(SETTINGS_LEN):
-            v[i] = 0
-        for i in range(SETTINGS_COUNT):
-            v[self._setting_at(i)] = SETTINGS[i][1]
-        # Profile 0 "default", 1 segment at 0 U/h: basal must be programmed before use.
-        v[V_SEGMENTS] = 1
-        self._set_name(0, b"default")
-
-    def _apply_alarm_settings(self):
-        self.alarms.repeat_ms = self.setting(SET_ALARM_REPEAT) * MIN_MS
-        self.alarms.snooze_ms = self.setting(SET_SNOOZE) * MIN_MS
-
     # ------------------------------------------------------------------- persistence
     def _commit(self, basal, bolus, prime):
         """Save state with the movement about to happen. Allocation-free."""
@@ -552,6 +509,18 @@ class Pump:
         st[S_LAST_DETAIL] = self.detail
         return self._commit(0, 0, 0)
 
+    def last_command(self, out):
+        """The last link command carried out, as saved with the state: out[0:3] = (cmd id
+        signed 32-bit or 0, code, detail). Allocation-free (LNK-3)."""
+        st = self.state
+        out[0] = st[S_LAST_CMD]
+        out[1] = st[S_LAST_CODE]
+        out[2] = st[S_LAST_DETAIL]
+
+    def boots(self):
+        """Boots since the state was new."""
+        return self.state[S_BOOTS]
+
     def _log(self, kind, arg, v1, v2, v3):
         return self.history.append(self.utc_seconds(), kind, arg, v1, v2, v3)
 
@@ -566,7 +535,19 @@ class Pump:
         t = st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000 - self.setting(SET_UTC_OFFSET) * 60
         return t if t > 0 else 0
 
+    def local_seconds(self):
+        """Local wall-clock seconds since 2020-01-01; -1 while the time is not set."""
+        st = self.state
+        if not st[S_TIME_SET]:
+            return -1
+        return st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000
+
+    def local_day(self):
+        """The local day number (days since 2020-01-01) the pump counts totals in."""
+        return self.state[S_LOCAL_DAY]
+
     def weekday(self):
+        """Day of the week of the local date, Monday = 0."""
         return (self.state[S_LOCAL_DAY] + EPOCH_WEEKDAY) % 7
 
     def set_time(self, utc_s, offset_min):
@@ -582,11 +563,8 @@ class Pump:
         old_local = st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000
         old_utc = self.utc_seconds()
         old_offset = self.setting(SET_UTC_OFFSET)
-        if offset_min != old_offset:
-            self.settings[V_SETTINGS + SET_UTC_OFFSET] = offset_min
-            if not self.settings_slots.save():
-                self.settings[V_SETTINGS + SET_UTC_OFFSET] = old_offset
-                return self._refuse(E_STORAGE, 0)
+        if offset_min != old_offset and not self.settings.set_utc_offset(offset_min):
+            return self._refuse(E_STORAGE, 0)
         day = local // 86400
         st[S_LOCAL_DAY] = day
         st[S_LOCAL_MS] = (local % 86400) * 1000
@@ -629,185 +607,7 @@ class Pump:
             return (st[S_BASAL_TODAY], st[S_BOLUS_TODAY], st[S_PRIME_TODAY])
         return self.totals.load(day)
 
-    # ------------------------------------------------------------------- settings (THR-6)
-    def setting(self, sid):
-        if sid < SETTINGS_LO:
-            return self.settings[V_SETTINGS + sid]
-        return self.settings[V_SETTINGS_HI - SETTINGS_LO + sid]
-
-    def _setting_at(self, sid):
-        """Index of setting `sid` in the settings array."""
-        return V_SETTINGS + sid if sid < SETTINGS_LO else V_SETTINGS_HI - SETTINGS_LO + sid
-
-    def set_setting(self, sid, value):
-        self.interaction()
-        if sid < 0 or sid >= SETTINGS_COUNT or sid == SET_UTC_OFFSET:
-            return self._refuse(E_BAD_ARG, 0)
-        lo, hi = SETTINGS[sid][2], SETTINGS[sid][3]
-        if value < lo or value > hi or (sid == SET_AUTO_OFF and 0 < value < AUTO_OFF_MIN_HOURS):
-            return self._refuse(E_OUT_OF_RANGE, sid)
-        if sid == SET_MAX_BASAL:
-            for p in range(PROFILES):
-                if self._profile_max(p) > value:
-                    return self._refuse(E_PROFILE_IN_USE_OVER_LIMIT, p)
-            st = self.state  # a running temp basal must stay within the new limit too
-            if self._temp_peak(st[S_TEMP_KIND], st[S_TEMP_VALUE]) > value:
-                return self._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
-        old = self.setting(sid)
-        at = self._setting_at(sid)
-        self.settings[at] = value
-        if not self.settings_slots.save():
-            self.settings[at] = old
-            return self._refuse(E_STORAGE, sid)
-        self._apply_alarm_settings()
-        self._log(H_SETTING, sid, old, value, 0)
-        if sid == SET_SBL and not value:
-            self.cgm.resume(SBL_OFF)
-        return OK
-
     # ------------------------------------------------------------------- basal (THR-1)
-    def _set_name(self, p, name):
-        v = self.settings
-        base = V_NAMES + p * 4
-        for i in range(4):
-            lo = name[2 * i] if 2 * i < len(name) else 0
-            hi = name[2 * i + 1] if 2 * i + 1 < len(name) else 0
-            v[base + i] = lo | (hi << 8)
-
-    def profile_name(self, p):
-        v = self.settings
-        out = bytearray()
-        for i in range(4):
-            w = v[V_NAMES + p * 4 + i]
-            for b in (w & 0xFF, w >> 8):
-                if b:
-                    out.append(b)
-        return bytes(out)
-
-    def _profile_max(self, p):
-        v = self.settings
-        top = 0
-        for s in range(SLOTS):
-            if v[V_RATES + p * SLOTS + s] > top:
-                top = v[V_RATES + p * SLOTS + s]
-        return top
-
-    def set_profile(self, p, name, starts, rates):
-        """Program profile p: segments start at 30-min slots `starts` (first 0) with `rates`
-        in mU/h. Refused whole if anything is wrong; nothing is clamped."""
-        self.interaction()
-        if not isinstance(p, int) or p < 0 or p >= PROFILES:
-            return self._refuse(E_BAD_ARG, 0)
-        if len(name) == 0 or len(name) > PROFILE_NAME_LEN:
-            return self._refuse(E_BAD_ARG, 1)
-        for b in name:
-            if b < 0x20 or b > 0x7E:
-                return self._refuse(E_BAD_ARG, 1)
-        n = len(starts)
-        if n < 1 or n > SLOTS or len(rates) != n or starts[0] != 0:
-            return self._refuse(E_BAD_ARG, 2)
-        for i in range(n):
-            if starts[i] < 0 or starts[i] >= SLOTS or (i and starts[i] <= starts[i - 1]):
-                return self._refuse(E_BAD_ARG, 2)
-            if rates[i] < 0 or rates[i] > MAX_RATE:
-                return self._refuse(E_OUT_OF_RANGE, 3)
-            if rates[i] > self.setting(SET_MAX_BASAL):
-                return self._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
-        v = self.settings
-        old = array("i", v)
-        seg = 0
-        for s in range(SLOTS):
-            if seg + 1 < n and starts[seg + 1] == s:
-                seg += 1
-            v[V_RATES + p * SLOTS + s] = rates[seg]
-        self._set_name(p, name)
-        v[V_SEGMENTS + p] = n
-        code = self._save_settings_or_revert(old)
-        if code:
-            return code
-        self._log(H_PROFILE, p, n, self._profile_max(p), 0)
-        return OK
-
-    def get_profile(self, p):
-        """(name, starts, rates) with adjacent equal slots merged; None if unused."""
-        if p < 0 or p >= PROFILES or not self.settings[V_SEGMENTS + p]:
-            return None
-        v = self.settings
-        starts = []
-        rates = []
-        for s in range(SLOTS):
-            r = v[V_RATES + p * SLOTS + s]
-            if not rates or rates[-1] != r:
-                starts.append(s)
-                rates.append(r)
-        return self.profile_name(p), starts, rates
-
-    def set_schedule(self, days):
-        """Weekly schedule: 7 profile indexes, Monday first (THR-1)."""
-        self.interaction()
-        if len(days) != 7:
-            return self._refuse(E_BAD_ARG, 0)
-        for i in range(7):
-            p = days[i]
-            if p < 0 or p >= PROFILES or not self.settings[V_SEGMENTS + p]:
-                return self._refuse(E_BAD_ARG, i)
-        old = array("i", self.settings)
-        packed = 0
-        for i in range(7):
-            self.settings[V_SCHEDULE + i] = days[i]
-            packed |= days[i] << (3 * i)
-        code = self._save_settings_or_revert(old)
-        if code:
-            return code
-        self._log(H_SCHEDULE, 0, packed, 0, 0)
-        return OK
-
-    def _save_settings_or_revert(self, old):
-        """Keep a basal change only if a running percent temp basal stays within max basal
-        with it, and it was saved; otherwise restore `old` and refuse."""
-        st = self.state
-        code = OK
-        if self._temp_peak(st[S_TEMP_KIND], st[S_TEMP_VALUE]) > self.setting(SET_MAX_BASAL):
-            code = self._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
-        elif not self.settings_slots.save():
-            code = self._refuse(E_STORAGE, 0)
-        if code:
-            for i in range(SETTINGS_LEN):
-                self.settings[i] = old[i]
-        return code
-
-    def _temp_peak(self, kind, value):
-        """Highest rate a temp basal (kind, value) reaches on the weekly schedule, mU/h."""
-        if kind == TEMP_ABSOLUTE:
-            return value
-        if kind != TEMP_PERCENT:
-            return 0
-        top = 0
-        for d in range(7):
-            m = self._profile_max(self.settings[V_SCHEDULE + d])
-            if m > top:
-                top = m
-        return top * value // 100
-
-    def schedule(self):
-        return [self.settings[V_SCHEDULE + i] for i in range(7)]
-
-    def profile_rate(self):
-        """Rate of the profile scheduled for the current local time, mU/h. While the time
-        is not set (never, or lost at a power loss) the schedule cannot be followed: the
-        24-h mean of the profile of the last known weekday, so a wrong time of day can
-        neither give a night's rate in the morning nor the reverse (THR-13,
-        docs/time-model.md)."""
-        st = self.state
-        v = self.settings
-        p = v[V_SCHEDULE + (st[S_LOCAL_DAY] + EPOCH_WEEKDAY) % 7]
-        if not st[S_TIME_SET]:
-            total = 0
-            for s in range(SLOTS):
-                total += v[V_RATES + p * SLOTS + s]
-            return total // SLOTS
-        return v[V_RATES + p * SLOTS + st[S_LOCAL_MS] // SLOT_MS]
-
     def basal_rate(self):
         """Basal rate being delivered now, mU/h (0 while stopped or suspended before a
         low, SNS-3)."""
@@ -818,8 +618,8 @@ class Pump:
         if kind == TEMP_ABSOLUTE:
             return st[S_TEMP_VALUE]
         if kind == TEMP_PERCENT:
-            return self.profile_rate() * st[S_TEMP_VALUE] // 100
-        return self.profile_rate()
+            return self.settings.profile_rate() * st[S_TEMP_VALUE] // 100
+        return self.settings.profile_rate()
 
     # ------------------------------------------------------------------- temp basal (THR-2)
     def set_temp_basal(self, kind, value, minutes):
@@ -830,7 +630,7 @@ class Pump:
             return self._refuse(E_OUT_OF_RANGE, 2)
         if value < 0 or value > (MAX_RATE if kind == TEMP_ABSOLUTE else TEMP_MAX_PERCENT):
             return self._refuse(E_OUT_OF_RANGE, 1)
-        if self._temp_peak(kind, value) > self.setting(SET_MAX_BASAL):
+        if self.settings.temp_peak(kind, value) > self.setting(SET_MAX_BASAL):
             return self._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
         code = self._refuse_if_stopped()
         if code:
@@ -941,6 +741,13 @@ class Pump:
         p = self.pulse
         return (st[S_BOLUS_ID], (st[S_NOW_DONE] + st[S_EXT_DONE]) * p,
                 (st[S_NOW_REQ] + st[S_EXT_REQ]) * p)
+
+    def bolus_parts(self):
+        """(immediate mU, extended mU, extended duration in min) the running bolus was
+        asked for; zeros when no bolus runs."""
+        st = self.state
+        p = self.pulse
+        return st[S_NOW_REQ] * p, st[S_EXT_REQ] * p, st[S_EXT_DURATION] // MIN_MS
 
     def _end_bolus(self, ending):
         """History first, then state: a cut in between is seen at boot (_recover_bolus)."""
@@ -1087,6 +894,10 @@ class Pump:
             return 0
         left = st[S_FILL] - self.motor.position()
         return left if left > 0 else 0
+
+    def rewound(self):
+        """True from a rewind until a new reservoir is filled."""
+        return self.state[S_REWOUND] != 0
 
     def reservoir_mu(self):
         return self.reservoir_pulses() * self.pulse
@@ -1462,6 +1273,7 @@ class Pump:
         snap = snapshot(self)
         snap.refresh()
         g = snap.get
+        mask = g("alarms")
         return {
             "stop": g("stop"),
             "basal_rate": g("basal_rate"),
@@ -1481,7 +1293,7 @@ class Pump:
             "prime_today": g("prime_today"),
             "day": g("day"),
             "local_ms": g("local_ms"),
-            "alarms": [i for i in range(len(self.alarms.active)) if g("alarms") >> i & 1],
+            "alarms": [i for i in range(len(self.alarms.active)) if mask >> i & 1],
             "history_next": g("history_next"),
             "selftest": g("selftest"),
             "glucose": g("glucose"),

@@ -1,21 +1,25 @@
 """The pump's status snapshot (issue 16): the one place that reads the pump for a status.
 
-`snapshot(pump)` is the pump's single `Status`. `refresh()` reads the pump into
-`values`, an int array in status_info's field order (protocol/spec.py) followed by the
-EXTRA fields the host-side readers also show; it allocates nothing (values below 2**30 on
-32-bit ports). The link packs the status_info part into its frame with one struct call
-(`pack_into`); the bench console and Pump.status() read fields by name (`get`).
+`snapshot(pump)` is the pump's single `Status`. `pack_into(buf, at)` reads the pump and
+packs status_info's payload (protocol/spec.py field order) followed by the EXTRA fields the
+host-side readers also show, with one struct call straight from the pump's state: no
+intermediate array, no allocation. The link packs into its frame buffer (the EXTRA bytes
+land after the payload, where the frame's CRC and auth trailer are written next); the bench
+console and Pump.status() call `refresh()` (into the snapshot's own buffer) and read fields
+by name (`get`, allocates).
 
     snap = snapshot(pump)
     snap.refresh()
     snap.get("iob"), snap.get("prime_today")
+
+Cost (issue 12): a status request is dominated by the interpreter's calls and array reads,
+so this reads each input once, calls the pump only for what it computes (rates, reservoir,
+IOB, UTC) and scans the alarms only up to the last active one.
 """
 
 import struct
-from array import array
 
-from firmware.pump import (
-    MIN_MS,
+from firmware.layout import (
     S_BASAL_TODAY,
     S_BATTERY,
     S_BOLUS_ID,
@@ -36,94 +40,84 @@ from firmware.pump import (
     S_TEMP_LEFT,
     S_TEMP_VALUE,
     S_TIME_SET,
-    minutes_left,
 )
-from protocol.spec import ALARM_COUNT, MESSAGES, SET_UTC_OFFSET
+from firmware.pump import minutes_left
+from protocol.spec import ALARM_COUNT, MAX_FRAME, MESSAGES, SET_UTC_OFFSET
 
 M_STATUS_INFO = 0x82
 _FIELDS = MESSAGES[M_STATUS_INFO][1]
 EXTRA = ("prime_today", "day", "local_ms")  # not on the wire: for the console and the host
 NAMES = tuple(name for name, _ in _FIELDS) + EXTRA
 WIRE_COUNT = len(_FIELDS)
-INDEX = {name: i for i, name in enumerate(NAMES)}
-# one struct format for the whole payload; "I" packed as "i": the same bytes for every
-# value the int array holds (last_cmd_id is kept signed, as in the pump state)
-FORMAT = "<" + "".join("i" if code == "I" else code for _, code in _FIELDS)
-PAYLOAD_SIZE = struct.calcsize(FORMAT)
+# one struct format for the whole payload, then EXTRA as "i"; "I" packed as "i": the same
+# bytes for every value (last_cmd_id is kept signed, as in the pump state)
+_CODES = tuple("i" if code == "I" else code for _, code in _FIELDS) + ("i",) * len(EXTRA)
+FORMAT = "<" + "".join(_CODES)
+SIZE = struct.calcsize(FORMAT)
+# name -> (struct format, offset) for get()
+_AT = {}
+_off = 0
+for _i in range(len(NAMES)):
+    _AT[NAMES[_i]] = ("<" + _CODES[_i], _off)
+    _off += struct.calcsize("<" + _CODES[_i])
+del _i, _off
 if WIRE_COUNT != 29:  # pack_into names every field: a new status_info field goes there too
     raise ImportError("status_info has %d fields; firmware/status.py packs 29" % WIRE_COUNT)
-
-
-def signed32(v):
-    """u32 -> the same bits as a signed 32-bit int (for array('i') storage)."""
-    return v - 0x100000000 if v >= 0x80000000 else v
+if 5 + SIZE > MAX_FRAME:  # the link packs EXTRA into its frame buffer after the payload
+    raise ImportError("status_info and EXTRA do not fit a frame buffer")
 
 
 class Status:
     def __init__(self, pump):
         self.pump = pump
-        self.values = array("i", [0] * len(NAMES))
+        self.state = pump.state
+        self.settings = pump.settings
+        self.alarms = pump.alarms
+        self.cgm = pump.cgm
+        self.history = pump.history
+        self.buf = bytearray(SIZE)  # refresh(): the last snapshot for get()
 
-    def refresh(self):
-        """Read the pump into `values`. Allocation-free."""
+    def pack_into(self, buf, at):
+        """Read the pump; status_info's payload at buf[at:], then EXTRA (SIZE bytes in all).
+        One struct call, allocation-free."""
         pump = self.pump
-        st = pump.state
-        v = self.values
+        st = self.state
         p = pump.pulse
         rate = pump.basal_rate()
-        reservoir = pump.reservoir_mu()
-        v[0] = st[S_STOP]
-        v[1] = rate
-        v[2] = pump.profile_rate()
-        v[3] = st[S_TEMP_KIND]
-        v[4] = st[S_TEMP_VALUE]
-        v[5] = st[S_TEMP_LEFT] // MIN_MS
-        v[6] = st[S_BOLUS_ID]
-        v[7] = st[S_BOLUS_KIND]
-        v[8] = (st[S_NOW_DONE] + st[S_EXT_DONE]) * p
-        v[9] = (st[S_NOW_REQ] + st[S_EXT_REQ]) * p
-        v[10] = reservoir
-        v[11] = minutes_left(reservoir, rate)
-        v[12] = st[S_BATTERY]
-        v[13] = pump.iob()
-        v[14] = st[S_BASAL_TODAY]
-        v[15] = st[S_BOLUS_TODAY]
-        alarms = pump.alarms
+        reservoir = pump.reservoir_pulses() * p
+        cgm = self.cgm
+        # the active alarms as a bit mask: scan only up to the last active one
         mask = 0
-        if alarms.count:
-            active = alarms.active
-            for i in range(ALARM_COUNT):
+        left = self.alarms.count
+        if left:
+            active = self.alarms.active
+            i = 0
+            n = ALARM_COUNT
+            while left and i < n:
                 if active[i]:
                     mask |= 1 << i
-        v[16] = signed32(mask)
-        v[17] = signed32(pump.utc_seconds())
-        v[18] = pump.setting(SET_UTC_OFFSET)
-        v[19] = st[S_TIME_SET]
-        v[20] = st[S_LAST_CMD]
-        v[21] = st[S_LAST_CODE]
-        v[22] = st[S_LAST_DETAIL]
-        v[23] = pump.history.next_seq
-        v[24] = pump.selftest_bits
-        cgm = pump.cgm
-        v[25] = cgm.last
-        v[26] = cgm.age_min()
-        v[27] = cgm.trend
-        v[28] = cgm.flags()
-        v[29] = st[S_PRIME_TODAY]
-        v[30] = st[S_LOCAL_DAY]
-        v[31] = st[S_LOCAL_MS]
+                    left -= 1
+                i += 1
+        struct.pack_into(
+            FORMAT, buf, at,
+            st[S_STOP], rate, self.settings.profile_rate(), st[S_TEMP_KIND], st[S_TEMP_VALUE],
+            st[S_TEMP_LEFT] // 60000, st[S_BOLUS_ID], st[S_BOLUS_KIND],
+            (st[S_NOW_DONE] + st[S_EXT_DONE]) * p, (st[S_NOW_REQ] + st[S_EXT_REQ]) * p,
+            reservoir, minutes_left(reservoir, rate), st[S_BATTERY], pump.iob(),
+            st[S_BASAL_TODAY], st[S_BOLUS_TODAY], mask, pump.utc_seconds(),
+            pump.setting(SET_UTC_OFFSET), st[S_TIME_SET], st[S_LAST_CMD], st[S_LAST_CODE],
+            st[S_LAST_DETAIL], self.history.next_seq, pump.selftest_bits,
+            cgm.last, cgm.age_min(), cgm.trend, cgm.flags(),
+            st[S_PRIME_TODAY], st[S_LOCAL_DAY], st[S_LOCAL_MS])
+
+    def refresh(self):
+        """Read the pump into the snapshot's own buffer, for get(). Allocation-free."""
+        self.pack_into(self.buf, 0)
 
     def get(self, name):
         """A field of the last refresh by name (status_info's names, then EXTRA)."""
-        return self.values[INDEX[name]]
-
-    def pack_into(self, buf, at):
-        """status_info's payload at buf[at:], one struct call. Allocation-free."""
-        v = self.values
-        struct.pack_into(FORMAT, buf, at, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7],
-                         v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17],
-                         v[18], v[19], v[20], v[21], v[22], v[23], v[24], v[25], v[26], v[27],
-                         v[28])
+        fmt, off = _AT[name]
+        return struct.unpack_from(fmt, self.buf, off)[0]
 
 
 def snapshot(pump):

@@ -44,7 +44,7 @@ def make():
     rig = Rig(50)
     pump = Pump(rig.hardware())
     pump.boot()
-    pump.set_profile(0, b"test", [0], [1000])
+    pump.settings.set_profile(0, b"test", [0], [1000])
     pump.set_time(MONDAY_2026, 60)
     pump.rewind()
     pump.fill(300000)

@@ -59,7 +59,7 @@ def bench():
     rig.key = KEY
     pump = Pump(rig.hardware())
     pump.boot()
-    assert pump.set_profile(0, b"test", [0], [1000]) == S.OK
+    assert pump.settings.set_profile(0, b"test", [0], [1000]) == S.OK
     assert pump.set_time(MONDAY + 13 * 3600, 60) == S.OK
     assert pump.rewind() == S.OK
     assert pump.fill(200000) == S.OK
@@ -115,7 +115,7 @@ def split(data):
 
 def snapshot(pump):
     al = pump.alarms
-    return (list(pump.state), list(pump.settings), pump.history.next_seq,
+    return (list(pump.state), list(pump.settings.values), pump.history.next_seq,
             list(al.active), list(al.acked))
 
 

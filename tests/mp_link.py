@@ -59,8 +59,8 @@ def bench(key=KEY, ready=True, bolus=True):
     pump = Pump(rig.hardware())
     pump.boot()
     if ready:
-        assert pump.set_setting(S.SET_RES_LOW, 50000) == S.OK
-        assert pump.set_profile(0, b"test", [0, 12, 24], [800, 1500, 1200]) == S.OK
+        assert pump.settings.set(S.SET_RES_LOW, 50000) == S.OK
+        assert pump.settings.set_profile(0, b"test", [0, 12, 24], [800, 1500, 1200]) == S.OK
         assert pump.set_time(MONDAY + 13 * 3600, 60) == S.OK
         assert pump.rewind() == S.OK
         assert pump.fill(25000) == S.OK
@@ -97,7 +97,7 @@ def xfer(rig, link, data):
 
 def snapshot(pump, link):
     al = pump.alarms
-    return (list(pump.state), list(pump.settings), pump.history.next_seq,
+    return (list(pump.state), list(pump.settings.values), pump.history.next_seq,
             list(al.active), list(al.acked), list(al.level), pump.events.count, link.counter,
             list(link.values))
 

@@ -132,8 +132,8 @@ def make(local_s=13 * 3600, pulse_mu=PULSE, fill_mu=300000, tubing_mu=0, clock_s
     pump = Pump(rig.hardware())
     assert pump.boot() == 0, "boot"
     for sid, value in settings:
-        assert pump.set_setting(sid, value) == S.OK, "set_setting " + str(sid)
-    assert pump.set_profile(0, b"test", list(STARTS), list(RATES)) == S.OK, "set_profile"
+        assert pump.settings.set(sid, value) == S.OK, "set_setting " + str(sid)
+    assert pump.settings.set_profile(0, b"test", list(STARTS), list(RATES)) == S.OK, "set_profile"
     assert pump.set_time(MONDAY + local_s, 0) == S.OK, "set_time"
     assert pump.rewind() == S.OK, "rewind"
     assert pump.fill(fill_mu) == S.OK, "fill"
@@ -570,8 +570,8 @@ def setup_day_rollover(n):
     # Monday 0.9 U/h until midnight in the middle of the run, then Tuesday's profile 1
     local_ms = DAY_MS - run_ms(n) // 2 - WARM_MS
     rig, pump = make(local_s=local_ms // 1000)
-    assert pump.set_profile(1, b"tuesday", [0], [700]) == S.OK, "profile 1"
-    assert pump.set_schedule([0, 1, 0, 0, 0, 0, 0]) == S.OK, "schedule"
+    assert pump.settings.set_profile(1, b"tuesday", [0], [700]) == S.OK, "profile 1"
+    assert pump.settings.set_schedule([0, 1, 0, 0, 0, 0, 0]) == S.OK, "schedule"
     warm(rig, pump)
     return ready(rig, pump, n)
 

@@ -23,7 +23,7 @@ def make_pump(pulse_mu=50, starts=(0,), rates=(1000,), utc=MONDAY_2026, offset_m
     rig = Rig(pulse_mu) if clock_start is None else Rig(pulse_mu, clock_start)
     pump = Pump(rig.hardware())
     assert pump.boot() == 0
-    assert pump.set_profile(0, b"test", list(starts), list(rates)) == S.OK, pump.detail
+    assert pump.settings.set_profile(0, b"test", list(starts), list(rates)) == S.OK, pump.detail
     assert pump.set_time(utc, offset_min) == S.OK
     assert pump.rewind() == S.OK
     assert pump.fill(fill_mu) == S.OK

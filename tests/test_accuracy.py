@@ -42,8 +42,8 @@ def programmed_pump(pulse_mu, starts, rates, utc, offset_min, max_basal=S.MAX_RA
     """A primed pump running (starts, rates) as profile 0, max basal raised to allow it."""
     rig, pump = make_pump(pulse_mu, rates=(0,), utc=utc, offset_min=offset_min,
                           fill_mu=400000, resume=False)
-    assert pump.set_setting(S.SET_MAX_BASAL, max_basal) == S.OK
-    assert pump.set_profile(0, b"acc", list(starts), list(rates)) == S.OK, pump.detail
+    assert pump.settings.set(S.SET_MAX_BASAL, max_basal) == S.OK
+    assert pump.settings.set_profile(0, b"acc", list(starts), list(rates)) == S.OK, pump.detail
     assert pump.resume() == S.OK
     return rig, pump
 

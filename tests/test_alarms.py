@@ -139,7 +139,7 @@ def test_repeat_every_period_and_escalate_until_acknowledged():
 @pytest.mark.parametrize("repeat_min", [1, 5, 30])
 def test_repeat_period_follows_setting(repeat_min):
     rig, pump = make_pump()
-    assert pump.set_setting(S.SET_ALARM_REPEAT, repeat_min) == S.OK
+    assert pump.settings.set(S.SET_ALARM_REPEAT, repeat_min) == S.OK
     assert pump.alarms.repeat_ms == repeat_min * 60000
     rig.battery.level = 15
     run(rig, pump, 1)
@@ -254,7 +254,7 @@ def test_high_alarm_cannot_be_snoozed():
 @pytest.mark.parametrize("snooze_min", [5, 30, 120])
 def test_medium_alarm_snoozed_by_ack(snooze_min):
     rig, pump = make_pump()
-    assert pump.set_setting(S.SET_SNOOZE, snooze_min) == S.OK
+    assert pump.settings.set(S.SET_SNOOZE, snooze_min) == S.OK
     rig.battery.level = 19
     run(rig, pump, 1)
     ann = rig.annunciator

@@ -23,7 +23,7 @@ SATURDAY = MONDAY + 5
 
 
 def snapshot(pump):
-    return list(pump.settings), [pump.get_profile(p) for p in range(S.PROFILES)], \
+    return list(pump.settings.values), [pump.settings.get_profile(p) for p in range(S.PROFILES)], \
         pump.history.next_seq
 
 
@@ -52,9 +52,9 @@ BAD_PROFILES = [
 @pytest.mark.parametrize("args,expected", BAD_PROFILES)
 def test_bad_profile_refused_whole(args, expected):
     rig, pump = make_pump(rates=(800,))
-    assert pump.set_profile(1, b"before", [0, 10], [300, 400]) == S.OK
+    assert pump.settings.set_profile(1, b"before", [0, 10], [300, 400]) == S.OK
     before = snapshot(pump)
-    assert pump.set_profile(*args) == expected[0]
+    assert pump.settings.set_profile(*args) == expected[0]
     assert pump.detail == expected[1]
     assert snapshot(pump) == before  # nothing changed, nothing logged
 
@@ -62,13 +62,13 @@ def test_bad_profile_refused_whole(args, expected):
 @pytest.mark.req("THR-1")
 def test_profile_limits_accepted_at_the_edges():
     rig, pump = make_pump()
-    assert pump.set_setting(S.SET_MAX_BASAL, S.MAX_RATE) == S.OK
+    assert pump.settings.set(S.SET_MAX_BASAL, S.MAX_RATE) == S.OK
     starts = list(range(48))
     rates = [S.MAX_RATE if i % 2 else 0 for i in range(48)]
-    assert pump.set_profile(3, b"12345678", starts, rates) == S.OK
-    assert pump.get_profile(3) == (b"12345678", starts, rates)
-    assert pump.set_profile(2, b"a", [0], [0]) == S.OK
-    assert pump.get_profile(2) == (b"a", [0], [0])
+    assert pump.settings.set_profile(3, b"12345678", starts, rates) == S.OK
+    assert pump.settings.get_profile(3) == (b"12345678", starts, rates)
+    assert pump.settings.set_profile(2, b"a", [0], [0]) == S.OK
+    assert pump.settings.get_profile(2) == (b"a", [0], [0])
 
 
 @pytest.mark.req("THR-1", "HIS-1")
@@ -76,14 +76,14 @@ def test_get_profile_round_trip_and_history():
     rig, pump = make_pump()
     seq = pump.history.next_seq
     starts, rates = [0, 12, 13, 30, 47], [450, 1200, 0, 950, 600]
-    assert pump.set_profile(2, b"Work Day", starts, rates) == S.OK
-    assert pump.get_profile(2) == (b"Work Day", starts, rates)
+    assert pump.settings.set_profile(2, b"Work Day", starts, rates) == S.OK
+    assert pump.settings.get_profile(2) == (b"Work Day", starts, rates)
     # adjacent equal segments come back merged, the delivered rates are the same
-    assert pump.set_profile(1, b"merge", [0, 10, 20], [500, 500, 700]) == S.OK
-    assert pump.get_profile(1) == (b"merge", [0, 20], [500, 700])
-    assert pump.get_profile(0) == (b"test", [0], [1000])
-    assert pump.get_profile(3) is None  # never programmed
-    assert pump.get_profile(4) is None
+    assert pump.settings.set_profile(1, b"merge", [0, 10, 20], [500, 500, 700]) == S.OK
+    assert pump.settings.get_profile(1) == (b"merge", [0, 20], [500, 700])
+    assert pump.settings.get_profile(0) == (b"test", [0], [1000])
+    assert pump.settings.get_profile(3) is None  # never programmed
+    assert pump.settings.get_profile(4) is None
     profs = records(pump, S.H_PROFILE, seq)
     assert [(r[3], r[4], r[5]) for r in profs] == [(2, 5, 1200), (1, 3, 700)]
 
@@ -92,35 +92,35 @@ def test_get_profile_round_trip_and_history():
 def test_profile_change_takes_effect_at_once():
     rig, pump = make_pump(rates=(1000,))
     run(rig, pump, 600)
-    assert pump.set_profile(0, b"new", [0], [2000]) == S.OK
+    assert pump.settings.set_profile(0, b"new", [0], [2000]) == S.OK
     assert pump.basal_rate() == 2000
-    assert pump.profile_rate() == 2000
+    assert pump.settings.profile_rate() == 2000
 
 
 # ------------------------------------------------------------------ THR-1 weekly schedule
 @pytest.mark.req("THR-1")
 def test_schedule_picks_weekend_profile():
     rig, pump = make_pump(rates=(1000,))
-    assert pump.set_profile(1, b"weekend", [0, 20], [2000, 1500]) == S.OK
+    assert pump.settings.set_profile(1, b"weekend", [0, 20], [2000, 1500]) == S.OK
     seq = pump.history.next_seq
-    assert pump.set_schedule([0, 0, 0, 0, 0, 1, 1]) == S.OK
-    assert pump.schedule() == [0, 0, 0, 0, 0, 1, 1]
+    assert pump.settings.set_schedule([0, 0, 0, 0, 0, 1, 1]) == S.OK
+    assert pump.settings.schedule() == [0, 0, 0, 0, 0, 1, 1]
     (rec,) = records(pump, S.H_SCHEDULE, seq)
     assert rec[4] == (1 << 15) | (1 << 18)
     expected = [1000] * 5 + [2000, 2000]
     for i in range(7):
         assert pump.set_time(utc_for(MONDAY + i, 3), 0) == S.OK
         assert pump.weekday() == i
-        assert pump.profile_rate() == expected[i], i
+        assert pump.settings.profile_rate() == expected[i], i
         assert pump.set_time(utc_for(MONDAY + i, 12), 0) == S.OK
-        assert pump.profile_rate() == (1500 if i >= 5 else 1000), i
+        assert pump.settings.profile_rate() == (1500 if i >= 5 else 1000), i
 
 
 @pytest.mark.req("THR-1", "THR-7")
 def test_delivery_switches_profile_at_weekend_midnight():
     rig, pump = make_pump(rates=(1000,))
-    assert pump.set_profile(1, b"weekend", [0], [2000]) == S.OK
-    assert pump.set_schedule([0, 0, 0, 0, 0, 1, 1]) == S.OK
+    assert pump.settings.set_profile(1, b"weekend", [0], [2000]) == S.OK
+    assert pump.settings.set_schedule([0, 0, 0, 0, 0, 1, 1]) == S.OK
     # Friday 23:00 .. Saturday 01:00: 1 U then 2 U
     assert pump.set_time(utc_for(SATURDAY - 1, 23), 0) == S.OK
     acc0 = basal_acc(pump)
@@ -141,16 +141,16 @@ def test_delivery_switches_profile_at_weekend_midnight():
 @pytest.mark.req("THR-1")
 def test_schedule_refusals_change_nothing():
     rig, pump = make_pump()
-    before = pump.schedule()
-    assert pump.set_schedule([0] * 6) == S.E_BAD_ARG
+    before = pump.settings.schedule()
+    assert pump.settings.set_schedule([0] * 6) == S.E_BAD_ARG
     assert pump.detail == 0
-    assert pump.set_schedule([0, 0, 0, 0, 0, 0, 2]) == S.E_BAD_ARG  # profile 2 unused
+    assert pump.settings.set_schedule([0, 0, 0, 0, 0, 0, 2]) == S.E_BAD_ARG  # profile 2 unused
     assert pump.detail == 6
-    assert pump.set_schedule([0, 0, 4, 0, 0, 0, 0]) == S.E_BAD_ARG
+    assert pump.settings.set_schedule([0, 0, 4, 0, 0, 0, 0]) == S.E_BAD_ARG
     assert pump.detail == 2
-    assert pump.set_schedule([0, -1, 0, 0, 0, 0, 0]) == S.E_BAD_ARG
+    assert pump.settings.set_schedule([0, -1, 0, 0, 0, 0, 0]) == S.E_BAD_ARG
     assert pump.detail == 1
-    assert pump.schedule() == before
+    assert pump.settings.schedule() == before
 
 
 # ------------------------------------------------------------------ THR-1 local wall clock
@@ -212,7 +212,7 @@ def test_temp_basal_accepted_edges():
                        ((S.TEMP_PERCENT, 37, 45), 740)]:
         assert pump.set_temp_basal(*args) == S.OK, args
         assert pump.basal_rate() == rate
-        assert pump.profile_rate() == 2000
+        assert pump.settings.profile_rate() == 2000
         assert pump.status()["temp_left_min"] == args[2]
 
 

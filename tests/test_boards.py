@@ -896,7 +896,7 @@ def test_sensor_uart_carries_cgm_records_to_the_pump(name, tmp_path, board_clock
     assert isinstance(hw.radio, CgmLink)
     pump = Pump(hw)
     pump.boot()
-    assert pump.set_setting(spec.SET_SENSOR_ID, 4242) == spec.OK
+    assert pump.settings.set(spec.SET_SENSOR_ID, 4242) == spec.OK
     uart.rx.extend(H.encode_frame(4242, H.encode_record(187, 60)))
     board_clock.advance(1000)
     pump.tick()

@@ -95,7 +95,7 @@ def test_cancel_normal_bolus_records_delivered(cancel_s, delivered):
 @pytest.mark.parametrize("speed,seconds", [(500, 180), (3000, 30)])
 def test_bolus_speed_setting(speed, seconds):
     rig, pump = make_pump(50, rates=(0,))
-    assert pump.set_setting(S.SET_BOLUS_SPEED, speed) == S.OK
+    assert pump.settings.set(S.SET_BOLUS_SPEED, speed) == S.OK
     bolus_ok(pump, S.BOLUS_NORMAL, 1500)
     run(rig, pump, seconds - 1)
     assert pump.bolus_progress()[0]
@@ -314,7 +314,7 @@ def test_iob_curve_is_monotone_and_continuous(dia, age):
 @pytest.mark.parametrize("dia", [120, 300, 480])
 def test_iob_after_bolus_decays_to_zero_after_dia(dia):
     rig, pump = make_pump(50, rates=(0,))
-    assert pump.set_setting(S.SET_DIA, dia) == S.OK
+    assert pump.settings.set(S.SET_DIA, dia) == S.OK
     bolus_ok(pump, S.BOLUS_NORMAL, 1000)
     run(rig, pump, 40)
     assert pump.bolus_progress()[0] == 0

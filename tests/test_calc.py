@@ -68,9 +68,9 @@ def test_calculator_refuses_until_its_schedules_are_programmed():
 ])
 def test_schedule_refusals_change_nothing(kind, starts, values, highs, code, detail):
     rig, pump = calc_pump()
-    before = list(pump.settings)
+    before = list(pump.settings.values)
     assert pump.calc.set_schedule(kind, starts, values, highs) == code and pump.detail == detail
-    assert list(pump.settings) == before
+    assert list(pump.settings.values) == before
 
 
 @pytest.mark.req("THR-8")
@@ -189,9 +189,9 @@ def test_settings_saved_by_the_previous_layout_still_load():
     rig = Rig()
     pump = Pump(rig.hardware())
     pump.boot()
-    assert pump.set_setting(S.SET_MAX_BOLUS, 7000) == S.OK
-    assert pump.set_profile(0, b"old", [0, 12], [700, 900]) == S.OK
-    old = list(pump.settings[:SETTINGS_LEN_1])
+    assert pump.settings.set(S.SET_MAX_BOLUS, 7000) == S.OK
+    assert pump.settings.set_profile(0, b"old", [0, 12], [700, 900]) == S.OK
+    old = list(pump.settings.values[:SETTINGS_LEN_1])
     for region in (R_SETTINGS_A, R_SETTINGS_B):  # both copies as the old firmware wrote
         img = bytearray(struct.pack(f"<{SETTINGS_LEN_1}i", *old))
         img += struct.pack("<H", crc16(img, 0, len(img)))
@@ -200,10 +200,10 @@ def test_settings_saved_by_the_previous_layout_still_load():
     pump = Pump(rig.hardware())
     assert pump.boot() == 0  # no storage failure
     assert pump.setting(S.SET_MAX_BOLUS) == 7000
-    assert pump.get_profile(0) == (b"old", [0, 12], [700, 900])
+    assert pump.settings.get_profile(0) == (b"old", [0, 12], [700, 900])
     assert pump.setting(S.SET_GLUCOSE_LOW) == 70 and pump.setting(S.SET_SBL) == 0
-    assert pump.settings_slots.loaded_n == SETTINGS_LEN_1
+    assert pump.settings.slots.loaded_n == SETTINGS_LEN_1
     pump = Pump(rig.hardware())
     assert pump.boot() == 0
-    assert pump.settings_slots.loaded_n == SETTINGS_LEN  # saved in the new layout at boot
+    assert pump.settings.slots.loaded_n == SETTINGS_LEN  # saved in the new layout at boot
     assert pump.setting(S.SET_MAX_BOLUS) == 7000 and pump.calc.get_schedule(0) is None

@@ -486,7 +486,7 @@ def linked_pump(paired=TX):
     port = BytePort()
     lk = L.CgmLink(port, rig.clock)
     pump.cgm.plug(lk)
-    assert pump.set_setting(S.SET_SENSOR_ID, paired) == S.OK
+    assert pump.settings.set(S.SET_SENSOR_ID, paired) == S.OK
     return rig, pump, port, lk
 
 
@@ -542,7 +542,7 @@ def test_pairing_lost_alarm_through_the_pump():
 
     assert [(r[3], r[5]) for r in history(pump)
             if r[2] == S.H_ALARM and r[4] == S.A_PAIRING_LOST] == [(S.ALARM_RAISED, 0x3001)]
-    assert pump.set_setting(S.SET_SENSOR_ID, 0x3001) == S.OK
+    assert pump.settings.set(S.SET_SENSOR_ID, 0x3001) == S.OK
     port.feed(frame(112, 30, tx=0x3001))
     run(rig, pump, 2)
     assert pump.cgm.last == 112 and not pump.alarms.active[S.A_PAIRING_LOST]
@@ -554,9 +554,9 @@ def test_sensor_id_setting_range():
 
     _, pump = make_pump()
     assert pump.setting(S.SET_SENSOR_ID) == 0
-    assert pump.set_setting(S.SET_SENSOR_ID, 1 << 29) == S.E_OUT_OF_RANGE
-    assert pump.set_setting(S.SET_SENSOR_ID, -1) == S.E_OUT_OF_RANGE
-    assert pump.set_setting(S.SET_SENSOR_ID, (1 << 29) - 1) == S.OK
+    assert pump.settings.set(S.SET_SENSOR_ID, 1 << 29) == S.E_OUT_OF_RANGE
+    assert pump.settings.set(S.SET_SENSOR_ID, -1) == S.E_OUT_OF_RANGE
+    assert pump.settings.set(S.SET_SENSOR_ID, (1 << 29) - 1) == S.OK
 
 
 PUMP_GUEST = """

@@ -67,7 +67,7 @@ def test_daily_totals_kept_for_over_90_days():
     rig, pump = make_pump(50, starts=starts, rates=rates, resume=False)
     # 98 days of boluses within 33 h of the monotonic clock: the rolling 24-h limit
     # (THR-6) counts them together, whatever the calendar says
-    assert pump.set_setting(S.SET_MAX_TDD, 250000) == S.OK
+    assert pump.settings.set(S.SET_MAX_TDD, 250000) == S.OK
     first = MONDAY + 1
     days = 98
     for i in range(days):
@@ -289,7 +289,7 @@ def test_reservoir_tracked_in_pulses_and_minutes_left(pulse_mu):
 @pytest.mark.req("RES-1", "ALM-1")
 def test_reservoir_low_very_low_and_empty():
     rig, pump = make_pump(50, rates=(0,), fill_mu=25000)  # 24400 mU after priming
-    assert pump.set_setting(S.SET_MAX_BOLUS_1H, 50000) == S.OK
+    assert pump.settings.set(S.SET_MAX_BOLUS_1H, 50000) == S.OK
     run(rig, pump, 1)
     assert not pump.alarms.active[S.A_RESERVOIR_LOW]
     assert pump.bolus(S.BOLUS_NORMAL, 4400, 0, 0) == S.OK

@@ -58,7 +58,7 @@ def snapshot(pump):
     st = list(pump.state)
     idle = st[S_MONO_S] - st[S_INTERACTION_S]
     st[S_INTERACTION_S] = 0
-    return (st, list(pump.settings), pump.history.next_seq, bytes(al.active),
+    return (st, list(pump.settings.values), pump.history.next_seq, bytes(al.active),
             bytes(al.acked), idle, pump.events.count)
 
 
@@ -495,7 +495,7 @@ REFUSALS = [
 @pytest.mark.parametrize(("line", "answer"), REFUSALS, ids=[r[0] for r in REFUSALS])
 def test_refusals_name_the_reason_and_change_nothing(line, answer):
     rig, pump, con = bench()
-    assert pump.set_setting(S.SET_AUTO_OFF, 5) == S.OK
+    assert pump.settings.set(S.SET_AUTO_OFF, 5) == S.OK
     run(rig, pump, 10)
     before = snapshot(pump)
     got = _confirmed(con, line) if line.startswith("bolus") else con.handle_line(line)
@@ -621,7 +621,7 @@ BAD = [
 @pytest.mark.parametrize(("line", "error"), BAD, ids=[b[0] for b in BAD])
 def test_bad_input_is_one_error_line_and_changes_nothing(line, error):
     rig, pump, con = bench()
-    assert pump.set_setting(S.SET_AUTO_OFF, 5) == S.OK
+    assert pump.settings.set(S.SET_AUTO_OFF, 5) == S.OK
     run(rig, pump, 10)
     before = snapshot(pump)
     assert con.handle_line(line) == "error: " + error + NL

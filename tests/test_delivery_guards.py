@@ -167,7 +167,7 @@ def test_a_fast_bolus_in_small_pulses_delivers_exactly_what_was_requested():
     """At 3 U/min in 0.01-U pulses, five pulses fall due per 1-s step: the last step of the
     bolus plans only what is still requested (mutant bolus-overshoots-request)."""
     rig, pump = make_pump(10, rates=(0,))
-    assert pump.set_setting(S.SET_BOLUS_SPEED, 3000) == S.OK
+    assert pump.settings.set(S.SET_BOLUS_SPEED, 3000) == S.OK
     pos = rig.motor.pos
     assert pump.bolus(S.BOLUS_NORMAL, 1010, 0, 0) == S.OK  # 101 pulses
     run(rig, pump, 30)

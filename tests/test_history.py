@@ -26,11 +26,11 @@ def test_history_covers_every_event_with_exact_values():
     pump = Pump(rig.hardware())
     assert pump.boot() == 0
     t = MONDAY_2026 + 22 * 3600  # 23:00 local at UTC+1
-    assert pump.set_profile(0, b"day", [0, 12], [800, 1200]) == S.OK
-    assert pump.set_schedule([0] * 7) == S.OK
+    assert pump.settings.set_profile(0, b"day", [0, 12], [800, 1200]) == S.OK
+    assert pump.settings.set_schedule([0] * 7) == S.OK
     assert pump.set_time(t, 60) == S.OK
-    assert pump.set_setting(S.SET_MAX_BOLUS, 8000) == S.OK
-    assert pump.set_setting(S.SET_MAX_BOLUS, 99999) == S.E_OUT_OF_RANGE  # not logged
+    assert pump.settings.set(S.SET_MAX_BOLUS, 8000) == S.OK
+    assert pump.settings.set(S.SET_MAX_BOLUS, 99999) == S.E_OUT_OF_RANGE  # not logged
     assert pump.rewind() == S.OK
     assert pump.fill(200000) == S.OK
     assert pump.prime(S.PRIME_TUBING, 500) == S.OK

@@ -34,12 +34,12 @@ def test_setting_range_enforced_never_clamped(sid):
     assert pump.setting(sid) == default
     seq = pump.history.next_seq
     for value in (lo - 1, hi + 1, -(1 << 20), 1 << 29):
-        assert pump.set_setting(sid, value) == S.E_OUT_OF_RANGE, value
+        assert pump.settings.set(sid, value) == S.E_OUT_OF_RANGE, value
         assert pump.detail == sid
         assert pump.setting(sid) == default  # not clamped, unchanged
     assert pump.history.next_seq == seq
     for value in (hi, lo):
-        assert pump.set_setting(sid, value) == S.OK
+        assert pump.settings.set(sid, value) == S.OK
         assert pump.setting(sid) == value
     recs = records(pump, S.H_SETTING, seq)
     assert [(r[3], r[4], r[5]) for r in recs] == [(sid, default, hi), (sid, hi, lo)]
@@ -49,17 +49,17 @@ def test_setting_range_enforced_never_clamped(sid):
 def test_auto_off_between_1_and_4_hours_refused():
     rig, pump = fresh_pump()
     for hours in (1, 2, 3, 4):
-        assert pump.set_setting(S.SET_AUTO_OFF, hours) == S.E_OUT_OF_RANGE
+        assert pump.settings.set(S.SET_AUTO_OFF, hours) == S.E_OUT_OF_RANGE
         assert pump.detail == S.SET_AUTO_OFF
     assert pump.setting(S.SET_AUTO_OFF) == 0
-    assert pump.set_setting(S.SET_AUTO_OFF, 5) == S.OK
+    assert pump.settings.set(S.SET_AUTO_OFF, 5) == S.OK
 
 
 @pytest.mark.req("THR-6", "LNK-4")
 def test_unknown_setting_and_utc_offset_not_settable():
     rig, pump = fresh_pump()
     for sid in (-1, S.SETTINGS_COUNT, S.SET_UTC_OFFSET):
-        assert pump.set_setting(sid, 0) == S.E_BAD_ARG
+        assert pump.settings.set(sid, 0) == S.E_BAD_ARG
         assert pump.detail == 0
     assert pump.setting(S.SET_UTC_OFFSET) == 0
 
@@ -73,12 +73,12 @@ def test_max_bolus_default_and_lowered():
     assert pump.detail == S.SET_MAX_BOLUS
     assert pump.bolus(S.BOLUS_EXTENDED, 0, 10050, 60) == S.E_OVER_LIMIT
     assert pump.detail == S.SET_MAX_BOLUS
-    assert pump.set_setting(S.SET_MAX_BOLUS, 2000) == S.OK
+    assert pump.settings.set(S.SET_MAX_BOLUS, 2000) == S.OK
     assert pump.bolus(S.BOLUS_DUAL, 1000, 1050, 60) == S.E_OVER_LIMIT
     assert pump.detail == S.SET_MAX_BOLUS
     assert pump.bolus(S.BOLUS_DUAL, 1000, 1000, 60) == S.OK
     assert pump.cancel_bolus() == S.OK
-    assert pump.set_setting(S.SET_MAX_BOLUS, 0) == S.OK
+    assert pump.settings.set(S.SET_MAX_BOLUS, 0) == S.OK
     assert pump.bolus(S.BOLUS_NORMAL, 50, 0, 0) == S.E_OVER_LIMIT
     assert pump.detail == S.SET_MAX_BOLUS
     assert pump.status()["bolus_today"] == 0
@@ -88,12 +88,12 @@ def test_max_bolus_default_and_lowered():
 @pytest.mark.req("THR-6", "THR-1", "THR-2")
 def test_max_basal_applies_to_profiles_and_temp_basal():
     rig, pump = make_pump(50, rates=(1000,))
-    assert pump.set_setting(S.SET_MAX_BASAL, 2000) == S.OK
-    before = pump.get_profile(1)
-    assert pump.set_profile(1, b"high", [0, 5], [1000, 2050]) == S.E_OVER_LIMIT
+    assert pump.settings.set(S.SET_MAX_BASAL, 2000) == S.OK
+    before = pump.settings.get_profile(1)
+    assert pump.settings.set_profile(1, b"high", [0, 5], [1000, 2050]) == S.E_OVER_LIMIT
     assert pump.detail == S.SET_MAX_BASAL
-    assert pump.get_profile(1) == before
-    assert pump.set_profile(1, b"high", [0, 5], [1000, 2000]) == S.OK
+    assert pump.settings.get_profile(1) == before
+    assert pump.settings.set_profile(1, b"high", [0, 5], [1000, 2000]) == S.OK
     assert pump.set_temp_basal(S.TEMP_ABSOLUTE, 2050, 60) == S.E_OVER_LIMIT
     assert pump.detail == S.SET_MAX_BASAL
     assert pump.set_temp_basal(S.TEMP_PERCENT, 205, 60) == S.E_OVER_LIMIT  # 1 U/h * 205 %
@@ -107,17 +107,17 @@ def test_max_basal_applies_to_profiles_and_temp_basal():
 @pytest.mark.req("THR-6", "THR-1")
 def test_lowering_max_basal_below_a_profile_refused():
     rig, pump = make_pump(50, rates=(3000,))
-    assert pump.set_profile(2, b"spare", [0, 40], [1000, 4000]) == S.OK  # not scheduled
+    assert pump.settings.set_profile(2, b"spare", [0, 40], [1000, 4000]) == S.OK  # not scheduled
     seq = pump.history.next_seq
-    assert pump.set_setting(S.SET_MAX_BASAL, 3999) == S.E_PROFILE_IN_USE_OVER_LIMIT
+    assert pump.settings.set(S.SET_MAX_BASAL, 3999) == S.E_PROFILE_IN_USE_OVER_LIMIT
     assert pump.detail == 2
     assert pump.setting(S.SET_MAX_BASAL) == 5000
     assert pump.history.next_seq == seq
-    assert pump.set_setting(S.SET_MAX_BASAL, 4000) == S.OK
-    assert pump.set_profile(2, b"spare", [0], [1000]) == S.OK
-    assert pump.set_setting(S.SET_MAX_BASAL, 2999) == S.E_PROFILE_IN_USE_OVER_LIMIT
+    assert pump.settings.set(S.SET_MAX_BASAL, 4000) == S.OK
+    assert pump.settings.set_profile(2, b"spare", [0], [1000]) == S.OK
+    assert pump.settings.set(S.SET_MAX_BASAL, 2999) == S.E_PROFILE_IN_USE_OVER_LIMIT
     assert pump.detail == 0
-    assert pump.set_setting(S.SET_MAX_BASAL, 3000) == S.OK
+    assert pump.settings.set(S.SET_MAX_BASAL, 3000) == S.OK
     assert pump.setting(S.SET_MAX_BASAL) == 3000
 
 
@@ -127,19 +127,19 @@ def test_profile_edit_cannot_push_percent_temp_over_max_basal():
     4 U/h would deliver 10 U/h, twice the 5 U/h max basal: refused, naming the limit."""
     rig, pump = make_pump(50, rates=(1000,))
     assert pump.set_temp_basal(S.TEMP_PERCENT, 250, 120) == S.OK
-    assert pump.set_profile(0, b"test", [0], [4000]) == S.E_OVER_LIMIT
+    assert pump.settings.set_profile(0, b"test", [0], [4000]) == S.E_OVER_LIMIT
     assert pump.detail == S.SET_MAX_BASAL
     assert pump.basal_rate() == 2500
-    assert pump.set_profile(0, b"test", [0], [2000]) == S.OK
+    assert pump.settings.set_profile(0, b"test", [0], [2000]) == S.OK
     assert pump.basal_rate() == 5000
     # a profile not on the schedule may still be programmed
-    assert pump.set_profile(1, b"other", [0], [4000]) == S.OK
+    assert pump.settings.set_profile(1, b"other", [0], [4000]) == S.OK
     # ... but not scheduled while the temp basal would run it over the limit
-    assert pump.set_schedule([1] * 7) == S.E_OVER_LIMIT
+    assert pump.settings.set_schedule([1] * 7) == S.E_OVER_LIMIT
     assert pump.detail == S.SET_MAX_BASAL
-    assert pump.schedule() == [0] * 7
+    assert pump.settings.schedule() == [0] * 7
     assert pump.cancel_temp_basal() == S.OK
-    assert pump.set_schedule([1] * 7) == S.OK
+    assert pump.settings.set_schedule([1] * 7) == S.OK
     assert pump.basal_rate() == 4000
 
 
@@ -147,14 +147,14 @@ def test_profile_edit_cannot_push_percent_temp_over_max_basal():
 def test_lowering_max_basal_below_running_temp_basal_refused():
     rig, pump = make_pump(50, rates=(1000,))
     assert pump.set_temp_basal(S.TEMP_ABSOLUTE, 4000, 60) == S.OK
-    assert pump.set_setting(S.SET_MAX_BASAL, 3000) == S.E_OVER_LIMIT
+    assert pump.settings.set(S.SET_MAX_BASAL, 3000) == S.E_OVER_LIMIT
     assert pump.detail == S.SET_MAX_BASAL
     assert pump.setting(S.SET_MAX_BASAL) == 5000
     assert pump.set_temp_basal(S.TEMP_PERCENT, 200, 60) == S.OK  # 2 U/h
-    assert pump.set_setting(S.SET_MAX_BASAL, 1999) == S.E_OVER_LIMIT
-    assert pump.set_setting(S.SET_MAX_BASAL, 2000) == S.OK
+    assert pump.settings.set(S.SET_MAX_BASAL, 1999) == S.E_OVER_LIMIT
+    assert pump.settings.set(S.SET_MAX_BASAL, 2000) == S.OK
     assert pump.cancel_temp_basal() == S.OK
-    assert pump.set_setting(S.SET_MAX_BASAL, 1000) == S.OK
+    assert pump.settings.set(S.SET_MAX_BASAL, 1000) == S.OK
 
 
 # ------------------------------------------------------------------ THR-6 max bolus in 60 min
@@ -190,7 +190,7 @@ def test_max_bolus_within_60_min():
 @pytest.mark.req("THR-6", "THR-4")
 def test_max_bolus_1h_counts_several_boluses():
     rig, pump = make_pump(50, rates=(0,))
-    assert pump.set_setting(S.SET_MAX_BOLUS_1H, 3000) == S.OK
+    assert pump.settings.set(S.SET_MAX_BOLUS_1H, 3000) == S.OK
     for _ in range(3):
         assert pump.bolus(S.BOLUS_NORMAL, 1000, 0, 0) == S.OK
         run(rig, pump, 5 * MIN, step_ms=5000)
@@ -205,7 +205,7 @@ def test_max_bolus_1h_counts_several_boluses():
 @pytest.mark.req("THR-6", "THR-10")
 def test_max_total_daily_dose_counts_basal_and_bolus():
     rig, pump = make_pump(50, rates=(1000,))  # starts Monday 00:00 local
-    assert pump.set_setting(S.SET_MAX_TDD, 3000) == S.OK
+    assert pump.settings.set(S.SET_MAX_TDD, 3000) == S.OK
     run(rig, pump, 30 * MIN, step_ms=60000)
     assert pump.status()["basal_today"] == 500
     assert pump.bolus(S.BOLUS_NORMAL, 2550, 0, 0) == S.E_OVER_LIMIT
@@ -240,8 +240,8 @@ def test_the_24h_window_counts_what_the_running_bolus_still_owes():
     """Like the 60-min window: a bolus in progress counts whole toward the 24-h limit, so
     the refusal names that limit (mutant day-window-without-running-bolus)."""
     rig, pump = make_pump(50, rates=(0,))
-    assert pump.set_setting(S.SET_MAX_TDD, 15000) == S.OK
-    assert pump.set_setting(S.SET_MAX_BOLUS_1H, 50000) == S.OK
+    assert pump.settings.set(S.SET_MAX_TDD, 15000) == S.OK
+    assert pump.settings.set(S.SET_MAX_BOLUS_1H, 50000) == S.OK
     assert pump.bolus(S.BOLUS_NORMAL, 10000, 0, 0) == S.OK
     run(rig, pump, 100)  # 1.5 U/min: 2.5 U delivered, 7.5 U still owed
     assert pump.bolus_progress()[1] == 2500
@@ -359,7 +359,7 @@ def test_suspend_reminder_repeats():
     run(rig, pump, 60 * MIN, step_ms=60000)
     assert not pump.alarms.active[S.A_SUSPEND_REMINDER]
     # a shorter period
-    assert pump.set_setting(S.SET_SUSPEND_REMINDER, 5) == S.OK
+    assert pump.settings.set(S.SET_SUSPEND_REMINDER, 5) == S.OK
     assert pump.suspend() == S.OK
     run(rig, pump, 4 * MIN, step_ms=60000)
     assert not pump.alarms.active[S.A_SUSPEND_REMINDER]
@@ -390,7 +390,7 @@ def test_no_delivery_alarm_after_4_hours():
 @pytest.mark.req("THR-5")
 def test_no_delivery_alarm_counts_from_last_pulse_while_suspended():
     rig, pump = make_pump(50, rates=(1000,))  # a pulse every 3 min
-    assert pump.set_setting(S.SET_NO_DELIVERY, 60) == S.OK
+    assert pump.settings.set(S.SET_NO_DELIVERY, 60) == S.OK
     run(rig, pump, 3 * MIN)
     pos = rig.motor.odometer
     run(rig, pump, 1)

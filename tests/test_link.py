@@ -175,7 +175,7 @@ def test_profiles_are_programmed_and_read_back():
     assert (got["index"], got["name"], got["count"]) == (2, b"night\0\0\0", 4)
     assert got["starts"] == bytes(starts) + bytes(44)
     assert got["rates"] == packed + bytes(88)
-    assert b.pump.get_profile(2) == (b"night", starts, rates)
+    assert b.pump.settings.get_profile(2) == (b"night", starts, rates)
     assert b.query("get_profile", 3)["count"] == 0  # never programmed
     got = b.query("get_profile", 4)
     assert got.id == ID["result"] and dict(got) == {"cmd_id": 0, "code": S.E_BAD_ARG,
@@ -193,10 +193,10 @@ def test_profiles_are_programmed_and_read_back():
 ])
 def test_bad_profiles_are_refused_with_detail(count, name, starts, code, detail):
     b = Bench(ready=False)
-    before = list(b.pump.settings)
+    before = list(b.pump.settings.values)
     assert b.command("set_profile", 9, 1, name, count, bytes(starts), bytes(96)) == \
         (9, code, detail)
-    assert list(b.pump.settings) == before
+    assert list(b.pump.settings.values) == before
 
 
 @pytest.mark.req("LNK-1", "THR-1")
@@ -208,7 +208,7 @@ def test_schedule_is_set_and_read_back():
         == S.OK
     assert b.command("set_schedule", 5, bytes([0, 0, 0, 0, 0, 1, 1])) == (5, S.OK, 0)
     assert b.query("get_schedule")["days"] == bytes([0, 0, 0, 0, 0, 1, 1])
-    assert b.pump.schedule() == [0, 0, 0, 0, 0, 1, 1]
+    assert b.pump.settings.schedule() == [0, 0, 0, 0, 0, 1, 1]
 
 
 @pytest.mark.req("LNK-1", "LNK-4", "THR-6")
@@ -232,7 +232,7 @@ def test_settings_are_read_and_changed():
 def test_history_pages_carry_the_stored_records():
     b = Bench()
     for v in range(10):
-        assert b.pump.set_setting(S.SET_SNOOZE, 10 + v) == S.OK  # a record each
+        assert b.pump.settings.set(S.SET_SNOOZE, 10 + v) == S.OK  # a record each
     h = b.pump.history
     assert h.first_seq == 1 and h.next_seq > 20
     rec = bytearray(24)

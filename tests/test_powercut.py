@@ -98,7 +98,7 @@ class Episode:
         self.rig = rig
         pump = Pump(rig.hardware())
         assert pump.boot() == 0
-        assert pump.set_profile(0, b"flat", [0], [self.rate]) == S.OK
+        assert pump.settings.set_profile(0, b"flat", [0], [self.rate]) == S.OK
         # Monday 01:00, or 23:40 so that days close (daily totals written) mid-campaign
         start = rng.choice((3600, 3600, 23 * 3600 + 40 * 60))
         assert pump.set_time(MONDAY_2026 + start, 0) == S.OK
@@ -107,7 +107,7 @@ class Episode:
         self.clock_changes = 0
         self.outages = 0
         for sid, value in ((S.SET_MAX_BOLUS_1H, 50000), (S.SET_MAX_TDD, 250000)):
-            assert pump.set_setting(sid, value) == S.OK
+            assert pump.settings.set(sid, value) == S.OK
         assert pump.rewind() == S.OK
         assert pump.fill(400000) == S.OK
         self.motor = Motor(rig)
@@ -121,7 +121,7 @@ class Episode:
         self.day0 = pump.status()["day"]
         self.settings = {sid: pump.setting(sid) for sid in range(S.SETTINGS_COUNT)}
         self.pending_setting = None  # (sid, new value) of a write a cut may have completed
-        self.profile1 = pump.get_profile(1)
+        self.profile1 = pump.settings.get_profile(1)
         self.pending_profile = None
         self.cancelled = set()  # bolus ids the test tried to cancel
         self.interrupted = set()  # bolus ids running when the test suspended or was cut
@@ -199,14 +199,14 @@ class Episode:
             lo, hi = TRACKED_SETTINGS[sid]
             value = rng.randint(lo, hi)
             self.pending_setting = (sid, value)
-            if pump.set_setting(sid, value) == S.OK:
+            if pump.settings.set(sid, value) == S.OK:
                 self.settings[sid] = value
             self.pending_setting = None
         elif r < 0.84:
             new = (b"alt", [0, rng.randint(1, 47)], [self.amount(0, 3000), self.amount(0, 3000)])
             self.pending_profile = new
-            if pump.set_profile(1, *new) == S.OK:
-                self.profile1 = pump.get_profile(1)
+            if pump.settings.set_profile(1, *new) == S.OK:
+                self.profile1 = pump.settings.get_profile(1)
             self.pending_profile = None
         elif r < 0.88:
             self.rig.battery.level = rng.choice((3, 15, 50, 100))  # alarms: history writes
@@ -369,7 +369,7 @@ class Episode:
                 self.settings[sid] = value
             assert value == self.settings[sid], S.SETTINGS[sid][0]
         self.pending_setting = None
-        got = pump.get_profile(1)
+        got = pump.settings.get_profile(1)
         if self.pending_profile is not None and got != self.profile1:
             name, starts, rates = self.pending_profile  # the cut write had completed
             if rates[0] == rates[1]:
@@ -378,8 +378,8 @@ class Episode:
             self.profile1 = got
         assert got == self.profile1
         self.pending_profile = None
-        assert pump.get_profile(0) == (b"flat", [0], [self.rate])
-        assert pump.schedule() == [0] * 7
+        assert pump.settings.get_profile(0) == (b"flat", [0], [self.rate])
+        assert pump.settings.schedule() == [0] * 7
 
     def check_basal_only(self):
         """(c) ten minutes after the reboot: basal only, exactly as programmed."""

@@ -290,7 +290,7 @@ def pump_with_rtc(bus_):
     rig.rtc = rtc
     pump = Pump(rig.hardware())
     assert pump.boot() == 0
-    assert pump.set_profile(0, b"test", [0, 16], [500, 2000]) == S.OK
+    assert pump.settings.set_profile(0, b"test", [0, 16], [500, 2000]) == S.OK
     return rig, chip, pump
 
 
@@ -315,7 +315,7 @@ def test_pump_time_survives_power_loss_with_the_backup_cell(bus):
     again = reboot(rig)
     assert not time_unset(again)
     assert again.utc_seconds() == utc
-    assert again.profile_rate() == 2000
+    assert again.settings.profile_rate() == 2000
 
 
 @pytest.mark.req("THR-13")
@@ -339,7 +339,7 @@ def test_pump_asks_for_the_time_when_the_backup_cell_was_flat(bus):
     assert time_unset(again)
     assert S.ALARMS[S.A_TIME_UNSET][1] == S.PRIO_MEDIUM
     assert any(r[2] == S.H_TIME_LOST for r in history(again))
-    assert again.profile_rate() == (16 * 500 + 32 * 2000) // 48  # the time-unknown basal
+    assert again.settings.profile_rate() == (16 * 500 + 32 * 2000) // 48  # the time-unknown basal
 
 
 @pytest.mark.req("THR-13")

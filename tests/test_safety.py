@@ -154,7 +154,7 @@ def test_occlusion_stop_survives_reboot():
 # ------------------------------------------------------------------------------- ALM-4
 def auto_off_pump(hours=5):
     rig, pump = make_pump(50, rates=(1000,))
-    assert pump.set_setting(S.SET_AUTO_OFF, hours) == S.OK  # an interaction: timer at 0
+    assert pump.settings.set(S.SET_AUTO_OFF, hours) == S.OK  # an interaction: timer at 0
     return rig, pump
 
 
@@ -223,20 +223,20 @@ def test_auto_off_disabled_by_default_and_range():
     assert pump.alarms.active[S.A_AUTO_OFF] == 0
     assert pump.state[S_STOP] == S.STOP_NONE
     for bad in (1, 4, 25, -1):
-        assert pump.set_setting(S.SET_AUTO_OFF, bad) == S.E_OUT_OF_RANGE
+        assert pump.settings.set(S.SET_AUTO_OFF, bad) == S.E_OUT_OF_RANGE
         assert pump.detail == S.SET_AUTO_OFF
     for good in (5, 24, 0):
-        assert pump.set_setting(S.SET_AUTO_OFF, good) == S.OK
+        assert pump.settings.set(S.SET_AUTO_OFF, good) == S.OK
         assert pump.setting(S.SET_AUTO_OFF) == good
 
 
 # ------------------------------------------------------------------------------- RES-1
 def big_bolus_pump(fill_mu, rates=(0,), res_low=None):
     rig, pump = make_pump(50, rates=rates, fill_mu=fill_mu)
-    assert pump.set_setting(S.SET_MAX_BOLUS, 25000) == S.OK
-    assert pump.set_setting(S.SET_MAX_BOLUS_1H, 50000) == S.OK
+    assert pump.settings.set(S.SET_MAX_BOLUS, 25000) == S.OK
+    assert pump.settings.set(S.SET_MAX_BOLUS_1H, 50000) == S.OK
     if res_low is not None:
-        assert pump.set_setting(S.SET_RES_LOW, res_low) == S.OK
+        assert pump.settings.set(S.SET_RES_LOW, res_low) == S.OK
     return rig, pump
 
 
@@ -349,10 +349,10 @@ def test_reservoir_low_setting_range():
     _, pump = make_pump()
     assert pump.setting(S.SET_RES_LOW) == 20000
     for bad in (4999, 50001):
-        assert pump.set_setting(S.SET_RES_LOW, bad) == S.E_OUT_OF_RANGE
+        assert pump.settings.set(S.SET_RES_LOW, bad) == S.E_OUT_OF_RANGE
         assert pump.detail == S.SET_RES_LOW
     for good in (5000, 50000):
-        assert pump.set_setting(S.SET_RES_LOW, good) == S.OK
+        assert pump.settings.set(S.SET_RES_LOW, good) == S.OK
 
 
 # ------------------------------------------------------------------------------- BAT-1
@@ -416,8 +416,8 @@ def test_battery_depleted_stops_delivery_recorded():
 
 def state_snapshot(pump):
     return {
-        "profiles": [pump.get_profile(p) for p in range(S.PROFILES)],
-        "schedule": pump.schedule(),
+        "profiles": [pump.settings.get_profile(p) for p in range(S.PROFILES)],
+        "schedule": pump.settings.schedule(),
         "settings": [pump.setting(s) for s in range(S.SETTINGS_COUNT)],
         "days": {d: pump.day_totals(d) for d in range(2509, 2513)},
         "reservoir": pump.reservoir_mu(),
@@ -430,10 +430,10 @@ def state_snapshot(pump):
 def test_battery_change_loses_no_state(old_level):
     """Depleted (or just replaced early): a new battery means a reboot at 100 %."""
     rig, pump = make_pump(50, rates=(1000,), utc=MONDAY_2026 - 3600)  # Sunday 23:00
-    assert pump.set_profile(1, b"weekend", [0, 16, 44], [800, 1200, 600]) == S.OK
-    assert pump.set_schedule([0, 0, 0, 0, 0, 1, 1]) == S.OK
-    assert pump.set_setting(S.SET_MAX_BOLUS, 8000) == S.OK
-    assert pump.set_setting(S.SET_RES_LOW, 30000) == S.OK
+    assert pump.settings.set_profile(1, b"weekend", [0, 16, 44], [800, 1200, 600]) == S.OK
+    assert pump.settings.set_schedule([0, 0, 0, 0, 0, 1, 1]) == S.OK
+    assert pump.settings.set(S.SET_MAX_BOLUS, 8000) == S.OK
+    assert pump.settings.set(S.SET_RES_LOW, 30000) == S.OK
     run(rig, pump, 7200, step_ms=10000)  # into Monday
     assert pump.bolus(S.BOLUS_NORMAL, 2000, 0, 0) == S.OK
     run(rig, pump, 600)
@@ -564,10 +564,10 @@ def test_self_test_failure_puts_pump_in_safe_state(fault, bits):
 @pytest.mark.req("ALM-5", "HIS-2")
 def test_single_corrupt_copy_is_not_a_failure():
     rig, pump = make_pump()
-    assert pump.set_setting(S.SET_MAX_BOLUS, 7000) == S.OK
-    assert pump.set_setting(S.SET_DIA, 240) == S.OK
+    assert pump.settings.set(S.SET_MAX_BOLUS, 7000) == S.OK
+    assert pump.settings.set(S.SET_DIA, 240) == S.OK
     # the older copy of each pair (the newest holds the last write)
-    corrupt(rig, 1 - pump.settings_slots.newest)
+    corrupt(rig, 1 - pump.settings.slots.newest)
     corrupt(rig, 2 + 1 - pump.state_slots.newest)
     pump2 = Pump(rig.hardware())
     assert pump2.boot() == 0

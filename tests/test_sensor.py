@@ -26,7 +26,7 @@ def sensor_pump(script=None, settings=(), **kwargs):
     rig.radio = radio
     pump.cgm.radio = radio  # the pump was built before the radio: plug it in
     for sid, value in settings:
-        assert pump.set_setting(sid, value) == S.OK
+        assert pump.settings.set(sid, value) == S.OK
     events(pump)
     return rig, pump, radio
 
@@ -127,14 +127,14 @@ def test_thresholds_and_switches_are_settings_urgent_low_always_on():
     assert "glucose_low" in glucose_alarms(pump)
     feed(rig, pump, radio, 180)
     assert "glucose_high" in glucose_alarms(pump)
-    assert pump.set_setting(S.SET_GLUCOSE_ALERTS, 0) == S.OK
+    assert pump.settings.set(S.SET_GLUCOSE_ALERTS, 0) == S.OK
     feed(rig, pump, radio, 200)
     feed(rig, pump, radio, 150)
     feed(rig, pump, radio, 50)  # -10 mg/dL/min: no fall alert, no low; urgent low still
     assert glucose_alarms(pump) == {"urgent_low"}
     for sid, bad in ((S.SET_GLUCOSE_LOW, 59), (S.SET_GLUCOSE_HIGH, 401),
                      (S.SET_GLUCOSE_RATE, 0), (S.SET_GLUCOSE_ALERTS, 32), (S.SET_SBL, 2)):
-        assert pump.set_setting(sid, bad) == S.E_OUT_OF_RANGE and pump.detail == sid
+        assert pump.settings.set(sid, bad) == S.E_OUT_OF_RANGE and pump.detail == sid
 
 
 @pytest.mark.req("SNS-2")
@@ -146,7 +146,7 @@ def test_fast_rise_and_fall_over_the_last_three_readings():
                         (100, {"glucose_fall"}), (100, set())]:
         feed(rig, pump, radio, value)
         assert glucose_alarms(pump) == want, value
-    assert pump.set_setting(S.SET_GLUCOSE_RATE, 2) == S.OK
+    assert pump.settings.set(S.SET_GLUCOSE_RATE, 2) == S.OK
     feed(rig, pump, radio, 110)
     feed(rig, pump, radio, 120)  # +2.0
     assert glucose_alarms(pump) == {"glucose_rise"}
@@ -260,7 +260,7 @@ def test_suspend_before_low_stops_basal_and_resumes_by_itself():
     assert pump.cgm.sbl == 0
     pos = rig.motor.pos
     feed(rig, pump, radio, 115, then_s=1)  # 130, 125, 115: 70 in 30 min <= 70 + 20
-    assert pump.cgm.sbl == 1 and pump.basal_rate() == 0 and pump.profile_rate() == 1000
+    assert pump.cgm.sbl == 1 and pump.basal_rate() == 0 and pump.settings.profile_rate() == 1000
     assert pump.state[0] and pump.status()["stop"] == S.STOP_NONE  # not a delivery stop
     assert pump.status()["cgm"] & S.CGMF_SBL and glucose_alarms(pump) == {"suspend_before_low"}
     run(rig, pump, 299)
@@ -386,7 +386,7 @@ def test_suspension_ends_after_two_hours_and_when_switched_off():
     run(rig, pump, 30 * 60)
     feed(rig, pump, radio, 80, then_s=1)
     assert pump.cgm.sbl == 1
-    assert pump.set_setting(S.SET_SBL, 0) == S.OK
+    assert pump.settings.set(S.SET_SBL, 0) == S.OK
     assert pump.cgm.sbl == 0 and sbl_records(pump)[-1][:2] == (0, S.SBL_OFF)
 
 
@@ -404,7 +404,7 @@ def test_a_reboot_keeps_the_suspension_and_the_readings():
     radio.lost = True
     pos = rig.motor.pos
     pump = reboot(rig)
-    assert pump.cgm.sbl == 1 and pump.basal_rate() == 0 and pump.profile_rate() == 1000
+    assert pump.cgm.sbl == 1 and pump.basal_rate() == 0 and pump.settings.profile_rate() == 1000
     assert [pump.cgm.reading(i) for i in range(pump.cgm.count)] == readings
     assert pump.status()["glucose"] == 62
     run(rig, pump, 18 * 60)  # 19 min after the last reading: not yet

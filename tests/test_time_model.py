@@ -160,7 +160,7 @@ def test_iob_and_the_hour_limit_survive_a_clock_change_and_a_reboot(shift_s):
     was accepted with max 10 U/h; forward, IOB aged early. Now both run on the monotonic
     clock: neither moves."""
     rig, pump = make_pump()
-    assert pump.set_setting(S.SET_MAX_BOLUS_1H, 10000) == S.OK
+    assert pump.settings.set(S.SET_MAX_BOLUS_1H, 10000) == S.OK
     assert pump.bolus(S.BOLUS_NORMAL, 10000, 0, 0) == S.OK
     run(rig, pump, 10 * MIN)
     assert pump.status()["bolus_id"] == 0  # delivered
@@ -212,8 +212,8 @@ def test_no_clock_change_resets_the_24h_limit():
     """Scenario 4: twice the maximum daily dose on one calendar day was possible (a
     westward time-zone change, or just midnight). The rolling window forbids it."""
     rig, pump = make_pump(rates=(0,))
-    assert pump.set_setting(S.SET_MAX_TDD, 20000) == S.OK
-    assert pump.set_setting(S.SET_MAX_BOLUS_1H, 20000) == S.OK
+    assert pump.settings.set(S.SET_MAX_TDD, 20000) == S.OK
+    assert pump.settings.set(S.SET_MAX_BOLUS_1H, 20000) == S.OK
     for _ in range(2):
         assert pump.bolus(S.BOLUS_NORMAL, 10000, 0, 0) == S.OK
         run(rig, pump, 10 * MIN)
@@ -387,7 +387,7 @@ def test_the_occlusion_accumulator_survives_a_reboot():
 @pytest.mark.req("ALM-4", "HIS-3")
 def test_auto_off_counts_across_a_reboot_and_the_outage():
     rig, pump = make_pump()
-    assert pump.set_setting(S.SET_AUTO_OFF, 5) == S.OK
+    assert pump.settings.set(S.SET_AUTO_OFF, 5) == S.OK
     run(rig, pump, 3 * HOUR, step_ms=60000)
     pump = power_cycle(rig, HOUR)
     run(rig, pump, HOUR - 60, step_ms=10000)
@@ -399,7 +399,7 @@ def test_auto_off_counts_across_a_reboot_and_the_outage():
 @pytest.mark.req("THR-5", "HIS-3")
 def test_a_reboot_never_delays_the_suspend_reminder():
     rig, pump = make_pump()
-    assert pump.set_setting(S.SET_SUSPEND_REMINDER, 30) == S.OK
+    assert pump.settings.set(S.SET_SUSPEND_REMINDER, 30) == S.OK
     assert pump.suspend() == S.OK
     run(rig, pump, 20 * MIN, step_ms=10000)
     pump = power_cycle(rig, 5 * MIN)

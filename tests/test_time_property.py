@@ -70,8 +70,8 @@ def times_in_order(pump):
 @given(st.lists(step, min_size=1, max_size=12))
 def test_clock_changes_cuts_and_outages_keep_the_safety_invariants(steps):
     rig, pump = make_pump(rates=(800,))
-    assert pump.set_setting(S.SET_MAX_TDD, MAX_TDD) == S.OK
-    assert pump.set_setting(S.SET_MAX_BOLUS_1H, MAX_1H) == S.OK
+    assert pump.settings.set(S.SET_MAX_TDD, MAX_TDD) == S.OK
+    assert pump.settings.set(S.SET_MAX_BOLUS_1H, MAX_1H) == S.OK
     deliveries = []  # (mono second, mU, bolus?) of every pulse, seen from outside
     offset = 0
     for kind, value in steps:

@@ -1,0 +1,325 @@
+"""Settings, basal profiles and the weekly schedule (THR-1, THR-6): `pump.settings`.
+
+Outside the tick: the tick only reads from here (`get`, `profile_rate`, `temp_peak`). It
+owns the settings array (`values`, layout V_* in firmware/layout.py; the bolus calculator's
+schedules live in it too) and its two flash copies (`slots`). Changes are refused whole,
+never clamped: the code is returned and the detail set through the pump (`pump.detail`).
+
+The limits tie the settings to delivery: max basal must hold for every programmed profile
+and for the running temp basal (a percent one on the weekly schedule). The running temp
+basal and the local time are read from the pump's state array (layout S_* indexes,
+read-only), the same way firmware/calc.py reads the time of day: the pump passes its state
+at construction rather than every caller passing the tick's fields (docs/structure.md).
+
+    s = pump.settings
+    s.set(SET_MAX_BOLUS, 8000); s.get(SET_MAX_BOLUS)
+    s.set_profile(0, b"day", [0, 12], [800, 1000]); s.set_schedule([0] * 7)
+"""
+
+from array import array
+
+from firmware.layout import (
+    S_LOCAL_DAY,
+    S_LOCAL_MS,
+    S_TEMP_KIND,
+    S_TEMP_VALUE,
+    S_TIME_SET,
+    SETTINGS_LEN,
+    SETTINGS_LEN_1,
+    SETTINGS_LO,
+    V_NAMES,
+    V_RATES,
+    V_SCHEDULE,
+    V_SEGMENTS,
+    V_SETTINGS,
+    V_SETTINGS_HI,
+)
+from firmware.store import Slots
+from protocol.spec import (
+    AUTO_OFF_MIN_HOURS,
+    E_BAD_ARG,
+    E_OUT_OF_RANGE,
+    E_OVER_LIMIT,
+    E_PROFILE_IN_USE_OVER_LIMIT,
+    E_STORAGE,
+    H_PROFILE,
+    H_SCHEDULE,
+    H_SETTING,
+    MAX_RATE,
+    OK,
+    PROFILE_NAME_LEN,
+    PROFILES,
+    SBL_OFF,
+    SET_ALARM_REPEAT,
+    SET_AUTO_OFF,
+    SET_MAX_BASAL,
+    SET_SBL,
+    SET_SNOOZE,
+    SET_UTC_OFFSET,
+    SETTINGS,
+    SETTINGS_COUNT,
+    SLOT_MS,
+    SLOTS,
+    TEMP_ABSOLUTE,
+    TEMP_PERCENT,
+)
+
+EPOCH_WEEKDAY = 2  # 2020-01-01 was a Wednesday (Monday = 0)
+
+
+def at(sid):
+    """Index of setting `sid` in the settings array."""
+    return V_SETTINGS + sid if sid < SETTINGS_LO else V_SETTINGS_HI - SETTINGS_LO + sid
+
+
+class Settings:
+    def __init__(self, pump, storage, region_a, region_b, scratch):
+        self.pump = pump
+        self.state = pump.state  # read-only here: the local time and the running temp basal
+        self.values = array("i", [0] * SETTINGS_LEN)
+        self.slots = Slots(storage, region_a, region_b, self.values, (SETTINGS_LEN_1,),
+                           scratch)
+
+    # ------------------------------------------------------------------ boot
+    def load(self):
+        """Load the settings at boot (defaults where an older, shorter layout holds
+        nothing). True if the stored copies were corrupt (the defaults are in use)."""
+        self._defaults()
+        valid, blank = self.slots.load()
+        corrupt = False
+        if valid == 0:
+            self._defaults()
+            corrupt = not blank
+            self.slots.save()
+        elif self.slots.loaded_n != SETTINGS_LEN:
+            self.slots.save()  # upgraded to this layout
+        self._apply()
+        return corrupt
+
+    def _defaults(self):
+        v = self.values
+        for i in range(SETTINGS_LEN):
+            v[i] = 0
+        for i in range(SETTINGS_COUNT):
+            v[at(i)] = SETTINGS[i][1]
+        # Profile 0 "default", 1 segment at 0 U/h: basal must be programmed before use.
+        v[V_SEGMENTS] = 1
+        self._set_name(0, b"default")
+
+    def _apply(self):
+        """Settings that other parts hold a copy of (the alarms' repeat and snooze)."""
+        al = self.pump.alarms
+        al.repeat_ms = self.get(SET_ALARM_REPEAT) * 60000  # minutes -> ms
+        al.snooze_ms = self.get(SET_SNOOZE) * 60000
+
+    # ------------------------------------------------------------------ settings (THR-6)
+    def get(self, sid):
+        if sid < SETTINGS_LO:
+            return self.values[V_SETTINGS + sid]
+        return self.values[V_SETTINGS_HI - SETTINGS_LO + sid]
+
+    def set(self, sid, value):
+        """Change setting `sid` (not the UTC offset: Pump.set_time sets it with the clock)."""
+        pump = self.pump
+        pump.interaction()
+        if sid < 0 or sid >= SETTINGS_COUNT or sid == SET_UTC_OFFSET:
+            return pump._refuse(E_BAD_ARG, 0)
+        lo, hi = SETTINGS[sid][2], SETTINGS[sid][3]
+        if value < lo or value > hi or (sid == SET_AUTO_OFF and 0 < value < AUTO_OFF_MIN_HOURS):
+            return pump._refuse(E_OUT_OF_RANGE, sid)
+        if sid == SET_MAX_BASAL:
+            for p in range(PROFILES):
+                if self._profile_max(p) > value:
+                    return pump._refuse(E_PROFILE_IN_USE_OVER_LIMIT, p)
+            if self._running_temp_peak() > value:  # the running temp basal stays within it
+                return pump._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
+        old = self.get(sid)
+        if not self._store(at(sid), value):
+            return pump._refuse(E_STORAGE, sid)
+        self._apply()
+        pump._log(H_SETTING, sid, old, value, 0)
+        if sid == SET_SBL and not value:
+            pump.cgm.resume(SBL_OFF)
+        return OK
+
+    def set_utc_offset(self, minutes):
+        """Store the UTC offset (Pump.set_time checks it). False if it could not be saved."""
+        return self._store(at(SET_UTC_OFFSET), minutes)
+
+    def _store(self, i, value):
+        """values[i] = value, saved; the old value back if the save failed."""
+        v = self.values
+        old = v[i]
+        v[i] = value
+        if self.slots.save():
+            return True
+        v[i] = old
+        return False
+
+    def save(self, old):
+        """Save the array; if that fails, put `old` (a copy taken before the change) back.
+        Returns whether it was saved."""
+        if self.slots.save():
+            return True
+        self._revert(old)
+        return False
+
+    def _revert(self, old):
+        v = self.values
+        for i in range(SETTINGS_LEN):
+            v[i] = old[i]
+
+    # ------------------------------------------------------------------ profiles (THR-1)
+    def _set_name(self, p, name):
+        v = self.values
+        base = V_NAMES + p * 4
+        for i in range(4):
+            lo = name[2 * i] if 2 * i < len(name) else 0
+            hi = name[2 * i + 1] if 2 * i + 1 < len(name) else 0
+            v[base + i] = lo | (hi << 8)
+
+    def profile_name(self, p):
+        v = self.values
+        out = bytearray()
+        for i in range(4):
+            w = v[V_NAMES + p * 4 + i]
+            for b in (w & 0xFF, w >> 8):
+                if b:
+                    out.append(b)
+        return bytes(out)
+
+    def _profile_max(self, p):
+        v = self.values
+        top = 0
+        base = V_RATES + p * SLOTS
+        for s in range(SLOTS):
+            if v[base + s] > top:
+                top = v[base + s]
+        return top
+
+    def set_profile(self, p, name, starts, rates):
+        """Program profile p: segments start at 30-min slots `starts` (first 0) with `rates`
+        in mU/h. Refused whole if anything is wrong; nothing is clamped."""
+        pump = self.pump
+        pump.interaction()
+        if not isinstance(p, int) or p < 0 or p >= PROFILES:
+            return pump._refuse(E_BAD_ARG, 0)
+        if len(name) == 0 or len(name) > PROFILE_NAME_LEN:
+            return pump._refuse(E_BAD_ARG, 1)
+        for b in name:
+            if b < 0x20 or b > 0x7E:
+                return pump._refuse(E_BAD_ARG, 1)
+        n = len(starts)
+        if n < 1 or n > SLOTS or len(rates) != n or starts[0] != 0:
+            return pump._refuse(E_BAD_ARG, 2)
+        for i in range(n):
+            if starts[i] < 0 or starts[i] >= SLOTS or (i and starts[i] <= starts[i - 1]):
+                return pump._refuse(E_BAD_ARG, 2)
+            if rates[i] < 0 or rates[i] > MAX_RATE:
+                return pump._refuse(E_OUT_OF_RANGE, 3)
+            if rates[i] > self.get(SET_MAX_BASAL):
+                return pump._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
+        v = self.values
+        old = array("i", v)
+        seg = 0
+        for s in range(SLOTS):
+            if seg + 1 < n and starts[seg + 1] == s:
+                seg += 1
+            v[V_RATES + p * SLOTS + s] = rates[seg]
+        self._set_name(p, name)
+        v[V_SEGMENTS + p] = n
+        code = self._keep_basal_change(old)
+        if code:
+            return code
+        pump._log(H_PROFILE, p, n, self._profile_max(p), 0)
+        return OK
+
+    def get_profile(self, p):
+        """(name, starts, rates) with adjacent equal slots merged; None if unused."""
+        v = self.values
+        if p < 0 or p >= PROFILES or not v[V_SEGMENTS + p]:
+            return None
+        starts = []
+        rates = []
+        for s in range(SLOTS):
+            r = v[V_RATES + p * SLOTS + s]
+            if not rates or rates[-1] != r:
+                starts.append(s)
+                rates.append(r)
+        return self.profile_name(p), starts, rates
+
+    # ------------------------------------------------------------------ schedule (THR-1)
+    def set_schedule(self, days):
+        """Weekly schedule: 7 profile indexes, Monday first (THR-1)."""
+        pump = self.pump
+        pump.interaction()
+        v = self.values
+        if len(days) != 7:
+            return pump._refuse(E_BAD_ARG, 0)
+        for i in range(7):
+            p = days[i]
+            if p < 0 or p >= PROFILES or not v[V_SEGMENTS + p]:
+                return pump._refuse(E_BAD_ARG, i)
+        old = array("i", v)
+        packed = 0
+        for i in range(7):
+            v[V_SCHEDULE + i] = days[i]
+            packed |= days[i] << (3 * i)
+        code = self._keep_basal_change(old)
+        if code:
+            return code
+        pump._log(H_SCHEDULE, 0, packed, 0, 0)
+        return OK
+
+    def schedule(self):
+        """The 7 profile indexes of the week, Monday first."""
+        return [self.values[V_SCHEDULE + i] for i in range(7)]
+
+    def profile_on(self, weekday):
+        """The profile index scheduled on `weekday` (Monday = 0). Allocation-free."""
+        return self.values[V_SCHEDULE + weekday]
+
+    def _keep_basal_change(self, old):
+        """Keep a basal change only if a running percent temp basal stays within max basal
+        with it, and it was saved; otherwise restore `old` and refuse."""
+        pump = self.pump
+        if self._running_temp_peak() > self.get(SET_MAX_BASAL):
+            self._revert(old)
+            return pump._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
+        if not self.save(old):
+            return pump._refuse(E_STORAGE, 0)
+        return OK
+
+    def _running_temp_peak(self):
+        st = self.state
+        return self.temp_peak(st[S_TEMP_KIND], st[S_TEMP_VALUE])
+
+    def temp_peak(self, kind, value):
+        """Highest rate a temp basal (kind, value) reaches on the weekly schedule, mU/h."""
+        if kind == TEMP_ABSOLUTE:
+            return value
+        if kind != TEMP_PERCENT:
+            return 0
+        top = 0
+        v = self.values
+        for d in range(7):
+            m = self._profile_max(v[V_SCHEDULE + d])
+            if m > top:
+                top = m
+        return top * value // 100
+
+    def profile_rate(self):
+        """Rate of the profile scheduled for the current local time, mU/h. While the time
+        is not set (never, or lost at a power loss) the schedule cannot be followed: the
+        24-h mean of the profile of the last known weekday, so a wrong time of day can
+        neither give a night's rate in the morning nor the reverse (THR-13,
+        docs/time-model.md)."""
+        st = self.state
+        v = self.values
+        base = V_RATES + SLOTS * v[V_SCHEDULE + (st[S_LOCAL_DAY] + EPOCH_WEEKDAY) % 7]
+        if st[S_TIME_SET]:
+            return v[base + st[S_LOCAL_MS] // SLOT_MS]
+        total = 0
+        for s in range(SLOTS):
+            total += v[base + s]
+        return total // SLOTS
