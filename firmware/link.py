@@ -50,6 +50,7 @@ from array import array
 
 from firmware import VERSION
 from firmware.cgm import CGM_READINGS
+from firmware.compat import const
 from firmware.crc import crc16
 from firmware.demux import shared_console
 from firmware.hal import R_LINK_A, R_LINK_B
@@ -105,50 +106,50 @@ from protocol.spec import (
 )
 
 # message ids the link itself sends or treats specially
-M_HELLO = 0x01
-M_RESULT = 0x80
-M_HELLO_INFO = 0x81
-M_STATUS_INFO = 0x82
-M_PROFILE_INFO = 0x83
-M_SCHEDULE_INFO = 0x84
-M_SETTINGS_INFO = 0x85
-M_HISTORY_PAGE = 0x86
-M_TOTALS_INFO = 0x87
-M_ALARMS_INFO = 0x88
-M_LINK_STATS = 0x89
-M_CGM_PAGE = 0x8A
-M_CALC_RESULT = 0x8B
-M_CALC_SCHEDULE_INFO = 0x8C
-M_FENCE = 0x1F
-M_FENCE_INFO = 0x8D
-M_SENSOR_STATS = 0x8E  # sensor branch (SNS-4)
-M_EVENT = 0xC0
+M_HELLO = const(0x01)
+M_RESULT = const(0x80)
+M_HELLO_INFO = const(0x81)
+M_STATUS_INFO = const(0x82)
+M_PROFILE_INFO = const(0x83)
+M_SCHEDULE_INFO = const(0x84)
+M_SETTINGS_INFO = const(0x85)
+M_HISTORY_PAGE = const(0x86)
+M_TOTALS_INFO = const(0x87)
+M_ALARMS_INFO = const(0x88)
+M_LINK_STATS = const(0x89)
+M_CGM_PAGE = const(0x8A)
+M_CALC_RESULT = const(0x8B)
+M_CALC_SCHEDULE_INFO = const(0x8C)
+M_FENCE = const(0x1F)
+M_FENCE_INFO = const(0x8D)
+M_SENSOR_STATS = const(0x8E)  # sensor branch (SNS-4)
+M_EVENT = const(0xC0)
 
 # link statistics, in the order of the link_stats message (events_dropped is the pump's)
-FRAMES_IN = 0
-BAD_CRC = 1
-BAD_FRAME = 2
-UNKNOWN = 3
-BAD_AUTH = 4
-REPLAYED = 5
-DUPLICATES = 6
-FRAMES_OUT = 7
-STATS = 8
+FRAMES_IN = const(0)
+BAD_CRC = const(1)
+BAD_FRAME = const(2)
+UNKNOWN = const(3)
+BAD_AUTH = const(4)
+REPLAYED = const(5)
+DUPLICATES = const(6)
+FRAMES_OUT = const(7)
+STATS = const(8)
 
 # the link region: [generation, auth counter, ring position, RING x (cmd, code, detail),
 # key id, locked]
-RING = 16
-L_COUNTER = 1
-L_RING_POS = 2
-L_RING = 3
-L_KEY = L_RING + 3 * RING  # key_id() of the pairing key the state belongs to (0: unknown)
-L_LOCKED = L_KEY + 1  # 1: the state was lost; commands refused until a new key
-LINK_LEN = L_LOCKED + 1
-LINK_LEN_1 = L_KEY  # the layout before the key id (still loads)
+RING = const(16)
+L_COUNTER = const(1)
+L_RING_POS = const(2)
+L_RING = const(3)
+L_KEY = const(L_RING + 3 * RING)  # key_id() of the pairing key the state belongs to (0: unknown)
+L_LOCKED = const(L_KEY + 1)  # 1: the state was lost; commands refused until a new key
+LINK_LEN = const(L_LOCKED + 1)
+LINK_LEN_1 = const(L_KEY)  # the layout before the key id (still loads)
 
-CHUNK = 128  # bytes read from the serial driver at a time
-MAX_READS = 16  # chunks per poll, so a flood cannot starve the tick
-MAX_EVENTS = 8  # event frames per poll
+CHUNK = const(128)  # bytes read from the serial driver at a time
+MAX_READS = const(16)  # chunks per poll, so a flood cannot starve the tick
+MAX_EVENTS = const(8)  # event frames per poll
 
 
 def signed32(v):

@@ -18,6 +18,7 @@ at construction rather than every caller passing the tick's fields (docs/structu
 
 from array import array
 
+from firmware.compat import const
 from firmware.layout import (
     S_LOCAL_DAY,
     S_LOCAL_MS,
@@ -64,7 +65,7 @@ from protocol.spec import (
     TEMP_PERCENT,
 )
 
-EPOCH_WEEKDAY = 2  # 2020-01-01 was a Wednesday (Monday = 0)
+EPOCH_WEEKDAY = const(2)  # 2020-01-01 was a Wednesday (Monday = 0)
 
 
 def at(sid):
