@@ -1,12 +1,11 @@
 """The pump's status snapshot (issue 16): the one place that reads the pump for a status.
 
 `snapshot(pump)` is the pump's single `Status`. `pack_into(buf, at)` reads the pump and
-packs status_info's payload (protocol/spec.py field order) followed by the EXTRA fields the
-host-side readers also show, with one struct call straight from the pump's state: no
-intermediate array, no allocation. The link packs into its frame buffer (the EXTRA bytes
-land after the payload, where the frame's CRC and auth trailer are written next); the bench
-console and Pump.status() call `refresh()` (into the snapshot's own buffer) and read fields
-by name (`get`, allocates).
+packs status_info's payload (protocol/spec.py field order) with one struct call straight
+from the pump's state: no intermediate array, no allocation. The link packs into its frame
+buffer; the bench console and Pump.status() call `refresh()` (the payload into the
+snapshot's own buffer, and the EXTRA fields the host-side readers also show) and read
+fields by name (`get`, allocates).
 
     snap = snapshot(pump)
     snap.refresh()
@@ -18,6 +17,7 @@ IOB, UTC) and scans the alarms only up to the last active one.
 """
 
 import struct
+from array import array
 
 from firmware.layout import (
     S_BASAL_TODAY,
@@ -42,29 +42,29 @@ from firmware.layout import (
     S_TIME_SET,
 )
 from firmware.pump import minutes_left
-from protocol.spec import ALARM_COUNT, MAX_FRAME, MESSAGES, SET_UTC_OFFSET
+from protocol.spec import ALARM_COUNT, MESSAGES, SET_UTC_OFFSET
 
 M_STATUS_INFO = 0x82
 _FIELDS = MESSAGES[M_STATUS_INFO][1]
 EXTRA = ("prime_today", "day", "local_ms")  # not on the wire: for the console and the host
 NAMES = tuple(name for name, _ in _FIELDS) + EXTRA
 WIRE_COUNT = len(_FIELDS)
-# one struct format for the whole payload, then EXTRA as "i"; "I" packed as "i": the same
-# bytes for every value (last_cmd_id is kept signed, as in the pump state)
-_CODES = tuple("i" if code == "I" else code for _, code in _FIELDS) + ("i",) * len(EXTRA)
+# one struct format for the whole payload; "I" packed as "i": the same bytes for every
+# value (last_cmd_id is kept signed, as in the pump state)
+_CODES = tuple("i" if code == "I" else code for _, code in _FIELDS)
 FORMAT = "<" + "".join(_CODES)
 SIZE = struct.calcsize(FORMAT)
-# name -> (struct format, offset) for get()
+# name -> (struct format, offset) of a payload field, or (None, index into `extra`): get()
 _AT = {}
 _off = 0
-for _i in range(len(NAMES)):
+for _i in range(WIRE_COUNT):
     _AT[NAMES[_i]] = ("<" + _CODES[_i], _off)
     _off += struct.calcsize("<" + _CODES[_i])
+for _i in range(len(EXTRA)):
+    _AT[EXTRA[_i]] = (None, _i)
 del _i, _off
 if WIRE_COUNT != 29:  # pack_into names every field: a new status_info field goes there too
     raise ImportError("status_info has %d fields; firmware/status.py packs 29" % WIRE_COUNT)
-if 5 + SIZE > MAX_FRAME:  # the link packs EXTRA into its frame buffer after the payload
-    raise ImportError("status_info and EXTRA do not fit a frame buffer")
 
 
 class Status:
@@ -76,10 +76,11 @@ class Status:
         self.cgm = pump.cgm
         self.history = pump.history
         self.buf = bytearray(SIZE)  # refresh(): the last snapshot for get()
+        self.extra = array("i", [0] * len(EXTRA))
 
     def pack_into(self, buf, at):
-        """Read the pump; status_info's payload at buf[at:], then EXTRA (SIZE bytes in all).
-        One struct call, allocation-free."""
+        """Read the pump; status_info's payload (SIZE bytes) at buf[at:]. One struct call,
+        allocation-free."""
         pump = self.pump
         st = self.state
         p = pump.pulse
@@ -107,17 +108,23 @@ class Status:
             st[S_BASAL_TODAY], st[S_BOLUS_TODAY], mask, pump.utc_seconds(),
             pump.setting(SET_UTC_OFFSET), st[S_TIME_SET], st[S_LAST_CMD], st[S_LAST_CODE],
             st[S_LAST_DETAIL], self.history.next_seq, pump.selftest_bits,
-            cgm.last, cgm.age_min(), cgm.trend, cgm.flags(),
-            st[S_PRIME_TODAY], st[S_LOCAL_DAY], st[S_LOCAL_MS])
+            cgm.last, cgm.age_min(), cgm.trend, cgm.flags())
 
     def refresh(self):
         """Read the pump into the snapshot's own buffer, for get(). Allocation-free."""
         self.pack_into(self.buf, 0)
+        st = self.state
+        x = self.extra
+        x[0] = st[S_PRIME_TODAY]
+        x[1] = st[S_LOCAL_DAY]
+        x[2] = st[S_LOCAL_MS]
 
     def get(self, name):
         """A field of the last refresh by name (status_info's names, then EXTRA)."""
-        fmt, off = _AT[name]
-        return struct.unpack_from(fmt, self.buf, off)[0]
+        fmt, at = _AT[name]
+        if fmt is None:
+            return self.extra[at]
+        return struct.unpack_from(fmt, self.buf, at)[0]
 
 
 def snapshot(pump):
