@@ -36,28 +36,9 @@ from firmware.layout import (
     V_SETTINGS_HI,
 )
 from firmware.store import Slots
+from protocol import spec as S  # the cold paths: one globals entry (heap, issue 12)
 from protocol.spec import (
-    AUTO_OFF_MIN_HOURS,
-    E_BAD_ARG,
-    E_OUT_OF_RANGE,
-    E_OVER_LIMIT,
-    E_PROFILE_IN_USE_OVER_LIMIT,
-    E_STORAGE,
-    H_PROFILE,
-    H_SCHEDULE,
-    H_SETTING,
-    MAX_RATE,
-    OK,
-    PROFILE_NAME_LEN,
     PROFILES,
-    SBL_OFF,
-    SET_ALARM_REPEAT,
-    SET_AUTO_OFF,
-    SET_MAX_BASAL,
-    SET_SBL,
-    SET_SNOOZE,
-    SET_UTC_OFFSET,
-    SETTINGS,
     SETTINGS_COUNT,
     SLOT_MS,
     SLOTS,
@@ -102,7 +83,7 @@ class Settings:
         for i in range(SETTINGS_LEN):
             v[i] = 0
         for i in range(SETTINGS_COUNT):
-            v[at(i)] = SETTINGS[i][1]
+            v[at(i)] = S.SETTINGS[i][1]
         # Profile 0 "default", 1 segment at 0 U/h: basal must be programmed before use.
         v[V_SEGMENTS] = 1
         self._set_name(0, b"default")
@@ -110,8 +91,8 @@ class Settings:
     def _apply(self):
         """Settings that other parts hold a copy of (the alarms' repeat and snooze)."""
         al = self.pump.alarms
-        al.repeat_ms = self.get(SET_ALARM_REPEAT) * 60000  # minutes -> ms
-        al.snooze_ms = self.get(SET_SNOOZE) * 60000
+        al.repeat_ms = self.get(S.SET_ALARM_REPEAT) * 60000  # minutes -> ms
+        al.snooze_ms = self.get(S.SET_SNOOZE) * 60000
 
     # ------------------------------------------------------------------ settings (THR-6)
     def get(self, sid):
@@ -123,29 +104,29 @@ class Settings:
         """Change setting `sid` (not the UTC offset: Pump.set_time sets it with the clock)."""
         pump = self.pump
         pump.interaction()
-        if sid < 0 or sid >= SETTINGS_COUNT or sid == SET_UTC_OFFSET:
-            return pump._refuse(E_BAD_ARG, 0)
-        lo, hi = SETTINGS[sid][2], SETTINGS[sid][3]
-        if value < lo or value > hi or (sid == SET_AUTO_OFF and 0 < value < AUTO_OFF_MIN_HOURS):
-            return pump._refuse(E_OUT_OF_RANGE, sid)
-        if sid == SET_MAX_BASAL:
+        if sid < 0 or sid >= SETTINGS_COUNT or sid == S.SET_UTC_OFFSET:
+            return pump._refuse(S.E_BAD_ARG, 0)
+        lo, hi = S.SETTINGS[sid][2], S.SETTINGS[sid][3]
+        if value < lo or value > hi or (sid == S.SET_AUTO_OFF and 0 < value < S.AUTO_OFF_MIN_HOURS):
+            return pump._refuse(S.E_OUT_OF_RANGE, sid)
+        if sid == S.SET_MAX_BASAL:
             for p in range(PROFILES):
                 if self._profile_max(p) > value:
-                    return pump._refuse(E_PROFILE_IN_USE_OVER_LIMIT, p)
+                    return pump._refuse(S.E_PROFILE_IN_USE_OVER_LIMIT, p)
             if self._running_temp_peak() > value:  # the running temp basal stays within it
-                return pump._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
+                return pump._refuse(S.E_OVER_LIMIT, S.SET_MAX_BASAL)
         old = self.get(sid)
         if not self._store(at(sid), value):
-            return pump._refuse(E_STORAGE, sid)
+            return pump._refuse(S.E_STORAGE, sid)
         self._apply()
-        pump._log(H_SETTING, sid, old, value, 0)
-        if sid == SET_SBL and not value:
-            pump.cgm.resume(SBL_OFF)
-        return OK
+        pump._log(S.H_SETTING, sid, old, value, 0)
+        if sid == S.SET_SBL and not value:
+            pump.cgm.resume(S.SBL_OFF)
+        return S.OK
 
     def set_utc_offset(self, minutes):
         """Store the UTC offset (Pump.set_time checks it). False if it could not be saved."""
-        return self._store(at(SET_UTC_OFFSET), minutes)
+        return self._store(at(S.SET_UTC_OFFSET), minutes)
 
     def _store(self, i, value):
         """values[i] = value, saved; the old value back if the save failed."""
@@ -204,22 +185,22 @@ class Settings:
         pump = self.pump
         pump.interaction()
         if not isinstance(p, int) or p < 0 or p >= PROFILES:
-            return pump._refuse(E_BAD_ARG, 0)
-        if len(name) == 0 or len(name) > PROFILE_NAME_LEN:
-            return pump._refuse(E_BAD_ARG, 1)
+            return pump._refuse(S.E_BAD_ARG, 0)
+        if len(name) == 0 or len(name) > S.PROFILE_NAME_LEN:
+            return pump._refuse(S.E_BAD_ARG, 1)
         for b in name:
             if b < 0x20 or b > 0x7E:
-                return pump._refuse(E_BAD_ARG, 1)
+                return pump._refuse(S.E_BAD_ARG, 1)
         n = len(starts)
         if n < 1 or n > SLOTS or len(rates) != n or starts[0] != 0:
-            return pump._refuse(E_BAD_ARG, 2)
+            return pump._refuse(S.E_BAD_ARG, 2)
         for i in range(n):
             if starts[i] < 0 or starts[i] >= SLOTS or (i and starts[i] <= starts[i - 1]):
-                return pump._refuse(E_BAD_ARG, 2)
-            if rates[i] < 0 or rates[i] > MAX_RATE:
-                return pump._refuse(E_OUT_OF_RANGE, 3)
-            if rates[i] > self.get(SET_MAX_BASAL):
-                return pump._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
+                return pump._refuse(S.E_BAD_ARG, 2)
+            if rates[i] < 0 or rates[i] > S.MAX_RATE:
+                return pump._refuse(S.E_OUT_OF_RANGE, 3)
+            if rates[i] > self.get(S.SET_MAX_BASAL):
+                return pump._refuse(S.E_OVER_LIMIT, S.SET_MAX_BASAL)
         v = self.values
         old = array("i", v)
         seg = 0
@@ -232,8 +213,8 @@ class Settings:
         code = self._keep_basal_change(old)
         if code:
             return code
-        pump._log(H_PROFILE, p, n, self._profile_max(p), 0)
-        return OK
+        pump._log(S.H_PROFILE, p, n, self._profile_max(p), 0)
+        return S.OK
 
     def get_profile(self, p):
         """(name, starts, rates) with adjacent equal slots merged; None if unused."""
@@ -256,11 +237,11 @@ class Settings:
         pump.interaction()
         v = self.values
         if len(days) != 7:
-            return pump._refuse(E_BAD_ARG, 0)
+            return pump._refuse(S.E_BAD_ARG, 0)
         for i in range(7):
             p = days[i]
             if p < 0 or p >= PROFILES or not v[V_SEGMENTS + p]:
-                return pump._refuse(E_BAD_ARG, i)
+                return pump._refuse(S.E_BAD_ARG, i)
         old = array("i", v)
         packed = 0
         for i in range(7):
@@ -269,8 +250,8 @@ class Settings:
         code = self._keep_basal_change(old)
         if code:
             return code
-        pump._log(H_SCHEDULE, 0, packed, 0, 0)
-        return OK
+        pump._log(S.H_SCHEDULE, 0, packed, 0, 0)
+        return S.OK
 
     def schedule(self):
         """The 7 profile indexes of the week, Monday first."""
@@ -284,12 +265,12 @@ class Settings:
         """Keep a basal change only if a running percent temp basal stays within max basal
         with it, and it was saved; otherwise restore `old` and refuse."""
         pump = self.pump
-        if self._running_temp_peak() > self.get(SET_MAX_BASAL):
+        if self._running_temp_peak() > self.get(S.SET_MAX_BASAL):
             self._revert(old)
-            return pump._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
+            return pump._refuse(S.E_OVER_LIMIT, S.SET_MAX_BASAL)
         if not self.save(old):
-            return pump._refuse(E_STORAGE, 0)
-        return OK
+            return pump._refuse(S.E_STORAGE, 0)
+        return S.OK
 
     def _running_temp_peak(self):
         st = self.state

@@ -54,15 +54,14 @@ WIRE_COUNT = len(_FIELDS)
 _CODES = tuple("i" if code == "I" else code for _, code in _FIELDS)
 FORMAT = "<" + "".join(_CODES)
 SIZE = struct.calcsize(FORMAT)
-# name -> (struct format, offset) of a payload field, or (None, index into `extra`): get()
-_AT = {}
-_off = 0
-for _i in range(WIRE_COUNT):
-    _AT[NAMES[_i]] = ("<" + _CODES[_i], _off)
-    _off += struct.calcsize("<" + _CODES[_i])
-for _i in range(len(EXTRA)):
-    _AT[EXTRA[_i]] = (None, _i)
-del _i, _off
+INDEX = {name: i for i, name in enumerate(NAMES)}
+# for get(): each payload field's struct format (one string per code, shared) and offset
+_one = {}
+_FMT = tuple(_one.setdefault(code, "<" + code) for code in _CODES)
+_OFF = bytearray(WIRE_COUNT)
+for _i in range(1, WIRE_COUNT):
+    _OFF[_i] = _OFF[_i - 1] + struct.calcsize(_FMT[_i - 1])
+del _i, _one, _CODES
 if WIRE_COUNT != 29:  # pack_into names every field: a new status_info field goes there too
     raise ImportError("status_info has %d fields; firmware/status.py packs 29" % WIRE_COUNT)
 
@@ -71,10 +70,6 @@ class Status:
     def __init__(self, pump):
         self.pump = pump
         self.state = pump.state
-        self.settings = pump.settings
-        self.alarms = pump.alarms
-        self.cgm = pump.cgm
-        self.history = pump.history
         self.buf = bytearray(SIZE)  # refresh(): the last snapshot for get()
         self.extra = array("i", [0] * len(EXTRA))
 
@@ -86,12 +81,13 @@ class Status:
         p = pump.pulse
         rate = pump.basal_rate()
         reservoir = pump.reservoir_pulses() * p
-        cgm = self.cgm
+        cgm = pump.cgm
+        alarms = pump.alarms
         # the active alarms as a bit mask: scan only up to the last active one
         mask = 0
-        left = self.alarms.count
+        left = alarms.count
         if left:
-            active = self.alarms.active
+            active = alarms.active
             i = 0
             n = ALARM_COUNT
             while left and i < n:
@@ -101,13 +97,13 @@ class Status:
                 i += 1
         struct.pack_into(
             FORMAT, buf, at,
-            st[S_STOP], rate, self.settings.profile_rate(), st[S_TEMP_KIND], st[S_TEMP_VALUE],
+            st[S_STOP], rate, pump.settings.profile_rate(), st[S_TEMP_KIND], st[S_TEMP_VALUE],
             st[S_TEMP_LEFT] // 60000, st[S_BOLUS_ID], st[S_BOLUS_KIND],
             (st[S_NOW_DONE] + st[S_EXT_DONE]) * p, (st[S_NOW_REQ] + st[S_EXT_REQ]) * p,
             reservoir, minutes_left(reservoir, rate), st[S_BATTERY], pump.iob(),
             st[S_BASAL_TODAY], st[S_BOLUS_TODAY], mask, pump.utc_seconds(),
             pump.setting(SET_UTC_OFFSET), st[S_TIME_SET], st[S_LAST_CMD], st[S_LAST_CODE],
-            st[S_LAST_DETAIL], self.history.next_seq, pump.selftest_bits,
+            st[S_LAST_DETAIL], pump.history.next_seq, pump.selftest_bits,
             cgm.last, cgm.age_min(), cgm.trend, cgm.flags())
 
     def refresh(self):
@@ -121,10 +117,10 @@ class Status:
 
     def get(self, name):
         """A field of the last refresh by name (status_info's names, then EXTRA)."""
-        fmt, at = _AT[name]
-        if fmt is None:
-            return self.extra[at]
-        return struct.unpack_from(fmt, self.buf, at)[0]
+        i = INDEX[name]
+        if i >= WIRE_COUNT:
+            return self.extra[i - WIRE_COUNT]
+        return struct.unpack_from(_FMT[i], self.buf, _OFF[i])[0]
 
 
 def snapshot(pump):
