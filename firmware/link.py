@@ -586,10 +586,7 @@ class Link:
     def _on_get_schedule(self, mid, seq):
         e = self.enc
         e.begin(M_SCHEDULE_INFO, seq, F_RESPONSE)
-        at = field_offset(M_SCHEDULE_INFO, 0)
-        settings = self.pump.settings
-        for i in range(7):
-            e.buf[at + i] = settings.profile_on(i)
+        self.pump.settings.schedule_into(e.buf, field_offset(M_SCHEDULE_INFO, 0))
         self._send()
 
     def _on_get_settings(self, mid, seq):

@@ -257,9 +257,12 @@ class Settings:
         """The 7 profile indexes of the week, Monday first."""
         return [self.values[V_SCHEDULE + i] for i in range(7)]
 
-    def profile_on(self, weekday):
-        """The profile index scheduled on `weekday` (Monday = 0). Allocation-free."""
-        return self.values[V_SCHEDULE + weekday]
+    def schedule_into(self, buf, at):
+        """The 7 profile indexes of the week, Monday first, as bytes at buf[at:] (the
+        link's answer). Allocation-free."""
+        v = self.values
+        for i in range(7):
+            buf[at + i] = v[V_SCHEDULE + i]
 
     def _keep_basal_change(self, old):
         """Keep a basal change only if a running percent temp basal stays within max basal
