@@ -49,9 +49,9 @@ _FIELDS = MESSAGES[M_STATUS_INFO][1]
 EXTRA = ("prime_today", "day", "local_ms")  # not on the wire: for the console and the host
 NAMES = tuple(name for name, _ in _FIELDS) + EXTRA
 WIRE_COUNT = len(_FIELDS)
-# one struct format for the whole payload; "I" packed as "i": the same bytes for every
-# value (last_cmd_id is kept signed, as in the pump state)
-_CODES = tuple("i" if code == "I" else code for _, code in _FIELDS)
+# one struct format for the whole payload; last_cmd_id packed as "i" (the same bytes: it
+# is kept signed, as in the pump state)
+_CODES = tuple("i" if name == "last_cmd_id" else code for name, code in _FIELDS)
 FORMAT = "<" + "".join(_CODES)
 SIZE = struct.calcsize(FORMAT)
 INDEX = {name: i for i, name in enumerate(NAMES)}
