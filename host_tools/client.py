@@ -35,7 +35,6 @@ import datetime as dt
 import itertools
 import os
 import secrets
-import socket
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -560,6 +559,8 @@ class Client:
             # pumpctl run would pay it. Close the socket the same way, without the sleep.
             sock = getattr(self.port, "_socket", None)
             if sock is not None and type(self.port).__module__.endswith("protocol_socket"):
+                import socket  # only here: a pty or a serial port needs no socket module
+
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
