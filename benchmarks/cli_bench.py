@@ -10,8 +10,13 @@ The children run with bytecode caches (PYTHONDONTWRITEBYTECODE is dropped from t
 environment, and each command runs once before timing) as an installed pumpctl would: without
 them every run would compile the project's sources again and time that.
 
+``--tree DIR`` adds the `pumpctl status` of another checkout, run as `python -m
+host_tools.pumpctl` from DIR (its own sources come first on sys.path), beside this one's run
+the same way: a before/after in one interleaved run, e.g. with DIR from
+`git archive 1962a04 | tar -x -C DIR`.
+
 Usage, from the repo root:
-    .venv/bin/python benchmarks/cli_bench.py [--n 30] [--json FILE]
+    .venv/bin/python benchmarks/cli_bench.py [--n 30] [--json FILE] [--tree DIR]
 """
 
 from __future__ import annotations
@@ -37,40 +42,47 @@ RUNS = 30
 TARGET_RATIO = 1.5
 
 
-def commands(port: str, key: str) -> dict[str, list[str]]:
-    pumpctl = [str(BIN / "pumpctl"), "--port", port, "--key", key]
-    return {
-        "mpremote version": [str(BIN / "mpremote"), "version"],
-        "pumpctl status": pumpctl + ["status"],
-        "pumpctl --json status": pumpctl + ["--json", "status"],
-        "pumpctl --help": [str(BIN / "pumpctl"), "--help"],
-        "python -c pass": [sys.executable, "-c", "pass"],
+def commands(port: str, key: str, tree: Path | None = None) -> dict[str, tuple[list, Path]]:
+    """{name: (argv, working directory)}"""
+    link = ["--port", port, "--key", key]
+    pumpctl = [str(BIN / "pumpctl"), *link]
+    cmds = {
+        "mpremote version": ([str(BIN / "mpremote"), "version"], ROOT),
+        "pumpctl status": (pumpctl + ["status"], ROOT),
+        "pumpctl --json status": (pumpctl + ["--json", "status"], ROOT),
+        "pumpctl --help": ([str(BIN / "pumpctl"), "--help"], ROOT),
+        "python -c pass": ([sys.executable, "-c", "pass"], ROOT),
     }
+    if tree is not None:
+        module = [sys.executable, "-m", "host_tools.pumpctl", *link, "status"]
+        cmds["python -m host_tools.pumpctl status"] = (module, ROOT)
+        cmds[f"python -m host_tools.pumpctl status ({tree})"] = (module, tree)
+    return cmds
 
 
-def run_once(cmd: list[str], env: dict) -> float:
+def run_once(cmd: list[str], env: dict, cwd: Path = ROOT) -> float:
     t = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return wall
 
 
-def measure(n: int = RUNS) -> dict:
+def measure(n: int = RUNS, tree: Path | None = None) -> dict:
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["COLUMNS"] = "100"  # the same table width whatever the terminal
     with tempfile.TemporaryDirectory(prefix="cli-") as tmp, \
             launch(tmp, seed=1, console=False) as emu:
-        cmds = commands(emu.port, str(emu.key_path))
-        for cmd in cmds.values():  # warm-up: bytecode caches, the page cache
-            run_once(cmd, env)
+        cmds = commands(emu.port, str(emu.key_path), tree)
+        for cmd, cwd in cmds.values():  # warm-up: bytecode caches, the page cache
+            run_once(cmd, env, cwd)
         samples: dict[str, list[float]] = {name: [] for name in cmds}
         load_before = os.getloadavg()[0]
         for _ in range(n):  # interleaved: every command sees the same load
-            for name, cmd in cmds.items():
-                samples[name].append(run_once(cmd, env))
+            for name, (cmd, cwd) in cmds.items():
+                samples[name].append(run_once(cmd, env, cwd))
         load_after = os.getloadavg()[0]
     out: dict = {"n": n, "load_average_1min": [round(load_before, 2), round(load_after, 2)],
                  "median_ms": {}, "min_ms": {}}
@@ -90,10 +102,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=RUNS, help="runs of each command")
     parser.add_argument("--json", metavar="FILE", help="also write the figures here")
+    parser.add_argument("--tree", type=Path, metavar="DIR",
+                        help="another checkout whose pumpctl status to time beside this one")
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error("--n must be at least 1")
-    out = measure(args.n)
+    if args.tree is not None and not (args.tree / "host_tools" / "pumpctl.py").is_file():
+        parser.error(f"--tree {args.tree}: no host_tools/pumpctl.py there")
+    out = measure(args.n, args.tree.resolve() if args.tree else None)
     text = json.dumps(out, indent=1)
     print(text)
     if args.json:
