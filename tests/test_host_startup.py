@@ -20,8 +20,8 @@ from host_tools import client as C
 from protocol import spec
 
 REPO = Path(__file__).resolve().parent.parent
-WATCHED = ("construct", "rich", "rich.table", "rich.progress", "importlib.metadata", "tomllib",
-           "socket", "difflib")
+WATCHED = ("construct", "rich", "rich.table", "rich.progress", "rich._emoji_codes",
+           "importlib.metadata", "tomllib", "socket", "difflib")
 LOADED = f"""
 import json, sys
 print(json.dumps({{m: m in sys.modules for m in {WATCHED!r}}}))
@@ -85,8 +85,8 @@ def test_pumpctl_status_talks_without_construct_and_draws_without_the_progress_b
     assert "micropump status" in run["out"] and "unix board, firmware 1" in run["out"]
     loaded = run["loaded"]
     assert loaded["rich"] and loaded["rich.table"]  # the table is rich's
-    assert not any(loaded[m] for m in ("construct", "rich.progress", "importlib.metadata",
-                                       "difflib")), loaded
+    assert not any(loaded[m] for m in ("construct", "rich.progress", "rich._emoji_codes",
+                                       "importlib.metadata", "difflib")), loaded
     run = status_run(emulator, "--json")
     assert run["code"] == 0
     st = json.loads(run["out"])
@@ -95,3 +95,12 @@ def test_pumpctl_status_talks_without_construct_and_draws_without_the_progress_b
         assert st["battery"] == pump.status().battery
     assert not any(run["loaded"][m] for m in ("construct", "rich", "importlib.metadata")), (
         run["loaded"])
+
+
+@pytest.mark.req("LNK-2")
+def test_pumpctl_prints_markup_but_no_emoji_codes(capsys):
+    from host_tools import pumpctl
+
+    out = pumpctl.Out(False)
+    out.emit({}, text="profile :smile: [bold]at[/] 08:00:00")
+    assert capsys.readouterr().out == "profile :smile: at 08:00:00\n"
