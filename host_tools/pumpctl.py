@@ -66,9 +66,9 @@ class BolusLinkLost(C.LinkError):
         super().__init__(
             f"link lost while bolus #{bolus_id} was running: {C.mu_to_units(delivered)} of "
             f"{C.mu_to_units(requested)} U delivered when last seen. The pump goes on by "
-            f"itself: once it answers again, `pumpctl status` shows the bolus if it still runs and "
-            f"`pumpctl history` how it ended (bolus_end #{bolus_id}); do not repeat it "
-            f"before. (cause: {cause})")
+            f"itself: once it answers again, `pumpctl status` shows the bolus if it still "
+            f"runs and `pumpctl history` how it ended (bolus_end #{bolus_id}); do not repeat "
+            f"it before. (cause: {cause})")
 
 
 # ============================================================================ parsing

@@ -214,8 +214,9 @@ def __getattr__(name: str):
 
 
 def _tables() -> dict[int, _MessageDef]:
-    """MESSAGES, built first if needed (functions cannot rely on the module __getattr__)."""
-    if "MESSAGES" not in globals():
+    """MESSAGES, built first if needed (functions cannot rely on the module __getattr__).
+    Frame is the last name _load sets: another thread may be half-way through it."""
+    if "Frame" not in globals():
         _load()
     return MESSAGES
 
