@@ -69,6 +69,14 @@ bench: $(STAMP)
 	$(BIN)/pytest benchmarks --benchmark-only -p no:xdist \
 	    --benchmark-json build/bench/benchmark.json
 
+# Host figures of issue 12 (~2 min): the status round trip over the pty (client, construct,
+# bare pyserial, interleaved) and `pumpctl status` as a whole process against `mpremote version`
+.PHONY: bench-host
+bench-host: $(STAMP)
+	mkdir -p build/bench
+	$(BIN)/python benchmarks/link_bench.py roundtrip --n 2000
+	$(BIN)/python benchmarks/cli_bench.py --n 30 --json build/bench/cli.json
+
 clean:
 	rm -rf build .pytest_cache .ruff_cache .hypothesis .benchmarks
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -8,7 +8,11 @@
   the client as shipped (protocol/fastcodec.py since issue 12), the same client with
   protocol/codec.py (construct) in place of it (``client.codec`` swapped for the run: the
   client before), and a bare pyserial loop (one precomputed frame out, bytes in until
-  the 0x00: the floor set by the pty, the launcher's relay and the firmware).
+  the 0x00: the floor set by the pty, the launcher's relay and the firmware). The three
+  run interleaved, in blocks of 200 requests, so that all see the same load (the machine
+  is shared); the 1-minute load average is recorded. ``client_cpu_us``: the host side
+  alone, Client.status() on an in-memory port that answers at once from a table (no pty,
+  no firmware): median microseconds per call, the client as shipped and with construct.
 - Emulator acceleration (item 6; target 72 h of therapy in lockstep in <= 10 s): a basal
   profile, a normal, an extended and a dual bolus, then one CLK_ADVANCE of 72 h, timed.
 - HIL suite wall time (item 8): ``pytest hil_tests`` serially (-p no:xdist) and with -n 2.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -41,6 +46,7 @@ from protocol import spec as S  # noqa: E402
 
 ROUNDTRIPS = 2000
 WARMUP = 100
+BLOCK = 200  # requests per interleaved block
 
 
 def _stats(samples: list[float], wall: float) -> dict:
@@ -64,9 +70,71 @@ def _timed(fn, n: int) -> dict:
     return _stats(samples, perf() - start)
 
 
+def _interleaved(fns: dict, n: int) -> dict:
+    """{name: stats} of n calls of each fn, run in turns of BLOCK calls (same load)."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    walls = dict.fromkeys(fns, 0.0)
+    perf = time.perf_counter
+    for fn in fns.values():
+        for _ in range(WARMUP):
+            fn()
+    while len(samples[next(iter(fns))]) < n:
+        for name, fn in fns.items():
+            got = samples[name]
+            start = perf()
+            for _ in range(min(BLOCK, n - len(got))):
+                t = perf()
+                fn()
+                got.append(perf() - t)
+            walls[name] += perf() - start
+    return {name: _stats(samples[name], walls[name]) for name in fns}
+
+
+class _AnsweringPort:
+    """An in-memory port that answers each status request at once, from a table: the
+    client's own cost per round trip, without the pty and the firmware."""
+
+    timeout = C.READ_SLICE
+
+    def __init__(self):
+        self.waiting = b""
+        d = fastcodec._BY_NAME["status_info"]
+        fields = {n: b"" if t is bytes else 0 for n, t in zip(d.names, d.types, strict=True)}
+        # request -> answer for every seq, made beforehand: write() only looks it up
+        self.answers = {fastcodec.encode("status", seq): fastcodec.encode(
+            "status_info", seq, fields, flags=S.F_RESPONSE) for seq in range(1, 0x10000)}
+
+    def write(self, data: bytes):
+        self.waiting += self.answers[data]
+
+    def flush(self):
+        pass
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.waiting)
+
+    def read(self, n: int = 1) -> bytes:
+        out, self.waiting = self.waiting[:n], self.waiting[n:]
+        return out
+
+
+def client_cpu(n: int = 20_000) -> dict:
+    """Median us per Client.status() on the answering port: fast codec and construct."""
+    out = {}
+    port = _AnsweringPort()
+    for name, codec_module, runs in (("fast", fastcodec, n), ("construct", codec, n // 10)):
+        C.codec = codec_module
+        try:
+            out[name] = _timed(C.Client(port, hello=False).status, runs)["median_ms"] * 1e3
+        finally:
+            C.codec = fastcodec
+    return out
+
+
 def roundtrip(n: int = ROUNDTRIPS, lockstep: bool = False) -> dict:
     """{"construct": stats, "fast": stats, "raw": stats, ...} of n status requests each."""
-    out: dict = {"lockstep": lockstep}
+    out: dict = {"lockstep": lockstep, "load_average_1min": [round(os.getloadavg()[0], 2)]}
     with tempfile.TemporaryDirectory(prefix="rt-") as tmp, \
             launch(tmp, lockstep=lockstep, seed=1, console=False) as emu:
         pump = C.connect(emu.port, key=C.load_key(emu.key_path))
@@ -74,15 +142,7 @@ def roundtrip(n: int = ROUNDTRIPS, lockstep: bool = False) -> dict:
             st = pump.status()
             assert st.last_code == S.OK
             assert C.codec is fastcodec  # the client's default since issue 12
-            out["fast"] = _timed(pump.status, n)
-            C.codec = codec  # construct's codec, as the client shipped before
-            try:
-                assert type(pump.status()) is type(st)
-                out["construct"] = _timed(pump.status, n)
-            finally:
-                C.codec = fastcodec
             port = pump.port  # the same pyserial port, bare
-            port.timeout = 1.0
             request = codec.encode("status", 7)
 
             def raw():
@@ -95,12 +155,23 @@ def roundtrip(n: int = ROUNDTRIPS, lockstep: bool = False) -> dict:
                     got += more
                 return got
 
+            def construct():
+                C.codec = codec  # construct's codec, as the client shipped before
+                try:
+                    return pump.status()
+                finally:
+                    C.codec = fastcodec
+
+            assert type(construct()) is type(st)
             answer = raw()
             assert codec.decode(answer).name == "status_info"
             out["wire_bytes"] = {"request": len(request), "answer": len(answer)}
-            out["raw"] = _timed(raw, n)
+            out.update(_interleaved({"fast": pump.status, "construct": construct,
+                                     "raw": raw}, n))
         finally:
             pump.close()
+    out["load_average_1min"].append(round(os.getloadavg()[0], 2))
+    out["client_cpu_us"] = client_cpu()
     return out
 
 

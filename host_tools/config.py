@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,10 +85,16 @@ def read_config(path: Path | None = None) -> dict:
     """The per-user config file's settings ({} when there is none)."""
     path = path or config_path()
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    import tomllib  # only with a config file: every pumpctl run reads this
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path}: {exc}") from None
     unknown = sorted(set(data) - set(CONFIG_KEYS))
     if unknown:

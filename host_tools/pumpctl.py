@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import difflib
 import json
 import os
 import re
@@ -26,17 +25,17 @@ import sys
 import time
 from dataclasses import asdict
 from decimal import Decimal
-from importlib import metadata
 from pathlib import Path
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from host_tools import client as C
 from host_tools import config
 from host_tools.paths import in_checkout
 from protocol import codec, refusals, spec
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:  # rich is imported where a table or a progress bar is drawn (start-up)
+    from rich.console import Console
+    from rich.table import Table
 
 EXIT_OK = 0
 EXIT_INCOMPLETE = 1
@@ -66,10 +65,10 @@ class BolusLinkLost(C.LinkError):
         self.extra = {"bolus_id": bolus_id, "delivered": delivered, "requested": requested}
         super().__init__(
             f"link lost while bolus #{bolus_id} was running: {C.mu_to_units(delivered)} of "
-            f"{_u(requested)} delivered when last seen. The pump goes on by itself: once it "
-            f"answers again, `pumpctl status` shows the bolus if it still runs and "
-            f"`pumpctl history` how it ended (bolus_end #{bolus_id}); do not repeat it "
-            f"before. (cause: {cause})")
+            f"{C.mu_to_units(requested)} U delivered when last seen. The pump goes on by "
+            f"itself: once it answers again, `pumpctl status` shows the bolus if it still "
+            f"runs and `pumpctl history` how it ended (bolus_end #{bolus_id}); do not repeat "
+            f"it before. (cause: {cause})")
 
 
 # ============================================================================ parsing
@@ -88,6 +87,8 @@ def did_you_mean(message: str) -> str:
     m = _INVALID_CHOICE.match(message)
     if not m or m.group(1) not in ("COMMAND", "ACTION"):
         return message
+    import difflib
+
     given = m.group(2)
     choices = [c.strip().strip("'") for c in m.group(3).split(",")]
     close = difflib.get_close_matches(given, choices, n=3, cutoff=0.6)
@@ -101,12 +102,22 @@ def did_you_mean(message: str) -> str:
 
 def version_text() -> str:
     """Package version, protocol version and schema hash: what a bug report needs."""
+    from importlib import metadata  # 40 ms to import: only for --version
+
     try:
         version = metadata.version("micropump")
     except metadata.PackageNotFoundError:
         version = "unknown (not installed)"
     return (f"pumpctl {version} (micropump), protocol {spec.PROTOCOL_VERSION}, "
             f"schema {spec.schema_hash():#010x}")
+
+
+class _VersionAction(argparse._VersionAction):
+    """--version, its text looked up only when asked for."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        self.version = version_text()
+        super().__call__(parser, namespace, values, option_string)
 
 
 def amount_mu(text: str) -> int:
@@ -178,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds to wait for each answer (default %(default)s)")
     p.add_argument("--retries", type=whole, default=C.DEFAULT_RETRIES,
                    help="extra tries when an answer is lost (default %(default)s)")
-    p.add_argument("--version", action="version", version=version_text(),
+    p.add_argument("--version", action=_VersionAction,
                    help="package version, protocol version and schema hash")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -409,12 +420,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ============================================================================ output
+def _rich_console(**kwargs) -> Console:
+    """rich's Console as pumpctl prints: markup, no highlighting, no :emoji: codes (a
+    name such as ":smile:" stays text; and rich's emoji table is not imported: 20 ms)."""
+    from rich.console import Console
+
+    return Console(highlight=False, emoji=False, **kwargs)
+
+
+def table(**kwargs) -> Table:
+    """A rich Table (rich is imported by the first one: --json and --help need none)."""
+    from rich.table import Table
+
+    return Table(**kwargs)
+
+
 class Out:
     def __init__(self, as_json: bool, console: Console | None = None,
                  err: Console | None = None):
         self.json = as_json
-        self.console = console or Console(highlight=False)
-        self.err = err or Console(stderr=True, highlight=False)
+        self._console = console
+        self._err = err
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            self._console = _rich_console()
+        return self._console
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            self._err = _rich_console(stderr=True)
+        return self._err
 
     def emit(self, data, table=None, text: str | None = None):
         if self.json:
@@ -435,10 +473,6 @@ def _json_default(o):
     raise TypeError(type(o).__name__)
 
 
-def _u(mu: int) -> str:
-    return f"{C.mu_to_units(mu)} U"
-
-
 def _local(seconds: int, offset: int) -> str:
     return C.from_pump_seconds(seconds, offset).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -454,7 +488,7 @@ def status_dict(st: C.Status, info: C.Hello | None) -> dict:
 
 
 def status_table(st: C.Status, info: C.Hello | None) -> Table:
-    t = Table(title="micropump status", show_header=False, title_justify="left")
+    t = table(title="micropump status", show_header=False, title_justify="left")
     t.add_column("item", style="bold")
     t.add_column("value")
     delivery = ("[green]delivering[/]" if st.delivering
@@ -471,16 +505,17 @@ def status_table(st: C.Status, info: C.Hello | None) -> Table:
     if st.bolus_id:
         kind = spec.BOLUS_KINDS[st.bolus_kind] if st.bolus_kind < 4 else st.bolus_kind
         t.add_row("Bolus", f"#{st.bolus_id} {kind}: {C.mu_to_units(st.bolus_delivered)} of "
-                           f"{_u(st.bolus_requested)}")
+                           f"{C.mu_to_units(st.bolus_requested)} U")
     else:
         t.add_row("Bolus", "none running")
-    res = _u(st.reservoir)
+    res = f"{C.mu_to_units(st.reservoir)} U"
     if st.minutes_left >= 0:
         res += f" (about {st.minutes_left // 60} h {st.minutes_left % 60} min at this rate)"
     t.add_row("Reservoir", res)
     t.add_row("Battery", f"{st.battery} %")
-    t.add_row("Insulin on board", _u(st.iob))
-    t.add_row("Today", f"basal {_u(st.basal_today)}, bolus {_u(st.bolus_today)}")
+    t.add_row("Insulin on board", f"{C.mu_to_units(st.iob)} U")
+    t.add_row("Today", f"basal {C.mu_to_units(st.basal_today)} U, "
+                       f"bolus {C.mu_to_units(st.bolus_today)} U")
     if st.glucose:
         trend = "" if st.trend == spec.NO_TREND else (
             f" {C.trend_arrow(st.trend)} {st.trend / 10:+g} mg/dL/min")
@@ -518,7 +553,7 @@ def describe_record(r: C.HistoryRecord) -> str:
 # ============================================================================ commands
 def cmd_status(pump: C.Client, args, out: Out):
     st = pump.status()
-    out.emit(status_dict(st, pump.info), status_table(st, pump.info))
+    out.emit(status_dict(st, pump.info), None if out.json else status_table(st, pump.info))
 
 
 def _result(out: Out, what: str, res: C.Result, **extra):
@@ -542,7 +577,7 @@ def cmd_bolus(pump: C.Client, args, out: Out):
     if args.no_wait:
         out.emit({"ok": True, "command": "bolus", "cmd_id": res.cmd_id, "bolus_id": bolus_id,
                   "requested": total, "reconciled": res.reconciled},
-                 text=f"bolus #{bolus_id} of {_u(total)} started")
+                 text=f"bolus #{bolus_id} of {C.mu_to_units(total)} U started")
         return EXIT_OK
     delivered, ending = watch_bolus(pump, bolus_id, total, out)
     data = {"ok": ending == spec.BOLUS_COMPLETED, "command": "bolus", "cmd_id": res.cmd_id,
@@ -550,7 +585,7 @@ def cmd_bolus(pump: C.Client, args, out: Out):
             "ending": spec.BOLUS_ENDINGS[ending] if 0 <= ending < 3 else ending}
     word = data["ending"]
     out.emit(data, text=f"bolus #{bolus_id} {word}: {C.mu_to_units(delivered)} of "
-                        f"{_u(total)} delivered")
+                        f"{C.mu_to_units(total)} U delivered")
     return EXIT_OK if ending == spec.BOLUS_COMPLETED else EXIT_INCOMPLETE
 
 
@@ -574,6 +609,14 @@ def watch_bolus(pump: C.Client, bolus_id: int, total: int, out: Out,
 
 def _follow_bolus(pump: C.Client, bolus_id: int, total: int, out: Out, status_every: float,
                   seen: list[int]) -> tuple[int, int]:
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     delivered = 0
     progress = Progress(TextColumn("bolus #{task.fields[bid]}"), BarColumn(),
                         TextColumn("{task.fields[done]} of {task.fields[total_u]} U"),
@@ -629,7 +672,7 @@ def cmd_temp(pump: C.Client, args, out: Out):
 
 
 def _profile_table(profiles: list[C.Profile], schedule: list[int] | None) -> Table:
-    t = Table(title="basal profiles", title_justify="left")
+    t = table(title="basal profiles", title_justify="left")
     t.add_column("#", justify="right")
     t.add_column("name")
     t.add_column("from")
@@ -684,7 +727,7 @@ def cmd_schedule(pump: C.Client, args, out: Out):
         if args.days:
             raise BadInput("schedule show takes no arguments")
         sched = pump.get_schedule()
-        t = Table(title="weekly schedule", title_justify="left")
+        t = table(title="weekly schedule", title_justify="left")
         for d in days:
             t.add_column(d, justify="center")
         t.add_row(*(str(i) for i in sched))
@@ -706,7 +749,7 @@ def cmd_settings(pump: C.Client, args, out: Out):
         if args.name:
             sid = _setting(args.name)
             rows = (spec.SETTINGS[sid],)
-        t = Table(title="settings", title_justify="left")
+        t = table(title="settings", title_justify="left")
         for col, just in (("name", "left"), ("value", "right"), ("default", "right"),
                           ("range", "right")):
             t.add_column(col, justify=just)
@@ -789,7 +832,7 @@ def cmd_history(pump: C.Client, args, out: Out):
     if first < 0:
         raise BadInput("--from must not be negative")
     recs = pump.get_history(first, args.count) if first < st.history_next else []
-    t = Table(title=f"history from #{first}", title_justify="left")
+    t = table(title=f"history from #{first}", title_justify="left")
     t.add_column("#", justify="right")
     t.add_column("time")
     t.add_column("kind")
@@ -805,7 +848,7 @@ def cmd_totals(pump: C.Client, args, out: Out):
         raise BadInput("--days must be 1..366")
     st = pump.status()
     today = st.local_day
-    t = Table(title="daily totals", title_justify="left")
+    t = table(title="daily totals", title_justify="left")
     for col in ("day", "basal U", "bolus U", "prime U", "total U"):
         t.add_column(col, justify="right" if "U" in col else "left")
     data = []
@@ -824,7 +867,7 @@ def cmd_totals(pump: C.Client, args, out: Out):
 
 def cmd_alarms(pump: C.Client, args, out: Out):
     alarms = [a for a in pump.get_alarms() if a.active]
-    t = Table(title="active alarms", title_justify="left")
+    t = table(title="active alarms", title_justify="left")
     for col in ("id", "alarm", "priority", "acknowledged", "level"):
         t.add_column(col)
     for a in alarms:
@@ -846,10 +889,10 @@ def cmd_reservoir(pump: C.Client, args, out: Out):
     if args.action == "rewind":
         _result(out, "rewind", pump.rewind())
     elif args.action == "fill":
-        _result(out, f"fill {_u(args.amount)}", pump.fill(args.amount))
+        _result(out, f"fill {C.mu_to_units(args.amount)} U", pump.fill(args.amount))
     else:
         kind = spec.PRIME_CANNULA if args.cannula else spec.PRIME_TUBING
-        what = f"prime {'cannula' if args.cannula else 'tubing'} {_u(args.amount)}"
+        what = f"prime {'cannula' if args.cannula else 'tubing'} {C.mu_to_units(args.amount)} U"
         _result(out, what, pump.prime(kind, args.amount))
 
 
@@ -871,7 +914,7 @@ def cmd_cgm(pump: C.Client, args, out: Out):
     st = pump.status()
     since = max(0, st.utc // 60 - args.hours * 60)
     readings = pump.get_cgm(since)
-    t = Table(title=f"CGM readings, last {args.hours} h", title_justify="left")
+    t = table(title=f"CGM readings, last {args.hours} h", title_justify="left")
     for col, just in (("time", "left"), ("glucose", "right"), ("change", "right")):
         t.add_column(col, justify=just)
     rows = []
@@ -933,7 +976,7 @@ def _calc_display(kind: int, value: int, high: int) -> str:
 
 def cmd_calc(pump: C.Client, args, out: Out):
     if args.action == "show":
-        t = Table(title="bolus calculator", title_justify="left")
+        t = table(title="bolus calculator", title_justify="left")
         for col in ("schedule", "from", "value"):
             t.add_column(col)
         data = {}
@@ -1009,7 +1052,7 @@ def cmd_wizard(pump: C.Client, args, out: Out):
                    + (" (urgent low)" if bg <= spec.URGENT_LOW else "")
                    + ": treat the low first (fast-acting carbohydrate) and check again; "
                      "no correction insulin is suggested")
-    t = Table(title=f"bolus suggestion: {args.carbs} g"
+    t = table(title=f"bolus suggestion: {args.carbs} g"
                     + (f", glucose {bg} mg/dL" if bg else ", no glucose"),
               show_header=False, title_justify="left")
     t.add_column("part")
@@ -1058,13 +1101,13 @@ def cmd_wizard(pump: C.Client, args, out: Out):
     data.update(bolus_id=bolus_id, cmd_id=res.cmd_id)
     if args.no_wait:
         data["ok"] = True
-        out.emit(data, text=f"bolus #{bolus_id} of {_u(sug.total)} started")
+        out.emit(data, text=f"bolus #{bolus_id} of {C.mu_to_units(sug.total)} U started")
         return EXIT_OK
     delivered, ending = watch_bolus(pump, bolus_id, sug.total, out)
     data.update(ok=ending == spec.BOLUS_COMPLETED, delivered=delivered,
                 ending=spec.BOLUS_ENDINGS[ending] if 0 <= ending < 3 else ending)
     out.emit(data, text=f"bolus #{bolus_id} {data['ending']}: {C.mu_to_units(delivered)} of "
-                        f"{_u(sug.total)} delivered")
+                        f"{C.mu_to_units(sug.total)} U delivered")
     return EXIT_OK if ending == spec.BOLUS_COMPLETED else EXIT_INCOMPLETE
 
 
@@ -1099,7 +1142,7 @@ def cmd_report(pump: C.Client, args, out: Out):
     exported = []
     if args.export:
         exported = report.export(data, args.export, describe=describe_record)
-    t = Table(title="daily totals", title_justify="left")
+    t = table(title="daily totals", title_justify="left")
     for col in ("day", "basal U", "bolus U", "total U"):
         t.add_column(col, justify="left" if col == "day" else "right")
     for row in summary["totals"]:
@@ -1119,7 +1162,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def _emit_counters(title: str, counters, out: Out):
-    t = Table(title=title, title_justify="left")
+    t = table(title=title, title_justify="left")
     t.add_column("counter")
     t.add_column("value", justify="right")
     for k, v in asdict(counters).items():
@@ -1249,7 +1292,7 @@ def save_alarm_wav(tel: dict, path: str, say) -> None:
 
 def emulate_table(tel: dict, emu) -> Table:
     """The live status table of `pumpctl emulate`, from the emulator's telemetry."""
-    t = Table(title="micropump emulator (Ctrl-C stops)", show_header=False,
+    t = table(title="micropump emulator (Ctrl-C stops)", show_header=False,
               title_justify="left")
     t.add_column("item", style="bold")
     t.add_column("value")
@@ -1267,11 +1310,12 @@ def emulate_table(tel: dict, emu) -> Table:
     t.add_row("Basal rate", basal)
     if tel.get("bolus_id"):
         t.add_row("Bolus", f"#{tel['bolus_id']}: {C.mu_to_units(tel['bolus_delivered'])} of "
-                           f"{_u(tel['bolus_requested'])}")
-    t.add_row("Reservoir", _u(tel["reservoir"]))
+                           f"{C.mu_to_units(tel['bolus_requested'])} U")
+    t.add_row("Reservoir", f"{C.mu_to_units(tel['reservoir'])} U")
     t.add_row("Battery", f"{e.get('battery_u', tel['battery'] * 10**6) / 10**6:.3f} %")
-    t.add_row("Insulin on board", _u(tel["iob"]))
-    t.add_row("Today", f"basal {_u(tel['basal_today'])}, bolus {_u(tel['bolus_today'])}")
+    t.add_row("Insulin on board", f"{C.mu_to_units(tel['iob'])} U")
+    t.add_row("Today", f"basal {C.mu_to_units(tel['basal_today'])} U, "
+                       f"bolus {C.mu_to_units(tel['bolus_today'])} U")
     names = [spec.ALARMS[a][0] for a in tel.get("alarms", []) if 0 <= a < spec.ALARM_COUNT]
     t.add_row("Alarms", "[red]" + ", ".join(names) + "[/]" if names else "none")
     t.add_row("LED / buzzer", led_buzzer_text(e))

@@ -11,6 +11,10 @@ with 0x00 (LNK-1).
 
 Every malformed input raises ``ProtocolError`` (or a subclass) with a message that says
 what is wrong; nothing here raises construct's own exceptions to the caller.
+
+construct is imported, and the tables built, on first use (``MESSAGES``, ``Frame``, ...,
+or any function that needs them): the host tools talk through protocol/fastcodec.py and
+come here only for what it declines, so a `pumpctl status` never pays for construct.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 
-import construct as c
 from cobs import cobs
 
 from protocol import spec
@@ -97,13 +100,14 @@ def compute_mac(key: bytes, signed: bytes, counter: int, schema: int = SCHEMA) -
 
 
 # ------------------------------------------------------------------------- the table
+# struct code -> (construct field name, lo, hi)
 _INT_CODES = {
-    "B": (c.Int8ul, 0, 0xFF),
-    "H": (c.Int16ul, 0, 0xFFFF),
-    "I": (c.Int32ul, 0, 0xFFFFFFFF),
-    "b": (c.Int8sl, -0x80, 0x7F),
-    "h": (c.Int16sl, -0x8000, 0x7FFF),
-    "i": (c.Int32sl, -0x80000000, 0x7FFFFFFF),
+    "B": ("Int8ul", 0, 0xFF),
+    "H": ("Int16ul", 0, 0xFFFF),
+    "I": ("Int32ul", 0, 0xFFFFFFFF),
+    "b": ("Int8sl", -0x80, 0x7F),
+    "h": ("Int16sl", -0x8000, 0x7FFF),
+    "i": ("Int32sl", -0x80000000, 0x7FFFFFFF),
 }
 
 
@@ -122,7 +126,8 @@ class _Field:
 
 def _field(name: str, code: str) -> tuple[_Field, c.Construct]:
     if code in _INT_CODES:
-        sub, lo, hi = _INT_CODES[code]
+        sub_name, lo, hi = _INT_CODES[code]
+        sub = getattr(c, sub_name)
         return _Field(name, code, sub.sizeof(), lo, hi), sub
     if code.endswith("s") and code[:-1].isdigit():
         n = int(code[:-1])
@@ -156,43 +161,69 @@ def _build_table() -> tuple[dict[int, _MessageDef], dict[str, int]]:
     return by_id, by_name
 
 
-MESSAGES, _IDS = _build_table()
+def _load() -> None:
+    """Import construct and build the tables, once (see the module's docstring)."""
+    global c, MESSAGES, _IDS, MessageId, Header, Signed, Auth, Frame
+    import construct
 
-MessageId = c.Enum(c.Int8ul, **{m.name: mid for mid, m in MESSAGES.items()})
+    c = construct
+    MESSAGES, _IDS = _build_table()
 
-Header = c.Struct(
-    "version" / c.Int8ul,
-    "flags" / c.Int8ul,
-    "seq" / c.Int16ul,
-    "msg_id" / MessageId,
-)
+    MessageId = c.Enum(c.Int8ul, **{m.name: mid for mid, m in MESSAGES.items()})
 
-# header + payload: the part the MAC signs
-Signed = c.Struct(
-    "header" / Header,
-    "payload" / c.Switch(
-        c.this.header.msg_id,
-        {m.name: m.struct for m in MESSAGES.values()},
-        default=c.Error,
-    ),
-)
+    Header = c.Struct(
+        "version" / c.Int8ul,
+        "flags" / c.Int8ul,
+        "seq" / c.Int16ul,
+        "msg_id" / MessageId,
+    )
 
-Auth = c.Struct("counter" / c.Int32ul, "mac" / c.Bytes(spec.MAC_SIZE))
+    # header + payload: the part the MAC signs
+    Signed = c.Struct(
+        "header" / Header,
+        "payload" / c.Switch(
+            c.this.header.msg_id,
+            {m.name: m.struct for m in MESSAGES.values()},
+            default=c.Error,
+        ),
+    )
 
-Frame = c.Struct(
-    "body" / c.RawCopy(
-        c.Struct(
-            "signed" / c.RawCopy(Signed),
-            "auth" / c.If(c.this.signed.value.header.flags & spec.F_AUTH, Auth),
-        )
-    ),
-    "crc" / c.Checksum(c.Int16ul, crc16, c.this.body.data),
-    c.Terminated,
-)
+    Auth = c.Struct("counter" / c.Int32ul, "mac" / c.Bytes(spec.MAC_SIZE))
+
+    Frame = c.Struct(
+        "body" / c.RawCopy(
+            c.Struct(
+                "signed" / c.RawCopy(Signed),
+                "auth" / c.If(c.this.signed.value.header.flags & spec.F_AUTH, Auth),
+            )
+        ),
+        "crc" / c.Checksum(c.Int16ul, crc16, c.this.body.data),
+        c.Terminated,
+    )
+
+
+_LAZY = frozenset(("c", "MESSAGES", "_IDS", "MessageId", "Header", "Signed", "Auth", "Frame"))
+
+
+def __getattr__(name: str):
+    """codec.MESSAGES, codec.Frame, ...: built on first use (PEP 562)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _load()
+    return globals()[name]
+
+
+def _tables() -> dict[int, _MessageDef]:
+    """MESSAGES, built first if needed (functions cannot rely on the module __getattr__).
+    Frame is the last name _load sets: another thread may be half-way through it."""
+    if "Frame" not in globals():
+        _load()
+    return MESSAGES
 
 
 def message_id(name_or_id: str | int) -> int:
     """The id of a message given by name or id; ProtocolError if the table lacks it."""
+    _tables()
     if isinstance(name_or_id, str):
         try:
             return _IDS[name_or_id]
@@ -206,15 +237,15 @@ def message_id(name_or_id: str | int) -> int:
 
 
 def message_name(mid: int) -> str:
-    return MESSAGES[message_id(mid)].name
+    return _tables()[message_id(mid)].name
 
 
 def payload_size(name_or_id: str | int) -> int:
-    return MESSAGES[message_id(name_or_id)].size
+    return _tables()[message_id(name_or_id)].size
 
 
 def field_names(name_or_id: str | int) -> tuple[str, ...]:
-    return tuple(f.name for f in MESSAGES[message_id(name_or_id)].fields)
+    return tuple(f.name for f in _tables()[message_id(name_or_id)].fields)
 
 
 # ------------------------------------------------------------------------- messages
@@ -287,7 +318,7 @@ def encode_frame(name_or_id: str | int, seq: int, fields: dict | None = None,
                  key: bytes | None = None, counter: int | None = None, flags: int = 0,
                  version: int = spec.PROTOCOL_VERSION) -> bytes:
     """The unstuffed frame: header + payload + [auth] + crc16 (no COBS, no 0x00)."""
-    m = MESSAGES[message_id(name_or_id)]
+    m = _tables()[message_id(name_or_id)]
     values = _normalise(m, fields)
     _check_int("sequence", seq, 0, 0xFFFF, "u16")
     _check_int("flags", flags, 0, 0xFF, "u8")
@@ -355,7 +386,7 @@ def decode_frame(frame: bytes, key: bytes | None = None) -> Message:
     version, flags, seq, mid = frame[0], frame[1], int.from_bytes(frame[2:4], "little"), frame[4]
     if version != spec.PROTOCOL_VERSION:
         raise VersionError(version)
-    if mid not in MESSAGES:
+    if mid not in _tables():
         raise ProtocolError(f"unknown message id 0x{mid:02X} (seq {seq})")
     m = MESSAGES[mid]
     auth = spec.AUTH_SIZE if flags & spec.F_AUTH else 0

@@ -49,10 +49,6 @@ from protocol.codec import (  # noqa: F401 - re-exported: the same API as codec
     _check_key,
     compute_mac,
     crc16,
-    field_names,
-    message_id,
-    message_name,
-    payload_size,
     stuff,
     unstuff,
 )
@@ -70,6 +66,7 @@ __all__ = [
     "decode_frame",
     "encode",
     "encode_frame",
+    "field_names",
     "message_id",
     "message_name",
     "payload_size",
@@ -115,13 +112,12 @@ class _Def:
 
 
 def _build():
+    # the same layout as the definition (codec.py): tests/test_fastcodec.py compares them
+    # message by message (not done here: it would import construct into every host tool)
     by_id: dict[int, _Def] = {}
     by_name: dict[str, _Def] = {}
     for mid, (name, fields) in sorted(spec.MESSAGES.items()):
         d = _Def(mid, name, fields)
-        # the same layout as the definition (codec.py) or nothing
-        assert d.size == codec.MESSAGES[mid].size, name
-        assert d.names == tuple(f.name for f in codec.MESSAGES[mid].fields), name
         by_id[mid] = d
         by_name[name] = d
     return by_id, by_name
@@ -137,6 +133,30 @@ def _lookup(name_or_id) -> _Def | None:
     if t is int:
         return _BY_ID.get(name_or_id)
     return None
+
+
+def _known(name_or_id) -> _Def:
+    """The message's definition; anything else is codec's to describe (it raises)."""
+    d = _lookup(name_or_id)
+    # codec raises its ProtocolError, or accepts what the fast path declined (an IntEnum)
+    return d if d is not None else _BY_ID[codec.message_id(name_or_id)]
+
+
+def message_id(name_or_id: str | int) -> int:
+    """codec.message_id, from the precomputed table."""
+    return _known(name_or_id).id
+
+
+def message_name(mid: int) -> str:
+    return _known(mid).name
+
+
+def payload_size(name_or_id: str | int) -> int:
+    return _known(name_or_id).size
+
+
+def field_names(name_or_id: str | int) -> tuple[str, ...]:
+    return _known(name_or_id).names
 
 
 def encode_frame(name_or_id: str | int, seq: int, fields: dict | None = None,

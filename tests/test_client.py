@@ -551,3 +551,30 @@ def test_client_has_a_typed_method_for_every_host_to_pump_message():
     for mid, (name, _fields) in spec.MESSAGES.items():
         if mid < 0x80:
             assert callable(getattr(C.Client, name, None)), name
+
+
+@pytest.mark.req("LNK-2")
+@pytest.mark.parametrize("record", [C.Hello, C.Status, C.LinkStats, C.SensorStats])
+def test_records_made_from_a_message_equal_the_dataclass_built_one(record):
+    """Record.of(message) (no frozen __init__: the status round trip's cost) is the same
+    record as Record(**message.fields), and refuses a message of another kind."""
+    import dataclasses
+
+    from protocol import fastcodec
+
+    table = fastcodec._BY_NAME[record.message_name]
+    names = table.names
+    values = {n: bytes([i]) * 2 if t is bytes else i + 1
+              for i, (n, t) in enumerate(zip(names, table.types, strict=True))}
+    msg = fastcodec.decode(fastcodec.encode(record.message_name, 9, values,
+                                            flags=spec.F_RESPONSE))
+    made, built = record.of(msg), record(**msg.fields)
+    assert made == built and hash(made) == hash(built) and repr(made) == repr(built)
+    assert dataclasses.asdict(made) == dataclasses.asdict(built) == msg.fields
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.__setattr__(names[0], 0)
+    other = fastcodec.decode(fastcodec.encode("result", 9, {"cmd_id": 1, "code": 0,
+                                                            "detail": 0},
+                                              flags=spec.F_RESPONSE))
+    with pytest.raises(codec.ProtocolError, match=f"expected {record.message_name}"):
+        record.of(other)

@@ -66,6 +66,28 @@ def test_the_fast_codec_is_derived_from_the_current_table():
         "protocol/spec.py changed: run `python -m protocol.make_golden` and review the diff")
 
 
+@pytest.mark.req("LNK-1")
+def test_table_lookups_agree_with_codec_without_construct():
+    """message_id, message_name, payload_size and field_names come from the fast table (the
+    client builds its records from them at import, before construct is loaded); anything
+    else gets codec's own error, or codec's answer for what it accepts (an IntEnum)."""
+    import enum
+
+    for mid, (name, _fields) in spec.MESSAGES.items():
+        for key in (mid, name):
+            assert fastcodec.message_id(key) == codec.message_id(key) == mid
+            assert fastcodec.payload_size(key) == codec.payload_size(key)
+            assert fastcodec.field_names(key) == codec.field_names(key)
+        assert fastcodec.message_name(mid) == codec.message_name(mid) == name
+    for bad in ("no_such_message", 0xEE, True, None, 1.0):
+        for fn in ("message_id", "payload_size", "field_names", "message_name"):
+            want = outcome(getattr(codec, fn), bad)
+            assert want[0] == "error"
+            assert outcome(getattr(fastcodec, fn), bad) == want
+    status = enum.IntEnum("Ids", {"STATUS": codec.message_id("status_info")}).STATUS
+    assert fastcodec.field_names(status) == codec.field_names("status_info")
+
+
 @pytest.mark.req("LNK-1", "SEC-2")
 @pytest.mark.parametrize("v", VECTORS, ids=_ids)
 def test_fast_codec_reproduces_golden(v):
