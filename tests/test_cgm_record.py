@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from boards.fakes import BytePort, Clock
 from firmware import cgm_link as L
 from firmware import cgm_record as R
+from firmware.crc import crc16
 from protocol import cgm_record as H
 from protocol import spec as S
 from tests.runtimes import run_unix
@@ -71,6 +72,38 @@ def test_e2e_crc_is_crc_ccitt_lsb_first_with_seed_ffff():
     """The catalogue check value of CRC-16/MCRF4XX (poly 0x1021 reflected, init 0xFFFF)."""
     assert R.crc16_mcrf4xx(b"123456789", 0, 9) == 0x6F91
     assert R.crc16_mcrf4xx(b"", 0, 0) == 0xFFFF
+
+
+@pytest.mark.req("SNS-4")
+def test_e2e_crc_matches_the_cgms_specification_example_and_an_independent_collector():
+    """The variant checked against outside sources (docs/boards.md, "E2E-CRC"):
+    - CGMS 1.0.1 section 3.11's worked example, as NordicSemiconductor/
+      Android-BLE-Common-Library ble-common/src/test/.../util/CRC16Test.java quotes it:
+      3E 01 02 .. 09 gives 0x2F01 (the PDF prints the two octets the other way round);
+    - that library's CGM Measurement tests (.../callback/cgm/
+      ContinuousGlucoseMeasurementDataCallbackTest.java): a full 15-byte record (flags
+      0xE3, 12.34 mg/dL, minute 5, annunciation 02 14 FF, trend 0.2, quality 99.7) whose
+      E2E-CRC is 0x3F8E, and a 6-byte record (120 mg/dL, minute 6) whose CRC is 0x6F59.
+    Our decoder accepts those records as sent; the CCITT-FALSE form (MSB first), which the
+    spec's wording alone ("CRC-CCITT generator polynomial, seed 0xFFFF") would also allow,
+    gives other values."""
+    example = bytes([0x3E, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    assert R.crc16_mcrf4xx(example, 0, len(example)) == 0x2F01
+    assert crc16(example, 0, len(example)) != 0x2F01  # CRC-16/CCITT-FALSE, the other reading
+    full = bytes([15, 0xE3, 0xD2, 0xE4, 5, 0, 0x02, 0x14, 0xFF, 0x02, 0xF0, 0xE5, 0xF3,
+                  0x8E, 0x3F])
+    code, out = decode(full)
+    assert code == R.OK and out[R.O_CRC] == 1
+    assert out[R.O_OFFSET] == 5 and out[R.O_GLUCOSE] == 12  # 12.34 rounded
+    assert out[R.O_TREND] == 2 and out[R.O_QUALITY] == 100  # 0.2 x 10, 99.7 rounded
+    # status octet 02 (battery low), cal/temp 14 (temperature too high, calibration
+    # recommended), warning FF: the bits their test asserts
+    assert out[R.O_STATUS] == 0xFF << 16 | 0x14 << 8 | 0x02
+    assert out[R.O_STATUS] & R.SS_BATTERY_LOW and out[R.O_STATUS] & R.SS_TEMP_HIGH
+    small = bytes([8, 0, 0x0C, 0x10, 6, 0])  # 12 x 10^1 mg/dL at minute 6
+    assert R.crc16_mcrf4xx(small, 0, 6) == 0x6F59
+    assert decode(small + bytes([0x59, 0x6F]))[0] == R.OK
+    assert decode(small + bytes([0x58, 0x6F]))[0] == R.R_CRC  # their "wrong CRC" case
 
 
 @pytest.mark.req("SNS-4")
