@@ -161,3 +161,36 @@ def test_noisy_sensor_does_not_make_suspend_before_low_chatter(sensor):
     assert len(suspended) <= 1 + len(resumed)
     for again, prev in zip(suspended[1:], [r for r in sbl if r.arg == 0], strict=False):
         assert again.time - prev.time >= S.SBL_WAIT_MIN * 60
+
+
+@pytest.mark.req("SNS-4", "SNS-1", "SNS-2")
+def test_the_virtual_patient_as_the_transmitter(sensor):
+    """simglucose's adult#001 eats 60 g at minute 5 with no bolus, fed the pump's basal:
+    every reading it sends is taken, the pump holds exactly those values with their trend,
+    the high alarm (set to 180) follows the patient's glucose, and the patient got exactly
+    the insulin the pump delivered, which is the programmed basal."""
+    from host_tools.patient import simglucose_available
+
+    if not simglucose_available():
+        pytest.skip("the virtual patient needs simglucose (the `patient` extra)")
+    pump = sensor.pump
+    pump.set_setting("glucose_high", 180)
+    fresh(sensor)
+    before = pump.status()
+    patient, steps = sensor.play_patient(90, meals=[(5, 60)])
+    assert [s.minute - steps[0].minute for s in steps] == list(range(0, 90, 5))
+    assert all(s.taken for s in steps)
+    values = [int(H.sfloat_value(H.parse_record(s.record).glucose)) for s in steps]
+    assert values == [round(g) for _m, g, _mu in patient.trace]  # no noise: as the model
+    assert values[-1] - values[0] >= 50  # the meal, untreated
+    st = pump.status()
+    assert st.glucose == values[-1]
+    assert st.trend == values[-1] - values[-3]  # mg/dL per 10 min = 0.1 mg/dL/min units
+    assert on(st, S.A_GLUCOSE_HIGH) == (values[-1] >= 180) and values[-1] >= 180
+    held = [r.mg_dl for r in pump.get_cgm(since=before.utc // 60)]
+    assert held[-len(values):] == values
+    # insulin: what the pump delivered between the first and the last reading, all of it
+    # to the patient, and that is the programmed basal (within a pulse)
+    assert sum(s.insulin_mu for s in steps) == patient.insulin_mu > 0
+    programmed = kit.programmed_mu(kit.local_ms(before), 85 * kit.MIN_MS)
+    assert abs(patient.insulin_mu - programmed) <= sensor.pump.info.pulse_mu

@@ -1490,7 +1490,7 @@ def cmd_sensor(args, out: Out) -> int:
                     args.patient, args.scenario, args.sensitivity))
             except PatientUnavailable as exc:
                 raise ValueError(str(exc)) from None
-            source = lambda m: patient.glucose  # noqa: E731 (stepped by SN.play)
+            source = SN.patient_glucose(patient)
             end = (args.first + args.minutes if args.minutes is not None
                    else args.expiry + 1)
         else:
