@@ -194,3 +194,17 @@ def test_the_virtual_patient_as_the_transmitter(sensor):
     assert sum(s.insulin_mu for s in steps) == patient.insulin_mu > 0
     programmed = kit.programmed_mu(kit.local_ms(before), 85 * kit.MIN_MS)
     assert abs(patient.insulin_mu - programmed) <= sensor.pump.info.pulse_mu
+
+
+@pytest.mark.req("SNS-4")
+def test_records_arrive_through_the_boards_sensor_transport(request, bench, sensor):
+    """One record is one frame in the pump's sensor-link statistics, taken; without
+    --sensor-port the pump is a simulated board of the session's kind (the QEMU ARM board
+    reads its UART1), not a stand-in."""
+    before = sensor.pump.get_sensor_stats()
+    st = sensor.reading(123)
+    after = sensor.pump.get_sensor_stats()
+    assert (after.frames - before.frames, after.accepted - before.accepted) == (1, 1)
+    assert st.glucose == 123
+    if not request.config.getoption("--sensor-port") and bench.started_board is not None:
+        assert sensor.pump.info.board == bench.started_board
