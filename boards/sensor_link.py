@@ -46,6 +46,8 @@ def sensor_radio_class(base, port):
             self.pairing_lost = 0
             self.foreign_id = 0
             self.stats = self.link.stats
+            self.order_for = 0
+            self.last_offset = -1
 
         def read(self):
             link = self.link
@@ -53,6 +55,13 @@ def sensor_radio_class(base, port):
             v = link.read()
             self.pairing_lost = link.pairing_lost
             self.foreign_id = link.foreign_id
+            self.order_for = link.order_for
+            self.last_offset = link.last_offset
             return self.deliver(v)
+
+        def restore_order(self, tx, offset):
+            self.link.restore_order(tx, offset)
+            self.order_for = tx
+            self.last_offset = offset
 
     return PtyRadio

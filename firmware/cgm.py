@@ -49,7 +49,7 @@ the monotonic clock) and are saved when they change: a reboot keeps basal suspen
 
 from array import array
 
-from firmware.layout import S_MONO_S, S_SBL, S_SBL_S, S_SBL_WAIT_S
+from firmware.layout import S_CGM_OFFSET, S_CGM_TX, S_MONO_S, S_SBL, S_SBL_S, S_SBL_WAIT_S
 from protocol.spec import (
     A_GLUCOSE_FALL,
     A_GLUCOSE_HIGH,
@@ -143,7 +143,10 @@ class Cgm:
 
     def restore(self):
         """At boot: the readings of the log back into the ring, the newest reading's
-        value and monotonic second (signal-loss timing, HIS-3). Outside the tick."""
+        value and monotonic second (signal-loss timing, HIS-3); a pairing radio gets its
+        time-offset order back (SNS-4). Outside the tick."""
+        if self.pairs:
+            self.radio.restore_order(self.st[S_CGM_TX], self.st[S_CGM_OFFSET] - 1)
         log = self.log
         rec = bytearray(24)
         first = log.next_seq - CGM_READINGS
@@ -175,6 +178,10 @@ class Cgm:
                 self._sensor_status(v)
             if self.pairs:
                 al.set(A_PAIRING_LOST, radio.pairing_lost, radio.foreign_id)
+                if radio.order_for != st[S_CGM_TX] or radio.last_offset + 1 != st[S_CGM_OFFSET]:
+                    st[S_CGM_TX] = radio.order_for  # a reboot keeps the order (SNS-4)
+                    st[S_CGM_OFFSET] = radio.last_offset + 1
+                    self.pump._commit(0, 0, 0)
         age = now - self.last_s
         al.set(A_SIGNAL_LOSS, self.readings and not self.sensor and age >= LOSS_S, age // 60)
         if st[S_SBL] and now - st[S_SBL_S] >= SBL_MAX_S:

@@ -32,8 +32,9 @@ reserved flags) as malformed. Nothing dropped reaches the pump: no alarm from a 
 Pairing lost (issue 15, A_PAIRING_LOST): `pairing_lost` is 1 while records from other
 transmitters came within the last WINDOW_MS and none from the paired one did;
 `foreign_id` is the last such transmitter. Changing `paired` restarts the time-offset order.
-The order lives in RAM: after a reboot the first record of the paired transmitter is taken
-as it comes (firmware/cgm.py keeps one reading per minute).
+The order (`order_for`, `last_offset`) survives a reboot: firmware/cgm.py saves it in the
+pump's persistent state when it changes and gives it back with `restore_order` at boot, so
+a record replayed after a reboot is dropped like one replayed before it.
 """
 
 from array import array
@@ -179,6 +180,12 @@ class CgmLink:
         self.last_status = status
         st[ST_ACCEPTED] += 1
         return v
+
+    def restore_order(self, tx, offset):
+        """At boot: the time-offset order saved before (transmitter id, last accepted
+        offset or -1). A pairing changed since then restarts it at the next read."""
+        self.order_for = tx
+        self.last_offset = offset
 
     def available(self):
         return True

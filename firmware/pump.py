@@ -86,6 +86,7 @@ from firmware.layout import (
     STATE_LEN,
     STATE_LEN_1,
     STATE_LEN_2,
+    STATE_LEN_3,
     V_NAMES,
     V_RATES,
     V_SCHEDULE,
@@ -276,7 +277,7 @@ class Pump:
         # one save/load image for the three A/B slot pairs (store.Slots `scratch`)
         scratch = bytearray(4 * max(STATE_LEN, SETTINGS_LEN, DOSES_LEN) + 2)
         self.state_slots = Slots(hw.storage, R_STATE_A, R_STATE_B, self.state,
-                                 (STATE_LEN_2, STATE_LEN_1), scratch)
+                                 (STATE_LEN_3, STATE_LEN_2, STATE_LEN_1), scratch)
         self.settings_slots = Slots(hw.storage, R_SETTINGS_A, R_SETTINGS_B, self.settings,
                                     (SETTINGS_LEN_1,), scratch)
         self.history = History(hw.storage, R_HISTORY)

@@ -208,3 +208,26 @@ def test_records_arrive_through_the_boards_sensor_transport(request, bench, sens
     assert st.glucose == 123
     if not request.config.getoption("--sensor-port") and bench.started_board is not None:
         assert sensor.pump.info.board == bench.started_board
+
+
+@pytest.mark.req("SNS-4", "HIS-2")
+def test_a_replayed_record_is_still_dropped_after_a_power_cut(sensor):
+    """The time-offset order survives a reboot (the pump's persistent state): the replay
+    of the last record and an older one, sent after a power cut, are counted and dropped;
+    the next record is taken."""
+    if sensor.sim is None:
+        pytest.skip("a power cut needs the simulated board's fault injection")
+    fresh(sensor)
+    st = sensor.reading(140)
+    good = sensor.offset
+    sensor.sim.power_cut()
+    before = sensor.pump.get_sensor_stats()
+    sensor.record(45, offset=good)
+    sensor.record(45, offset=good - 5)
+    after = sensor.pump.get_sensor_stats()
+    assert (after.duplicate - before.duplicate, after.out_of_order - before.out_of_order,
+            after.accepted - before.accepted) == (1, 1, 0)
+    st = sensor.pump.status()
+    assert st.glucose == 140 and not on(st, S.A_URGENT_LOW) and not on(st, S.A_GLUCOSE_LOW)
+    st = sensor.reading(138)
+    assert st.glucose == 138

@@ -581,6 +581,62 @@ def test_pairing_lost_alarm_through_the_pump():
     assert pump.cgm.last == 112 and not pump.alarms.active[S.A_PAIRING_LOST]
 
 
+@pytest.mark.req("SNS-4", "HIS-2")
+def test_the_time_offset_order_survives_a_reboot():
+    """The paired transmitter's last accepted time offset is saved with the pump's state:
+    after a reboot a replayed or older record is still dropped, a later one is taken; a
+    session stopped and a new pairing restart the order, across a reboot too. An image of
+    the layout before (STATE_LEN_3) loads with no order: the first record is taken."""
+    from firmware.layout import S_CGM_OFFSET, S_CGM_TX, STATE_LEN, STATE_LEN_3
+    from firmware.pump import Pump
+    from firmware.store import Slots
+    from tests.pumpkit import run
+
+    rig, pump, port, lk = linked_pump()
+
+    def boot():
+        hw = rig.hardware()
+        hw.radio = L.CgmLink(port, rig.clock)
+        p = Pump(hw)
+        assert p.boot() == 0
+        return p, hw.radio
+
+    def send(pump, *frames):
+        for data in frames:
+            port.feed(data)
+            run(rig, pump, 2)
+
+    send(pump, frame(120, 100))
+    assert pump.cgm.last == 120 and (pump.state[S_CGM_TX], pump.state[S_CGM_OFFSET]) == (TX, 101)
+    pump, lk = boot()
+    assert (lk.order_for, lk.last_offset) == (TX, 100)
+    send(pump, frame(45, 100), frame(45, 95))
+    assert pump.cgm.last == 120 and not active(pump)
+    assert stats(lk) == {"frames": 2, "duplicate": 1, "out_of_order": 1}
+    send(pump, frame(110, 105))
+    assert pump.cgm.last == 110 and pump.state[S_CGM_OFFSET] == 106
+    # the session stops: the next one starts over at minute 0, after a reboot as well
+    send(pump, frame("NaN", 110, status=R.SS_SESSION_STOPPED))
+    assert pump.state[S_CGM_OFFSET] == 0
+    pump, lk = boot()
+    send(pump, frame(130, 0))
+    assert pump.cgm.last == 130 and stats(lk) == {"frames": 1, "accepted": 1}
+    # another transmitter paired: its own order, saved with its id
+    assert pump.set_setting(S.SET_SENSOR_ID, TX + 1) == S.OK
+    send(pump, frame(131, 0, tx=TX + 1))
+    assert pump.cgm.last == 131
+    assert (pump.state[S_CGM_TX], pump.state[S_CGM_OFFSET]) == (TX + 1, 1)
+    # an image saved by the firmware before this order existed
+    old = array("i", pump.state[:STATE_LEN_3])
+    slots = Slots(rig.storage, 2, 3, old)
+    assert slots.save() and slots.save()
+    pump, lk = boot()
+    assert pump.state_slots.loaded_n == STATE_LEN_3 < STATE_LEN
+    assert (pump.state[S_CGM_TX], pump.state[S_CGM_OFFSET]) == (0, 0)
+    send(pump, frame(132, 0, tx=TX + 1))  # taken: nothing was known
+    assert pump.cgm.last == 132 and stats(lk) == {"frames": 1, "accepted": 1}
+
+
 @pytest.mark.req("SNS-4")
 def test_sensor_id_setting_range():
     from tests.pumpkit import make_pump
