@@ -48,15 +48,18 @@ def sensor_radio_class(base, port):
             self.stats = self.link.stats
             self.order_for = 0
             self.last_offset = -1
+            self.sensor_min = -1  # an injected reading (FAULT_GLUCOSE) has no sensor time
 
         def read(self):
             link = self.link
             link.paired = self.paired
+            injected = self.pending
             v = link.read()
             self.pairing_lost = link.pairing_lost
             self.foreign_id = link.foreign_id
             self.order_for = link.order_for
             self.last_offset = link.last_offset
+            self.sensor_min = -1 if injected else link.sensor_min
             return self.deliver(v)
 
         def restore_order(self, tx, offset):

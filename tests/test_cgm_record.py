@@ -637,6 +637,28 @@ def test_the_time_offset_order_survives_a_reboot():
     assert pump.cgm.last == 132 and stats(lk) == {"frames": 1, "accepted": 1}
 
 
+@pytest.mark.req("SNS-4", "SNS-2")
+def test_the_trend_is_timed_by_the_records_time_offsets():
+    """SNS-2's rates are glucose over the time it was measured: a backlog of three records
+    (minutes 0, 5, 10: -1 mg/dL/min) taken within 3 seconds makes a trend of -1.0, not one
+    of -300 mg/dL/min with fall and urgent-low-soon alarms; records 10 sensor minutes apart
+    that arrive 5 minutes apart fall at their sensor rate."""
+    from tests.pumpkit import run
+
+    rig, pump, port, lk = linked_pump()
+    port.feed(frame(150, 0) + frame(145, 5) + frame(140, 10))
+    run(rig, pump, 3)
+    assert lk.stats[L.ST_ACCEPTED] == 3 and pump.cgm.last == 140
+    assert pump.cgm.trend == -10 and pump.cgm.pred20 == 120
+    assert not active(pump) & {"glucose_fall", "urgent_low_soon", "glucose_low"}
+    for glucose, minute in ((130, 20), (120, 30)):
+        run(rig, pump, 298)
+        port.feed(frame(glucose, minute))
+        run(rig, pump, 2)
+    assert pump.cgm.last == 120 and pump.cgm.trend == -10  # 20 mg/dL in 20 sensor minutes
+    assert pump.cgm.pred30 == 90
+
+
 @pytest.mark.req("SNS-4")
 def test_sensor_id_setting_range():
     from tests.pumpkit import make_pump
