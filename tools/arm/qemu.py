@@ -109,11 +109,13 @@ class ScriptError(AssertionError):
 
 
 def run_script(code: str, *, state_dir: str | os.PathLike, image=None, icount: bool = True,
-               timeout: float = 900, world: dict | None = None) -> str:
+               timeout: float = 900, world: dict | None = None,
+               sensor: bytes | None = None) -> str:
     """Run MicroPython `code` on the QEMU board (MODE_SCRIPT, tools/arm/qemu/main.py); what
     it printed (\r\n as \n). The board's flash is DIR/flash.bin: kept between runs, so
     one script can prepare what the next boots from. `icount`: qemu -icount shift=0 (one
-    instruction per ns of board time; time.ticks_cpu() counts 40 instructions)."""
+    instruction per ns of board time; time.ticks_cpu() counts 40 instructions). `sensor`:
+    bytes waiting on UART1 (a sensor pty, as with QemuBoard's sensor=True)."""
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
     flash = state / HL.FLASH_FILE
@@ -121,8 +123,19 @@ def run_script(code: str, *, state_dir: str | os.PathLike, image=None, icount: b
     prepare_flash(flash, world if world is not None or not fresh else
                   {"speed": 0, "jitter": 0, "seed": 1, "rng": 0})
     provision(flash, bytes(32), 50, 0, script=code)
-    proc = subprocess.run(qemu_command(find_image(image or TEST_IMAGE), flash, icount),
-                          stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    master = slave = None
+    if sensor is not None:
+        master, slave, _path = HL._raw_pty()
+        os.write(slave, sensor)
+    try:
+        proc = subprocess.run(qemu_command(find_image(image or TEST_IMAGE), flash, icount,
+                                           master),
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                              pass_fds=[master] if master is not None else [])
+    finally:
+        for fd in (master, slave):
+            if fd is not None:
+                os.close(fd)
     out = proc.stdout.decode(errors="replace").replace("\r\n", "\n")
     if proc.returncode != 0:
         raise ScriptError(f"qemu exited with {proc.returncode}:\n{out[-4000:]}\n"
