@@ -26,6 +26,7 @@ not moved it.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -210,10 +211,27 @@ def _sensor_bench(request, bench, tmp_path_factory):
     b = Bench(emu.port, C.load_key(emu.key_path), emulator=emu, log=state / "emulator.log",
               log_file=log, started_board=board, has_sim=True)
     try:
-        b.connect()
+        _connect_once_booted(b)
         yield b
     finally:
         b.close()
+
+
+SENSOR_BOOT_S = 60.0  # a board started mid-run: qemu on a loaded machine boots slowly
+
+
+def _connect_once_booted(b: Bench) -> None:
+    """Connect to a simulated board that was just started: it answers HELLO once booted,
+    which for the QEMU board on a busy machine can take longer than one HELLO's retries
+    (a session's own board boots while nothing else runs; this one, mid-run, does not)."""
+    deadline = time.monotonic() + SENSOR_BOOT_S
+    while True:
+        try:
+            b.connect()
+            return
+        except C.PumpTimeout:
+            if time.monotonic() > deadline:
+                raise
 
 
 @pytest.fixture
