@@ -141,9 +141,11 @@ from protocol import spec as S  # noqa: E402
 
 def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=None,
                   telemetry_fd=None, cgm_trace=None, patient=None, world=None, board=None,
-                  storage=None, key=None, board_id=S.BOARD_UNIX, sensor_in=None):
+                  storage=None, key=None, board_id=S.BOARD_UNIX, sensor_in=None,
+                  sensor_port=None):
     """patient: (fd out, fd in) of the virtual patient's pipes, or None. A board without
-    files (boards/qemu_arm.py) passes its own world, board, storage and key."""
+    files (boards/qemu_arm.py) passes its own world, board, storage and key, and its
+    sensor UART as `sensor_port` (instead of a pty's fd `sensor_in`)."""
     if world is None:
         world = World(state_dir)
     if board is None:
@@ -163,8 +165,11 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
     buttons = EmuButtons(world)
     radio_class = EmuRadio
     if sensor_in is not None:  # sensor link on a pty (SNS-4): boards/sensor_link.py
+        from boards.sensor_link import FdPort
+        sensor_port = FdPort(sensor_in)
+    if sensor_port is not None:
         from boards.sensor_link import sensor_radio_class
-        radio_class = sensor_radio_class(EmuRadio, sensor_in)
+        radio_class = sensor_radio_class(EmuRadio, sensor_port)
     radio = radio_class(world, clock, read_trace(cgm_trace) if cgm_trace else None,
                         PatientPipe(patient[0], patient[1]) if patient is not None else None,
                         pulse_mu)

@@ -14,9 +14,15 @@ a bare-metal board must:
 - key, reset cause, pulse size: provisioned in the control area by the launcher;
 - power cut and watchdog: the exit status goes into the control area, the firmware ends,
   qemu exits with that status, the launcher starts it again;
-- no second console port and no telemetry (the UART is the only port; it carries the
+- sensor link (SNS-4): when the launcher connects the second UART (UART1) to a pty
+  (tools/arm/qemu.py --sensor; control word C_SENSOR), CGM Measurement records arrive
+  there and go through the same CgmLink as on the emulator and the boards
+  (boards/sensor_link.py), read by `CmsdkUart` (polled registers, no interrupts);
+- no second console port and no telemetry (UART0 is the only protocol port; it carries the
   bench console beside the frames, firmware/demux.py).
 """
+
+import time
 
 import machine
 import uctypes
@@ -74,6 +80,41 @@ class MemStorage(EmuStorage):
             data[at + i] = buf[i]
 
 
+class CmsdkUart:
+    """Receive side of a CMSDK APB UART (mps2-an385's UART1, the sensor link), polled:
+    readinto(buf) -> bytes read, 0 when none waits; never blocks for long, allocates
+    nothing (the register addresses are ints made once, here). A burst is read whole:
+    after a byte, it waits up to GAP_US for the next one, so a frame that is arriving is
+    taken at one poll (the UART holds one byte; qemu hands over the next one a few
+    hundred microseconds after the last was read). The pump never transmits here."""
+
+    GAP_US = 5000  # silence that ends a burst (a byte lasts 87 us at 115200 baud)
+
+    def __init__(self, base=L.UART1):
+        self.data = base
+        self.state = base + 4
+        machine.mem32[base + 0x10] = L.UART_BAUDDIV_115200
+        machine.mem32[base + 8] = L.UART_CTRL_RX_EN
+
+    def readinto(self, buf):
+        mem = machine.mem32
+        state = self.state
+        if not mem[state] & L.UART_STATE_RXFULL:
+            return 0
+        data = self.data
+        size = len(buf)
+        n = 0
+        last = time.ticks_us()
+        while n < size:
+            if mem[state] & L.UART_STATE_RXFULL:
+                buf[n] = mem[data] & 0xFF
+                n += 1
+                last = time.ticks_us()
+            elif time.ticks_diff(time.ticks_us(), last) > self.GAP_US:
+                break
+        return n
+
+
 def control(offset):
     return machine.mem32[L.CONTROL_AT + offset]
 
@@ -85,7 +126,8 @@ def make_hardware():
     return emulator.make_hardware(
         "qemu", pulse_mu=control(L.C_PULSE), reset_cause=control(L.C_RESET), world=world,
         board=MemBoard("qemu", world), storage=MemStorage(world),
-        key=bytes(uctypes.bytearray_at(L.CONTROL_AT + L.C_KEY, 32)), board_id=S.BOARD_QEMU_ARM)
+        key=bytes(uctypes.bytearray_at(L.CONTROL_AT + L.C_KEY, 32)), board_id=S.BOARD_QEMU_ARM,
+        sensor_port=CmsdkUart() if control(L.C_SENSOR) == 1 else None)
 
 
 def main():

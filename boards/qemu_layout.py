@@ -19,7 +19,8 @@ C_RESET = 8  # reset cause of this boot (protocol.spec RESET_*), set by the laun
 C_PULSE = 12  # pulse size in mU
 C_KEY = 16  # 32-byte pairing key (SEC-1)
 C_MODE = 48  # MODE_PUMP, or MODE_SCRIPT: run the script at SCRIPT_AT instead (measurements)
-CONTROL_SIZE = 52
+C_SENSOR = 52  # 1: the sensor link is UART1, which qemu connects to the launcher's pty
+CONTROL_SIZE = 56
 SCRIPT_AT = PSRAM + 0x102000  # u32 length, then MicroPython source
 SCRIPT_MAX = 0x40000 - 4
 MODE_PUMP = 0
@@ -27,3 +28,9 @@ MODE_SCRIPT = 1
 CONTROL_MAGIC = 0x554D4551  # "QEMU" little-endian
 
 EXIT_CRASH = 1  # the firmware ended by an exception: the launcher does not restart it
+
+# mps2-an385's CMSDK APB UART1 (qemu gives it the second -serial): the sensor link (SNS-4)
+UART1 = 0x40005000  # DATA; STATE at +4, CTRL at +8, BAUDDIV at +0x10
+UART_STATE_RXFULL = 2
+UART_CTRL_RX_EN = 2
+UART_BAUDDIV_115200 = 217  # the 25 MHz APB clock / 115200 baud

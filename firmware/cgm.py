@@ -11,11 +11,16 @@ R_CGM: time = UTC minute, v1 = the pump's monotonic second, v2 = mg/dL), from wh
 rebuilds the ring and the time of the newest reading, so signal loss is timed across
 reboots and outages (HIS-3).
 
-Trend: over the last 3 readings, if they span at most SIGNAL_LOSS_MIN minutes of the
-monotonic clock (never the wall clock): (newest - oldest) / time, in mg/dL/min x 10,
-NO_TREND otherwise. The trend window is RAM only: after a reboot the trend is unknown
-until 3 new readings came. Predictions extrapolate the same straight line from the newest
-reading; without a trend the prediction is the newest reading itself.
+Trend: over the last 3 readings, if they span at most SIGNAL_LOSS_MIN minutes: (newest -
+oldest) / time, in mg/dL/min x 10, NO_TREND otherwise. The time is when the sensor measured:
+the records' time offsets when the radio reports them (`sensor_min`, firmware/cgm_link.py:
+SNS-2's rates and predictions are of glucose over time, and records that arrive late or
+in a burst, a backlog after a dropout, must not make a steep trend), else the arrival on
+the monotonic clock (never the wall clock). The window starts over when that time base
+changes or the sensor's time goes back (another session or transmitter). The window is RAM
+only: after a reboot the trend is unknown until 3 new readings came. Predictions
+extrapolate the same straight line from the newest reading; without a trend the
+prediction is the newest reading itself.
 
 Alerts, evaluated at each reading (condition alarms: raised when the condition holds at a
 reading, cleared at the first reading where it does not):
@@ -49,7 +54,7 @@ the monotonic clock) and are saved when they change: a reboot keeps basal suspen
 
 from array import array
 
-from firmware.layout import S_MONO_S, S_SBL, S_SBL_S, S_SBL_WAIT_S
+from firmware.layout import S_CGM_OFFSET, S_CGM_TX, S_MONO_S, S_SBL, S_SBL_S, S_SBL_WAIT_S
 from protocol.spec import (
     A_GLUCOSE_FALL,
     A_GLUCOSE_HIGH,
@@ -118,9 +123,10 @@ class Cgm:
         self.values = array("h", [0] * CGM_READINGS)  # mg/dL
         self.head = 0  # next write
         self.count = 0  # readings held (<= CGM_READINGS)
-        self.rt = array("i", [0] * TREND_N)  # board-clock second of the last readings
+        self.rt = array("i", [0] * TREND_N)  # second of the last readings (see rbase)
         self.rv = array("i", [0] * TREND_N)  # and their values, oldest first
         self.rn = 0
+        self.rbase = 0  # rt's time: 0 monotonic seconds, 1 the sensor's (time offsets)
         self.last_s = 0  # monotonic second of the newest reading
         self.last = 0  # newest reading, mg/dL (0: none)
         self.sensor = 0  # CGMF_WARMUP or CGMF_EXPIRED while the sensor says so
@@ -135,6 +141,7 @@ class Cgm:
         by themselves."""
         self.radio = radio
         self.pairs = radio is not None and hasattr(radio, "pairing_lost")
+        self.timed = radio is not None and hasattr(radio, "sensor_min")
 
     @property
     def sbl(self):
@@ -143,7 +150,10 @@ class Cgm:
 
     def restore(self):
         """At boot: the readings of the log back into the ring, the newest reading's
-        value and monotonic second (signal-loss timing, HIS-3). Outside the tick."""
+        value and monotonic second (signal-loss timing, HIS-3); a pairing radio gets its
+        time-offset order back (SNS-4). Outside the tick."""
+        if self.pairs:
+            self.radio.restore_order(self.st[S_CGM_TX], self.st[S_CGM_OFFSET] - 1)
         log = self.log
         rec = bytearray(24)
         first = log.next_seq - CGM_READINGS
@@ -175,6 +185,10 @@ class Cgm:
                 self._sensor_status(v)
             if self.pairs:
                 al.set(A_PAIRING_LOST, radio.pairing_lost, radio.foreign_id)
+                if radio.order_for != st[S_CGM_TX] or radio.last_offset + 1 != st[S_CGM_OFFSET]:
+                    st[S_CGM_TX] = radio.order_for  # a reboot keeps the order (SNS-4)
+                    st[S_CGM_OFFSET] = radio.last_offset + 1
+                    self.pump._commit(0, 0, 0)
         age = now - self.last_s
         al.set(A_SIGNAL_LOSS, self.readings and not self.sensor and age >= LOSS_S, age // 60)
         if st[S_SBL] and now - st[S_SBL_S] >= SBL_MAX_S:
@@ -207,12 +221,20 @@ class Cgm:
         self.readings += 1
         same = self._keep(minute, v)
         self.log.append(minute, 1, 0, now, v, 0)
-        # the trend window (monotonic clock)
+        # the trend window: the sensor's time when known, else the monotonic clock
+        t = now
+        base = 0
+        if self.timed and self.radio.sensor_min >= 0:
+            t = self.radio.sensor_min * 60
+            base = 1
         rt = self.rt
         rv = self.rv
-        if same and self.rn:
+        if self.rn and (base != self.rbase or t < rt[self.rn - 1]):
+            self.rn = 0  # another clock, or another session: the old window does not fit
+        self.rbase = base
+        if same and self.rn and not base:  # sensor times never repeat (cgm_link drops them)
             rv[self.rn - 1] = v
-            rt[self.rn - 1] = now
+            rt[self.rn - 1] = t
         else:
             if self.rn == TREND_N:
                 rt[0] = rt[1]
@@ -220,7 +242,7 @@ class Cgm:
                 rt[1] = rt[2]
                 rv[1] = rv[2]
                 self.rn = TREND_N - 1
-            rt[self.rn] = now
+            rt[self.rn] = t
             rv[self.rn] = v
             self.rn += 1
         self.last = v
@@ -229,8 +251,9 @@ class Cgm:
         span = rt[self.rn - 1] - rt[0]
         if self.rn == TREND_N and 0 < span <= LOSS_S:
             dv = rv[TREND_N - 1] - rv[0]
-            # rounded, not floored: readings arrive within a second or so of their
-            # 5 minutes, and a floor would turn +4.0 mg/dL/min over 601 s into +3.9
+            # rounded, not floored: readings timed by arrival come within a second or
+            # so of their 5 minutes, and a floor would turn +4.0 mg/dL/min over 601 s
+            # into +3.9
             self.trend = (dv * 1200 + span) // (2 * span)
             self.pred20 = v + dv * (URGENT_SOON_MIN * 60) // span
             self.pred30 = v + dv * (SBL_AHEAD_MIN * 60) // span

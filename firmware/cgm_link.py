@@ -7,7 +7,9 @@ Frames (protocol/cgm_record.py builds them on the host):
 
 crc16 is the main link's CRC-16/CCITT-FALSE over transmitter id and record; the record is
 decoded by firmware/cgm_record.py. `read()` follows the hw.radio contract (firmware/hal.py):
-0 nothing new, mg/dL > 0, CGM_WARMUP or CGM_EXPIRED. It returns at most one reading per
+0 nothing new, mg/dL > 0, CGM_WARMUP or CGM_EXPIRED; `sensor_min` is then the record's time
+offset (when the sensor measured it: firmware/cgm.py times the trend by it), -1 after a
+read() that returned nothing. It returns at most one reading per
 call and leaves the rest of the received bytes for the next poll, so a transmitter that
 sends a backlog quickly loses nothing.
 
@@ -32,8 +34,9 @@ reserved flags) as malformed. Nothing dropped reaches the pump: no alarm from a 
 Pairing lost (issue 15, A_PAIRING_LOST): `pairing_lost` is 1 while records from other
 transmitters came within the last WINDOW_MS and none from the paired one did;
 `foreign_id` is the last such transmitter. Changing `paired` restarts the time-offset order.
-The order lives in RAM: after a reboot the first record of the paired transmitter is taken
-as it comes (firmware/cgm.py keeps one reading per minute).
+The order (`order_for`, `last_offset`) survives a reboot: firmware/cgm.py saves it in the
+pump's persistent state when it changes and gives it back with `restore_order` at boot, so
+a record replayed after a reboot is dropped like one replayed before it.
 """
 
 from array import array
@@ -89,6 +92,7 @@ class CgmLink:
         self.foreign_age = CAP_MS  # ms since another transmitter's last valid record
         self.foreign_id = 0
         self.pairing_lost = 0
+        self.sensor_min = -1  # time offset of the value read() returned (-1: none)
         self.last_trend = R.NO_VALUE  # 0.1 mg/dL/min, as the transmitter sent it
         self.last_quality = R.NO_VALUE
         self.last_status = 0
@@ -104,6 +108,7 @@ class CgmLink:
             self.order_for = self.paired
             self.last_offset = -1
         v = 0
+        self.sensor_min = -1
         dec = self.dec
         chunk = self.chunk
         while not v:
@@ -174,11 +179,18 @@ class CgmLink:
             st[ST_IMPOSSIBLE] += 1
             return 0
         self.last_offset = -1 if v == CGM_EXPIRED else offset
+        self.sensor_min = offset
         self.last_trend = out[R.O_TREND]
         self.last_quality = out[R.O_QUALITY]
         self.last_status = status
         st[ST_ACCEPTED] += 1
         return v
+
+    def restore_order(self, tx, offset):
+        """At boot: the time-offset order saved before (transmitter id, last accepted
+        offset or -1). A pairing changed since then restarts it at the next read."""
+        self.order_for = tx
+        self.last_offset = offset
 
     def available(self):
         return True

@@ -16,7 +16,9 @@ characteristic, little-endian, in this order:
                          the fields' length + 2)
 
 E2E-CRC: CRC-CCITT, polynomial 0x1021 with seed 0xFFFF, bits taken least significant first
-(the reflected form, CRC-16/MCRF4XX), over every byte before it. SFLOAT (IEEE 11073-20601):
+(the reflected form, CRC-16/MCRF4XX), over every byte before it, sent low octet first. The
+specification's wording leaves the bit order open; its worked example and public collectors
+settle it (docs/boards.md "E2E-CRC", tests/test_cgm_record.py). SFLOAT (IEEE 11073-20601):
 a 4-bit signed exponent (high nibble) and a 12-bit signed mantissa, value = m * 10**e;
 0x07FF NaN, 0x0800 NRes, 0x07FE +INF, 0x0802 -INF, 0x0801 reserved.
 

@@ -63,7 +63,13 @@ S_RTC_STALE = const(49)  # 1: setting the RTC failed: it holds an older time, no
 STATE_LEN_2 = const(50)  # the layout before the prime flag (issue 15): older images load
 # --- alarm branch (issue 15): appended
 S_PRIME = const(50)  # PRIME_*: the tubing prime after the last fill (A_PRIME_INCOMPLETE)
-STATE_LEN = const(51)
+STATE_LEN_3 = const(51)  # the layout before the sensor's time-offset order (issue 13)
+# --- sensor link branch (issue 13): appended. The time-offset order of the paired
+# transmitter's session (firmware/cgm_link.py), so a reboot does not forget it and a
+# replayed older record is still dropped. An older image loads with 0 0: no order yet.
+S_CGM_TX = const(51)  # transmitter id the order belongs to (0: none)
+S_CGM_OFFSET = const(52)  # last accepted time offset + 1 (0: none in this session)
+STATE_LEN = const(53)
 # S_PRIME values. An image of an older layout loads with PRIME_DONE: nothing is known about
 # its last fill, and no alarm is raised by surprise.
 PRIME_DONE = const(0)  # primed since the last fill (or no fill recorded)

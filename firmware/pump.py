@@ -84,6 +84,7 @@ from firmware.layout import (
     STATE_LEN,
     STATE_LEN_1,
     STATE_LEN_2,
+    STATE_LEN_3,
 )
 from firmware.settings import EPOCH_WEEKDAY, Settings
 from firmware.store import History, Slots, Totals
@@ -254,7 +255,7 @@ class Pump:
         # one save/load image for the three A/B slot pairs (store.Slots `scratch`)
         scratch = bytearray(4 * max(STATE_LEN, SETTINGS_LEN, DOSES_LEN) + 2)
         self.state_slots = Slots(hw.storage, R_STATE_A, R_STATE_B, self.state,
-                                 (STATE_LEN_2, STATE_LEN_1), scratch)
+                                 (STATE_LEN_3, STATE_LEN_2, STATE_LEN_1), scratch)
         # settings, profiles, schedule (firmware/settings.py); `setting(sid)` reads one
         self.settings = Settings(self, hw.storage, R_SETTINGS_A, R_SETTINGS_B, scratch)
         self.setting = self.settings.get

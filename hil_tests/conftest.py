@@ -26,6 +26,7 @@ not moved it.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -189,32 +190,56 @@ def pump(bench, _sim):
 
 @pytest.fixture(scope="session")
 def _sensor_bench(request, bench, tmp_path_factory):
-    """Without --sensor-port: an emulator of its own with the sensor link on a pty (SNS-4).
-    Its own, because a sensor test leaves readings behind, and signal loss (20 min without
-    one) would be active in the other tests' known state."""
-    if request.config.getoption("--sensor-port") or bench.started_board != S.BOARD_UNIX:
+    """Without --sensor-port: a simulated board of its own, of the session's kind, with
+    the sensor link on a pty (SNS-4): the emulator's third pty, or the QEMU ARM board's
+    UART1 (tools/arm/qemu.py --sensor). Its own, because a sensor test leaves readings
+    behind, and signal loss (20 min without one) would be active in the other tests'
+    known state."""
+    board = bench.started_board
+    if request.config.getoption("--sensor-port") or board not in bench.sim_boards:
         yield None
         return
-    from host_tools.launch import launch
+    if board == S.BOARD_QEMU_ARM:
+        from tools.arm.qemu import launch
+    else:
+        from host_tools.launch import launch
 
-    state = tmp_path_factory.mktemp("sensor-emulator")
+    state = tmp_path_factory.mktemp("sensor-board")
     log = open(state / "emulator.log", "wb")
     emu = launch(state, lockstep=True, seed=request.config.getoption("--emu-seed"),
                  console=False, stderr=log, sensor=True)
     b = Bench(emu.port, C.load_key(emu.key_path), emulator=emu, log=state / "emulator.log",
-              log_file=log, started_board=S.BOARD_UNIX, has_sim=True)
+              log_file=log, started_board=board, has_sim=True)
     try:
-        b.connect()
+        _connect_once_booted(b)
         yield b
     finally:
         b.close()
+
+
+SENSOR_BOOT_S = 60.0  # a board started mid-run: qemu on a loaded machine boots slowly
+
+
+def _connect_once_booted(b: Bench) -> None:
+    """Connect to a simulated board that was just started: it answers HELLO once booted,
+    which for the QEMU board on a busy machine can take longer than one HELLO's retries
+    (a session's own board boots while nothing else runs; this one, mid-run, does not)."""
+    deadline = time.monotonic() + SENSOR_BOOT_S
+    while True:
+        try:
+            b.connect()
+            return
+        except C.PumpTimeout:
+            if time.monotonic() > deadline:
+                raise
 
 
 @pytest.fixture
 def sensor(request, bench, _sensor_bench):
     """A CGM transmitter on a pump's sensor link (kit.SensorTx), the pump paired with it and
     in the known state: --sensor-port with the session's pump (a board's sensor UART),
-    else the sensor pty of an emulator started for these tests (`sensor.pump`)."""
+    else the sensor pty of a simulated board started for these tests (`sensor.pump`): the
+    emulator, or the QEMU ARM board with --board qemu-arm."""
     url = request.config.getoption("--sensor-port")
     side = None  # the emulator's end of its sensor pty
     if url:

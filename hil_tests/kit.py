@@ -414,3 +414,25 @@ class SensorTx:
         self.record(glucose, **kw)
         self.wait(then_min - 2 / 60)
         return self.pump.status()
+
+    def play_patient(self, minutes: int, name: str = "adult#001",
+                     meals: list[tuple[int, float]] = (), sensitivity: float = 1.0,
+                     **session):
+        """The virtual patient as this transmitter, as `pumpctl sensor --patient` plays it
+        (host_tools/sensor.py `play`, the one place of that logic): a reading every 5
+        session minutes for `minutes`, each confirmed taken by the pump, the patient given
+        the insulin the pump reports delivered before each. Paced by the pump: a simulated
+        board's clock in lockstep, a real board's own clock. `meals`: (patient minute,
+        grams); `session`: SensorSession options (noise_seed, dropout, seed, ...). Returns
+        (host_tools.patient.PatientModel, [host_tools.sensor.Reading]); the session's
+        minutes go on from the earlier records'."""
+        from host_tools import sensor as SN
+        from host_tools.patient import PatientConfig, PatientModel
+
+        patient = PatientModel(PatientConfig(name, list(meals), sensitivity))
+        run = SN.SensorSession(SN.patient_glucose(patient), **session)
+        first = SensorTx.offset + SN.EVERY_MIN
+        steps = list(SN.play(run, self.link, first + minutes, first=first, pump=self.pump,
+                             patient=patient, fast=True))
+        SensorTx.offset = steps[-1].minute
+        return patient, steps

@@ -161,3 +161,73 @@ def test_noisy_sensor_does_not_make_suspend_before_low_chatter(sensor):
     assert len(suspended) <= 1 + len(resumed)
     for again, prev in zip(suspended[1:], [r for r in sbl if r.arg == 0], strict=False):
         assert again.time - prev.time >= S.SBL_WAIT_MIN * 60
+
+
+@pytest.mark.req("SNS-4", "SNS-1", "SNS-2")
+def test_the_virtual_patient_as_the_transmitter(sensor):
+    """simglucose's adult#001 eats 60 g at minute 5 with no bolus, fed the pump's basal:
+    every reading it sends is taken, the pump holds exactly those values with their trend,
+    the high alarm (set to 180) follows the patient's glucose, and the patient got exactly
+    the insulin the pump delivered, which is the programmed basal."""
+    from host_tools.patient import simglucose_available
+
+    if not simglucose_available():
+        pytest.skip("the virtual patient needs simglucose (the `patient` extra)")
+    pump = sensor.pump
+    pump.set_setting("glucose_high", 180)
+    fresh(sensor)
+    before = pump.status()
+    patient, steps = sensor.play_patient(90, meals=[(5, 60)])
+    assert [s.minute - steps[0].minute for s in steps] == list(range(0, 90, 5))
+    assert all(s.taken for s in steps)
+    values = [int(H.sfloat_value(H.parse_record(s.record).glucose)) for s in steps]
+    assert values == [round(g) for _m, g, _mu in patient.trace]  # no noise: as the model
+    assert values[-1] - values[0] >= 50  # the meal, untreated
+    st = pump.status()
+    assert st.glucose == values[-1]
+    assert st.trend == values[-1] - values[-3]  # mg/dL per 10 min = 0.1 mg/dL/min units
+    assert on(st, S.A_GLUCOSE_HIGH) == (values[-1] >= 180) and values[-1] >= 180
+    held = [r.mg_dl for r in pump.get_cgm(since=before.utc // 60)]
+    assert held[-len(values):] == values
+    # insulin: what the pump delivered between the first and the last reading, all of it
+    # to the patient, and that is the programmed basal (within a pulse)
+    assert sum(s.insulin_mu for s in steps) == patient.insulin_mu > 0
+    programmed = kit.programmed_mu(kit.local_ms(before), 85 * kit.MIN_MS)
+    assert abs(patient.insulin_mu - programmed) <= sensor.pump.info.pulse_mu
+
+
+@pytest.mark.req("SNS-4")
+def test_records_arrive_through_the_boards_sensor_transport(request, bench, sensor):
+    """One record is one frame in the pump's sensor-link statistics, taken; without
+    --sensor-port the pump is a simulated board of the session's kind (the QEMU ARM board
+    reads its UART1), not a stand-in."""
+    before = sensor.pump.get_sensor_stats()
+    st = sensor.reading(123)
+    after = sensor.pump.get_sensor_stats()
+    assert (after.frames - before.frames, after.accepted - before.accepted) == (1, 1)
+    assert st.glucose == 123
+    if not request.config.getoption("--sensor-port") and bench.started_board is not None:
+        assert sensor.pump.info.board == bench.started_board
+
+
+@pytest.mark.req("SNS-4", "HIS-2")
+def test_a_replayed_record_is_still_dropped_after_a_power_cut(sensor):
+    """The time-offset order survives a reboot (the pump's persistent state): the replay
+    of the last record and an older one, sent after a power cut, are counted and dropped;
+    the next record is taken."""
+    if sensor.sim is None:
+        pytest.skip("a power cut needs the simulated board's fault injection")
+    fresh(sensor)
+    st = sensor.reading(140)
+    good = sensor.offset
+    sensor.sim.power_cut()
+    before = sensor.pump.get_sensor_stats()
+    sensor.record(45, offset=good)
+    sensor.record(45, offset=good - 5)
+    after = sensor.pump.get_sensor_stats()
+    assert (after.duplicate - before.duplicate, after.out_of_order - before.out_of_order,
+            after.accepted - before.accepted) == (1, 1, 0)
+    st = sensor.pump.status()
+    assert st.glucose == 140 and not on(st, S.A_URGENT_LOW) and not on(st, S.A_GLUCOSE_LOW)
+    st = sensor.reading(138)
+    assert st.glucose == 138

@@ -368,9 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "read the insulin it delivers (default: --state, $PUMPCTL_PORT, the "
                          "config file or the running default emulator, as for other commands)")
     sn.add_argument("--pump-key", metavar="FILE",
-                    help="the pump's pairing key (needed for --fast on the emulator)")
+                    help="the pump's pairing key (needed for --fast on a simulated board)")
     sn.add_argument("--fast", action="store_true",
-                    help="as fast as the pump accepts: on the emulator, its clock in lockstep, "
+                    help="as fast as the pump accepts: on a simulated board (the emulator, "
+                         "the QEMU ARM board), its clock in lockstep, "
                          "advanced 5 minutes per reading once the pump has taken the previous "
                          "one; a board's clock cannot be hurried: its real time, with a note")
     sn.add_argument("--scenario", metavar="FILE",
@@ -1534,7 +1535,7 @@ def cmd_sensor(args, out: Out) -> int:
                     args.patient, args.scenario, args.sensitivity))
             except PatientUnavailable as exc:
                 raise ValueError(str(exc)) from None
-            source = lambda m: patient.glucose  # noqa: E731 (stepped by SN.play)
+            source = SN.patient_glucose(patient)
             end = (args.first + args.minutes if args.minutes is not None
                    else args.expiry + 1)
         else:

@@ -25,9 +25,12 @@ Fed by the pump (`play`, `pumpctl sensor --patient`): the virtual patient
 (host_tools/patient.PatientModel) is the glucose source and gets the insulin the pump says
 it delivered (status: basal and bolus today, `DeliveredInsulin`) between two readings. The
 pump paces the session: a reading when the pump's own clock has moved 5 minutes, or, with
-`fast` on the emulator, the emulator's clock in lockstep, advanced 5 minutes per reading
-once the pump has taken the previous one (its sensor-link counters say so). A board's
-clock cannot be hurried: there `fast` falls back to the pump's real time, and says so.
+`fast` on a simulated board (the emulator, the QEMU ARM board), its clock in lockstep,
+advanced 5 minutes per reading once the pump has taken the previous one (its sensor-link
+counters say so). A board's clock cannot be hurried: there `fast` falls back to the pump's
+real time, and says so. `pumpctl sensor --patient` and the HIL fixture `sensor`
+(hil_tests/kit.SensorTx.play_patient) both play the patient this way: `patient_glucose`
+and `play`.
 
 The other glucose source is a trace: CSV `minute,mg_dl` (a header and # comments skipped)
 or JSON (a list of [minute, mg_dl] pairs or of {"minute": .., "mg_dl": ..}); the reading at
@@ -47,9 +50,11 @@ from pathlib import Path
 from firmware import cgm_record as R
 from host_tools.client import LinkError
 from protocol import cgm_record as H
+from protocol import spec as S
 
 DEFAULT_TX = 0x00C6A1  # the simulator's transmitter id unless told otherwise
 EVERY_MIN = 5
+CLOCK_BOARDS = (S.BOARD_UNIX, S.BOARD_QEMU_ARM)  # simulated boards: clock control (lockstep)
 
 
 class TraceError(ValueError):
@@ -105,6 +110,12 @@ def trace_value(rows: list[tuple[int, float]], minute: int) -> float | None:
             break
         last = v
     return last
+
+
+def patient_glucose(patient):
+    """The glucose source of a session fed by the virtual patient (host_tools.patient.
+    PatientModel): its glucose at the minute `play` has just stepped it to."""
+    return lambda minute: patient.glucose
 
 
 def noise_model(seed: int):
@@ -288,19 +299,17 @@ class PumpPacer:
     TAKE_TRIES = 30  # lockstep: 1-s advances; real time: POLL_S waits
 
     def __init__(self, pump, fast: bool, say=lambda text: None, sleep=None):
-        from protocol import spec as S
-
         self.pump = pump
         self.say = say
         self.sleep = sleep or time.sleep
         self.lockstep = False
         if fast:
             board = pump.info.board if pump.info is not None else None
-            if board == S.BOARD_UNIX:
+            if board in CLOCK_BOARDS:
                 pump.emu_clock(S.CLK_LOCKSTEP)
                 self.lockstep = True
-                say("fast: the emulator's clock is in lockstep now (and stays so): 5 virtual "
-                    "minutes per reading, run once the pump has taken the previous one")
+                say("fast: the simulated board's clock is in lockstep now (and stays so): 5 "
+                    "virtual minutes per reading, run once the pump has taken the previous one")
             else:
                 name = S.BOARD_NAMES[board] if board is not None and board < len(
                     S.BOARD_NAMES) else "this"
@@ -315,8 +324,6 @@ class PumpPacer:
 
     def wait_until(self, minute: int):
         """`minute`: minutes since this pacer started."""
-        from protocol import spec as S
-
         pump = self.pump
         target_ms = minute * 60000
         if self.lockstep:
@@ -343,8 +350,6 @@ class PumpPacer:
         """True if the pump accepted the frame just sent, False if it dropped it as bad
         (counted); SensorError if it does not take it at all, or drops it for a reason
         the user must fix."""
-        from protocol import spec as S
-
         pump = self.pump
         before = self.stats
         for _ in range(self.TAKE_TRIES):

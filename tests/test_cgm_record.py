@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from boards.fakes import BytePort, Clock
 from firmware import cgm_link as L
 from firmware import cgm_record as R
+from firmware.crc import crc16
 from protocol import cgm_record as H
 from protocol import spec as S
 from tests.runtimes import run_unix
@@ -71,6 +72,38 @@ def test_e2e_crc_is_crc_ccitt_lsb_first_with_seed_ffff():
     """The catalogue check value of CRC-16/MCRF4XX (poly 0x1021 reflected, init 0xFFFF)."""
     assert R.crc16_mcrf4xx(b"123456789", 0, 9) == 0x6F91
     assert R.crc16_mcrf4xx(b"", 0, 0) == 0xFFFF
+
+
+@pytest.mark.req("SNS-4")
+def test_e2e_crc_matches_the_cgms_specification_example_and_an_independent_collector():
+    """The variant checked against outside sources (docs/boards.md, "E2E-CRC"):
+    - CGMS 1.0.1 section 3.11's worked example, as NordicSemiconductor/
+      Android-BLE-Common-Library ble-common/src/test/.../util/CRC16Test.java quotes it:
+      3E 01 02 .. 09 gives 0x2F01 (the PDF prints the two octets the other way round);
+    - that library's CGM Measurement tests (.../callback/cgm/
+      ContinuousGlucoseMeasurementDataCallbackTest.java): a full 15-byte record (flags
+      0xE3, 12.34 mg/dL, minute 5, annunciation 02 14 FF, trend 0.2, quality 99.7) whose
+      E2E-CRC is 0x3F8E, and a 6-byte record (120 mg/dL, minute 6) whose CRC is 0x6F59.
+    Our decoder accepts those records as sent; the CCITT-FALSE form (MSB first), which the
+    spec's wording alone ("CRC-CCITT generator polynomial, seed 0xFFFF") would also allow,
+    gives other values."""
+    example = bytes([0x3E, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    assert R.crc16_mcrf4xx(example, 0, len(example)) == 0x2F01
+    assert crc16(example, 0, len(example)) != 0x2F01  # CRC-16/CCITT-FALSE, the other reading
+    full = bytes([15, 0xE3, 0xD2, 0xE4, 5, 0, 0x02, 0x14, 0xFF, 0x02, 0xF0, 0xE5, 0xF3,
+                  0x8E, 0x3F])
+    code, out = decode(full)
+    assert code == R.OK and out[R.O_CRC] == 1
+    assert out[R.O_OFFSET] == 5 and out[R.O_GLUCOSE] == 12  # 12.34 rounded
+    assert out[R.O_TREND] == 2 and out[R.O_QUALITY] == 100  # 0.2 x 10, 99.7 rounded
+    # status octet 02 (battery low), cal/temp 14 (temperature too high, calibration
+    # recommended), warning FF: the bits their test asserts
+    assert out[R.O_STATUS] == 0xFF << 16 | 0x14 << 8 | 0x02
+    assert out[R.O_STATUS] & R.SS_BATTERY_LOW and out[R.O_STATUS] & R.SS_TEMP_HIGH
+    small = bytes([8, 0, 0x0C, 0x10, 6, 0])  # 12 x 10^1 mg/dL at minute 6
+    assert R.crc16_mcrf4xx(small, 0, 6) == 0x6F59
+    assert decode(small + bytes([0x59, 0x6F]))[0] == R.OK
+    assert decode(small + bytes([0x58, 0x6F]))[0] == R.R_CRC  # their "wrong CRC" case
 
 
 @pytest.mark.req("SNS-4")
@@ -546,6 +579,84 @@ def test_pairing_lost_alarm_through_the_pump():
     port.feed(frame(112, 30, tx=0x3001))
     run(rig, pump, 2)
     assert pump.cgm.last == 112 and not pump.alarms.active[S.A_PAIRING_LOST]
+
+
+@pytest.mark.req("SNS-4", "HIS-2")
+def test_the_time_offset_order_survives_a_reboot():
+    """The paired transmitter's last accepted time offset is saved with the pump's state:
+    after a reboot a replayed or older record is still dropped, a later one is taken; a
+    session stopped and a new pairing restart the order, across a reboot too. An image of
+    the layout before (STATE_LEN_3) loads with no order: the first record is taken."""
+    from firmware.layout import S_CGM_OFFSET, S_CGM_TX, STATE_LEN, STATE_LEN_3
+    from firmware.pump import Pump
+    from firmware.store import Slots
+    from tests.pumpkit import run
+
+    rig, pump, port, lk = linked_pump()
+
+    def boot():
+        hw = rig.hardware()
+        hw.radio = L.CgmLink(port, rig.clock)
+        p = Pump(hw)
+        assert p.boot() == 0
+        return p, hw.radio
+
+    def send(pump, *frames):
+        for data in frames:
+            port.feed(data)
+            run(rig, pump, 2)
+
+    send(pump, frame(120, 100))
+    assert pump.cgm.last == 120 and (pump.state[S_CGM_TX], pump.state[S_CGM_OFFSET]) == (TX, 101)
+    pump, lk = boot()
+    assert (lk.order_for, lk.last_offset) == (TX, 100)
+    send(pump, frame(45, 100), frame(45, 95))
+    assert pump.cgm.last == 120 and not active(pump)
+    assert stats(lk) == {"frames": 2, "duplicate": 1, "out_of_order": 1}
+    send(pump, frame(110, 105))
+    assert pump.cgm.last == 110 and pump.state[S_CGM_OFFSET] == 106
+    # the session stops: the next one starts over at minute 0, after a reboot as well
+    send(pump, frame("NaN", 110, status=R.SS_SESSION_STOPPED))
+    assert pump.state[S_CGM_OFFSET] == 0
+    pump, lk = boot()
+    send(pump, frame(130, 0))
+    assert pump.cgm.last == 130 and stats(lk) == {"frames": 1, "accepted": 1}
+    # another transmitter paired: its own order, saved with its id
+    assert pump.set_setting(S.SET_SENSOR_ID, TX + 1) == S.OK
+    send(pump, frame(131, 0, tx=TX + 1))
+    assert pump.cgm.last == 131
+    assert (pump.state[S_CGM_TX], pump.state[S_CGM_OFFSET]) == (TX + 1, 1)
+    # an image saved by the firmware before this order existed
+    old = array("i", pump.state[:STATE_LEN_3])
+    slots = Slots(rig.storage, 2, 3, old)
+    assert slots.save() and slots.save()
+    pump, lk = boot()
+    assert pump.state_slots.loaded_n == STATE_LEN_3 < STATE_LEN
+    assert (pump.state[S_CGM_TX], pump.state[S_CGM_OFFSET]) == (0, 0)
+    send(pump, frame(132, 0, tx=TX + 1))  # taken: nothing was known
+    assert pump.cgm.last == 132 and stats(lk) == {"frames": 1, "accepted": 1}
+
+
+@pytest.mark.req("SNS-4", "SNS-2")
+def test_the_trend_is_timed_by_the_records_time_offsets():
+    """SNS-2's rates are glucose over the time it was measured: a backlog of three records
+    (minutes 0, 5, 10: -1 mg/dL/min) taken within 3 seconds makes a trend of -1.0, not one
+    of -300 mg/dL/min with fall and urgent-low-soon alarms; records 10 sensor minutes apart
+    that arrive 5 minutes apart fall at their sensor rate."""
+    from tests.pumpkit import run
+
+    rig, pump, port, lk = linked_pump()
+    port.feed(frame(150, 0) + frame(145, 5) + frame(140, 10))
+    run(rig, pump, 3)
+    assert lk.stats[L.ST_ACCEPTED] == 3 and pump.cgm.last == 140
+    assert pump.cgm.trend == -10 and pump.cgm.pred20 == 120
+    assert not active(pump) & {"glucose_fall", "urgent_low_soon", "glucose_low"}
+    for glucose, minute in ((130, 20), (120, 30)):
+        run(rig, pump, 298)
+        port.feed(frame(glucose, minute))
+        run(rig, pump, 2)
+    assert pump.cgm.last == 120 and pump.cgm.trend == -10  # 20 mg/dL in 20 sensor minutes
+    assert pump.cgm.pred30 == 90
 
 
 @pytest.mark.req("SNS-4")

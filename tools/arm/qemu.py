@@ -1,6 +1,7 @@
 """Start the QEMU ARM board (boards/qemu_arm.py in build/qemu-arm/micropump.elf) behind a pty.
 
     python -m tools.arm.qemu --state DIR [--speed X | --lockstep] [--seed N] [--pulse 50]
+                             [--sensor]
 
 Like host_tools/launch.py (whose relay and restart logic it reuses): prints the protocol
 pty path, relays bytes until Ctrl-C, and starts qemu again after a simulated power cut or
@@ -9,7 +10,14 @@ flash, plunger position, battery and world live in DIR/flash.bin, which qemu map
 board's PSRAM; the launcher provisions the key (DIR/key), pulse size and reset cause in it
 before each boot. qemu runs with `-icount shift=0` when asked (icount=True): one
 instruction is one ns of board time, runs repeat exactly, costs are instruction counts.
-No bench console and no telemetry on this board.
+No second console port and no telemetry on this board.
+
+With --sensor (sensor=True) the board's second UART (UART1) is its sensor link (SNS-4):
+the launcher opens a pty for it (printed after the protocol pty, `QemuBoard.sensor_port`)
+and hands its master side to qemu as the UART's character device (`-add-fd` and a serial
+chardev on /dev/fdset/N: qemu reads the very pty the launcher keeps, no relay), so CGM
+frames written to the path (`pumpctl sensor --port`, the HIL fixture `sensor`) reach the
+board byte by byte like a USB-serial adapter's, and wait in the pty across a power cut.
 """
 
 from __future__ import annotations
@@ -41,14 +49,23 @@ def find_image(image: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def qemu_command(image: Path, flash: Path, icount: bool = False) -> list[str]:
-    """qemu for the board: UART0 on stdio (no signals: bytes are bytes), PSRAM on `flash`."""
+SENSOR_FDSET = 1  # qemu's fd set that holds the sensor pty
+
+
+def qemu_command(image: Path, flash: Path, icount: bool = False,
+                 sensor_fd: int | None = None) -> list[str]:
+    """qemu for the board: UART0 on stdio (no signals: bytes are bytes), PSRAM on `flash`;
+    UART1 on the pty master `sensor_fd` when given (the child must inherit it)."""
     cmd = [QEMU, "-machine", "mps2-an385,memory-backend=psram", "-display", "none",
            "-monitor", "none", "-semihosting",
            "-object", f"memory-backend-file,id=psram,size={L.PSRAM_SIZE},"
                       f"mem-path={flash},share=on",
-           "-chardev", "stdio,id=uart0,signal=off", "-serial", "chardev:uart0",
-           "-kernel", str(image)]
+           "-chardev", "stdio,id=uart0,signal=off", "-serial", "chardev:uart0"]
+    if sensor_fd is not None:
+        cmd += ["-add-fd", f"fd={sensor_fd},set={SENSOR_FDSET}",
+                "-chardev", f"serial,id=uart1,path=/dev/fdset/{SENSOR_FDSET}",
+                "-serial", "chardev:uart1"]
+    cmd += ["-kernel", str(image)]
     if icount:
         cmd += ["-icount", "shift=0"]
     return cmd
@@ -70,14 +87,15 @@ def prepare_flash(path: Path, world: dict | None):
 
 
 def provision(path: Path, key: bytes, pulse_mu: int, reset_cause: int,
-              script: str | None = None):
-    """The control area (boards/qemu_layout.py); with `script`, MODE_SCRIPT and its text."""
+              script: str | None = None, sensor: bool = False):
+    """The control area (boards/qemu_layout.py); with `script`, MODE_SCRIPT and its text;
+    `sensor`: UART1 is the sensor link."""
     mode = L.MODE_PUMP if script is None else L.MODE_SCRIPT
     words = b"".join(v.to_bytes(4, "little") for v in
                      (L.CONTROL_MAGIC, L.EXIT_CRASH, reset_cause, pulse_mu))
     with open(path, "r+b") as f:
         f.seek(L.CONTROL_AT - L.PSRAM)
-        f.write(words + key + mode.to_bytes(4, "little"))
+        f.write(words + key + mode.to_bytes(4, "little") + int(sensor).to_bytes(4, "little"))
         if script is not None:
             data = script.encode()
             if len(data) > L.SCRIPT_MAX:
@@ -91,11 +109,13 @@ class ScriptError(AssertionError):
 
 
 def run_script(code: str, *, state_dir: str | os.PathLike, image=None, icount: bool = True,
-               timeout: float = 900, world: dict | None = None) -> str:
+               timeout: float = 900, world: dict | None = None,
+               sensor: bytes | None = None) -> str:
     """Run MicroPython `code` on the QEMU board (MODE_SCRIPT, tools/arm/qemu/main.py); what
     it printed (\r\n as \n). The board's flash is DIR/flash.bin: kept between runs, so
     one script can prepare what the next boots from. `icount`: qemu -icount shift=0 (one
-    instruction per ns of board time; time.ticks_cpu() counts 40 instructions)."""
+    instruction per ns of board time; time.ticks_cpu() counts 40 instructions). `sensor`:
+    bytes waiting on UART1 (a sensor pty, as with QemuBoard's sensor=True)."""
     state = Path(state_dir)
     state.mkdir(parents=True, exist_ok=True)
     flash = state / HL.FLASH_FILE
@@ -103,8 +123,19 @@ def run_script(code: str, *, state_dir: str | os.PathLike, image=None, icount: b
     prepare_flash(flash, world if world is not None or not fresh else
                   {"speed": 0, "jitter": 0, "seed": 1, "rng": 0})
     provision(flash, bytes(32), 50, 0, script=code)
-    proc = subprocess.run(qemu_command(find_image(image or TEST_IMAGE), flash, icount),
-                          stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+    master = slave = None
+    if sensor is not None:
+        master, slave, _path = HL._raw_pty()
+        os.write(slave, sensor)
+    try:
+        proc = subprocess.run(qemu_command(find_image(image or TEST_IMAGE), flash, icount,
+                                           master),
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                              pass_fds=[master] if master is not None else [])
+    finally:
+        for fd in (master, slave):
+            if fd is not None:
+                os.close(fd)
     out = proc.stdout.decode(errors="replace").replace("\r\n", "\n")
     if proc.returncode != 0:
         raise ScriptError(f"qemu exited with {proc.returncode}:\n{out[-4000:]}\n"
@@ -132,12 +163,14 @@ class QemuBoard(HL.Emulator):
     def _spawn(self, reset_cause: int):
         prepare_flash(self.flash, None)
         key = bytes.fromhex(self.key_path.read_text().strip())
-        provision(self.flash, key, self.pulse_mu, reset_cause)
+        sensor = self.sensor_master
+        provision(self.flash, key, self.pulse_mu, reset_cause, sensor=sensor is not None)
         tel_r, tel_w = os.pipe()
         os.close(tel_w)  # no telemetry: the relay sees its end at once
-        self.proc = subprocess.Popen(qemu_command(self.image, self.flash, self.icount),
+        self.proc = subprocess.Popen(qemu_command(self.image, self.flash, self.icount, sensor),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self.stderr, bufsize=0, start_new_session=True)
+                                     stderr=self.stderr, bufsize=0, start_new_session=True,
+                                     pass_fds=[sensor] if sensor is not None else [])
         self._tel_r = tel_r
         self._tel_buf = b""
         self._con_in_w = self._con_out_r = None
@@ -177,15 +210,20 @@ def main(argv=None) -> int:
     p.add_argument("--fresh", action="store_true", help="erase the flash first")
     p.add_argument("--icount", action="store_true", help="qemu -icount shift=0")
     p.add_argument("--image", default=None)
+    p.add_argument("--sensor", action="store_true",
+                   help="sensor link on UART1 through a second pty (printed last): "
+                        "`pumpctl sensor --port`")
     args = p.parse_args(argv)
     try:
         board = launch(args.state, speed=args.speed, lockstep=args.lockstep, seed=args.seed,
                        pulse_mu=args.pulse, fresh=args.fresh, icount=args.icount,
-                       image=args.image)
+                       image=args.image, sensor=args.sensor)
     except (FileNotFoundError, ValueError) as exc:
         print(f"tools/arm/qemu.py: {exc}", file=sys.stderr)
         return 2
     print(board.port, flush=True)
+    if board.sensor_port:
+        print(board.sensor_port, flush=True)
     try:
         code = board.wait()
     except KeyboardInterrupt:

@@ -8,5 +8,6 @@ package("protocol", files=("__init__.py", "spec.py", "refusals.py"), base_path=R
 # the board and the emulator's simulated parts it reuses
 package("boards", files=("__init__.py", "fakes.py", "unix.py", "emulator.py", "emu_world.py",
                          "emu_clock.py", "emu_parts.py", "emu_faults.py", "emu_transport.py",
-                         "emu_control.py", "qemu_layout.py", "qemu_arm.py"), base_path=ROOT)
+                         "emu_control.py", "sensor_link.py", "qemu_layout.py", "qemu_arm.py"),
+        base_path=ROOT)
 module("main.py", base_path="$(BOARD_DIR)")
