@@ -295,7 +295,10 @@ class Pump:
         self.auto_off_grace = 0
         self.set_remind_s = SET_AGE_REMIND_S
         self.set_ms = 0  # ms towards the next second of infusion-set age
+        # basal_rate() as the tick last computed it, and what it was computed after: state
+        # and settings save attempts, suspend-before-low (see tick)
         self.basal_rate_now = 0
+        self.rate_key = array("i", [-1] * 3)
         # planned pulses of the running tick, and those a failed save left owed
         self.plan_basal = 0
         self.plan_now = 0
@@ -1185,7 +1188,11 @@ class Pump:
 
     # ------------------------------------------------------------------- the tick
     def tick(self):
-        """One scheduler step. Allocation-free; call it every 100 ms to 1 s."""
+        """One scheduler step. Allocation-free; call it every 100 ms to 1 s.
+
+        The firmware's hot path (issue 12): on a Cortex-M0+ every bytecode costs about
+        100-250 instructions and a method call about 1,000, so the step loop is inline and
+        the rare parts (a bolus, midnight, a temp basal's end) are the calls."""
         now = self.clock.ticks_ms()
         dt = ticks_diff(now, self.last_ticks)
         if dt <= 0:
@@ -1197,109 +1204,141 @@ class Pump:
             secs = ms // 1000
             st[S_MONO_S] += secs
             ms -= secs * 1000
+            # a dose bucket closes only when a second passes (boot rolled the rings last)
+            self.doses.roll(st[S_MONO_S])
         self.mono_ms = ms
-        self.doses.roll(st[S_MONO_S])
         if self.buttons.pressed() & BUTTON_ACK:
             self.alarms.ack_top()
             self.interaction()
         # Battery, reservoir and timer alarms are housekeeping at 1 Hz: it keeps the
         # average tick cheap on a 100-ms loop (benchmarks/RESULTS.md).
-        self.house_ms += dt
-        house = self.house_ms >= HOUSEKEEPING_MS
+        house_ms = self.house_ms + dt
+        self.house_ms = house_ms
+        house = house_ms >= HOUSEKEEPING_MS
         if house:
             self._check_battery()
-        self.plan_basal = self.owed_basal
-        self.plan_now = self.owed_now
-        self.plan_ext = self.owed_ext
-        self.owed_basal = 0
-        self.owed_now = 0
-        self.owed_ext = 0
+        planned = self.owed_basal or self.owed_now or self.owed_ext
+        if planned:  # pulses a failed save left owed (_deliver)
+            self.plan_basal = self.owed_basal
+            self.plan_now = self.owed_now
+            self.plan_ext = self.owed_ext
+            self.owed_basal = 0
+            self.owed_now = 0
+            self.owed_ext = 0
         left = dt
         while left > 0:
-            step = self._step_length(left)
-            self._advance(step)
+            # the longest step that crosses no slot boundary, temp-basal end or bolus end
+            step = left if left < CHUNK_MS else CHUNK_MS
+            local = st[S_LOCAL_MS]
+            to_slot = SLOT_MS - local % SLOT_MS
+            if to_slot < step:
+                step = to_slot
+            if st[S_TEMP_KIND] and st[S_TEMP_LEFT] < step:
+                step = st[S_TEMP_LEFT]
+            if st[S_EXT_REQ] and st[S_NOW_DONE] + self.plan_now >= st[S_NOW_REQ]:
+                ext_left = st[S_EXT_DURATION] - st[S_EXT_ELAPSED]
+                if 0 < ext_left < step:
+                    step = ext_left
+            # move the pulse accumulators, the wall clock and the temp basal by the step
+            if not st[S_STOP]:
+                # basal_rate() costs ~9,000 M0+ instructions; it changes only by a command
+                # (each attempts a state or settings save), suspend before low, or inside
+                # the tick (a slot boundary, midnight, a temp basal's end: key reset below)
+                key = self.rate_key
+                saves = self.state_slots.saves
+                if (key[0] != saves or key[1] != self.settings_slots.saves
+                        or key[2] != st[S_SBL]):
+                    key[0] = saves
+                    key[1] = self.settings_slots.saves
+                    key[2] = st[S_SBL]
+                    self.basal_rate_now = self.basal_rate()
+                rate = self.basal_rate_now
+                unit = self.pulse * HOUR_MS
+                acc = st[S_BASAL_ACC] + step * rate
+                while acc >= unit:
+                    acc -= unit
+                    self.plan_basal += 1
+                    planned = 1
+                st[S_BASAL_ACC] = acc
+                if st[S_BOLUS_ID] and self._advance_bolus(step):
+                    planned = 1
+            if local + step < DAY_MS:
+                st[S_LOCAL_MS] = local + step
+                if step == to_slot:
+                    self.rate_key[0] = -1  # the next slot of the profile
+            else:
+                self._midnight(step, planned)
+                planned = 0
+            if st[S_TEMP_KIND]:
+                st[S_TEMP_LEFT] -= step
+                if st[S_TEMP_LEFT] <= 0:
+                    self._end_temp(TEMP_END_EXPIRED)
+                    self.rate_key[0] = -1
             left -= step
-        if self.plan_basal or self.plan_now or self.plan_ext:
+        if planned:
             self._deliver()
         if house:
-            self._timers(self.house_ms)
-            self.cgm.tick(self.house_ms)
+            self._timers(house_ms)
+            self.cgm.tick(house_ms)
             self.house_ms = 0
         self.alarms.tick(dt)
 
-    def _step_length(self, left):
-        """Longest step that crosses no slot boundary, temp-basal end or bolus end."""
+    def _midnight(self, step, planned):
+        """The step reaches midnight: pulses due by then count for the day closing (THR-10),
+        then the day closes."""
         st = self.state
-        step = left if left < CHUNK_MS else CHUNK_MS
-        to_slot = SLOT_MS - st[S_LOCAL_MS] % SLOT_MS
-        if to_slot < step:
-            step = to_slot
-        if st[S_TEMP_KIND] and st[S_TEMP_LEFT] < step:
-            step = st[S_TEMP_LEFT]
-        if st[S_EXT_REQ] and not self._now_pending():
-            ext_left = st[S_EXT_DURATION] - st[S_EXT_ELAPSED]
-            if 0 < ext_left < step:
-                step = ext_left
-        return step
-
-    def _now_pending(self):
-        st = self.state
-        return st[S_NOW_DONE] + self.plan_now < st[S_NOW_REQ]
-
-    def _advance(self, step):
-        """Move wall clock, temp basal and the pulse accumulators forward by `step` ms."""
-        st = self.state
-        if not st[S_STOP]:
-            unit = self.pulse * HOUR_MS
-            acc = st[S_BASAL_ACC] + step * self.basal_rate()
-            while acc >= unit:
-                acc -= unit
-                self.plan_basal += 1
-            st[S_BASAL_ACC] = acc
-            if st[S_BOLUS_ID]:
-                self._advance_bolus(step)
-        if st[S_LOCAL_MS] + step >= DAY_MS and (self.plan_basal or self.plan_now or self.plan_ext):
-            self._deliver()  # pulses due by midnight count for the day closing (THR-10)
-            self.plan_basal = 0
-            self.plan_now = 0
-            self.plan_ext = 0
-        st[S_LOCAL_MS] += step
-        if st[S_LOCAL_MS] >= DAY_MS:
-            st[S_LOCAL_MS] -= DAY_MS
-            st[S_LOCAL_DAY] += 1
-            self._close_day(st[S_LOCAL_DAY])
-        if st[S_TEMP_KIND]:
-            st[S_TEMP_LEFT] -= step
-            if st[S_TEMP_LEFT] <= 0:
-                self._end_temp(TEMP_END_EXPIRED)
+        if planned:
+            self._deliver()
+        st[S_LOCAL_MS] += step - DAY_MS
+        st[S_LOCAL_DAY] += 1
+        self.rate_key[0] = -1  # another day, maybe another profile
+        self._close_day(st[S_LOCAL_DAY])
 
     def _advance_bolus(self, step):
+        """Move the bolus accumulators by `step` ms. Returns whether pulses were planned."""
         st = self.state
-        if self._now_pending():
+        req = st[S_NOW_REQ]
+        done = st[S_NOW_DONE]
+        now = self.plan_now
+        if done + now < req:
             unit = self.pulse * MIN_MS
             acc = st[S_BOLUS_ACC] + step * self.setting(SET_BOLUS_SPEED)
-            while acc >= unit and self._now_pending():
+            while acc >= unit and done + now < req:
                 acc -= unit
-                self.plan_now += 1
+                now += 1
             st[S_BOLUS_ACC] = acc
-        elif st[S_EXT_REQ] and st[S_EXT_ELAPSED] < st[S_EXT_DURATION]:
+            if now == self.plan_now:
+                return False
+            self.plan_now = now
+            return True
+        if st[S_EXT_REQ] and st[S_EXT_ELAPSED] < st[S_EXT_DURATION]:
             # pulse k of N is due at k * duration / N
             acc = st[S_EXT_ACC] + step * st[S_EXT_REQ]
             duration = st[S_EXT_DURATION]
+            ext = 0
             while acc >= duration:
                 acc -= duration
-                self.plan_ext += 1
+                ext += 1
             st[S_EXT_ACC] = acc
             st[S_EXT_ELAPSED] += step
+            if ext:
+                self.plan_ext += ext
+                return True
+        return False
 
     def _deliver(self):
-        """Save the plan, move the motor, then count what moved (HIS-2, THR-7, ALM-3)."""
+        """Save the plan, move the motor, then count what moved (HIS-2, THR-7, ALM-3).
+        The plan is used up: a failed save owes it to the next tick."""
         st = self.state
-        if st[S_STOP]:
-            return  # a stopped pump never moves, whatever its callers planned
-        basal = 0 if st[S_SBL] else self.plan_basal
+        basal = self.plan_basal
         now = self.plan_now
         ext = self.plan_ext
+        self.plan_basal = 0
+        self.plan_now = 0
+        self.plan_ext = 0
+        if st[S_STOP]:
+            return  # a stopped pump never moves, whatever its callers planned
+        basal = 0 if st[S_SBL] else basal
         room = self.reservoir_pulses()
         if basal > room:
             basal = room
@@ -1380,37 +1419,53 @@ class Pump:
         self.alarms.raise_(alarm, self.selftest_bits if alarm == A_SELFTEST else value)
 
     def _check_battery(self):
+        # an alarm's condition is compared with its state first: set() is a call of ~1,500
+        # M0+ instructions, and the condition rarely changes (issue 12)
         st = self.state
         level = self.battery.percent()
         if level >= st[S_BATTERY] + BAT_CHANGE_JUMP:
             self._log(H_BATTERY_CHANGE, 0, st[S_BATTERY], level, 0)
         st[S_BATTERY] = level
         al = self.alarms
-        low = al.active[A_BATTERY_LOW]
-        al.set(A_BATTERY_LOW, level <= BAT_LOW or (low and level <= BAT_LOW + BAT_HYSTERESIS),
-               level)
-        low = al.active[A_BATTERY_VERY_LOW]
-        al.set(A_BATTERY_VERY_LOW,
-               level <= BAT_VERY_LOW or (low and level <= BAT_VERY_LOW + BAT_HYSTERESIS), level)
-        al.set(A_BATTERY_DEPLETED, level <= 0, level)
+        active = al.active
+        low = active[A_BATTERY_LOW]
+        cond = level <= BAT_LOW or (low and level <= BAT_LOW + BAT_HYSTERESIS)
+        if cond != low:
+            al.set(A_BATTERY_LOW, cond, level)
+        low = active[A_BATTERY_VERY_LOW]
+        cond = level <= BAT_VERY_LOW or (low and level <= BAT_VERY_LOW + BAT_HYSTERESIS)
+        if cond != low:
+            al.set(A_BATTERY_VERY_LOW, cond, level)
+        if (level <= 0) != active[A_BATTERY_DEPLETED]:
+            al.set(A_BATTERY_DEPLETED, level <= 0, level)
         if level <= 0 and st[S_STOP] != STOP_BATTERY and st[S_STOP] != STOP_SELFTEST:
             self._stop(STOP_BATTERY)
 
     def _timers(self, dt):
         """1-Hz housekeeping. Every timer runs on the monotonic clock (S_MONO_S), so a
-        reboot or an outage never restarts one (HIS-3)."""
+        reboot or an outage never restarts one (HIS-3). Conditions are compared with
+        their alarm's state before calling set() (see _check_battery)."""
         st = self.state
         al = self.alarms
+        active = al.active
         mono = st[S_MONO_S]
         # reservoir (RES-1)
         left = self.reservoir_pulses() * self.pulse
         filled = not st[S_REWOUND]
-        al.set(A_RESERVOIR_LOW, filled and 0 < left <= self.setting(SET_RES_LOW), left)
-        al.set(A_RESERVOIR_VERY_LOW, filled and 0 < left <= RES_VERY_LOW_MU, left)
-        al.set(A_RESERVOIR_EMPTY, filled and left == 0, 0)
+        cond = filled and 0 < left <= self.setting(SET_RES_LOW)
+        if cond != active[A_RESERVOIR_LOW]:
+            al.set(A_RESERVOIR_LOW, cond, left)
+        cond = filled and 0 < left <= RES_VERY_LOW_MU
+        if cond != active[A_RESERVOIR_VERY_LOW]:
+            al.set(A_RESERVOIR_VERY_LOW, cond, left)
+        cond = filled and left == 0
+        if cond != active[A_RESERVOIR_EMPTY]:
+            al.set(A_RESERVOIR_EMPTY, cond, 0)
         # no delivery for too long (THR-5)
         gap = mono - st[S_LAST_DELIVERY_S]
-        al.set(A_NO_DELIVERY, gap >= self.setting(SET_NO_DELIVERY) * 60, gap // 60)
+        cond = gap >= self.setting(SET_NO_DELIVERY) * 60
+        if cond != active[A_NO_DELIVERY]:
+            al.set(A_NO_DELIVERY, cond, gap // 60)
         # suspend reminder (THR-5): re-raised every period while stopped
         if st[S_STOP] and mono - st[S_REMINDER_S] >= self.setting(SET_SUSPEND_REMINDER) * 60:
             st[S_REMINDER_S] = mono
@@ -1429,7 +1484,9 @@ class Pump:
                     self._stop(STOP_AUTO_OFF)
         # the rolling 24-h dose (THR-6): basal goes on, boluses are refused
         day = self.doses.total_day()
-        al.set(A_DOSE_LIMIT, day >= self.setting(SET_MAX_TDD), day)
+        cond = day >= self.setting(SET_MAX_TDD)
+        if cond != active[A_DOSE_LIMIT]:
+            al.set(A_DOSE_LIMIT, cond, day)
         # motor: the driver's fault signal, and a self-test every hour (ALM-7)
         if not self.selftest_bits & ST_MOTOR:
             fault = self.motor.fault()
