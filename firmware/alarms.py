@@ -191,6 +191,7 @@ class Alarms:
         return top
 
     def tick(self, dt):
+        # Pump.tick does the first step itself while nothing runs out (saves a call)
         p = self.pending + dt
         if p < self.due:
             self.pending = p  # nothing runs out yet: no scan

@@ -231,6 +231,13 @@ RTC_SLACK_S = const(120)  # an RTC this far behind the pump's last known time is
 MAX_OUTAGE_S = const(400 * 86400)  # a longer gap by the RTC is taken as a broken RTC
 MOTOR_TEST_S = const(3600)  # periodic motor self-test (ALM-7)
 EPOCH_WEEKDAY = const(2)  # 2020-01-01 was a Wednesday (Monday = 0)
+# the tick's copies of the settings it reads (Pump.limits, see Pump._refresh)
+_L_BOLUS_SPEED = const(0)
+_L_RES_LOW = const(1)
+_L_NO_DELIVERY_S = const(2)
+_L_REMINDER_S = const(3)
+_L_AUTO_OFF_H = const(4)
+_L_MAX_TDD = const(5)
 
 
 
@@ -295,9 +302,10 @@ class Pump:
         self.auto_off_grace = 0
         self.set_remind_s = SET_AGE_REMIND_S
         self.set_ms = 0  # ms towards the next second of infusion-set age
-        # basal_rate() as the tick last computed it, and what it was computed after: state
-        # and settings save attempts, suspend-before-low (see tick)
+        # basal_rate() and the settings the tick reads as _refresh last took them, and
+        # what they were taken after: state and settings save attempts, suspend before low
         self.basal_rate_now = 0
+        self.limits = array("i", [0] * 6)
         self.rate_key = array("i", [-1] * 3)
         # planned pulses of the running tick, and those a failed save left owed
         self.plan_basal = 0
@@ -1199,6 +1207,10 @@ class Pump:
             return
         self.last_ticks = now
         st = self.state
+        key = self.rate_key
+        if (key[0] != self.state_slots.saves or key[1] != self.settings_slots.saves
+                or key[2] != st[S_SBL]):
+            self._refresh()
         ms = self.mono_ms + dt
         if ms >= 1000:
             secs = ms // 1000
@@ -1241,20 +1253,8 @@ class Pump:
                     step = ext_left
             # move the pulse accumulators, the wall clock and the temp basal by the step
             if not st[S_STOP]:
-                # basal_rate() costs ~9,000 M0+ instructions; it changes only by a command
-                # (each attempts a state or settings save), suspend before low, or inside
-                # the tick (a slot boundary, midnight, a temp basal's end: key reset below)
-                key = self.rate_key
-                saves = self.state_slots.saves
-                if (key[0] != saves or key[1] != self.settings_slots.saves
-                        or key[2] != st[S_SBL]):
-                    key[0] = saves
-                    key[1] = self.settings_slots.saves
-                    key[2] = st[S_SBL]
-                    self.basal_rate_now = self.basal_rate()
-                rate = self.basal_rate_now
                 unit = self.pulse * HOUR_MS
-                acc = st[S_BASAL_ACC] + step * rate
+                acc = st[S_BASAL_ACC] + step * self.basal_rate_now
                 while acc >= unit:
                     acc -= unit
                     self.plan_basal += 1
@@ -1265,7 +1265,7 @@ class Pump:
             if local + step < DAY_MS:
                 st[S_LOCAL_MS] = local + step
                 if step == to_slot:
-                    self.rate_key[0] = -1  # the next slot of the profile
+                    self.basal_rate_now = self.basal_rate()  # the profile's next slot
             else:
                 self._midnight(step, planned)
                 planned = 0
@@ -1273,7 +1273,7 @@ class Pump:
                 st[S_TEMP_LEFT] -= step
                 if st[S_TEMP_LEFT] <= 0:
                     self._end_temp(TEMP_END_EXPIRED)
-                    self.rate_key[0] = -1
+                    self.basal_rate_now = self.basal_rate()
             left -= step
         if planned:
             self._deliver()
@@ -1281,7 +1281,30 @@ class Pump:
             self._timers(house_ms)
             self.cgm.tick(house_ms)
             self.house_ms = 0
-        self.alarms.tick(dt)
+        al = self.alarms
+        pending = al.pending + dt
+        if pending < al.due and not al.dirty:
+            al.pending = pending  # Alarms.tick's own first step, without the call
+        else:
+            al.tick(dt)
+
+    def _refresh(self):
+        """Take the basal rate and the settings the tick reads again: basal_rate() costs
+        ~9,000 M0+ instructions and setting() ~2,500, and they change only by a command
+        (every one attempts a state or settings save: the key), by suspend before low, or
+        inside the tick (a slot boundary, midnight, a temp basal's end: taken there)."""
+        key = self.rate_key
+        key[0] = self.state_slots.saves
+        key[1] = self.settings_slots.saves
+        key[2] = self.state[S_SBL]
+        self.basal_rate_now = self.basal_rate()
+        lim = self.limits
+        lim[_L_BOLUS_SPEED] = self.setting(SET_BOLUS_SPEED)
+        lim[_L_RES_LOW] = self.setting(SET_RES_LOW)
+        lim[_L_NO_DELIVERY_S] = self.setting(SET_NO_DELIVERY) * 60
+        lim[_L_REMINDER_S] = self.setting(SET_SUSPEND_REMINDER) * 60
+        lim[_L_AUTO_OFF_H] = self.setting(SET_AUTO_OFF)
+        lim[_L_MAX_TDD] = self.setting(SET_MAX_TDD)
 
     def _midnight(self, step, planned):
         """The step reaches midnight: pulses due by then count for the day closing (THR-10),
@@ -1291,8 +1314,8 @@ class Pump:
             self._deliver()
         st[S_LOCAL_MS] += step - DAY_MS
         st[S_LOCAL_DAY] += 1
-        self.rate_key[0] = -1  # another day, maybe another profile
         self._close_day(st[S_LOCAL_DAY])
+        self.basal_rate_now = self.basal_rate()  # another day, maybe another profile
 
     def _advance_bolus(self, step):
         """Move the bolus accumulators by `step` ms. Returns whether pulses were planned."""
@@ -1302,7 +1325,7 @@ class Pump:
         now = self.plan_now
         if done + now < req:
             unit = self.pulse * MIN_MS
-            acc = st[S_BOLUS_ACC] + step * self.setting(SET_BOLUS_SPEED)
+            acc = st[S_BOLUS_ACC] + step * self.limits[_L_BOLUS_SPEED]
             while acc >= unit and done + now < req:
                 acc -= unit
                 now += 1
@@ -1448,11 +1471,12 @@ class Pump:
         st = self.state
         al = self.alarms
         active = al.active
+        lim = self.limits
         mono = st[S_MONO_S]
         # reservoir (RES-1)
         left = self.reservoir_pulses() * self.pulse
         filled = not st[S_REWOUND]
-        cond = filled and 0 < left <= self.setting(SET_RES_LOW)
+        cond = filled and 0 < left <= lim[_L_RES_LOW]
         if cond != active[A_RESERVOIR_LOW]:
             al.set(A_RESERVOIR_LOW, cond, left)
         cond = filled and 0 < left <= RES_VERY_LOW_MU
@@ -1463,16 +1487,16 @@ class Pump:
             al.set(A_RESERVOIR_EMPTY, cond, 0)
         # no delivery for too long (THR-5)
         gap = mono - st[S_LAST_DELIVERY_S]
-        cond = gap >= self.setting(SET_NO_DELIVERY) * 60
+        cond = gap >= lim[_L_NO_DELIVERY_S]
         if cond != active[A_NO_DELIVERY]:
             al.set(A_NO_DELIVERY, cond, gap // 60)
         # suspend reminder (THR-5): re-raised every period while stopped
-        if st[S_STOP] and mono - st[S_REMINDER_S] >= self.setting(SET_SUSPEND_REMINDER) * 60:
+        if st[S_STOP] and mono - st[S_REMINDER_S] >= lim[_L_REMINDER_S]:
             st[S_REMINDER_S] = mono
             al.clear(A_SUSPEND_REMINDER, 0)
             al.raise_(A_SUSPEND_REMINDER, st[S_STOP])
         # auto-off (ALM-4)
-        hours = self.setting(SET_AUTO_OFF)
+        hours = lim[_L_AUTO_OFF_H]
         if hours:
             if not al.active[A_AUTO_OFF]:
                 if mono - st[S_INTERACTION_S] >= hours * 3600:
@@ -1484,7 +1508,7 @@ class Pump:
                     self._stop(STOP_AUTO_OFF)
         # the rolling 24-h dose (THR-6): basal goes on, boluses are refused
         day = self.doses.total_day()
-        cond = day >= self.setting(SET_MAX_TDD)
+        cond = day >= lim[_L_MAX_TDD]
         if cond != active[A_DOSE_LIMIT]:
             al.set(A_DOSE_LIMIT, cond, day)
         # motor: the driver's fault signal, and a self-test every hour (ALM-7)
