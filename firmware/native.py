@@ -22,12 +22,17 @@ from firmware.crc import _TABLE
 # (issue 12: the state save's CRC and copy were ~60 and ~45 instructions a byte). A viper
 # function's ptr8 argument takes any buffer (its data address).
 @micropython.viper
-def crc16(p: ptr8, i: int, end: int) -> int:  # noqa: F821 (viper built-ins)
+def crc16(p: ptr8, crc: int, n: int) -> int:  # noqa: F821 (viper built-ins)
+    """CRC of buf[start:end] as crc16(buf, start, end): the arguments are reused as the
+    loop's registers (p walks the bytes, crc starts as `start`, n counts down)."""
     t = ptr16(_TABLE)  # noqa: F821
+    p = ptr8(uint(p) + uint(crc))  # noqa: F821
+    n -= crc
     crc = 0xFFFF
-    while i < end:
-        crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ p[i]) & 0xFF]
-        i += 1
+    while n > 0:
+        crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ p[0]) & 0xFF]
+        p = ptr8(uint(p) + 1)  # noqa: F821
+        n -= 1
     return crc
 
 

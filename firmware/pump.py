@@ -303,10 +303,10 @@ class Pump:
         self.set_remind_s = SET_AGE_REMIND_S
         self.set_ms = 0  # ms towards the next second of infusion-set age
         # basal_rate() and the settings the tick reads as _refresh last took them, and
-        # what they were taken after: state and settings save attempts, suspend before low
+        # the state and settings save attempts they were taken after
         self.basal_rate_now = 0
         self.limits = array("i", [0] * 6)
-        self.rate_key = array("i", [-1] * 3)
+        self.rate_key = array("i", [-1] * 2)
         # planned pulses of the running tick, and those a failed save left owed
         self.plan_basal = 0
         self.plan_now = 0
@@ -1208,8 +1208,7 @@ class Pump:
         self.last_ticks = now
         st = self.state
         key = self.rate_key
-        if (key[0] != self.state_slots.saves or key[1] != self.settings_slots.saves
-                or key[2] != st[S_SBL]):
+        if key[0] != self.state_slots.saves or key[1] != self.settings_slots.saves:
             self._refresh()
         ms = self.mono_ms + dt
         if ms >= 1000:
@@ -1290,13 +1289,13 @@ class Pump:
 
     def _refresh(self):
         """Take the basal rate and the settings the tick reads again: basal_rate() costs
-        ~9,000 M0+ instructions and setting() ~2,500, and they change only by a command
-        (every one attempts a state or settings save: the key), by suspend before low, or
-        inside the tick (a slot boundary, midnight, a temp basal's end: taken there)."""
+        ~9,000 M0+ instructions and setting() ~2,500, and they change only by a command or
+        suspend before low (each attempts a state or settings save: the key) or inside the
+        tick (a slot boundary, midnight, a temp basal's end: taken there). Whatever changes
+        basal_rate()'s or these settings' inputs outside the tick must save (or revert)."""
         key = self.rate_key
         key[0] = self.state_slots.saves
         key[1] = self.settings_slots.saves
-        key[2] = self.state[S_SBL]
         self.basal_rate_now = self.basal_rate()
         lim = self.limits
         lim[_L_BOLUS_SPEED] = self.setting(SET_BOLUS_SPEED)
@@ -1425,10 +1424,14 @@ class Pump:
         st = self.state
         p = self.pulse
         bolus = (now + ext) * p
-        st[S_BASAL_TODAY] += basal * p
-        st[S_BOLUS_TODAY] += bolus
-        st[S_NOW_DONE] += now
-        st[S_EXT_DONE] += ext
+        if basal:
+            st[S_BASAL_TODAY] += basal * p
+        if bolus:
+            st[S_BOLUS_TODAY] += bolus
+        if now:
+            st[S_NOW_DONE] += now
+        if ext:
+            st[S_EXT_DONE] += ext
         if basal + now + ext:
             self.doses.add(bolus, basal * p + bolus)
             st[S_LAST_DELIVERY_S] = st[S_MONO_S]
