@@ -1199,13 +1199,15 @@ class Pump:
         """One scheduler step. Allocation-free; call it every 100 ms to 1 s.
 
         The firmware's hot path (issue 12): on a Cortex-M0+ every bytecode costs about
-        100-250 instructions and a method call about 1,000, so the step loop is inline and
-        the rare parts (a bolus, midnight, a temp basal's end) are the calls."""
-        now = self.clock.ticks_ms()
-        dt = ticks_diff(now, self.last_ticks)
+        100-250 instructions and a method call 1,000-2,500, so the step loop and the
+        immediate bolus are inline, the rare parts (an extended bolus, midnight, a temp
+        basal's end, housekeeping) are the calls, and basal_rate() and the settings it
+        reads are copies (_refresh)."""
+        ticks = self.clock.ticks_ms()
+        dt = ticks_diff(ticks, self.last_ticks)
         if dt <= 0:
             return
-        self.last_ticks = now
+        self.last_ticks = ticks
         st = self.state
         key = self.rate_key
         if key[0] != self.state_slots.saves or key[1] != self.settings_slots.saves:
@@ -1259,8 +1261,22 @@ class Pump:
                     self.plan_basal += 1
                     planned = 1
                 st[S_BASAL_ACC] = acc
-                if st[S_BOLUS_ID] and self._advance_bolus(step):
-                    planned = 1
+                if st[S_BOLUS_ID]:
+                    req = st[S_NOW_REQ]
+                    done = st[S_NOW_DONE]
+                    now = self.plan_now
+                    if done + now < req:  # the immediate part, at the bolus speed
+                        unit = self.pulse * MIN_MS
+                        acc = st[S_BOLUS_ACC] + step * self.limits[_L_BOLUS_SPEED]
+                        while acc >= unit and done + now < req:
+                            acc -= unit
+                            now += 1
+                        st[S_BOLUS_ACC] = acc
+                        if now != self.plan_now:
+                            self.plan_now = now
+                            planned = 1
+                    elif st[S_EXT_REQ] and self._advance_ext(step):
+                        planned = 1
             if local + step < DAY_MS:
                 st[S_LOCAL_MS] = local + step
                 if step == to_slot:
@@ -1316,24 +1332,11 @@ class Pump:
         self._close_day(st[S_LOCAL_DAY])
         self.basal_rate_now = self.basal_rate()  # another day, maybe another profile
 
-    def _advance_bolus(self, step):
-        """Move the bolus accumulators by `step` ms. Returns whether pulses were planned."""
+    def _advance_ext(self, step):
+        """Move the extended part's accumulator by `step` ms. Returns whether pulses were
+        planned."""
         st = self.state
-        req = st[S_NOW_REQ]
-        done = st[S_NOW_DONE]
-        now = self.plan_now
-        if done + now < req:
-            unit = self.pulse * MIN_MS
-            acc = st[S_BOLUS_ACC] + step * self.limits[_L_BOLUS_SPEED]
-            while acc >= unit and done + now < req:
-                acc -= unit
-                now += 1
-            st[S_BOLUS_ACC] = acc
-            if now == self.plan_now:
-                return False
-            self.plan_now = now
-            return True
-        if st[S_EXT_REQ] and st[S_EXT_ELAPSED] < st[S_EXT_DURATION]:
+        if st[S_EXT_ELAPSED] < st[S_EXT_DURATION]:
             # pulse k of N is due at k * duration / N
             acc = st[S_EXT_ACC] + step * st[S_EXT_REQ]
             duration = st[S_EXT_DURATION]
