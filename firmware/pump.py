@@ -1353,15 +1353,14 @@ class Pump:
 
     def _deliver(self):
         """Save the plan, move the motor, then count what moved (HIS-2, THR-7, ALM-3).
-        The plan is used up: a failed save owes it to the next tick."""
+        The plan is used up (it stays readable while the motor moves): a failed save owes
+        it to the next tick."""
         st = self.state
         basal = self.plan_basal
         now = self.plan_now
         ext = self.plan_ext
-        self.plan_basal = 0
-        self.plan_now = 0
-        self.plan_ext = 0
         if st[S_STOP]:
+            self._unplan()
             return  # a stopped pump never moves, whatever its callers planned
         basal = 0 if st[S_SBL] else basal
         room = self.reservoir_pulses()
@@ -1377,6 +1376,7 @@ class Pump:
         if total and not self._commit(basal, now + ext, 0):
             # Never move what could not be recorded: owe it to the next tick, and after
             # repeated failures stop in the safe state (storage fault, ALM-5).
+            self._unplan()
             self.owed_basal = basal
             self.owed_now = now
             self.owed_ext = ext
@@ -1385,8 +1385,9 @@ class Pump:
                 self._safe_state(ST_STORAGE, A_SELFTEST, 0)
             return
         self.storage_failures = 0
+        moved = self._step(total) if total else 0
+        self._unplan()
         if total:
-            moved = self._step(total)
             b = basal if basal < moved else moved
             n = now if now < moved - b else moved - b
             self._count(b, n, moved - b - n)
@@ -1411,6 +1412,11 @@ class Pump:
             self._stop(STOP_OCCLUSION)  # no make-up delivery of what did not flow
         elif self.reservoir_pulses() == 0:
             self._stop(STOP_RESERVOIR)
+
+    def _unplan(self):
+        self.plan_basal = 0
+        self.plan_now = 0
+        self.plan_ext = 0
 
     def _step(self, n):
         """Move the plunger n pulses; the pulses that really moved, by its position."""
