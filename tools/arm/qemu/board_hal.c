@@ -40,11 +40,13 @@ mp_uint_t mp_hal_ticks_ms(void) {
 }
 
 // ms and the SysTick count as one reading. A SysTick interrupt between the two reads would
-// pair a new ms with an old count (the loop); and the counter can have wrapped while its
-// interrupt is still pending (qemu takes interrupts between translation blocks): then the
-// count is of the next ms (ICSR.PENDSTSET), which paired with the old ms put the reading
-// 1 ms back and made one measured tick in ~2,000 1,000,000 instructions too long
-// (benchmarks/RESULTS.md, issue 12).
+// pair a new ms with an old count (the loop); a wrap whose interrupt is pending is counted
+// (ICSR.PENDSTSET). Under qemu the counter can also read as wrapped before the timer has
+// even set the interrupt pending (it runs between translation blocks): the count then
+// belongs to the next ms and the reading is exactly 1 ms early. That made one measured
+// tick in ~2,000 1,000,000 instructions too long (benchmarks/RESULTS.md, issue 12). A
+// ticks_cpu reading more than half a ms before the previous one is such a case: it gets
+// its ms (ticks_us is not used for measurements and keeps the reading as it is).
 static uint32_t board_count(uint32_t *cv_out) {
     board_tick_start();
     uint32_t ms, cv, pending;
@@ -67,10 +69,17 @@ mp_uint_t mp_hal_ticks_us(void) {
 }
 
 // 25 MHz system clock counts: under qemu -icount shift=0 one count is 40 instructions
+static uint32_t board_last_cpu; // the previous reading
+
 mp_uint_t mp_hal_ticks_cpu(void) {
     uint32_t cv;
     uint32_t ms = board_count(&cv);
-    return ms * (SYSCLK_HZ / 1000u) + (SYSCLK_HZ / 1000u - 1u - cv);
+    uint32_t t = ms * (SYSCLK_HZ / 1000u) + (SYSCLK_HZ / 1000u - 1u - cv);
+    if ((int32_t)(board_last_cpu - t) > (int32_t)(SYSCLK_HZ / 2000u)) {
+        t += SYSCLK_HZ / 1000u; // read 1 ms early (above)
+    }
+    board_last_cpu = t;
+    return t;
 }
 
 void mp_hal_delay_ms(mp_uint_t ms) {
