@@ -1386,7 +1386,9 @@ class Pump:
             return
         self.storage_failures = 0
         moved = self._step(total) if total else 0
-        self._unplan()
+        self.plan_basal = 0  # used up (_unplan, inline on the motor tick)
+        self.plan_now = 0
+        self.plan_ext = 0
         if total:
             b = basal if basal < moved else moved
             n = now if now < moved - b else moved - b
