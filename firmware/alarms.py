@@ -10,10 +10,18 @@ of from the start.
 
 Preallocated per-alarm arrays; `tick` and `set` never allocate. Every raise, acknowledge
 and clear goes to the `log(alarm_id, action, value)` callback (history and host event).
+
+The tick is lazy (issue 12: a scan of every alarm costs ~40k instructions on a Cortex-M0+):
+it only adds its dt to `pending` until the first repeat timer or cycle window can run out
+(`due`), and scans then; an operation that reads or sets a timer or window first brings
+them up to date (`_settle`). Timers run out at the same tick as with a scan every tick.
+The LED follows the highest active priority, which changes only when an alarm is raised or
+cleared (`dirty`).
 """
 
 from array import array
 
+from firmware.compat import const
 from protocol.spec import (
     A_AUTO_OFF,
     A_OCCLUSION,
@@ -36,6 +44,7 @@ MAX_LEVEL = 2  # escalation steps: 0 normal, 1 louder, 2 loudest
 LATCHED = (A_OCCLUSION, A_AUTO_OFF, A_SUSPEND_REMINDER, A_SET_CHANGE)
 CYCLES = 3  # raises of one condition within CYCLE_MS that escalate instead of restarting
 CYCLE_MS = 600000
+_NEVER = const(1 << 29)  # `due` while no timer or window runs
 
 
 class Alarms:
@@ -61,12 +70,17 @@ class Alarms:
         self.cycles = bytearray(ALARM_COUNT)  # raises within the current cycle window
         self.window = array("i", [0] * ALARM_COUNT)  # ms left of each cycle window
         self.windows = 0  # cycle windows running
+        self.pending = 0  # ms the timers and windows have not been counted down by yet
+        self.due = _NEVER  # pending ms at which the first timer or window runs out
+        self.dirty = False  # an alarm was raised or cleared: the LED may change
 
     def raise_(self, alarm, value):
         if self.active[alarm]:
             return
+        self._settle()
         self.active[alarm] = 1
         self.count += 1
+        self.dirty = True
         self.acked[alarm] = 0
         self.missed[alarm] = 0
         if self.window[alarm] > 0:
@@ -82,6 +96,8 @@ class Alarms:
         else:
             self.level[alarm] = 0
         self.timer[alarm] = self.repeat_ms
+        self._due(self.repeat_ms)
+        self._due(self.window[alarm])
         self.log(alarm, ALARM_RAISED, value)
         s = self.sounding
         if not self._annunciate(alarm):
@@ -110,6 +126,7 @@ class Alarms:
             return
         self.active[alarm] = 0
         self.count -= 1
+        self.dirty = True
         self.log(alarm, ALARM_CLEARED, value)
         if not self.acked[alarm] and not self.latched[alarm]:
             self.missed[alarm] = 1
@@ -140,7 +157,10 @@ class Alarms:
             return OK
         self.level[alarm] = 0
         # High-priority alarms cannot be snoozed: silenced only until the next repeat.
-        self.timer[alarm] = self.repeat_ms if self.priority[alarm] == PRIO_HIGH else self.snooze_ms
+        self._settle()
+        t = self.repeat_ms if self.priority[alarm] == PRIO_HIGH else self.snooze_ms
+        self.timer[alarm] = t
+        self._due(t)
         if self.sounding == alarm:
             self._next()
         return OK
@@ -171,30 +191,62 @@ class Alarms:
         return top
 
     def tick(self, dt):
+        # Pump.tick does the first step itself while nothing runs out (saves a call)
+        p = self.pending + dt
+        if p < self.due:
+            self.pending = p  # nothing runs out yet: no scan
+        else:
+            self.pending = 0
+            self._count_down(p)
+        if self.dirty:
+            self.dirty = False
+            top = self.highest()
+            if top != self.led:
+                self.led = top
+                self.annunciator.led(top)
+
+    def _settle(self):
+        """Count the timers and windows down by the pending ms (none runs out: pending <
+        due), before an operation reads or sets one."""
+        p = self.pending
+        if p:
+            self.pending = 0
+            self._count_down(p)
+
+    def _due(self, t):
+        if t < self.due:
+            self.due = t
+
+    def _count_down(self, dt):
+        """Count every running timer and window down by dt: what runs out escalates and
+        sounds again, or ends its cycle window. Sets `due` for the next scan."""
+        due = _NEVER
         if self.windows:
+            window = self.window
             for i in range(ALARM_COUNT):
-                if self.window[i] > 0:
-                    t = self.window[i] - dt
+                if window[i] > 0:
+                    t = window[i] - dt
                     if t <= 0:
                         t = 0
                         self.cycles[i] = 0
                         self.windows -= 1
-                    self.window[i] = t
-        top = 0
+                    elif t < due:
+                        due = t
+                    window[i] = t
         if self.count:
+            active = self.active
+            timer = self.timer
             for i in range(ALARM_COUNT):
-                if not self.active[i]:
+                if not active[i]:
                     continue
-                t = self.timer[i] - dt
+                t = timer[i] - dt
                 if t <= 0:
                     if not self.acked[i] and self.level[i] < MAX_LEVEL:
                         self.level[i] += 1  # escalate: left unacknowledged
                     self.acked[i] = 0
                     self._annunciate(i)  # hidden behind a higher one: it waits its turn
                     t = self.repeat_ms
-                self.timer[i] = t
-                if self.priority[i] > top:
-                    top = self.priority[i]
-        if top != self.led:
-            self.led = top
-            self.annunciator.led(top)
+                timer[i] = t
+                if t < due:
+                    due = t
+        self.due = due

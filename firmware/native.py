@@ -17,15 +17,22 @@ import micropython
 from firmware.crc import _TABLE
 
 
+# ARMv6-M viper code keeps only its first three locals, the arguments first, in registers
+# (the others live in the stack frame): the byte loops below run on their arguments
+# (issue 12: the state save's CRC and copy were ~60 and ~45 instructions a byte). A viper
+# function's ptr8 argument takes any buffer (its data address).
 @micropython.viper
-def crc16(buf, start: int, end: int) -> int:
-    p = ptr8(buf)  # noqa: F821 (viper built-in)
+def crc16(p: ptr8, crc: int, n: int) -> int:  # noqa: F821 (viper built-ins)
+    """CRC of buf[start:end] as crc16(buf, start, end): the arguments are reused as the
+    loop's registers (p walks the bytes, crc starts as `start`, n counts down)."""
     t = ptr16(_TABLE)  # noqa: F821
+    p = ptr8(uint(p) + uint(crc))  # noqa: F821
+    n -= crc
     crc = 0xFFFF
-    i = start
-    while i < end:
-        crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ p[i]) & 0xFF]
-        i += 1
+    while n > 0:
+        crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ p[0]) & 0xFF]
+        p = ptr8(uint(p) + 1)  # noqa: F821
+        n -= 1
     return crc
 
 
@@ -64,13 +71,22 @@ def cobs_encode(src, n: int, dst) -> int:
 
 
 @micropython.viper
-def copy(dst, at: int, src, start: int, n: int):
-    """dst[at:at + n] = src[start:start + n], byte by byte, no slice objects. Any buffer:
-    an array('i') is its little-endian bytes on every arch with a native emitter here
-    (ARM, Xtensa, x86-64), which is what struct "<i" writes."""
-    d = ptr8(dst)  # noqa: F821
-    s = ptr8(src)  # noqa: F821
-    i = 0
-    while i < n:
-        d[at + i] = s[start + i]
-        i += 1
+def copy(dst: ptr8, at: int, src: ptr8, start: int, n: int):  # noqa: F821
+    """dst[at:at + n] = src[start:start + n] (distinct buffers), no slice objects. Any
+    buffer: an array('i') is its little-endian bytes on every arch with a native emitter
+    here (ARM, Xtensa, x86-64), which is what struct "<i" writes. Word by word when both
+    ends and the length are 4-byte aligned (the slot images: a quarter of the loop)."""
+    a = uint(dst) + uint(at)  # noqa: F821
+    b = uint(src) + uint(start)  # noqa: F821
+    dst = ptr8(a)  # noqa: F821
+    src = ptr8(b)  # noqa: F821
+    if ((a | b | uint(n)) & 3) == uint(0):  # noqa: F821
+        at = n >> 2
+        while at > 0:
+            at -= 1
+            ptr32(dst)[at] = ptr32(src)[at]  # noqa: F821
+    else:
+        at = n
+        while at > 0:
+            at -= 1
+            dst[at] = src[at]

@@ -211,6 +211,13 @@ CHECKPOINT_S = const(60)  # longest time between two state saves: timers and the
 RTC_SLACK_S = const(120)  # an RTC this far behind the pump's last known time is still trusted
 MAX_OUTAGE_S = const(400 * 86400)  # a longer gap by the RTC is taken as a broken RTC
 MOTOR_TEST_S = const(3600)  # periodic motor self-test (ALM-7)
+# the tick's copies of the settings it reads (Pump.limits, see Pump._refresh)
+_L_BOLUS_SPEED = const(0)
+_L_RES_LOW = const(1)
+_L_NO_DELIVERY_S = const(2)
+_L_REMINDER_S = const(3)
+_L_AUTO_OFF_H = const(4)
+_L_MAX_TDD = const(5)
 
 
 
@@ -275,7 +282,11 @@ class Pump:
         self.auto_off_grace = 0
         self.set_remind_s = SET_AGE_REMIND_S
         self.set_ms = 0  # ms towards the next second of infusion-set age
+        # basal_rate() and the settings the tick reads as _refresh last took them, and
+        # the state and settings save attempts they were taken after
         self.basal_rate_now = 0
+        self.limits = array("i", [0] * 6)
+        self.rate_key = array("i", [-1] * 2)
         # planned pulses of the running tick, and those a failed save left owed
         self.plan_basal = 0
         self.plan_now = 0
@@ -997,121 +1008,173 @@ class Pump:
 
     # ------------------------------------------------------------------- the tick
     def tick(self):
-        """One scheduler step. Allocation-free; call it every 100 ms to 1 s."""
-        now = self.clock.ticks_ms()
-        dt = ticks_diff(now, self.last_ticks)
+        """One scheduler step. Allocation-free; call it every 100 ms to 1 s.
+
+        The firmware's hot path (issue 12): on a Cortex-M0+ every bytecode costs about
+        100-250 instructions and a method call 1,000-2,500, so the step loop and the
+        immediate bolus are inline, the rare parts (an extended bolus, midnight, a temp
+        basal's end, housekeeping) are the calls, and basal_rate() and the settings it
+        reads are copies (_refresh)."""
+        ticks = self.clock.ticks_ms()
+        dt = ticks_diff(ticks, self.last_ticks)
         if dt <= 0:
             return
-        self.last_ticks = now
+        self.last_ticks = ticks
         st = self.state
+        key = self.rate_key
+        if key[0] != self.state_slots.saves or key[1] != self.settings.slots.saves:
+            self._refresh()
         ms = self.mono_ms + dt
         if ms >= 1000:
             secs = ms // 1000
             st[S_MONO_S] += secs
             ms -= secs * 1000
+            # a dose bucket closes only when a second passes (boot rolled the rings last)
+            self.doses.roll(st[S_MONO_S])
         self.mono_ms = ms
-        self.doses.roll(st[S_MONO_S])
         if self.buttons.pressed() & BUTTON_ACK:
             self.alarms.ack_top()
             self.interaction()
         # Battery, reservoir and timer alarms are housekeeping at 1 Hz: it keeps the
         # average tick cheap on a 100-ms loop (benchmarks/RESULTS.md).
-        self.house_ms += dt
-        house = self.house_ms >= HOUSEKEEPING_MS
+        house_ms = self.house_ms + dt
+        self.house_ms = house_ms
+        house = house_ms >= HOUSEKEEPING_MS
         if house:
             self._check_battery()
-        self.plan_basal = self.owed_basal
-        self.plan_now = self.owed_now
-        self.plan_ext = self.owed_ext
-        self.owed_basal = 0
-        self.owed_now = 0
-        self.owed_ext = 0
+        planned = self.owed_basal or self.owed_now or self.owed_ext
+        if planned:  # pulses a failed save left owed (_deliver)
+            self.plan_basal = self.owed_basal
+            self.plan_now = self.owed_now
+            self.plan_ext = self.owed_ext
+            self.owed_basal = 0
+            self.owed_now = 0
+            self.owed_ext = 0
         left = dt
         while left > 0:
-            step = self._step_length(left)
-            self._advance(step)
+            # the longest step that crosses no slot boundary, temp-basal end or bolus end
+            step = left if left < CHUNK_MS else CHUNK_MS
+            local = st[S_LOCAL_MS]
+            to_slot = SLOT_MS - local % SLOT_MS
+            if to_slot < step:
+                step = to_slot
+            if st[S_TEMP_KIND] and st[S_TEMP_LEFT] < step:
+                step = st[S_TEMP_LEFT]
+            if st[S_EXT_REQ] and st[S_NOW_DONE] + self.plan_now >= st[S_NOW_REQ]:
+                ext_left = st[S_EXT_DURATION] - st[S_EXT_ELAPSED]
+                if 0 < ext_left < step:
+                    step = ext_left
+            # move the pulse accumulators, the wall clock and the temp basal by the step
+            if not st[S_STOP]:
+                unit = self.pulse * HOUR_MS
+                acc = st[S_BASAL_ACC] + step * self.basal_rate_now
+                while acc >= unit:
+                    acc -= unit
+                    self.plan_basal += 1
+                    planned = 1
+                st[S_BASAL_ACC] = acc
+                if st[S_BOLUS_ID]:
+                    req = st[S_NOW_REQ]
+                    done = st[S_NOW_DONE]
+                    now = self.plan_now
+                    if done + now < req:  # the immediate part, at the bolus speed
+                        unit = self.pulse * MIN_MS
+                        acc = st[S_BOLUS_ACC] + step * self.limits[_L_BOLUS_SPEED]
+                        while acc >= unit and done + now < req:
+                            acc -= unit
+                            now += 1
+                        st[S_BOLUS_ACC] = acc
+                        if now != self.plan_now:
+                            self.plan_now = now
+                            planned = 1
+                    elif st[S_EXT_REQ] and self._advance_ext(step):
+                        planned = 1
+            if local + step < DAY_MS:
+                st[S_LOCAL_MS] = local + step
+                if step == to_slot:
+                    self.basal_rate_now = self.basal_rate()  # the profile's next slot
+            else:
+                self._midnight(step, planned)
+                planned = 0
+            if st[S_TEMP_KIND]:
+                st[S_TEMP_LEFT] -= step
+                if st[S_TEMP_LEFT] <= 0:
+                    self._end_temp(TEMP_END_EXPIRED)
+                    self.basal_rate_now = self.basal_rate()
             left -= step
-        if self.plan_basal or self.plan_now or self.plan_ext:
+        if planned:
             self._deliver()
         if house:
-            self._timers(self.house_ms)
-            self.cgm.tick(self.house_ms)
+            self._timers(house_ms)
+            self.cgm.tick(house_ms)
             self.house_ms = 0
-        self.alarms.tick(dt)
+        al = self.alarms
+        pending = al.pending + dt
+        if pending < al.due and not al.dirty:
+            al.pending = pending  # Alarms.tick's own first step, without the call
+        else:
+            al.tick(dt)
 
-    def _step_length(self, left):
-        """Longest step that crosses no slot boundary, temp-basal end or bolus end."""
-        st = self.state
-        step = left if left < CHUNK_MS else CHUNK_MS
-        to_slot = SLOT_MS - st[S_LOCAL_MS] % SLOT_MS
-        if to_slot < step:
-            step = to_slot
-        if st[S_TEMP_KIND] and st[S_TEMP_LEFT] < step:
-            step = st[S_TEMP_LEFT]
-        if st[S_EXT_REQ] and not self._now_pending():
-            ext_left = st[S_EXT_DURATION] - st[S_EXT_ELAPSED]
-            if 0 < ext_left < step:
-                step = ext_left
-        return step
+    def _refresh(self):
+        """Take the basal rate and the settings the tick reads again: basal_rate() costs
+        ~9,000 M0+ instructions and setting() ~2,500, and they change only by a command or
+        suspend before low (each attempts a state or settings save: the key) or inside the
+        tick (a slot boundary, midnight, a temp basal's end: taken there). Whatever changes
+        basal_rate()'s or these settings' inputs outside the tick must save (or revert)."""
+        key = self.rate_key
+        key[0] = self.state_slots.saves
+        key[1] = self.settings.slots.saves
+        self.basal_rate_now = self.basal_rate()
+        lim = self.limits
+        lim[_L_BOLUS_SPEED] = self.setting(SET_BOLUS_SPEED)
+        lim[_L_RES_LOW] = self.setting(SET_RES_LOW)
+        lim[_L_NO_DELIVERY_S] = self.setting(SET_NO_DELIVERY) * 60
+        lim[_L_REMINDER_S] = self.setting(SET_SUSPEND_REMINDER) * 60
+        lim[_L_AUTO_OFF_H] = self.setting(SET_AUTO_OFF)
+        lim[_L_MAX_TDD] = self.setting(SET_MAX_TDD)
 
-    def _now_pending(self):
+    def _midnight(self, step, planned):
+        """The step reaches midnight: pulses due by then count for the day closing (THR-10),
+        then the day closes."""
         st = self.state
-        return st[S_NOW_DONE] + self.plan_now < st[S_NOW_REQ]
+        if planned:
+            self._deliver()
+        st[S_LOCAL_MS] += step - DAY_MS
+        st[S_LOCAL_DAY] += 1
+        self._close_day(st[S_LOCAL_DAY])
+        self.basal_rate_now = self.basal_rate()  # another day, maybe another profile
 
-    def _advance(self, step):
-        """Move wall clock, temp basal and the pulse accumulators forward by `step` ms."""
+    def _advance_ext(self, step):
+        """Move the extended part's accumulator by `step` ms. Returns whether pulses were
+        planned."""
         st = self.state
-        if not st[S_STOP]:
-            unit = self.pulse * HOUR_MS
-            acc = st[S_BASAL_ACC] + step * self.basal_rate()
-            while acc >= unit:
-                acc -= unit
-                self.plan_basal += 1
-            st[S_BASAL_ACC] = acc
-            if st[S_BOLUS_ID]:
-                self._advance_bolus(step)
-        if st[S_LOCAL_MS] + step >= DAY_MS and (self.plan_basal or self.plan_now or self.plan_ext):
-            self._deliver()  # pulses due by midnight count for the day closing (THR-10)
-            self.plan_basal = 0
-            self.plan_now = 0
-            self.plan_ext = 0
-        st[S_LOCAL_MS] += step
-        if st[S_LOCAL_MS] >= DAY_MS:
-            st[S_LOCAL_MS] -= DAY_MS
-            st[S_LOCAL_DAY] += 1
-            self._close_day(st[S_LOCAL_DAY])
-        if st[S_TEMP_KIND]:
-            st[S_TEMP_LEFT] -= step
-            if st[S_TEMP_LEFT] <= 0:
-                self._end_temp(TEMP_END_EXPIRED)
-
-    def _advance_bolus(self, step):
-        st = self.state
-        if self._now_pending():
-            unit = self.pulse * MIN_MS
-            acc = st[S_BOLUS_ACC] + step * self.setting(SET_BOLUS_SPEED)
-            while acc >= unit and self._now_pending():
-                acc -= unit
-                self.plan_now += 1
-            st[S_BOLUS_ACC] = acc
-        elif st[S_EXT_REQ] and st[S_EXT_ELAPSED] < st[S_EXT_DURATION]:
+        if st[S_EXT_ELAPSED] < st[S_EXT_DURATION]:
             # pulse k of N is due at k * duration / N
             acc = st[S_EXT_ACC] + step * st[S_EXT_REQ]
             duration = st[S_EXT_DURATION]
+            ext = 0
             while acc >= duration:
                 acc -= duration
-                self.plan_ext += 1
+                ext += 1
             st[S_EXT_ACC] = acc
             st[S_EXT_ELAPSED] += step
+            if ext:
+                self.plan_ext += ext
+                return True
+        return False
 
     def _deliver(self):
-        """Save the plan, move the motor, then count what moved (HIS-2, THR-7, ALM-3)."""
+        """Save the plan, move the motor, then count what moved (HIS-2, THR-7, ALM-3).
+        The plan is used up (it stays readable while the motor moves): a failed save owes
+        it to the next tick."""
         st = self.state
-        if st[S_STOP]:
-            return  # a stopped pump never moves, whatever its callers planned
-        basal = 0 if st[S_SBL] else self.plan_basal
+        basal = self.plan_basal
         now = self.plan_now
         ext = self.plan_ext
+        if st[S_STOP]:
+            self._unplan()
+            return  # a stopped pump never moves, whatever its callers planned
+        basal = 0 if st[S_SBL] else basal
         room = self.reservoir_pulses()
         if basal > room:
             basal = room
@@ -1125,6 +1188,7 @@ class Pump:
         if total and not self._commit(basal, now + ext, 0):
             # Never move what could not be recorded: owe it to the next tick, and after
             # repeated failures stop in the safe state (storage fault, ALM-5).
+            self._unplan()
             self.owed_basal = basal
             self.owed_now = now
             self.owed_ext = ext
@@ -1133,8 +1197,11 @@ class Pump:
                 self._safe_state(ST_STORAGE, A_SELFTEST, 0)
             return
         self.storage_failures = 0
+        moved = self._step(total) if total else 0
+        self.plan_basal = 0  # used up (_unplan, inline on the motor tick)
+        self.plan_now = 0
+        self.plan_ext = 0
         if total:
-            moved = self._step(total)
             b = basal if basal < moved else moved
             n = now if now < moved - b else moved - b
             self._count(b, n, moved - b - n)
@@ -1160,6 +1227,11 @@ class Pump:
         elif self.reservoir_pulses() == 0:
             self._stop(STOP_RESERVOIR)
 
+    def _unplan(self):
+        self.plan_basal = 0
+        self.plan_now = 0
+        self.plan_ext = 0
+
     def _step(self, n):
         """Move the plunger n pulses; the pulses that really moved, by its position."""
         motor = self.motor
@@ -1175,10 +1247,14 @@ class Pump:
         st = self.state
         p = self.pulse
         bolus = (now + ext) * p
-        st[S_BASAL_TODAY] += basal * p
-        st[S_BOLUS_TODAY] += bolus
-        st[S_NOW_DONE] += now
-        st[S_EXT_DONE] += ext
+        if basal:
+            st[S_BASAL_TODAY] += basal * p
+        if bolus:
+            st[S_BOLUS_TODAY] += bolus
+        if now:
+            st[S_NOW_DONE] += now
+        if ext:
+            st[S_EXT_DONE] += ext
         if basal + now + ext:
             self.doses.add(bolus, basal * p + bolus)
             st[S_LAST_DELIVERY_S] = st[S_MONO_S]
@@ -1192,44 +1268,61 @@ class Pump:
         self.alarms.raise_(alarm, self.selftest_bits if alarm == A_SELFTEST else value)
 
     def _check_battery(self):
+        # an alarm's condition is compared with its state first: set() is a call of ~1,500
+        # M0+ instructions, and the condition rarely changes (issue 12)
         st = self.state
         level = self.battery.percent()
         if level >= st[S_BATTERY] + BAT_CHANGE_JUMP:
             self._log(H_BATTERY_CHANGE, 0, st[S_BATTERY], level, 0)
         st[S_BATTERY] = level
         al = self.alarms
-        low = al.active[A_BATTERY_LOW]
-        al.set(A_BATTERY_LOW, level <= BAT_LOW or (low and level <= BAT_LOW + BAT_HYSTERESIS),
-               level)
-        low = al.active[A_BATTERY_VERY_LOW]
-        al.set(A_BATTERY_VERY_LOW,
-               level <= BAT_VERY_LOW or (low and level <= BAT_VERY_LOW + BAT_HYSTERESIS), level)
-        al.set(A_BATTERY_DEPLETED, level <= 0, level)
+        active = al.active
+        low = active[A_BATTERY_LOW]
+        cond = level <= BAT_LOW or (low and level <= BAT_LOW + BAT_HYSTERESIS)
+        if cond != low:
+            al.set(A_BATTERY_LOW, cond, level)
+        low = active[A_BATTERY_VERY_LOW]
+        cond = level <= BAT_VERY_LOW or (low and level <= BAT_VERY_LOW + BAT_HYSTERESIS)
+        if cond != low:
+            al.set(A_BATTERY_VERY_LOW, cond, level)
+        if (level <= 0) != active[A_BATTERY_DEPLETED]:
+            al.set(A_BATTERY_DEPLETED, level <= 0, level)
         if level <= 0 and st[S_STOP] != STOP_BATTERY and st[S_STOP] != STOP_SELFTEST:
             self._stop(STOP_BATTERY)
 
     def _timers(self, dt):
         """1-Hz housekeeping. Every timer runs on the monotonic clock (S_MONO_S), so a
-        reboot or an outage never restarts one (HIS-3)."""
+        reboot or an outage never restarts one (HIS-3). Conditions are compared with
+        their alarm's state before calling set() (see _check_battery)."""
         st = self.state
         al = self.alarms
+        active = al.active
+        lim = self.limits
         mono = st[S_MONO_S]
         # reservoir (RES-1)
         left = self.reservoir_pulses() * self.pulse
         filled = not st[S_REWOUND]
-        al.set(A_RESERVOIR_LOW, filled and 0 < left <= self.setting(SET_RES_LOW), left)
-        al.set(A_RESERVOIR_VERY_LOW, filled and 0 < left <= RES_VERY_LOW_MU, left)
-        al.set(A_RESERVOIR_EMPTY, filled and left == 0, 0)
+        cond = filled and 0 < left <= lim[_L_RES_LOW]
+        if cond != active[A_RESERVOIR_LOW]:
+            al.set(A_RESERVOIR_LOW, cond, left)
+        cond = filled and 0 < left <= RES_VERY_LOW_MU
+        if cond != active[A_RESERVOIR_VERY_LOW]:
+            al.set(A_RESERVOIR_VERY_LOW, cond, left)
+        cond = filled and left == 0
+        if cond != active[A_RESERVOIR_EMPTY]:
+            al.set(A_RESERVOIR_EMPTY, cond, 0)
         # no delivery for too long (THR-5)
         gap = mono - st[S_LAST_DELIVERY_S]
-        al.set(A_NO_DELIVERY, gap >= self.setting(SET_NO_DELIVERY) * 60, gap // 60)
+        cond = gap >= lim[_L_NO_DELIVERY_S]
+        if cond != active[A_NO_DELIVERY]:
+            al.set(A_NO_DELIVERY, cond, gap // 60)
         # suspend reminder (THR-5): re-raised every period while stopped
-        if st[S_STOP] and mono - st[S_REMINDER_S] >= self.setting(SET_SUSPEND_REMINDER) * 60:
+        if st[S_STOP] and mono - st[S_REMINDER_S] >= lim[_L_REMINDER_S]:
             st[S_REMINDER_S] = mono
             al.clear(A_SUSPEND_REMINDER, 0)
             al.raise_(A_SUSPEND_REMINDER, st[S_STOP])
         # auto-off (ALM-4)
-        hours = self.setting(SET_AUTO_OFF)
+        hours = lim[_L_AUTO_OFF_H]
         if hours:
             if not al.active[A_AUTO_OFF]:
                 if mono - st[S_INTERACTION_S] >= hours * 3600:
@@ -1241,7 +1334,9 @@ class Pump:
                     self._stop(STOP_AUTO_OFF)
         # the rolling 24-h dose (THR-6): basal goes on, boluses are refused
         day = self.doses.total_day()
-        al.set(A_DOSE_LIMIT, day >= self.setting(SET_MAX_TDD), day)
+        cond = day >= lim[_L_MAX_TDD]
+        if cond != active[A_DOSE_LIMIT]:
+            al.set(A_DOSE_LIMIT, cond, day)
         # motor: the driver's fault signal, and a self-test every hour (ALM-7)
         if not self.selftest_bits & ST_MOTOR:
             fault = self.motor.fault()

@@ -622,7 +622,7 @@ def test_the_time_offset_order_survives_a_reboot():
     send(pump, frame(130, 0))
     assert pump.cgm.last == 130 and stats(lk) == {"frames": 1, "accepted": 1}
     # another transmitter paired: its own order, saved with its id
-    assert pump.set_setting(S.SET_SENSOR_ID, TX + 1) == S.OK
+    assert pump.settings.set(S.SET_SENSOR_ID, TX + 1) == S.OK
     send(pump, frame(131, 0, tx=TX + 1))
     assert pump.cgm.last == 131
     assert (pump.state[S_CGM_TX], pump.state[S_CGM_OFFSET]) == (TX + 1, 1)

@@ -13,6 +13,8 @@
 #define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
 #define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+#define SCB_ICSR (*(volatile uint32_t *)0xE000ED04u)
+#define ICSR_PENDSTSET (1u << 26)
 #define UART0_STATE (*(volatile uint32_t *)0x40004004u)
 #define UART_STATE_RXFULL (1u << 1)
 
@@ -37,25 +39,47 @@ mp_uint_t mp_hal_ticks_ms(void) {
     return board_ms;
 }
 
-mp_uint_t mp_hal_ticks_us(void) {
+// ms and the SysTick count as one reading. A SysTick interrupt between the two reads would
+// pair a new ms with an old count (the loop); a wrap whose interrupt is pending is counted
+// (ICSR.PENDSTSET). Under qemu the counter can also read as wrapped before the timer has
+// even set the interrupt pending (it runs between translation blocks): the count then
+// belongs to the next ms and the reading is exactly 1 ms early. That made one measured
+// tick in ~2,000 1,000,000 instructions too long (benchmarks/RESULTS.md, issue 12). A
+// ticks_cpu reading more than half a ms before the previous one is such a case: it gets
+// its ms (ticks_us is not used for measurements and keeps the reading as it is).
+static uint32_t board_count(uint32_t *cv_out) {
     board_tick_start();
-    uint32_t ms, cv;
-    do { // a SysTick interrupt between the two reads would pair a new ms with an old count
+    uint32_t ms, cv, pending;
+    do {
         ms = board_ms;
         cv = SYST_CVR;
+        pending = SCB_ICSR & ICSR_PENDSTSET;
+        if (pending) {
+            cv = SYST_CVR; // after the wrap: a count of the next ms
+        }
     } while (ms != board_ms);
+    *cv_out = cv;
+    return pending ? ms + 1u : ms;
+}
+
+mp_uint_t mp_hal_ticks_us(void) {
+    uint32_t cv;
+    uint32_t ms = board_count(&cv);
     return ms * 1000u + (SYSCLK_HZ / 1000u - 1u - cv) / (SYSCLK_HZ / 1000000u);
 }
 
 // 25 MHz system clock counts: under qemu -icount shift=0 one count is 40 instructions
+static uint32_t board_last_cpu; // the previous reading
+
 mp_uint_t mp_hal_ticks_cpu(void) {
-    board_tick_start();
-    uint32_t ms, cv;
-    do {
-        ms = board_ms;
-        cv = SYST_CVR;
-    } while (ms != board_ms);
-    return ms * (SYSCLK_HZ / 1000u) + (SYSCLK_HZ / 1000u - 1u - cv);
+    uint32_t cv;
+    uint32_t ms = board_count(&cv);
+    uint32_t t = ms * (SYSCLK_HZ / 1000u) + (SYSCLK_HZ / 1000u - 1u - cv);
+    if ((int32_t)(board_last_cpu - t) > (int32_t)(SYSCLK_HZ / 2000u)) {
+        t += SYSCLK_HZ / 1000u; // read 1 ms early (above)
+    }
+    board_last_cpu = t;
+    return t;
 }
 
 void mp_hal_delay_ms(mp_uint_t ms) {
