@@ -47,8 +47,8 @@ PAYLOAD_SIZE = bytearray(256)  # payload size (MAX_PAYLOAD fits a byte)
 _FIRST = bytearray(256)  # 1 + the index of the message's first field below; 0: no message
 # By field, the fields of each message in table order (allocated once, not grown):
 _FIELDS = sum(len(fields) for _, fields in MESSAGES.values())
-_OFFSET = bytearray(_FIELDS)  # offset in the payload
-_KIND = array("b", _OFFSET)  # kind (_KINDS, 0: bytes)
+_AT = bytearray(_FIELDS)  # offset in the frame buffer (header included: < 256)
+_KIND = array("b", _AT)  # kind (_KINDS, 0: bytes)
 _LENGTH = bytearray(_FIELDS)  # size in bytes
 
 
@@ -68,7 +68,7 @@ def _build():
                 n = int(code[:-1])
             else:
                 raise ValueError("bad field code " + code)
-            _OFFSET[i] = off
+            _AT[i] = HEADER_SIZE + off
             _KIND[i] = kind
             _LENGTH[i] = n
             off += n
@@ -101,7 +101,7 @@ def _views(name):
         elif name == "KINDS":
             out[mid] = tuple(_KIND[i] for i in fields)
         elif name == "OFFSETS":
-            out[mid] = tuple(_OFFSET[i] for i in fields)
+            out[mid] = tuple(_AT[i] - HEADER_SIZE for i in fields)
         elif name == "FORMATS":
             out[mid] = tuple(_FORMAT[_KIND[i] + 4] for i in fields)
         else:
@@ -148,7 +148,7 @@ def get_int(buf, off, kind):
 def get(buf, mid, index):
     """Int field `index` of message `mid` in a received frame buffer (header at 0)."""
     i = _FIRST[mid] - 1 + index
-    return get_int(buf, HEADER_SIZE + _OFFSET[i], _KIND[i])
+    return get_int(buf, _AT[i], _KIND[i])
 
 
 def store_le(buf, at, value, size):
@@ -161,7 +161,7 @@ def store_le(buf, at, value, size):
 
 def field_offset(mid, index):
     """Offset of a field in the frame buffer (header included)."""
-    return HEADER_SIZE + _OFFSET[_FIRST[mid] - 1 + index]
+    return _AT[_FIRST[mid] - 1 + index]
 
 
 def field_values(buf, mid):
@@ -170,7 +170,7 @@ def field_values(buf, mid):
     first = _FIRST[mid] - 1
     values = []
     for i in range(first, first + len(MESSAGES[mid][1])):
-        at = HEADER_SIZE + _OFFSET[i]
+        at = _AT[i]
         if _KIND[i]:
             values.append(get_int(buf, at, _KIND[i]))
         else:
@@ -336,7 +336,7 @@ class Encoder:
         self.buf = bytearray(MAX_FRAME)
         self.wire = bytearray(COBS_MAX)
         self.mid = 0
-        self.first = _FIRST[0x80] - 1  # index of the message's first field (_OFFSET, ...)
+        self.first = _FIRST[0x80] - 1  # index of the message's first field (_AT, ...)
 
     def begin(self, mid, seq, flags):
         buf = self.buf
@@ -350,13 +350,13 @@ class Encoder:
 
     def put(self, index, value):
         i = self.first + index
-        struct.pack_into(_FORMAT[_KIND[i] + 4], self.buf, HEADER_SIZE + _OFFSET[i], value)
+        struct.pack_into(_FORMAT[_KIND[i] + 4], self.buf, _AT[i], value)
 
     def clear(self, index):
         """Zero a bytes field (before filling part of it)."""
         buf = self.buf
         i = self.first + index
-        at = HEADER_SIZE + _OFFSET[i]
+        at = _AT[i]
         end = at + _LENGTH[i]
         while at < end:
             buf[at] = 0
