@@ -57,16 +57,16 @@ from firmware.hal import R_LINK_A, R_LINK_B
 from firmware.status import snapshot
 from firmware.store import REC_SIZE, Slots
 from firmware.wire import (
-    KINDS,
-    LENGTHS,
+    PAYLOAD_SIZE,
     SCHEMA,
-    SIZE,
     Auth,
     Decoder,
     Encoder,
     field_offset,
+    field_values,
     get,
     get_int,
+    known,
     store_le,
 )
 from protocol.spec import (
@@ -315,13 +315,13 @@ class Link:
         handler = self.handlers.get(mid)
         if handler is None:
             st[UNKNOWN] += 1
-            if (flags & F_AUTH and mid in SIZE
-                    and n == HEADER_SIZE + SIZE[mid] + AUTH_SIZE + CRC_SIZE):
+            if (flags & F_AUTH and known(mid)
+                    and n == HEADER_SIZE + PAYLOAD_SIZE[mid] + AUTH_SIZE + CRC_SIZE):
                 self._mac_ok(mid)  # a table message this board refuses: signed if the MAC is
             self._result(seq, 0, E_UNKNOWN_MESSAGE, mid)
             return
         auth = AUTH_SIZE if flags & F_AUTH else 0
-        if n != HEADER_SIZE + SIZE[mid] + auth + CRC_SIZE:
+        if n != HEADER_SIZE + PAYLOAD_SIZE[mid] + auth + CRC_SIZE:
             st[BAD_FRAME] += 1
             self._result(seq, 0, E_BAD_ARG, -1)
             return
@@ -344,7 +344,7 @@ class Link:
     def _mac_ok(self, mid):
         """Is the received frame's MAC good? Then the answer is signed with its counter."""
         buf = self.dec.buf
-        at = HEADER_SIZE + SIZE[mid]
+        at = HEADER_SIZE + PAYLOAD_SIZE[mid]
         if self.auth is None or not self.auth.check(buf, at + 4, at + 4):
             return False
         self.sign = True
@@ -360,7 +360,7 @@ class Link:
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_MISSING)
             return
-        at = HEADER_SIZE + SIZE[mid]
+        at = HEADER_SIZE + PAYLOAD_SIZE[mid]
         if self.auth is None or not self.auth.check(buf, at + 4, at + 4):
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_BAD_MAC)
@@ -522,16 +522,7 @@ class Link:
         return pump.calc.set_schedule(get(buf, mid, 1), starts, values, highs)
 
     def _on_emulator(self, mid, seq):
-        buf = self.dec.buf
-        kinds = KINDS[mid]
-        values = []
-        for i in range(len(kinds)):
-            if kinds[i]:
-                values.append(get(buf, mid, i))
-            else:
-                at = field_offset(mid, i)
-                values.append(bytes(buf[at:at + LENGTHS[mid][i]]))
-        code, detail = self.emulator.command(mid, values)
+        code, detail = self.emulator.command(mid, field_values(self.dec.buf, mid))
         self.pump.detail = detail
         return code
 

@@ -11,11 +11,16 @@ Hot path (the link): `Decoder` turns received bytes into frames in a preallocate
 struct.pack_into per field into a preallocated buffer, then COBS-encodes it into another.
 `get(buf, msg_id, index)` reads a field of a received frame without struct.unpack.
 
-For tests and tools (these allocate): `encode_frame` / `decode_frame`.
+The message table is held in byte arrays (`PAYLOAD_SIZE` by id, `known(mid)`, the fields'
+offsets and kinds); the per-message dicts SIZE, KINDS, OFFSETS, FORMATS, LENGTHS and INDEX
+(name -> id) are built on first use, for host code and tests only (heap, issue 12).
+
+For tests and tools (these allocate): `encode_frame` / `decode_frame`, `field_values`.
 """
 
 import hashlib
 import struct
+from array import array
 
 from firmware.crc import NATIVE, crc16
 from protocol.spec import (
@@ -33,59 +38,83 @@ from protocol.spec import (
 
 # Field kinds: size in bytes, negative for signed ints; bytes fields are kind 0.
 _KINDS = {"B": 1, "H": 2, "I": 4, "b": -1, "h": -2, "i": -4}
-# One struct format string per int code, shared by every field (not one string per field:
-# heap, issue 12)
-_FORMAT = {"B": "<B", "H": "<H", "I": "<I", "b": "<b", "h": "<h", "i": "<i"}
+# struct format by kind + 4 (bytes fields have none): one string per int code, shared
+_FORMAT = ("<i", None, "<h", "<b", None, "<B", "<H", None, "<I")
 
-# Per message id, precomputed at import (allocation here is fine):
-SIZE = {}  # payload size
-KINDS = {}  # tuple of field kinds
-OFFSETS = {}  # tuple of payload offsets of the fields
-FORMATS = {}  # tuple of struct formats ("<I"), None for bytes fields
-LENGTHS = {}  # tuple of field sizes in bytes
-INDEX = {}  # message name -> id
+# The message table in four byte arrays built at import (heap, issue 12: five dicts of
+# tuples per message took ~6 kB of RAM, these ~1 kB). By message id:
+PAYLOAD_SIZE = bytearray(256)  # payload size (MAX_PAYLOAD fits a byte)
+_FIRST = bytearray(256)  # 1 + the index of the message's first field below; 0: no message
+# By field, the fields of each message in table order (allocated once, not grown):
+_FIELDS = sum(len(fields) for _, fields in MESSAGES.values())
+_AT = bytearray(_FIELDS)  # offset in the frame buffer (header included: < 256)
+_KIND = array("b", _AT)  # kind (_KINDS, 0: bytes)
+_LENGTH = bytearray(_FIELDS)  # size in bytes
 
 
 def _build():
-    # equal tuples are stored once (most messages share theirs with others: heap, issue 12)
-    same = {}
-
-    def one(items):
-        t = tuple(items)
-        return same.setdefault(t, t)
-
+    if _FIELDS > 254:
+        raise ValueError("too many fields for the byte table")
+    i = 0
     for mid, (name, fields) in MESSAGES.items():
-        kinds = []
-        offsets = []
-        formats = []
-        lengths = []
+        _FIRST[mid] = i + 1
         off = 0
         for _, code in fields:
             if code in _KINDS:
                 kind = _KINDS[code]
                 n = kind if kind > 0 else -kind
-                formats.append(_FORMAT[code])
             elif code.endswith("s"):
                 kind = 0
                 n = int(code[:-1])
-                formats.append(None)
             else:
                 raise ValueError("bad field code " + code)
-            kinds.append(kind)
-            offsets.append(off)
-            lengths.append(n)
+            _AT[i] = HEADER_SIZE + off
+            _KIND[i] = kind
+            _LENGTH[i] = n
             off += n
+            i += 1
         if off > MAX_PAYLOAD:
             raise ValueError("payload too long: " + name)
-        SIZE[mid] = off
-        KINDS[mid] = one(kinds)
-        OFFSETS[mid] = one(offsets)
-        FORMATS[mid] = one(formats)
-        LENGTHS[mid] = one(lengths)
-        INDEX[name] = mid
+        PAYLOAD_SIZE[mid] = off
 
 
 _build()
+
+
+def known(mid):
+    """Is `mid` a message id of the table?"""
+    return isinstance(mid, int) and 0 <= mid < 256 and _FIRST[mid] != 0
+
+
+def _views(name):
+    # The per-message dicts host code and tests read (SIZE, KINDS, OFFSETS, FORMATS,
+    # LENGTHS: tuples by id; INDEX: name -> id), built on first use: the firmware reads
+    # the byte arrays above and never builds them.
+    if name == "INDEX":
+        return {MESSAGES[mid][0]: mid for mid in MESSAGES}
+    out = {}
+    for mid in MESSAGES:
+        first = _FIRST[mid] - 1
+        fields = range(first, first + len(MESSAGES[mid][1]))
+        if name == "SIZE":
+            out[mid] = PAYLOAD_SIZE[mid]
+        elif name == "KINDS":
+            out[mid] = tuple(_KIND[i] for i in fields)
+        elif name == "OFFSETS":
+            out[mid] = tuple(_AT[i] - HEADER_SIZE for i in fields)
+        elif name == "FORMATS":
+            out[mid] = tuple(_FORMAT[_KIND[i] + 4] for i in fields)
+        else:
+            out[mid] = tuple(_LENGTH[i] for i in fields)
+    return out
+
+
+def __getattr__(name):
+    if name in ("SIZE", "KINDS", "OFFSETS", "FORMATS", "LENGTHS", "INDEX"):
+        view = _views(name)
+        globals()[name] = view  # once
+        return view
+    raise AttributeError(name)
 
 COBS_MAX = MAX_FRAME + MAX_FRAME // 254 + 2  # stuffed frame + delimiter
 SCHEMA = schema_hash()  # of this table: HELLO reports it, every MAC covers it
@@ -118,7 +147,8 @@ def get_int(buf, off, kind):
 
 def get(buf, mid, index):
     """Int field `index` of message `mid` in a received frame buffer (header at 0)."""
-    return get_int(buf, HEADER_SIZE + OFFSETS[mid][index], KINDS[mid][index])
+    i = _FIRST[mid] - 1 + index
+    return get_int(buf, _AT[i], _KIND[i])
 
 
 def store_le(buf, at, value, size):
@@ -131,7 +161,21 @@ def store_le(buf, at, value, size):
 
 def field_offset(mid, index):
     """Offset of a field in the frame buffer (header included)."""
-    return HEADER_SIZE + OFFSETS[mid][index]
+    return _AT[_FIRST[mid] - 1 + index]
+
+
+def field_values(buf, mid):
+    """The fields of message `mid` in a frame buffer (header at 0): ints, and bytes for
+    bytes fields (allocates: emulator commands, tests and tools)."""
+    first = _FIRST[mid] - 1
+    values = []
+    for i in range(first, first + len(MESSAGES[mid][1])):
+        at = _AT[i]
+        if _KIND[i]:
+            values.append(get_int(buf, at, _KIND[i]))
+        else:
+            values.append(bytes(buf[at:at + _LENGTH[i]]))
+    return values
 
 
 def cobs_encode_portable(src, n, dst):
@@ -292,8 +336,7 @@ class Encoder:
         self.buf = bytearray(MAX_FRAME)
         self.wire = bytearray(COBS_MAX)
         self.mid = 0
-        self.formats = FORMATS[0x80]
-        self.offsets = OFFSETS[0x80]
+        self.first = _FIRST[0x80] - 1  # index of the message's first field (_AT, ...)
 
     def begin(self, mid, seq, flags):
         buf = self.buf
@@ -303,18 +346,18 @@ class Encoder:
         buf[3] = (seq >> 8) & 0xFF
         buf[4] = mid
         self.mid = mid
-        self.formats = FORMATS[mid]
-        self.offsets = OFFSETS[mid]
+        self.first = _FIRST[mid] - 1
 
     def put(self, index, value):
-        struct.pack_into(self.formats[index], self.buf, HEADER_SIZE + self.offsets[index],
-                         value)
+        i = self.first + index
+        struct.pack_into(_FORMAT[_KIND[i] + 4], self.buf, _AT[i], value)
 
     def clear(self, index):
         """Zero a bytes field (before filling part of it)."""
         buf = self.buf
-        at = HEADER_SIZE + self.offsets[index]
-        end = at + LENGTHS[self.mid][index]
+        i = self.first + index
+        at = _AT[i]
+        end = at + _LENGTH[i]
         while at < end:
             buf[at] = 0
             at += 1
@@ -322,7 +365,7 @@ class Encoder:
     def finish(self, auth=None, counter=0):
         """CRC (after the auth trailer if `auth`), COBS; returns the wire length."""
         buf = self.buf
-        n = HEADER_SIZE + SIZE[self.mid]
+        n = HEADER_SIZE + PAYLOAD_SIZE[self.mid]
         if auth is not None:
             buf[1] |= F_AUTH
             struct.pack_into("<I", buf, n, counter)
@@ -356,10 +399,10 @@ def encode_frame(msg_id, seq, flags, values, key=None, counter=0, schema=None):
     is set); `schema`: the schema hash the MAC covers (default: this table's). Raises
     ValueError for an unknown id or values the fields cannot carry.
     """
-    if msg_id not in SIZE:
+    if not known(msg_id):
         raise ValueError("unknown message id")
-    kinds = KINDS[msg_id]
-    if len(values) != len(kinds):
+    first = _FIRST[msg_id] - 1
+    if len(values) != len(MESSAGES[msg_id][1]):
         raise ValueError("wrong number of values")
     _check_int(2, seq)
     _check_int(1, flags)
@@ -367,15 +410,16 @@ def encode_frame(msg_id, seq, flags, values, key=None, counter=0, schema=None):
         raise ValueError("F_AUTH needs a key")
     enc = Encoder()
     enc.begin(msg_id, seq, flags)
-    for i in range(len(kinds)):
+    for i in range(len(values)):
         v = values[i]
-        if kinds[i]:
-            _check_int(kinds[i], v)
+        kind = _KIND[first + i]
+        if kind:
+            _check_int(kind, v)
             enc.put(i, v)
         else:
             if not isinstance(v, (bytes, bytearray)):
                 raise ValueError("bytes field needs bytes")
-            if len(v) > LENGTHS[msg_id][i]:
+            if len(v) > _LENGTH[first + i]:
                 raise ValueError("bytes value too long")
             enc.clear(i)
             at = field_offset(msg_id, i)
@@ -417,20 +461,13 @@ def decode_frame(frame, key=None):
     flags = buf[1]
     seq = buf[2] | (buf[3] << 8)
     mid = buf[4]
-    if mid not in SIZE:
+    if not known(mid):
         raise ValueError("unknown message id")
-    size = SIZE[mid]
+    size = PAYLOAD_SIZE[mid]
     auth = AUTH_SIZE if flags & F_AUTH else 0
     if n != HEADER_SIZE + size + auth + CRC_SIZE:
         raise ValueError("length does not match the message")
-    values = []
-    kinds = KINDS[mid]
-    for i in range(len(kinds)):
-        at = field_offset(mid, i)
-        if kinds[i]:
-            values.append(get_int(buf, at, kinds[i]))
-        else:
-            values.append(bytes(buf[at:at + LENGTHS[mid][i]]))
+    values = field_values(buf, mid)
     counter = 0
     if auth:
         at = HEADER_SIZE + size

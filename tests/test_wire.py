@@ -83,6 +83,64 @@ def test_layouts_follow_the_table():
     assert S.MAX_FRAME == S.HEADER_SIZE + S.MAX_PAYLOAD + S.AUTH_SIZE + S.CRC_SIZE
 
 
+def _table_views_of(messages):
+    """What the firmware's byte table must answer for each id, from spec.py with struct."""
+    kinds = {"B": 1, "H": 2, "I": 4, "b": -1, "h": -2, "i": -4}
+    want = {}
+    for mid, (_, fields) in messages.items():
+        codes = [code for _, code in fields]
+        want[mid] = {
+            "size": struct.calcsize("<" + "".join(codes)),
+            "kinds": tuple(kinds.get(c, 0) for c in codes),
+            "lengths": tuple(struct.calcsize("<" + c) for c in codes),
+            "formats": tuple(None if c.endswith("s") else "<" + c for c in codes),
+        }
+    return want
+
+
+TABLE_CHECK = """
+import json
+from firmware import wire
+from protocol.spec import MESSAGES
+out = {}
+for mid in MESSAGES:
+    out[mid] = [wire.PAYLOAD_SIZE[mid], wire.SIZE[mid], list(wire.KINDS[mid]),
+                list(wire.LENGTHS[mid]), list(wire.FORMATS[mid]),
+                [wire.field_offset(mid, i) for i in range(len(MESSAGES[mid][1]))],
+                list(wire.OFFSETS[mid])]
+others = [m for m in range(-3, 300) if not wire.known(m)]
+print(json.dumps({"out": out, "unknown": others, "index": wire.INDEX}))
+"""
+
+
+@pytest.mark.req("LNK-1")
+@pytest.mark.parametrize("runtime", ["cpython", "unix"])
+def test_byte_table_and_its_views_follow_the_table(runtime):
+    """The firmware's compact table (PAYLOAD_SIZE, known(), field offsets) and the
+    per-message views built from it on first use (SIZE, KINDS, LENGTHS, FORMATS, OFFSETS,
+    INDEX) agree with spec.py, on CPython and on MicroPython."""
+    if runtime == "unix":
+        got = json.loads(run_unix(TABLE_CHECK).strip().splitlines()[-1])
+    else:
+        import contextlib
+        import io
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            exec(TABLE_CHECK, {})
+        got = json.loads(buf.getvalue())
+    want = _table_views_of(S.MESSAGES)
+    assert sorted(int(m) for m in got["out"]) == IDS
+    for mid, (psize, size, kinds, lengths, formats, at, offsets) in got["out"].items():
+        w = want[int(mid)]
+        assert psize == size == w["size"], mid
+        assert tuple(kinds) == w["kinds"] and tuple(lengths) == w["lengths"], mid
+        assert tuple(formats) == w["formats"], mid
+        assert at == [S.HEADER_SIZE + o for o in offsets], mid
+    assert got["unknown"] == [m for m in range(-3, 300) if m not in S.MESSAGES]
+    assert got["index"] == {name: mid for mid, (name, _) in S.MESSAGES.items()}
+
+
 # ------------------------------------------------------------------ round trips
 @pytest.mark.req("LNK-1", "SEC-2")
 @pytest.mark.parametrize("mid", IDS, ids=lambda m: S.MESSAGES[m][0])
