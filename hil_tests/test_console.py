@@ -12,7 +12,8 @@ import pytest
 
 def typed(pump, data: bytes, until: bytes, timeout: float = 10.0) -> str:
     """Type on the client's own port; the text that comes back up to `until` (and the
-    prompt after it). Frames (0x00-terminated) met on the way are not expected here."""
+    prompt after it), then the 0x00 that must come before the client's next frame.
+    Frames (0x00-terminated) met on the way are not expected here."""
     port = pump.port
     port.write(data)
     got = pump.take_console_text().encode()  # met while the client read a frame
@@ -23,6 +24,8 @@ def typed(pump, data: bytes, until: bytes, timeout: float = 10.0) -> str:
         if at >= 0 and got.endswith(b"pump> "):
             break
     assert until in got, got[-500:]
+    # the next frame follows text: a host sharing the port sends 0x00 first (docs/boards.md)
+    port.write(b"\0")
     return got.decode("ascii", "replace")
 
 
