@@ -629,9 +629,10 @@ class Client:
         self.console_text = ""  # console text met while reading frames (the newest part)
 
     def take_console_text(self) -> str:
-        """The console text met while reading frames since the last call."""
+        """The console text met while reading frames since the last call, with the text
+        read but not yet ended by a 0x00 (the console's latest answer)."""
         text, self.console_text = self.console_text, ""
-        return text
+        return text + self.reader.take_text()
 
     def _next_message(self, deadline: float) -> codec.Message | None:
         """The next well-formed frame before ``deadline`` (monotonic), or None."""

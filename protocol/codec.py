@@ -487,6 +487,20 @@ class FrameReader:
         self._append(tail, out)
         return out
 
+    def take_text(self) -> str:
+        """The console text read so far that no 0x00 has ended yet, taken out of the buffer
+        ("" if the buffer may be a frame). The console ends its answer with a prompt and
+        no 0x00 (that comes only before its next frame), so an answer read together with
+        a frame stays here until asked for. Two or more bytes of console text are never a
+        frame's beginning (a frame's second byte is the raw version, 0x01, not text); one
+        byte may be (its COBS code byte), so it stays."""
+        buf = self._buf
+        if self._overflow or len(buf) < 2 or not is_console_text(buf):
+            return ""
+        text = buf.decode("ascii")
+        buf.clear()
+        return ConsoleText(text)
+
     def _append(self, part: bytes, out: list):
         if self._overflow:
             return

@@ -295,6 +295,24 @@ def test_responses_matched_by_sequence_stale_ones_skipped():
     assert c.stats["stale"] == 1 and c.stats["bad_frames"] == 1
 
 
+@pytest.mark.req("HW-5", "LNK-2")
+def test_console_answer_read_with_a_frame_is_kept_for_the_console():
+    """The bench console shares the port (HW-5): its answer ends in a prompt and no 0x00.
+    Read in one chunk with the frame before it, it is the console's text, not lost in the
+    reader (a QEMU-board CI run lost "bolus #7 started" this way)."""
+    hello = dict(version=1, schema=spec.schema_hash(), board=0, pulse_mu=25, firmware=1,
+                 boots=3, counter=7)
+
+    def respond(msg):
+        real = codec.encode("hello_info", msg.seq, hello, flags=spec.F_RESPONSE)
+        return [b"\r\nearlier\r\npump> \0", real, b"\r\nbolus #7 started\r\npump> "]
+
+    c = C.Client(ScriptedPort(respond), timeout=0.2)
+    assert c.info.boots == 3
+    assert c.take_console_text() == "\r\nearlier\r\npump> \r\nbolus #7 started\r\npump> "
+    assert c.take_console_text() == ""
+
+
 # ====================================================================== queries
 @pytest.mark.req("LNK-2")
 def test_status_is_typed_from_the_table(pump):

@@ -246,3 +246,23 @@ def test_frame_reader_tells_console_text_from_frames():
     assert "".join(long_session) == "pump> help\r\n" * 400
     plain = codec.FrameReader().feed(text + b"\0")
     assert len(plain) == 1 and isinstance(plain[0], ProtocolError)
+
+
+@pytest.mark.req("HW-5")
+def test_frame_reader_gives_up_text_no_zero_has_ended():
+    """The console's answer ends with its prompt, no 0x00 (that comes before its next
+    frame): read together with a frame it stays in the reader until taken; a frame's
+    first bytes never come out as text."""
+    frame = codec.stuff(codec.encode_frame("status", 7))
+    reader = codec.FrameReader(console=True)
+    items = reader.feed(frame + b"\0" + b"\r\nbolus #7 started: 0.500 U\r\npump> ")
+    assert len(items) == 1 and codec.decode_frame(items[0]).seq == 7
+    assert reader.take_text() == "\r\nbolus #7 started: 0.500 U\r\npump> "
+    assert reader.take_text() == ""
+    for cut in (1, 2, 5):  # a frame's beginning stays a frame
+        reader.feed(frame[:cut])
+        assert reader.take_text() == ""
+        assert codec.decode_frame(reader.feed(frame[cut:] + b"\0")[0]).seq == 7
+    reader.feed(b"p")  # one byte may be a frame's COBS code byte: kept
+    assert reader.take_text() == ""
+    assert reader.feed(b"ump> \0") == ["pump> "]
