@@ -27,8 +27,8 @@ from benchmarks import arm_bench as A  # noqa: E402
 from tools.arm import qemu as Q  # noqa: E402
 
 # dependencies first, as the boot imports them (a module's row holds only what its own
-# import adds); a module the firmware no longer imports at boot still shows up here as
-# "not loaded at boot" when it is missing from sys.modules after the boot
+# import adds); those of them the boot does not load (a plain boot first, BOOTED_GUEST)
+# are left out and shown as "not loaded at boot"
 MODULES = ("protocol.spec", "firmware.compat", "firmware.crc", "firmware.native",
            "firmware.layout", "firmware.hal", "firmware.store", "firmware.events",
            "firmware.alarms", "firmware.doses", "firmware.calc", "firmware.cgm",
@@ -36,11 +36,15 @@ MODULES = ("protocol.spec", "firmware.compat", "firmware.crc", "firmware.native"
            "firmware.demux", "firmware.link", "firmware.main", "boards.fakes",
            "boards.qemu_layout")
 
-STEPS = f"""
+BOOTED_GUEST = A.HEAP_MIN_GUEST + """
 import sys
-MODS = {MODULES!r}
+print("MODULES " + json.dumps(sorted(sys.modules)))
+"""
+
+STEPS = """
+import sys
+MODS = {mods!r}
 res = [0] * (len(MODS) + 2)
-gone = [0] * len(MODS)
 k = a = 0
 gc.collect()
 while k < len(MODS):
@@ -61,18 +65,17 @@ BOOT = A.HEAP_MIN_BOOT.replace(
     'a = gc.mem_alloc()\n', 1).replace(
     'gc.collect()\nr["booted"] = gc.mem_alloc()\n',
     'gc.collect()\nr["booted"] = gc.mem_alloc()\nres[-1] = gc.mem_alloc() - a\n'
-    'for k in range(len(MODS)):\n    gone[k] = MODS[k] not in sys.modules\n'
-    'r["per_import"] = list(res)\nr["not_loaded"] = list(gone)\n', 1)
+    'r["per_import"] = list(res)\n', 1)
 assert BOOT.count("res[-") == 2, "arm_bench.HEAP_MIN_BOOT changed: update heap_imports.py"
 
-FROZEN_GUEST = """
+FROZEN_START = """
 import gc, json, micropython, uctypes
 gc.collect()
 r = {"empty": gc.mem_alloc()}
-""" + STEPS + BOOT
+"""
 
 
-def mpy_guest(tmp: Path) -> tuple[str, Path]:
+def mpy_guest(tmp: Path, steps: str) -> tuple[str, Path]:
     """The .mpy archive of arm_bench.heap_from_mpy, and the guest importing from it."""
     import subprocess
 
@@ -95,14 +98,15 @@ def mpy_guest(tmp: Path) -> tuple[str, Path]:
         f.write(blob)
     dirs = sorted({"/" + src.split("/")[0] for src in A.MPY_MODULES})
     guest = A.MPY_FS_GUEST.format(index=repr(index), dirs=repr(dirs),
-                                  base=Q.L.PSRAM + A.MPY_AT) + STEPS + BOOT
+                                  base=Q.L.PSRAM + A.MPY_AT) + steps + BOOT
     return guest, state
 
 
 def table(rec: dict) -> list[tuple[str, int | str]]:
     rows = []
-    for name, n, gone in zip(MODULES, rec["per_import"][:-2], rec["not_loaded"], strict=True):
-        rows.append((name, "not loaded at boot" if gone else n))
+    got = dict(zip(rec["modules"], rec["per_import"], strict=False))
+    for name in MODULES:
+        rows.append((name, got.get(name, "not loaded at boot")))
     rows.append(("drivers (boards/fakes.py)", rec["per_import"][-2]))
     rows.append(("Runner(hw).boot() + one period", rec["per_import"][-1]))
     return rows
@@ -118,12 +122,18 @@ def main(argv=None) -> int:
     figs = {}
     with tempfile.TemporaryDirectory(prefix="heap-imports-") as tmp:
         t = Path(tmp)
+        booted = A.lines(Q.run_script(BOOTED_GUEST, state_dir=t / "booted", image=Q.IMAGE),
+                         "MODULES")[0]
+        mods = [m for m in MODULES if m in booted]
+        steps = STEPS.format(mods=mods)
         figs["frozen"] = A.heap_figures_from(
-            Q.run_script(FROZEN_GUEST, state_dir=t / "frozen", image=Q.IMAGE))
+            Q.run_script(FROZEN_START + steps + BOOT, state_dir=t / "frozen", image=Q.IMAGE))
         if not args.frozen_only:
-            guest, state = mpy_guest(t)
+            guest, state = mpy_guest(t, steps)
             figs["mpy"] = A.heap_figures_from(Q.run_script(guest, state_dir=state,
                                                            image=Q.IMAGE))
+        for rec in figs.values():
+            rec["modules"] = mods
         # the figures of the targets, as benchmarks/arm_bench.py measures them (this
         # script's guest holds a few hundred bytes more: its own globals and list)
         figs["targets"] = {"frozen": A.heap_figures(t, A.HEAP_MIN_GUEST)}

@@ -54,7 +54,8 @@ class Runner:
         self.link = None
         self.console = None
         self.con = hw.console
-        self.con_chunk = bytearray(64)
+        # read chunk of the console port: only on a board that has one (heap, issue 12)
+        self.con_chunk = bytearray(64) if self.con is not None else None
         self.line_n = 0
         self.crashes = 0  # exceptions that escaped the loop (SEC-4)
         self.left = -1  # ticks still to run (-1: forever)
