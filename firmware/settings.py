@@ -196,10 +196,11 @@ class Settings:
         v = self.values
         old = array("i", v)
         seg = 0
+        base = V_RATES + p * S.SLOTS
         for s in range(S.SLOTS):
             if seg + 1 < n and starts[seg + 1] == s:
                 seg += 1
-            v[V_RATES + p * S.SLOTS + s] = rates[seg]
+            v[base + s] = rates[seg]
         self._set_name(p, name)
         v[V_SEGMENTS + p] = n
         code = self._keep_basal_change(old)
@@ -215,8 +216,9 @@ class Settings:
             return None
         starts = []
         rates = []
+        base = V_RATES + p * S.SLOTS
         for s in range(S.SLOTS):
-            r = v[V_RATES + p * S.SLOTS + s]
+            r = v[base + s]
             if not rates or rates[-1] != r:
                 starts.append(s)
                 rates.append(r)
