@@ -17,6 +17,7 @@ from array import array  # noqa: E402
 from boards.fakes import Annunciator, Rig  # noqa: E402
 from firmware.console import mu_text  # noqa: E402
 from firmware.pump import Pump  # noqa: E402
+from protocol import refusals  # noqa: E402
 from protocol import spec as S  # noqa: E402
 
 DAY_S = 86400
@@ -42,7 +43,7 @@ def show(code, pump, what):
     if code == S.OK:
         print("  {:<44} ok".format(what))
     else:
-        print("  {:<44} REFUSED: {} (detail {})".format(what, S.ERRORS[code], pump.detail))
+        print("  {:<44} REFUSED: {} (detail {})".format(what, refusals.ERRORS[code], pump.detail))
 
 
 def drain_events(pump, out):
@@ -53,7 +54,7 @@ def drain_events(pump, out):
                 clock_text(pump), S.ALARMS[out[1]][0], action,
                 PRIORITY_NAMES[S.ALARMS[out[1]][1]]))
         elif out[0] == S.EV_STATE:
-            print("   {} delivery: {}".format(clock_text(pump), S.STOP_REASONS[out[1]]))
+            print("   {} delivery: {}".format(clock_text(pump), refusals.STOP_REASONS[out[1]]))
 
 
 def main():
@@ -120,7 +121,7 @@ def main():
           " given)".format(mu_text(basal), mu_text(bolus), mu_text(prime)))
     print("motor moved {} pulses = {} U; reservoir left {} U".format(
         rig.motor.odometer, mu_text(rig.motor.odometer * rig.pulse_mu), mu_text(st["reservoir"])))
-    print("delivery now: {}".format(S.STOP_REASONS[st["stop"]]))
+    print("delivery now: {}".format(refusals.STOP_REASONS[st["stop"]]))
     print("\nhistory (last 12 of {} records)".format(pump.history.next_seq - 1))
     rec = bytearray(24)
     for seq in range(max(1, pump.history.next_seq - 12), pump.history.next_seq):
@@ -128,7 +129,7 @@ def main():
             r = pump.history.decode(rec)
             t = r[1] + 3600
             print("  #{:<4} {:02d}:{:02d}:{:02d}  {:<16} arg={} v=({}, {}, {})".format(
-                r[0], t // 3600 % 24, t // 60 % 60, t % 60, S.HISTORY_KINDS[r[2]], r[3],
+                r[0], t // 3600 % 24, t // 60 % 60, t % 60, refusals.HISTORY_KINDS[r[2]], r[3],
                 r[4], r[5], r[6]))
 
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from campaigns.common import Outcome, Progress, note_runtime
 from campaigns.relay import LossyPort
 from host_tools import client as C
+from protocol import refusals
 from protocol import spec as S
 
 SIZES = {"full": 10_000, "short": 120}
@@ -322,12 +323,12 @@ class Campaign:
                                                                or r.arg == kind[1])])
             want = 1 if acted and truth == S.OK else 0
             if n > want:
-                t.doubles.append(f"{tag}: {n} {S.HISTORY_KINDS[kind[0]]} records, client "
+                t.doubles.append(f"{tag}: {n} {refusals.HISTORY_KINDS[kind[0]]} records, client "
                                  f"'{outcome}' (code {code}), pump code {truth}")
                 if outcome in ("refused", "not carried out", "error"):
                     t.lost.append(f"{tag}: acted, client '{outcome}' (code {code})")
             elif n < want:
-                t.missing.append(f"{tag}: accepted, no {S.HISTORY_KINDS[kind[0]]} record")
+                t.missing.append(f"{tag}: accepted, no {refusals.HISTORY_KINDS[kind[0]]} record")
         if acted and truth == S.OK:
             if counted:
                 t.inc(t.acted_ok, name)

@@ -146,12 +146,12 @@ class ConsoleBench(Bench):
     def __init__(self):
         Bench.__init__(self)
         hw = self.rig.hardware()
+        hw.console = BreakingPort()  # a console port of its own: Runner reads it in chunks
         runner = Runner(hw)
         runner.pump = self.pump
         runner.link = self.link
         runner.tick = self.pump.tick
         runner.feed = self.rig.watchdog.feed
-        runner.con = BreakingPort()
         runner.console = Console(self.pump)
         self.runner = runner
 

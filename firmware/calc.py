@@ -9,30 +9,7 @@ the pump (code returned, pump.detail).
 from array import array
 
 from firmware.layout import CALC_STRIDE, S_LOCAL_MS, V_CALC
-from protocol.spec import (
-    CALC_BG_MAX,
-    CALC_BG_MIN,
-    CALC_CARB_RATIO,
-    CALC_FLOORED,
-    CALC_KINDS,
-    CALC_MAX_CARBS,
-    CALC_NO_BG,
-    CALC_OVER_MAX,
-    CALC_RANGES,
-    CALC_ROUNDED,
-    CALC_SEGMENTS,
-    CALC_SENSITIVITY,
-    CALC_TARGET,
-    E_BAD_ARG,
-    E_NOT_CONFIGURED,
-    E_OUT_OF_RANGE,
-    E_STORAGE,
-    H_CALC_SCHEDULE,
-    OK,
-    SET_MAX_BOLUS,
-    SLOT_MS,
-    SLOTS,
-)
+from protocol import spec as S  # all cold: one globals entry, not 22 (heap, issue 12)
 
 
 class Calculator:
@@ -49,49 +26,50 @@ class Calculator:
         anything is wrong (detail: argument index 0 kind, 1 starts, 2 values, 3 highs)."""
         pump = self.pump
         pump.interaction()
-        if kind < 0 or kind >= len(CALC_KINDS):
-            return pump._refuse(E_BAD_ARG, 0)
+        if kind < 0 or kind >= len(S.CALC_KINDS):
+            return pump._refuse(S.E_BAD_ARG, 0)
         n = len(starts)
-        if n < 1 or n > CALC_SEGMENTS or len(values) != n or starts[0] != 0:
-            return pump._refuse(E_BAD_ARG, 1)
-        if kind == CALC_TARGET and len(highs) != n:
-            return pump._refuse(E_BAD_ARG, 3)
-        lo, hi = CALC_RANGES[kind]
+        if n < 1 or n > S.CALC_SEGMENTS or len(values) != n or starts[0] != 0:
+            return pump._refuse(S.E_BAD_ARG, 1)
+        if kind == S.CALC_TARGET and len(highs) != n:
+            return pump._refuse(S.E_BAD_ARG, 3)
+        lo, hi = S.CALC_RANGES[kind]
         for i in range(n):
-            if starts[i] < 0 or starts[i] >= SLOTS or (i and starts[i] <= starts[i - 1]):
-                return pump._refuse(E_BAD_ARG, 1)
+            if starts[i] < 0 or starts[i] >= S.SLOTS or (i and starts[i] <= starts[i - 1]):
+                return pump._refuse(S.E_BAD_ARG, 1)
             if values[i] < lo or values[i] > hi:
-                return pump._refuse(E_OUT_OF_RANGE, 2)
-            if kind == CALC_TARGET and (highs[i] < values[i] or highs[i] > hi):
-                return pump._refuse(E_OUT_OF_RANGE, 3)
+                return pump._refuse(S.E_OUT_OF_RANGE, 2)
+            if kind == S.CALC_TARGET and (highs[i] < values[i] or highs[i] > hi):
+                return pump._refuse(S.E_OUT_OF_RANGE, 3)
         settings = pump.settings
         v = settings.values
         old = array("i", v)
         base = V_CALC + kind * CALC_STRIDE
         v[base] = n
-        for i in range(CALC_SEGMENTS):
+        for i in range(S.CALC_SEGMENTS):
             inside = i < n
             v[base + 1 + i] = starts[i] if inside else 0
-            v[base + 1 + CALC_SEGMENTS + i] = values[i] if inside else 0
-            v[base + 1 + 2 * CALC_SEGMENTS + i] = highs[i] if inside and kind == CALC_TARGET else 0
+            v[base + 1 + S.CALC_SEGMENTS + i] = values[i] if inside else 0
+            high = highs[i] if inside and kind == S.CALC_TARGET else 0
+            v[base + 1 + 2 * S.CALC_SEGMENTS + i] = high
         if not settings.save(old):
-            return pump._refuse(E_STORAGE, 0)
-        pump._log(H_CALC_SCHEDULE, kind, n, v[base + 1 + CALC_SEGMENTS], 0)
-        return OK
+            return pump._refuse(S.E_STORAGE, 0)
+        pump._log(S.H_CALC_SCHEDULE, kind, n, v[base + 1 + S.CALC_SEGMENTS], 0)
+        return S.OK
 
     def get_schedule(self, kind):
         """(starts, values, highs) of a calculator schedule; None if not programmed."""
         pump = self.pump
-        if kind < 0 or kind >= len(CALC_KINDS):
+        if kind < 0 or kind >= len(S.CALC_KINDS):
             return None
         v = pump.settings.values
         base = V_CALC + kind * CALC_STRIDE
         n = v[base]
-        if not 1 <= n <= CALC_SEGMENTS:
+        if not 1 <= n <= S.CALC_SEGMENTS:
             return None
         return ([v[base + 1 + i] for i in range(n)],
-                [v[base + 1 + CALC_SEGMENTS + i] for i in range(n)],
-                [v[base + 1 + 2 * CALC_SEGMENTS + i] for i in range(n)])
+                [v[base + 1 + S.CALC_SEGMENTS + i] for i in range(n)],
+                [v[base + 1 + 2 * S.CALC_SEGMENTS + i] for i in range(n)])
 
     def _segment(self, kind, slot):
         """Index into the settings of the segment of `kind` covering `slot`; -1 if unset."""
@@ -99,12 +77,12 @@ class Calculator:
         v = pump.settings.values
         base = V_CALC + kind * CALC_STRIDE
         n = v[base]
-        if not 1 <= n <= CALC_SEGMENTS:
+        if not 1 <= n <= S.CALC_SEGMENTS:
             return -1
         seg = 0
         while seg + 1 < n and v[base + 2 + seg] <= slot:
             seg += 1
-        return base + 1 + CALC_SEGMENTS + seg
+        return base + 1 + S.CALC_SEGMENTS + seg
 
     def calculate(self, carbs_g, bg):
         """Bolus suggestion (THR-8) for `carbs_g` grams and blood glucose `bg` mg/dL (0: not
@@ -122,26 +100,26 @@ class Calculator:
         Refusals: E_OUT_OF_RANGE detail 0 (carbs) or 1 (bg); E_NOT_CONFIGURED detail =
         the CALC_* kind whose schedule is not programmed."""
         pump = self.pump
-        if carbs_g < 0 or carbs_g > CALC_MAX_CARBS:
-            return pump._refuse(E_OUT_OF_RANGE, 0)
-        if bg != 0 and (bg < CALC_BG_MIN or bg > CALC_BG_MAX):
-            return pump._refuse(E_OUT_OF_RANGE, 1)
-        slot = pump.state[S_LOCAL_MS] // SLOT_MS
+        if carbs_g < 0 or carbs_g > S.CALC_MAX_CARBS:
+            return pump._refuse(S.E_OUT_OF_RANGE, 0)
+        if bg != 0 and (bg < S.CALC_BG_MIN or bg > S.CALC_BG_MAX):
+            return pump._refuse(S.E_OUT_OF_RANGE, 1)
+        slot = pump.state[S_LOCAL_MS] // S.SLOT_MS
         at = array("i", [0, 0, 0])
         for kind in range(3):
             at[kind] = self._segment(kind, slot)
             if at[kind] < 0:
-                return pump._refuse(E_NOT_CONFIGURED, kind)
+                return pump._refuse(S.E_NOT_CONFIGURED, kind)
         v = pump.settings.values
-        ratio = v[at[CALC_CARB_RATIO]]
-        isf = v[at[CALC_SENSITIVITY]]
-        t_low = v[at[CALC_TARGET]]
-        t_high = v[at[CALC_TARGET] + CALC_SEGMENTS]
+        ratio = v[at[S.CALC_CARB_RATIO]]
+        isf = v[at[S.CALC_SENSITIVITY]]
+        t_low = v[at[S.CALC_TARGET]]
+        t_high = v[at[S.CALC_TARGET] + S.CALC_SEGMENTS]
         flags = 0
         food = carbs_g * 10000 // ratio
         if bg == 0:
             corr = 0
-            flags |= CALC_NO_BG
+            flags |= S.CALC_NO_BG
         elif bg > t_high:
             corr = (bg - t_high) * 1000 // isf
         elif bg < t_low:
@@ -153,12 +131,12 @@ class Calculator:
         total = raw
         if total < 0:
             total = 0
-            flags |= CALC_FLOORED
+            flags |= S.CALC_FLOORED
         if total % pump.pulse:
-            flags |= CALC_ROUNDED
+            flags |= S.CALC_ROUNDED
             total -= total % pump.pulse
-        if total > pump.setting(SET_MAX_BOLUS):
-            flags |= CALC_OVER_MAX
+        if total > pump.setting(S.SET_MAX_BOLUS):
+            flags |= S.CALC_OVER_MAX
         out = self.out
         out[0] = food
         out[1] = corr
@@ -171,4 +149,4 @@ class Calculator:
         out[8] = t_low
         out[9] = t_high
         pump.detail = total
-        return OK
+        return S.OK

@@ -55,18 +55,13 @@ the monotonic clock) and are saved when they change: a reboot keeps basal suspen
 from array import array
 
 from firmware.layout import S_CGM_OFFSET, S_CGM_TX, S_MONO_S, S_SBL, S_SBL_S, S_SBL_WAIT_S
+from protocol import spec as S  # per reading and cold paths: fewer globals (heap, issue 12)
 from protocol.spec import (
-    A_GLUCOSE_FALL,
-    A_GLUCOSE_HIGH,
-    A_GLUCOSE_LOW,
-    A_GLUCOSE_RISE,
     A_PAIRING_LOST,
     A_SBL,
     A_SENSOR_EXPIRED,
     A_SENSOR_WARMUP,
     A_SIGNAL_LOSS,
-    A_URGENT_LOW,
-    A_URGENT_LOW_SOON,
     CGM_EXPIRED,
     CGM_HIGH,
     CGM_LOW,
@@ -79,37 +74,16 @@ from protocol.spec import (
     CGMF_WARMUP,
     EV_GLUCOSE,
     EV_SBL,
-    GA_FALL,
-    GA_HIGH,
-    GA_LOW,
-    GA_RISE,
-    GA_URGENT_LOW_SOON,
     H_SBL,
     NO_TREND,
     SBL_AHEAD_MIN,
-    SBL_MANUAL,
-    SBL_MARGIN,
     SBL_MAX,
-    SBL_MAX_MIN,
-    SBL_PREDICTED,
-    SBL_RECOVERED,
-    SBL_RESUME_AHEAD,
-    SBL_RESUME_MARGIN,
-    SBL_WAIT_MIN,
-    SET_GLUCOSE_ALERTS,
-    SET_GLUCOSE_HIGH,
     SET_GLUCOSE_LOW,
-    SET_GLUCOSE_RATE,
-    SET_SBL,
     SET_SENSOR_ID,
-    SIGNAL_LOSS_MIN,
-    URGENT_LOW,
     URGENT_SOON_MIN,
 )
 
-LOSS_S = SIGNAL_LOSS_MIN * 60
-WAIT_S = SBL_WAIT_MIN * 60
-SBL_MAX_S = SBL_MAX_MIN * 60
+LOSS_S = S.SIGNAL_LOSS_MIN * 60
 TREND_N = 3  # readings the trend and the predictions use
 
 
@@ -117,10 +91,11 @@ class Cgm:
     def __init__(self, pump, radio, log):
         self.pump = pump
         self.st = pump.state
+        # the ring of the last 24 h of readings: UTC minute and mg/dL of each, built by
+        # _ring() (None: no sensor link and no reading on flash)
+        self.minutes = self.values = None
         self.plug(radio)
         self.log = log  # History of readings on flash
-        self.minutes = array("i", [0] * CGM_READINGS)  # UTC minute of each reading
-        self.values = array("h", [0] * CGM_READINGS)  # mg/dL
         self.head = 0  # next write
         self.count = 0  # readings held (<= CGM_READINGS)
         self.rt = array("i", [0] * TREND_N)  # second of the last readings (see rbase)
@@ -142,6 +117,17 @@ class Cgm:
         self.radio = radio
         self.pairs = radio is not None and hasattr(radio, "pairing_lost")
         self.timed = radio is not None and hasattr(radio, "sensor_min")
+        if radio is not None:
+            self._ring()
+
+    def _ring(self):
+        """The readings' ring (SNS-1), allocated once, before any tick: with a sensor link
+        (plug) or readings on flash (restore). Readings come only through a sensor link,
+        so a board with neither keeps none and saves its 1.7 kB of RAM (heap, issue 12:
+        the Pico and ESP32 without a sensor UART)."""
+        if self.minutes is None:
+            self.minutes = array("i", [0] * CGM_READINGS)  # UTC minute of each reading
+            self.values = array("h", [0] * CGM_READINGS)  # mg/dL
 
     @property
     def sbl(self):
@@ -159,6 +145,8 @@ class Cgm:
         first = log.next_seq - CGM_READINGS
         if first < log.first_seq:
             first = log.first_seq
+        if first < log.next_seq:
+            self._ring()
         for seq in range(first, log.next_seq):
             if log.read(seq, rec):
                 r = log.decode(rec)
@@ -191,7 +179,7 @@ class Cgm:
                     self.pump._commit(0, 0, 0)
         age = now - self.last_s
         al.set(A_SIGNAL_LOSS, self.readings and not self.sensor and age >= LOSS_S, age // 60)
-        if st[S_SBL] and now - st[S_SBL_S] >= SBL_MAX_S:
+        if st[S_SBL] and now - st[S_SBL_S] >= S.SBL_MAX_MIN * 60:
             self.resume(SBL_MAX)
 
     def _sensor_status(self, v):
@@ -283,40 +271,40 @@ class Cgm:
     def _alerts(self, v):
         pump = self.pump
         al = pump.alarms
-        mask = pump.setting(SET_GLUCOSE_ALERTS)
+        mask = pump.setting(S.SET_GLUCOSE_ALERTS)
         al.clear(A_SENSOR_WARMUP, v)
         al.clear(A_SENSOR_EXPIRED, v)
         al.clear(A_SIGNAL_LOSS, v)
-        al.set(A_URGENT_LOW, v <= URGENT_LOW, v)
-        al.set(A_GLUCOSE_LOW, mask & GA_LOW and v <= pump.setting(SET_GLUCOSE_LOW), v)
-        al.set(A_GLUCOSE_HIGH, mask & GA_HIGH and v >= pump.setting(SET_GLUCOSE_HIGH), v)
+        al.set(S.A_URGENT_LOW, v <= S.URGENT_LOW, v)
+        al.set(S.A_GLUCOSE_LOW, mask & S.GA_LOW and v <= pump.setting(SET_GLUCOSE_LOW), v)
+        al.set(S.A_GLUCOSE_HIGH, mask & S.GA_HIGH and v >= pump.setting(S.SET_GLUCOSE_HIGH), v)
         trend = self.trend
         known = trend != NO_TREND
-        rate = pump.setting(SET_GLUCOSE_RATE) * 10
-        al.set(A_GLUCOSE_RISE, mask & GA_RISE and known and trend >= rate, trend)
-        al.set(A_GLUCOSE_FALL, mask & GA_FALL and known and trend <= -rate, trend)
-        al.set(A_URGENT_LOW_SOON, mask & GA_URGENT_LOW_SOON and known and v > URGENT_LOW
-               and self.pred20 <= URGENT_LOW, self.pred20)
+        rate = pump.setting(S.SET_GLUCOSE_RATE) * 10
+        al.set(S.A_GLUCOSE_RISE, mask & S.GA_RISE and known and trend >= rate, trend)
+        al.set(S.A_GLUCOSE_FALL, mask & S.GA_FALL and known and trend <= -rate, trend)
+        al.set(S.A_URGENT_LOW_SOON, mask & S.GA_URGENT_LOW_SOON and known and v > S.URGENT_LOW
+               and self.pred20 <= S.URGENT_LOW, self.pred20)
 
     # ---------------------------------------------------------------- suspend before low
     def _suspend_before_low(self, v, dv):
         pump = self.pump
-        if not pump.setting(SET_SBL):
+        if not pump.setting(S.SET_SBL):
             return
         st = self.st
         low = pump.setting(SET_GLUCOSE_LOW)
         if st[S_SBL]:
-            if v >= low + SBL_RESUME_MARGIN and self.pred30 >= low + SBL_RESUME_AHEAD:
-                self.resume(SBL_RECOVERED)
+            if v >= low + S.SBL_RESUME_MARGIN and self.pred30 >= low + S.SBL_RESUME_AHEAD:
+                self.resume(S.SBL_RECOVERED)
             return
-        danger = (self.pred30 <= low + SBL_MARGIN and dv <= 0) or v <= low
+        danger = (self.pred30 <= low + S.SBL_MARGIN and dv <= 0) or v <= low
         if danger and not pump.stop_reason() and st[S_SBL_WAIT_S] < 0:
             st[S_SBL] = 1
             st[S_SBL_S] = st[S_MONO_S]
             pump._commit(0, 0, 0)  # a reboot keeps basal suspended
             pump.alarms.raise_(A_SBL, v)
-            pump._log(H_SBL, 1, SBL_PREDICTED, v, self.pred30)
-            pump.events.put(EV_SBL, 1, SBL_PREDICTED, v)
+            pump._log(H_SBL, 1, S.SBL_PREDICTED, v, self.pred30)
+            pump.events.put(EV_SBL, 1, S.SBL_PREDICTED, v)
 
     def resume(self, reason):
         """End a suspension before low (SBL_* reason); manual and time-limit resumptions
@@ -325,8 +313,8 @@ class Cgm:
         if not st[S_SBL]:
             return
         st[S_SBL] = 0
-        if reason == SBL_MANUAL or reason == SBL_MAX:
-            st[S_SBL_WAIT_S] = st[S_MONO_S] + WAIT_S
+        if reason == S.SBL_MANUAL or reason == SBL_MAX:
+            st[S_SBL_WAIT_S] = st[S_MONO_S] + S.SBL_WAIT_MIN * 60
         pump = self.pump
         pump._commit(0, 0, 0)
         pump.alarms.clear(A_SBL, self.last)

@@ -13,7 +13,7 @@ says `yes`.
 
 `handle_line(line)` answers one line: the text, lines separated by CRLF, ending with CRLF
 (no prompt); "" for an empty line. Bad input of any kind is one "error: ..." line and
-changes nothing; a refusal by the pump is "refused: <spec.ERRORS text> (<detail>)", in the
+changes nothing; a refusal by the pump is "refused: <refusals.ERRORS text> (<detail>)", in the
 words of protocol/refusals.py, which pumpctl uses too.
 It allocates (it is not in the tick), so call it between ticks, never from inside one.
 """
@@ -21,7 +21,7 @@ It allocates (it is not in the tick), so call it between ticks, never from insid
 from firmware.compat import ticks_diff
 from firmware.dates import date_of, day_of
 from firmware.status import snapshot
-from protocol.refusals import describe, offset_text, selftest_text
+from protocol.refusals import BOLUS_KINDS, STOP_REASONS, describe, offset_text, selftest_text
 from protocol.refusals import text as refusal_text
 from protocol.spec import (
     ALARM_COUNT,
@@ -29,14 +29,12 @@ from protocol.spec import (
     AUTO_OFF_MIN_HOURS,
     BOLUS_DUAL,
     BOLUS_EXTENDED,
-    BOLUS_KINDS,
     BOLUS_NORMAL,
     E_OVER_LIMIT,
     SET_AUTO_OFF,
     SET_UTC_OFFSET,
     SETTINGS,
     SETTINGS_COUNT,
-    STOP_REASONS,
     TEMP_ABSOLUTE,
     TEMP_PERCENT,
 )

@@ -71,6 +71,18 @@ REGION_SIZES = (2048, 2048, 512, 512, 24 * 6144, 18 * 96, 256, 256, 2048, 2048, 
 BUTTON_ACK = 1
 
 
+def shared_console(pump, hw, decoder):
+    """The protocol port's Demux (firmware/demux.py) on a board whose bench console shares
+    that port (hw.shared_console), or None. The link calls it once, at boot; demux.py is
+    imported only on such a board (heap, issue 12: 1.2 kB of RAM frozen, 5.8 kB from .mpy,
+    on boards with a console port of their own or none)."""
+    if not getattr(hw, "shared_console", False) or hw.serial is None:
+        return None
+    from firmware.demux import shared_console as build
+
+    return build(pump, hw, decoder)
+
+
 class Hardware:
     """What a board hands to the firmware: drivers plus board constants."""
 

@@ -6,7 +6,7 @@ and the link and the console read it.
 
 from firmware.compat import const
 
-S_GEN = const(0)
+_S_GEN = const(0)  # the generation (store.Slots): no global, nothing else reads it
 S_POS = const(1)  # motor position when saved, before the planned movement
 S_PLAN_BASAL = const(2)  # pulses about to move when saved, in this order: basal,
 S_PLAN_BOLUS = const(3)  # bolus (immediate part first),

@@ -52,8 +52,7 @@ from firmware import VERSION
 from firmware.cgm import CGM_READINGS
 from firmware.compat import const
 from firmware.crc import crc16
-from firmware.demux import shared_console
-from firmware.hal import R_LINK_A, R_LINK_B
+from firmware.hal import R_LINK_A, R_LINK_B, shared_console
 from firmware.status import snapshot
 from firmware.store import REC_SIZE, Slots
 from firmware.wire import (

@@ -20,7 +20,7 @@ watchdog feeds: the board resets and boots suspended (delivery stays stopped).
 
 from firmware.compat import collect, ticks_add, ticks_diff
 from firmware.pump import Pump
-from protocol.spec import CRASH_EXCEPTION, CRASH_INTERRUPT, H_CRASH, ST_CRASH
+from protocol import spec as S  # the crash path only: one globals entry (heap, issue 12)
 
 # Loaded from .mpy files, each import leaves the loader's short-lived buffers between the
 # long-lived code objects; a collection after each of the two largest modules lets the
@@ -54,7 +54,8 @@ class Runner:
         self.link = None
         self.console = None
         self.con = hw.console
-        self.con_chunk = bytearray(64)
+        # read chunk of the console port: only on a board that has one (heap, issue 12)
+        self.con_chunk = bytearray(64) if self.con is not None else None
         self.line_n = 0
         self.crashes = 0  # exceptions that escaped the loop (SEC-4)
         self.left = -1  # ticks still to run (-1: forever)
@@ -138,19 +139,19 @@ class Runner:
                 self._loop()
                 return self.pump
             except KeyboardInterrupt:
-                self.crashed(CRASH_INTERRUPT)
+                self.crashed(S.CRASH_INTERRUPT)
             except Exception:
-                self.crashed(CRASH_EXCEPTION)
+                self.crashed(S.CRASH_EXCEPTION)
 
     def crashed(self, cause):
         """An exception escaped the loop: the safe state, once (SEC-4)."""
         self.crashes += 1
         ctrl_c_off()
         pump = self.pump
-        if pump.selftest_bits & ST_CRASH:
+        if pump.selftest_bits & S.ST_CRASH:
             return
         try:
-            pump.fail_safe(ST_CRASH, H_CRASH, cause)
+            pump.fail_safe(S.ST_CRASH, S.H_CRASH, cause)
         except Exception:  # a broken state: the watchdog resets the board
             pass
 

@@ -36,15 +36,7 @@ from firmware.layout import (
     V_SETTINGS_HI,
 )
 from firmware.store import Slots
-from protocol import spec as S  # the cold paths: one globals entry (heap, issue 12)
-from protocol.spec import (
-    PROFILES,
-    SETTINGS_COUNT,
-    SLOT_MS,
-    SLOTS,
-    TEMP_ABSOLUTE,
-    TEMP_PERCENT,
-)
+from protocol import spec as S  # one globals entry, not one per id (heap, issue 12)
 
 EPOCH_WEEKDAY = const(2)  # 2020-01-01 was a Wednesday (Monday = 0)
 
@@ -82,7 +74,7 @@ class Settings:
         v = self.values
         for i in range(SETTINGS_LEN):
             v[i] = 0
-        for i in range(SETTINGS_COUNT):
+        for i in range(S.SETTINGS_COUNT):
             v[at(i)] = S.SETTINGS[i][1]
         # Profile 0 "default", 1 segment at 0 U/h: basal must be programmed before use.
         v[V_SEGMENTS] = 1
@@ -104,13 +96,13 @@ class Settings:
         """Change setting `sid` (not the UTC offset: Pump.set_time sets it with the clock)."""
         pump = self.pump
         pump.interaction()
-        if sid < 0 or sid >= SETTINGS_COUNT or sid == S.SET_UTC_OFFSET:
+        if sid < 0 or sid >= S.SETTINGS_COUNT or sid == S.SET_UTC_OFFSET:
             return pump._refuse(S.E_BAD_ARG, 0)
         lo, hi = S.SETTINGS[sid][2], S.SETTINGS[sid][3]
         if value < lo or value > hi or (sid == S.SET_AUTO_OFF and 0 < value < S.AUTO_OFF_MIN_HOURS):
             return pump._refuse(S.E_OUT_OF_RANGE, sid)
         if sid == S.SET_MAX_BASAL:
-            for p in range(PROFILES):
+            for p in range(S.PROFILES):
                 if self._profile_max(p) > value:
                     return pump._refuse(S.E_PROFILE_IN_USE_OVER_LIMIT, p)
             if self._running_temp_peak() > value:  # the running temp basal stays within it
@@ -173,8 +165,8 @@ class Settings:
     def _profile_max(self, p):
         v = self.values
         top = 0
-        base = V_RATES + p * SLOTS
-        for s in range(SLOTS):
+        base = V_RATES + p * S.SLOTS
+        for s in range(S.SLOTS):
             if v[base + s] > top:
                 top = v[base + s]
         return top
@@ -184,7 +176,7 @@ class Settings:
         in mU/h. Refused whole if anything is wrong; nothing is clamped."""
         pump = self.pump
         pump.interaction()
-        if not isinstance(p, int) or p < 0 or p >= PROFILES:
+        if not isinstance(p, int) or p < 0 or p >= S.PROFILES:
             return pump._refuse(S.E_BAD_ARG, 0)
         if len(name) == 0 or len(name) > S.PROFILE_NAME_LEN:
             return pump._refuse(S.E_BAD_ARG, 1)
@@ -192,10 +184,10 @@ class Settings:
             if b < 0x20 or b > 0x7E:
                 return pump._refuse(S.E_BAD_ARG, 1)
         n = len(starts)
-        if n < 1 or n > SLOTS or len(rates) != n or starts[0] != 0:
+        if n < 1 or n > S.SLOTS or len(rates) != n or starts[0] != 0:
             return pump._refuse(S.E_BAD_ARG, 2)
         for i in range(n):
-            if starts[i] < 0 or starts[i] >= SLOTS or (i and starts[i] <= starts[i - 1]):
+            if starts[i] < 0 or starts[i] >= S.SLOTS or (i and starts[i] <= starts[i - 1]):
                 return pump._refuse(S.E_BAD_ARG, 2)
             if rates[i] < 0 or rates[i] > S.MAX_RATE:
                 return pump._refuse(S.E_OUT_OF_RANGE, 3)
@@ -204,10 +196,11 @@ class Settings:
         v = self.values
         old = array("i", v)
         seg = 0
-        for s in range(SLOTS):
+        base = V_RATES + p * S.SLOTS
+        for s in range(S.SLOTS):
             if seg + 1 < n and starts[seg + 1] == s:
                 seg += 1
-            v[V_RATES + p * SLOTS + s] = rates[seg]
+            v[base + s] = rates[seg]
         self._set_name(p, name)
         v[V_SEGMENTS + p] = n
         code = self._keep_basal_change(old)
@@ -219,12 +212,13 @@ class Settings:
     def get_profile(self, p):
         """(name, starts, rates) with adjacent equal slots merged; None if unused."""
         v = self.values
-        if p < 0 or p >= PROFILES or not v[V_SEGMENTS + p]:
+        if p < 0 or p >= S.PROFILES or not v[V_SEGMENTS + p]:
             return None
         starts = []
         rates = []
-        for s in range(SLOTS):
-            r = v[V_RATES + p * SLOTS + s]
+        base = V_RATES + p * S.SLOTS
+        for s in range(S.SLOTS):
+            r = v[base + s]
             if not rates or rates[-1] != r:
                 starts.append(s)
                 rates.append(r)
@@ -240,7 +234,7 @@ class Settings:
             return pump._refuse(S.E_BAD_ARG, 0)
         for i in range(7):
             p = days[i]
-            if p < 0 or p >= PROFILES or not v[V_SEGMENTS + p]:
+            if p < 0 or p >= S.PROFILES or not v[V_SEGMENTS + p]:
                 return pump._refuse(S.E_BAD_ARG, i)
         old = array("i", v)
         packed = 0
@@ -281,9 +275,9 @@ class Settings:
 
     def temp_peak(self, kind, value):
         """Highest rate a temp basal (kind, value) reaches on the weekly schedule, mU/h."""
-        if kind == TEMP_ABSOLUTE:
+        if kind == S.TEMP_ABSOLUTE:
             return value
-        if kind != TEMP_PERCENT:
+        if kind != S.TEMP_PERCENT:
             return 0
         top = 0
         v = self.values
@@ -301,10 +295,10 @@ class Settings:
         docs/time-model.md)."""
         st = self.state
         v = self.values
-        base = V_RATES + SLOTS * v[V_SCHEDULE + (st[S_LOCAL_DAY] + EPOCH_WEEKDAY) % 7]
+        base = V_RATES + S.SLOTS * v[V_SCHEDULE + (st[S_LOCAL_DAY] + EPOCH_WEEKDAY) % 7]
         if st[S_TIME_SET]:
-            return v[base + st[S_LOCAL_MS] // SLOT_MS]
+            return v[base + st[S_LOCAL_MS] // S.SLOT_MS]
         total = 0
-        for s in range(SLOTS):
+        for s in range(S.SLOTS):
             total += v[base + s]
-        return total // SLOTS
+        return total // S.SLOTS

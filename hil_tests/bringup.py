@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host_tools import client as C
+from protocol import refusals
 from protocol import spec as S
 
 # An authenticated command with no effect on therapy: acknowledging an alarm id that does
@@ -78,7 +79,7 @@ class Bench:
     @property
     def board(self) -> str:
         b = self.info.board
-        return S.BOARD_NAMES[b] if b < len(S.BOARD_NAMES) else f"board {b}"
+        return refusals.BOARD_NAMES[b] if b < len(refusals.BOARD_NAMES) else f"board {b}"
 
     @property
     def pulse(self) -> int:

@@ -85,7 +85,7 @@ COUNTER_RESERVE = 1024  # counters kept for the tries and fences of the last com
 
 
 class PumpRefused(PumpError):
-    """The pump refused a request: ``code`` (spec E_*), ``name`` (spec.ERRORS), ``detail``.
+    """The pump refused a request: ``code`` (spec E_*), ``name`` (refusals.ERRORS), ``detail``.
 
     The message says what the detail means for this request (protocol/refusals.py, the
     words the bench console uses too): ``kind`` is the request's kind field where the
@@ -100,7 +100,7 @@ class PumpRefused(PumpError):
         self.cmd_id = cmd_id
         self.kind = kind
         self.limit = limit
-        self.name = spec.ERRORS.get(code, f"error {code}")
+        self.name = refusals.ERRORS.get(code, f"error {code}")
         super().__init__(self.describe())
 
     def describe(self) -> str:
@@ -211,11 +211,11 @@ Hello = _record("hello_info", "Hello")
 
 Status = _record("status_info", "Status", {
     "delivering": property(lambda s: s.stop == spec.STOP_NONE),
-    "stop_reason": property(lambda s: spec.STOP_REASONS[s.stop]
-                            if s.stop < len(spec.STOP_REASONS) else f"stop {s.stop}"),
+    "stop_reason": property(lambda s: refusals.STOP_REASONS[s.stop]
+                            if s.stop < len(refusals.STOP_REASONS) else f"stop {s.stop}"),
     "alarm_names": property(lambda s: _alarm_names(s.alarms)),
     "bolus_running": property(lambda s: s.bolus_id != 0),
-    "last_error": property(lambda s: spec.ERRORS.get(s.last_code, f"error {s.last_code}")),
+    "last_error": property(lambda s: refusals.ERRORS.get(s.last_code, f"error {s.last_code}")),
     "local_time": property(lambda s: from_pump_seconds(s.utc, s.offset)),
     "local_day": property(lambda s: (s.utc + s.offset * 60) // 86400),
     "reservoir_u": property(lambda s: mu_to_u(s.reservoir)),
@@ -286,7 +286,7 @@ class HistoryRecord:
 
     @property
     def kind_name(self) -> str:
-        return spec.HISTORY_KINDS.get(self.kind, f"kind {self.kind}")
+        return refusals.HISTORY_KINDS.get(self.kind, f"kind {self.kind}")
 
 
 _EVENT_NAMES = {spec.EV_ALARM: "alarm", spec.EV_BOLUS: "bolus", spec.EV_STATE: "state",
@@ -408,18 +408,18 @@ class Event:
     def describe(self) -> str:
         if self.kind == spec.EV_ALARM:
             alarm = spec.ALARMS[self.a][0] if 0 <= self.a < spec.ALARM_COUNT else self.a
-            action = (spec.ALARM_ACTIONS[self.b] if 0 <= self.b < len(spec.ALARM_ACTIONS)
+            action = (refusals.ALARM_ACTIONS[self.b] if 0 <= self.b < len(refusals.ALARM_ACTIONS)
                       else self.b)
             return f"alarm {alarm} {action}"
         if self.kind == spec.EV_BOLUS:
             return (f"bolus {self.a}: {mu_to_units(self.b)} of {mu_to_units(self.c)} U "
                     "delivered")
         if self.kind == spec.EV_BOLUS_END:
-            ending = (spec.BOLUS_ENDINGS[self.c] if 0 <= self.c < len(spec.BOLUS_ENDINGS)
+            ending = (refusals.BOLUS_ENDINGS[self.c] if 0 <= self.c < len(refusals.BOLUS_ENDINGS)
                       else self.c)
             return f"bolus {self.a} {ending}: {mu_to_units(self.b)} U delivered"
         if self.kind == spec.EV_STATE:
-            reason = (spec.STOP_REASONS[self.a] if 0 <= self.a < len(spec.STOP_REASONS)
+            reason = (refusals.STOP_REASONS[self.a] if 0 <= self.a < len(refusals.STOP_REASONS)
                       else self.a)
             return f"delivery: {reason}"
         if self.kind == spec.EV_GLUCOSE:
@@ -428,7 +428,7 @@ class Event:
             trend = "" if self.c == spec.NO_TREND else f" {trend_arrow(self.c)} {self.c / 10:+g}"
             return f"glucose {glucose_text(self.a)}{trend}"
         if self.kind == spec.EV_SBL:
-            why = (spec.SBL_REASONS[self.b] if 0 <= self.b < len(spec.SBL_REASONS)
+            why = (refusals.SBL_REASONS[self.b] if 0 <= self.b < len(refusals.SBL_REASONS)
                    else self.b)
             what = "basal suspended before low" if self.a else "basal resumed"
             return f"{what} ({why}, glucose {glucose_text(self.c)})"

@@ -504,7 +504,7 @@ def status_table(st: C.Status, info: C.Hello | None) -> Table:
                   f"profile {C.mu_to_units(st.profile_rate)} U/h)")
     t.add_row("Basal rate", basal)
     if st.bolus_id:
-        kind = spec.BOLUS_KINDS[st.bolus_kind] if st.bolus_kind < 4 else st.bolus_kind
+        kind = refusals.BOLUS_KINDS[st.bolus_kind] if st.bolus_kind < 4 else st.bolus_kind
         t.add_row("Bolus", f"#{st.bolus_id} {kind}: {C.mu_to_units(st.bolus_delivered)} of "
                            f"{C.mu_to_units(st.bolus_requested)} U")
     else:
@@ -536,7 +536,7 @@ def status_table(st: C.Status, info: C.Hello | None) -> Table:
                   + (f" (detail {st.last_detail})" if st.last_code else ""))
     t.add_row("Self-test", "passed" if not st.selftest else f"[red]failed (bits {st.selftest})[/]")
     if info is not None:
-        board = (spec.BOARD_NAMES[info.board] if info.board < len(spec.BOARD_NAMES)
+        board = (refusals.BOARD_NAMES[info.board] if info.board < len(refusals.BOARD_NAMES)
                  else f"board {info.board}")
         t.add_row("Pump", f"{board} board, firmware "
                           f"{info.firmware}, pulse {C.mu_to_units(info.pulse_mu)} U, "
@@ -583,7 +583,7 @@ def cmd_bolus(pump: C.Client, args, out: Out):
     delivered, ending = watch_bolus(pump, bolus_id, total, out)
     data = {"ok": ending == spec.BOLUS_COMPLETED, "command": "bolus", "cmd_id": res.cmd_id,
             "bolus_id": bolus_id, "requested": total, "delivered": delivered,
-            "ending": spec.BOLUS_ENDINGS[ending] if 0 <= ending < 3 else ending}
+            "ending": refusals.BOLUS_ENDINGS[ending] if 0 <= ending < 3 else ending}
     word = data["ending"]
     out.emit(data, text=f"bolus #{bolus_id} {word}: {C.mu_to_units(delivered)} of "
                         f"{C.mu_to_units(total)} U delivered")
@@ -1106,7 +1106,7 @@ def cmd_wizard(pump: C.Client, args, out: Out):
         return EXIT_OK
     delivered, ending = watch_bolus(pump, bolus_id, sug.total, out)
     data.update(ok=ending == spec.BOLUS_COMPLETED, delivered=delivered,
-                ending=spec.BOLUS_ENDINGS[ending] if 0 <= ending < 3 else ending)
+                ending=refusals.BOLUS_ENDINGS[ending] if 0 <= ending < 3 else ending)
     out.emit(data, text=f"bolus #{bolus_id} {data['ending']}: {C.mu_to_units(delivered)} of "
                         f"{C.mu_to_units(sug.total)} U delivered")
     return EXIT_OK if ending == spec.BOLUS_COMPLETED else EXIT_INCOMPLETE
@@ -1304,7 +1304,7 @@ def emulate_table(tel: dict, emu) -> Table:
     stop = tel.get("stop", 0)
     t.add_row("Pump time", f"{_tel_local(tel)}   clock: {_clock_text(e)}")
     t.add_row("Delivery", "[green]delivering[/]" if stop == 0 else
-              f"[red]stopped: {spec.STOP_REASONS[stop] if stop < 7 else stop}[/]")
+              f"[red]stopped: {refusals.STOP_REASONS[stop] if stop < 7 else stop}[/]")
     basal = f"{C.mu_to_units(tel['basal_rate'])} U/h"
     if tel.get("temp_kind"):
         basal += f" (temp basal, {tel['temp_left_min']} min left)"
@@ -1341,7 +1341,7 @@ def emulate_line(tel: dict) -> str:
     stop = tel.get("stop", 0)
     names = [spec.ALARMS[a][0] for a in tel.get("alarms", []) if 0 <= a < spec.ALARM_COUNT]
     return (f"pump {_tel_local(tel)} | "
-            + ("delivering" if stop == 0 else f"stopped: {spec.STOP_REASONS[stop]}")
+            + ("delivering" if stop == 0 else f"stopped: {refusals.STOP_REASONS[stop]}")
             + f" | basal {C.mu_to_units(tel['basal_rate'])} U/h"
             f" | reservoir {C.mu_to_units(tel['reservoir'])} U"
             f" | battery {e.get('battery_u', 0) / 10**6:.3f} %"

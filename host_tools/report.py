@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from host_tools import client as C
+from protocol import refusals
 from protocol import spec as S
 
 TIR_LOW = 70
@@ -146,7 +147,7 @@ def suspensions(data: ReportData) -> list[tuple[int, int, str]]:
     for a, b in _windows(data, lambda r: r.kind == S.H_SUSPEND,
                          lambda r: r.kind == S.H_RESUME):
         why = reasons.get(a)
-        out.append((a, b, S.STOP_REASONS[why] if why is not None and why < 7 else "stopped"))
+        out.append((a, b, refusals.STOP_REASONS[why] if why is not None and why < 7 else "stopped"))
     for a, b in _windows(data, lambda r: r.kind == S.H_SBL and r.arg == 1,
                          lambda r: (r.kind == S.H_SBL and r.arg == 0) or r.kind == S.H_BOOT,
                          lambda r: r.kind == S.H_SBL):

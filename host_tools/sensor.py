@@ -50,6 +50,7 @@ from pathlib import Path
 from firmware import cgm_record as R
 from host_tools.client import LinkError
 from protocol import cgm_record as H
+from protocol import refusals
 from protocol import spec as S
 
 DEFAULT_TX = 0x00C6A1  # the simulator's transmitter id unless told otherwise
@@ -311,8 +312,8 @@ class PumpPacer:
                 say("fast: the simulated board's clock is in lockstep now (and stays so): 5 "
                     "virtual minutes per reading, run once the pump has taken the previous one")
             else:
-                name = S.BOARD_NAMES[board] if board is not None and board < len(
-                    S.BOARD_NAMES) else "this"
+                name = refusals.BOARD_NAMES[board] if board is not None and board < len(
+                    refusals.BOARD_NAMES) else "this"
                 say(f"fast: a {name} board runs on its own clock and delivers insulin in "
                     "real time, which no host can hurry: a reading every 5 minutes of the "
                     "pump's time instead")

@@ -1,5 +1,7 @@
 """A refused command in words (LNK-4, THR-6): one table for pumpctl and the bench console;
-and the one description of history records in words for both (describe(), at the end).
+and the one description of history records in words for both (describe(), at the end);
+and the names of the protocol's ids (ERRORS, HISTORY_KINDS, STOP_REASONS, ...: spec.py
+holds only what the pump needs at boot).
 
 The pump answers a refused command with a result code (spec E_*) and a detail whose meaning
 depends on the command: the index of the argument at fault (E_BAD_ARG, E_OUT_OF_RANGE; for
@@ -15,7 +17,6 @@ without breaking the link.
 """
 
 from protocol.spec import (
-    ALARM_ACTIONS,
     ALARM_COUNT,
     ALARMS,
     AUTH_BAD_MAC,
@@ -23,8 +24,6 @@ from protocol.spec import (
     AUTH_REPLAYED,
     AUTH_UNPAIRED,
     AUTO_OFF_MIN_HOURS,
-    BOLUS_ENDINGS,
-    BOLUS_KINDS,
     CALC_BG_MAX,
     CALC_BG_MIN,
     CALC_CARB_RATIO,
@@ -35,9 +34,15 @@ from protocol.spec import (
     CALC_TARGET,
     E_BAD_ARG,
     E_BAD_AUTH,
+    E_BATTERY_DEPLETED,
     E_BOLUS_RUNNING,
     E_INCREMENT,
+    E_NO_BOLUS,
+    E_NO_TEMP_BASAL,
     E_NOT_CONFIGURED,
+    E_NOT_FILLED,
+    E_NOT_REWOUND,
+    E_NOT_SUSPENDED,
     E_OUT_OF_RANGE,
     E_OVER_LIMIT,
     E_PROFILE_IN_USE_OVER_LIMIT,
@@ -47,7 +52,6 @@ from protocol.spec import (
     E_SUSPENDED,
     E_UNKNOWN_ALARM,
     E_UNKNOWN_MESSAGE,
-    ERRORS,
     EXT_MAX_MIN,
     EXT_MIN_MIN,
     H_ALARM,
@@ -56,8 +60,10 @@ from protocol.spec import (
     H_BOLUS_START,
     H_BOOT,
     H_CALC_SCHEDULE,
+    H_CRASH,
     H_DAY_TOTAL,
     H_FILL,
+    H_LINK,
     H_PRIME,
     H_PROFILE,
     H_RESUME,
@@ -69,13 +75,13 @@ from protocol.spec import (
     H_TEMP_END,
     H_TEMP_START,
     H_TIME_CHANGE,
-    HISTORY_KINDS,
+    H_TIME_LOST,
     MAX_RATE,
     MIN_BOLUS,
+    OK,
     PRIME_CANNULA,
     PROFILE_NAME_LEN,
     PROFILES,
-    SBL_REASONS,
     SET_AUTO_OFF,
     SET_MAX_BASAL,
     SET_MAX_BOLUS,
@@ -90,13 +96,83 @@ from protocol.spec import (
     ST_LINK,
     ST_MOTOR,
     ST_STORAGE,
-    STOP_REASONS,
     TEMP_ABSOLUTE,
     TEMP_MAX_MIN,
     TEMP_MAX_PERCENT,
     TEMP_PERCENT,
     TEMP_STEP_MIN,
 )
+
+# The protocol's words: the names of spec.py's ids, for pumpctl, the client and the bench
+# console. They live here, not in spec.py: the pump never needs them at boot and every
+# table in spec.py stays in its RAM (heap, issue 12). Append-only, like the ids.
+ERRORS = {
+    OK: "ok",
+    E_BAD_ARG: "bad argument",
+    E_OUT_OF_RANGE: "out of range",
+    E_OVER_LIMIT: "over limit",
+    E_SUSPENDED: "delivery suspended",
+    E_BOLUS_RUNNING: "a bolus is running",
+    E_NO_BOLUS: "no bolus running",
+    E_RESERVOIR_EMPTY: "reservoir empty",
+    E_BATTERY_DEPLETED: "battery depleted",
+    E_NOT_SUSPENDED: "delivery is not suspended",
+    E_SAFE_STATE: "pump is in safe state (self-test failed)",
+    E_NO_TEMP_BASAL: "no temp basal running",
+    E_INCREMENT: "amount is not a whole number of pulses",
+    E_NOT_REWOUND: "rewind before filling",
+    E_NOT_FILLED: "fill the reservoir first",
+    E_STORAGE: "storage write failed",
+    E_BAD_AUTH: "bad authentication",
+    E_UNKNOWN_MESSAGE: "unknown message",
+    E_UNKNOWN_ALARM: "unknown or inactive alarm",
+    E_PROFILE_IN_USE_OVER_LIMIT: "a basal profile exceeds the new max basal rate",
+    E_NOT_CONFIGURED: "bolus calculator schedule not programmed",
+}
+
+BOLUS_KINDS = ("none", "normal", "extended", "dual")
+
+BOLUS_ENDINGS = ("completed", "cancelled", "interrupted")
+
+STOP_REASONS = ("delivering", "user", "occlusion", "reservoir empty", "battery depleted",
+                "auto-off", "self-test failure")
+
+ALARM_ACTIONS = ("raised", "acknowledged", "cleared", "hidden", "cleared, was not acknowledged")
+
+HISTORY_KINDS = {
+    H_BOOT: "boot",
+    H_BOLUS_START: "bolus_start",
+    H_BOLUS_END: "bolus_end",
+    H_TEMP_START: "temp_basal_start",
+    H_TEMP_END: "temp_basal_end",
+    H_SUSPEND: "suspend",
+    H_RESUME: "resume",
+    H_ALARM: "alarm",
+    H_REWIND: "rewind",
+    H_FILL: "fill",
+    H_PRIME: "prime",
+    H_BATTERY_CHANGE: "battery_change",
+    H_TIME_CHANGE: "time_change",
+    H_SETTING: "setting",
+    H_PROFILE: "profile",
+    H_SCHEDULE: "schedule",
+    H_DAY_TOTAL: "day_total",
+    H_SBL: "suspend_before_low",
+    H_CALC_SCHEDULE: "calc_schedule",
+    H_LINK: "link_state",
+    H_CRASH: "crash",
+    H_TIME_LOST: "time_lost",
+}
+
+SBL_REASONS = ("predicted low", "recovered", "manual resume", "time limit", "switched off")
+
+BOARD_NAMES = ("test", "unix", "pico", "esp32", "qemu-arm")
+
+CLOCK_OPS = ("realtime", "speed", "lockstep", "advance", "until_event")
+
+FAULTS = ("", "occlusion", "battery_level", "battery_drain", "sensor_loss", "button_stuck",
+          "button_press", "storage_fail", "drop_rx", "drop_tx", "corrupt_rx", "corrupt_tx",
+          "power_cut", "seed", "glucose", "outage", "rtc_backup", "motor")
 
 # Insulin units: the pump counts mU, people read U.
 _IN_UNITS = {"mU": "U", "mU/h": "U/h", "mU/min": "U/min"}

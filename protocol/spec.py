@@ -1,8 +1,19 @@
 """The single source of truth shared by firmware and host: plain data only.
 
-Imports under MicroPython and CPython. The firmware uses the integer constants; host tools
-use the name tables. (The message table and schema hash arrive with the wire protocol.)
+Imports under MicroPython and CPython. The firmware uses the integer constants and the
+tables it needs (settings, alarm priorities, the message table and its schema hash). The
+words (error names, history kinds, stop reasons, ...) are in protocol/refusals.py, which
+host tools and the bench console import: every name here is one more entry of this
+module's globals dict in the pump's RAM, for the life of the pump (heap, issue 12).
 """
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(value):
+        return value
+
 
 PROTOCOL_VERSION = 1
 
@@ -29,30 +40,7 @@ E_UNKNOWN_MESSAGE = 17
 E_UNKNOWN_ALARM = 18
 E_PROFILE_IN_USE_OVER_LIMIT = 19  # detail: profile index
 E_NOT_CONFIGURED = 20  # bolus calculator: detail = the CALC_* schedule kind not programmed
-
-ERRORS = {
-    OK: "ok",
-    E_BAD_ARG: "bad argument",
-    E_OUT_OF_RANGE: "out of range",
-    E_OVER_LIMIT: "over limit",
-    E_SUSPENDED: "delivery suspended",
-    E_BOLUS_RUNNING: "a bolus is running",
-    E_NO_BOLUS: "no bolus running",
-    E_RESERVOIR_EMPTY: "reservoir empty",
-    E_BATTERY_DEPLETED: "battery depleted",
-    E_NOT_SUSPENDED: "delivery is not suspended",
-    E_SAFE_STATE: "pump is in safe state (self-test failed)",
-    E_NO_TEMP_BASAL: "no temp basal running",
-    E_INCREMENT: "amount is not a whole number of pulses",
-    E_NOT_REWOUND: "rewind before filling",
-    E_NOT_FILLED: "fill the reservoir first",
-    E_STORAGE: "storage write failed",
-    E_BAD_AUTH: "bad authentication",
-    E_UNKNOWN_MESSAGE: "unknown message",
-    E_UNKNOWN_ALARM: "unknown or inactive alarm",
-    E_PROFILE_IN_USE_OVER_LIMIT: "a basal profile exceeds the new max basal rate",
-    E_NOT_CONFIGURED: "bolus calculator schedule not programmed",
-}
+# their names: protocol/refusals.py ERRORS
 
 # Settings: id -> (name, default, min, max, unit). Limits (THR-6) are settings too.
 SET_MAX_BOLUS = 0
@@ -129,12 +117,10 @@ BOLUS_NONE = 0
 BOLUS_NORMAL = 1
 BOLUS_EXTENDED = 2
 BOLUS_DUAL = 3
-BOLUS_KINDS = ("none", "normal", "extended", "dual")
 
 BOLUS_COMPLETED = 0
 BOLUS_CANCELLED = 1
 BOLUS_INTERRUPTED = 2  # suspend, safety stop or power loss
-BOLUS_ENDINGS = ("completed", "cancelled", "interrupted")
 
 TEMP_NONE = 0
 TEMP_ABSOLUTE = 1
@@ -153,16 +139,16 @@ STOP_RESERVOIR = 3
 STOP_BATTERY = 4
 STOP_AUTO_OFF = 5
 STOP_SELFTEST = 6
-STOP_REASONS = ("delivering", "user", "occlusion", "reservoir empty", "battery depleted",
-                "auto-off", "self-test failure")
 
 PRIME_TUBING = 0
 PRIME_CANNULA = 1
 
-# Alarms (ALM-1): id -> (name, priority). Priority 3 high, 2 medium, 1 low.
-PRIO_LOW = 1
-PRIO_MEDIUM = 2
-PRIO_HIGH = 3
+# Alarms (ALM-1): id -> (name, priority). Priority 3 high, 2 medium, 1 low. const(): the
+# compiler puts the numbers into ALARMS, which so is one constant tuple (in flash when
+# frozen) instead of 28 tuples built in RAM at import.
+PRIO_LOW = const(1)
+PRIO_MEDIUM = const(2)
+PRIO_HIGH = const(3)
 
 A_OCCLUSION = 0
 A_RESERVOIR_EMPTY = 1
@@ -239,7 +225,6 @@ ALARM_HIDDEN = 3
 # The condition ended by itself before anyone acknowledged it: logged right after the clear,
 # shown until acknowledged (value: escalation level it had reached).
 ALARM_UNACKED = 4
-ALARM_ACTIONS = ("raised", "acknowledged", "cleared", "hidden", "cleared, was not acknowledged")
 
 # Self-test failure bits (ALM-5)
 ST_FIRMWARE = 1
@@ -249,7 +234,8 @@ ST_BUZZER = 8
 ST_LINK = 16  # link state (auth counter, command ids) lost: pair the pump again (SEC-4)
 ST_CRASH = 32  # an exception or Ctrl-C escaped the firmware loop (SEC-4)
 
-# History record kinds (HIS-1); v1..v3 meanings in the comment.
+# History record kinds (HIS-1); v1..v3 meanings in the comment; their names:
+# protocol/refusals.py HISTORY_KINDS.
 H_BOOT = 1  # arg: reset cause; v1: self-test failure bits; v2: boot count
 H_BOLUS_START = 2  # arg: kind; v1: bolus id; v2: immediate mU; v3: extended mU
 H_BOLUS_END = 3  # arg: ending; v1: bolus id; v2: delivered mU; v3: requested mU
@@ -278,31 +264,6 @@ CRASH_EXCEPTION = 1
 CRASH_INTERRUPT = 2  # KeyboardInterrupt (Ctrl-C on a console)
 H_TIME_LOST = 22  # the time was lost at boot (THR-13): v1: the pump's last known UTC
 #                   seconds; v2: the RTC's reading (-1: none or invalid)
-
-HISTORY_KINDS = {
-    H_BOOT: "boot",
-    H_BOLUS_START: "bolus_start",
-    H_BOLUS_END: "bolus_end",
-    H_TEMP_START: "temp_basal_start",
-    H_TEMP_END: "temp_basal_end",
-    H_SUSPEND: "suspend",
-    H_RESUME: "resume",
-    H_ALARM: "alarm",
-    H_REWIND: "rewind",
-    H_FILL: "fill",
-    H_PRIME: "prime",
-    H_BATTERY_CHANGE: "battery_change",
-    H_TIME_CHANGE: "time_change",
-    H_SETTING: "setting",
-    H_PROFILE: "profile",
-    H_SCHEDULE: "schedule",
-    H_DAY_TOTAL: "day_total",
-    H_SBL: "suspend_before_low",
-    H_CALC_SCHEDULE: "calc_schedule",
-    H_LINK: "link_state",
-    H_CRASH: "crash",
-    H_TIME_LOST: "time_lost",
-}
 
 RESET_POWER_ON = 0
 RESET_WATCHDOG = 1
@@ -347,7 +308,6 @@ SBL_RECOVERED = 1  # resumed by itself: glucose recovered
 SBL_MANUAL = 2  # resumed by the user (resume command): the wait starts
 SBL_MAX = 3  # resumed after SBL_MAX_MIN: the wait starts
 SBL_OFF = 4  # resumed: the feature was switched off
-SBL_REASONS = ("predicted low", "recovered", "manual resume", "time limit", "switched off")
 
 # ---------------------------------------------------------------------------- calculator
 # Bolus calculator schedules (THR-8): up to CALC_SEGMENTS segments starting at 30-min slots.
@@ -506,7 +466,6 @@ BOARD_UNIX = 1  # the emulator on the MicroPython unix port (boards/emulator.py,
 BOARD_PICO = 2  # Raspberry Pi Pico (boards/pico.py)
 BOARD_ESP32 = 3  # ESP32 DevKitC (boards/esp32.py)
 BOARD_QEMU_ARM = 4  # MicroPython's QEMU port on ARMv6-M, firmware frozen (boards/qemu_arm.py)
-BOARD_NAMES = ("test", "unix", "pico", "esp32", "qemu-arm")
 
 
 def schema_hash(messages=None):
@@ -536,7 +495,6 @@ CLK_LOCKSTEP = 2  # virtual clock stops; only CLK_ADVANCE moves it
 CLK_ADVANCE = 3  # lockstep: run `ms` of therapy now; the result comes when done
 CLK_UNTIL_EVENT = 4  # lockstep: run up to `ms` until the firmware queues an event;
 #                      detail = ms actually run
-CLOCK_OPS = ("realtime", "speed", "lockstep", "advance", "until_event")
 
 FAULT_OCCLUSION = 1  # value 1 blocks the line, 0 clears it
 FAULT_BATTERY_LEVEL = 2  # value: battery level in % (a sag, depletion or a new battery)
@@ -558,9 +516,6 @@ FAULT_OUTAGE = 15  # value: seconds the supply stays off at the next power cut (
 FAULT_RTC_BACKUP = 16  # value 0 removes the real-time clock's backup cell, 1 puts it back
 FAULT_MOTOR = 17  # value: MOTOR_OK, MOTOR_FAULT_PIN (driver signals a fault) or MOTOR_STALL
 #                   (the plunger does not move, no fault signal)
-FAULTS = ("", "occlusion", "battery_level", "battery_drain", "sensor_loss", "button_stuck",
-          "button_press", "storage_fail", "drop_rx", "drop_tx", "corrupt_rx", "corrupt_tx",
-          "power_cut", "seed", "glucose", "outage", "rtc_backup", "motor")
 MOTOR_OK = 0
 MOTOR_FAULT_PIN = 1
 MOTOR_STALL = 2

@@ -22,6 +22,7 @@ import firmware.main
 from firmware import VERSION, wire
 from firmware.link import FRAMES_OUT, RING, Link
 from firmware.pump import S_BOOTS, S_LAST_CMD, Pump
+from protocol import refusals
 from protocol import spec as S
 from tests import mp_link as M
 from tests.pumpkit import boot_feeds, records
@@ -399,7 +400,7 @@ def test_authenticated_commands_with_any_field_values_get_a_result(data):
                                                                   (1 << bits - 1) - 1)
             values.append(data.draw(st.integers(lo, hi)))
     cmd, code, _ = b.command(mid, 99, *values)
-    assert cmd == 99 and code in S.ERRORS
+    assert cmd == 99 and code in refusals.ERRORS
     assert b.link.faults == 0
     assert b.query("status")["last_cmd_id"] == 99
 

@@ -24,7 +24,7 @@ def sensor_pump(script=None, settings=(), **kwargs):
     rig, pump = make_pump(**kwargs)
     radio = Radio(rig.clock, script)
     rig.radio = radio
-    pump.cgm.radio = radio  # the pump was built before the radio: plug it in
+    pump.cgm.plug(radio)  # the pump was built before the radio: plug it in
     for sid, value in settings:
         assert pump.settings.set(sid, value) == S.OK
     events(pump)
@@ -436,6 +436,12 @@ def test_a_cut_right_after_the_suspension_started_keeps_it():
 @pytest.mark.req("SNS-1")
 def test_cgm_state_is_small_and_preallocated():
     rig, pump = make_pump()
-    cgm = Cgm(pump, None, pump.cgm.log)
+    cgm = Cgm(pump, Radio(rig.clock), pump.cgm.log)
     assert len(cgm.minutes) == len(cgm.values) == 288
     assert cgm.minutes.itemsize == 4 and cgm.values.itemsize == 2
+    # without a sensor link and no reading on flash there is nothing to keep: no ring
+    # (heap, issue 12); one reading on flash brings it back at the boot's restore
+    bare = Cgm(pump, None, pump.cgm.log)
+    assert bare.minutes is None and bare.values is None
+    bare.restore()
+    assert bare.minutes is None and bare.count == 0

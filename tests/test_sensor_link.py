@@ -22,7 +22,7 @@ def peer():
     p = PumpPeer(step_ms=500)
     with p.lock:
         p.radio = Radio(p.rig.clock)
-        p.pump.cgm.radio = p.radio
+        p.pump.cgm.plug(p.radio)
     yield p
     p.close()
 
