@@ -257,6 +257,9 @@ _S_SBL = const(45)
 _S_MOTOR_TEST_S = const(48)
 _SLOT_MS = const(1800000)  # protocol.spec SLOT_MS
 _BUTTON_ACK = const(1)  # firmware.hal BUTTON_ACK
+_EV_BOLUS = const(2)  # protocol.spec EV_BOLUS
+_S_BUCKET = const(42)
+_BUCKET_S = const(300)  # firmware.doses BUCKET_S
 
 
 
@@ -521,10 +524,11 @@ class Pump:
             self.events.put(EV_BOLUS_END, bolus_id, 0, BOLUS_INTERRUPTED)
 
     # ------------------------------------------------------------------- persistence
-    def _commit(self, basal, bolus, prime):
-        """Save state with the movement about to happen. Allocation-free."""
+    def _commit(self, basal, bolus, prime, pos=None):
+        """Save state with the movement about to happen from motor position `pos` (None:
+        read it). Allocation-free."""
         st = self.state
-        st[_S_POS] = self.motor.position()
+        st[_S_POS] = self.motor.position() if pos is None else pos
         st[_S_PLAN_BASAL] = basal
         st[_S_PLAN_BOLUS] = bolus
         st[_S_PLAN_PRIME] = prime
@@ -1071,8 +1075,10 @@ class Pump:
             secs = ms // 1000
             st[_S_MONO_S] += secs
             ms -= secs * 1000
-            # a dose bucket closes only when a second passes (boot rolled the rings last)
-            self.doses.roll(st[_S_MONO_S])
+            # a dose bucket closes only when a second passes (boot rolled the rings last);
+            # Doses.roll's own first test inline: the call only when one closes
+            if st[_S_MONO_S] // _BUCKET_S > st[_S_BUCKET]:
+                self.doses.roll(st[_S_MONO_S])
         self.mono_ms = ms
         if self.buttons.pressed() & _BUTTON_ACK:
             self.alarms.ack_top()
@@ -1211,7 +1217,11 @@ class Pump:
         basal = 0 if st[_S_SBL] else self.plan_basal
         now = self.plan_now
         ext = self.plan_ext
-        room = self.reservoir_pulses()
+        motor = self.motor
+        pos = motor.position()
+        room = 0 if st[_S_REWOUND] else st[_S_FILL] - pos  # reservoir_pulses() inline
+        if room < 0:
+            room = 0
         if basal > room:
             basal = room
         room -= basal
@@ -1225,7 +1235,7 @@ class Pump:
         if total:
             # the plan's own save changes nothing the tick's copies depend on (_refresh)
             fresh = self.rate_key == self.state_slots.saves + self.settings_slots.saves
-            if not self._commit(basal, now + ext, 0):
+            if not self._commit(basal, now + ext, 0, pos):
                 # Never move what could not be recorded: owe it to the next tick, and after
                 # repeated failures stop in the safe state (storage fault, ALM-5).
                 self._unplan()
@@ -1241,11 +1251,11 @@ class Pump:
                 self.rate_key += 1
         self.storage_failures = 0
         if total:
-            # _step inline: the position before the move is the one _commit saved
-            motor = self.motor
+            # _step inline, from the position _commit saved
             motor.step(total)
-            room = st[_S_FILL] - motor.position()  # left in the reservoir (not rewound)
-            moved = st[_S_FILL] - st[_S_POS] - room
+            moved = motor.position()
+            room = st[_S_FILL] - moved  # left in the reservoir (not rewound: room was > 0)
+            moved -= pos
             if moved < 0:
                 moved = 0
             elif moved > total:
@@ -1262,7 +1272,7 @@ class Pump:
                 return
             p = self.pulse
             if now + ext:
-                self.events.put(EV_BOLUS, st[_S_BOLUS_ID],
+                self.events.put(_EV_BOLUS, st[_S_BOLUS_ID],
                                 (st[_S_NOW_DONE] + st[_S_EXT_DONE]) * p,
                                 (st[_S_NOW_REQ] + st[_S_EXT_REQ]) * p)
             if self.pressure.read() >= self.occlusion_kpa:
@@ -1310,7 +1320,9 @@ class Pump:
         if ext:
             st[_S_EXT_DONE] += ext
         if basal + now + ext:
-            self.doses.add(bolus, basal * p + bolus)
+            # the dose bucket being filled (firmware/doses.py), saved with the state
+            st[_S_BUCKET_BOLUS] += bolus
+            st[_S_BUCKET_TOTAL] += basal * p + bolus
             st[_S_LAST_DELIVERY_S] = st[_S_MONO_S]
 
     def _safe_state(self, bit, alarm, value):
@@ -1354,8 +1366,9 @@ class Pump:
         lim = self.limits
         mono = st[_S_MONO_S]
         # reservoir (RES-1)
-        left = self.reservoir_pulses() * self.pulse
         filled = not st[_S_REWOUND]
+        left = st[_S_FILL] - self.motor.position() if filled else 0  # reservoir_pulses()
+        left = left * self.pulse if left > 0 else 0
         cond = filled and 0 < left <= lim[_L_RES_LOW]
         if cond != active[A_RESERVOIR_LOW]:
             al.set(A_RESERVOIR_LOW, cond, left)
@@ -1387,7 +1400,7 @@ class Pump:
                 if self.auto_off_grace <= 0 and not st[_S_STOP]:
                     self._stop(STOP_AUTO_OFF)
         # the rolling 24-h dose (THR-6): basal goes on, boluses are refused
-        day = self.doses.total_day()
+        day = self.doses.sum_total + st[_S_BUCKET_TOTAL]  # Doses.total_day() inline
         cond = day >= lim[_L_MAX_TDD]
         if cond != active[A_DOSE_LIMIT]:
             al.set(A_DOSE_LIMIT, cond, day)
@@ -1412,7 +1425,9 @@ class Pump:
                 al.raise_(A_SET_CHANGE, st[_S_SET_AGE] // 3600)
         # checkpoint: the clocks and timers reach flash at least once a minute
         if mono - self.saved_s >= CHECKPOINT_S:
-            self._commit(0, 0, 0)
+            fresh = self.rate_key == self.state_slots.saves + self.settings_slots.saves
+            if self._commit(0, 0, 0) and fresh:
+                self.rate_key += 1  # a checkpoint changes nothing the copies depend on
 
     # ------------------------------------------------------------------- status
     def status(self):
