@@ -85,17 +85,10 @@ from firmware.settings import EPOCH_WEEKDAY, Settings
 from firmware.store import History, Slots, Totals
 from protocol.spec import (
     A_AUTO_OFF,
-    A_BATTERY_DEPLETED,
-    A_BATTERY_LOW,
-    A_BATTERY_VERY_LOW,
-    A_DOSE_LIMIT,
     A_MOTOR_FAULT,
-    A_NO_DELIVERY,
     A_OCCLUSION,
     A_PRIME_INCOMPLETE,
     A_RESERVOIR_EMPTY,
-    A_RESERVOIR_LOW,
-    A_RESERVOIR_VERY_LOW,
     A_SELFTEST,
     A_SET_CHANGE,
     A_SUSPEND_REMINDER,
@@ -260,6 +253,20 @@ _BUTTON_ACK = const(1)  # firmware.hal BUTTON_ACK
 _EV_BOLUS = const(2)  # protocol.spec EV_BOLUS
 _S_BUCKET = const(42)
 _BUCKET_S = const(300)  # firmware.doses BUCKET_S
+# the alarms and self-test bit the 1-Hz housekeeping compares (protocol.spec)
+_A_RESERVOIR_EMPTY = const(1)
+_A_BATTERY_DEPLETED = const(2)
+_A_NO_DELIVERY = const(3)
+_A_MOTOR_FAULT = const(4)
+_A_AUTO_OFF = const(6)
+_A_RESERVOIR_LOW = const(8)
+_A_RESERVOIR_VERY_LOW = const(9)
+_A_BATTERY_LOW = const(10)
+_A_BATTERY_VERY_LOW = const(11)
+_A_SUSPEND_REMINDER = const(15)
+_A_SET_CHANGE = const(16)
+_A_DOSE_LIMIT = const(24)
+_ST_MOTOR = const(4)
 
 
 
@@ -1343,16 +1350,16 @@ class Pump:
         st[_S_BATTERY] = level
         al = self.alarms
         active = al.active
-        low = active[A_BATTERY_LOW]
+        low = active[_A_BATTERY_LOW]
         cond = level <= BAT_LOW or (low and level <= BAT_LOW + BAT_HYSTERESIS)
         if cond != low:
-            al.set(A_BATTERY_LOW, cond, level)
-        low = active[A_BATTERY_VERY_LOW]
+            al.set(_A_BATTERY_LOW, cond, level)
+        low = active[_A_BATTERY_VERY_LOW]
         cond = level <= BAT_VERY_LOW or (low and level <= BAT_VERY_LOW + BAT_HYSTERESIS)
         if cond != low:
-            al.set(A_BATTERY_VERY_LOW, cond, level)
-        if (level <= 0) != active[A_BATTERY_DEPLETED]:
-            al.set(A_BATTERY_DEPLETED, level <= 0, level)
+            al.set(_A_BATTERY_VERY_LOW, cond, level)
+        if (level <= 0) != active[_A_BATTERY_DEPLETED]:
+            al.set(_A_BATTERY_DEPLETED, level <= 0, level)
         if level <= 0 and st[_S_STOP] != STOP_BATTERY and st[_S_STOP] != STOP_SELFTEST:
             self._stop(STOP_BATTERY)
 
@@ -1370,30 +1377,30 @@ class Pump:
         left = st[_S_FILL] - self.motor.position() if filled else 0  # reservoir_pulses()
         left = left * self.pulse if left > 0 else 0
         cond = filled and 0 < left <= lim[_L_RES_LOW]
-        if cond != active[A_RESERVOIR_LOW]:
-            al.set(A_RESERVOIR_LOW, cond, left)
+        if cond != active[_A_RESERVOIR_LOW]:
+            al.set(_A_RESERVOIR_LOW, cond, left)
         cond = filled and 0 < left <= RES_VERY_LOW_MU
-        if cond != active[A_RESERVOIR_VERY_LOW]:
-            al.set(A_RESERVOIR_VERY_LOW, cond, left)
+        if cond != active[_A_RESERVOIR_VERY_LOW]:
+            al.set(_A_RESERVOIR_VERY_LOW, cond, left)
         cond = filled and left == 0
-        if cond != active[A_RESERVOIR_EMPTY]:
-            al.set(A_RESERVOIR_EMPTY, cond, 0)
+        if cond != active[_A_RESERVOIR_EMPTY]:
+            al.set(_A_RESERVOIR_EMPTY, cond, 0)
         # no delivery for too long (THR-5)
         gap = mono - st[_S_LAST_DELIVERY_S]
         cond = gap >= lim[_L_NO_DELIVERY_S]
-        if cond != active[A_NO_DELIVERY]:
-            al.set(A_NO_DELIVERY, cond, gap // 60)
+        if cond != active[_A_NO_DELIVERY]:
+            al.set(_A_NO_DELIVERY, cond, gap // 60)
         # suspend reminder (THR-5): re-raised every period while stopped
         if st[_S_STOP] and mono - st[_S_REMINDER_S] >= lim[_L_REMINDER_S]:
             st[_S_REMINDER_S] = mono
-            al.clear(A_SUSPEND_REMINDER, 0)
-            al.raise_(A_SUSPEND_REMINDER, st[_S_STOP])
+            al.clear(_A_SUSPEND_REMINDER, 0)
+            al.raise_(_A_SUSPEND_REMINDER, st[_S_STOP])
         # auto-off (ALM-4)
         hours = lim[_L_AUTO_OFF_H]
         if hours:
-            if not al.active[A_AUTO_OFF]:
+            if not al.active[_A_AUTO_OFF]:
                 if mono - st[_S_INTERACTION_S] >= hours * 3600:
-                    al.raise_(A_AUTO_OFF, hours)
+                    al.raise_(_A_AUTO_OFF, hours)
                     self.auto_off_grace = AUTO_OFF_GRACE_MS
             elif self.auto_off_grace > 0:
                 self.auto_off_grace -= dt
@@ -1402,16 +1409,16 @@ class Pump:
         # the rolling 24-h dose (THR-6): basal goes on, boluses are refused
         day = self.doses.sum_total + st[_S_BUCKET_TOTAL]  # Doses.total_day() inline
         cond = day >= lim[_L_MAX_TDD]
-        if cond != active[A_DOSE_LIMIT]:
-            al.set(A_DOSE_LIMIT, cond, day)
+        if cond != active[_A_DOSE_LIMIT]:
+            al.set(_A_DOSE_LIMIT, cond, day)
         # motor: the driver's fault signal, and a self-test every hour (ALM-7)
-        if not self.selftest_bits & ST_MOTOR:
+        if not self.selftest_bits & _ST_MOTOR:
             fault = self.motor.fault()
             if not fault and mono - st[_S_MOTOR_TEST_S] >= MOTOR_TEST_S:
                 st[_S_MOTOR_TEST_S] = mono
                 fault = not self.motor.self_test()
             if fault:
-                self._safe_state(ST_MOTOR, A_MOTOR_FAULT, 0)
+                self._safe_state(_ST_MOTOR, _A_MOTOR_FAULT, 0)
         # infusion set age (THR-12)
         self.set_ms += dt
         if self.set_ms >= 1000:
@@ -1421,8 +1428,8 @@ class Pump:
                 st[_S_SET_AGE] += secs
             if st[_S_SET_AGE] >= self.set_remind_s:
                 self.set_remind_s = st[_S_SET_AGE] + SET_AGE_REPEAT_S
-                al.clear(A_SET_CHANGE, 0)
-                al.raise_(A_SET_CHANGE, st[_S_SET_AGE] // 3600)
+                al.clear(_A_SET_CHANGE, 0)
+                al.raise_(_A_SET_CHANGE, st[_S_SET_AGE] // 3600)
         # checkpoint: the clocks and timers reach flash at least once a minute
         if mono - self.saved_s >= CHECKPOINT_S:
             fresh = self.rate_key == self.state_slots.saves + self.settings_slots.saves

@@ -33,6 +33,10 @@ def test_each_other_private_constant_equals_its_source():
     for name, value in SOURCES.items():
         assert name in names
         assert getattr(P, name) == value, name
+    alarms = [n for n in names if n.startswith(("_A_", "_ST_"))]  # alarm ids, self-test bits
+    assert len(alarms) >= 10
+    for name in alarms:
+        assert getattr(P, name) == getattr(spec, name[1:]), name
 
 
 def test_the_tick_engine_reads_no_state_index_through_the_globals():
