@@ -205,6 +205,14 @@ _L_NO_DELIVERY_S = const(2)
 _L_REMINDER_S = const(3)
 _L_AUTO_OFF_H = const(4)
 _L_MAX_TDD = const(5)
+_L_UNIT_BASAL = const(6)  # constants: pulse * HOUR_MS, pulse * MIN_MS
+_L_UNIT_BOLUS = const(7)
+# the tick's counters (Pump.tk)
+_T_LAST = const(0)  # board ticks_ms of the last tick
+_T_MONO = const(1)  # ms towards the next monotonic second
+_T_HOUSE = const(2)  # ms since the last 1-Hz housekeeping
+_T_KEY = const(3)  # state_slots.saves + settings_slots.saves when _refresh ran (both grow)
+_T_OWED = const(4)  # 1: a failed save may have left pulses owed (the tick looks then)
 # The tick engine's state indexes and hot constants as names the compiler inlines: an
 # imported S_* name is a globals-dict lookup at every use (~260 M0+ instructions for
 # `st[S_X]` against ~195), and its cost moves with the dict's layout (issue 12). mpy-cross
@@ -325,8 +333,8 @@ class Pump:
         self.events = Events()  # for the host, taken by the link
         self.detail = 0
         self.selftest_bits = 0
-        self.last_ticks = 0
-        self.mono_ms = 0  # ms towards the next monotonic second
+        # the tick's counters (_T_*): an array, not attributes (fewer instance lookups)
+        self.tk = array("i", [0, 0, 0, -1, 0])
         self.saved_s = 0  # S_MONO_S at the last state save (checkpoints)
         self.auto_off_grace = 0
         self.set_remind_s = SET_AGE_REMIND_S
@@ -334,11 +342,10 @@ class Pump:
         # basal_rate() and the settings the tick reads as _refresh last took them, and
         # the state and settings save attempts they were taken after
         self.basal_rate_now = 0
-        self.limits = array("i", [0] * 6)
-        self.rate_key = -1  # state_slots.saves + settings_slots.saves (both only grow)
+        self.limits = array("i", [0] * 8)
         self.settings_slots = self.settings.slots
-        self.unit_basal = self.pulse * HOUR_MS  # accumulator units (mU*ms/h) per pulse
-        self.unit_bolus = self.pulse * MIN_MS  # (mU*ms/min at the bolus speed)
+        self.limits[_L_UNIT_BASAL] = self.pulse * HOUR_MS  # accumulator units per pulse
+        self.limits[_L_UNIT_BOLUS] = self.pulse * MIN_MS  # (mU*ms/h, mU*ms/min)
         # planned pulses of the running tick, and those a failed save left owed
         self.plan_basal = 0
         self.plan_now = 0
@@ -346,11 +353,9 @@ class Pump:
         self.owed_basal = 0
         self.owed_now = 0
         self.owed_ext = 0
-        self.owed = 0  # 1: a failed save may have left pulses owed (the tick looks then)
         self.storage_failures = 0
         self.cmd = 0  # id of the link command being carried out (0: none), signed 32-bit
         self.cmd_saved = False  # a state save carried it
-        self.house_ms = 0  # ms since the last 1-Hz housekeeping
 
     # ----------------------------------------------------------------- boot (ALM-5, HIS-2)
     def boot(self):
@@ -413,7 +418,7 @@ class Pump:
         self.doses.roll(st[S_MONO_S])
         self.cgm.restore()
         self._commit(0, 0, 0)
-        self.last_ticks = self.clock.ticks_ms()
+        self.tk[_T_LAST] = self.clock.ticks_ms()
         return bits
 
     def _restore_time(self, valid):
@@ -1070,14 +1075,15 @@ class Pump:
         housekeeping) are the calls, and basal_rate() and the settings it reads are
         copies (_refresh)."""
         ticks = self.clock.ticks_ms()
-        dt = ticks_diff(ticks, self.last_ticks)
+        tk = self.tk
+        dt = ticks_diff(ticks, tk[_T_LAST])
         if dt <= 0:
             return
-        self.last_ticks = ticks
+        tk[_T_LAST] = ticks
         st = self.state
-        if self.rate_key != self.state_slots.saves + self.settings_slots.saves:
+        if tk[_T_KEY] != self.state_slots.saves + self.settings_slots.saves:
             self._refresh()
-        ms = self.mono_ms + dt
+        ms = tk[_T_MONO] + dt
         if ms >= 1000:
             secs = ms // 1000
             st[_S_MONO_S] += secs
@@ -1086,20 +1092,20 @@ class Pump:
             # Doses.roll's own first test inline: the call only when one closes
             if st[_S_MONO_S] // _BUCKET_S > st[_S_BUCKET]:
                 self.doses.roll(st[_S_MONO_S])
-        self.mono_ms = ms
+        tk[_T_MONO] = ms
         if self.buttons.pressed() & _BUTTON_ACK:
             self.alarms.ack_top()
             self.interaction()
         # Battery, reservoir and timer alarms are housekeeping at 1 Hz: it keeps the
         # average tick cheap on a 100-ms loop (benchmarks/RESULTS.md).
-        house_ms = self.house_ms + dt
-        self.house_ms = house_ms
+        house_ms = tk[_T_HOUSE] + dt
+        tk[_T_HOUSE] = house_ms
         house = house_ms >= HOUSEKEEPING_MS
         if house:
             self._check_battery()
         planned = 0
-        if self.owed:  # pulses a failed save left owed (_deliver), if a stop kept any
-            self.owed = 0
+        if tk[_T_OWED]:  # pulses a failed save left owed (_deliver), if a stop kept any
+            tk[_T_OWED] = 0
             planned = self.owed_basal or self.owed_now or self.owed_ext
             if planned:
                 self.plan_basal = self.owed_basal
@@ -1108,6 +1114,7 @@ class Pump:
                 self.owed_basal = 0
                 self.owed_now = 0
                 self.owed_ext = 0
+        lim = self.limits
         left = dt
         while left > 0:
             # the longest step that crosses no slot boundary, temp-basal end or bolus end
@@ -1126,7 +1133,7 @@ class Pump:
                     step = ext
             # move the pulse accumulators, the wall clock and the temp basal by the step
             if not st[_S_STOP]:
-                unit = self.unit_basal
+                unit = lim[_L_UNIT_BASAL]
                 acc = st[_S_BASAL_ACC] + step * self.basal_rate_now
                 while acc >= unit:
                     acc -= unit
@@ -1151,8 +1158,8 @@ class Pump:
                         done = st[_S_NOW_DONE]
                         now = self.plan_now
                         if done + now < req:
-                            unit = self.unit_bolus
-                            acc = st[_S_BOLUS_ACC] + step * self.limits[_L_BOLUS_SPEED]
+                            unit = lim[_L_UNIT_BOLUS]
+                            acc = st[_S_BOLUS_ACC] + step * lim[_L_BOLUS_SPEED]
                             while acc >= unit and done + now < req:
                                 acc -= unit
                                 now += 1
@@ -1178,7 +1185,7 @@ class Pump:
         if house:
             self._timers(house_ms)
             self.cgm.tick(house_ms)
-            self.house_ms = 0
+            tk[_T_HOUSE] = 0
         al = self.alarms
         pending = al.pending + dt
         if pending < al.due and not al.dirty:
@@ -1192,7 +1199,7 @@ class Pump:
         suspend before low (each attempts a state or settings save: the key) or inside the
         tick (a slot boundary, midnight, a temp basal's end: taken there). Whatever changes
         basal_rate()'s or these settings' inputs outside the tick must save (or revert)."""
-        self.rate_key = self.state_slots.saves + self.settings_slots.saves
+        self.tk[_T_KEY] = self.state_slots.saves + self.settings_slots.saves
         self.basal_rate_now = self.basal_rate()
         lim = self.limits
         lim[_L_BOLUS_SPEED] = self.setting(SET_BOLUS_SPEED)
@@ -1241,7 +1248,7 @@ class Pump:
         total = basal + now + ext
         if total:
             # the plan's own save changes nothing the tick's copies depend on (_refresh)
-            fresh = self.rate_key == self.state_slots.saves + self.settings_slots.saves
+            fresh = self.tk[_T_KEY] == self.state_slots.saves + self.settings_slots.saves
             if not self._commit(basal, now + ext, 0, pos):
                 # Never move what could not be recorded: owe it to the next tick, and after
                 # repeated failures stop in the safe state (storage fault, ALM-5).
@@ -1249,13 +1256,13 @@ class Pump:
                 self.owed_basal = basal
                 self.owed_now = now
                 self.owed_ext = ext
-                self.owed = 1
+                self.tk[_T_OWED] = 1
                 self.storage_failures += 1
                 if self.storage_failures >= STORAGE_FAILURES_MAX:
                     self._safe_state(ST_STORAGE, A_SELFTEST, 0)
                 return
             if fresh:
-                self.rate_key += 1
+                self.tk[_T_KEY] += 1
         self.storage_failures = 0
         if total:
             # _step inline, from the position _commit saved
@@ -1432,9 +1439,9 @@ class Pump:
                 al.raise_(_A_SET_CHANGE, st[_S_SET_AGE] // 3600)
         # checkpoint: the clocks and timers reach flash at least once a minute
         if mono - self.saved_s >= CHECKPOINT_S:
-            fresh = self.rate_key == self.state_slots.saves + self.settings_slots.saves
+            fresh = self.tk[_T_KEY] == self.state_slots.saves + self.settings_slots.saves
             if self._commit(0, 0, 0) and fresh:
-                self.rate_key += 1  # a checkpoint changes nothing the copies depend on
+                self.tk[_T_KEY] += 1  # a checkpoint changes nothing the copies depend on
 
     # ------------------------------------------------------------------- status
     def status(self):
