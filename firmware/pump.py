@@ -1188,7 +1188,7 @@ class Pump:
             tk[_T_HOUSE] = 0
         al = self.alarms
         pending = al.pending + dt
-        if pending < al.due and not al.dirty:
+        if pending < al.due:  # (0 while the LED may change)
             al.pending = pending  # Alarms.tick's own first step, without the call
         else:
             al.tick(dt)
