@@ -16,7 +16,8 @@ it only adds its dt to `pending` until the first repeat timer or cycle window ca
 (`due`), and scans then; an operation that reads or sets a timer or window first brings
 them up to date (`_settle`). Timers run out at the same tick as with a scan every tick.
 The LED follows the highest active priority, which changes only when an alarm is raised or
-cleared (`dirty`).
+cleared (`dirty`); `due` is 0 while `dirty`, so one test (pending < due) tells whether a
+tick has anything to do (Pump.tick makes that test itself).
 """
 
 from array import array
@@ -81,6 +82,7 @@ class Alarms:
         self.active[alarm] = 1
         self.count += 1
         self.dirty = True
+        self.due = 0  # the next tick updates the LED
         self.acked[alarm] = 0
         self.missed[alarm] = 0
         if self.window[alarm] > 0:
@@ -127,6 +129,7 @@ class Alarms:
         self.active[alarm] = 0
         self.count -= 1
         self.dirty = True
+        self.due = 0  # the next tick updates the LED
         self.log(alarm, ALARM_CLEARED, value)
         if not self.acked[alarm] and not self.latched[alarm]:
             self.missed[alarm] = 1
@@ -191,15 +194,17 @@ class Alarms:
         return top
 
     def tick(self, dt):
-        # Pump.tick does the first step itself while nothing runs out (saves a call)
+        # Pump.tick does the first step itself while nothing runs out and the LED stands
+        # (saves a call)
         p = self.pending + dt
+        dirty = self.dirty
+        self.dirty = False  # before the scan (a dirty `due` is 0): it sets the next `due`
         if p < self.due:
             self.pending = p  # nothing runs out yet: no scan
         else:
             self.pending = 0
             self._count_down(p)
-        if self.dirty:
-            self.dirty = False
+        if dirty:
             top = self.highest()
             if top != self.led:
                 self.led = top
@@ -249,4 +254,4 @@ class Alarms:
                 timer[i] = t
                 if t < due:
                     due = t
-        self.due = due
+        self.due = 0 if self.dirty else due  # dirty: the next tick scans (and sets it)

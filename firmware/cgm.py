@@ -178,7 +178,10 @@ class Cgm:
                     st[S_CGM_OFFSET] = radio.last_offset + 1
                     self.pump._commit(0, 0, 0)
         age = now - self.last_s
-        al.set(A_SIGNAL_LOSS, self.readings and not self.sensor and age >= LOSS_S, age // 60)
+        # compared with the alarm's state first: set() is a call (issue 12, Pump._check_battery)
+        cond = self.readings > 0 and not self.sensor and age >= LOSS_S
+        if cond != al.active[A_SIGNAL_LOSS]:
+            al.set(A_SIGNAL_LOSS, cond, age // 60)
         if st[S_SBL] and now - st[S_SBL_S] >= S.SBL_MAX_MIN * 60:
             self.resume(SBL_MAX)
 

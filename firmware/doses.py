@@ -103,12 +103,6 @@ class Doses:
             b += 1
         return had
 
-    def add(self, bolus_mu, total_mu):
-        """Insulin that moved now (the state save that follows keeps it)."""
-        st = self.st
-        st[self.at + 1] += bolus_mu
-        st[self.at + 2] += total_mu
-
     def roll(self, now_s):
         """Close the current bucket if `now_s` is past it. Allocation-free (tick)."""
         st = self.st

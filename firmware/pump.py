@@ -18,7 +18,6 @@ from firmware.compat import const, ticks_diff
 from firmware.doses import BUCKET_S, DOSES_LEN, Doses
 from firmware.events import Events
 from firmware.hal import (
-    BUTTON_ACK,
     R_CGM,
     R_DOSES_A,
     R_DOSES_B,
@@ -33,7 +32,6 @@ from firmware.layout import (
     PRIME_DONE,
     PRIME_DUE,
     PRIME_SKIPPED,
-    S_BASAL_ACC,
     S_BASAL_TODAY,
     S_BATTERY,
     S_BLOCKED_MU,
@@ -50,7 +48,6 @@ from firmware.layout import (
     S_EXT_ELAPSED,
     S_EXT_REQ,
     S_FILL,
-    S_INTERACTION_S,
     S_LAST_CMD,
     S_LAST_CODE,
     S_LAST_DELIVERY_S,
@@ -58,7 +55,6 @@ from firmware.layout import (
     S_LOCAL_DAY,
     S_LOCAL_MS,
     S_MONO_S,
-    S_MOTOR_TEST_S,
     S_NEXT_BOLUS_ID,
     S_NOW_DONE,
     S_NOW_REQ,
@@ -71,7 +67,6 @@ from firmware.layout import (
     S_REMINDER_S,
     S_REWOUND,
     S_RTC_STALE,
-    S_SBL,
     S_SBL_WAIT_S,
     S_SET_AGE,
     S_STOP,
@@ -90,17 +85,10 @@ from firmware.settings import EPOCH_WEEKDAY, Settings
 from firmware.store import History, Slots, Totals
 from protocol.spec import (
     A_AUTO_OFF,
-    A_BATTERY_DEPLETED,
-    A_BATTERY_LOW,
-    A_BATTERY_VERY_LOW,
-    A_DOSE_LIMIT,
     A_MOTOR_FAULT,
-    A_NO_DELIVERY,
     A_OCCLUSION,
     A_PRIME_INCOMPLETE,
     A_RESERVOIR_EMPTY,
-    A_RESERVOIR_LOW,
-    A_RESERVOIR_VERY_LOW,
     A_SELFTEST,
     A_SET_CHANGE,
     A_SUSPEND_REMINDER,
@@ -166,7 +154,6 @@ from protocol.spec import (
     SET_SUSPEND_REMINDER,
     SET_UTC_OFFSET,
     SETTINGS,
-    SLOT_MS,
     ST_BUZZER,
     ST_FIRMWARE,
     ST_MOTOR,
@@ -218,6 +205,76 @@ _L_NO_DELIVERY_S = const(2)
 _L_REMINDER_S = const(3)
 _L_AUTO_OFF_H = const(4)
 _L_MAX_TDD = const(5)
+_L_UNIT_BASAL = const(6)  # constants: pulse * HOUR_MS, pulse * MIN_MS
+_L_UNIT_BOLUS = const(7)
+# the tick's counters (Pump.tk)
+_T_LAST = const(0)  # board ticks_ms of the last tick
+_T_MONO = const(1)  # ms towards the next monotonic second
+_T_HOUSE = const(2)  # ms since the last 1-Hz housekeeping
+_T_KEY = const(3)  # state_slots.saves + settings_slots.saves when _refresh ran (both grow)
+_T_OWED = const(4)  # 1: a failed save may have left pulses owed (the tick looks then)
+# The tick engine's state indexes and hot constants as names the compiler inlines: an
+# imported S_* name is a globals-dict lookup at every use (~260 M0+ instructions for
+# `st[S_X]` against ~195), and its cost moves with the dict's layout (issue 12). mpy-cross
+# inlines a const only within its module, so these repeat firmware/layout.py's values
+# (and hal's, spec's): tests/test_tick_consts.py checks each against its source.
+_S_POS = const(1)
+_S_PLAN_BASAL = const(2)
+_S_PLAN_BOLUS = const(3)
+_S_PLAN_PRIME = const(4)
+_S_BASAL_TODAY = const(6)
+_S_BOLUS_TODAY = const(7)
+_S_BOLUS_ID = const(9)
+_S_NOW_REQ = const(11)
+_S_EXT_REQ = const(12)
+_S_NOW_DONE = const(13)
+_S_EXT_DONE = const(14)
+_S_EXT_DURATION = const(15)
+_S_EXT_ELAPSED = const(16)
+_S_TEMP_KIND = const(17)
+_S_TEMP_VALUE = const(18)
+_S_TEMP_LEFT = const(19)
+_S_STOP = const(20)
+_S_LOCAL_DAY = const(21)
+_S_LOCAL_MS = const(22)
+_S_FILL = const(23)
+_S_REWOUND = const(24)
+_S_SET_AGE = const(25)
+_S_BATTERY = const(28)
+_S_BASAL_ACC = const(29)
+_S_BOLUS_ACC = const(30)
+_S_EXT_ACC = const(31)
+_S_LAST_CMD = const(33)
+_S_LAST_CODE = const(34)
+_S_LAST_DETAIL = const(35)
+_S_MONO_S = const(36)
+_S_LAST_DELIVERY_S = const(38)
+_S_INTERACTION_S = const(39)
+_S_REMINDER_S = const(40)
+_S_BLOCKED_MU = const(41)
+_S_BUCKET_BOLUS = const(43)
+_S_BUCKET_TOTAL = const(44)
+_S_SBL = const(45)
+_S_MOTOR_TEST_S = const(48)
+_SLOT_MS = const(1800000)  # protocol.spec SLOT_MS
+_BUTTON_ACK = const(1)  # firmware.hal BUTTON_ACK
+_EV_BOLUS = const(2)  # protocol.spec EV_BOLUS
+_S_BUCKET = const(42)
+_BUCKET_S = const(300)  # firmware.doses BUCKET_S
+# the alarms and self-test bit the 1-Hz housekeeping compares (protocol.spec)
+_A_RESERVOIR_EMPTY = const(1)
+_A_BATTERY_DEPLETED = const(2)
+_A_NO_DELIVERY = const(3)
+_A_MOTOR_FAULT = const(4)
+_A_AUTO_OFF = const(6)
+_A_RESERVOIR_LOW = const(8)
+_A_RESERVOIR_VERY_LOW = const(9)
+_A_BATTERY_LOW = const(10)
+_A_BATTERY_VERY_LOW = const(11)
+_A_SUSPEND_REMINDER = const(15)
+_A_SET_CHANGE = const(16)
+_A_DOSE_LIMIT = const(24)
+_ST_MOTOR = const(4)
 
 
 
@@ -276,8 +333,8 @@ class Pump:
         self.events = Events()  # for the host, taken by the link
         self.detail = 0
         self.selftest_bits = 0
-        self.last_ticks = 0
-        self.mono_ms = 0  # ms towards the next monotonic second
+        # the tick's counters (_T_*): an array, not attributes (fewer instance lookups)
+        self.tk = array("i", [0, 0, 0, -1, 0])
         self.saved_s = 0  # S_MONO_S at the last state save (checkpoints)
         self.auto_off_grace = 0
         self.set_remind_s = SET_AGE_REMIND_S
@@ -285,8 +342,10 @@ class Pump:
         # basal_rate() and the settings the tick reads as _refresh last took them, and
         # the state and settings save attempts they were taken after
         self.basal_rate_now = 0
-        self.limits = array("i", [0] * 6)
-        self.rate_key = array("i", [-1] * 2)
+        self.limits = array("i", [0] * 8)
+        self.settings_slots = self.settings.slots
+        self.limits[_L_UNIT_BASAL] = self.pulse * HOUR_MS  # accumulator units per pulse
+        self.limits[_L_UNIT_BOLUS] = self.pulse * MIN_MS  # (mU*ms/h, mU*ms/min)
         # planned pulses of the running tick, and those a failed save left owed
         self.plan_basal = 0
         self.plan_now = 0
@@ -297,7 +356,6 @@ class Pump:
         self.storage_failures = 0
         self.cmd = 0  # id of the link command being carried out (0: none), signed 32-bit
         self.cmd_saved = False  # a state save carried it
-        self.house_ms = 0  # ms since the last 1-Hz housekeeping
 
     # ----------------------------------------------------------------- boot (ALM-5, HIS-2)
     def boot(self):
@@ -360,7 +418,7 @@ class Pump:
         self.doses.roll(st[S_MONO_S])
         self.cgm.restore()
         self._commit(0, 0, 0)
-        self.last_ticks = self.clock.ticks_ms()
+        self.tk[_T_LAST] = self.clock.ticks_ms()
         return bits
 
     def _restore_time(self, valid):
@@ -478,22 +536,23 @@ class Pump:
             self.events.put(EV_BOLUS_END, bolus_id, 0, BOLUS_INTERRUPTED)
 
     # ------------------------------------------------------------------- persistence
-    def _commit(self, basal, bolus, prime):
-        """Save state with the movement about to happen. Allocation-free."""
+    def _commit(self, basal, bolus, prime, pos=None):
+        """Save state with the movement about to happen from motor position `pos` (None:
+        read it). Allocation-free."""
         st = self.state
-        st[S_POS] = self.motor.position()
-        st[S_PLAN_BASAL] = basal
-        st[S_PLAN_BOLUS] = bolus
-        st[S_PLAN_PRIME] = prime
+        st[_S_POS] = self.motor.position() if pos is None else pos
+        st[_S_PLAN_BASAL] = basal
+        st[_S_PLAN_BOLUS] = bolus
+        st[_S_PLAN_PRIME] = prime
         cmd = self.cmd
         if cmd:
             # Only a command that goes on to succeed saves state (every operation refuses
             # before its first save), so the save records the command as done (LNK-3).
-            st[S_LAST_CMD] = cmd
-            st[S_LAST_CODE] = OK
-            st[S_LAST_DETAIL] = self.detail
+            st[_S_LAST_CMD] = cmd
+            st[_S_LAST_CODE] = OK
+            st[_S_LAST_DETAIL] = self.detail
         if self.state_slots.save():
-            self.saved_s = st[S_MONO_S]
+            self.saved_s = st[_S_MONO_S]
             if cmd:
                 self.cmd_saved = True
             return True
@@ -624,13 +683,13 @@ class Pump:
         """Basal rate being delivered now, mU/h (0 while stopped or suspended before a
         low, SNS-3)."""
         st = self.state
-        if st[S_STOP] or st[S_SBL]:
+        if st[_S_STOP] or st[_S_SBL]:
             return 0
-        kind = st[S_TEMP_KIND]
+        kind = st[_S_TEMP_KIND]
         if kind == TEMP_ABSOLUTE:
-            return st[S_TEMP_VALUE]
+            return st[_S_TEMP_VALUE]
         if kind == TEMP_PERCENT:
-            return self.settings.profile_rate() * st[S_TEMP_VALUE] // 100
+            return self.settings.profile_rate() * st[_S_TEMP_VALUE] // 100
         return self.settings.profile_rate()
 
     # ------------------------------------------------------------------- temp basal (THR-2)
@@ -902,9 +961,9 @@ class Pump:
     # ------------------------------------------------------------------- reservoir (THR-12)
     def reservoir_pulses(self):
         st = self.state
-        if st[S_REWOUND]:
+        if st[_S_REWOUND]:
             return 0
-        left = st[S_FILL] - self.motor.position()
+        left = st[_S_FILL] - self.motor.position()
         return left if left > 0 else 0
 
     def rewound(self):
@@ -1002,7 +1061,7 @@ class Pump:
 
     def interaction(self):
         """Any command or button press: restarts the auto-off timer (ALM-4)."""
-        self.state[S_INTERACTION_S] = self.state[S_MONO_S]
+        self.state[_S_INTERACTION_S] = self.state[_S_MONO_S]
         if self.alarms.active[A_AUTO_OFF]:
             self.alarms.clear(A_AUTO_OFF, 0)
 
@@ -1012,93 +1071,112 @@ class Pump:
 
         The firmware's hot path (issue 12): on a Cortex-M0+ every bytecode costs about
         100-250 instructions and a method call 1,000-2,500, so the step loop and the
-        immediate bolus are inline, the rare parts (an extended bolus, midnight, a temp
-        basal's end, housekeeping) are the calls, and basal_rate() and the settings it
-        reads are copies (_refresh)."""
+        bolus accumulators are inline, the rare parts (midnight, a temp basal's end,
+        housekeeping) are the calls, and basal_rate() and the settings it reads are
+        copies (_refresh)."""
         ticks = self.clock.ticks_ms()
-        dt = ticks_diff(ticks, self.last_ticks)
+        tk = self.tk
+        dt = ticks_diff(ticks, tk[_T_LAST])
         if dt <= 0:
             return
-        self.last_ticks = ticks
+        tk[_T_LAST] = ticks
         st = self.state
-        key = self.rate_key
-        if key[0] != self.state_slots.saves or key[1] != self.settings.slots.saves:
+        if tk[_T_KEY] != self.state_slots.saves + self.settings_slots.saves:
             self._refresh()
-        ms = self.mono_ms + dt
+        ms = tk[_T_MONO] + dt
         if ms >= 1000:
             secs = ms // 1000
-            st[S_MONO_S] += secs
+            st[_S_MONO_S] += secs
             ms -= secs * 1000
-            # a dose bucket closes only when a second passes (boot rolled the rings last)
-            self.doses.roll(st[S_MONO_S])
-        self.mono_ms = ms
-        if self.buttons.pressed() & BUTTON_ACK:
+            # a dose bucket closes only when a second passes (boot rolled the rings last);
+            # Doses.roll's own first test inline: the call only when one closes
+            if st[_S_MONO_S] // _BUCKET_S > st[_S_BUCKET]:
+                self.doses.roll(st[_S_MONO_S])
+        tk[_T_MONO] = ms
+        if self.buttons.pressed() & _BUTTON_ACK:
             self.alarms.ack_top()
             self.interaction()
         # Battery, reservoir and timer alarms are housekeeping at 1 Hz: it keeps the
         # average tick cheap on a 100-ms loop (benchmarks/RESULTS.md).
-        house_ms = self.house_ms + dt
-        self.house_ms = house_ms
+        house_ms = tk[_T_HOUSE] + dt
+        tk[_T_HOUSE] = house_ms
         house = house_ms >= HOUSEKEEPING_MS
         if house:
             self._check_battery()
-        planned = self.owed_basal or self.owed_now or self.owed_ext
-        if planned:  # pulses a failed save left owed (_deliver)
-            self.plan_basal = self.owed_basal
-            self.plan_now = self.owed_now
-            self.plan_ext = self.owed_ext
-            self.owed_basal = 0
-            self.owed_now = 0
-            self.owed_ext = 0
+        planned = 0
+        if tk[_T_OWED]:  # pulses a failed save left owed (_deliver), if a stop kept any
+            tk[_T_OWED] = 0
+            planned = self.owed_basal or self.owed_now or self.owed_ext
+            if planned:
+                self.plan_basal = self.owed_basal
+                self.plan_now = self.owed_now
+                self.plan_ext = self.owed_ext
+                self.owed_basal = 0
+                self.owed_now = 0
+                self.owed_ext = 0
+        lim = self.limits
         left = dt
         while left > 0:
             # the longest step that crosses no slot boundary, temp-basal end or bolus end
             step = left if left < CHUNK_MS else CHUNK_MS
-            local = st[S_LOCAL_MS]
-            to_slot = SLOT_MS - local % SLOT_MS
+            local = st[_S_LOCAL_MS]
+            to_slot = _SLOT_MS - local % _SLOT_MS
             if to_slot < step:
                 step = to_slot
-            if st[S_TEMP_KIND] and st[S_TEMP_LEFT] < step:
-                step = st[S_TEMP_LEFT]
-            if st[S_EXT_REQ] and st[S_NOW_DONE] + self.plan_now >= st[S_NOW_REQ]:
-                ext_left = st[S_EXT_DURATION] - st[S_EXT_ELAPSED]
-                if 0 < ext_left < step:
-                    step = ext_left
+            if st[_S_TEMP_KIND] and st[_S_TEMP_LEFT] < step:
+                step = st[_S_TEMP_LEFT]
+            # the extended part runs once the immediate part is planned (EXT_REQ: a bolus)
+            ext = st[_S_EXT_REQ] and st[_S_NOW_DONE] + self.plan_now >= st[_S_NOW_REQ]
+            if ext:
+                ext = st[_S_EXT_DURATION] - st[_S_EXT_ELAPSED]  # ms left of it
+                if 0 < ext < step:
+                    step = ext
             # move the pulse accumulators, the wall clock and the temp basal by the step
-            if not st[S_STOP]:
-                unit = self.pulse * HOUR_MS
-                acc = st[S_BASAL_ACC] + step * self.basal_rate_now
+            if not st[_S_STOP]:
+                unit = lim[_L_UNIT_BASAL]
+                acc = st[_S_BASAL_ACC] + step * self.basal_rate_now
                 while acc >= unit:
                     acc -= unit
                     self.plan_basal += 1
                     planned = 1
-                st[S_BASAL_ACC] = acc
-                if st[S_BOLUS_ID]:
-                    req = st[S_NOW_REQ]
-                    done = st[S_NOW_DONE]
-                    now = self.plan_now
-                    if done + now < req:  # the immediate part, at the bolus speed
-                        unit = self.pulse * MIN_MS
-                        acc = st[S_BOLUS_ACC] + step * self.limits[_L_BOLUS_SPEED]
-                        while acc >= unit and done + now < req:
-                            acc -= unit
-                            now += 1
-                        st[S_BOLUS_ACC] = acc
-                        if now != self.plan_now:
-                            self.plan_now = now
+                st[_S_BASAL_ACC] = acc
+                if st[_S_BOLUS_ID]:
+                    if ext > 0:  # the extended part: pulse k of N is due at k * duration / N
+                        duration = st[_S_EXT_DURATION]
+                        acc = st[_S_EXT_ACC] + step * st[_S_EXT_REQ]
+                        if acc >= duration:
+                            n = 0
+                            while acc >= duration:
+                                acc -= duration
+                                n += 1
+                            self.plan_ext += n
                             planned = 1
-                    elif st[S_EXT_REQ] and self._advance_ext(step):
-                        planned = 1
+                        st[_S_EXT_ACC] = acc
+                        st[_S_EXT_ELAPSED] += step
+                    elif not ext:  # the immediate part, at the bolus speed
+                        req = st[_S_NOW_REQ]
+                        done = st[_S_NOW_DONE]
+                        now = self.plan_now
+                        if done + now < req:
+                            unit = lim[_L_UNIT_BOLUS]
+                            acc = st[_S_BOLUS_ACC] + step * lim[_L_BOLUS_SPEED]
+                            while acc >= unit and done + now < req:
+                                acc -= unit
+                                now += 1
+                            st[_S_BOLUS_ACC] = acc
+                            if now != self.plan_now:
+                                self.plan_now = now
+                                planned = 1
             if local + step < DAY_MS:
-                st[S_LOCAL_MS] = local + step
+                st[_S_LOCAL_MS] = local + step
                 if step == to_slot:
                     self.basal_rate_now = self.basal_rate()  # the profile's next slot
             else:
                 self._midnight(step, planned)
                 planned = 0
-            if st[S_TEMP_KIND]:
-                st[S_TEMP_LEFT] -= step
-                if st[S_TEMP_LEFT] <= 0:
+            if st[_S_TEMP_KIND]:
+                st[_S_TEMP_LEFT] -= step
+                if st[_S_TEMP_LEFT] <= 0:
                     self._end_temp(TEMP_END_EXPIRED)
                     self.basal_rate_now = self.basal_rate()
             left -= step
@@ -1107,10 +1185,10 @@ class Pump:
         if house:
             self._timers(house_ms)
             self.cgm.tick(house_ms)
-            self.house_ms = 0
+            tk[_T_HOUSE] = 0
         al = self.alarms
         pending = al.pending + dt
-        if pending < al.due and not al.dirty:
+        if pending < al.due:  # (0 while the LED may change)
             al.pending = pending  # Alarms.tick's own first step, without the call
         else:
             al.tick(dt)
@@ -1121,9 +1199,7 @@ class Pump:
         suspend before low (each attempts a state or settings save: the key) or inside the
         tick (a slot boundary, midnight, a temp basal's end: taken there). Whatever changes
         basal_rate()'s or these settings' inputs outside the tick must save (or revert)."""
-        key = self.rate_key
-        key[0] = self.state_slots.saves
-        key[1] = self.settings.slots.saves
+        self.tk[_T_KEY] = self.state_slots.saves + self.settings_slots.saves
         self.basal_rate_now = self.basal_rate()
         lim = self.limits
         lim[_L_BOLUS_SPEED] = self.setting(SET_BOLUS_SPEED)
@@ -1139,43 +1215,27 @@ class Pump:
         st = self.state
         if planned:
             self._deliver()
-        st[S_LOCAL_MS] += step - DAY_MS
-        st[S_LOCAL_DAY] += 1
-        self._close_day(st[S_LOCAL_DAY])
+        st[_S_LOCAL_MS] += step - DAY_MS
+        st[_S_LOCAL_DAY] += 1
+        self._close_day(st[_S_LOCAL_DAY])
         self.basal_rate_now = self.basal_rate()  # another day, maybe another profile
-
-    def _advance_ext(self, step):
-        """Move the extended part's accumulator by `step` ms. Returns whether pulses were
-        planned."""
-        st = self.state
-        if st[S_EXT_ELAPSED] < st[S_EXT_DURATION]:
-            # pulse k of N is due at k * duration / N
-            acc = st[S_EXT_ACC] + step * st[S_EXT_REQ]
-            duration = st[S_EXT_DURATION]
-            ext = 0
-            while acc >= duration:
-                acc -= duration
-                ext += 1
-            st[S_EXT_ACC] = acc
-            st[S_EXT_ELAPSED] += step
-            if ext:
-                self.plan_ext += ext
-                return True
-        return False
 
     def _deliver(self):
         """Save the plan, move the motor, then count what moved (HIS-2, THR-7, ALM-3).
         The plan is used up (it stays readable while the motor moves): a failed save owes
         it to the next tick."""
         st = self.state
-        basal = self.plan_basal
-        now = self.plan_now
-        ext = self.plan_ext
-        if st[S_STOP]:
+        if st[_S_STOP]:
             self._unplan()
             return  # a stopped pump never moves, whatever its callers planned
-        basal = 0 if st[S_SBL] else basal
-        room = self.reservoir_pulses()
+        basal = 0 if st[_S_SBL] else self.plan_basal
+        now = self.plan_now
+        ext = self.plan_ext
+        motor = self.motor
+        pos = motor.position()
+        room = 0 if st[_S_REWOUND] else st[_S_FILL] - pos  # reservoir_pulses() inline
+        if room < 0:
+            room = 0
         if basal > room:
             basal = room
         room -= basal
@@ -1184,20 +1244,36 @@ class Pump:
         room -= now
         if ext > room:
             ext = room
+        room -= ext
         total = basal + now + ext
-        if total and not self._commit(basal, now + ext, 0):
-            # Never move what could not be recorded: owe it to the next tick, and after
-            # repeated failures stop in the safe state (storage fault, ALM-5).
-            self._unplan()
-            self.owed_basal = basal
-            self.owed_now = now
-            self.owed_ext = ext
-            self.storage_failures += 1
-            if self.storage_failures >= STORAGE_FAILURES_MAX:
-                self._safe_state(ST_STORAGE, A_SELFTEST, 0)
-            return
+        if total:
+            # the plan's own save changes nothing the tick's copies depend on (_refresh)
+            fresh = self.tk[_T_KEY] == self.state_slots.saves + self.settings_slots.saves
+            if not self._commit(basal, now + ext, 0, pos):
+                # Never move what could not be recorded: owe it to the next tick, and after
+                # repeated failures stop in the safe state (storage fault, ALM-5).
+                self._unplan()
+                self.owed_basal = basal
+                self.owed_now = now
+                self.owed_ext = ext
+                self.tk[_T_OWED] = 1
+                self.storage_failures += 1
+                if self.storage_failures >= STORAGE_FAILURES_MAX:
+                    self._safe_state(ST_STORAGE, A_SELFTEST, 0)
+                return
+            if fresh:
+                self.tk[_T_KEY] += 1
         self.storage_failures = 0
-        moved = self._step(total) if total else 0
+        if total:
+            # _step inline, from the position _commit saved
+            motor.step(total)
+            moved = motor.position()
+            room = st[_S_FILL] - moved  # left in the reservoir (not rewound: room was > 0)
+            moved -= pos
+            if moved < 0:
+                moved = 0
+            elif moved > total:
+                moved = total
         self.plan_basal = 0  # used up (_unplan, inline on the motor tick)
         self.plan_now = 0
         self.plan_ext = 0
@@ -1210,21 +1286,23 @@ class Pump:
                 return
             p = self.pulse
             if now + ext:
-                self.events.put(EV_BOLUS, st[S_BOLUS_ID], (st[S_NOW_DONE] + st[S_EXT_DONE]) * p,
-                            (st[S_NOW_REQ] + st[S_EXT_REQ]) * p)
+                self.events.put(_EV_BOLUS, st[_S_BOLUS_ID],
+                                (st[_S_NOW_DONE] + st[_S_EXT_DONE]) * p,
+                                (st[_S_NOW_REQ] + st[_S_EXT_REQ]) * p)
             if self.pressure.read() >= self.occlusion_kpa:
-                st[S_BLOCKED_MU] += total * p
+                st[_S_BLOCKED_MU] += total * p
             else:
-                st[S_BLOCKED_MU] = 0
-        if st[S_BOLUS_ID] and st[S_NOW_DONE] >= st[S_NOW_REQ] and st[S_EXT_DONE] >= st[S_EXT_REQ]:
+                st[_S_BLOCKED_MU] = 0
+        if (st[_S_BOLUS_ID] and st[_S_NOW_DONE] >= st[_S_NOW_REQ]
+                and st[_S_EXT_DONE] >= st[_S_EXT_REQ]):
             self._end_bolus(BOLUS_COMPLETED)
             self._commit(0, 0, 0)
-        if st[S_BLOCKED_MU] >= OCCLUSION_MU:
-            self.alarms.raise_(A_OCCLUSION, st[S_BLOCKED_MU])
+        if st[_S_BLOCKED_MU] >= OCCLUSION_MU:
+            self.alarms.raise_(A_OCCLUSION, st[_S_BLOCKED_MU])
             self.motor.relieve()
-            st[S_BLOCKED_MU] = 0
+            st[_S_BLOCKED_MU] = 0
             self._stop(STOP_OCCLUSION)  # no make-up delivery of what did not flow
-        elif self.reservoir_pulses() == 0:
+        elif room <= 0:  # reservoir_pulses() == 0: nothing moved, or what moved emptied it
             self._stop(STOP_RESERVOIR)
 
     def _unplan(self):
@@ -1248,16 +1326,18 @@ class Pump:
         p = self.pulse
         bolus = (now + ext) * p
         if basal:
-            st[S_BASAL_TODAY] += basal * p
+            st[_S_BASAL_TODAY] += basal * p
         if bolus:
-            st[S_BOLUS_TODAY] += bolus
+            st[_S_BOLUS_TODAY] += bolus
         if now:
-            st[S_NOW_DONE] += now
+            st[_S_NOW_DONE] += now
         if ext:
-            st[S_EXT_DONE] += ext
+            st[_S_EXT_DONE] += ext
         if basal + now + ext:
-            self.doses.add(bolus, basal * p + bolus)
-            st[S_LAST_DELIVERY_S] = st[S_MONO_S]
+            # the dose bucket being filled (firmware/doses.py), saved with the state
+            st[_S_BUCKET_BOLUS] += bolus
+            st[_S_BUCKET_TOTAL] += basal * p + bolus
+            st[_S_LAST_DELIVERY_S] = st[_S_MONO_S]
 
     def _safe_state(self, bit, alarm, value):
         """The one way into the safe state for a fault found after boot: self-test bit
@@ -1272,93 +1352,96 @@ class Pump:
         # M0+ instructions, and the condition rarely changes (issue 12)
         st = self.state
         level = self.battery.percent()
-        if level >= st[S_BATTERY] + BAT_CHANGE_JUMP:
-            self._log(H_BATTERY_CHANGE, 0, st[S_BATTERY], level, 0)
-        st[S_BATTERY] = level
+        if level >= st[_S_BATTERY] + BAT_CHANGE_JUMP:
+            self._log(H_BATTERY_CHANGE, 0, st[_S_BATTERY], level, 0)
+        st[_S_BATTERY] = level
         al = self.alarms
         active = al.active
-        low = active[A_BATTERY_LOW]
+        low = active[_A_BATTERY_LOW]
         cond = level <= BAT_LOW or (low and level <= BAT_LOW + BAT_HYSTERESIS)
         if cond != low:
-            al.set(A_BATTERY_LOW, cond, level)
-        low = active[A_BATTERY_VERY_LOW]
+            al.set(_A_BATTERY_LOW, cond, level)
+        low = active[_A_BATTERY_VERY_LOW]
         cond = level <= BAT_VERY_LOW or (low and level <= BAT_VERY_LOW + BAT_HYSTERESIS)
         if cond != low:
-            al.set(A_BATTERY_VERY_LOW, cond, level)
-        if (level <= 0) != active[A_BATTERY_DEPLETED]:
-            al.set(A_BATTERY_DEPLETED, level <= 0, level)
-        if level <= 0 and st[S_STOP] != STOP_BATTERY and st[S_STOP] != STOP_SELFTEST:
+            al.set(_A_BATTERY_VERY_LOW, cond, level)
+        if (level <= 0) != active[_A_BATTERY_DEPLETED]:
+            al.set(_A_BATTERY_DEPLETED, level <= 0, level)
+        if level <= 0 and st[_S_STOP] != STOP_BATTERY and st[_S_STOP] != STOP_SELFTEST:
             self._stop(STOP_BATTERY)
 
     def _timers(self, dt):
-        """1-Hz housekeeping. Every timer runs on the monotonic clock (S_MONO_S), so a
+        """1-Hz housekeeping. Every timer runs on the monotonic clock (_S_MONO_S), so a
         reboot or an outage never restarts one (HIS-3). Conditions are compared with
         their alarm's state before calling set() (see _check_battery)."""
         st = self.state
         al = self.alarms
         active = al.active
         lim = self.limits
-        mono = st[S_MONO_S]
+        mono = st[_S_MONO_S]
         # reservoir (RES-1)
-        left = self.reservoir_pulses() * self.pulse
-        filled = not st[S_REWOUND]
+        filled = not st[_S_REWOUND]
+        left = st[_S_FILL] - self.motor.position() if filled else 0  # reservoir_pulses()
+        left = left * self.pulse if left > 0 else 0
         cond = filled and 0 < left <= lim[_L_RES_LOW]
-        if cond != active[A_RESERVOIR_LOW]:
-            al.set(A_RESERVOIR_LOW, cond, left)
+        if cond != active[_A_RESERVOIR_LOW]:
+            al.set(_A_RESERVOIR_LOW, cond, left)
         cond = filled and 0 < left <= RES_VERY_LOW_MU
-        if cond != active[A_RESERVOIR_VERY_LOW]:
-            al.set(A_RESERVOIR_VERY_LOW, cond, left)
+        if cond != active[_A_RESERVOIR_VERY_LOW]:
+            al.set(_A_RESERVOIR_VERY_LOW, cond, left)
         cond = filled and left == 0
-        if cond != active[A_RESERVOIR_EMPTY]:
-            al.set(A_RESERVOIR_EMPTY, cond, 0)
+        if cond != active[_A_RESERVOIR_EMPTY]:
+            al.set(_A_RESERVOIR_EMPTY, cond, 0)
         # no delivery for too long (THR-5)
-        gap = mono - st[S_LAST_DELIVERY_S]
+        gap = mono - st[_S_LAST_DELIVERY_S]
         cond = gap >= lim[_L_NO_DELIVERY_S]
-        if cond != active[A_NO_DELIVERY]:
-            al.set(A_NO_DELIVERY, cond, gap // 60)
+        if cond != active[_A_NO_DELIVERY]:
+            al.set(_A_NO_DELIVERY, cond, gap // 60)
         # suspend reminder (THR-5): re-raised every period while stopped
-        if st[S_STOP] and mono - st[S_REMINDER_S] >= lim[_L_REMINDER_S]:
-            st[S_REMINDER_S] = mono
-            al.clear(A_SUSPEND_REMINDER, 0)
-            al.raise_(A_SUSPEND_REMINDER, st[S_STOP])
+        if st[_S_STOP] and mono - st[_S_REMINDER_S] >= lim[_L_REMINDER_S]:
+            st[_S_REMINDER_S] = mono
+            al.clear(_A_SUSPEND_REMINDER, 0)
+            al.raise_(_A_SUSPEND_REMINDER, st[_S_STOP])
         # auto-off (ALM-4)
         hours = lim[_L_AUTO_OFF_H]
         if hours:
-            if not al.active[A_AUTO_OFF]:
-                if mono - st[S_INTERACTION_S] >= hours * 3600:
-                    al.raise_(A_AUTO_OFF, hours)
+            if not al.active[_A_AUTO_OFF]:
+                if mono - st[_S_INTERACTION_S] >= hours * 3600:
+                    al.raise_(_A_AUTO_OFF, hours)
                     self.auto_off_grace = AUTO_OFF_GRACE_MS
             elif self.auto_off_grace > 0:
                 self.auto_off_grace -= dt
-                if self.auto_off_grace <= 0 and not st[S_STOP]:
+                if self.auto_off_grace <= 0 and not st[_S_STOP]:
                     self._stop(STOP_AUTO_OFF)
         # the rolling 24-h dose (THR-6): basal goes on, boluses are refused
-        day = self.doses.total_day()
+        day = self.doses.sum_total + st[_S_BUCKET_TOTAL]  # Doses.total_day() inline
         cond = day >= lim[_L_MAX_TDD]
-        if cond != active[A_DOSE_LIMIT]:
-            al.set(A_DOSE_LIMIT, cond, day)
+        if cond != active[_A_DOSE_LIMIT]:
+            al.set(_A_DOSE_LIMIT, cond, day)
         # motor: the driver's fault signal, and a self-test every hour (ALM-7)
-        if not self.selftest_bits & ST_MOTOR:
+        if not self.selftest_bits & _ST_MOTOR:
             fault = self.motor.fault()
-            if not fault and mono - st[S_MOTOR_TEST_S] >= MOTOR_TEST_S:
-                st[S_MOTOR_TEST_S] = mono
+            if not fault and mono - st[_S_MOTOR_TEST_S] >= MOTOR_TEST_S:
+                st[_S_MOTOR_TEST_S] = mono
                 fault = not self.motor.self_test()
             if fault:
-                self._safe_state(ST_MOTOR, A_MOTOR_FAULT, 0)
+                self._safe_state(_ST_MOTOR, _A_MOTOR_FAULT, 0)
         # infusion set age (THR-12)
         self.set_ms += dt
         if self.set_ms >= 1000:
             secs = self.set_ms // 1000
             self.set_ms -= secs * 1000
-            if st[S_SET_AGE] < CAP_MS:
-                st[S_SET_AGE] += secs
-            if st[S_SET_AGE] >= self.set_remind_s:
-                self.set_remind_s = st[S_SET_AGE] + SET_AGE_REPEAT_S
-                al.clear(A_SET_CHANGE, 0)
-                al.raise_(A_SET_CHANGE, st[S_SET_AGE] // 3600)
+            if st[_S_SET_AGE] < CAP_MS:
+                st[_S_SET_AGE] += secs
+            if st[_S_SET_AGE] >= self.set_remind_s:
+                self.set_remind_s = st[_S_SET_AGE] + SET_AGE_REPEAT_S
+                al.clear(_A_SET_CHANGE, 0)
+                al.raise_(_A_SET_CHANGE, st[_S_SET_AGE] // 3600)
         # checkpoint: the clocks and timers reach flash at least once a minute
         if mono - self.saved_s >= CHECKPOINT_S:
-            self._commit(0, 0, 0)
+            fresh = self.tk[_T_KEY] == self.state_slots.saves + self.settings_slots.saves
+            if self._commit(0, 0, 0) and fresh:
+                self.tk[_T_KEY] += 1  # a checkpoint changes nothing the copies depend on
 
     # ------------------------------------------------------------------- status
     def status(self):

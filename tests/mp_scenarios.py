@@ -27,12 +27,11 @@ from array import array
 
 from boards.fakes import Annunciator, PowerCut, Radio, Rig
 from firmware.compat import TICKS_PERIOD
-from firmware.layout import PRIME_SKIPPED, S_PRIME
+from firmware.layout import PRIME_SKIPPED, S_BASAL_ACC, S_PRIME
 from firmware.pump import (
     DAY_MS,
     HOUR_MS,
     MIN_MS,
-    S_BASAL_ACC,
     S_BASAL_TODAY,
     S_BOLUS_ACC,
     S_BOLUS_ID,

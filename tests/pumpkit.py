@@ -118,7 +118,7 @@ def utc_for(day, hour=0, minute=0, offset_min=0):
 
 def basal_acc(pump):
     """The basal fraction carried between ticks (mU*ms/h, below one pulse)."""
-    from firmware.pump import S_BASAL_ACC
+    from firmware.layout import S_BASAL_ACC
 
     return pump.state[S_BASAL_ACC]
 

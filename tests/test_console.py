@@ -23,10 +23,10 @@ from firmware.console import (
     mu_text,
     parse_units,
 )
+from firmware.layout import S_INTERACTION_S
 from firmware.pump import (
     S_BOLUS_ID,
     S_EXT_REQ,
-    S_INTERACTION_S,
     S_MONO_S,
     S_NOW_REQ,
     S_STOP,

