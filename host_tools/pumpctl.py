@@ -631,6 +631,10 @@ def _follow_bolus(pump: C.Client, bolus_id: int, total: int, out: Out, status_ev
             for ev in pump.poll_events(0.25):
                 if ev.kind == spec.EV_BOLUS and ev.a == bolus_id:
                     delivered = ev.b
+                    # every step drawn: a loaded host reads several events at once, and
+                    # the bar's own refresh would show only the last of them
+                    progress.update(task, completed=delivered, done=C.mu_to_units(delivered),
+                                    refresh=True)
                 elif ev.kind == spec.EV_BOLUS_END and ev.a == bolus_id:
                     delivered = ev.b
                     progress.update(task, completed=delivered, done=C.mu_to_units(delivered))
