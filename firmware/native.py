@@ -2,12 +2,12 @@
 native emitter, selected at import by firmware/crc.py and firmware/wire.py.
 
 Each function here computes exactly what its portable twin computes (crc.crc16_portable,
-wire.cobs_encode_portable; for `copy`, store.Slots' struct loops and the fake drivers' byte
-loops); tests/test_native.py proves that byte for byte on every message of the table and
-on state images. Runtimes without a native emitter (the WebAssembly build) reject this module
-at compile time (SyntaxError) and CPython has no `micropython` module (ImportError): both
-keep the portable bytecode. mpy-cross needs -march to compile this file (boards: armv6m
-for a Pico, xtensawin for an ESP32).
+wire.cobs_encode_portable, wire.cobs_feed_portable; for `copy`, store.Slots' struct loops
+and the fake drivers' byte loops); tests/test_native.py proves that byte for byte on every
+message of the table and on state images. Runtimes without a native emitter (the WebAssembly
+build) reject this module at compile time (SyntaxError) and CPython has no `micropython`
+module (ImportError): both keep the portable bytecode. mpy-cross needs -march to compile
+this file (boards: armv6m for a Pico, xtensawin for an ESP32).
 
 Viper ints are machine words: every value here stays below 2**16 (CRC) or is a byte index.
 """
@@ -68,6 +68,54 @@ def cobs_encode(src, n: int, dst) -> int:
         d[code_at] = code
     d[m] = 0
     return m + 1
+
+
+@micropython.viper
+def cobs_feed(chunk: ptr8, i: int, end: int, buf: ptr8, st: ptr32) -> int:  # noqa: F821
+    """wire.cobs_feed_portable: COBS-decode chunk[i:end] into buf up to one 0x00; the
+    state in st (wire.D_*: n, code, left, bad, cap, size, done)."""
+    n = st[0]
+    code = st[1]
+    left = st[2]
+    bad = st[3]
+    cap = st[4]
+    while i < end:
+        b = chunk[i]
+        i += 1
+        if b == 0:
+            if bad or left:
+                st[5] = -1
+            else:
+                st[5] = n
+            st[6] = 1
+            st[0] = 0
+            st[1] = 0
+            st[2] = 0
+            st[3] = 0
+            return i
+        if bad:
+            continue
+        if left == 0:
+            if code and code != 0xFF:  # the previous block ended with a zero
+                if n >= cap:
+                    bad = 1
+                    continue
+                buf[n] = 0
+                n += 1
+            code = b
+            left = b - 1
+        else:
+            if n >= cap:
+                bad = 1
+                continue
+            buf[n] = b
+            n += 1
+            left -= 1
+    st[0] = n
+    st[1] = code
+    st[2] = left
+    st[3] = bad
+    return i
 
 
 @micropython.viper
