@@ -789,6 +789,8 @@ class Link:
         ev = self.ev
         e = self.enc
         sent = 0
+        if not pump.events.count:
+            return  # nothing queued (the common case: no call to take)
         if self.mux is not None and self.mux.typing:
             return  # a person is typing on this port: events wait in the pump's queue
         while sent < MAX_EVENTS and pump.events.take(ev):

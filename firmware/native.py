@@ -138,3 +138,30 @@ def copy(dst: ptr8, at: int, src: ptr8, start: int, n: int):  # noqa: F821
         while at > 0:
             at -= 1
             dst[at] = src[at]
+
+
+@micropython.viper
+def same32(dst: ptr32, src: ptr32, n: int) -> int:  # noqa: F821
+    """status.same_portable on word arrays (array('i')): 1 if dst[0:n] == src[0:n];
+    otherwise dst[0:n] = src[0:n] and 0. From the end down, on the argument registers."""
+    while n > 0:
+        n -= 1
+        if dst[n] != src[n]:
+            while n >= 0:  # the words above n are equal already
+                dst[n] = src[n]
+                n -= 1
+            return 0
+    return 1
+
+
+@micropython.viper
+def same8(dst: ptr8, src: ptr8, n: int) -> int:  # noqa: F821
+    """same32 on byte arrays."""
+    while n > 0:
+        n -= 1
+        if dst[n] != src[n]:
+            while n >= 0:
+                dst[n] = src[n]
+                n -= 1
+            return 0
+    return 1
