@@ -50,6 +50,7 @@ from firmware.layout import (
     S_TIME_SET,
 )
 from firmware.pump import minutes_left
+from firmware.settings import at
 from protocol.spec import ALARM_COUNT, MESSAGES, SET_DIA, SET_UTC_OFFSET
 
 M_STATUS_INFO = 0x82
@@ -118,6 +119,8 @@ class Status:
         self.k_state = array("i", pump.state)
         self.n_state = len(pump.state)
         self.k_alarms = bytearray(pump.alarms.active)
+        self.at_offset = at(SET_UTC_OFFSET)  # where the two settings read are held
+        self.at_dia = at(SET_DIA)
         self.k_ints = array("i", [0] * _KEY_INTS)
         self.now_ints = array("i", [0] * _KEY_INTS)
 
@@ -130,11 +133,12 @@ class Status:
             # 327-word settings array costs ~13,000 M0+ instructions, more than these).
             pump = self.pump
             cgm = pump.cgm
-            setting = pump.setting
+            settings = pump.settings
+            values = settings.values
             now = self.now_ints
-            now[0] = pump.settings.profile_rate()  # with the state: the basal rate
-            now[1] = setting(SET_UTC_OFFSET)
-            now[2] = setting(SET_DIA)  # with the dose rings and the state: IOB
+            now[0] = settings.profile_rate()  # with the state: the basal rate
+            now[1] = values[self.at_offset]  # the UTC offset
+            now[2] = values[self.at_dia]  # with the dose rings and the state: IOB
             now[3] = pump.doses.gen  # counts every change of the dose rings
             now[4] = pump.history.next_seq
             now[5] = pump.selftest_bits
