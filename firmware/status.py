@@ -127,40 +127,47 @@ class Status:
     def pack_into(self, buf, at):
         """status_info's payload (SIZE bytes) at buf[at:], allocation-free: the kept one if
         no input changed since it was packed, else read from the pump (one struct call)."""
-        if self.cache:
-            # Take the inputs (all of them: the next call compares with these). The
-            # settings enter through the three values the status reads (comparing the
-            # 327-word settings array costs ~13,000 M0+ instructions, more than these).
-            pump = self.pump
-            cgm = pump.cgm
-            settings = pump.settings
-            values = settings.values
-            now = self.now_ints
-            now[0] = settings.profile_rate()  # with the state: the basal rate
-            now[1] = values[self.at_offset]  # the UTC offset
-            now[2] = values[self.at_dia]  # with the dose rings and the state: IOB
-            now[3] = pump.doses.gen  # counts every change of the dose rings
-            now[4] = pump.history.next_seq
-            now[5] = pump.selftest_bits
-            now[6] = pump.motor.position()  # the reservoir
-            now[7] = cgm.last
-            now[8] = cgm.last_s
-            now[9] = cgm.readings
-            now[10] = cgm.sensor
-            now[11] = cgm.trend
-            same = same32(self.k_ints, now, _KEY_INTS)
-            same &= same32(self.k_state, self.state, self.n_state)
-            same &= same8(self.k_alarms, pump.alarms.active, ALARM_COUNT)
-            payload = self.payload
-            if same and self.valid:
-                copy(buf, at, payload, 0, SIZE)
-                return
-            self.valid = False  # the inputs were taken: only a complete pack is kept
+        if not self.cache:
             self._pack(buf, at)
-            copy(payload, 0, buf, at, SIZE)
-            self.valid = True
             return
+        # The state array first: every tick moves it (the clock), and then the status
+        # after a tick costs one comparison more than without a cache. The keys of the
+        # other inputs are not taken then, so the payload packed is not kept: the next
+        # status takes them all and packs again, the ones after it are the kept payload.
+        if not same32(self.k_state, self.state, self.n_state):
+            self.valid = False
+            self._pack(buf, at)
+            return
+        # The other inputs, all of them (the next call compares with these). The
+        # settings enter through the three values the status reads (comparing the
+        # 327-word settings array costs ~13,000 M0+ instructions, more than these).
+        pump = self.pump
+        cgm = pump.cgm
+        settings = pump.settings
+        values = settings.values
+        now = self.now_ints
+        now[0] = settings.profile_rate()  # with the state: the basal rate
+        now[1] = values[self.at_offset]  # the UTC offset
+        now[2] = values[self.at_dia]  # with the dose rings and the state: IOB
+        now[3] = pump.doses.gen  # counts every change of the dose rings
+        now[4] = pump.history.next_seq
+        now[5] = pump.selftest_bits
+        now[6] = pump.motor.position()  # the reservoir
+        now[7] = cgm.last
+        now[8] = cgm.last_s
+        now[9] = cgm.readings
+        now[10] = cgm.sensor
+        now[11] = cgm.trend
+        same = same32(self.k_ints, now, _KEY_INTS)
+        same &= same8(self.k_alarms, pump.alarms.active, ALARM_COUNT)
+        payload = self.payload
+        if same and self.valid:
+            copy(buf, at, payload, 0, SIZE)
+            return
+        self.valid = False  # the inputs were taken: only a complete pack is kept
         self._pack(buf, at)
+        copy(payload, 0, buf, at, SIZE)
+        self.valid = True
 
     def _pack(self, buf, at):
         """Read the pump; the payload at buf[at:]. One struct call, allocation-free."""
