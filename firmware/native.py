@@ -163,3 +163,16 @@ def same8(dst: ptr8, src: ptr8, n: int) -> int:  # noqa: F821
                 n -= 1
             return 0
     return 1
+
+
+@micropython.viper
+def mac_diff(want: ptr8, buf: ptr8, mac_at: int) -> int:  # noqa: F821
+    """wire.mac_diff_portable: 0 if buf[mac_at:mac_at + 8] == want[0:8], every byte
+    compared (no early exit)."""
+    buf = ptr8(uint(buf) + uint(mac_at))  # noqa: F821
+    mac_at = 0
+    diff = 0
+    while mac_at < 8:  # protocol.spec.MAC_SIZE
+        diff |= want[mac_at] ^ buf[mac_at]
+        mac_at += 1
+    return diff

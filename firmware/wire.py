@@ -160,6 +160,11 @@ def store_le(buf, at, value, size):
         i += 1
 
 
+def message_format(mid):
+    """The struct format of a message's payload (int fields only), for one pack_into."""
+    return "<" + "".join(code for _, code in MESSAGES[mid][1])
+
+
 def field_offset(mid, index):
     """Offset of a field in the frame buffer (header included)."""
     return _AT[_FIRST[mid] - 1 + index]
@@ -319,6 +324,21 @@ class Decoder:
         return i
 
 
+def mac_diff_portable(want, buf, mac_at):
+    """0 if buf[mac_at:mac_at + MAC_SIZE] == want[0:MAC_SIZE]; every byte is compared,
+    whatever differs (no early exit: the time tells nothing). `mac_diff` is the viper
+    version (firmware/native.py) where the runtime has a native emitter."""
+    diff = 0
+    for i in range(MAC_SIZE):
+        diff |= want[i] ^ buf[mac_at + i]
+    return diff
+
+
+mac_diff = mac_diff_portable
+if NATIVE:
+    from firmware.native import mac_diff  # noqa: F811
+
+
 class Auth:
     """HMAC-SHA256 with one key, truncated to MAC_SIZE bytes (SEC-2).
 
@@ -348,11 +368,7 @@ class Auth:
 
     def check(self, buf, n, mac_at):
         """True if buf[mac_at:mac_at+8] is the MAC of buf[0:n] (compared in full)."""
-        want = self.mac(buf, n)
-        diff = 0
-        for i in range(MAC_SIZE):
-            diff |= want[i] ^ buf[mac_at + i]
-        return diff == 0
+        return mac_diff(self.mac(buf, n), buf, mac_at) == 0
 
 
 class Encoder:

@@ -177,6 +177,22 @@ def main_native(rounds):
         if img_a != img_b or back != vals:
             bad.append([-2, r, "image"])
         checked += 1
+    # the MAC comparison: equal, and one flipped bit anywhere in the 8 bytes, at offsets
+    macs = 0
+    for r in range(rounds * 8):
+        want = bytearray(8)
+        fill(want, 8, rnd, r % 5)
+        at = rnd.next() % 40
+        fill(buf, at + 8, rnd, 0)
+        for k in range(8):
+            buf[at + k] = want[k]
+        if r & 1:
+            buf[at + r % 8] ^= 1 << (r % 7)
+        a = wire.mac_diff_portable(want, buf, at)
+        b = native.mac_diff(want, buf, at)
+        if a != b or (a == 0) != (not r & 1):
+            bad.append([-3, r, "mac"])
+        macs += 1
     feeds, feed_bad = feed_cases(rnd, rounds)
     bad += feed_bad
     # the comparison can fail: one flipped byte changes both outputs
@@ -192,6 +208,7 @@ def main_native(rounds):
                                   "native": crc.NATIVE and wire.cobs_encode is native.cobs_encode,
                                   "messages": messages, "checked": checked,
                                   "length_cases": MAX_FRAME + 1 + rounds * 5,
-                                  "feed_cases": feeds, "feed_sensitive": feed_sensitive(rnd),
+                                  "feed_cases": feeds, "mac_cases": macs,
+                                  "feed_sensitive": feed_sensitive(rnd),
                                   "bad": bad[:10],
                                   "nbad": len(bad)}))

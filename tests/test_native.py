@@ -30,6 +30,7 @@ def check(got):
     assert got["checked"] == got["messages"] * 2 * ROUNDS + got["length_cases"]
     assert got["feed_cases"] == got["messages"] * ROUNDS  # the COBS decoder loops
     assert got["feed_sensitive"] is True
+    assert got["mac_cases"] == ROUNDS * 8  # the MAC comparison, equal and one bit off
 
 
 @pytest.mark.req("HW-2")
