@@ -17,8 +17,10 @@ IOB, UTC) and scans the alarms only up to the last active one. Where the runtime
 native emitter, the packed payload is kept with a copy of everything it was computed from
 (the state array, the active alarms, the profile rate, UTC offset and DIA settings, the
 dose rings' generation, history head, self-test bits, motor position and CGM readings):
-when none of it changed, a status is the kept payload (about 60,000 of a status request's
-~150,000 Cortex-M0+ instructions saved). Compared by content, not by a change counter:
+when none of it changed, a status is the kept payload (on the QEMU ARM board ~27,000
+Cortex-M0+ instructions instead of ~80,000 for the pack). Every tick moves the state
+array, so a host polling faster than the tick gets the kept payload and a slower one a
+fresh pack (plus ~9,000 for the comparison). Compared by content, not by a change counter:
 nothing that writes the pump's state has to remember to say so
 (tests/test_status_cache.py).
 """
