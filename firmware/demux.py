@@ -56,6 +56,7 @@ safe direction, like a pump's stop button. docs/boards.md tells the whole decisi
 
 from firmware.compat import ticks_diff
 from firmware.hal import BUTTON_ACK
+from firmware.wire import D_BAD, D_N
 
 NL = b"\r\n"
 PROMPT = b"pump> "
@@ -259,8 +260,8 @@ class Demux:
     def _plausible(self):
         """Can the bytes decoded so far begin a frame? (version 1..31, flags 0..7)"""
         dec = self.dec
-        n = dec.n
-        if dec.bad:
+        n = dec.st[D_N]
+        if dec.st[D_BAD]:
             return False
         if n >= 1 and not 1 <= dec.buf[0] <= 31:
             return False

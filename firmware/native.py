@@ -2,12 +2,12 @@
 native emitter, selected at import by firmware/crc.py and firmware/wire.py.
 
 Each function here computes exactly what its portable twin computes (crc.crc16_portable,
-wire.cobs_encode_portable; for `copy`, store.Slots' struct loops and the fake drivers' byte
-loops); tests/test_native.py proves that byte for byte on every message of the table and
-on state images. Runtimes without a native emitter (the WebAssembly build) reject this module
-at compile time (SyntaxError) and CPython has no `micropython` module (ImportError): both
-keep the portable bytecode. mpy-cross needs -march to compile this file (boards: armv6m
-for a Pico, xtensawin for an ESP32).
+wire.cobs_encode_portable, wire.cobs_feed_portable; for `copy`, store.Slots' struct loops
+and the fake drivers' byte loops); tests/test_native.py proves that byte for byte on every
+message of the table and on state images. Runtimes without a native emitter (the WebAssembly
+build) reject this module at compile time (SyntaxError) and CPython has no `micropython`
+module (ImportError): both keep the portable bytecode. mpy-cross needs -march to compile
+this file (boards: armv6m for a Pico, xtensawin for an ESP32).
 
 Viper ints are machine words: every value here stays below 2**16 (CRC) or is a byte index.
 """
@@ -37,37 +37,83 @@ def crc16(p: ptr8, crc: int, n: int) -> int:  # noqa: F821 (viper built-ins)
 
 
 @micropython.viper
-def cobs_encode(src, n: int, dst) -> int:
-    s = ptr8(src)  # noqa: F821
-    d = ptr8(dst)  # noqa: F821
-    code_at = 0
-    m = 1
-    code = 1
-    i = 0
-    while i < n:
-        b = s[i]
+def cobs_encode(src: ptr8, n: int, dst: ptr8) -> int:  # noqa: F821
+    """wire.cobs_encode_portable walking pointers (src, dst: the argument registers) with
+    the code byte's address `c`: the block's code is dst - c (~55 M0+ instructions a byte
+    with indexes, ~35 so)."""
+    start = uint(dst)  # noqa: F821
+    end = uint(src) + uint(n)  # noqa: F821
+    c = uint(dst)  # noqa: F821
+    dst = ptr8(uint(dst) + 1)  # noqa: F821
+    while uint(src) < end:  # noqa: F821
+        b = src[0]
+        src = ptr8(uint(src) + 1)  # noqa: F821
+        if b == 0:
+            ptr8(c)[0] = uint(dst) - c  # noqa: F821
+            c = uint(dst)  # noqa: F821
+            dst = ptr8(uint(dst) + 1)  # noqa: F821
+        else:
+            dst[0] = b
+            dst = ptr8(uint(dst) + 1)  # noqa: F821
+            if uint(dst) - c == uint(0xFF):  # noqa: F821
+                ptr8(c)[0] = 0xFF  # noqa: F821
+                if uint(src) < end:  # noqa: F821
+                    c = uint(dst)  # noqa: F821
+                    dst = ptr8(uint(dst) + 1)  # noqa: F821
+                else:
+                    c = uint(0)  # closed: nothing follows  # noqa: F821
+    if c != uint(0):  # noqa: F821
+        ptr8(c)[0] = uint(dst) - c  # noqa: F821
+    dst[0] = 0
+    return int(uint(dst) + 1 - start)  # noqa: F821
+
+
+@micropython.viper
+def cobs_feed(chunk: ptr8, i: int, end: int, buf: ptr8, st: ptr32) -> int:  # noqa: F821
+    """wire.cobs_feed_portable: COBS-decode chunk[i:end] into buf up to one 0x00; the
+    state in st (wire.D_*: n, code, left, bad, cap, size, done)."""
+    n = st[0]
+    code = st[1]
+    left = st[2]
+    bad = st[3]
+    cap = st[4]
+    while i < end:
+        b = chunk[i]
         i += 1
         if b == 0:
-            d[code_at] = code
-            code_at = m
-            m += 1
-            code = 1
+            if bad or left:
+                st[5] = -1
+            else:
+                st[5] = n
+            st[6] = 1
+            st[0] = 0
+            st[1] = 0
+            st[2] = 0
+            st[3] = 0
+            return i
+        if bad:
+            continue
+        if left == 0:
+            if code and code != 0xFF:  # the previous block ended with a zero
+                if n >= cap:
+                    bad = 1
+                    continue
+                buf[n] = 0
+                n += 1
+            code = b
+            left = b - 1
         else:
-            d[m] = b
-            m += 1
-            code += 1
-            if code == 0xFF:
-                d[code_at] = code
-                if i < n:
-                    code_at = m
-                    m += 1
-                    code = 1
-                else:
-                    code = 0
-    if code:
-        d[code_at] = code
-    d[m] = 0
-    return m + 1
+            if n >= cap:
+                bad = 1
+                continue
+            buf[n] = b
+            n += 1
+            left -= 1
+    st[0] = n
+    st[1] = code
+    st[2] = left
+    st[3] = bad
+    return i
 
 
 @micropython.viper
@@ -90,3 +136,43 @@ def copy(dst: ptr8, at: int, src: ptr8, start: int, n: int):  # noqa: F821
         while at > 0:
             at -= 1
             dst[at] = src[at]
+
+
+@micropython.viper
+def same32(dst: ptr32, src: ptr32, n: int) -> int:  # noqa: F821
+    """status.same_portable on word arrays (array('i')): 1 if dst[0:n] == src[0:n];
+    otherwise dst[0:n] = src[0:n] and 0. From the end down, on the argument registers."""
+    while n > 0:
+        n -= 1
+        if dst[n] != src[n]:
+            while n >= 0:  # the words above n are equal already
+                dst[n] = src[n]
+                n -= 1
+            return 0
+    return 1
+
+
+@micropython.viper
+def same8(dst: ptr8, src: ptr8, n: int) -> int:  # noqa: F821
+    """same32 on byte arrays."""
+    while n > 0:
+        n -= 1
+        if dst[n] != src[n]:
+            while n >= 0:
+                dst[n] = src[n]
+                n -= 1
+            return 0
+    return 1
+
+
+@micropython.viper
+def mac_diff(want: ptr8, buf: ptr8, mac_at: int) -> int:  # noqa: F821
+    """wire.mac_diff_portable: 0 if buf[mac_at:mac_at + 8] == want[0:8], every byte
+    compared (no early exit)."""
+    buf = ptr8(uint(buf) + uint(mac_at))  # noqa: F821
+    mac_at = 0
+    diff = 0
+    while mac_at < 8:  # protocol.spec.MAC_SIZE
+        diff |= want[mac_at] ^ buf[mac_at]
+        mac_at += 1
+    return diff

@@ -22,6 +22,7 @@ import hashlib
 import struct
 from array import array
 
+from firmware.compat import const
 from firmware.crc import NATIVE, crc16
 from protocol.spec import (
     AUTH_SIZE,
@@ -159,6 +160,11 @@ def store_le(buf, at, value, size):
         i += 1
 
 
+def message_format(mid):
+    """The struct format of a message's payload (int fields only), for one pack_into."""
+    return "<" + "".join(code for _, code in MESSAGES[mid][1])
+
+
 def field_offset(mid, index):
     """Offset of a field in the frame buffer (header included)."""
     return _AT[_FIRST[mid] - 1 + index]
@@ -220,73 +226,117 @@ if NATIVE:
     from firmware.native import cobs_encode  # noqa: F811
 
 
+# Decoder state, in an array('i') both feed loops share (the viper one cannot set
+# attributes): bytes decoded so far, code byte of the current block (0 before the first),
+# data bytes still to come in it, 1 once the frame is bad, the buffer's capacity, and the
+# length of a completed frame (-1: bad) with 1 in D_DONE when a delimiter was consumed.
+D_N = const(0)
+D_CODE = const(1)
+D_LEFT = const(2)
+D_BAD = const(3)
+D_CAP = const(4)
+D_SIZE = const(5)
+D_DONE = const(6)
+
+
+def cobs_feed_portable(chunk, i, end, buf, st):
+    """Decode chunk[i:end] into buf up to and including one 0x00 (state in `st`, see D_*);
+    returns the index after the last byte consumed. `cobs_feed` is the viper version
+    (firmware/native.py) where the runtime has a native emitter."""
+    n = st[D_N]
+    code = st[D_CODE]
+    left = st[D_LEFT]
+    bad = st[D_BAD]
+    cap = st[D_CAP]
+    while i < end:
+        b = chunk[i]
+        i += 1
+        if b == 0:
+            st[D_SIZE] = -1 if bad or left else n
+            st[D_DONE] = 1
+            st[D_N] = 0
+            st[D_CODE] = 0
+            st[D_LEFT] = 0
+            st[D_BAD] = 0
+            return i
+        if bad:
+            continue
+        if left == 0:
+            if code and code != 0xFF:  # the previous block ended with a zero
+                if n >= cap:
+                    bad = 1
+                    continue
+                buf[n] = 0
+                n += 1
+            code = b
+            left = b - 1
+        else:
+            if n >= cap:
+                bad = 1
+                continue
+            buf[n] = b
+            n += 1
+            left -= 1
+    st[D_N] = n
+    st[D_CODE] = code
+    st[D_LEFT] = left
+    st[D_BAD] = bad
+    return i
+
+
+cobs_feed = cobs_feed_portable
+if NATIVE:
+    from firmware.native import cobs_feed  # noqa: F811
+
+
 class Decoder:
     """Incremental COBS decoder into a preallocated frame buffer.
 
     `feed(chunk, i, end)` consumes bytes from chunk[i:end] up to and including one 0x00
     and returns the index after the last byte consumed. When a delimiter was consumed,
     `done` is True and `size` is the decoded length, or -1 for a frame that was not valid
-    COBS or longer than the buffer. Empty frames (0x00 0x00) give size 0.
+    COBS or longer than the buffer. Empty frames (0x00 0x00) give size 0. `st` holds the
+    decoding state (D_*: `st[D_N]` bytes decoded so far, `st[D_BAD]` not a frame).
     """
 
     def __init__(self, size=MAX_FRAME):
         self.buf = bytearray(size)
-        self.cap = size
+        self.st = array("i", [0] * 7)
+        self.st[D_CAP] = size
         self.size = 0  # length of the last completed frame
-        self.n = 0  # bytes decoded so far
-        self.code = 0  # code byte of the current block, 0 before the first
-        self.left = 0  # data bytes still to come in the current block
-        self.bad = False
         self.done = False
 
     def reset(self):
-        self.n = 0
-        self.code = 0
-        self.left = 0
-        self.bad = False
+        st = self.st
+        st[D_N] = 0
+        st[D_CODE] = 0
+        st[D_LEFT] = 0
+        st[D_BAD] = 0
         self.done = False
 
     def feed(self, chunk, i, end):
-        buf = self.buf
-        cap = self.cap
-        n = self.n
-        code = self.code
-        left = self.left
-        bad = self.bad
-        while i < end:
-            b = chunk[i]
-            i += 1
-            if b == 0:
-                self.done = True
-                self.size = -1 if bad or left else n
-                self.n = 0
-                self.code = 0
-                self.left = 0
-                self.bad = False
-                return i
-            if bad:
-                continue
-            if left == 0:
-                if code and code != 0xFF:  # the previous block ended with a zero
-                    if n >= cap:
-                        bad = True
-                        continue
-                    buf[n] = 0
-                    n += 1
-                code = b
-                left = b - 1
-            else:
-                if n >= cap:
-                    bad = True
-                    continue
-                buf[n] = b
-                n += 1
-                left -= 1
-        self.n = n
-        self.code = code
-        self.left = left
-        self.bad = bad
+        st = self.st
+        i = cobs_feed(chunk, i, end, self.buf, st)
+        if st[D_DONE]:
+            st[D_DONE] = 0
+            self.done = True
+            self.size = st[D_SIZE]
         return i
+
+
+def mac_diff_portable(want, buf, mac_at):
+    """0 if buf[mac_at:mac_at + MAC_SIZE] == want[0:MAC_SIZE]; every byte is compared,
+    whatever differs (no early exit: the time tells nothing). `mac_diff` is the viper
+    version (firmware/native.py) where the runtime has a native emitter."""
+    diff = 0
+    for i in range(MAC_SIZE):
+        diff |= want[i] ^ buf[mac_at + i]
+    return diff
+
+
+mac_diff = mac_diff_portable
+if NATIVE:
+    from firmware.native import mac_diff  # noqa: F811
 
 
 class Auth:
@@ -318,11 +368,7 @@ class Auth:
 
     def check(self, buf, n, mac_at):
         """True if buf[mac_at:mac_at+8] is the MAC of buf[0:n] (compared in full)."""
-        want = self.mac(buf, n)
-        diff = 0
-        for i in range(MAC_SIZE):
-            diff |= want[i] ^ buf[mac_at + i]
-        return diff == 0
+        return mac_diff(self.mac(buf, n), buf, mac_at) == 0
 
 
 class Encoder:

@@ -71,6 +71,58 @@ def compare(buf, n, out_a, out_b):
     return ok_crc, la == lb and out_a == out_b
 
 
+def feed_both(stream, cap, splits, rnd, feeds=None):
+    """Feed `stream` to the viper and the portable COBS decoder loops in the same random
+    pieces; True if every return index, state word and decoded byte agrees."""
+    bufs = (bytearray(cap), bytearray(cap))
+    sts = (array("i", [0] * 7), array("i", [0] * 7))
+    for st in sts:
+        st[wire.D_CAP] = cap
+    feeds = feeds or (native.cobs_feed, wire.cobs_feed_portable)
+    i = (0, 0)
+    end = len(stream)
+    while i[0] < end:
+        stop = end if not splits else min(end, i[0] + 1 + rnd.next() % splits)
+        i = tuple(feeds[k](stream, i[k], stop, bufs[k], sts[k]) for k in (0, 1))
+        if i[0] != i[1] or sts[0] != sts[1] or bufs[0] != bufs[1]:
+            return False
+        sts[0][wire.D_DONE] = sts[1][wire.D_DONE] = 0
+    return True
+
+
+def feed_cases(rnd, rounds):
+    """(cases, bad) of the decoder loops on frames of every message, run together with
+    garbage, empty frames, bad COBS and frames longer than the buffer, in random pieces."""
+    bad = []
+    cases = 0
+    for mid in sorted(MESSAGES):
+        for r in range(rounds):
+            key = bytes(range(32)) if r & 1 else None
+            data = wire.encode_frame(mid, r, 0, frame_values(mid, rnd), key=key,
+                                     counter=rnd.next() >> 2)
+            junk = bytearray(1 + rnd.next() % 40)
+            fill(junk, len(junk), rnd, r % 5)
+            stream = bytes(junk) + b"\x00" + data + b"\x00" + data[: len(data) // 2] + data
+            cap = MAX_FRAME if r % 3 else max(1, len(data) - 3)  # too long for the buffer
+            if not feed_both(stream, cap, r % 4 * 7, rnd):
+                bad.append([mid, r, "feed"])
+            cases += 1
+    return cases, bad
+
+
+def feed_sensitive(rnd):
+    """feed_both can fail: a twin that decodes one byte wrong disagrees."""
+    def wrong(chunk, i, end, buf, st):
+        i = wire.cobs_feed_portable(chunk, i, end, buf, st)
+        if st[wire.D_DONE] and st[wire.D_SIZE] > 5:
+            buf[5] ^= 1
+        return i
+
+    data = wire.encode_frame(0x82, 7, 0, frame_values(0x82, rnd))
+    return (feed_both(data, MAX_FRAME, 0, rnd)
+            and not feed_both(data, MAX_FRAME, 0, rnd, (native.cobs_feed, wrong)))
+
+
 def main_native(rounds):
     rnd = Rand(12345)
     buf = bytearray(MAX_FRAME)
@@ -125,6 +177,24 @@ def main_native(rounds):
         if img_a != img_b or back != vals:
             bad.append([-2, r, "image"])
         checked += 1
+    # the MAC comparison: equal, and one flipped bit anywhere in the 8 bytes, at offsets
+    macs = 0
+    for r in range(rounds * 8):
+        want = bytearray(8)
+        fill(want, 8, rnd, r % 5)
+        at = rnd.next() % 40
+        fill(buf, at + 8, rnd, 0)
+        for k in range(8):
+            buf[at + k] = want[k]
+        if r & 1:
+            buf[at + r % 8] ^= 1 << (r % 7)
+        a = wire.mac_diff_portable(want, buf, at)
+        b = native.mac_diff(want, buf, at)
+        if a != b or (a == 0) != (not r & 1):
+            bad.append([-3, r, "mac"])
+        macs += 1
+    feeds, feed_bad = feed_cases(rnd, rounds)
+    bad += feed_bad
     # the comparison can fail: one flipped byte changes both outputs
     fill(buf, 40, rnd, 0)
     ref_crc = native.crc16(buf, 0, 40)
@@ -137,5 +207,8 @@ def main_native(rounds):
     print("NATIVE " + json.dumps({"sensitive": sensitive,
                                   "native": crc.NATIVE and wire.cobs_encode is native.cobs_encode,
                                   "messages": messages, "checked": checked,
-                                  "length_cases": MAX_FRAME + 1 + rounds * 5, "bad": bad[:10],
+                                  "length_cases": MAX_FRAME + 1 + rounds * 5,
+                                  "feed_cases": feeds, "mac_cases": macs,
+                                  "feed_sensitive": feed_sensitive(rnd),
+                                  "bad": bad[:10],
                                   "nbad": len(bad)}))

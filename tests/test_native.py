@@ -1,8 +1,9 @@
-"""The viper byte loops (firmware/native.py: CRC-16, COBS) agree byte for byte with their
-portable bytecode twins on every message of the table (issue 12), on the unix port (x64
-machine code) and on the QEMU ARM board (ARMv6-M machine code, as on a Pico). The guest
-code is tests/mp_native.py. CPython and the WebAssembly build have no native emitter: they
-run the portable code, which tests/test_codec.py checks against the host codec."""
+"""The viper byte loops (firmware/native.py: CRC-16, COBS encoder and decoder) agree byte for
+byte with their portable bytecode twins on every message of the table (issue 12), on the
+unix port (x64 machine code) and on the QEMU ARM board (ARMv6-M machine code, as on a Pico).
+The guest code is tests/mp_native.py. CPython and the WebAssembly build have no native
+emitter: they run the portable code, which tests/test_codec.py checks against the host
+codec."""
 
 import json
 
@@ -27,6 +28,9 @@ def check(got):
     assert got["messages"] >= 40
     assert got["nbad"] == 0, got["bad"]
     assert got["checked"] == got["messages"] * 2 * ROUNDS + got["length_cases"]
+    assert got["feed_cases"] == got["messages"] * ROUNDS  # the COBS decoder loops
+    assert got["feed_sensitive"] is True
+    assert got["mac_cases"] == ROUNDS * 8  # the MAC comparison, equal and one bit off
 
 
 @pytest.mark.req("HW-2")
