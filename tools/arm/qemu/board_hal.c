@@ -59,10 +59,7 @@ static uint32_t board_count(uint32_t *cv_out) {
         }
     } while (ms != board_ms);
     *cv_out = cv;
-    // pending with a count still near 0 (counting down): qemu set the flag before the
-    // counter wrapped, and the count is this ms's end; counting it as the next ms made a
-    // reading 1 ms late (a ~1,016,000-instruction tick in the bench, issue 12)
-    return (pending && cv > SYSCLK_HZ / 2000u) ? ms + 1u : ms;
+    return pending ? ms + 1u : ms;
 }
 
 mp_uint_t mp_hal_ticks_us(void) {
