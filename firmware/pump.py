@@ -83,121 +83,29 @@ from firmware.layout import (
 )
 from firmware.settings import EPOCH_WEEKDAY, Settings
 from firmware.store import History, Slots, Totals
-from protocol.spec import (
-    A_AUTO_OFF,
-    A_MOTOR_FAULT,
-    A_OCCLUSION,
-    A_PRIME_INCOMPLETE,
-    A_RESERVOIR_EMPTY,
-    A_SELFTEST,
-    A_SET_CHANGE,
-    A_SUSPEND_REMINDER,
-    A_TIME_UNSET,
-    BOLUS_CANCELLED,
-    BOLUS_COMPLETED,
-    BOLUS_DUAL,
-    BOLUS_EXTENDED,
-    BOLUS_INTERRUPTED,
-    BOLUS_NONE,
-    BOLUS_NORMAL,
-    E_BAD_ARG,
-    E_BATTERY_DEPLETED,
-    E_BOLUS_RUNNING,
-    E_INCREMENT,
-    E_NO_BOLUS,
-    E_NO_TEMP_BASAL,
-    E_NOT_FILLED,
-    E_NOT_REWOUND,
-    E_NOT_SUSPENDED,
-    E_OUT_OF_RANGE,
-    E_OVER_LIMIT,
-    E_RESERVOIR_EMPTY,
-    E_SAFE_STATE,
-    E_STORAGE,
-    E_SUSPENDED,
-    EV_ALARM,
-    EV_BOLUS,
-    EV_BOLUS_END,
-    EV_STATE,
-    EXT_MAX_MIN,
-    EXT_MIN_MIN,
-    H_ALARM,
-    H_BATTERY_CHANGE,
-    H_BOLUS_END,
-    H_BOLUS_START,
-    H_BOOT,
-    H_DAY_TOTAL,
-    H_FILL,
-    H_PRIME,
-    H_RESUME,
-    H_REWIND,
-    H_SUSPEND,
-    H_TEMP_END,
-    H_TEMP_START,
-    H_TIME_CHANGE,
-    H_TIME_LOST,
-    MAX_RATE,
-    MIN_BOLUS,
-    OK,
-    PRIME_CANNULA,
-    PRIME_TUBING,
-    SBL_MANUAL,
-    SET_AUTO_OFF,
-    SET_BOLUS_SPEED,
-    SET_DIA,
-    SET_MAX_BASAL,
-    SET_MAX_BOLUS,
-    SET_MAX_BOLUS_1H,
-    SET_MAX_TDD,
-    SET_NO_DELIVERY,
-    SET_RES_LOW,
-    SET_SUSPEND_REMINDER,
-    SET_UTC_OFFSET,
-    SETTINGS,
-    ST_BUZZER,
-    ST_FIRMWARE,
-    ST_MOTOR,
-    ST_STORAGE,
-    STOP_AUTO_OFF,
-    STOP_BATTERY,
-    STOP_NONE,
-    STOP_OCCLUSION,
-    STOP_RESERVOIR,
-    STOP_SELFTEST,
-    STOP_USER,
-    TEMP_ABSOLUTE,
-    TEMP_END_CANCELLED,
-    TEMP_END_EXPIRED,
-    TEMP_END_SUSPENDED,
-    TEMP_END_TIME_LOST,
-    TEMP_MAX_MIN,
-    TEMP_MAX_PERCENT,
-    TEMP_NONE,
-    TEMP_PERCENT,
-    TEMP_STEP_MIN,
-)
+from protocol import spec as S  # the cold paths read ids through it: fewer globals (heap, issue 12)
 
 DAY_MS = const(86400000)
 HOUR_MS = const(3600000)
 MIN_MS = const(60000)
-CHUNK_MS = const(1000)  # delivery is planned in steps of at most 1 s: products stay < 2**30
-CAP_MS = const(1 << 29)  # saturation of "time since" counters
-OCCLUSION_MU = const(2500)  # insulin pushed against a blocked line before the alarm (ALM-3)
-RES_VERY_LOW_MU = const(5000)
-BAT_LOW = const(20)
-BAT_VERY_LOW = const(5)
-BAT_HYSTERESIS = const(2)
-BAT_CHANGE_JUMP = const(10)  # a rise this big means a new battery
-AUTO_OFF_GRACE_MS = const(30000)
-HOUSEKEEPING_MS = const(1000)
-STORAGE_FAILURES_MAX = const(3)  # consecutive failed state saves before the safe state
-SET_AGE_REMIND_S = const(3 * 86400)
-SET_AGE_REPEAT_S = const(12 * 3600)
-IOB_PEAK_MIN = const(75)
+_CHUNK_MS = const(1000)  # delivery is planned in steps of at most 1 s: products stay < 2**30
+_CAP_MS = const(1 << 29)  # saturation of "time since" counters
+_OCCLUSION_MU = const(2500)  # insulin pushed against a blocked line before the alarm (ALM-3)
+_RES_VERY_LOW_MU = const(5000)
+_BAT_LOW = const(20)
+_BAT_VERY_LOW = const(5)
+_BAT_HYSTERESIS = const(2)
+_BAT_CHANGE_JUMP = const(10)  # a rise this big means a new battery
+_AUTO_OFF_GRACE_MS = const(30000)
+_HOUSEKEEPING_MS = const(1000)
+_STORAGE_FAILURES_MAX = const(3)  # consecutive failed state saves before the safe state
+_SET_AGE_REMIND_S = const(3 * 86400)
+_SET_AGE_REPEAT_S = const(12 * 3600)
+_IOB_PEAK_MIN = const(75)
 CHECKPOINT_S = const(60)  # longest time between two state saves: timers and the clock
-RTC_SLACK_S = const(120)  # an RTC this far behind the pump's last known time is still trusted
-MAX_OUTAGE_S = const(400 * 86400)  # a longer gap by the RTC is taken as a broken RTC
-MOTOR_TEST_S = const(3600)  # periodic motor self-test (ALM-7)
+_RTC_SLACK_S = const(120)  # an RTC this far behind the pump's last known time is still trusted
+_MAX_OUTAGE_S = const(400 * 86400)  # a longer gap by the RTC is taken as a broken RTC
+_MOTOR_TEST_S = const(3600)  # periodic motor self-test (ALM-7)
 # the tick's copies of the settings it reads (Pump.limits, see Pump._refresh)
 _L_BOLUS_SPEED = const(0)
 _L_RES_LOW = const(1)
@@ -292,10 +200,10 @@ def iob_permille(age_min, dia_min):
         return 1000
     if age_min >= dia_min:
         return 0
-    if age_min <= IOB_PEAK_MIN:
-        return 1000 - age_min * age_min * 1000 // (IOB_PEAK_MIN * dia_min)
+    if age_min <= _IOB_PEAK_MIN:
+        return 1000 - age_min * age_min * 1000 // (_IOB_PEAK_MIN * dia_min)
     left = dia_min - age_min
-    return left * left * 1000 // (dia_min * (dia_min - IOB_PEAK_MIN))
+    return left * left * 1000 // (dia_min * (dia_min - _IOB_PEAK_MIN))
 
 
 def minutes_left(reservoir_mu, rate):
@@ -337,7 +245,7 @@ class Pump:
         self.tk = array("i", [0, 0, 0, -1, 0])
         self.saved_s = 0  # S_MONO_S at the last state save (checkpoints)
         self.auto_off_grace = 0
-        self.set_remind_s = SET_AGE_REMIND_S
+        self.set_remind_s = _SET_AGE_REMIND_S
         self.set_ms = 0  # ms towards the next second of infusion-set age
         # basal_rate() and the settings the tick reads as _refresh last took them, and
         # the state and settings save attempts they were taken after
@@ -364,16 +272,16 @@ class Pump:
         st = self.state
         bits = 0
         if self.settings.load():
-            bits |= ST_STORAGE
+            bits |= S.ST_STORAGE
         valid, blank = self.state_slots.load()
         if valid == 0:
             for i in range(STATE_LEN):
                 st[i] = 0
-            st[S_STOP] = STOP_USER  # a new pump waits, suspended, for fill and resume
+            st[S_STOP] = S.STOP_USER  # a new pump waits, suspended, for fill and resume
             st[S_NEXT_BOLUS_ID] = 1
             st[S_SBL_WAIT_S] = -1
             if not blank:
-                bits |= ST_STORAGE
+                bits |= S.ST_STORAGE
         elif self.state_slots.loaded_n == STATE_LEN_1:
             st[S_SBL_WAIT_S] = -1  # an older layout: the safety state starts here
         feed = hw.watchdog.feed
@@ -381,39 +289,39 @@ class Pump:
         self.cgm.log.scan(feed)
         dvalid, dblank = self.doses.load()
         if not dvalid and not dblank:
-            bits |= ST_STORAGE  # the dose windows are unknown: never guess them low
+            bits |= S.ST_STORAGE  # the dose windows are unknown: never guess them low
         self.doses.adopt()
         self._recover_movement()
         if hw.firmware_ok is not None and not hw.firmware_ok():
-            bits |= ST_FIRMWARE
+            bits |= S.ST_FIRMWARE
         if not hw.storage.self_test():
-            bits |= ST_STORAGE
+            bits |= S.ST_STORAGE
         if not self.motor.self_test():
-            bits |= ST_MOTOR
+            bits |= S.ST_MOTOR
         if not hw.annunciator.self_test():
-            bits |= ST_BUZZER
+            bits |= S.ST_BUZZER
         self.selftest_bits = bits
         st[S_BOOTS] += 1
         lost = self._restore_time(valid)
-        self._log(H_BOOT, hw.reset_cause, bits, st[S_BOOTS], 0)
+        self._log(S.H_BOOT, hw.reset_cause, bits, st[S_BOOTS], 0)
         if lost is not None:
-            self._log(H_TIME_LOST, 0, self.utc_seconds(), lost, 0)
+            self._log(S.H_TIME_LOST, 0, self.utc_seconds(), lost, 0)
         if st[S_TIME_LOST]:
-            self.alarms.raise_(A_TIME_UNSET, 0)
+            self.alarms.raise_(S.A_TIME_UNSET, 0)
         if st[S_PRIME] == PRIME_SKIPPED:
-            self.alarms.raise_(A_PRIME_INCOMPLETE, 0)  # a reboot does not prime the line
+            self.alarms.raise_(S.A_PRIME_INCOMPLETE, 0)  # a reboot does not prime the line
         self._recover_bolus()
         if bits:
-            self._stop(STOP_SELFTEST)
-            self.alarms.raise_(A_SELFTEST, bits)
-        elif st[S_STOP] == STOP_OCCLUSION:
-            self.alarms.raise_(A_OCCLUSION, 0)
-        elif st[S_STOP] == STOP_SELFTEST:
-            st[S_STOP] = STOP_USER  # self-tests pass again: suspended until the user resumes
+            self._stop(S.STOP_SELFTEST)
+            self.alarms.raise_(S.A_SELFTEST, bits)
+        elif st[S_STOP] == S.STOP_OCCLUSION:
+            self.alarms.raise_(S.A_OCCLUSION, 0)
+        elif st[S_STOP] == S.STOP_SELFTEST:
+            st[S_STOP] = S.STOP_USER  # self-tests pass again: suspended until the user resumes
         level = self.battery.percent()
         # valid: a saved state (not a new pump), whose level may be 0 (depleted)
-        if valid and level >= st[S_BATTERY] + BAT_CHANGE_JUMP:
-            self._log(H_BATTERY_CHANGE, 0, st[S_BATTERY], level, 0)
+        if valid and level >= st[S_BATTERY] + _BAT_CHANGE_JUMP:
+            self._log(S.H_BATTERY_CHANGE, 0, st[S_BATTERY], level, 0)
         st[S_BATTERY] = level
         self.doses.roll(st[S_MONO_S])
         self.cgm.restore()
@@ -438,7 +346,7 @@ class Pump:
         rtc = self.rtc
         now = rtc.now() if rtc is not None else -1
         if (st[S_TIME_SET] and now >= 0 and not st[S_RTC_STALE]
-                and last - RTC_SLACK_S <= now <= last + MAX_OUTAGE_S):
+                and last - _RTC_SLACK_S <= now <= last + _MAX_OUTAGE_S):
             self._pass(now - last if now > last else 0, last)
             return None
         if st[S_TIME_LOST]:
@@ -451,14 +359,14 @@ class Pump:
         # until the time is set again (set_time adds it then).
         st[S_LAST_DELIVERY_S] -= CHECKPOINT_S
         if st[S_TEMP_KIND]:
-            self._end_temp(TEMP_END_TIME_LOST)  # its progress is unknown: never extend it
+            self._end_temp(S.TEMP_END_TIME_LOST)  # its progress is unknown: never extend it
         return now
 
     def _pass(self, gap_s, last):
         """Put the clocks `gap_s` seconds after `last` (UTC seconds): the wall clock, the
         monotonic clock and what runs on it (temp basal, infusion-set age)."""
         st = self.state
-        local = last + gap_s + self.setting(SET_UTC_OFFSET) * 60
+        local = last + gap_s + self.setting(S.SET_UTC_OFFSET) * 60
         day = local // 86400
         st[S_LOCAL_DAY] = day
         st[S_LOCAL_MS] = (local % 86400) * 1000
@@ -467,11 +375,11 @@ class Pump:
         if not gap_s:
             return
         st[S_MONO_S] += gap_s
-        if st[S_SET_AGE] < CAP_MS:
+        if st[S_SET_AGE] < _CAP_MS:
             st[S_SET_AGE] += gap_s
         if st[S_TEMP_KIND]:
             if gap_s >= st[S_TEMP_LEFT] // 1000:
-                self._end_temp(TEMP_END_EXPIRED)
+                self._end_temp(S.TEMP_END_EXPIRED)
             else:
                 st[S_TEMP_LEFT] -= gap_s * 1000
 
@@ -501,7 +409,7 @@ class Pump:
             self._recover_unsaved_start()
             return
         if not self._bolus_records(st[S_BOLUS_ID])[1]:
-            self._end_bolus(BOLUS_INTERRUPTED)
+            self._end_bolus(S.BOLUS_INTERRUPTED)
         else:
             self._clear_bolus()
 
@@ -515,9 +423,9 @@ class Pump:
         while seq >= h.first_seq and seq >= h.next_seq - 32:
             if h.read(seq, rec):
                 r = h.decode(rec)
-                if r[2] == H_BOLUS_END and r[4] == bolus_id:
+                if r[2] == S.H_BOLUS_END and r[4] == bolus_id:
                     ended = True
-                elif r[2] == H_BOLUS_START and r[4] == bolus_id:
+                elif r[2] == S.H_BOLUS_START and r[4] == bolus_id:
                     return r, ended
             seq -= 1
         return None, ended
@@ -532,8 +440,8 @@ class Pump:
             return
         st[S_NEXT_BOLUS_ID] = bolus_id + 1 if bolus_id < (1 << 29) else 1
         if not ended:  # else an earlier boot closed it; its id was not saved yet
-            self._log(H_BOLUS_END, BOLUS_INTERRUPTED, bolus_id, 0, start[5] + start[6])
-            self.events.put(EV_BOLUS_END, bolus_id, 0, BOLUS_INTERRUPTED)
+            self._log(S.H_BOLUS_END, S.BOLUS_INTERRUPTED, bolus_id, 0, start[5] + start[6])
+            self.events.put(S.EV_BOLUS_END, bolus_id, 0, S.BOLUS_INTERRUPTED)
 
     # ------------------------------------------------------------------- persistence
     def _commit(self, basal, bolus, prime, pos=None):
@@ -549,7 +457,7 @@ class Pump:
             # Only a command that goes on to succeed saves state (every operation refuses
             # before its first save), so the save records the command as done (LNK-3).
             st[_S_LAST_CMD] = cmd
-            st[_S_LAST_CODE] = OK
+            st[_S_LAST_CODE] = S.OK
             st[_S_LAST_DETAIL] = self.detail
         if self.state_slots.save():
             self.saved_s = st[_S_MONO_S]
@@ -596,14 +504,14 @@ class Pump:
         return self.history.append(self.utc_seconds(), kind, arg, v1, v2, v3)
 
     def _log_alarm(self, alarm, action, value):
-        self._log(H_ALARM, action, alarm, value, 0)
-        self.events.put(EV_ALARM, alarm, action, value)
+        self._log(S.H_ALARM, action, alarm, value, 0)
+        self.events.put(S.EV_ALARM, alarm, action, value)
 
     # ------------------------------------------------------------------- clock (THR-11)
     def utc_seconds(self):
         """Wall-clock seconds since 2020-01-01 UTC (0 while an unset clock is before it)."""
         st = self.state
-        t = st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000 - self.setting(SET_UTC_OFFSET) * 60
+        t = st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000 - self.setting(S.SET_UTC_OFFSET) * 60
         return t if t > 0 else 0
 
     def local_seconds(self):
@@ -624,18 +532,18 @@ class Pump:
     def set_time(self, utc_s, offset_min):
         """Set date, time and UTC offset. Moves the schedule, never delivery accounting."""
         self.interaction()
-        lo, hi = SETTINGS[SET_UTC_OFFSET][2], SETTINGS[SET_UTC_OFFSET][3]
+        lo, hi = S.SETTINGS[S.SET_UTC_OFFSET][2], S.SETTINGS[S.SET_UTC_OFFSET][3]
         if offset_min < lo or offset_min > hi:
-            return self._refuse(E_OUT_OF_RANGE, 1)
+            return self._refuse(S.E_OUT_OF_RANGE, 1)
         local = utc_s + offset_min * 60
         if utc_s < 0 or local < 0 or local >= (1 << 30):
-            return self._refuse(E_OUT_OF_RANGE, 0)
+            return self._refuse(S.E_OUT_OF_RANGE, 0)
         st = self.state
         old_local = st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000
         old_utc = self.utc_seconds()
-        old_offset = self.setting(SET_UTC_OFFSET)
+        old_offset = self.setting(S.SET_UTC_OFFSET)
         if offset_min != old_offset and not self.settings.set_utc_offset(offset_min):
-            return self._refuse(E_STORAGE, 0)
+            return self._refuse(S.E_STORAGE, 0)
         day = local // 86400
         st[S_LOCAL_DAY] = day
         st[S_LOCAL_MS] = (local % 86400) * 1000
@@ -651,12 +559,12 @@ class Pump:
             # a failed write leaves the RTC's older time: the next boot must not take the
             # difference for an outage (it would age IOB in the patient's disfavour)
             st[S_RTC_STALE] = 1 if self.rtc.set(utc_s) is False else 0
-        self._log(H_TIME_CHANGE, after_loss, old_local, local, offset_min)
-        self.alarms.clear(A_TIME_UNSET, 0)  # logged after the change, in its time
+        self._log(S.H_TIME_CHANGE, after_loss, old_local, local, offset_min)
+        self.alarms.clear(S.A_TIME_UNSET, 0)  # logged after the change, in its time
         if day != st[S_DAY]:
             self._close_day(day)  # recorded after the change: history times stay in order
         self._commit(0, 0, 0)
-        return OK
+        return S.OK
 
     def _close_day(self, new_day):
         """Store the running day's totals and continue with `new_day`'s (THR-10). A day
@@ -664,7 +572,7 @@ class Pump:
         its stored totals: a day's total is merged, never overwritten (HIS-3)."""
         st = self.state
         self.totals.save(st[S_DAY], st[S_BASAL_TODAY], st[S_BOLUS_TODAY], st[S_PRIME_TODAY])
-        self._log(H_DAY_TOTAL, 0, st[S_DAY], st[S_BASAL_TODAY], st[S_BOLUS_TODAY])
+        self._log(S.H_DAY_TOTAL, 0, st[S_DAY], st[S_BASAL_TODAY], st[S_BOLUS_TODAY])
         st[S_DAY] = new_day
         if not self.totals.load_into(new_day, st, S_BASAL_TODAY):
             st[S_BASAL_TODAY] = 0
@@ -686,92 +594,92 @@ class Pump:
         if st[_S_STOP] or st[_S_SBL]:
             return 0
         kind = st[_S_TEMP_KIND]
-        if kind == TEMP_ABSOLUTE:
+        if kind == S.TEMP_ABSOLUTE:
             return st[_S_TEMP_VALUE]
-        if kind == TEMP_PERCENT:
+        if kind == S.TEMP_PERCENT:
             return self.settings.profile_rate() * st[_S_TEMP_VALUE] // 100
         return self.settings.profile_rate()
 
     # ------------------------------------------------------------------- temp basal (THR-2)
     def set_temp_basal(self, kind, value, minutes):
         self.interaction()
-        if kind != TEMP_ABSOLUTE and kind != TEMP_PERCENT:
-            return self._refuse(E_BAD_ARG, 0)
-        if minutes < TEMP_STEP_MIN or minutes > TEMP_MAX_MIN or minutes % TEMP_STEP_MIN:
-            return self._refuse(E_OUT_OF_RANGE, 2)
-        if value < 0 or value > (MAX_RATE if kind == TEMP_ABSOLUTE else TEMP_MAX_PERCENT):
-            return self._refuse(E_OUT_OF_RANGE, 1)
-        if self.settings.temp_peak(kind, value) > self.setting(SET_MAX_BASAL):
-            return self._refuse(E_OVER_LIMIT, SET_MAX_BASAL)
+        if kind != S.TEMP_ABSOLUTE and kind != S.TEMP_PERCENT:
+            return self._refuse(S.E_BAD_ARG, 0)
+        if minutes < S.TEMP_STEP_MIN or minutes > S.TEMP_MAX_MIN or minutes % S.TEMP_STEP_MIN:
+            return self._refuse(S.E_OUT_OF_RANGE, 2)
+        if value < 0 or value > (S.MAX_RATE if kind == S.TEMP_ABSOLUTE else S.TEMP_MAX_PERCENT):
+            return self._refuse(S.E_OUT_OF_RANGE, 1)
+        if self.settings.temp_peak(kind, value) > self.setting(S.SET_MAX_BASAL):
+            return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_BASAL)
         code = self._refuse_if_stopped()
         if code:
             return code
         st = self.state
         if st[S_TEMP_KIND]:
-            self._end_temp(TEMP_END_CANCELLED)
+            self._end_temp(S.TEMP_END_CANCELLED)
         st[S_TEMP_KIND] = kind
         st[S_TEMP_VALUE] = value
         st[S_TEMP_LEFT] = minutes * MIN_MS
-        self._log(H_TEMP_START, kind, value, minutes, 0)
+        self._log(S.H_TEMP_START, kind, value, minutes, 0)
         self._commit(0, 0, 0)
-        return OK
+        return S.OK
 
     def cancel_temp_basal(self):
         self.interaction()
         if not self.state[S_TEMP_KIND]:
-            return self._refuse(E_NO_TEMP_BASAL, 0)
-        self._end_temp(TEMP_END_CANCELLED)
+            return self._refuse(S.E_NO_TEMP_BASAL, 0)
+        self._end_temp(S.TEMP_END_CANCELLED)
         self._commit(0, 0, 0)
-        return OK
+        return S.OK
 
     def _end_temp(self, ending):
         st = self.state
-        st[S_TEMP_KIND] = TEMP_NONE
+        st[S_TEMP_KIND] = S.TEMP_NONE
         st[S_TEMP_VALUE] = 0
         st[S_TEMP_LEFT] = 0
-        self._log(H_TEMP_END, ending, 0, 0, 0)
+        self._log(S.H_TEMP_END, ending, 0, 0, 0)
 
     # ------------------------------------------------------------------- bolus (THR-3/4/6)
     def bolus(self, kind, now_mu, ext_mu, ext_minutes):
         """Start a normal, extended or dual-wave bolus. detail = bolus id on success."""
         self.interaction()
         pulse = self.pulse
-        if kind == BOLUS_NORMAL:
+        if kind == S.BOLUS_NORMAL:
             if ext_mu != 0 or ext_minutes != 0:
-                return self._refuse(E_BAD_ARG, 2)
-            if now_mu < MIN_BOLUS:
-                return self._refuse(E_OUT_OF_RANGE, 1)
-        elif kind == BOLUS_EXTENDED:
+                return self._refuse(S.E_BAD_ARG, 2)
+            if now_mu < S.MIN_BOLUS:
+                return self._refuse(S.E_OUT_OF_RANGE, 1)
+        elif kind == S.BOLUS_EXTENDED:
             if now_mu != 0:
-                return self._refuse(E_BAD_ARG, 1)
-            if ext_mu < MIN_BOLUS:
-                return self._refuse(E_OUT_OF_RANGE, 2)
-        elif kind == BOLUS_DUAL:
-            if now_mu < MIN_BOLUS:
-                return self._refuse(E_OUT_OF_RANGE, 1)
-            if ext_mu < MIN_BOLUS:
-                return self._refuse(E_OUT_OF_RANGE, 2)
+                return self._refuse(S.E_BAD_ARG, 1)
+            if ext_mu < S.MIN_BOLUS:
+                return self._refuse(S.E_OUT_OF_RANGE, 2)
+        elif kind == S.BOLUS_DUAL:
+            if now_mu < S.MIN_BOLUS:
+                return self._refuse(S.E_OUT_OF_RANGE, 1)
+            if ext_mu < S.MIN_BOLUS:
+                return self._refuse(S.E_OUT_OF_RANGE, 2)
         else:
-            return self._refuse(E_BAD_ARG, 0)
-        if kind != BOLUS_NORMAL and (ext_minutes < EXT_MIN_MIN or ext_minutes > EXT_MAX_MIN):
-            return self._refuse(E_OUT_OF_RANGE, 3)
+            return self._refuse(S.E_BAD_ARG, 0)
+        if kind != S.BOLUS_NORMAL and (ext_minutes < S.EXT_MIN_MIN or ext_minutes > S.EXT_MAX_MIN):
+            return self._refuse(S.E_OUT_OF_RANGE, 3)
         if now_mu % pulse or ext_mu % pulse:
-            return self._refuse(E_INCREMENT, pulse)
+            return self._refuse(S.E_INCREMENT, pulse)
         total = now_mu + ext_mu
-        if total > self.setting(SET_MAX_BOLUS):
-            return self._refuse(E_OVER_LIMIT, SET_MAX_BOLUS)
-        if self.bolus_last_hour() + total > self.setting(SET_MAX_BOLUS_1H):
-            return self._refuse(E_OVER_LIMIT, SET_MAX_BOLUS_1H)
+        if total > self.setting(S.SET_MAX_BOLUS):
+            return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_BOLUS)
+        if self.bolus_last_hour() + total > self.setting(S.SET_MAX_BOLUS_1H):
+            return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_BOLUS_1H)
         st = self.state
-        if self.dose_last_day() + total > self.setting(SET_MAX_TDD):
-            return self._refuse(E_OVER_LIMIT, SET_MAX_TDD)
+        if self.dose_last_day() + total > self.setting(S.SET_MAX_TDD):
+            return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_TDD)
         code = self._refuse_if_stopped()
         if code:
             return code
         if st[S_BOLUS_ID]:
-            return self._refuse(E_BOLUS_RUNNING, st[S_BOLUS_ID])
+            return self._refuse(S.E_BOLUS_RUNNING, st[S_BOLUS_ID])
         if total // pulse > self.reservoir_pulses():
-            return self._refuse(E_RESERVOIR_EMPTY, self.reservoir_pulses() * pulse)
+            return self._refuse(S.E_RESERVOIR_EMPTY, self.reservoir_pulses() * pulse)
         bolus_id = st[S_NEXT_BOLUS_ID]
         st[S_NEXT_BOLUS_ID] = bolus_id + 1 if bolus_id < (1 << 29) else 1
         st[S_BOLUS_ID] = bolus_id
@@ -784,13 +692,13 @@ class Pump:
         st[S_EXT_ELAPSED] = 0
         st[S_BOLUS_ACC] = 0
         st[S_EXT_ACC] = 0
-        self._log(H_BOLUS_START, kind, bolus_id, now_mu, ext_mu)
+        self._log(S.H_BOLUS_START, kind, bolus_id, now_mu, ext_mu)
         self.detail = bolus_id  # before the save: it carries the link command's result
         if not self._commit(0, 0, 0):
             self._clear_bolus()
-            return self._refuse(E_STORAGE, 0)
-        self.events.put(EV_BOLUS, bolus_id, 0, total)
-        return OK
+            return self._refuse(S.E_STORAGE, 0)
+        self.events.put(S.EV_BOLUS, bolus_id, 0, total)
+        return S.OK
 
     def cancel_bolus(self):
         """Stop the running bolus. It stops whatever happens; E_STORAGE (detail: the bolus
@@ -799,12 +707,12 @@ class Pump:
         self.interaction()
         bolus_id = self.state[S_BOLUS_ID]
         if not bolus_id:
-            return self._refuse(E_NO_BOLUS, 0)
+            return self._refuse(S.E_NO_BOLUS, 0)
         self.detail = bolus_id
-        self._end_bolus(BOLUS_CANCELLED)
+        self._end_bolus(S.BOLUS_CANCELLED)
         if not self._commit(0, 0, 0):
-            return self._refuse(E_STORAGE, bolus_id)
-        return OK
+            return self._refuse(S.E_STORAGE, bolus_id)
+        return S.OK
 
     def bolus_progress(self):
         """(bolus id, delivered mU, requested mU); id 0 when no bolus runs."""
@@ -826,8 +734,8 @@ class Pump:
         p = self.pulse
         done = (st[S_NOW_DONE] + st[S_EXT_DONE]) * p
         req = (st[S_NOW_REQ] + st[S_EXT_REQ]) * p
-        self._log(H_BOLUS_END, ending, st[S_BOLUS_ID], done, req)
-        self.events.put(EV_BOLUS_END, st[S_BOLUS_ID], done, ending)
+        self._log(S.H_BOLUS_END, ending, st[S_BOLUS_ID], done, req)
+        self.events.put(S.EV_BOLUS_END, st[S_BOLUS_ID], done, ending)
         self._clear_bolus()
 
     def _clear_bolus(self):
@@ -835,7 +743,7 @@ class Pump:
         self.owed_now = 0  # pulses a failed save left owed never follow the bolus's end
         self.owed_ext = 0
         st[S_BOLUS_ID] = 0
-        st[S_BOLUS_KIND] = BOLUS_NONE
+        st[S_BOLUS_KIND] = S.BOLUS_NONE
         st[S_NOW_REQ] = 0
         st[S_EXT_REQ] = 0
         st[S_NOW_DONE] = 0
@@ -862,7 +770,7 @@ class Pump:
 
     def iob(self):
         """Bolus insulin on board, mU (THR-9), from the monotonic dose ring."""
-        return self.doses.iob(self.state[S_MONO_S] % BUCKET_S // 60, self.setting(SET_DIA),
+        return self.doses.iob(self.state[S_MONO_S] % BUCKET_S // 60, self.setting(S.SET_DIA),
                               iob_permille)
 
     # ------------------------------------------------------------------- suspend (THR-5)
@@ -871,10 +779,10 @@ class Pump:
         (the pump then goes to the safe state after STORAGE_FAILURES_MAX failures)."""
         self.interaction()
         if self.state[S_STOP]:
-            return self._refuse(E_SUSPENDED, self.state[S_STOP])
-        if not self._stop(STOP_USER):
-            return self._refuse(E_STORAGE, 0)
-        return OK
+            return self._refuse(S.E_SUSPENDED, self.state[S_STOP])
+        if not self._stop(S.STOP_USER):
+            return self._refuse(S.E_STORAGE, 0)
+        return S.OK
 
     def stop_reason(self):
         """Why delivery is stopped: STOP_* (STOP_NONE: delivering)."""
@@ -894,33 +802,33 @@ class Pump:
         stop = st[S_STOP]
         if not stop:
             if self.cgm.sbl:
-                self.cgm.resume(SBL_MANUAL)
-                return OK
-            return self._refuse(E_NOT_SUSPENDED, 0)
-        if stop == STOP_SELFTEST:
-            return self._refuse(E_SAFE_STATE, self.selftest_bits)
+                self.cgm.resume(S.SBL_MANUAL)
+                return S.OK
+            return self._refuse(S.E_NOT_SUSPENDED, 0)
+        if stop == S.STOP_SELFTEST:
+            return self._refuse(S.E_SAFE_STATE, self.selftest_bits)
         if st[S_REWOUND]:
-            return self._refuse(E_NOT_FILLED, 0)
+            return self._refuse(S.E_NOT_FILLED, 0)
         if self.reservoir_pulses() <= 0:
-            return self._refuse(E_RESERVOIR_EMPTY, 0)
+            return self._refuse(S.E_RESERVOIR_EMPTY, 0)
         if self.battery.percent() <= 0:
-            return self._refuse(E_BATTERY_DEPLETED, 0)
-        self.cgm.resume(SBL_MANUAL)
-        st[S_STOP] = STOP_NONE
+            return self._refuse(S.E_BATTERY_DEPLETED, 0)
+        self.cgm.resume(S.SBL_MANUAL)
+        st[S_STOP] = S.STOP_NONE
         st[S_REMINDER_S] = st[S_MONO_S]
         st[S_BLOCKED_MU] = 0
-        self.alarms.clear(A_OCCLUSION, 0)
-        self.alarms.clear(A_AUTO_OFF, 0)
-        self.alarms.clear(A_SUSPEND_REMINDER, 0)
+        self.alarms.clear(S.A_OCCLUSION, 0)
+        self.alarms.clear(S.A_AUTO_OFF, 0)
+        self.alarms.clear(S.A_SUSPEND_REMINDER, 0)
         unprimed = st[S_PRIME] != PRIME_DONE
         if unprimed:
             st[S_PRIME] = PRIME_SKIPPED  # saved with the resume: a reboot raises it again
         self._commit(0, 0, 0)
-        self._log(H_RESUME, stop, 0, 0, 0)
-        self.events.put(EV_STATE, STOP_NONE, 0, 0)
+        self._log(S.H_RESUME, stop, 0, 0, 0)
+        self.events.put(S.EV_STATE, S.STOP_NONE, 0, 0)
         if unprimed:
-            self.alarms.raise_(A_PRIME_INCOMPLETE, 0)
-        return OK
+            self.alarms.raise_(S.A_PRIME_INCOMPLETE, 0)
+        return S.OK
 
     def _stop(self, reason):
         """Stop all delivery: a running bolus ends interrupted, a temp basal ends. Returns
@@ -929,30 +837,30 @@ class Pump:
         if st[S_STOP] == reason:
             return True
         if st[S_BOLUS_ID]:
-            self._end_bolus(BOLUS_INTERRUPTED)
+            self._end_bolus(S.BOLUS_INTERRUPTED)
         if st[S_TEMP_KIND]:
-            self._end_temp(TEMP_END_SUSPENDED)
+            self._end_temp(S.TEMP_END_SUSPENDED)
         st[S_STOP] = reason
         st[S_REMINDER_S] = st[S_MONO_S]
         self.owed_basal = 0  # nothing owed is delivered after a stop (no surprise insulin)
         self.owed_now = 0
         self.owed_ext = 0
         saved = self._commit(0, 0, 0)  # state first: after a cut the pump stays stopped
-        self._log(H_SUSPEND, reason, 0, 0, 0)
-        self.events.put(EV_STATE, reason, 0, 0)
+        self._log(S.H_SUSPEND, reason, 0, 0, 0)
+        self.events.put(S.EV_STATE, reason, 0, 0)
         return saved
 
     def _refuse_if_stopped(self):
         stop = self.state[S_STOP]
         if not stop:
-            return OK
-        if stop == STOP_SELFTEST:
-            return self._refuse(E_SAFE_STATE, self.selftest_bits)
-        if stop == STOP_RESERVOIR:
-            return self._refuse(E_RESERVOIR_EMPTY, 0)
-        if stop == STOP_BATTERY:
-            return self._refuse(E_BATTERY_DEPLETED, 0)
-        return self._refuse(E_SUSPENDED, stop)
+            return S.OK
+        if stop == S.STOP_SELFTEST:
+            return self._refuse(S.E_SAFE_STATE, self.selftest_bits)
+        if stop == S.STOP_RESERVOIR:
+            return self._refuse(S.E_RESERVOIR_EMPTY, 0)
+        if stop == S.STOP_BATTERY:
+            return self._refuse(S.E_BATTERY_DEPLETED, 0)
+        return self._refuse(S.E_SUSPENDED, stop)
 
     def _refuse(self, code, detail):
         self.detail = detail
@@ -977,35 +885,35 @@ class Pump:
         self.interaction()
         st = self.state
         if not st[S_STOP]:
-            return self._refuse(E_NOT_SUSPENDED, 0)
-        if st[S_STOP] == STOP_SELFTEST:
-            return self._refuse(E_SAFE_STATE, self.selftest_bits)
+            return self._refuse(S.E_NOT_SUSPENDED, 0)
+        if st[S_STOP] == S.STOP_SELFTEST:
+            return self._refuse(S.E_SAFE_STATE, self.selftest_bits)
         st[S_REWOUND] = 1
         st[S_FILL] = 0
         self._commit(0, 0, 0)
         self.motor.rewind()
         self._commit(0, 0, 0)
-        self._log(H_REWIND, 0, 0, 0, 0)
-        return OK
+        self._log(S.H_REWIND, 0, 0, 0, 0)
+        return S.OK
 
     def fill(self, volume_mu):
         """A new reservoir holding volume_mu is in place (e.g. 200000 or 300000)."""
         self.interaction()
         st = self.state
         if not st[S_REWOUND]:
-            return self._refuse(E_NOT_REWOUND, 0)
+            return self._refuse(S.E_NOT_REWOUND, 0)
         if volume_mu < 10000 or volume_mu > 400000:
-            return self._refuse(E_OUT_OF_RANGE, 0)
+            return self._refuse(S.E_OUT_OF_RANGE, 0)
         if volume_mu % self.pulse:
-            return self._refuse(E_INCREMENT, self.pulse)
+            return self._refuse(S.E_INCREMENT, self.pulse)
         st[S_FILL] = self.motor.position() + volume_mu // self.pulse
         st[S_REWOUND] = 0
         st[S_PRIME] = PRIME_DUE  # a new reservoir: its tubing is primed next
         self._commit(0, 0, 0)
-        self._log(H_FILL, 0, volume_mu, 0, 0)
-        self.alarms.clear(A_RESERVOIR_EMPTY, volume_mu)
-        self.alarms.clear(A_PRIME_INCOMPLETE, volume_mu)  # it is due again, not skipped
-        return OK
+        self._log(S.H_FILL, 0, volume_mu, 0, 0)
+        self.alarms.clear(S.A_RESERVOIR_EMPTY, volume_mu)
+        self.alarms.clear(S.A_PRIME_INCOMPLETE, volume_mu)  # it is due again, not skipped
+        return S.OK
 
     def prime(self, kind, amount_mu):
         """Prime the tubing or fill the cannula: logged, not counted as given (THR-12).
@@ -1016,40 +924,40 @@ class Pump:
         The prime runs inside this call, so no suspension or occlusion can cut it short."""
         self.interaction()
         st = self.state
-        if kind != PRIME_TUBING and kind != PRIME_CANNULA:
-            return self._refuse(E_BAD_ARG, 0)
+        if kind != S.PRIME_TUBING and kind != S.PRIME_CANNULA:
+            return self._refuse(S.E_BAD_ARG, 0)
         if not st[S_STOP]:
-            return self._refuse(E_NOT_SUSPENDED, 0)
-        if st[S_STOP] == STOP_SELFTEST:
-            return self._refuse(E_SAFE_STATE, self.selftest_bits)
+            return self._refuse(S.E_NOT_SUSPENDED, 0)
+        if st[S_STOP] == S.STOP_SELFTEST:
+            return self._refuse(S.E_SAFE_STATE, self.selftest_bits)
         if st[S_REWOUND]:
-            return self._refuse(E_NOT_FILLED, 0)
-        top = 30000 if kind == PRIME_TUBING else 3000
+            return self._refuse(S.E_NOT_FILLED, 0)
+        top = 30000 if kind == S.PRIME_TUBING else 3000
         if amount_mu < self.pulse or amount_mu > top:
-            return self._refuse(E_OUT_OF_RANGE, 1)
+            return self._refuse(S.E_OUT_OF_RANGE, 1)
         if amount_mu % self.pulse:
-            return self._refuse(E_INCREMENT, self.pulse)
+            return self._refuse(S.E_INCREMENT, self.pulse)
         n = amount_mu // self.pulse
         if n > self.reservoir_pulses():
-            return self._refuse(E_RESERVOIR_EMPTY, self.reservoir_mu())
+            return self._refuse(S.E_RESERVOIR_EMPTY, self.reservoir_mu())
         self._commit(0, 0, n)
         moved = self._step(n)
         st[S_PRIME_TODAY] += moved * self.pulse
         if moved < n or self.motor.fault():
-            self._safe_state(ST_MOTOR, A_MOTOR_FAULT, n - moved)
-            self._log(H_PRIME, kind, moved * self.pulse, 0, 0)
-            return self._refuse(E_SAFE_STATE, self.selftest_bits)
-        if kind == PRIME_CANNULA:
+            self._safe_state(S.ST_MOTOR, S.A_MOTOR_FAULT, n - moved)
+            self._log(S.H_PRIME, kind, moved * self.pulse, 0, 0)
+            return self._refuse(S.E_SAFE_STATE, self.selftest_bits)
+        if kind == S.PRIME_CANNULA:
             st[S_SET_AGE] = 0
-            self.set_remind_s = SET_AGE_REMIND_S
-            self.alarms.clear(A_SET_CHANGE, 0)
+            self.set_remind_s = _SET_AGE_REMIND_S
+            self.alarms.clear(S.A_SET_CHANGE, 0)
         else:
             st[S_PRIME] = PRIME_DONE
         self._commit(0, 0, 0)
-        self._log(H_PRIME, kind, amount_mu, 0, 0)
-        if kind == PRIME_TUBING:
-            self.alarms.clear(A_PRIME_INCOMPLETE, amount_mu)
-        return OK
+        self._log(S.H_PRIME, kind, amount_mu, 0, 0)
+        if kind == S.PRIME_TUBING:
+            self.alarms.clear(S.A_PRIME_INCOMPLETE, amount_mu)
+        return S.OK
 
     # ------------------------------------------------------------------- alarms
     def ack_alarm(self, alarm):
@@ -1057,13 +965,13 @@ class Pump:
         self.interaction()
         if code:
             return self._refuse(code, alarm)
-        return OK
+        return S.OK
 
     def interaction(self):
         """Any command or button press: restarts the auto-off timer (ALM-4)."""
         self.state[_S_INTERACTION_S] = self.state[_S_MONO_S]
-        if self.alarms.active[A_AUTO_OFF]:
-            self.alarms.clear(A_AUTO_OFF, 0)
+        if self.alarms.active[S.A_AUTO_OFF]:
+            self.alarms.clear(S.A_AUTO_OFF, 0)
 
     # ------------------------------------------------------------------- the tick
     def tick(self):
@@ -1100,7 +1008,7 @@ class Pump:
         # average tick cheap on a 100-ms loop (benchmarks/RESULTS.md).
         house_ms = tk[_T_HOUSE] + dt
         tk[_T_HOUSE] = house_ms
-        house = house_ms >= HOUSEKEEPING_MS
+        house = house_ms >= _HOUSEKEEPING_MS
         if house:
             self._check_battery()
         planned = 0
@@ -1118,7 +1026,7 @@ class Pump:
         left = dt
         while left > 0:
             # the longest step that crosses no slot boundary, temp-basal end or bolus end
-            step = left if left < CHUNK_MS else CHUNK_MS
+            step = left if left < _CHUNK_MS else _CHUNK_MS
             local = st[_S_LOCAL_MS]
             to_slot = _SLOT_MS - local % _SLOT_MS
             if to_slot < step:
@@ -1177,7 +1085,7 @@ class Pump:
             if st[_S_TEMP_KIND]:
                 st[_S_TEMP_LEFT] -= step
                 if st[_S_TEMP_LEFT] <= 0:
-                    self._end_temp(TEMP_END_EXPIRED)
+                    self._end_temp(S.TEMP_END_EXPIRED)
                     self.basal_rate_now = self.basal_rate()
             left -= step
         if planned:
@@ -1202,12 +1110,12 @@ class Pump:
         self.tk[_T_KEY] = self.state_slots.saves + self.settings_slots.saves
         self.basal_rate_now = self.basal_rate()
         lim = self.limits
-        lim[_L_BOLUS_SPEED] = self.setting(SET_BOLUS_SPEED)
-        lim[_L_RES_LOW] = self.setting(SET_RES_LOW)
-        lim[_L_NO_DELIVERY_S] = self.setting(SET_NO_DELIVERY) * 60
-        lim[_L_REMINDER_S] = self.setting(SET_SUSPEND_REMINDER) * 60
-        lim[_L_AUTO_OFF_H] = self.setting(SET_AUTO_OFF)
-        lim[_L_MAX_TDD] = self.setting(SET_MAX_TDD)
+        lim[_L_BOLUS_SPEED] = self.setting(S.SET_BOLUS_SPEED)
+        lim[_L_RES_LOW] = self.setting(S.SET_RES_LOW)
+        lim[_L_NO_DELIVERY_S] = self.setting(S.SET_NO_DELIVERY) * 60
+        lim[_L_REMINDER_S] = self.setting(S.SET_SUSPEND_REMINDER) * 60
+        lim[_L_AUTO_OFF_H] = self.setting(S.SET_AUTO_OFF)
+        lim[_L_MAX_TDD] = self.setting(S.SET_MAX_TDD)
 
     def _midnight(self, step, planned):
         """The step reaches midnight: pulses due by then count for the day closing (THR-10),
@@ -1258,8 +1166,8 @@ class Pump:
                 self.owed_ext = ext
                 self.tk[_T_OWED] = 1
                 self.storage_failures += 1
-                if self.storage_failures >= STORAGE_FAILURES_MAX:
-                    self._safe_state(ST_STORAGE, A_SELFTEST, 0)
+                if self.storage_failures >= _STORAGE_FAILURES_MAX:
+                    self._safe_state(S.ST_STORAGE, S.A_SELFTEST, 0)
                 return
             if fresh:
                 self.tk[_T_KEY] += 1
@@ -1282,7 +1190,7 @@ class Pump:
             n = now if now < moved - b else moved - b
             self._count(b, n, moved - b - n)
             if moved < total or self.motor.fault():
-                self._safe_state(ST_MOTOR, A_MOTOR_FAULT, total - moved)
+                self._safe_state(S.ST_MOTOR, S.A_MOTOR_FAULT, total - moved)
                 return
             p = self.pulse
             if now + ext:
@@ -1295,15 +1203,15 @@ class Pump:
                 st[_S_BLOCKED_MU] = 0
         if (st[_S_BOLUS_ID] and st[_S_NOW_DONE] >= st[_S_NOW_REQ]
                 and st[_S_EXT_DONE] >= st[_S_EXT_REQ]):
-            self._end_bolus(BOLUS_COMPLETED)
+            self._end_bolus(S.BOLUS_COMPLETED)
             self._commit(0, 0, 0)
-        if st[_S_BLOCKED_MU] >= OCCLUSION_MU:
-            self.alarms.raise_(A_OCCLUSION, st[_S_BLOCKED_MU])
+        if st[_S_BLOCKED_MU] >= _OCCLUSION_MU:
+            self.alarms.raise_(S.A_OCCLUSION, st[_S_BLOCKED_MU])
             self.motor.relieve()
             st[_S_BLOCKED_MU] = 0
-            self._stop(STOP_OCCLUSION)  # no make-up delivery of what did not flow
+            self._stop(S.STOP_OCCLUSION)  # no make-up delivery of what did not flow
         elif room <= 0:  # reservoir_pulses() == 0: nothing moved, or what moved emptied it
-            self._stop(STOP_RESERVOIR)
+            self._stop(S.STOP_RESERVOIR)
 
     def _unplan(self):
         self.plan_basal = 0
@@ -1344,31 +1252,31 @@ class Pump:
         `bit`, delivery stopped, then `alarm` raised (A_SELFTEST: with the self-test bits;
         A_MOTOR_FAULT, ALM-7: with `value`, the pulses that did not move)."""
         self.selftest_bits |= bit
-        self._stop(STOP_SELFTEST)
-        self.alarms.raise_(alarm, self.selftest_bits if alarm == A_SELFTEST else value)
+        self._stop(S.STOP_SELFTEST)
+        self.alarms.raise_(alarm, self.selftest_bits if alarm == S.A_SELFTEST else value)
 
     def _check_battery(self):
         # an alarm's condition is compared with its state first: set() is a call of ~1,500
         # M0+ instructions, and the condition rarely changes (issue 12)
         st = self.state
         level = self.battery.percent()
-        if level >= st[_S_BATTERY] + BAT_CHANGE_JUMP:
-            self._log(H_BATTERY_CHANGE, 0, st[_S_BATTERY], level, 0)
+        if level >= st[_S_BATTERY] + _BAT_CHANGE_JUMP:
+            self._log(S.H_BATTERY_CHANGE, 0, st[_S_BATTERY], level, 0)
         st[_S_BATTERY] = level
         al = self.alarms
         active = al.active
         low = active[_A_BATTERY_LOW]
-        cond = level <= BAT_LOW or (low and level <= BAT_LOW + BAT_HYSTERESIS)
+        cond = level <= _BAT_LOW or (low and level <= _BAT_LOW + _BAT_HYSTERESIS)
         if cond != low:
             al.set(_A_BATTERY_LOW, cond, level)
         low = active[_A_BATTERY_VERY_LOW]
-        cond = level <= BAT_VERY_LOW or (low and level <= BAT_VERY_LOW + BAT_HYSTERESIS)
+        cond = level <= _BAT_VERY_LOW or (low and level <= _BAT_VERY_LOW + _BAT_HYSTERESIS)
         if cond != low:
             al.set(_A_BATTERY_VERY_LOW, cond, level)
         if (level <= 0) != active[_A_BATTERY_DEPLETED]:
             al.set(_A_BATTERY_DEPLETED, level <= 0, level)
-        if level <= 0 and st[_S_STOP] != STOP_BATTERY and st[_S_STOP] != STOP_SELFTEST:
-            self._stop(STOP_BATTERY)
+        if level <= 0 and st[_S_STOP] != S.STOP_BATTERY and st[_S_STOP] != S.STOP_SELFTEST:
+            self._stop(S.STOP_BATTERY)
 
     def _timers(self, dt):
         """1-Hz housekeeping. Every timer runs on the monotonic clock (_S_MONO_S), so a
@@ -1386,7 +1294,7 @@ class Pump:
         cond = filled and 0 < left <= lim[_L_RES_LOW]
         if cond != active[_A_RESERVOIR_LOW]:
             al.set(_A_RESERVOIR_LOW, cond, left)
-        cond = filled and 0 < left <= RES_VERY_LOW_MU
+        cond = filled and 0 < left <= _RES_VERY_LOW_MU
         if cond != active[_A_RESERVOIR_VERY_LOW]:
             al.set(_A_RESERVOIR_VERY_LOW, cond, left)
         cond = filled and left == 0
@@ -1408,11 +1316,11 @@ class Pump:
             if not al.active[_A_AUTO_OFF]:
                 if mono - st[_S_INTERACTION_S] >= hours * 3600:
                     al.raise_(_A_AUTO_OFF, hours)
-                    self.auto_off_grace = AUTO_OFF_GRACE_MS
+                    self.auto_off_grace = _AUTO_OFF_GRACE_MS
             elif self.auto_off_grace > 0:
                 self.auto_off_grace -= dt
                 if self.auto_off_grace <= 0 and not st[_S_STOP]:
-                    self._stop(STOP_AUTO_OFF)
+                    self._stop(S.STOP_AUTO_OFF)
         # the rolling 24-h dose (THR-6): basal goes on, boluses are refused
         day = self.doses.sum_total + st[_S_BUCKET_TOTAL]  # Doses.total_day() inline
         cond = day >= lim[_L_MAX_TDD]
@@ -1421,7 +1329,7 @@ class Pump:
         # motor: the driver's fault signal, and a self-test every hour (ALM-7)
         if not self.selftest_bits & _ST_MOTOR:
             fault = self.motor.fault()
-            if not fault and mono - st[_S_MOTOR_TEST_S] >= MOTOR_TEST_S:
+            if not fault and mono - st[_S_MOTOR_TEST_S] >= _MOTOR_TEST_S:
                 st[_S_MOTOR_TEST_S] = mono
                 fault = not self.motor.self_test()
             if fault:
@@ -1431,10 +1339,10 @@ class Pump:
         if self.set_ms >= 1000:
             secs = self.set_ms // 1000
             self.set_ms -= secs * 1000
-            if st[_S_SET_AGE] < CAP_MS:
+            if st[_S_SET_AGE] < _CAP_MS:
                 st[_S_SET_AGE] += secs
             if st[_S_SET_AGE] >= self.set_remind_s:
-                self.set_remind_s = st[_S_SET_AGE] + SET_AGE_REPEAT_S
+                self.set_remind_s = st[_S_SET_AGE] + _SET_AGE_REPEAT_S
                 al.clear(_A_SET_CHANGE, 0)
                 al.raise_(_A_SET_CHANGE, st[_S_SET_AGE] // 3600)
         # checkpoint: the clocks and timers reach flash at least once a minute
@@ -1490,4 +1398,4 @@ class Pump:
         an exception that escaped the main loop: SEC-4): self-test bit `bit`, a history
         record (`kind`, `arg`, the bits), delivery stopped, the self-test alarm (high)."""
         self._log(kind, arg, self.selftest_bits | bit, 0, 0)
-        self._safe_state(bit, A_SELFTEST, 0)
+        self._safe_state(bit, S.A_SELFTEST, 0)
