@@ -374,14 +374,16 @@ MPY_MODULES = [*sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "firmware
                "boards/fakes.py", "boards/qemu_layout.py"]
 
 
-def heap_from_mpy(tmp: Path) -> dict:
-    """HEAP_MIN_BOOT with the modules loaded from .mpy files (MPY_FS_GUEST)."""
+def mpy_flash(tmp: Path, name: str, steps: str) -> tuple[str, Path, int]:
+    """The firmware's modules as ARMv6-M .mpy files in the board's flash (at MPY_AT) and
+    the guest that imports them from there (MPY_FS_GUEST) before `steps`: (guest, state
+    dir, archive bytes)."""
     mpy_cross = ROOT / "build/arm/mp/mpy-cross/build/mpy-cross"
-    state = tmp / "heap-mpy"
+    state = tmp / name
     state.mkdir()
     index, blob = {}, b""
     for src in MPY_MODULES:
-        out = tmp / "mpy" / src.replace(".py", ".mpy")
+        out = tmp / (name + "-files") / src.replace(".py", ".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run([str(mpy_cross), "-march=armv6m", "-o", str(out), src], cwd=ROOT,
                        check=True, capture_output=True)
@@ -395,12 +397,18 @@ def heap_from_mpy(tmp: Path) -> dict:
         f.write(blob)
     dirs = sorted({"/" + src.split("/")[0] for src in MPY_MODULES})
     guest = MPY_FS_GUEST.format(index=repr(index), dirs=repr(dirs),
-                                base=Q.L.PSRAM + MPY_AT) + HEAP_MIN_BOOT + """
+                                base=Q.L.PSRAM + MPY_AT) + steps
+    return guest, state, len(blob)
+
+
+def heap_from_mpy(tmp: Path) -> dict:
+    """HEAP_MIN_BOOT with the modules loaded from .mpy files (MPY_FS_GUEST)."""
+    guest, state, size = mpy_flash(tmp, "heap-mpy", HEAP_MIN_BOOT + """
 print("FROM " + fm.__file__ + " " + sys.modules["firmware.pump"].__file__)
-"""
+""")
     out = Q.run_script(guest, state_dir=state, image=Q.IMAGE)
     rec = heap_figures_from(out)
-    rec["mpy_bytes"] = len(blob)
+    rec["mpy_bytes"] = size
     rec["loaded_from"] = [ln[5:] for ln in out.splitlines() if ln.startswith("FROM ")]
     return rec
 

@@ -79,28 +79,7 @@ r = {"empty": gc.mem_alloc()}
 
 def mpy_guest(tmp: Path, steps: str) -> tuple[str, Path]:
     """The .mpy archive of arm_bench.heap_from_mpy, and the guest importing from it."""
-    import subprocess
-
-    mpy_cross = ROOT / "build/arm/mp/mpy-cross/build/mpy-cross"
-    state = tmp / "imports-mpy"
-    state.mkdir()
-    index, blob = {}, b""
-    for src in A.MPY_MODULES:
-        out = tmp / "imports-mpy-files" / src.replace(".py", ".mpy")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(mpy_cross), "-march=armv6m", "-o", str(out), src], cwd=ROOT,
-                       check=True, capture_output=True)
-        data = out.read_bytes()
-        index["/" + src.replace(".py", ".mpy")] = (len(blob), len(data))
-        blob += data + bytes(-len(data) % 4)
-    flash = state / "flash.bin"
-    Q.prepare_flash(flash, {"speed": 0, "jitter": 0, "seed": 1, "rng": 0})
-    with open(flash, "r+b") as f:
-        f.seek(A.MPY_AT)
-        f.write(blob)
-    dirs = sorted({"/" + src.split("/")[0] for src in A.MPY_MODULES})
-    guest = A.MPY_FS_GUEST.format(index=repr(index), dirs=repr(dirs),
-                                  base=Q.L.PSRAM + A.MPY_AT) + steps + BOOT
+    guest, state, _ = A.mpy_flash(tmp, "imports-mpy", steps + BOOT)
     return guest, state
 
 
