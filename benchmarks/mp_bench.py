@@ -52,6 +52,17 @@ def collect(force=False):
         gc.collect()
 
 
+def gc_on():
+    """The collector back on after a measurement, where it is safe: on the WASI build a
+    collection that runs inside Python code may free objects that only its C stack still
+    holds (see collect), and whether the 1 MB heap fills up and collects mid-run moves with
+    the firmware's size (a request run crashed the wasm runtime after an unrelated change
+    made pump.py's globals smaller). There the collector stays off: a full heap is then a
+    MemoryError, not a crash."""
+    if not WASI:
+        gc.enable()
+
+
 def mem():
     return gc.mem_alloc() if MP else 0
 
@@ -65,7 +76,7 @@ def block_size():
     a = gc.mem_alloc()
     x = (v,)  # one block: a 1-tuple is 3 words
     b = gc.mem_alloc()
-    gc.enable()
+    gc_on()
     del x
     return b - a
 
@@ -117,8 +128,19 @@ def poll_bytes(rig, link, frames, sums, index, counts, results=None):
                     results[1].append(f[3][1])
 
 
-def request_alloc(L, rounds=20):
-    """{label: {bytes_per_request, requests, answer, locked_fails, locked_faults}}."""
+def with_locked(result, locked):
+    """result[label]'s locked_fails/locked_faults from an alloc_report ({} : -1, not run)."""
+    for label in result["_order"]:
+        lk = locked.get(label if label != "events_2" else "events", {})
+        result[label]["locked_fails"] = lk.get("fails", -1)
+        result[label]["locked_faults"] = lk.get("faults", -1)
+    return result
+
+
+def request_alloc(L, rounds=20, locked=True):
+    """{label: {bytes_per_request, requests, answer, locked_fails, locked_faults}}.
+    `locked` False: without the heap_lock runs (alloc_report builds a second rig: on the
+    WASI build that is a run of its own, main_locked_report, see gc_on)."""
     rig, pump, link = L["bench"]()
     labels = []
     plans = []
@@ -138,7 +160,7 @@ def request_alloc(L, rounds=20):
         collect()
         gc.disable()
         poll_bytes(rig, link, frames, sums, i, counts)
-        gc.enable()
+        gc_on()
         got = L["frames"](rig.serial.take())
         answers[labels[i]] = got[-1][0] if got else 0
     k = len(labels)
@@ -157,33 +179,30 @@ def request_alloc(L, rounds=20):
         poll_bytes(rig, link, bolus[j:j + 1], sums, k + 1, counts, results)
         poll_bytes(rig, link, cancel[j:j + 1], sums, k + 2, counts, results)
         j += 1
-    gc.enable()
+    gc_on()
     # events: queue two, then one poll sends both
     pump.events.put(L["S"].EV_ALARM, 1, 2, 3)
     pump.events.put(L["S"].EV_BOLUS, 1, 100, 2000)
     collect()
     gc.disable()
     poll_bytes(rig, link, [b""], sums, k + 3, counts)
-    gc.enable()
+    gc_on()
     sent = len(L["frames"](rig.serial.take()))
     labels += ["set_setting_auth", "bolus_auth", "cancel_bolus_auth", "events_2"]
     answers["set_setting_auth"] = answers["bolus_auth"] = answers["cancel_bolus_auth"] = 0x80
     answers["events_2"] = sent
-    locked = L["alloc_report"](rounds) if MP else {}
     result = {}
     for i in range(len(labels)):
         label = labels[i]
-        lk = locked.get(label if label != "events_2" else "events", {})
         result[label] = {
             "bytes_per_request": sums[i] / counts[i] if counts[i] else 0,
             "requests": counts[i],
             "answer": answers[label],
-            "locked_fails": lk.get("fails", -1),
-            "locked_faults": lk.get("faults", -1),
         }
     result["_command_codes"] = sorted(set(codes))  # [0]: every command was carried out
     result["_commands_answered"] = len(codes)
     result["_order"] = labels
+    with_locked(result, L["alloc_report"](rounds) if MP and locked else {})
     # of a command's bytes: one MAC check (wire.Auth: two sha256 objects and digests)
     buf = bytearray(64)
     auth = link.auth
@@ -192,13 +211,17 @@ def request_alloc(L, rounds=20):
     m0 = mem()
     auth.check(buf, 40, 40)
     result["_mac_check_bytes"] = mem() - m0
-    gc.enable()
+    gc_on()
     return result
 
 
-def main_request_alloc(L, rounds=20):
+def main_request_alloc(L, rounds=20, locked=True):
     emit({"what": "request_alloc", "runtime": runtime(), "block": block_size(),
-          "rounds": rounds, "results": request_alloc(L, rounds)})
+          "rounds": rounds, "results": request_alloc(L, rounds, locked)})
+
+
+def main_locked_report(L, rounds=20):
+    emit({"what": "locked_report", "results": L["alloc_report"](rounds)})
 
 
 # --------------------------------------------------------------------------- ticks
@@ -228,7 +251,7 @@ def counted_run(rig, pump, n, press_every=0):
             total += d
             ticks += 1
         i += 1
-    gc.enable()
+    gc_on()
     return total, ticks
 
 
