@@ -319,14 +319,26 @@ def lines(out: str, tag: str) -> list:
     return [json.loads(ln[len(tag) + 1:]) for ln in out.splitlines() if ln.startswith(tag + " ")]
 
 
+MS_COUNTS = 25000  # SysTick counts in 1 ms (25 MHz)
+
+
 def stats(counts: list[int], overhead: int = 0) -> dict:
     s = sorted(c - overhead for c in counts)
     if not s:
         return {}
     n = len(s)
-    return {"n": n, "median": s[n // 2] * INSN_PER_COUNT,
-            "mean": round(sum(s) / n * INSN_PER_COUNT),
-            "p99": s[n * 99 // 100] * INSN_PER_COUNT, "max": s[-1] * INSN_PER_COUNT}
+    rec = {"n": n, "median": s[n // 2] * INSN_PER_COUNT,
+           "mean": round(sum(s) / n * INSN_PER_COUNT),
+           "p99": s[n * 99 // 100] * INSN_PER_COUNT, "max": s[-1] * INSN_PER_COUNT}
+    # The QEMU board's clock now and then reads exactly 1 ms off (tools/arm/qemu/
+    # board_hal.c: qemu runs its timers between translation blocks), which turns a
+    # ~20,000-instruction tick into ~1,020,000. No steady-state tick comes near 1 ms
+    # (the longest, a tick raising alarms, is ~300,000), so such samples are counted and
+    # the mean is also given with the 1 ms taken off them; "mean" keeps them as read.
+    off = sum(1 for c in s if c >= MS_COUNTS)
+    rec["clock_1ms_off"] = off
+    rec["mean_clock_fixed"] = round((sum(s) - off * MS_COUNTS) / n * INSN_PER_COUNT)
+    return rec
 
 
 def tick_figures(tmp: Path) -> dict:
@@ -448,11 +460,12 @@ def image_figures() -> dict:
 
 def print_ticks(figs: dict) -> None:
     print("\ninstructions per tick (100 ms steps, heap locked)")
-    print(f"{'state':16} {'median':>8} {'mean':>8} {'p99':>8} {'max':>8} {'moving med':>11}")
+    print(f"{'state':16} {'median':>8} {'mean':>8} {'p99':>8} {'max':>8} {'moving med':>11}"
+          f" {'1ms-off':>8} {'mean, fixed':>12}")
     for name, rec in figs["tick"]["states"].items():
         a, m = rec["all"], rec["moving"]
         print(f"{name:16} {a['median']:8} {a['mean']:8} {a['p99']:8} {a['max']:8} "
-              f"{m.get('median', '-'):>11}")
+              f"{m.get('median', '-'):>11} {a['clock_1ms_off']:8} {a['mean_clock_fixed']:12}")
 
 
 def main(argv=None) -> int:

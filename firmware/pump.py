@@ -116,11 +116,12 @@ _L_MAX_TDD = const(5)
 _L_UNIT_BASAL = const(6)  # constants: pulse * HOUR_MS, pulse * MIN_MS
 _L_UNIT_BOLUS = const(7)
 # the tick's counters (Pump.tk)
-_T_LAST = const(0)  # board ticks_ms of the last tick
-_T_MONO = const(1)  # ms towards the next monotonic second
-_T_HOUSE = const(2)  # ms since the last 1-Hz housekeeping
-_T_KEY = const(3)  # state_slots.saves + settings_slots.saves when _refresh ran (both grow)
-_T_OWED = const(4)  # 1: a failed save may have left pulses owed (the tick looks then)
+_T_SAVES = const(0)  # state and settings slot save() calls, failed ones too (store.Slots)
+_T_LAST = const(1)  # board ticks_ms of the last tick
+_T_MONO = const(2)  # ms towards the next monotonic second
+_T_HOUSE = const(3)  # ms since the last 1-Hz housekeeping
+_T_KEY = const(4)  # _T_SAVES when _refresh ran
+_T_OWED = const(5)  # 1: a failed save may have left pulses owed (the tick looks then)
 # The tick engine's state indexes and hot constants as names the compiler inlines: an
 # imported S_* name is a globals-dict lookup at every use (~260 M0+ instructions for
 # `st[S_X]` against ~195), and its cost moves with the dict's layout (issue 12). mpy-cross
@@ -242,7 +243,7 @@ class Pump:
         self.detail = 0
         self.selftest_bits = 0
         # the tick's counters (_T_*): an array, not attributes (fewer instance lookups)
-        self.tk = array("i", [0, 0, 0, -1, 0])
+        self.tk = array("i", [0, 0, 0, 0, -1, 0])
         self.saved_s = 0  # S_MONO_S at the last state save (checkpoints)
         self.auto_off_grace = 0
         self.set_remind_s = _SET_AGE_REMIND_S
@@ -251,7 +252,9 @@ class Pump:
         # the state and settings save attempts they were taken after
         self.basal_rate_now = 0
         self.limits = array("i", [0] * 8)
-        self.settings_slots = self.settings.slots
+        # the state and settings slots count their saves into tk[_T_SAVES] (store.Slots
+        # increments [0]): the tick's cache key, no attribute read per tick
+        self.settings.slots.saves = self.state_slots.saves = self.tk
         self.limits[_L_UNIT_BASAL] = self.pulse * HOUR_MS  # accumulator units per pulse
         self.limits[_L_UNIT_BOLUS] = self.pulse * MIN_MS  # (mU*ms/h, mU*ms/min)
         # planned pulses of the running tick, and those a failed save left owed
@@ -989,7 +992,7 @@ class Pump:
             return
         tk[_T_LAST] = ticks
         st = self.state
-        if tk[_T_KEY] != self.state_slots.saves + self.settings_slots.saves:
+        if tk[_T_KEY] != tk[_T_SAVES]:
             self._refresh()
         ms = tk[_T_MONO] + dt
         if ms >= 1000:
@@ -1107,7 +1110,7 @@ class Pump:
         suspend before low (each attempts a state or settings save: the key) or inside the
         tick (a slot boundary, midnight, a temp basal's end: taken there). Whatever changes
         basal_rate()'s or these settings' inputs outside the tick must save (or revert)."""
-        self.tk[_T_KEY] = self.state_slots.saves + self.settings_slots.saves
+        self.tk[_T_KEY] = self.tk[_T_SAVES]
         self.basal_rate_now = self.basal_rate()
         lim = self.limits
         lim[_L_BOLUS_SPEED] = self.setting(S.SET_BOLUS_SPEED)
@@ -1156,7 +1159,7 @@ class Pump:
         total = basal + now + ext
         if total:
             # the plan's own save changes nothing the tick's copies depend on (_refresh)
-            fresh = self.tk[_T_KEY] == self.state_slots.saves + self.settings_slots.saves
+            fresh = self.tk[_T_KEY] == self.tk[_T_SAVES]
             if not self._commit(basal, now + ext, 0, pos):
                 # Never move what could not be recorded: owe it to the next tick, and after
                 # repeated failures stop in the safe state (storage fault, ALM-5).
@@ -1347,7 +1350,7 @@ class Pump:
                 al.raise_(_A_SET_CHANGE, st[_S_SET_AGE] // 3600)
         # checkpoint: the clocks and timers reach flash at least once a minute
         if mono - self.saved_s >= CHECKPOINT_S:
-            fresh = self.tk[_T_KEY] == self.state_slots.saves + self.settings_slots.saves
+            fresh = self.tk[_T_KEY] == self.tk[_T_SAVES]
             if self._commit(0, 0, 0) and fresh:
                 self.tk[_T_KEY] += 1  # a checkpoint changes nothing the copies depend on
 

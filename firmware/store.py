@@ -131,7 +131,9 @@ class Slots:
         self.write_errors = 0
         self.legacy = legacy
         self.loaded_n = 0  # length of the layout the last load() found
-        self.saves = 0  # save() calls, failed ones too (the tick's basal-rate cache)
+        # None, or an array whose [0] counts save() calls, failed ones too: the tick's
+        # cache key (firmware/pump.py; its state and settings slots share one)
+        self.saves = None
 
     def _load_copy(self, which):
         """Read copy `which` into the image. Returns its generation, or -1 if invalid."""
@@ -178,7 +180,9 @@ class Slots:
 
     def save(self):
         """Write values with the next generation to the older copy. Allocation-free."""
-        self.saves += 1
+        saves = self.saves
+        if saves is not None:
+            saves[0] += 1
         v = self.values
         v[0] = v[0] + 1
         img = self.image
