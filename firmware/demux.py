@@ -509,11 +509,10 @@ class Demux:
 
 
 def shared_console(pump, hw, decoder):
-    """The Demux for boards whose protocol port also serves the bench console
-    (hw.shared_console), or None. It takes over the pump's buttons (ConfirmButtons). The
-    console itself is built when the first line is typed (Demux._console)."""
-    if not getattr(hw, "shared_console", False) or hw.serial is None:
-        return None
+    """The Demux for a board whose protocol port also serves the bench console (the caller,
+    firmware/hal.py's shared_console, has checked that). It takes over the pump's buttons
+    (ConfirmButtons). The console itself is built when the first line is typed
+    (Demux._console)."""
     buttons = None
     if pump.buttons is not None:
         buttons = ConfirmButtons(pump.buttons)

@@ -117,6 +117,7 @@ def _counting(snap):
     return packs
 
 
+@pytest.mark.req("LNK-3", "LNK-6")
 @pytest.mark.parametrize("seed", range(4))
 def test_the_kept_status_equals_a_fresh_one_after_every_step(seed):
     rng = random.Random(seed)
@@ -182,6 +183,7 @@ def _pokes(rig, pump):
     ]
 
 
+@pytest.mark.req("LNK-3", "LNK-6")
 def test_each_input_alone_moves_the_kept_status():
     """Sensitivity: an unchanged status is answered from the kept payload, and each
     input changed alone (no other input moving with it) makes a new one: drop any input
@@ -211,6 +213,7 @@ def test_each_input_alone_moves_the_kept_status():
         assert out != before, name  # the change shows in the status
 
 
+@pytest.mark.req("LNK-3", "LNK-6")
 @pytest.mark.parametrize("changed", ["state", "motor"])
 def test_a_pack_cut_short_keeps_no_payload(changed):
     """The inputs are taken before the pack: a pack that raised half-way (a driver fault)

