@@ -139,13 +139,17 @@ def copy(dst: ptr8, at: int, src: ptr8, start: int, n: int):  # noqa: F821
 
 
 @micropython.viper
-def same32(dst: ptr32, src: ptr32, n: int) -> int:  # noqa: F821
-    """status.same_portable on word arrays (array('i')): 1 if dst[0:n] == src[0:n];
-    otherwise dst[0:n] = src[0:n] and 0. From the end down, on the argument registers."""
+def same32(dst: ptr32, src: ptr32, n: int, skip: ptr8) -> int:  # noqa: F821
+    """status.same_portable on word arrays (array('i')): 1 if dst[i] == src[i] for every
+    i < n with skip[i] == 0; in any case dst[0:n] = src[0:n] after it (a word with
+    skip[i] != 0 is copied, never compared). From the end down."""
     while n > 0:
         n -= 1
         if dst[n] != src[n]:
-            while n >= 0:  # the words above n are equal already
+            if skip[n]:
+                dst[n] = src[n]
+                continue
+            while n >= 0:  # the words above n are equal (or copied) already
                 dst[n] = src[n]
                 n -= 1
             return 0

@@ -28,32 +28,50 @@ nothing that writes the pump's state has to remember to say so
 import struct
 from array import array
 
+from firmware.compat import const
 from firmware.crc import NATIVE
-from firmware.layout import (
-    S_BASAL_TODAY,
-    S_BATTERY,
-    S_BOLUS_ID,
-    S_BOLUS_KIND,
-    S_BOLUS_TODAY,
-    S_EXT_DONE,
-    S_EXT_REQ,
-    S_LAST_CMD,
-    S_LAST_CODE,
-    S_LAST_DETAIL,
-    S_LOCAL_DAY,
-    S_LOCAL_MS,
-    S_NOW_DONE,
-    S_NOW_REQ,
-    S_PRIME_TODAY,
-    S_STOP,
-    S_TEMP_KIND,
-    S_TEMP_LEFT,
-    S_TEMP_VALUE,
-    S_TIME_SET,
-)
 from firmware.pump import minutes_left
-from firmware.settings import at
-from protocol.spec import ALARM_COUNT, MESSAGES, SET_DIA, SET_UTC_OFFSET
+from protocol.spec import ALARM_COUNT, MESSAGES, SET_UTC_OFFSET
+
+# The state indexes this module reads (firmware/layout.py): private consts, inlined by
+# mpy-cross (no globals lookup per read; tests/test_tick_consts.py checks each).
+_S_EXT_ELAPSED = const(16)
+_S_BOLUS_ID = const(9)
+_S_BOLUS_KIND = const(10)
+_S_NOW_REQ = const(11)
+_S_EXT_REQ = const(12)
+_S_NOW_DONE = const(13)
+_S_EXT_DONE = const(14)
+_S_TEMP_KIND = const(17)
+_S_TEMP_VALUE = const(18)
+_S_TEMP_LEFT = const(19)
+_S_STOP = const(20)
+_S_LOCAL_DAY = const(21)
+_S_LOCAL_MS = const(22)
+_S_SET_AGE = const(25)
+_S_BATTERY = const(28)
+_S_BASAL_ACC = const(29)
+_S_BOLUS_ACC = const(30)
+_S_EXT_ACC = const(31)
+_S_TIME_SET = const(32)
+_S_LAST_CMD = const(33)
+_S_LAST_CODE = const(34)
+_S_LAST_DETAIL = const(35)
+_S_MONO_S = const(36)
+_S_BASAL_TODAY = const(6)
+_S_BOLUS_TODAY = const(7)
+_S_PRIME_TODAY = const(8)
+_STATE_LEN = const(53)
+_BUCKET_S = const(300)  # firmware.doses BUCKET_S
+_AT_OFFSET = const(13)  # firmware.settings at(SET_UTC_OFFSET), at(SET_DIA)
+_AT_DIA = const(12)
+_V_RATES = const(21)  # firmware.layout
+_V_SCHEDULE = const(14)
+_SLOTS = const(48)  # protocol.spec SLOTS, SLOT_MS
+_SLOT_MS = const(1800000)
+_EPOCH_WEEKDAY = const(2)  # firmware.settings
+_F_UTC = const(17)  # status_info's utc field (checked below)
+_KEY_INTS = const(14)  # the inputs held outside the arrays compared (Status.pack_into)
 
 M_STATUS_INFO = 0x82
 _FIELDS = MESSAGES[M_STATUS_INFO][1]
@@ -73,15 +91,18 @@ _OFF = bytearray(WIRE_COUNT)
 for _i in range(1, WIRE_COUNT):
     _OFF[_i] = _OFF[_i - 1] + struct.calcsize(_FMT[_i - 1])
 del _i, _one, _CODES
-_KEY_INTS = 12  # the inputs held outside the arrays compared (Status._unchanged)
 
 
-def same_portable(dst, src, n):
-    """1 if dst[0:n] == src[0:n] (element by element); otherwise dst[0:n] = src[0:n] and
-    0. Allocation-free. native.same32 / same8 are the viper versions."""
+def same_portable(dst, src, n, skip=None):
+    """1 if dst[i] == src[i] for every i < n with no `skip[i]`; either way dst[0:n] =
+    src[0:n] after it (a skipped element is copied, never compared). Allocation-free.
+    native.same32 (with `skip`) / same8 (without) are the viper versions."""
     while n > 0:
         n -= 1
         if dst[n] != src[n]:
+            if skip is not None and skip[n]:
+                dst[n] = src[n]
+                continue
             while n >= 0:
                 dst[n] = src[n]
                 n -= 1
@@ -103,8 +124,9 @@ if NATIVE:
     from firmware.native import copy, same8, same32  # noqa: F811
 
 
-if WIRE_COUNT != 29:  # pack_into names every field: a new status_info field goes there too
-    raise ImportError("status_info has %d fields; firmware/status.py packs 29" % WIRE_COUNT)
+if WIRE_COUNT != 29 or NAMES[_F_UTC] != "utc" or _FIELDS[_F_UTC][1] != "I":
+    # pack_into names every field (a new status_info field goes there too) and writes utc
+    raise ImportError("status_info changed: firmware/status.py packs 29 fields, utc as <I")
 
 
 class Status:
@@ -119,56 +141,66 @@ class Status:
         self.valid = False  # payload holds the status of the inputs below
         self.payload = bytearray(SIZE)
         self.k_state = array("i", pump.state)
-        self.n_state = len(pump.state)
+        # The state words every tick moves (the clocks, the pulse accumulators) are not
+        # compared: the status reads them only through the utc field (written into every
+        # answer) and the values among the key ints that it makes of them (pack_into).
+        self.skip = bytearray(_STATE_LEN)
+        for i in (_S_LOCAL_MS, _S_MONO_S, _S_TEMP_LEFT, _S_SET_AGE, _S_EXT_ELAPSED,
+                  _S_BASAL_ACC, _S_BOLUS_ACC, _S_EXT_ACC):
+            self.skip[i] = 1
         self.k_alarms = bytearray(pump.alarms.active)
-        self.at_offset = at(SET_UTC_OFFSET)  # where the two settings read are held
-        self.at_dia = at(SET_DIA)
         self.k_ints = array("i", [0] * _KEY_INTS)
         self.now_ints = array("i", [0] * _KEY_INTS)
+        self.no_skip = bytearray(_KEY_INTS)
 
     def pack_into(self, buf, at):
-        """status_info's payload (SIZE bytes) at buf[at:], allocation-free: the kept one if
-        no input changed since it was packed, else read from the pump (one struct call)."""
+        """status_info's payload (SIZE bytes) at buf[at:], allocation-free: the kept one
+        (its utc field written again) if no input changed since it was packed, else read
+        from the pump (one struct call) and kept."""
         if not self.cache:
             self._pack(buf, at)
             return
-        # The state array first: every tick moves it (the clock), and then the status
-        # after a tick costs one comparison more than without a cache. The keys of the
-        # other inputs are not taken then, so the payload packed is not kept: the next
-        # status takes them all and packs again, the ones after it are the kept payload.
-        if not same32(self.k_state, self.state, self.n_state):
-            self.valid = False
-            self._pack(buf, at)
-            return
-        # The other inputs, all of them (the next call compares with these). The
-        # settings enter through the three values the status reads (comparing the
-        # 327-word settings array costs ~13,000 M0+ instructions, more than these).
+        # Every input, every time (the next call compares with these). The settings enter
+        # through the three values the status reads (comparing the 327-word settings array
+        # costs ~13,000 M0+ instructions, more than these); the skipped state words
+        # through what the status makes of them, at its resolution: a tick that moved
+        # only the clock keeps the payload.
         pump = self.pump
+        st = self.state
         cgm = pump.cgm
-        settings = pump.settings
-        values = settings.values
+        values = pump.settings.values
         now = self.now_ints
-        now[0] = settings.profile_rate()  # with the state: the basal rate
-        now[1] = values[self.at_offset]  # the UTC offset
-        now[2] = values[self.at_dia]  # with the dose rings and the state: IOB
+        mono = st[_S_MONO_S]
+        if st[_S_TIME_SET]:  # Settings.profile_rate() inline: the slot's rate
+            profile = values[_V_SCHEDULE + (st[_S_LOCAL_DAY] + _EPOCH_WEEKDAY) % 7]
+            now[0] = values[_V_RATES + _SLOTS * profile + st[_S_LOCAL_MS] // _SLOT_MS]
+        else:
+            now[0] = pump.settings.profile_rate()
+        now[1] = offset = values[_AT_OFFSET]  # the UTC offset
+        now[2] = values[_AT_DIA]  # with the dose rings and the state: IOB
         now[3] = pump.doses.gen  # counts every change of the dose rings
         now[4] = pump.history.next_seq
         now[5] = pump.selftest_bits
         now[6] = pump.motor.position()  # the reservoir
         now[7] = cgm.last
-        now[8] = cgm.last_s
+        now[8] = (mono - cgm.last_s) // 60  # Cgm.age_min() moves only with it
         now[9] = cgm.readings
         now[10] = cgm.sensor
         now[11] = cgm.trend
-        same = same32(self.k_ints, now, _KEY_INTS)
+        now[12] = mono % _BUCKET_S // 60  # the minute Pump.iob() reads
+        now[13] = st[_S_TEMP_LEFT] // 60000  # temp_left_min
+        same = same32(self.k_state, st, _STATE_LEN, self.skip)
+        same &= same32(self.k_ints, now, _KEY_INTS, self.no_skip)
         same &= same8(self.k_alarms, pump.alarms.active, ALARM_COUNT)
-        payload = self.payload
         if same and self.valid:
-            copy(buf, at, payload, 0, SIZE)
+            copy(buf, at, self.payload, 0, SIZE)
+            # the one field that moves with the clock's seconds: Pump.utc_seconds() inline
+            t = st[_S_LOCAL_DAY] * 86400 + st[_S_LOCAL_MS] // 1000 - offset * 60
+            struct.pack_into("<I", buf, at + _OFF[_F_UTC], t if t > 0 else 0)
             return
         self.valid = False  # the inputs were taken: only a complete pack is kept
         self._pack(buf, at)
-        copy(payload, 0, buf, at, SIZE)
+        copy(self.payload, 0, buf, at, SIZE)
         self.valid = True
 
     def _pack(self, buf, at):
@@ -194,13 +226,13 @@ class Status:
                 i += 1
         struct.pack_into(
             FORMAT, buf, at,
-            st[S_STOP], rate, pump.settings.profile_rate(), st[S_TEMP_KIND], st[S_TEMP_VALUE],
-            st[S_TEMP_LEFT] // 60000, st[S_BOLUS_ID], st[S_BOLUS_KIND],
-            (st[S_NOW_DONE] + st[S_EXT_DONE]) * p, (st[S_NOW_REQ] + st[S_EXT_REQ]) * p,
-            reservoir, minutes_left(reservoir, rate), st[S_BATTERY], pump.iob(),
-            st[S_BASAL_TODAY], st[S_BOLUS_TODAY], mask, pump.utc_seconds(),
-            pump.setting(SET_UTC_OFFSET), st[S_TIME_SET], st[S_LAST_CMD], st[S_LAST_CODE],
-            st[S_LAST_DETAIL], pump.history.next_seq, pump.selftest_bits,
+            st[_S_STOP], rate, pump.settings.profile_rate(), st[_S_TEMP_KIND], st[_S_TEMP_VALUE],
+            st[_S_TEMP_LEFT] // 60000, st[_S_BOLUS_ID], st[_S_BOLUS_KIND],
+            (st[_S_NOW_DONE] + st[_S_EXT_DONE]) * p, (st[_S_NOW_REQ] + st[_S_EXT_REQ]) * p,
+            reservoir, minutes_left(reservoir, rate), st[_S_BATTERY], pump.iob(),
+            st[_S_BASAL_TODAY], st[_S_BOLUS_TODAY], mask, pump.utc_seconds(),
+            pump.setting(SET_UTC_OFFSET), st[_S_TIME_SET], st[_S_LAST_CMD], st[_S_LAST_CODE],
+            st[_S_LAST_DETAIL], pump.history.next_seq, pump.selftest_bits,
             cgm.last, cgm.age_min(), cgm.trend, cgm.flags())
 
     def refresh(self):
@@ -208,9 +240,9 @@ class Status:
         self.pack_into(self.buf, 0)
         st = self.state
         x = self.extra
-        x[0] = st[S_PRIME_TODAY]
-        x[1] = st[S_LOCAL_DAY]
-        x[2] = st[S_LOCAL_MS]
+        x[0] = st[_S_PRIME_TODAY]
+        x[1] = st[_S_LOCAL_DAY]
+        x[2] = st[_S_LOCAL_MS]
 
     def get(self, name):
         """A field of the last refresh by name (status_info's names, then EXTRA)."""
