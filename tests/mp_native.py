@@ -193,6 +193,39 @@ def main_native(rounds):
         if a != b or (a == 0) != (not r & 1):
             bad.append([-3, r, "mac"])
         macs += 1
+    # the status key comparison (firmware/status.py): same32 with a skip mask, same8;
+    # both copy src into dst and say whether every word not skipped was equal
+    from firmware.status import same_portable
+    sames = 0
+    for r in range(rounds * 8):
+        n = 1 + r % 60
+        src = array("i", [0] * n)
+        for i in range(n):
+            src[i] = (rnd.next() & 0xFFFF) - 0x8000
+        skip = bytearray(n)
+        for i in range(n):
+            skip[i] = 1 if rnd.next() % 4 == 0 else 0
+        dst_a = array("i", src)
+        k = rnd.next() % n
+        if r % 3:
+            dst_a[k] += 1 + r  # one word differs (skipped or not)
+        dst_b = array("i", dst_a)
+        a = same_portable(dst_a, src, n, skip)
+        b = native.same32(dst_b, src, n, skip)
+        want = 0 if r % 3 and not skip[k] else 1
+        if a != b or a != want or dst_a != src or dst_b != src:
+            bad.append([-4, r, "same32"])
+        src8 = bytearray(n)
+        fill(src8, n, rnd, 0)
+        d8_a = bytearray(src8)
+        if r % 3:
+            d8_a[k] ^= 1 << (r % 8)
+        d8_b = bytearray(d8_a)
+        a = same_portable(d8_a, src8, n)
+        b = native.same8(d8_b, src8, n)
+        if a != b or a != (0 if r % 3 else 1) or d8_a != src8 or d8_b != src8:
+            bad.append([-4, r, "same8"])
+        sames += 1
     feeds, feed_bad = feed_cases(rnd, rounds)
     bad += feed_bad
     # the comparison can fail: one flipped byte changes both outputs
@@ -209,6 +242,7 @@ def main_native(rounds):
                                   "messages": messages, "checked": checked,
                                   "length_cases": MAX_FRAME + 1 + rounds * 5,
                                   "feed_cases": feeds, "mac_cases": macs,
+                                  "same_cases": sames,
                                   "feed_sensitive": feed_sensitive(rnd),
                                   "bad": bad[:10],
                                   "nbad": len(bad)}))

@@ -31,6 +31,7 @@ def check(got):
     assert got["feed_cases"] == got["messages"] * ROUNDS  # the COBS decoder loops
     assert got["feed_sensitive"] is True
     assert got["mac_cases"] == ROUNDS * 8  # the MAC comparison, equal and one bit off
+    assert got["same_cases"] == ROUNDS * 8  # the status key comparison (same32, same8)
 
 
 @pytest.mark.req("HW-2")

@@ -11,15 +11,17 @@ here, on CPython, it is switched on with the portable compare and copy (the vipe
 agree with them byte for byte: tests/test_native.py)."""
 
 import random
+import struct
 
 import pytest
 
 from boards.fakes import Radio, Rig
+from firmware import layout as LY
 from firmware import status as ST
 from firmware.doses import BOLUS_N, D_BOLUS
 from firmware.hal import BUTTON_ACK
-from firmware.layout import S_BATTERY, S_BUCKET, S_LOCAL_MS, V_RATES, V_SCHEDULE
-from firmware.pump import Pump
+from firmware.layout import S_BATTERY, S_BUCKET, S_LOCAL_MS, S_MONO_S, V_RATES, V_SCHEDULE
+from firmware.pump import Pump, minutes_left
 from firmware.settings import at
 from protocol import spec as S
 from tests.pumpkit import MONDAY_2026
@@ -98,10 +100,30 @@ def _command(pump, rig, rng):
         rig.radio.lost = not rig.radio.lost
 
 
+def _reference(pump):
+    """status_info's payload from the pump's own methods, one by one: what the status
+    must say, independent of status.py's packing."""
+    st = pump.state
+    rate = pump.basal_rate()
+    reservoir = pump.reservoir_mu()
+    mask = sum(1 << i for i in range(S.ALARM_COUNT) if pump.alarms.active[i])
+    bolus_id, delivered, requested = pump.bolus_progress()
+    cgm = pump.cgm
+    return struct.pack(
+        ST.FORMAT, pump.stop_reason(), rate, pump.settings.profile_rate(),
+        st[LY.S_TEMP_KIND], st[LY.S_TEMP_VALUE], st[LY.S_TEMP_LEFT] // 60000, bolus_id,
+        st[LY.S_BOLUS_KIND], delivered, requested, reservoir, minutes_left(reservoir, rate),
+        st[S_BATTERY], pump.iob(), st[LY.S_BASAL_TODAY], st[LY.S_BOLUS_TODAY], mask,
+        pump.utc_seconds(), pump.setting(S.SET_UTC_OFFSET), st[LY.S_TIME_SET],
+        st[LY.S_LAST_CMD], st[LY.S_LAST_CODE], st[LY.S_LAST_DETAIL], pump.history.next_seq,
+        pump.selftest_bits, cgm.last, cgm.age_min(), cgm.trend, cgm.flags())
+
+
 def _check(snap, cached, fresh):
     snap.pack_into(cached, 0)
     ST.Status._pack(snap, fresh, 0)
     assert cached == fresh
+    assert cached == _reference(snap.pump)
 
 
 def _counting(snap):
@@ -162,6 +184,10 @@ def _pokes(rig, pump):
         pump.alarms.active[S.A_BATTERY_LOW] = 1
         pump.alarms.count += 1
 
+    def iob_minute():  # the CGM reading as old as before: only the IOB's minute moves
+        st[S_MONO_S] += 60
+        cgm.last_s += 60
+
     def poke(obj, name, value):
         return lambda: setattr(obj, name, value(getattr(obj, name)))
 
@@ -180,6 +206,11 @@ def _pokes(rig, pump):
         ("CGM trend", poke(cgm, "trend", lambda x: x + 5)),
         ("alarm", alarm),
         ("state", lambda: st.__setitem__(S_BATTERY, st[S_BATTERY] - 1)),
+        # the state words the comparison skips, through what the status makes of them
+        ("clock second (utc)", lambda: st.__setitem__(S_LOCAL_MS, st[S_LOCAL_MS] + 1000)),
+        ("IOB minute", iob_minute),
+        ("temp basal minute", lambda: st.__setitem__(LY.S_TEMP_LEFT,
+                                                     st[LY.S_TEMP_LEFT] - 60000)),
     ]
 
 
@@ -191,6 +222,7 @@ def test_each_input_alone_moves_the_kept_status():
     rig, pump = _pump()
     rig.radio.push(150)
     assert pump.bolus(S.BOLUS_NORMAL, 2000, 0, 0) == S.OK
+    assert pump.set_temp_basal(S.TEMP_PERCENT, 150, 120) == S.OK
     for _ in range(40):  # 20 min: the bolus is in the closed buckets, a CGM reading
         rig.clock.advance(30000)
         pump.tick()
@@ -210,7 +242,77 @@ def test_each_input_alone_moves_the_kept_status():
         snap.pack_into(out, 0)
         snap._pack(fresh, 0)
         assert out == fresh, name
+        assert out == _reference(pump), name
         assert out != before, name  # the change shows in the status
+
+
+def _bolus_pump():
+    rig, pump = _pump()
+    rig.radio.push(150)
+    assert pump.bolus(S.BOLUS_DUAL, 2000, 1000, 60) == S.OK
+    assert pump.set_temp_basal(S.TEMP_PERCENT, 150, 120) == S.OK
+    for _ in range(40):
+        rig.clock.advance(30000)
+        pump.tick()
+    assert pump.iob() > 0 and pump.cgm.readings and pump.state[LY.S_BOLUS_ID]
+    return rig, pump
+
+
+@pytest.mark.req("LNK-3", "LNK-6")
+@pytest.mark.parametrize("delta", [1, -1, 999, 1000, 59999, 60000, 300, 1800000])
+def test_each_state_word_changed_alone_is_never_stale(delta):
+    """Every word of the state array, the ones the comparison skips too (the clocks, the
+    accumulators), changed alone by steps below and at the resolutions the status reads
+    them (ms, s, min, the 5-min dose bucket, the 30-min slot): the status answered is
+    the fresh one. Drop a word the status reads into the skipped ones, or a minute value
+    from the key, and this fails."""
+    rig, pump = _bolus_pump()
+    snap = ST.snapshot(pump)
+    snap.cache = True
+    cached = bytearray(ST.SIZE)
+    fresh = bytearray(ST.SIZE)
+    st = pump.state
+    checked = 0
+    for i in range(len(st)):
+        _check(snap, cached, fresh)
+        _check(snap, cached, fresh)  # kept
+        old = st[i]
+        st[i] = old + delta
+        try:
+            _reference(pump)
+        except struct.error:  # a word packed into a byte: no status for that state
+            st[i] = old
+            continue
+        _check(snap, cached, fresh)
+        checked += 1
+        st[i] = old
+    _check(snap, cached, fresh)
+    assert checked >= len(st) // 2 if delta > 255 or delta < 0 else checked > 45
+
+
+@pytest.mark.req("LNK-3", "LNK-6")
+def test_a_tick_that_moves_only_the_clock_keeps_the_payload():
+    """100-ms ticks in a dual bolus's extended part and a temp basal: the status after
+    each is the fresh one; it is packed again only when something it shows moved beyond
+    the clock's second (a pulse, a minute boundary), and the utc field of the kept
+    payload follows the clock."""
+    rig, pump = _bolus_pump()
+    snap = ST.snapshot(pump)
+    snap.cache = True
+    packs = _counting(snap)
+    cached = bytearray(ST.SIZE)
+    fresh = bytearray(ST.SIZE)
+    _check(snap, cached, fresh)
+    utc = ST._OFF[ST.INDEX["utc"]]
+    first = packs[0]
+    seen = set()
+    for _ in range(600):  # 60 s
+        rig.clock.advance(100)
+        pump.tick()
+        _check(snap, cached, fresh)
+        seen.add(bytes(cached[utc:utc + 4]))
+    assert len(seen) >= 60  # the utc field moved every second
+    assert 0 < packs[0] - first < 60  # kept after most ticks, packed again after some
 
 
 @pytest.mark.req("LNK-3", "LNK-6")

