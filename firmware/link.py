@@ -75,13 +75,10 @@ from protocol.spec import (
     AUTH_BAD_MAC,
     AUTH_MISSING,
     AUTH_REPLAYED,
-    AUTH_SIZE,
     AUTH_UNPAIRED,
     CALC_KINDS,
     CALC_SEGMENTS,
     CGM_PAGE,
-    CMD_FIRST,
-    CRC_SIZE,
     E_BAD_ARG,
     E_BAD_AUTH,
     E_STORAGE,
@@ -89,7 +86,6 @@ from protocol.spec import (
     EMU_FIRST,
     EMU_LAST,
     F_AUTH,
-    F_EVENT,
     F_RESPONSE,
     H_LINK,
     HEADER_SIZE,
@@ -152,6 +148,17 @@ LINK_LEN_1 = const(L_KEY)  # the layout before the key id (still loads)
 # cost ~3,000 M0+ instructions)
 _RESULT_FORMAT = message_format(M_RESULT)
 _EVENT_FORMAT = message_format(M_EVENT)
+
+# the protocol.spec values on the request path, inlined by mpy-cross (no globals lookup
+# per use: tests/test_tick_consts.py checks each against the spec)
+_HEADER_SIZE = const(5)
+_CRC_SIZE = const(2)
+_AUTH_SIZE = const(12)
+_VERSION = const(1)  # PROTOCOL_VERSION
+_F_AUTH = const(1)
+_F_RESPONSE = const(2)
+_F_EVENT = const(4)
+_CMD_FIRST = const(0x10)
 
 CHUNK = const(128)  # bytes read from the serial driver at a time
 MAX_READS = const(16)  # chunks per poll, so a flood cannot starve the tick
@@ -300,39 +307,39 @@ class Link:
             return
         st = self.stats
         st[FRAMES_IN] += 1
-        if n < HEADER_SIZE + CRC_SIZE:  # also n < 0: bad COBS or too long
+        if n < _HEADER_SIZE + _CRC_SIZE:  # also n < 0: bad COBS or too long
             st[BAD_FRAME] += 1
             return
         buf = self.dec.buf
-        if crc16(buf, 0, n - CRC_SIZE) != buf[n - 2] | (buf[n - 1] << 8):
+        if crc16(buf, 0, n - _CRC_SIZE) != buf[n - 2] | (buf[n - 1] << 8):
             st[BAD_CRC] += 1
             return
         flags = buf[1]
         seq = buf[2] | (buf[3] << 8)
         mid = buf[4]
-        if buf[0] != PROTOCOL_VERSION:
+        if buf[0] != _VERSION:
             st[BAD_FRAME] += 1
             if mid == M_HELLO:
                 self._on_hello(mid, seq)
             return
-        if flags & ~F_AUTH:
+        if flags & ~_F_AUTH:
             st[BAD_FRAME] += 1
             return
         handler = self.handlers.get(mid)
         if handler is None:
             st[UNKNOWN] += 1
-            if (flags & F_AUTH and known(mid)
-                    and n == HEADER_SIZE + PAYLOAD_SIZE[mid] + AUTH_SIZE + CRC_SIZE):
+            if (flags & _F_AUTH and known(mid)
+                    and n == _HEADER_SIZE + PAYLOAD_SIZE[mid] + _AUTH_SIZE + _CRC_SIZE):
                 self._mac_ok(mid)  # a table message this board refuses: signed if the MAC is
             self._result(seq, 0, E_UNKNOWN_MESSAGE, mid)
             return
-        auth = AUTH_SIZE if flags & F_AUTH else 0
-        if n != HEADER_SIZE + PAYLOAD_SIZE[mid] + auth + CRC_SIZE:
+        auth = _AUTH_SIZE if flags & _F_AUTH else 0
+        if n != _HEADER_SIZE + PAYLOAD_SIZE[mid] + auth + _CRC_SIZE:
             st[BAD_FRAME] += 1
             self._result(seq, 0, E_BAD_ARG, -1)
             return
-        if mid < CMD_FIRST:
-            if flags & F_AUTH and not self._signed_query(mid, seq):
+        if mid < _CMD_FIRST:
+            if flags & _F_AUTH and not self._signed_query(mid, seq):
                 return
             handler(mid, seq)
         else:
@@ -549,8 +556,8 @@ class Link:
         """status_info: the pump's status snapshot (firmware/status.py), read and packed
         into the preallocated frame buffer with one struct call (no allocation)."""
         e = self.enc
-        e.begin(M_STATUS_INFO, seq, F_RESPONSE)
-        self.status.pack_into(e.buf, HEADER_SIZE)
+        e.begin(M_STATUS_INFO, seq, _F_RESPONSE)
+        self.status.pack_into(e.buf, _HEADER_SIZE)
         self._send()
 
     def _on_get_profile(self, mid, seq):
@@ -778,8 +785,8 @@ class Link:
     # ------------------------------------------------------------------ send
     def _result(self, seq, cmd, code, detail):
         e = self.enc
-        e.begin(M_RESULT, seq, F_RESPONSE)
-        pack_into(_RESULT_FORMAT, e.buf, HEADER_SIZE, cmd, code, detail)  # 1 call, not 3
+        e.begin(M_RESULT, seq, _F_RESPONSE)
+        pack_into(_RESULT_FORMAT, e.buf, _HEADER_SIZE, cmd, code, detail)  # 1 call, not 3
         self._send()
 
     def _send(self):
@@ -798,7 +805,7 @@ class Link:
         if self.mux is not None and self.mux.typing:
             return  # a person is typing on this port: events wait in the pump's queue
         while sent < MAX_EVENTS and pump.events.take(ev):
-            e.begin(M_EVENT, 0, F_EVENT)
-            pack_into(_EVENT_FORMAT, e.buf, HEADER_SIZE, ev[0], ev[1], ev[2], ev[3])
+            e.begin(M_EVENT, 0, _F_EVENT)
+            pack_into(_EVENT_FORMAT, e.buf, _HEADER_SIZE, ev[0], ev[1], ev[2], ev[3])
             self._send()
             sent += 1

@@ -44,6 +44,11 @@ _FORMAT = ("<i", None, "<h", "<b", None, "<B", "<H", None, "<I")
 
 # The message table in four byte arrays built at import (heap, issue 12: five dicts of
 # tuples per message took ~6 kB of RAM, these ~1 kB). By message id:
+# protocol.spec HEADER_SIZE, CRC_SIZE, PROTOCOL_VERSION, inlined in the Encoder
+# (tests/test_tick_consts.py checks them)
+_HEADER_SIZE = const(5)
+_CRC_SIZE = const(2)
+_VERSION = const(1)
 PAYLOAD_SIZE = bytearray(256)  # payload size (MAX_PAYLOAD fits a byte)
 _FIRST = bytearray(256)  # 1 + the index of the message's first field below; 0: no message
 # By field, the fields of each message in table order (allocated once, not grown):
@@ -386,7 +391,7 @@ class Encoder:
 
     def begin(self, mid, seq, flags):
         buf = self.buf
-        buf[0] = PROTOCOL_VERSION
+        buf[0] = _VERSION
         buf[1] = flags
         buf[2] = seq & 0xFF
         buf[3] = (seq >> 8) & 0xFF
@@ -411,7 +416,7 @@ class Encoder:
     def finish(self, auth=None, counter=0):
         """CRC (after the auth trailer if `auth`), COBS; returns the wire length."""
         buf = self.buf
-        n = HEADER_SIZE + PAYLOAD_SIZE[self.mid]
+        n = _HEADER_SIZE + PAYLOAD_SIZE[self.mid]
         if auth is not None:
             buf[1] |= F_AUTH
             struct.pack_into("<I", buf, n, counter)
@@ -422,7 +427,7 @@ class Encoder:
         c = crc16(buf, 0, n)
         buf[n] = c & 0xFF
         buf[n + 1] = c >> 8
-        return cobs_encode(buf, n + CRC_SIZE, self.wire)
+        return cobs_encode(buf, n + _CRC_SIZE, self.wire)
 
 
 # ----------------------------------------------------------------------------- test helpers

@@ -95,3 +95,23 @@ def test_the_status_private_constants_are_inlined_by_mpy_cross(tmp_path):
     data = out.read_bytes()
     assert b"_S_MONO_S" not in data and b"_AT_OFFSET" not in data
     assert b"pack_into" in data
+
+
+LINK_SOURCES = {"_HEADER_SIZE": spec.HEADER_SIZE, "_CRC_SIZE": spec.CRC_SIZE,
+                "_AUTH_SIZE": spec.AUTH_SIZE, "_VERSION": spec.PROTOCOL_VERSION,
+                "_F_AUTH": spec.F_AUTH, "_F_RESPONSE": spec.F_RESPONSE,
+                "_F_EVENT": spec.F_EVENT, "_CMD_FIRST": spec.CMD_FIRST}
+
+
+@pytest.mark.req("HW-4")
+@pytest.mark.parametrize("module", ["link", "wire"])
+def test_the_request_path_private_constants_equal_the_spec(module):
+    """firmware/link.py and wire.py's Encoder read the header sizes and flags as private
+    consts (inlined): each equals protocol.spec's value."""
+    import importlib
+
+    mod = importlib.import_module("firmware." + module)
+    names = [n for n in private_consts(module) if n in LINK_SOURCES]
+    assert len(names) == (8 if module == "link" else 3)
+    for name in names:
+        assert getattr(mod, name) == LINK_SOURCES[name], name
