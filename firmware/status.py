@@ -17,12 +17,15 @@ IOB, UTC) and scans the alarms only up to the last active one. Where the runtime
 native emitter, the packed payload is kept with a copy of everything it was computed from
 (the state array, the active alarms, the profile rate, UTC offset and DIA settings, the
 dose rings' generation, history head, self-test bits, motor position and CGM readings):
-when none of it changed, a status is the kept payload (on the QEMU ARM board ~27,000
-Cortex-M0+ instructions instead of ~80,000 for the pack). Every tick moves the state
-array, so a host polling faster than the tick gets the kept payload and a slower one a
-fresh pack (plus ~9,000 for the comparison). Compared by content, not by a change counter:
-nothing that writes the pump's state has to remember to say so
-(tests/test_status_cache.py).
+when none of it changed, a status is the kept payload (on the QEMU ARM board ~29,000
+Cortex-M0+ instructions instead of ~80,000 for the pack). The state words every tick moves
+(the clocks, the pulse accumulators) are not compared as words but through what the
+status makes of them: the minute the IOB reads, the CGM reading's age and the temp
+basal's minutes left among the keys, the profile rate (its slot), and the utc field,
+written into every answer. So the status after a tick that moved only the clock is the
+kept payload too; one after a pulse, a minute boundary or a command is packed and kept.
+Compared by content, not by a change counter: nothing that writes the pump's state has
+to remember to say so (tests/test_status_cache.py: every state word changed alone).
 """
 
 import struct
