@@ -104,8 +104,11 @@ campaign: $(STAMP)
 #   make firmware BOARD=pico       build/pico/micropump.uf2: ports/rp2, RPI_PICO, frozen
 #   make test-arm                  the HIL suite against the QEMU ARM image (in `make test`)
 #   make bench-arm                 benchmarks/arm_bench.py: instructions per tick, heap, boot
+#   make romfs                     build/qemu-arm/firmware.romfs: the QEMU board's modules as
+#                                  .mpy files in a ROMFS image, run in place (issue 12):
+#                                  python -m tools.arm.qemu --state DIR --romfs FILE boots it
 BOARD ?= qemu-arm
-.PHONY: firmware arm-sources test-arm
+.PHONY: firmware arm-sources test-arm romfs
 arm-sources:
 	python3 tools/arm/sources.py
 
@@ -118,6 +121,10 @@ bench-arm: $(STAMP)
 	JOBS=2 tools/arm/build.sh qemu-arm
 	mkdir -p build/bench
 	$(BIN)/python benchmarks/arm_bench.py --json build/bench/arm.json
+
+romfs: $(STAMP)
+	JOBS=2 tools/arm/build.sh qemu-arm
+	$(BIN)/python -m tools.arm.romfs --out build/qemu-arm/firmware.romfs
 
 test-arm: $(STAMP)
 	JOBS=2 tools/arm/build.sh qemu-arm

@@ -20,9 +20,11 @@ Figures:
   (boards/qemu_arm.py with the emulator's simulated parts), and after boot and one loop
   period: in use, free, largest free block (micropython.mem_info's "max free sz", 16-byte
   blocks).
-- heap_firmware_only (_mpy): the firmware alone (boards/fakes.py drivers), frozen and from
-  .mpy files; heap_shared_console (_typed): the same with the bench console on the
-  protocol port as the Pico and ESP32 build it, after boot (and after one typed line).
+- heap_firmware_only (_mpy, _romfs): the firmware alone (boards/fakes.py drivers), frozen,
+  from .mpy files on a file system (read into RAM by the import) and from the same .mpy
+  files in a ROMFS image (run in place); heap_shared_console (_typed): the same with the
+  bench console on the protocol port as the Pico and ESP32 build it, after boot (and after
+  one typed line).
 - boot: instructions from reset (the board clock starts in main.c) to the first watchdog
   feed, with an empty history and with a full one (every record of the history region
   written: bolus start/end pairs), product image.
@@ -413,6 +415,48 @@ def mpy_flash(tmp: Path, name: str, steps: str) -> tuple[str, Path, int]:
     return guest, state, len(blob)
 
 
+# The same .mpy files in a ROMFS image (tools/arm/romfs.py, mpremote's format) in the
+# board's PSRAM at ROMFS_AT, mounted as MicroPython's VfsRom at /rom: the import runs the
+# bytecode and reads the strings in place (memory-mapped, like a ROMFS partition in a
+# board's flash), so only the code objects, the qstr entries and the modules' own objects
+# are in the heap.
+ROMFS_GUEST = """
+import gc, json, micropython, sys, uctypes, vfs
+vfs.mount(vfs.VfsRom(uctypes.bytearray_at({base}, {size})), "/rom")
+sys.path.insert(0, "/rom")
+gc.collect()
+r = {{"empty": gc.mem_alloc()}}
+"""
+
+
+def romfs_flash(tmp: Path, name: str, steps: str) -> tuple[str, Path, int]:
+    """MPY_MODULES as ARMv6-M .mpy files (the same as mpy_flash's) in a ROMFS image at
+    the board's ROMFS_AT, and the guest that imports them from there before `steps`:
+    (guest, state dir, image bytes)."""
+    from tools.arm import romfs
+
+    state = tmp / name
+    state.mkdir()
+    data = romfs.image(romfs.compile_mpy(MPY_MODULES, tmp / (name + "-files")))
+    flash = state / "flash.bin"
+    Q.prepare_flash(flash, {"speed": 0, "jitter": 0, "seed": 1, "rng": 0})
+    Q.write_romfs(flash, data)
+    guest = ROMFS_GUEST.format(base=Q.L.ROMFS_AT, size=len(data)) + steps
+    return guest, state, len(data)
+
+
+def heap_from_romfs(tmp: Path) -> dict:
+    """HEAP_MIN_BOOT with the modules imported from a ROMFS image (ROMFS_GUEST)."""
+    guest, state, size = romfs_flash(tmp, "heap-romfs", HEAP_MIN_BOOT + """
+print("FROM " + fm.__file__ + " " + sys.modules["firmware.pump"].__file__)
+""")
+    out = Q.run_script(guest, state_dir=state, image=Q.IMAGE)
+    rec = heap_figures_from(out)
+    rec["romfs_bytes"] = size
+    rec["loaded_from"] = [ln[5:] for ln in out.splitlines() if ln.startswith("FROM ")]
+    return rec
+
+
 def heap_from_mpy(tmp: Path) -> dict:
     """HEAP_MIN_BOOT with the modules loaded from .mpy files (MPY_FS_GUEST)."""
     guest, state, size = mpy_flash(tmp, "heap-mpy", HEAP_MIN_BOOT + """
@@ -493,6 +537,7 @@ def main(argv=None) -> int:
         figs["heap"] = heap_figures(t)
         figs["heap_firmware_only"] = heap_figures(t, HEAP_MIN_GUEST)
         figs["heap_firmware_only_mpy"] = heap_from_mpy(t)
+        figs["heap_firmware_only_romfs"] = heap_from_romfs(t)
         figs["heap_shared_console"] = heap_figures(t, HEAP_SHARED_GUEST)
         figs["heap_shared_console_typed"] = heap_figures(t, HEAP_TYPED_GUEST)
         print("boot time ...", flush=True)
@@ -504,7 +549,10 @@ def main(argv=None) -> int:
         print(f"{label:16} {rec['median']:8} (reply {rec['reply_bytes']} bytes)")
     print("\nheap (bytes):", json.dumps(figs["heap"]))
     print("heap, firmware only (bytes):", json.dumps(figs["heap_firmware_only"]))
-    print("heap, firmware only, from .mpy (bytes):", json.dumps(figs["heap_firmware_only_mpy"]))
+    print("heap, firmware only, from .mpy on a file system (bytes):",
+          json.dumps(figs["heap_firmware_only_mpy"]))
+    print("heap, firmware only, from .mpy in a ROMFS image (bytes):",
+          json.dumps(figs["heap_firmware_only_romfs"]))
     print("heap, console on the protocol port (bytes):", json.dumps(figs["heap_shared_console"]))
     print("heap, ... after a typed line (bytes):", json.dumps(figs["heap_shared_console_typed"]))
     print("boot:", json.dumps(figs["boot"]))

@@ -4,14 +4,15 @@ Usage, from the repo root (after `tools/arm/build.sh qemu-arm`):
     .venv/bin/python benchmarks/heap_imports.py [--json build/bench/heap.json]
 
 The same boot as benchmarks/arm_bench.py's heap_firmware_only (boards/fakes.py drivers,
-storage in the PSRAM), on the product image, frozen and from .mpy files, but importing the
+storage in the PSRAM), on the product image, frozen, from .mpy files on a file system and
+from the same .mpy files in a ROMFS image (arm_bench's three), but importing the
 modules the boot loads one at a time, dependencies first, with gc.collect() between: each
 row is the bytes a module's import adds to the heap (its globals dict, the tables it builds
 at import, its entry in sys.modules, and from .mpy its bytecode). "drivers" and "boot" are
 the fakes' drivers and Runner(hw).boot() plus one loop period. The guest's own code, lists
 and globals make its totals ~1.5 kB higher than arm_bench's, whose two figures of the targets
-(heap_firmware_only, heap_firmware_only_mpy: in use and largest free block after boot) it
-prints last.
+(heap_firmware_only, _mpy, _romfs: in use and largest free block after boot) it prints
+last.
 """
 
 from __future__ import annotations
@@ -83,6 +84,12 @@ def mpy_guest(tmp: Path, steps: str) -> tuple[str, Path]:
     return guest, state
 
 
+def romfs_guest(tmp: Path, steps: str) -> tuple[str, Path]:
+    """The ROMFS image of arm_bench.heap_from_romfs, and the guest importing from it."""
+    guest, state, _ = A.romfs_flash(tmp, "imports-romfs", steps + BOOT)
+    return guest, state
+
+
 def table(rec: dict) -> list[tuple[str, int | str]]:
     rows = []
     got = dict(zip(rec["modules"], rec["per_import"], strict=False))
@@ -98,7 +105,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", default=None, help="also write the figures here")
-    p.add_argument("--frozen-only", action="store_true", help="skip the .mpy boot")
+    p.add_argument("--frozen-only", action="store_true", help="skip the .mpy boots")
     args = p.parse_args(argv)
     figs = {}
     with tempfile.TemporaryDirectory(prefix="heap-imports-") as tmp:
@@ -113,12 +120,16 @@ def main(argv=None) -> int:
             guest, state = mpy_guest(t, steps)
             figs["mpy"] = A.heap_figures_from(Q.run_script(guest, state_dir=state,
                                                            image=Q.IMAGE))
+            guest, state = romfs_guest(t, steps)
+            figs["romfs"] = A.heap_figures_from(Q.run_script(guest, state_dir=state,
+                                                             image=Q.IMAGE))
         for rec in figs.values():
             rec["modules"] = mods
         # the figures of the targets, as benchmarks/arm_bench.py measures them
         figs["targets"] = {"frozen": A.heap_figures(t, A.HEAP_MIN_GUEST)}
         if not args.frozen_only:
             figs["targets"]["mpy"] = A.heap_from_mpy(t)
+            figs["targets"]["romfs"] = A.heap_from_romfs(t)
     cols = [c for c in figs if c != "targets"]
     print(f"{'bytes':34}" + "".join(f"{c:>20}" for c in cols))
     rows = {c: table(figs[c]) for c in cols}
@@ -127,7 +138,7 @@ def main(argv=None) -> int:
     for key in ("empty", "firmware_imported", "booted", "largest_free"):
         print(f"{key:34}" + "".join(f"{figs[c].get(key, '-')!s:>20}" for c in cols))
     for c, rec in figs["targets"].items():
-        print(f"arm_bench heap_firmware_only{'_mpy' if c == 'mpy' else ''}: in use "
+        print(f"arm_bench heap_firmware_only{'' if c == 'frozen' else '_' + c}: in use "
               f"{rec['booted']}, largest free block {rec['largest_free']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,10 @@ C_SENSOR = 52  # 1: the sensor link is UART1, which qemu connects to the launche
 CONTROL_SIZE = 56
 SCRIPT_AT = PSRAM + 0x102000  # u32 length, then MicroPython source
 SCRIPT_MAX = 0x40000 - 4
+# a ROMFS image of the firmware's .mpy files (tools/arm/romfs.py), or anything else: the
+# board's main.py boots from it when it starts with the ROMFS header (issue 12)
+ROMFS_AT = PSRAM + 0x200000
+ROMFS_MAX = 0x100000
 MODE_PUMP = 0
 MODE_SCRIPT = 1
 CONTROL_MAGIC = 0x554D4551  # "QEMU" little-endian

@@ -5,7 +5,7 @@ One auditory signal at a time: the highest-priority unacknowledged alarm's (the 
 repeats its burst, firmware/signals.py). A lower-priority alarm raised meanwhile is logged
 as hidden and sounds once the higher one is acknowledged or clears. A condition that ends
 before anyone acknowledged it is logged as such and shown until acknowledged. A condition
-that starts and stops CYCLES times within CYCLE_MS starts again one level louder instead
+that starts and stops _CYCLES times within CYCLE_MS starts again one level louder instead
 of from the start.
 
 Preallocated per-alarm arrays; `tick` and `set` never allocate. Every raise, acknowledge
@@ -23,27 +23,13 @@ tick has anything to do (Pump.tick makes that test itself).
 from array import array
 
 from firmware.compat import const
-from protocol.spec import (
-    A_AUTO_OFF,
-    A_OCCLUSION,
-    A_SET_CHANGE,
-    A_SUSPEND_REMINDER,
-    ALARM_ACKED,
-    ALARM_CLEARED,
-    ALARM_COUNT,
-    ALARM_HIDDEN,
-    ALARM_RAISED,
-    ALARM_UNACKED,
-    ALARMS,
-    E_UNKNOWN_ALARM,
-    OK,
-    PRIO_HIGH,
-)
+from protocol import spec as S  # the raise, clear and acknowledge paths: one globals entry
+from protocol.spec import ALARM_COUNT, ALARMS  # ALARMS[alarm][1]: the alarm's priority
 
-MAX_LEVEL = 2  # escalation steps: 0 normal, 1 louder, 2 loudest
+_MAX_LEVEL = const(2)  # escalation steps: 0 normal, 1 louder, 2 loudest
 # Latched alarms report an event, not a lasting condition: acknowledging clears them.
-LATCHED = (A_OCCLUSION, A_AUTO_OFF, A_SUSPEND_REMINDER, A_SET_CHANGE)
-CYCLES = 3  # raises of one condition within CYCLE_MS that escalate instead of restarting
+LATCHED = (S.A_OCCLUSION, S.A_AUTO_OFF, S.A_SUSPEND_REMINDER, S.A_SET_CHANGE)
+_CYCLES = const(3)  # raises within CYCLE_MS that escalate instead of restarting
 CYCLE_MS = 600000
 _NEVER = const(1 << 29)  # `due` while no timer or window runs
 
@@ -52,12 +38,7 @@ class Alarms:
     def __init__(self, annunciator, log):
         self.annunciator = annunciator
         self.log = log
-        self.priority = bytearray(ALARM_COUNT)
-        self.latched = bytearray(ALARM_COUNT)
-        for i in range(ALARM_COUNT):
-            self.priority[i] = ALARMS[i][1]
-        for i in LATCHED:
-            self.latched[i] = 1
+        # priorities and latching are read from ALARMS and LATCHED: no copy (heap, issue 12)
         self.active = bytearray(ALARM_COUNT)
         self.acked = bytearray(ALARM_COUNT)
         self.level = bytearray(ALARM_COUNT)
@@ -92,26 +73,26 @@ class Alarms:
             self.cycles[alarm] = 1
             self.window[alarm] = CYCLE_MS
             self.windows += 1
-        if self.cycles[alarm] >= CYCLES:  # start-stop cycling: louder than last time
-            if self.level[alarm] < MAX_LEVEL:
+        if self.cycles[alarm] >= _CYCLES:  # start-stop cycling: louder than last time
+            if self.level[alarm] < _MAX_LEVEL:
                 self.level[alarm] += 1
         else:
             self.level[alarm] = 0
         self.timer[alarm] = self.repeat_ms
         self._due(self.repeat_ms)
         self._due(self.window[alarm])
-        self.log(alarm, ALARM_RAISED, value)
+        self.log(alarm, S.ALARM_RAISED, value)
         s = self.sounding
         if not self._annunciate(alarm):
-            self.log(alarm, ALARM_HIDDEN, s)
+            self.log(alarm, S.ALARM_HIDDEN, s)
 
     def _annunciate(self, alarm):
         """Sound the alarm's signal unless a higher-priority one is sounding: True if sounded."""
         s = self.sounding
-        if s >= 0 and s != alarm and self.priority[s] > self.priority[alarm]:
+        if s >= 0 and s != alarm and ALARMS[s][1] > ALARMS[alarm][1]:
             return False
         self.sounding = alarm
-        self.annunciator.sound(self.priority[alarm], self.level[alarm])
+        self.annunciator.sound(ALARMS[alarm][1], self.level[alarm])
         return True
 
     def _next(self):
@@ -130,10 +111,10 @@ class Alarms:
         self.count -= 1
         self.dirty = True
         self.due = 0  # the next tick updates the LED
-        self.log(alarm, ALARM_CLEARED, value)
-        if not self.acked[alarm] and not self.latched[alarm]:
+        self.log(alarm, S.ALARM_CLEARED, value)
+        if not self.acked[alarm] and alarm not in LATCHED:
             self.missed[alarm] = 1
-            self.log(alarm, ALARM_UNACKED, self.level[alarm])
+            self.log(alarm, S.ALARM_UNACKED, self.level[alarm])
         if self.sounding == alarm:
             self._next()
 
@@ -146,27 +127,27 @@ class Alarms:
 
     def ack(self, alarm):
         if alarm < 0 or alarm >= ALARM_COUNT:
-            return E_UNKNOWN_ALARM
+            return S.E_UNKNOWN_ALARM
         if not self.active[alarm]:
             if not self.missed[alarm]:
-                return E_UNKNOWN_ALARM
+                return S.E_UNKNOWN_ALARM
             self.missed[alarm] = 0  # "cleared, was not acknowledged" seen
-            self.log(alarm, ALARM_ACKED, 0)
-            return OK
-        self.log(alarm, ALARM_ACKED, 0)
+            self.log(alarm, S.ALARM_ACKED, 0)
+            return S.OK
+        self.log(alarm, S.ALARM_ACKED, 0)
         self.acked[alarm] = 1
-        if self.latched[alarm]:
+        if alarm in LATCHED:
             self.clear(alarm, 0)
-            return OK
+            return S.OK
         self.level[alarm] = 0
         # High-priority alarms cannot be snoozed: silenced only until the next repeat.
         self._settle()
-        t = self.repeat_ms if self.priority[alarm] == PRIO_HIGH else self.snooze_ms
+        t = self.repeat_ms if ALARMS[alarm][1] == S.PRIO_HIGH else self.snooze_ms
         self.timer[alarm] = t
         self._due(t)
         if self.sounding == alarm:
             self._next()
-        return OK
+        return S.OK
 
     def top_unacked(self):
         """The alarm an acknowledgement without an id is for: the highest-priority active,
@@ -174,7 +155,7 @@ class Alarms:
         best = -1
         for i in range(ALARM_COUNT):
             if self.active[i] and not self.acked[i]:
-                if best < 0 or self.priority[i] > self.priority[best]:
+                if best < 0 or ALARMS[i][1] > ALARMS[best][1]:
                     best = i
         return best
 
@@ -182,15 +163,15 @@ class Alarms:
         """Acknowledge the highest-priority unacknowledged alarm (the button)."""
         best = self.top_unacked()
         if best < 0:
-            return E_UNKNOWN_ALARM
+            return S.E_UNKNOWN_ALARM
         return self.ack(best)
 
     def highest(self):
         """Highest active priority (0 if none)."""
         top = 0
         for i in range(ALARM_COUNT):
-            if self.active[i] and self.priority[i] > top:
-                top = self.priority[i]
+            if self.active[i] and ALARMS[i][1] > top:
+                top = ALARMS[i][1]
         return top
 
     def tick(self, dt):
@@ -246,7 +227,7 @@ class Alarms:
                     continue
                 t = timer[i] - dt
                 if t <= 0:
-                    if not self.acked[i] and self.level[i] < MAX_LEVEL:
+                    if not self.acked[i] and self.level[i] < _MAX_LEVEL:
                         self.level[i] += 1  # escalate: left unacknowledged
                     self.acked[i] = 0
                     self._annunciate(i)  # hidden behind a higher one: it waits its turn

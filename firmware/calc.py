@@ -17,7 +17,8 @@ class Calculator:
 
     def __init__(self, pump):
         self.pump = pump
-        self.out = array("i", [0] * 10)  # the last calculate(): see calculate()
+        # the last calculate(): see calculate(); made by the first (heap, issue 12)
+        self.out = None
 
     def set_schedule(self, kind, starts, values, highs):
         """Program a bolus calculator schedule: segments start at 30-min slots `starts`
@@ -138,6 +139,8 @@ class Calculator:
         if total > pump.setting(S.SET_MAX_BOLUS):
             flags |= S.CALC_OVER_MAX
         out = self.out
+        if out is None:
+            out = self.out = array("i", [0] * 10)
         out[0] = food
         out[1] = corr
         out[2] = iob

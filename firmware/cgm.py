@@ -54,17 +54,13 @@ the monotonic clock) and are saved when they change: a reboot keeps basal suspen
 
 from array import array
 
+from firmware.compat import const
 from firmware.layout import S_CGM_OFFSET, S_CGM_TX, S_MONO_S, S_SBL, S_SBL_S, S_SBL_WAIT_S
 from protocol import spec as S  # per reading and cold paths: fewer globals (heap, issue 12)
 from protocol.spec import (
     A_PAIRING_LOST,
-    A_SBL,
-    A_SENSOR_EXPIRED,
-    A_SENSOR_WARMUP,
     A_SIGNAL_LOSS,
     CGM_EXPIRED,
-    CGM_HIGH,
-    CGM_LOW,
     CGM_READINGS,
     CGM_WARMUP,
     CGMF_EXPIRED,
@@ -72,35 +68,27 @@ from protocol.spec import (
     CGMF_SBL,
     CGMF_SBL_WAIT,
     CGMF_WARMUP,
-    EV_GLUCOSE,
-    EV_SBL,
-    H_SBL,
     NO_TREND,
-    SBL_AHEAD_MIN,
     SBL_MAX,
-    SET_GLUCOSE_LOW,
     SET_SENSOR_ID,
-    URGENT_SOON_MIN,
 )
 
 LOSS_S = S.SIGNAL_LOSS_MIN * 60
-TREND_N = 3  # readings the trend and the predictions use
+_TREND_N = const(3)  # readings the trend and the predictions use
 
 
 class Cgm:
     def __init__(self, pump, radio, log):
         self.pump = pump
         self.st = pump.state
-        # the ring of the last 24 h of readings: UTC minute and mg/dL of each, built by
-        # _ring() (None: no sensor link and no reading on flash)
-        self.minutes = self.values = None
+        # the ring of the last 24 h of readings: UTC minute and mg/dL of each, and the
+        # trend window, built by _ring() (None: no sensor link and no reading on flash)
+        self.minutes = self.values = self.rt = self.rv = None
         self.plug(radio)
         self.log = log  # History of readings on flash
         self.head = 0  # next write
         self.count = 0  # readings held (<= CGM_READINGS)
-        self.rt = array("i", [0] * TREND_N)  # second of the last readings (see rbase)
-        self.rv = array("i", [0] * TREND_N)  # and their values, oldest first
-        self.rn = 0
+        self.rn = 0  # readings in the trend window (rt, rv: see _ring)
         self.rbase = 0  # rt's time: 0 monotonic seconds, 1 the sensor's (time offsets)
         self.last_s = 0  # monotonic second of the newest reading
         self.last = 0  # newest reading, mg/dL (0: none)
@@ -124,10 +112,12 @@ class Cgm:
         """The readings' ring (SNS-1), allocated once, before any tick: with a sensor link
         (plug) or readings on flash (restore). Readings come only through a sensor link,
         so a board with neither keeps none and saves its 1.7 kB of RAM (heap, issue 12:
-        the Pico and ESP32 without a sensor UART)."""
+        the Pico and ESP32 without a sensor UART); the trend window too."""
         if self.minutes is None:
             self.minutes = array("i", [0] * CGM_READINGS)  # UTC minute of each reading
             self.values = array("h", [0] * CGM_READINGS)  # mg/dL
+            self.rt = array("i", [0] * _TREND_N)  # second of the last readings (see rbase)
+            self.rv = array("i", [0] * _TREND_N)  # and their values, oldest first
 
     @property
     def sbl(self):
@@ -189,23 +179,23 @@ class Cgm:
         al = self.pump.alarms
         if v == CGM_WARMUP:
             flag = CGMF_WARMUP
-            al.clear(A_SENSOR_EXPIRED, 0)
-            al.raise_(A_SENSOR_WARMUP, 0)
+            al.clear(S.A_SENSOR_EXPIRED, 0)
+            al.raise_(S.A_SENSOR_WARMUP, 0)
         else:
             flag = CGMF_EXPIRED
-            al.clear(A_SENSOR_WARMUP, 0)
-            al.raise_(A_SENSOR_EXPIRED, 0)
+            al.clear(S.A_SENSOR_WARMUP, 0)
+            al.raise_(S.A_SENSOR_EXPIRED, 0)
         if self.sensor != flag:
             self.sensor = flag
             self.rn = 0  # a new sensor: the old trend does not carry over
             self.trend = NO_TREND
-            self.pump.events.put(EV_GLUCOSE, v, self.pump.utc_seconds() // 60, NO_TREND)
+            self.pump.events.put(S.EV_GLUCOSE, v, self.pump.utc_seconds() // 60, NO_TREND)
 
     def _reading(self, v):
-        if v < CGM_LOW:
-            v = CGM_LOW
-        elif v > CGM_HIGH:
-            v = CGM_HIGH
+        if v < S.CGM_LOW:
+            v = S.CGM_LOW
+        elif v > S.CGM_HIGH:
+            v = S.CGM_HIGH
         pump = self.pump
         minute = pump.utc_seconds() // 60
         now = self.st[S_MONO_S]
@@ -227,12 +217,12 @@ class Cgm:
             rv[self.rn - 1] = v
             rt[self.rn - 1] = t
         else:
-            if self.rn == TREND_N:
+            if self.rn == _TREND_N:
                 rt[0] = rt[1]
                 rv[0] = rv[1]
                 rt[1] = rt[2]
                 rv[1] = rv[2]
-                self.rn = TREND_N - 1
+                self.rn = _TREND_N - 1
             rt[self.rn] = t
             rv[self.rn] = v
             self.rn += 1
@@ -240,21 +230,21 @@ class Cgm:
         self.last_s = now
         self.sensor = 0
         span = rt[self.rn - 1] - rt[0]
-        if self.rn == TREND_N and 0 < span <= LOSS_S:
-            dv = rv[TREND_N - 1] - rv[0]
+        if self.rn == _TREND_N and 0 < span <= LOSS_S:
+            dv = rv[_TREND_N - 1] - rv[0]
             # rounded, not floored: readings timed by arrival come within a second or
             # so of their 5 minutes, and a floor would turn +4.0 mg/dL/min over 601 s
             # into +3.9
             self.trend = (dv * 1200 + span) // (2 * span)
-            self.pred20 = v + dv * (URGENT_SOON_MIN * 60) // span
-            self.pred30 = v + dv * (SBL_AHEAD_MIN * 60) // span
+            self.pred20 = v + dv * (S.URGENT_SOON_MIN * 60) // span
+            self.pred30 = v + dv * (S.SBL_AHEAD_MIN * 60) // span
         else:
             dv = 0
             self.trend = NO_TREND
             self.pred20 = v
             self.pred30 = v
         self._alerts(v)
-        pump.events.put(EV_GLUCOSE, v, minute, self.trend)
+        pump.events.put(S.EV_GLUCOSE, v, minute, self.trend)
         self._suspend_before_low(v, dv)
 
     def _keep(self, minute, v):
@@ -275,11 +265,11 @@ class Cgm:
         pump = self.pump
         al = pump.alarms
         mask = pump.setting(S.SET_GLUCOSE_ALERTS)
-        al.clear(A_SENSOR_WARMUP, v)
-        al.clear(A_SENSOR_EXPIRED, v)
+        al.clear(S.A_SENSOR_WARMUP, v)
+        al.clear(S.A_SENSOR_EXPIRED, v)
         al.clear(A_SIGNAL_LOSS, v)
         al.set(S.A_URGENT_LOW, v <= S.URGENT_LOW, v)
-        al.set(S.A_GLUCOSE_LOW, mask & S.GA_LOW and v <= pump.setting(SET_GLUCOSE_LOW), v)
+        al.set(S.A_GLUCOSE_LOW, mask & S.GA_LOW and v <= pump.setting(S.SET_GLUCOSE_LOW), v)
         al.set(S.A_GLUCOSE_HIGH, mask & S.GA_HIGH and v >= pump.setting(S.SET_GLUCOSE_HIGH), v)
         trend = self.trend
         known = trend != NO_TREND
@@ -295,7 +285,7 @@ class Cgm:
         if not pump.setting(S.SET_SBL):
             return
         st = self.st
-        low = pump.setting(SET_GLUCOSE_LOW)
+        low = pump.setting(S.SET_GLUCOSE_LOW)
         if st[S_SBL]:
             if v >= low + S.SBL_RESUME_MARGIN and self.pred30 >= low + S.SBL_RESUME_AHEAD:
                 self.resume(S.SBL_RECOVERED)
@@ -305,9 +295,9 @@ class Cgm:
             st[S_SBL] = 1
             st[S_SBL_S] = st[S_MONO_S]
             pump._commit(0, 0, 0)  # a reboot keeps basal suspended
-            pump.alarms.raise_(A_SBL, v)
-            pump._log(H_SBL, 1, S.SBL_PREDICTED, v, self.pred30)
-            pump.events.put(EV_SBL, 1, S.SBL_PREDICTED, v)
+            pump.alarms.raise_(S.A_SBL, v)
+            pump._log(S.H_SBL, 1, S.SBL_PREDICTED, v, self.pred30)
+            pump.events.put(S.EV_SBL, 1, S.SBL_PREDICTED, v)
 
     def resume(self, reason):
         """End a suspension before low (SBL_* reason); manual and time-limit resumptions
@@ -320,9 +310,9 @@ class Cgm:
             st[S_SBL_WAIT_S] = st[S_MONO_S] + S.SBL_WAIT_MIN * 60
         pump = self.pump
         pump._commit(0, 0, 0)
-        pump.alarms.clear(A_SBL, self.last)
-        pump._log(H_SBL, 0, reason, self.last, self.pred30)
-        pump.events.put(EV_SBL, 0, reason, self.last)
+        pump.alarms.clear(S.A_SBL, self.last)
+        pump._log(S.H_SBL, 0, reason, self.last, self.pred30)
+        pump.events.put(S.EV_SBL, 0, reason, self.last)
 
     # ---------------------------------------------------------------- readers
     def flags(self):

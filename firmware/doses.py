@@ -10,7 +10,7 @@ The bucket being filled lives in the pump's state array (S_BUCKET, S_BUCKET_BOLU
 S_BUCKET_TOTAL), saved before every motor move; the rings hold closed buckets and are
 saved (A/B slots) when a bucket with insulin closes or when a bucket with insulin leaves
 a ring. A bucket is never counted twice nor lost at a power cut: the rings remember up
-to which bucket they are complete (D_UPTO); a state whose current bucket is older than
+to which bucket they are complete (_D_UPTO); a state whose current bucket is older than
 that was already closed into them.
 
 Windows err toward more insulin (the patient's side): the 60-min window is the current
@@ -22,14 +22,15 @@ from array import array
 from firmware.compat import const
 from firmware.store import Slots
 
+# names other modules import, then private constants (no globals entry: heap, issue 12)
 BUCKET_S = const(300)
 BOLUS_N = const(96)
-TOTAL_N = const(289)
-HOUR_BUCKETS = const(12)
-D_UPTO = const(1)  # buckets below this number are closed into the rings
+_TOTAL_N = const(289)
+_HOUR_BUCKETS = const(12)
+_D_UPTO = const(1)  # buckets below this number are closed into the rings
 D_BOLUS = const(2)
-D_TOTAL = const(D_BOLUS + BOLUS_N)
-DOSES_LEN = const(D_TOTAL + TOTAL_N)
+_D_TOTAL = const(D_BOLUS + BOLUS_N)
+DOSES_LEN = const(_D_TOTAL + _TOTAL_N)
 
 
 class Doses:
@@ -63,8 +64,8 @@ class Doses:
     def _sum(self):
         v = self.v
         t = 0
-        for i in range(TOTAL_N):
-            t += v[D_TOTAL + i]
+        for i in range(_TOTAL_N):
+            t += v[_D_TOTAL + i]
         self.sum_total = t
 
     def adopt(self):
@@ -73,13 +74,13 @@ class Doses:
         v = self.v
         st = self.st
         at = self.at
-        if st[at] < v[D_UPTO]:
+        if st[at] < v[_D_UPTO]:
             # the rings were saved with this bucket closed, the state was not saved after
-            st[at] = v[D_UPTO]
+            st[at] = v[_D_UPTO]
             st[at + 1] = 0
             st[at + 2] = 0
         else:
-            self._clear(v[D_UPTO], st[at])
+            self._clear(v[_D_UPTO], st[at])
 
     def _clear(self, first, last):
         """Empty the slots of buckets first..last (inclusive): they are not closed yet.
@@ -87,15 +88,15 @@ class Doses:
         v = self.v
         had = False
         n = last - first + 1
-        if n > TOTAL_N:
-            n = TOTAL_N
+        if n > _TOTAL_N:
+            n = _TOTAL_N
         b = last - n + 1
         while b <= last:
             i = D_BOLUS + b % BOLUS_N
             if v[i]:
                 v[i] = 0
                 had = True
-            i = D_TOTAL + b % TOTAL_N
+            i = _D_TOTAL + b % _TOTAL_N
             if v[i]:
                 self.sum_total -= v[i]
                 v[i] = 0
@@ -116,12 +117,12 @@ class Doses:
         changed = self.dirty
         if st[at + 1] or st[at + 2]:
             v[D_BOLUS + closed % BOLUS_N] += st[at + 1]
-            v[D_TOTAL + closed % TOTAL_N] += st[at + 2]
+            v[_D_TOTAL + closed % _TOTAL_N] += st[at + 2]
             self.sum_total += st[at + 2]
             changed = True
         if self._clear(closed + 1, bucket):
             changed = True
-        v[D_UPTO] = bucket
+        v[_D_UPTO] = bucket
         st[at] = bucket
         st[at + 1] = 0
         st[at + 2] = 0
@@ -133,7 +134,7 @@ class Doses:
         v = self.v
         b = self.st[self.at]
         t = self.st[self.at + 1]
-        for k in range(1, HOUR_BUCKETS + 1):
+        for k in range(1, _HOUR_BUCKETS + 1):
             t += v[D_BOLUS + (b - k) % BOLUS_N]
         return t
 

@@ -18,27 +18,21 @@ at construction rather than every caller passing the tick's fields (docs/structu
 
 from array import array
 
-from firmware.compat import const
+from firmware import layout as L  # the cold paths' indexes: fewer globals (heap, issue 12)
 from firmware.layout import (
     S_LOCAL_DAY,
     S_LOCAL_MS,
-    S_TEMP_KIND,
-    S_TEMP_VALUE,
     S_TIME_SET,
-    SETTINGS_LEN,
-    SETTINGS_LEN_1,
     SETTINGS_LO,
-    V_NAMES,
     V_RATES,
     V_SCHEDULE,
-    V_SEGMENTS,
     V_SETTINGS,
     V_SETTINGS_HI,
 )
 from firmware.store import Slots
 from protocol import spec as S  # one globals entry, not one per id (heap, issue 12)
 
-EPOCH_WEEKDAY = const(2)  # 2020-01-01 was a Wednesday (Monday = 0)
+EPOCH_WEEKDAY = 2  # 2020-01-01 was a Wednesday (Monday = 0)
 
 
 def at(sid):
@@ -50,8 +44,8 @@ class Settings:
     def __init__(self, pump, storage, region_a, region_b, scratch):
         self.pump = pump
         self.state = pump.state  # read-only here: the local time and the running temp basal
-        self.values = array("i", [0] * SETTINGS_LEN)
-        self.slots = Slots(storage, region_a, region_b, self.values, (SETTINGS_LEN_1,),
+        self.values = array("i", [0] * L.SETTINGS_LEN)
+        self.slots = Slots(storage, region_a, region_b, self.values, (L.SETTINGS_LEN_1,),
                            scratch)
 
     # ------------------------------------------------------------------ boot
@@ -65,19 +59,19 @@ class Settings:
             self._defaults()
             corrupt = not blank
             self.slots.save()
-        elif self.slots.loaded_n != SETTINGS_LEN:
+        elif self.slots.loaded_n != L.SETTINGS_LEN:
             self.slots.save()  # upgraded to this layout
         self._apply()
         return corrupt
 
     def _defaults(self):
         v = self.values
-        for i in range(SETTINGS_LEN):
+        for i in range(L.SETTINGS_LEN):
             v[i] = 0
         for i in range(S.SETTINGS_COUNT):
             v[at(i)] = S.SETTINGS[i][1]
         # Profile 0 "default", 1 segment at 0 U/h: basal must be programmed before use.
-        v[V_SEGMENTS] = 1
+        v[L.V_SEGMENTS] = 1
         self._set_name(0, b"default")
 
     def _apply(self):
@@ -140,13 +134,13 @@ class Settings:
 
     def _revert(self, old):
         v = self.values
-        for i in range(SETTINGS_LEN):
+        for i in range(L.SETTINGS_LEN):
             v[i] = old[i]
 
     # ------------------------------------------------------------------ profiles (THR-1)
     def _set_name(self, p, name):
         v = self.values
-        base = V_NAMES + p * 4
+        base = L.V_NAMES + p * 4
         for i in range(4):
             lo = name[2 * i] if 2 * i < len(name) else 0
             hi = name[2 * i + 1] if 2 * i + 1 < len(name) else 0
@@ -156,7 +150,7 @@ class Settings:
         v = self.values
         out = bytearray()
         for i in range(4):
-            w = v[V_NAMES + p * 4 + i]
+            w = v[L.V_NAMES + p * 4 + i]
             for b in (w & 0xFF, w >> 8):
                 if b:
                     out.append(b)
@@ -202,7 +196,7 @@ class Settings:
                 seg += 1
             v[base + s] = rates[seg]
         self._set_name(p, name)
-        v[V_SEGMENTS + p] = n
+        v[L.V_SEGMENTS + p] = n
         code = self._keep_basal_change(old)
         if code:
             return code
@@ -212,7 +206,7 @@ class Settings:
     def get_profile(self, p):
         """(name, starts, rates) with adjacent equal slots merged; None if unused."""
         v = self.values
-        if p < 0 or p >= S.PROFILES or not v[V_SEGMENTS + p]:
+        if p < 0 or p >= S.PROFILES or not v[L.V_SEGMENTS + p]:
             return None
         starts = []
         rates = []
@@ -234,7 +228,7 @@ class Settings:
             return pump._refuse(S.E_BAD_ARG, 0)
         for i in range(7):
             p = days[i]
-            if p < 0 or p >= S.PROFILES or not v[V_SEGMENTS + p]:
+            if p < 0 or p >= S.PROFILES or not v[L.V_SEGMENTS + p]:
                 return pump._refuse(S.E_BAD_ARG, i)
         old = array("i", v)
         packed = 0
@@ -271,7 +265,7 @@ class Settings:
 
     def _running_temp_peak(self):
         st = self.state
-        return self.temp_peak(st[S_TEMP_KIND], st[S_TEMP_VALUE])
+        return self.temp_peak(st[L.S_TEMP_KIND], st[L.S_TEMP_VALUE])
 
     def temp_peak(self, kind, value):
         """Highest rate a temp basal (kind, value) reaches on the weekly schedule, mU/h."""

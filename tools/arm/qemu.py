@@ -12,6 +12,11 @@ before each boot. qemu runs with `-icount shift=0` when asked (icount=True): one
 instruction is one ns of board time, runs repeat exactly, costs are instruction counts.
 No second console port and no telemetry on this board.
 
+With --romfs FILE (romfs=bytes) the launcher writes a ROMFS image of the firmware's .mpy
+files (tools/arm/romfs.py) into the PSRAM at ROMFS_AT and the board boots from it: its
+main.py mounts it at /rom ahead of the frozen modules (the .mpy deployment on a board
+with ROMFS, issue 12); without, that area's header is erased and the frozen firmware runs.
+
 With --sensor (sensor=True) the board's second UART (UART1) is its sensor link (SNS-4):
 the launcher opens a pty for it (printed after the protocol pty, `QemuBoard.sensor_port`)
 and hands its master side to qemu as the UART's character device (`-add-fd` and a serial
@@ -86,6 +91,22 @@ def prepare_flash(path: Path, world: dict | None):
             f.write(len(text).to_bytes(4, "little") + text)
 
 
+ROMFS_HEADER = b"\xd2\xcd\x31"  # "RM1": the first bytes of a ROMFS image (extmod/vfs_rom.c)
+
+
+def write_romfs(path: Path, image: bytes | None):
+    """The ROMFS area (boards/qemu_layout.py ROMFS_AT): `image` (tools/arm/romfs.py), which
+    the board then boots from, or, with None, its header erased (the frozen firmware)."""
+    if image is not None:
+        if not image.startswith(ROMFS_HEADER):
+            raise ValueError("not a ROMFS image (it must start with the bytes d2 cd 31)")
+        if len(image) > L.ROMFS_MAX:
+            raise ValueError(f"ROMFS image of {len(image)} bytes: at most {L.ROMFS_MAX}")
+    with open(path, "r+b") as f:
+        f.seek(L.ROMFS_AT - L.PSRAM)
+        f.write(image if image is not None else bytes(len(ROMFS_HEADER)))
+
+
 def provision(path: Path, key: bytes, pulse_mu: int, reset_cause: int,
               script: str | None = None, sensor: bool = False):
     """The control area (boards/qemu_layout.py); with `script`, MODE_SCRIPT and its text;
@@ -146,9 +167,11 @@ def run_script(code: str, *, state_dir: str | os.PathLike, image=None, icount: b
 class QemuBoard(HL.Emulator):
     """host_tools.launch.Emulator with qemu-system-arm as the board process."""
 
-    def __init__(self, state_dir, *, image=None, icount: bool = False, **kw):
+    def __init__(self, state_dir, *, image=None, icount: bool = False,
+                 romfs: bytes | None = None, **kw):
         self.image = find_image(image)
         self.icount = icount
+        self.romfs = romfs  # a ROMFS image to boot the .mpy firmware from (None: frozen)
         self._uart_log = None
         kw["console"] = False  # the UART is the board's only port
         kw.setdefault("micropython", "unused")
@@ -159,6 +182,7 @@ class QemuBoard(HL.Emulator):
                  "heap_check": int(heap_check)}
         self.flash = self.state_dir / HL.FLASH_FILE
         prepare_flash(self.flash, world)
+        write_romfs(self.flash, self.romfs)
 
     def _spawn(self, reset_cause: int):
         prepare_flash(self.flash, None)
@@ -210,15 +234,19 @@ def main(argv=None) -> int:
     p.add_argument("--fresh", action="store_true", help="erase the flash first")
     p.add_argument("--icount", action="store_true", help="qemu -icount shift=0")
     p.add_argument("--image", default=None)
+    p.add_argument("--romfs", default=None, metavar="FILE",
+                   help="boot the firmware's .mpy files from this ROMFS image "
+                        "(`python -m tools.arm.romfs`) instead of the frozen ones")
     p.add_argument("--sensor", action="store_true",
                    help="sensor link on UART1 through a second pty (printed last): "
                         "`pumpctl sensor --port`")
     args = p.parse_args(argv)
     try:
+        romfs = Path(args.romfs).read_bytes() if args.romfs else None
         board = launch(args.state, speed=args.speed, lockstep=args.lockstep, seed=args.seed,
                        pulse_mu=args.pulse, fresh=args.fresh, icount=args.icount,
-                       image=args.image, sensor=args.sensor)
-    except (FileNotFoundError, ValueError) as exc:
+                       image=args.image, sensor=args.sensor, romfs=romfs)
+    except (OSError, ValueError) as exc:
         print(f"tools/arm/qemu.py: {exc}", file=sys.stderr)
         return 2
     print(board.port, flush=True)
