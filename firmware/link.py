@@ -96,6 +96,7 @@ from protocol.spec import (
     HISTORY_PAGE,
     LINK_CORRUPT,
     LINK_PAIRED,
+    MAC_SIZE,
     MESSAGES,
     PROFILE_NAME_LEN,
     PROFILES,
@@ -351,7 +352,7 @@ class Link:
         """Is the received frame's MAC good? Then the answer is signed with its counter."""
         buf = self.dec.buf
         at = HEADER_SIZE + PAYLOAD_SIZE[mid]
-        if self.auth is None or not self.auth.check(buf, at + 4, at + 4):
+        if self.auth is None or not self.auth.verify(buf, at + 4, buf, at + 4, MAC_SIZE):
             return False
         self.sign = True
         self.reply_counter = get_int(buf, at, 4)
@@ -367,7 +368,7 @@ class Link:
             self._result(seq, cmd, E_BAD_AUTH, AUTH_MISSING)
             return
         at = HEADER_SIZE + PAYLOAD_SIZE[mid]
-        if self.auth is None or not self.auth.check(buf, at + 4, at + 4):
+        if self.auth is None or not self.auth.verify(buf, at + 4, buf, at + 4, MAC_SIZE):
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_BAD_MAC)
             return

@@ -339,36 +339,71 @@ if NATIVE:
     from firmware.native import mac_diff  # noqa: F811
 
 
-class Auth:
-    """HMAC-SHA256 with one key, truncated to MAC_SIZE bytes (SEC-2).
+class HmacPortable:
+    """HMAC-SHA256 of `prefix` + a message with one key (RFC 2104), written out with
+    hashlib (MicroPython has no hmac module and its sha256 objects cannot be copied, so
+    each MAC hashes both key pads again: four blocks and a few small objects per MAC).
 
-    MicroPython has no hmac module (and its sha256 objects cannot be copied), so this is
-    the RFC 2104 construction written out; it allocates a few small objects per MAC.
+    The interface of the hmac256 C module's HMAC (tools/arm/cmod/hmac256), which the ARM
+    images have (no allocation, two blocks for a short message): `sign(msg, n, out, at,
+    size)` writes the first `size` bytes of the MAC of msg[:n] into out[at:at + size],
+    `verify(msg, n, mac, at, size)` says whether mac[at:at + size] is that (every byte
+    compared).
     """
 
-    def __init__(self, key, schema=None):
+    def __init__(self, key, prefix=b""):
         key = bytes(key)
         if len(key) > 64:
             key = hashlib.sha256(key).digest()
         key = key + bytes(64 - len(key))
         self.ipad = bytes([b ^ 0x36 for b in key])
         self.opad = bytes([b ^ 0x5C for b in key])
-        # first in every MAC: binds the table
-        self.schema = SCHEMA_LE if schema is None else struct.pack("<I", schema)
+        self.prefix = bytes(prefix)
 
-    def mac(self, buf, n):
-        """Full 32-byte HMAC of schema hash + buf[0:n]."""
+    def digest(self, msg, n):
         h = hashlib.sha256(self.ipad)
-        h.update(self.schema)
-        h.update(memoryview(buf)[:n])
+        h.update(self.prefix)
+        h.update(memoryview(msg)[:n])
         inner = h.digest()
         h = hashlib.sha256(self.opad)
         h.update(inner)
         return h.digest()
 
-    def check(self, buf, n, mac_at):
-        """True if buf[mac_at:mac_at+8] is the MAC of buf[0:n] (compared in full)."""
-        return mac_diff(self.mac(buf, n), buf, mac_at) == 0
+    def sign(self, msg, n, out, at, size):
+        mac = self.digest(msg, n)
+        for i in range(size):
+            out[at + i] = mac[i]
+
+    def verify(self, msg, n, mac, at, size):
+        if size == MAC_SIZE:
+            return mac_diff(self.digest(msg, n), mac, at) == 0
+        want = self.digest(msg, n)
+        diff = 0
+        for i in range(size):
+            diff |= want[i] ^ mac[at + i]
+        return diff == 0
+
+
+try:  # the ARM images' C module
+    from hmac256 import HMAC
+except ImportError:  # unix port, wasm, CPython
+    HMAC = HmacPortable
+
+
+def Auth(key, schema=None, portable=False):
+    """The link's MAC (SEC-2): HMAC-SHA256 with the pairing key over the schema hash (it
+    binds the message table) + the frame, truncated to MAC_SIZE bytes by the callers
+    (`auth.sign(buf, n, buf, n, MAC_SIZE)`, `auth.verify(buf, n, buf, n, MAC_SIZE)`).
+    The C module's HMAC where there is one, unless `portable`."""
+    prefix = SCHEMA_LE if schema is None else struct.pack("<I", schema)
+    return (HmacPortable if portable else HMAC)(key, prefix)
+
+
+def mac(auth, buf, n):
+    """The full 32-byte MAC of buf[0:n] (allocates: tests and tools)."""
+    out = bytearray(32)
+    auth.sign(buf, n, out, 0, 32)
+    return bytes(out)
 
 
 class Encoder:
@@ -415,9 +450,7 @@ class Encoder:
         if auth is not None:
             buf[1] |= F_AUTH
             struct.pack_into("<I", buf, n, counter)
-            mac = auth.mac(buf, n + 4)
-            for i in range(MAC_SIZE):
-                buf[n + 4 + i] = mac[i]
+            auth.sign(buf, n + 4, buf, n + 4, MAC_SIZE)
             n += AUTH_SIZE
         c = crc16(buf, 0, n)
         buf[n] = c & 0xFF
@@ -518,6 +551,6 @@ def decode_frame(frame, key=None):
     if auth:
         at = HEADER_SIZE + size
         counter = get_int(buf, at, 4)
-        if key is not None and not Auth(key).check(buf, at + 4, at + 4):
+        if key is not None and not Auth(key).verify(buf, at + 4, buf, at + 4, MAC_SIZE):
             raise ValueError("bad MAC")
     return mid, seq, flags, values, counter
