@@ -18,7 +18,6 @@ offsets and kinds); the per-message dicts SIZE, KINDS, OFFSETS, FORMATS, LENGTHS
 For tests and tools (these allocate): `encode_frame` / `decode_frame`, `field_values`.
 """
 
-import hashlib
 import struct
 from array import array
 
@@ -324,86 +323,27 @@ class Decoder:
         return i
 
 
-def mac_diff_portable(want, buf, mac_at):
-    """0 if buf[mac_at:mac_at + MAC_SIZE] == want[0:MAC_SIZE]; every byte is compared,
-    whatever differs (no early exit: the time tells nothing). `mac_diff` is the viper
-    version (firmware/native.py) where the runtime has a native emitter."""
-    diff = 0
-    for i in range(MAC_SIZE):
-        diff |= want[i] ^ buf[mac_at + i]
-    return diff
-
-
-mac_diff = mac_diff_portable
-if NATIVE:
-    from firmware.native import mac_diff  # noqa: F811
-
-
-class HmacPortable:
-    """HMAC-SHA256 of `prefix` + a message with one key (RFC 2104), written out with
-    hashlib (MicroPython has no hmac module and its sha256 objects cannot be copied, so
-    each MAC hashes both key pads again: four blocks and a few small objects per MAC).
-
-    The interface of the hmac256 C module's HMAC (tools/arm/cmod/hmac256), which the ARM
-    images have (no allocation, two blocks for a short message): `sign(msg, n, out, at,
-    size)` writes the first `size` bytes of the MAC of msg[:n] into out[at:at + size],
-    `verify(msg, n, mac, at, size)` says whether mac[at:at + size] is that (every byte
-    compared).
-    """
-
-    def __init__(self, key, prefix=b""):
-        key = bytes(key)
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        key = key + bytes(64 - len(key))
-        self.ipad = bytes([b ^ 0x36 for b in key])
-        self.opad = bytes([b ^ 0x5C for b in key])
-        self.prefix = bytes(prefix)
-
-    def digest(self, msg, n):
-        h = hashlib.sha256(self.ipad)
-        h.update(self.prefix)
-        h.update(memoryview(msg)[:n])
-        inner = h.digest()
-        h = hashlib.sha256(self.opad)
-        h.update(inner)
-        return h.digest()
-
-    def sign(self, msg, n, out, at, size):
-        mac = self.digest(msg, n)
-        for i in range(size):
-            out[at + i] = mac[i]
-
-    def verify(self, msg, n, mac, at, size):
-        if size == MAC_SIZE:
-            return mac_diff(self.digest(msg, n), mac, at) == 0
-        want = self.digest(msg, n)
-        diff = 0
-        for i in range(size):
-            diff |= want[i] ^ mac[at + i]
-        return diff == 0
-
-
-try:  # the ARM images' C module
+try:  # the ARM images' C module (tools/arm/cmod/hmac256)
     from hmac256 import HMAC
-except ImportError:  # unix port, wasm, CPython
-    HMAC = HmacPortable
+except ImportError:  # unix port, wasm, CPython: firmware/hmac_portable.py
+    HMAC = None
 
 
 def Auth(key, schema=None, portable=False):
     """The link's MAC (SEC-2): HMAC-SHA256 with the pairing key over the schema hash (it
-    binds the message table) + the frame, truncated to MAC_SIZE bytes by the callers
-    (`auth.sign(buf, n, buf, n, MAC_SIZE)`, `auth.verify(buf, n, buf, n, MAC_SIZE)`).
-    The C module's HMAC where there is one, unless `portable`."""
+    binds the message table) + the frame, truncated to MAC_SIZE bytes by the callers:
+    `auth.sign(buf, n, buf, n, MAC_SIZE)` writes the MAC of buf[:n] after it,
+    `auth.verify(buf, n, buf, n, MAC_SIZE)` checks the one there (every byte compared).
+
+    The hmac256 C module's HMAC where the image has it (ARM: the key pads hashed once, two
+    SHA-256 blocks for a short frame, no allocation), else, or if `portable`, the same
+    interface in Python (firmware/hmac_portable.py, imported only then: heap)."""
     prefix = SCHEMA_LE if schema is None else struct.pack("<I", schema)
-    return (HmacPortable if portable else HMAC)(key, prefix)
+    if HMAC is None or portable:
+        from firmware.hmac_portable import HmacPortable
 
-
-def mac(auth, buf, n):
-    """The full 32-byte MAC of buf[0:n] (allocates: tests and tools)."""
-    out = bytearray(32)
-    auth.sign(buf, n, out, 0, 32)
-    return bytes(out)
+        return HmacPortable(key, prefix)
+    return HMAC(key, prefix)
 
 
 class Encoder:

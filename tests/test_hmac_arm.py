@@ -1,6 +1,6 @@
 """The link's MAC on the QEMU ARM test image (SEC-2, HW-4): the hmac256 C module
 (tools/arm/cmod/hmac256, compiled into the ARM images) against the firmware's Python path
-(wire.HmacPortable, hashlib) on the same board and against CPython's hmac, byte for byte,
+(firmware/hmac_portable.py, hashlib) on the same board and against CPython's hmac, byte for byte,
 for keys of 0..200 bytes (longer than a block: hashed first), prefixes of 0..130 bytes
 and messages across every block boundary of SHA-256's padding (55/56, 63/64/65, 119/120).
 Then its use: wire.Auth is the C module there, a MAC allocates nothing, bad arguments are
@@ -31,12 +31,13 @@ GUEST = """
 import gc, json, micropython
 import hmac256
 from firmware import wire
+from firmware.hmac_portable import HmacPortable
 {gen}
 for k, pl, msgs in {cases}:
     key = gen(1000 + k, k)
     prefix = gen(2000 + k + pl, pl)
     c = hmac256.HMAC(key, prefix)
-    p = wire.HmacPortable(key, prefix)
+    p = HmacPortable(key, prefix)
     for n in msgs:
         msg = gen(3000 + 7 * k + pl + n, n)
         buf = bytearray(msg + b"tail")  # the MAC covers msg[:n] only
