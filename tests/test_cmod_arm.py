@@ -1,5 +1,9 @@
-"""The link's MAC on the QEMU ARM test image (SEC-2, HW-4): the hmac256 C module
-(tools/arm/cmod/hmac256, compiled into the ARM images) against the firmware's Python path
+"""The ARM images' C modules (tools/arm/cmod) on the QEMU ARM test image (HW-4).
+
+crc16c: firmware/crc.py's crc16 there, against the viper and the portable version on
+buffers of 0..300 bytes at any offset (HIS-1: every record and state copy carries it).
+
+hmac256, the link's MAC (SEC-2) against the firmware's Python path
 (firmware/hmac_portable.py, hashlib) on the same board and against CPython's hmac, byte for byte,
 for keys of 0..200 bytes (longer than a block: hashed first), prefixes of 0..130 bytes
 and messages across every block boundary of SHA-256's padding (55/56, 63/64/65, 119/120).
@@ -92,6 +96,28 @@ for args in ((buf, 40, buf, 0, 8), (buf, -1, buf, 0, 8), (buf, 19, buf, 0, 0),
 r["errors"] = errors
 print("CHECKS " + json.dumps(r))
 
+# crc16c against the viper and the portable CRC (firmware/crc.py, firmware/native.py)
+import crc16c
+from firmware import crc, native
+r = {{"crc_is_c": crc.crc16 is crc16c.crc16, "native": crc.NATIVE, "diff": [], "n": 0}}
+for k in range(60):
+    n = (k * 37) % 301
+    buf = gen(4000 + k, n)
+    for start, end in ((0, n), (k % 7, n), (0, n - k % 5), (n // 2, n // 2)):
+        if 0 <= start <= end <= n:
+            a = crc.crc16(buf, start, end)
+            if a != native.crc16(buf, start, end) or a != crc.crc16_portable(buf, start, end):
+                r["diff"].append([k, start, end])
+            r["n"] += 1
+r["empty"] = crc.crc16(b"", 0, 0)
+r["check"] = crc.crc16(b"123456789", 0, 9)  # the standard check value of CRC-16/CCITT-FALSE
+try:
+    crc.crc16(b"abc", 0, 4)
+    r["past_end"] = "none"
+except ValueError as exc:
+    r["past_end"] = str(exc)
+print("CRC " + json.dumps(r))
+
 # the link on this board: a signed status and a signed bolus, answers signed
 from tests import mp_link as L
 rig, pump, link = L.bench(key=bytes.fromhex("{bolus_key}"), bolus=False)
@@ -154,7 +180,7 @@ def arm_out(tmp_path_factory):
         Q.find_image(Q.TEST_IMAGE)
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
-    return arm_run(str(tmp_path_factory.mktemp("arm-hmac")))
+    return arm_run(str(tmp_path_factory.mktemp("arm-cmod")))
 
 
 @pytest.mark.req("SEC-2", "HW-4")
@@ -167,6 +193,16 @@ def test_c_mac_matches_python_path_and_cpython_on_arm(arm_out):
         assert c_mac == want[i], f"C module, case {i}"
         assert py_mac == want[i], f"Python path, case {i}"
         assert c_ok is True and py_ok is True, i
+
+
+@pytest.mark.req("HIS-1", "HW-4")
+def test_c_crc_matches_the_viper_and_portable_crc_on_arm(arm_out):
+    (r,) = _lines(arm_out, "CRC")
+    assert r["crc_is_c"] is True and r["native"] is True
+    assert r["diff"] == [] and r["n"] >= 200
+    assert r["empty"] == 0xFFFF
+    assert r["check"] == 0x29B1
+    assert r["past_end"] == "start:end outside the buffer"
 
 
 @pytest.mark.req("SEC-2", "HW-4")
