@@ -8,7 +8,9 @@ hmac256, the link's MAC (SEC-2) against the firmware's Python path
 for keys of 0..200 bytes (longer than a block: hashed first), prefixes of 0..130 bytes
 and messages across every block boundary of SHA-256's padding (55/56, 63/64/65, 119/120).
 Then its use: wire.Auth is the C module there, a MAC allocates nothing, bad arguments are
-refused, and a signed status and a signed bolus through the Link verify on the host.
+refused, a signed status and a signed bolus through the Link verify on the host, and a
+signed status is answered under heap_lock (on the unix port and wasm, with the hashlib
+path, it allocates).
 
 One qemu run (~10 s). Needs the image (`make firmware BOARD=qemu-arm`, which `make test`
 runs first) and qemu-system-arm; skipped, saying so, without them.
@@ -125,6 +127,9 @@ rig.serial.send(bytes.fromhex("{status}") + bytes.fromhex("{bolus}"))
 link.poll()
 print("LINK " + json.dumps([rig.serial.overflow, link.faults, link.counter]))
 print("WIRE " + rig.serial.take().hex())
+# a signed query again (its counter is a nonce), 20 times under heap_lock: with the C MAC
+# the signed path allocates nothing (MemoryErrors, link faults)
+print("LOCKED " + json.dumps(L.locked_poll(rig, link, bytes.fromhex("{status}"), 20)))
 """
 
 
@@ -234,6 +239,8 @@ def test_signed_requests_through_the_link_on_arm(arm_out):
     assert (mid, seq, ctr) == (wire.INDEX["status_info"], 31, 700)
     assert (rmid, rseq, rctr, values) == (wire.INDEX["result"], 32, 701, [91, S.OK, 1])  # bolus 1
     assert flags & S.F_AUTH and rflags & S.F_AUTH
+    (locked,) = _lines(arm_out, "LOCKED")
+    assert locked == [0, 0]  # no MemoryError, no fault: signed queries allocate nothing
     with pytest.raises(ValueError, match="bad MAC"):  # and signed with the pairing key only
         wire.decode_frame(frames[1], key=bytes(32))
     assert struct.unpack("<I", wire.SCHEMA_LE)[0] == wire.SCHEMA
