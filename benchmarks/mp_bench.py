@@ -209,7 +209,7 @@ def request_alloc(L, rounds=20, locked=True):
     collect()
     gc.disable()
     m0 = mem()
-    auth.check(buf, 40, 40)
+    auth.verify(buf, 40, buf, 40, 8)
     result["_mac_check_bytes"] = mem() - m0
     gc_on()
     return result
@@ -370,7 +370,7 @@ class Codec:
             i += 1
         if mac:
             at = 5 + self.wire.SIZE[mid]
-            ok = ok and self.auth.check(buf, at + 4, at + 4)
+            ok = ok and self.auth.verify(buf, at + 4, buf, at + 4, 8)
         return ok
 
     def status_request(self):

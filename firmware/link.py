@@ -92,6 +92,7 @@ from protocol.spec import (
     HISTORY_PAGE,
     LINK_CORRUPT,
     LINK_PAIRED,
+    MAC_SIZE,
     MESSAGES,
     PROFILE_NAME_LEN,
     PROFILES,
@@ -143,6 +144,9 @@ L_KEY = const(L_RING + 3 * RING)  # key_id() of the pairing key the state belong
 L_LOCKED = const(L_KEY + 1)  # 1: the state was lost; commands refused until a new key
 LINK_LEN = const(L_LOCKED + 1)
 LINK_LEN_1 = const(L_KEY)  # the layout before the key id (still loads)
+# RAM only: how many ring entries have each value of id & (BUCKETS - 1), so that a new
+# command id (the usual case) is known to be in no entry without scanning the ring
+BUCKETS = const(64)
 
 # result and event payloads packed with one struct call each (issue 12: a call per field
 # cost ~3,000 M0+ instructions)
@@ -216,6 +220,10 @@ class Link:
         self.slots = Slots(hw.storage, R_LINK_A, R_LINK_B, self.values, (LINK_LEN_1,))
         self.locked = False
         self._load(key_id(key))
+        self.buckets = bytearray(BUCKETS)
+        v = self.values
+        for i in range(L_RING, L_RING + 3 * RING, 3):
+            self.buckets[v[i] & (BUCKETS - 1)] += 1
         self.counter = unsigned32(self.values[L_COUNTER])  # last accepted auth counter
         # one handler per message of the table that the host may send
         self.handlers = {}
@@ -358,7 +366,7 @@ class Link:
         """Is the received frame's MAC good? Then the answer is signed with its counter."""
         buf = self.dec.buf
         at = HEADER_SIZE + PAYLOAD_SIZE[mid]
-        if self.auth is None or not self.auth.check(buf, at + 4, at + 4):
+        if self.auth is None or not self.auth.verify(buf, at + 4, buf, at + 4, MAC_SIZE):
             return False
         self.sign = True
         self.reply_counter = get_int(buf, at, 4)
@@ -374,7 +382,7 @@ class Link:
             self._result(seq, cmd, E_BAD_AUTH, AUTH_MISSING)
             return
         at = HEADER_SIZE + PAYLOAD_SIZE[mid]
-        if self.auth is None or not self.auth.check(buf, at + 4, at + 4):
+        if self.auth is None or not self.auth.verify(buf, at + 4, buf, at + 4, MAC_SIZE):
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_BAD_MAC)
             return
@@ -390,6 +398,7 @@ class Link:
             self._result(seq, cmd, E_BAD_AUTH, AUTH_REPLAYED)
             return
         scmd = signed32(cmd)
+        self.pump.last_command(self.last)  # once: _lookup and _push_last read it
         seen = cmd != 0 and self._lookup(scmd)
         # The counter is persisted before anything acts; the save also moves the previous
         # command from the pump state into the ring.
@@ -416,13 +425,15 @@ class Link:
         self._result(seq, cmd, code, pump.detail)
 
     def _lookup(self, scmd):
-        """Was command `scmd` carried out before? Sets dup_code/dup_detail."""
+        """Was command `scmd` carried out before (self.last: the pump's last command)?
+        Sets dup_code/dup_detail."""
         last = self.last
-        self.pump.last_command(last)
         if last[0] == scmd:
             self.dup_code = last[1]
             self.dup_detail = last[2]
             return True
+        if not self.buckets[scmd & (BUCKETS - 1)]:
+            return False  # no ring entry can hold it
         v = self.values
         i = L_RING
         end = L_RING + 3 * RING
@@ -435,9 +446,9 @@ class Link:
         return False
 
     def _push_last(self):
-        """Copy the pump state's last command into the ring (unless it is there)."""
+        """Copy the pump state's last command (self.last) into the ring (unless it is
+        there)."""
         last = self.last
-        self.pump.last_command(last)
         cmd = last[0]
         if not cmd:
             return
@@ -447,6 +458,9 @@ class Link:
         if v[newest] == cmd:
             return
         at = L_RING + 3 * pos
+        buckets = self.buckets
+        buckets[v[at] & (BUCKETS - 1)] -= 1
+        buckets[cmd & (BUCKETS - 1)] += 1
         v[at] = cmd
         v[at + 1] = last[1]
         v[at + 2] = last[2]

@@ -171,7 +171,7 @@ def same8(dst: ptr8, src: ptr8, n: int) -> int:  # noqa: F821
 
 @micropython.viper
 def mac_diff(want: ptr8, buf: ptr8, mac_at: int) -> int:  # noqa: F821
-    """wire.mac_diff_portable: 0 if buf[mac_at:mac_at + 8] == want[0:8], every byte
+    """hmac_portable.mac_diff_portable: 0 if buf[mac_at:mac_at + 8] == want[0:8], every byte
     compared (no early exit)."""
     buf = ptr8(uint(buf) + uint(mac_at))  # noqa: F821
     mac_at = 0

@@ -18,7 +18,6 @@ offsets and kinds); the per-message dicts SIZE, KINDS, OFFSETS, FORMATS, LENGTHS
 For tests and tools (these allocate): `encode_frame` / `decode_frame`, `field_values`.
 """
 
-import hashlib
 import struct
 from array import array
 
@@ -329,51 +328,27 @@ class Decoder:
         return i
 
 
-def mac_diff_portable(want, buf, mac_at):
-    """0 if buf[mac_at:mac_at + MAC_SIZE] == want[0:MAC_SIZE]; every byte is compared,
-    whatever differs (no early exit: the time tells nothing). `mac_diff` is the viper
-    version (firmware/native.py) where the runtime has a native emitter."""
-    diff = 0
-    for i in range(MAC_SIZE):
-        diff |= want[i] ^ buf[mac_at + i]
-    return diff
+try:  # the ARM images' C module (tools/arm/cmod/hmac256)
+    from hmac256 import HMAC
+except ImportError:  # unix port, wasm, CPython: firmware/hmac_portable.py
+    HMAC = None
 
 
-mac_diff = mac_diff_portable
-if NATIVE:
-    from firmware.native import mac_diff  # noqa: F811
+def Auth(key, schema=None, portable=False):
+    """The link's MAC (SEC-2): HMAC-SHA256 with the pairing key over the schema hash (it
+    binds the message table) + the frame, truncated to MAC_SIZE bytes by the callers:
+    `auth.sign(buf, n, buf, n, MAC_SIZE)` writes the MAC of buf[:n] after it,
+    `auth.verify(buf, n, buf, n, MAC_SIZE)` checks the one there (every byte compared).
 
+    The hmac256 C module's HMAC where the image has it (ARM: the key pads hashed once, two
+    SHA-256 blocks for a short frame, no allocation), else, or if `portable`, the same
+    interface in Python (firmware/hmac_portable.py, imported only then: heap)."""
+    prefix = SCHEMA_LE if schema is None else struct.pack("<I", schema)
+    if HMAC is None or portable:
+        from firmware.hmac_portable import HmacPortable
 
-class Auth:
-    """HMAC-SHA256 with one key, truncated to MAC_SIZE bytes (SEC-2).
-
-    MicroPython has no hmac module (and its sha256 objects cannot be copied), so this is
-    the RFC 2104 construction written out; it allocates a few small objects per MAC.
-    """
-
-    def __init__(self, key, schema=None):
-        key = bytes(key)
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        key = key + bytes(64 - len(key))
-        self.ipad = bytes([b ^ 0x36 for b in key])
-        self.opad = bytes([b ^ 0x5C for b in key])
-        # first in every MAC: binds the table
-        self.schema = SCHEMA_LE if schema is None else struct.pack("<I", schema)
-
-    def mac(self, buf, n):
-        """Full 32-byte HMAC of schema hash + buf[0:n]."""
-        h = hashlib.sha256(self.ipad)
-        h.update(self.schema)
-        h.update(memoryview(buf)[:n])
-        inner = h.digest()
-        h = hashlib.sha256(self.opad)
-        h.update(inner)
-        return h.digest()
-
-    def check(self, buf, n, mac_at):
-        """True if buf[mac_at:mac_at+8] is the MAC of buf[0:n] (compared in full)."""
-        return mac_diff(self.mac(buf, n), buf, mac_at) == 0
+        return HmacPortable(key, prefix)
+    return HMAC(key, prefix)
 
 
 class Encoder:
@@ -420,9 +395,7 @@ class Encoder:
         if auth is not None:
             buf[1] |= F_AUTH
             struct.pack_into("<I", buf, n, counter)
-            mac = auth.mac(buf, n + 4)
-            for i in range(MAC_SIZE):
-                buf[n + 4 + i] = mac[i]
+            auth.sign(buf, n + 4, buf, n + 4, MAC_SIZE)
             n += AUTH_SIZE
         c = crc16(buf, 0, n)
         buf[n] = c & 0xFF
@@ -523,6 +496,6 @@ def decode_frame(frame, key=None):
     if auth:
         at = HEADER_SIZE + size
         counter = get_int(buf, at, 4)
-        if key is not None and not Auth(key).check(buf, at + 4, at + 4):
+        if key is not None and not Auth(key).verify(buf, at + 4, buf, at + 4, MAC_SIZE):
             raise ValueError("bad MAC")
     return mid, seq, flags, values, counter

@@ -597,6 +597,32 @@ def test_duplicates_are_recognised_after_a_reboot_from_state_and_ring():
     assert b.command("set_setting", 1001, S.SET_SNOOZE, 99) == (1001, S.OK, 0)
 
 
+@pytest.mark.req("LNK-3", "SEC-2")
+@pytest.mark.parametrize("reboot", [False, True])
+def test_duplicates_with_ids_that_share_their_low_bits(reboot):
+    """The link keeps, in RAM, how many ring entries share each id's low 6 bits (a new id
+    is then known to be new without a scan): ids 64 apart, and ids of 2**31 and above
+    (negative in the ring), are still told apart, also after the ring wrapped and after
+    a reboot (the counts are rebuilt from the stored ring)."""
+    b = Bench(bolus=False)
+    ids = [5 + 64 * k for k in range(RING + 4)] + [0x80000005, 0xFFFFFFC5]
+    results = {}
+    for n, cid in enumerate(ids):
+        results[cid] = b.command("set_setting", cid, S.SET_SNOOZE, 5 + n)
+        assert results[cid] == (cid, S.OK, 0)
+    if reboot:
+        b.reboot()
+    kept = ids[-RING - 1:]  # the last in the state array, the RING before it in the ring
+    for cid in kept:
+        assert b.command("set_setting", cid, S.SET_SNOOZE, 99) == results[cid], cid
+    assert b.link.stats[6] == len(kept)
+    assert b.pump.setting(S.SET_SNOOZE) == 5 + len(ids) - 1
+    # ids that fell out of the ring, or never were in it, in the same bucket: new
+    for cid in (ids[0], ids[3], 5 + 64 * 100, 0xC0000005):
+        assert b.command("set_setting", cid, S.SET_SNOOZE, 7) == (cid, S.OK, 0), cid
+    assert b.pump.setting(S.SET_SNOOZE) == 7
+
+
 def cut_run(cut_at, mode, plan):
     """Carry out `plan` (commands (name, cmd_id, values), or ("ticks", seconds)) with the
     power cut at the `cut_at`-th storage write made while the link handles a command (mode

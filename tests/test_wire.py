@@ -195,10 +195,16 @@ def test_hmac_matches_the_hmac_module(key_len):
     rnd = random.Random(key_len)
     key = bytes(rnd.randrange(256) for _ in range(key_len))
     auth = wire.Auth(key)
-    for n in (0, 1, 63, 64, 65, 300):
+    for n in (0, 1, 55, 56, 63, 64, 65, 119, 120, 300):
         msg = bytearray(rnd.randrange(256) for _ in range(n))
         want = hmac.new(key, SCHEMA + bytes(msg), hashlib.sha256).digest()
-        assert auth.mac(msg + b"tail", n) == want
+        full = bytearray(32)
+        auth.sign(msg + b"tail", n, full, 0, 32)
+        assert full == want
+        out = bytearray(b"\xee" * 40)
+        auth.sign(msg, n, out, 3, 5)  # a part of the MAC, anywhere in a buffer
+        assert out == b"\xee" * 3 + want[:5] + b"\xee" * 32
+        assert auth.verify(msg, n, out, 3, 5)
 
 
 @pytest.mark.req("SEC-2")
@@ -207,12 +213,14 @@ def test_mac_check_rejects_any_changed_byte():
     body = bytearray(cobs.decode(frame[:-1]))
     mac_at = len(body) - S.CRC_SIZE - S.MAC_SIZE
     auth = wire.Auth(KEY)
-    assert auth.check(body, mac_at, mac_at)
+    assert auth.verify(body, mac_at, body, mac_at, S.MAC_SIZE)
     for i in range(mac_at + S.MAC_SIZE):
         bad = bytearray(body)
         bad[i] ^= 0x01
-        assert not auth.check(bad, mac_at, mac_at), i
-    assert not wire.Auth(bytes(32)).check(body, mac_at, mac_at)
+        assert not auth.verify(bad, mac_at, bad, mac_at, S.MAC_SIZE), i
+    assert not wire.Auth(bytes(32)).verify(body, mac_at, body, mac_at, S.MAC_SIZE)
+    assert not wire.Auth(KEY, schema=S.schema_hash() ^ 1).verify(body, mac_at, body, mac_at,
+                                                              S.MAC_SIZE)
 
 
 # ------------------------------------------------------------------ COBS

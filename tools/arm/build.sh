@@ -18,6 +18,9 @@ JOBS="${JOBS:-2}"
 python3 "$ROOT/tools/arm/sources.py" --dest "$ARM"
 
 MP="$ARM/mp"
+# micropump's user C modules (hmac256: the link's HMAC-SHA256, SEC-2), compiled into both
+# images: make-based ports take the directory, cmake-based ones its micropython.cmake
+CMOD="$ROOT/tools/arm/cmod"
 PATCHES=("$ROOT/tools/arm/qemu/micropython-qemu.patch")
 want="$(cat "$ARM/src/micropython/.version" "${PATCHES[@]}" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$MP/.patched" 2>/dev/null)" != "$want" ]; then
@@ -30,16 +33,30 @@ fi
 
 make -s -C "$MP/mpy-cross" -j"$JOBS"
 
+# A build directory made with another set of C modules has stale generated headers (qstrs,
+# module table) that make does not redo: start it again when the set changes.
+cmod_set="$(cd "$CMOD" && find . -type f | sort)"
+fresh_build() {
+    if [ "$(cat "$1/.cmod-set" 2>/dev/null)" != "$cmod_set" ]; then
+        rm -rf "$1"
+        mkdir -p "$1"
+        echo "$cmod_set" > "$1/.cmod-set"
+    fi
+}
+
 case "${1:-qemu-arm}" in
 qemu-arm)
     OUT="$ROOT/build/qemu-arm"
     mkdir -p "$OUT"
+    fresh_build "$ARM/build-qemu"
+    fresh_build "$ARM/build-qemu-test"
     make -s -C "$MP/ports/qemu" -j"$JOBS" BOARD_DIR="$ROOT/tools/arm/qemu" \
-        BUILD="$ARM/build-qemu"
+        BUILD="$ARM/build-qemu" USER_C_MODULES="$CMOD"
     cp "$ARM/build-qemu/firmware.elf" "$OUT/micropump.elf"
     # the test image: the same plus tests/mp_scenarios.py frozen (manifest_test.py)
     make -s -C "$MP/ports/qemu" -j"$JOBS" BOARD_DIR="$ROOT/tools/arm/qemu" \
-        BUILD="$ARM/build-qemu-test" FROZEN_MANIFEST="$ROOT/tools/arm/qemu/manifest_test.py"
+        BUILD="$ARM/build-qemu-test" USER_C_MODULES="$CMOD" \
+        FROZEN_MANIFEST="$ROOT/tools/arm/qemu/manifest_test.py"
     cp "$ARM/build-qemu-test/firmware.elf" "$OUT/micropump-test.elf"
     arm-none-eabi-size "$OUT/micropump.elf" "$OUT/micropump-test.elf"
     ;;
@@ -64,8 +81,10 @@ pico)
     # Debian's micropython-lib is cut down (requests, mip): the manifest require()s nothing
     # from it, but the build wants to see the submodule's README.md
     touch "$MP/lib/micropython-lib/README.md"
-    # firmware id: sha256 over the frozen sources (path and content), as picotool shows it
-    FW_ID="$(cd "$ROOT" && for f in $(find firmware -name '*.py' | sort) protocol/__init__.py \
+    # firmware id: sha256 over the frozen sources and the C modules (path and content), as
+    # picotool shows it
+    FW_ID="$(cd "$ROOT" && for f in $(find firmware -name '*.py' | sort) \
+        $(find tools/arm/cmod -type f | sort) protocol/__init__.py \
         protocol/spec.py boards/__init__.py boards/drivers.py boards/pico.py \
         tools/arm/pico/pump_main.py; do echo "$f"; cat "$f"; done | sha256sum | cut -c1-16)"
     BOARD_DIR="$ARM/pico-board"
@@ -74,6 +93,7 @@ pico)
     cat "$ROOT/tools/arm/pico/mpconfigboard-extra.cmake" >> "$BOARD_DIR/mpconfigboard.cmake"
     cp "$ROOT/tools/arm/pico/pump_main.py" "$BOARD_DIR/"
     B="$ARM/build-pico"
+    fresh_build "$B"
     # the port's Makefile wants a git checkout of pico-sdk (README.md): call cmake directly
     # with the arguments it would pass
     # GIT_CEILING_DIRECTORIES: the version comes from the source (1.25.0), not from the
@@ -82,6 +102,7 @@ pico)
     CMAKE_PREFIX_PATH="$PT" cmake -S "$MP/ports/rp2" -B "$B" -DPICO_BUILD_DOCS=0 \
         -DMICROPY_BOARD=RPI_PICO -DMICROPY_BOARD_DIR="$BOARD_DIR" \
         -DMICROPY_FROZEN_MANIFEST="$ROOT/tools/arm/pico/manifest.py" \
+        -DUSER_C_MODULES="$CMOD/micropython.cmake" \
         -DMICROPUMP_FIRMWARE_ID="$FW_ID" > "$ARM/build-pico.log"
     make -s -C "$B" -j"$JOBS" >> "$ARM/build-pico.log"
     OUT="$ROOT/build/pico"

@@ -1,0 +1,92 @@
+"""What a Python call's frame costs on the QEMU ARM test image: the same Pump.tick and
+Link.poll measured under micropython.heap_lock() (how arm_bench.py measures ticks) and
+without it, on a heap just collected and on one holding many small live objects.
+
+    .venv/bin/python benchmarks/arm_call_frames.py
+
+Why they differ: MicroPython (no pystack on these ports) puts the state of a call whose
+locals and stack take more than 11 words on the heap (py/objfun.c, m_new_obj_var_maybe,
+freed on return) and on the C stack only when that fails - as it does under heap_lock. So
+a firmware that allocates nothing still runs the allocator twice per such call, and the
+allocator's search grows with the heap's fragmentation. Instruction counts, medians.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tools.arm import qemu as Q  # noqa: E402
+
+GUEST = """
+import time, gc, micropython
+from firmware import wire
+from tests import mp_link as L
+cpu = time.ticks_cpu
+diff = time.ticks_diff
+ID = wire.INDEX
+N = 101
+rig, pump, link = L.bench(bolus=False)
+serial = rig.serial
+plain = wire.encode_frame(ID["status"], 5, 0, [])
+signed = wire.encode_frame(ID["status"], 6, 0, [], key=L.KEY, counter=900)  # a query:
+# its counter is a nonce, the same frame is answered every time
+keep = None
+
+
+def heap(junk):
+    global keep
+    keep = [bytearray(i % 50 + 1) for i in range(junk)]  # live small objects...
+    for i in range(0, junk, 2):
+        keep[i] = None  # ...with holes between them
+    gc.collect()
+
+
+def run(what, lock, junk):
+    heap(junk)
+    s = [0] * N
+    for i in range(N):
+        if what == "tick":
+            rig.clock.advance(100)
+        else:
+            serial.out_count = 0
+            serial.send(plain if what == "status" else signed)
+        if lock:
+            micropython.heap_lock()
+        t0 = cpu()
+        if what == "tick":
+            pump.tick()
+        else:
+            link.poll()
+        t1 = cpu()
+        if lock:
+            micropython.heap_unlock()
+        s[i] = diff(t1, t0) * 40
+    s.sort()
+    print("ROW", what, "locked" if lock else "unlocked", junk, s[N // 2])
+
+
+for what in ("tick", "status", "signed"):
+    run(what, True, 0)
+    run(what, False, 0)
+    run(what, False, 2000)
+"""
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="arm-frames-") as tmp:
+        out = Q.run_script(GUEST, state_dir=Path(tmp) / "g")
+    print(f"{'what':8} {'heap_lock':10} {'live objects':>12} {'median':>8}  (instructions)")
+    for ln in out.splitlines():
+        if ln.startswith("ROW "):
+            _, what, lock, junk, median = ln.split()
+            print(f"{what:8} {lock:10} {int(junk) // 2:12} {int(median):8}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
