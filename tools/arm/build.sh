@@ -21,21 +21,23 @@ MP="$ARM/mp"
 # micropump's user C modules (hmac256: the link's HMAC-SHA256, SEC-2), compiled into both
 # images: make-based ports take the directory, cmake-based ones its micropython.cmake
 CMOD="$ROOT/tools/arm/cmod"
-PATCHES=("$ROOT/tools/arm/qemu/micropython-qemu.patch")
+PATCHES=("$ROOT/tools/arm/qemu/micropython-qemu.patch" "$ROOT/tools/arm/pico/micropython-rp2.patch")
 want="$(cat "$ARM/src/micropython/.version" "${PATCHES[@]}" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$MP/.patched" 2>/dev/null)" != "$want" ]; then
     echo "micropython: fresh patched copy in $MP"
     rm -rf "$MP"
     cp -a "$ARM/src/micropython" "$MP"
     patch -s -d "$MP/ports/qemu" -p0 < "$ROOT/tools/arm/qemu/micropython-qemu.patch"
+    patch -s -d "$MP/ports/rp2" -p0 < "$ROOT/tools/arm/pico/micropython-rp2.patch"
     echo "$want" > "$MP/.patched"
 fi
 
 make -s -C "$MP/mpy-cross" -j"$JOBS"
 
-# A build directory made with another set of C modules has stale generated headers (qstrs,
-# module table) that make does not redo: start it again when the set changes.
-cmod_set="$(cd "$CMOD" && find . -type f | sort)"
+# A build directory made with another set of C modules or another patched tree has stale
+# generated headers (qstrs, module table) that make does not redo: start it again when
+# either changes.
+cmod_set="$want $(cd "$CMOD" && find . -type f | sort)"
 fresh_build() {
     if [ "$(cat "$1/.cmod-set" 2>/dev/null)" != "$cmod_set" ]; then
         rm -rf "$1"
@@ -91,6 +93,7 @@ pico)
     rm -rf "$BOARD_DIR"
     cp -a "$MP/ports/rp2/boards/RPI_PICO" "$BOARD_DIR"
     cat "$ROOT/tools/arm/pico/mpconfigboard-extra.cmake" >> "$BOARD_DIR/mpconfigboard.cmake"
+    cat "$ROOT/tools/arm/pico/mpconfigboard-extra.h" >> "$BOARD_DIR/mpconfigboard.h"
     cp "$ROOT/tools/arm/pico/pump_main.py" "$BOARD_DIR/"
     B="$ARM/build-pico"
     fresh_build "$B"

@@ -20,3 +20,11 @@
 
 // main.c runs the frozen main.py (the pump) instead of the REPL (micropython-qemu.patch)
 #define MICROPY_BOARD_FROZEN_MAIN          (1)
+
+// Python call frames on a fixed 8 KiB stack (bss, not the heap; micropython-qemu.patch
+// gives it to mp_pystack_init). Without it a call whose frame exceeds 11 words takes a heap
+// block on every call (py/objfun.c) unless the heap is locked: the tick and the requests
+// then cost more on a running pump than under heap_lock, and more still on a fragmented
+// heap (benchmarks/arm_call_frames.py). The Pico image has the same (tools/arm/pico).
+#define MICROPY_ENABLE_PYSTACK             (1)
+#define MICROPUMP_PYSTACK_WORDS            (2048)
