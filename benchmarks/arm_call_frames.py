@@ -4,15 +4,23 @@ without it, on a heap just collected and on one holding many small live objects.
 
     .venv/bin/python benchmarks/arm_call_frames.py
 
-Why they differ: MicroPython (no pystack on these ports) puts the state of a call whose
+Why they can differ: MicroPython without a frame stack puts the state of a call whose
 locals and stack take more than 11 words on the heap (py/objfun.c, m_new_obj_var_maybe,
 freed on return) and on the C stack only when that fails - as it does under heap_lock. So
 a firmware that allocates nothing still runs the allocator twice per such call, and the
-allocator's search grows with the heap's fragmentation. Instruction counts, medians.
+allocator's search grows with the heap's fragmentation. The ARM images now have a fixed
+frame stack (MICROPY_ENABLE_PYSTACK, tools/arm/qemu/mpconfigboard.h): the rows should
+agree. Instruction counts, medians.
+
+Then the frame stack's high-water mark: the guest paints the unused part of it
+(machine.mem32; its address from the image's symbol table), runs every request of
+tests/mp_link.py's set, a signed bolus and ticks until it is delivered, and reads back how
+far the paint was overwritten: the deepest call chain of that work, against the 8 KiB.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -76,15 +84,69 @@ for what in ("tick", "status", "signed"):
     run(what, False, 2000)
 """
 
+PAINT = 0x2A5A5A5A  # a small int on 32 bits: reading it back allocates nothing
+
+PEAK_GUEST = """
+import machine, micropython
+from tests import mp_link as L
+BASE, END, PAINT = {base}, {end}, {paint}
+mem = machine.mem32
+
+
+def paint():
+    a = BASE + micropython.pystack_use() + 256  # above this call's own frame
+    while a < END:
+        mem[a] = PAINT
+        a += 4
+
+
+def peak():
+    a = END - 4
+    while a >= BASE and mem[a] == PAINT:
+        a -= 4
+    return a + 4 - BASE
+
+
+paint()
+rig, pump, link = L.bench()
+for label, data, answer in L.request_frames():
+    L.xfer(rig, link, data)
+for i in range(600):  # a minute of ticks: the bolus's pulses, its end, the 1-Hz work
+    rig.clock.advance(100)
+    pump.tick()
+    link.poll()
+print("PEAK", peak(), END - BASE)
+"""
+
+
+def frame_stack(image: Path) -> tuple[int, int]:
+    """(address, size) of the image's frame stack (main.c's static `pystack`)."""
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(image)], capture_output=True,
+                         text=True, check=True).stdout
+    for ln in out.splitlines():
+        parts = ln.split()
+        if len(parts) == 4 and parts[3].startswith("pystack."):
+            return int(parts[0], 16), int(parts[1], 16)
+    raise SystemExit(f"{image}: no frame stack (built without MICROPY_ENABLE_PYSTACK?)")
+
 
 def main() -> int:
+    base, size = frame_stack(Q.find_image(Q.TEST_IMAGE))
     with tempfile.TemporaryDirectory(prefix="arm-frames-") as tmp:
         out = Q.run_script(GUEST, state_dir=Path(tmp) / "g")
+        peak_out = Q.run_script(PEAK_GUEST.format(base=base, end=base + size, paint=PAINT),
+                                state_dir=Path(tmp) / "peak")
     print(f"{'what':8} {'heap_lock':10} {'live objects':>12} {'median':>8}  (instructions)")
     for ln in out.splitlines():
         if ln.startswith("ROW "):
             _, what, lock, junk, median = ln.split()
             print(f"{what:8} {lock:10} {int(junk) // 2:12} {int(median):8}")
+    for ln in peak_out.splitlines():
+        if ln.startswith("PEAK "):
+            _, used, total = ln.split()
+            print(f"frame stack: deepest use {int(used)} of {int(total)} bytes "
+                  f"({100 * int(used) // int(total)} %): every request of tests/mp_link.py, "
+                  "a signed bolus, 600 ticks")
     return 0
 
 
