@@ -9,12 +9,12 @@ from firmware.crc import NATIVE
 from protocol.spec import MAC_SIZE
 
 
-def mac_diff_portable(want, buf, mac_at):
-    """0 if buf[mac_at:mac_at + MAC_SIZE] == want[0:MAC_SIZE]; every byte is compared,
-    whatever differs (no early exit: the time tells nothing). `mac_diff` is the viper
-    version (firmware/native.py) where the runtime has a native emitter."""
+def mac_diff_portable(want, buf, mac_at, size=MAC_SIZE):
+    """0 if buf[mac_at:mac_at + size] == want[0:size]; every byte is compared, whatever
+    differs (no early exit: the time tells nothing). `mac_diff` is the viper version
+    (firmware/native.py, MAC_SIZE bytes) where the runtime has a native emitter."""
     diff = 0
-    for i in range(MAC_SIZE):
+    for i in range(size):
         diff |= want[i] ^ buf[mac_at + i]
     return diff
 
@@ -62,8 +62,4 @@ class HmacPortable:
     def verify(self, msg, n, mac, at, size):
         if size == MAC_SIZE:
             return mac_diff(self.digest(msg, n), mac, at) == 0
-        want = self.digest(msg, n)
-        diff = 0
-        for i in range(size):
-            diff |= want[i] ^ mac[at + i]
-        return diff == 0
+        return mac_diff_portable(self.digest(msg, n), mac, at, size) == 0
