@@ -16,6 +16,8 @@ Then the frame stack's high-water mark: the guest paints the unused part of it
 (machine.mem32; its address from the image's symbol table), runs every request of
 tests/mp_link.py's set, a signed bolus and ticks until it is delivered, and reads back how
 far the paint was overwritten: the deepest call chain of that work, against the 8 KiB.
+Then once more through main.py's Runner (its loop, the link, the bench console's session
+of a console bolus, an occlusion, history), as a board runs them.
 """
 
 from __future__ import annotations
@@ -115,7 +117,59 @@ for i in range(600):  # a minute of ticks: the bolus's pulses, its end, the 1-Hz
     rig.clock.advance(100)
     pump.tick()
     link.poll()
-print("PEAK", peak(), END - BASE)
+print("PEAK", "direct", peak(), END - BASE)
+
+# the same work and a bench-console session through main.py's Runner, as a board runs it
+# (its loop, service and console frames sit below the link's and the console's)
+from boards.fakes import Rig, Serial
+from firmware.main import Runner
+from protocol import spec as S
+# tests/mp_console.py's session (that module is not in the test image)
+STEPS = (("line", "status"), ("line", "bolus 1.5"), ("line", "yes"), ("run", 40),
+         ("line", "temp pct 55 60"), ("line", "set max_bolus 30"), ("line", "frobnicate"),
+         ("occlude", 1), ("line", "bolus 3"), ("line", "yes"), ("run", 150),
+         ("line", "alarms"), ("line", "ack"), ("line", "history 4"), ("line", "totals 2"),
+         ("line", "time"), ("line", "settings"), ("line", "help"))
+paint()
+rig = Rig(50, storage_sizes=L.SIZES)
+rig.serial = Serial()
+rig.key = L.KEY
+hw = rig.hardware()
+hw.console = port = Serial()
+runner = Runner(hw)
+runner.boot()
+port.take()
+p = runner.pump  # set up as tests/mp_link.py's bench does: delivering, a temp basal
+assert p.settings.set_profile(0, b"test", [0, 12, 24], [800, 1500, 1200]) == S.OK
+assert p.set_time(L.MONDAY + 13 * 3600, 60) == S.OK
+assert p.rewind() == S.OK
+assert p.fill(25000) == S.OK
+assert p.prime(S.PRIME_TUBING, 500) == S.OK
+assert p.prime(S.PRIME_CANNULA, 100) == S.OK
+assert p.resume() == S.OK
+assert p.set_temp_basal(S.TEMP_PERCENT, 150, 120) == S.OK
+answered = typed = 0
+for label, data, answer in L.request_frames():
+    rig.serial.send(data)
+    runner.run(ticks=1)
+    if L.frames(rig.serial.take()):
+        answered += 1
+    else:
+        print("UNANSWERED", label)
+for kind, arg in STEPS:
+    if kind == "line":
+        port.send(arg.encode() + b"\\r")
+    elif kind == "feed":
+        port.send(arg)
+    elif kind == "run":
+        runner.run(ticks=arg * 10)
+    else:
+        rig.line.occluded = bool(arg)
+    runner.run(ticks=1)
+    typed += port.take().count(b"pump> ")
+runner.run(ticks=600)
+print("PEAK", "runner", peak(), END - BASE)
+print("WORK", answered, len(L.request_frames()), typed, runner.pump.history.next_seq)
 """
 
 
@@ -141,12 +195,19 @@ def main() -> int:
         if ln.startswith("ROW "):
             _, what, lock, junk, median = ln.split()
             print(f"{what:8} {lock:10} {int(junk) // 2:12} {int(median):8}")
+    work = {"direct": "every request of tests/mp_link.py, a signed bolus, 600 ticks",
+            "runner": "the same requests, a bench-console session (a bolus, an occlusion, "
+                      "history) and "
+                      "600 ticks through main.py's Runner"}
     for ln in peak_out.splitlines():
+        if ln.startswith("WORK "):  # the Runner's run did the work (not just looped)
+            _, answered, sent, prompts, records = ln.split()
+            print(f"  (Runner: {answered} of {sent} requests answered, {prompts} console "
+                  f"prompts, {records} history records)")
         if ln.startswith("PEAK "):
-            _, used, total = ln.split()
+            _, how, used, total = ln.split()
             print(f"frame stack: deepest use {int(used)} of {int(total)} bytes "
-                  f"({100 * int(used) // int(total)} %): every request of tests/mp_link.py, "
-                  "a signed bolus, 600 ticks")
+                  f"({100 * int(used) // int(total)} %): {work[how]}")
     return 0
 
 
