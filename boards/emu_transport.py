@@ -15,6 +15,7 @@ from firmware.wire import COBS_MAX, Decoder
 from protocol import spec as S
 
 RX_SIZE = 16384
+CHUNK_SIZE = 256  # one read() takes what a pipe holds: a request in one system call
 HOLD_SIZE = COBS_MAX + 16
 
 
@@ -35,7 +36,7 @@ class EmuSerial:
         self.all_poll.register(self.inp, select.POLLIN)
         if console_in is not None:
             self.all_poll.register(console_in, select.POLLIN)
-        self.one = bytearray(1)
+        self.chunk = bytearray(CHUNK_SIZE)  # stdin is non-blocking (the launcher sets it)
         self.rx = bytearray(RX_SIZE)  # bytes ready for the firmware
         self.rx_at = 0
         self.rx_n = 0
@@ -62,16 +63,19 @@ class EmuSerial:
     def _pull(self):
         """Move what stdin has into rx, through the RX faults."""
         poll = self.in_poll.poll
-        one = self.one
+        chunk = self.chunk
         inp = self.inp
         while poll(0):
-            if inp.readinto(one) != 1:
+            n = inp.readinto(chunk)  # what is there, up to CHUNK_SIZE; None: nothing yet
+            if n is None:
+                return
+            if not n:
                 sys.exit(0)  # the host end closed: power off
-            b = one[0]
             if self.hold_n or self.drop_rx or self.corrupt_rx:
-                self._hold(b)
+                for i in range(n):
+                    self._hold(chunk[i])
             else:
-                self._rx_add1(b)
+                self._rx_add(chunk, 0, n)
 
     def _rx_add1(self, b):
         if self.rx_n == RX_SIZE:

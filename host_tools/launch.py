@@ -229,22 +229,26 @@ class Emulator:
             con_out_r, con_out_w = os.pipe()
             fds += [con_in_r, con_out_w]
             args += ["--console-in", str(con_in_r), "--console-out", str(con_out_w)]
+        # the firmware's stdin: a pipe whose read end is non-blocking, so the emulator board
+        # takes a whole request in one read (boards/emu_transport.py) instead of a byte each
+        child_in, self._child_in = os.pipe()
+        os.set_blocking(child_in, False)
         env = dict(os.environ)
         env["MICROPYPATH"] = f"{SOURCE_ROOT}{os.pathsep}.frozen"
         try:  # its own session: a Ctrl-C in the terminal reaches the launcher only
-            self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            self.proc = subprocess.Popen(args, stdin=child_in, stdout=subprocess.PIPE,
                                          stderr=self.stderr, env=env, cwd=SOURCE_ROOT, bufsize=0,
                                          pass_fds=fds + ([self.sensor_master]
                                                          if self.sensor_master is not None
                                                          else []),
                                          start_new_session=True)
         except BaseException:
-            for fd in (tel_r, con_in_w, con_out_r, pat_req_r, pat_ans_w):
+            for fd in (tel_r, con_in_w, con_out_r, pat_req_r, pat_ans_w, self._child_in):
                 if fd is not None:
                     os.close(fd)
             raise
         finally:
-            for fd in fds:
+            for fd in fds + [child_in]:
                 os.close(fd)
         self._tel_r = tel_r
         self._tel_buf = b""
@@ -256,7 +260,7 @@ class Emulator:
             os.set_blocking(con_in_w, False)
 
     def _close_child_fds(self):
-        for name in ("_tel_r", "_con_in_w", "_con_out_r", "_pat_r", "_pat_w"):
+        for name in ("_tel_r", "_con_in_w", "_con_out_r", "_pat_r", "_pat_w", "_child_in"):
             fd = getattr(self, name, None)
             if fd is not None:
                 try:
@@ -264,7 +268,7 @@ class Emulator:
                 except OSError:
                     pass
                 setattr(self, name, None)
-        for f in (self.proc.stdin, self.proc.stdout):
+        for f in (self.proc.stdout,):
             if f is not None:
                 try:
                     f.close()
@@ -305,7 +309,7 @@ class Emulator:
     def _serve_child(self):
         """Relay until the firmware's stdout closes (it exited) or close()."""
         child_out = self.proc.stdout.fileno()
-        child_in = self.proc.stdin.fileno()
+        child_in = self._child_in
         sel = selectors.DefaultSelector()
         sel.register(child_out, selectors.EVENT_READ, "fw")
         sel.register(self.master, selectors.EVENT_READ, "pty")
