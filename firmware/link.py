@@ -88,11 +88,9 @@ from protocol.spec import (
     F_AUTH,
     F_RESPONSE,
     H_LINK,
-    HEADER_SIZE,
     HISTORY_PAGE,
     LINK_CORRUPT,
     LINK_PAIRED,
-    MAC_SIZE,
     MESSAGES,
     PROFILE_NAME_LEN,
     PROFILES,
@@ -158,6 +156,7 @@ _EVENT_FORMAT = message_format(M_EVENT)
 _HEADER_SIZE = const(5)
 _CRC_SIZE = const(2)
 _AUTH_SIZE = const(12)
+_MAC_SIZE = const(8)
 _VERSION = const(1)  # PROTOCOL_VERSION
 _F_AUTH = const(1)
 _F_RESPONSE = const(2)
@@ -363,13 +362,16 @@ class Link:
         return False
 
     def _mac_ok(self, mid):
-        """Is the received frame's MAC good? Then the answer is signed with its counter."""
-        buf = self.dec.buf
-        at = HEADER_SIZE + PAYLOAD_SIZE[mid]
-        if self.auth is None or not self.auth.verify(buf, at + 4, buf, at + 4, MAC_SIZE):
+        """Is the received frame's MAC good? Then the answer is signed with its counter
+        (one call: Auth's check returns the trailer's counter, None for a bad MAC)."""
+        auth = self.auth
+        if auth is None:
+            return False
+        counter = auth.check(self.dec.buf, _HEADER_SIZE + PAYLOAD_SIZE[mid], _MAC_SIZE)
+        if counter is None:
             return False
         self.sign = True
-        self.reply_counter = get_int(buf, at, 4)
+        self.reply_counter = counter
         return True
 
     # ------------------------------------------------------------------ commands
@@ -381,14 +383,11 @@ class Link:
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_MISSING)
             return
-        at = HEADER_SIZE + PAYLOAD_SIZE[mid]
-        if self.auth is None or not self.auth.verify(buf, at + 4, buf, at + 4, MAC_SIZE):
+        if not self._mac_ok(mid):  # good: the answer is signed with the command's counter
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_BAD_MAC)
             return
-        counter = get_int(buf, at, 4)
-        self.sign = True  # the MAC is good: the answer is signed with this counter
-        self.reply_counter = counter
+        counter = self.reply_counter
         if self.locked:
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_UNPAIRED)

@@ -48,6 +48,8 @@ _FORMAT = ("<i", None, "<h", "<b", None, "<B", "<H", None, "<I")
 _HEADER_SIZE = const(5)
 _CRC_SIZE = const(2)
 _VERSION = const(1)
+_F_AUTH = const(1)  # F_AUTH, MAC_SIZE
+_MAC_SIZE = const(8)
 PAYLOAD_SIZE = bytearray(256)  # payload size (MAX_PAYLOAD fits a byte)
 _FIRST = bytearray(256)  # 1 + the index of the message's first field below; 0: no message
 # By field, the fields of each message in table order (allocated once, not grown):
@@ -230,6 +232,23 @@ if NATIVE:
     from firmware.native import cobs_encode  # noqa: F811
 
 
+def seal_portable(buf, n, wire):
+    """buf[n:n + 2] = the CRC of buf[:n] (little-endian), then COBS(buf[:n + 2]) + 0x00
+    into wire; returns the wire length. `seal` is the ARM images' C version (crc16c.seal:
+    both byte loops in one call), else this with the viper or portable pieces."""
+    c = crc16(buf, 0, n)
+    buf[n] = c & 0xFF
+    buf[n + 1] = c >> 8
+    return cobs_encode(buf, n + _CRC_SIZE, wire)
+
+
+seal = seal_portable
+try:
+    from crc16c import seal  # noqa: F811
+except ImportError:  # every runtime but the ARM images
+    pass
+
+
 # Decoder state, in an array('i') both feed loops share (the viper one cannot set
 # attributes): bytes decoded so far, code byte of the current block (0 before the first),
 # data bytes still to come in it, 1 once the frame is bad, the buffer's capacity, and the
@@ -291,6 +310,10 @@ def cobs_feed_portable(chunk, i, end, buf, st):
 cobs_feed = cobs_feed_portable
 if NATIVE:
     from firmware.native import cobs_feed  # noqa: F811
+try:  # the ARM images' C version (tools/arm/cmod/crc16c)
+    from crc16c import cobs_feed  # noqa: F811
+except ImportError:
+    pass
 
 
 class Decoder:
@@ -338,7 +361,10 @@ def Auth(key, schema=None, portable=False):
     """The link's MAC (SEC-2): HMAC-SHA256 with the pairing key over the schema hash (it
     binds the message table) + the frame, truncated to MAC_SIZE bytes by the callers:
     `auth.sign(buf, n, buf, n, MAC_SIZE)` writes the MAC of buf[:n] after it,
-    `auth.verify(buf, n, buf, n, MAC_SIZE)` checks the one there (every byte compared).
+    `auth.verify(buf, n, buf, n, MAC_SIZE)` checks the one there (every byte compared);
+    for a frame's auth trailer (counter <I + MAC) at buf[at], one call each:
+    `auth.seal(buf, at, counter, MAC_SIZE)` writes the trailer and returns its end,
+    `auth.check(buf, at, MAC_SIZE)` returns the counter if the MAC is good, else None.
 
     The hmac256 C module's HMAC where the image has it (ARM: the key pads hashed once, two
     SHA-256 blocks for a short frame, no allocation), else, or if `portable`, the same
@@ -393,14 +419,9 @@ class Encoder:
         buf = self.buf
         n = _HEADER_SIZE + PAYLOAD_SIZE[self.mid]
         if auth is not None:
-            buf[1] |= F_AUTH
-            struct.pack_into("<I", buf, n, counter)
-            auth.sign(buf, n + 4, buf, n + 4, MAC_SIZE)
-            n += AUTH_SIZE
-        c = crc16(buf, 0, n)
-        buf[n] = c & 0xFF
-        buf[n + 1] = c >> 8
-        return cobs_encode(buf, n + _CRC_SIZE, self.wire)
+            buf[1] |= _F_AUTH
+            n = auth.seal(buf, n, counter, _MAC_SIZE)
+        return seal(buf, n, self.wire)
 
 
 # ----------------------------------------------------------------------------- test helpers
