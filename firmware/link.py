@@ -346,20 +346,14 @@ class Link:
             self._result(seq, 0, E_BAD_ARG, -1)
             return
         if mid < _CMD_FIRST:
-            if flags & _F_AUTH and not self._signed_query(mid, seq):
+            # an authenticated query: its answer is signed with the query's counter
+            if flags & _F_AUTH and not self._mac_ok(mid):
+                st[BAD_AUTH] += 1
+                self._result(seq, 0, E_BAD_AUTH, AUTH_BAD_MAC)
                 return
             handler(mid, seq)
         else:
             self._command(mid, seq, flags, handler)
-
-    def _signed_query(self, mid, seq):
-        """An authenticated query: its answer is signed with the query's counter. False
-        (and refused) if the MAC is bad."""
-        if self._mac_ok(mid):
-            return True
-        self.stats[BAD_AUTH] += 1
-        self._result(seq, 0, E_BAD_AUTH, AUTH_BAD_MAC)
-        return False
 
     def _mac_ok(self, mid):
         """Is the received frame's MAC good? Then the answer is signed with its counter
@@ -383,7 +377,7 @@ class Link:
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_MISSING)
             return
-        if not self._mac_ok(mid):  # good: the answer is signed with the command's counter
+        if not self._mac_ok(mid):  # if good, the answer is signed with the command's counter
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_BAD_MAC)
             return

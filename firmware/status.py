@@ -161,7 +161,7 @@ class Status:
         (its utc field written again) if no input changed since it was packed, else read
         from the pump (one struct call) and kept."""
         if not self.cache:
-            self._pack(buf, at)
+            self.pack_fresh(buf, at)
             return
         # Every input, every time (the next call compares with these). The settings enter
         # through the three values the status reads (comparing the 327-word settings array
@@ -195,19 +195,30 @@ class Status:
         same = same32(self.k_state, st, _STATE_LEN, self.skip)
         same &= same32(self.k_ints, now, _KEY_INTS, self.no_skip)
         same &= same8(self.k_alarms, pump.alarms.active, ALARM_COUNT)
+        # the one field that moves with the clock's seconds: Pump.utc_seconds() inline
+        utc = st[_S_LOCAL_DAY] * 86400 + st[_S_LOCAL_MS] // 1000 - offset * 60
+        if utc < 0:
+            utc = 0
         if same and self.valid:
             copy(buf, at, self.payload, 0, SIZE)
-            # the one field that moves with the clock's seconds: Pump.utc_seconds() inline
-            t = st[_S_LOCAL_DAY] * 86400 + st[_S_LOCAL_MS] // 1000 - offset * 60
-            struct.pack_into("<I", buf, at + _OFF[_F_UTC], t if t > 0 else 0)
+            struct.pack_into("<I", buf, at + _OFF[_F_UTC], utc)
             return
         self.valid = False  # the inputs were taken: only a complete pack is kept
-        self._pack(buf, at)
+        self._pack(buf, at, now[0], offset, utc)
         copy(self.payload, 0, buf, at, SIZE)
         self.valid = True
 
-    def _pack(self, buf, at):
-        """Read the pump; the payload at buf[at:]. One struct call, allocation-free."""
+    def pack_fresh(self, buf, at):
+        """The payload read from the pump, never the kept one (what pack_into does without
+        the cache; tests compare the two). Allocation-free."""
+        pump = self.pump
+        self._pack(buf, at, pump.settings.profile_rate(), pump.setting(SET_UTC_OFFSET),
+                   pump.utc_seconds())
+
+    def _pack(self, buf, at, profile_rate, offset, utc):
+        """Read the pump; the payload at buf[at:]. One struct call, allocation-free. The
+        profile rate, the UTC offset and utc come from the caller (pack_into has just read
+        them as keys: not read twice)."""
         pump = self.pump
         st = self.state
         p = pump.pulse
@@ -229,12 +240,12 @@ class Status:
                 i += 1
         struct.pack_into(
             FORMAT, buf, at,
-            st[_S_STOP], rate, pump.settings.profile_rate(), st[_S_TEMP_KIND], st[_S_TEMP_VALUE],
+            st[_S_STOP], rate, profile_rate, st[_S_TEMP_KIND], st[_S_TEMP_VALUE],
             st[_S_TEMP_LEFT] // 60000, st[_S_BOLUS_ID], st[_S_BOLUS_KIND],
             (st[_S_NOW_DONE] + st[_S_EXT_DONE]) * p, (st[_S_NOW_REQ] + st[_S_EXT_REQ]) * p,
             reservoir, minutes_left(reservoir, rate), st[_S_BATTERY], pump.iob(),
-            st[_S_BASAL_TODAY], st[_S_BOLUS_TODAY], mask, pump.utc_seconds(),
-            pump.setting(SET_UTC_OFFSET), st[_S_TIME_SET], st[_S_LAST_CMD], st[_S_LAST_CODE],
+            st[_S_BASAL_TODAY], st[_S_BOLUS_TODAY], mask, utc,
+            offset, st[_S_TIME_SET], st[_S_LAST_CMD], st[_S_LAST_CODE],
             st[_S_LAST_DETAIL], pump.history.next_seq, pump.selftest_bits,
             cgm.last, cgm.age_min(), cgm.trend, cgm.flags())
 

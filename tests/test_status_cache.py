@@ -121,7 +121,7 @@ def _reference(pump):
 
 def _check(snap, cached, fresh):
     snap.pack_into(cached, 0)
-    ST.Status._pack(snap, fresh, 0)
+    ST.Status.pack_fresh(snap, fresh, 0)
     assert cached == fresh
     assert cached == _reference(snap.pump)
 
@@ -131,9 +131,9 @@ def _counting(snap):
     packs = [0]
     pack = snap._pack
 
-    def counted(buf, at):
+    def counted(buf, at, *keys):
         packs[0] += 1
-        pack(buf, at)
+        pack(buf, at, *keys)
 
     snap._pack = counted
     return packs
@@ -240,7 +240,7 @@ def test_each_input_alone_moves_the_kept_status():
         before = bytes(out)
         change()
         snap.pack_into(out, 0)
-        snap._pack(fresh, 0)
+        snap.pack_fresh(fresh, 0)
         assert out == fresh, name
         assert out == _reference(pump), name
         assert out != before, name  # the change shows in the status
@@ -340,7 +340,7 @@ def test_a_pack_cut_short_keeps_no_payload(changed):
         snap.pack_into(out, 0)
     del pump.iob
     fresh = bytearray(ST.SIZE)
-    snap._pack(fresh, 0)
+    snap.pack_fresh(fresh, 0)
     snap.pack_into(out, 0)
     assert out == fresh
     assert out[ST._OFF[ST.INDEX["battery"]]] == pump.state[S_BATTERY]
