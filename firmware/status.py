@@ -30,6 +30,7 @@ to remember to say so (tests/test_status_cache.py: every state word changed alon
 
 import struct
 from array import array
+from struct import pack_into
 
 from firmware.compat import const
 from firmware.crc import NATIVE
@@ -73,7 +74,8 @@ _V_SCHEDULE = const(14)
 _SLOTS = const(48)  # protocol.spec SLOTS, SLOT_MS
 _SLOT_MS = const(1800000)
 _EPOCH_WEEKDAY = const(2)  # firmware.settings
-_F_UTC = const(17)  # status_info's utc field (checked below)
+_F_UTC = const(17)  # status_info's utc field and its offset in the payload (checked below)
+_AT_UTC = const(54)
 _KEY_INTS = const(14)  # the inputs held outside the arrays compared (Status.pack_into)
 
 M_STATUS_INFO = 0x82
@@ -127,9 +129,10 @@ if NATIVE:
     from firmware.native import copy, same8, same32  # noqa: F811
 
 
-if WIRE_COUNT != 29 or NAMES[_F_UTC] != "utc" or _FIELDS[_F_UTC][1] != "I":
+if (WIRE_COUNT != 29 or NAMES[_F_UTC] != "utc" or _FIELDS[_F_UTC][1] != "I"
+        or _OFF[_F_UTC] != _AT_UTC):
     # pack_into names every field (a new status_info field goes there too) and writes utc
-    raise ImportError("status_info changed: firmware/status.py packs 29 fields, utc as <I")
+    raise ImportError("status_info changed: firmware/status.py packs 29 fields, utc as <I at 54")
 
 
 class Status:
@@ -176,9 +179,10 @@ class Status:
         mono = st[_S_MONO_S]
         if st[_S_TIME_SET]:  # Settings.profile_rate() inline: the slot's rate
             profile = values[_V_SCHEDULE + (st[_S_LOCAL_DAY] + _EPOCH_WEEKDAY) % 7]
-            now[0] = values[_V_RATES + _SLOTS * profile + st[_S_LOCAL_MS] // _SLOT_MS]
+            rate = values[_V_RATES + _SLOTS * profile + st[_S_LOCAL_MS] // _SLOT_MS]
         else:
-            now[0] = pump.settings.profile_rate()
+            rate = pump.settings.profile_rate()
+        now[0] = rate
         now[1] = offset = values[_AT_OFFSET]  # the UTC offset
         now[2] = values[_AT_DIA]  # with the dose rings and the state: IOB
         now[3] = pump.doses.gen  # counts every change of the dose rings
@@ -201,10 +205,10 @@ class Status:
             utc = 0
         if same and self.valid:
             copy(buf, at, self.payload, 0, SIZE)
-            struct.pack_into("<I", buf, at + _OFF[_F_UTC], utc)
+            pack_into("<I", buf, at + _AT_UTC, utc)
             return
         self.valid = False  # the inputs were taken: only a complete pack is kept
-        self._pack(buf, at, now[0], offset, utc)
+        self._pack(buf, at, rate, offset, utc)
         copy(self.payload, 0, buf, at, SIZE)
         self.valid = True
 

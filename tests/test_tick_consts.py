@@ -68,7 +68,7 @@ STATUS_SOURCES = {"_STATE_LEN": layout.STATE_LEN, "_BUCKET_S": doses.BUCKET_S,
                   "_AT_DIA": settings.at(spec.SET_DIA), "_V_RATES": layout.V_RATES,
                   "_V_SCHEDULE": layout.V_SCHEDULE, "_SLOTS": spec.SLOTS,
                   "_SLOT_MS": spec.SLOT_MS, "_EPOCH_WEEKDAY": settings.EPOCH_WEEKDAY,
-                  "_F_UTC": ST.INDEX["utc"]}
+                  "_F_UTC": ST.INDEX["utc"], "_AT_UTC": ST._OFF[ST.INDEX["utc"]]}
 
 
 @pytest.mark.req("HW-4")
