@@ -157,6 +157,7 @@ _HEADER_SIZE = const(5)
 _CRC_SIZE = const(2)
 _AUTH_SIZE = const(12)
 _MAC_SIZE = const(8)
+_TRAILER = const(14)  # the auth trailer's offset from a frame's end: _AUTH_SIZE + _CRC_SIZE
 _VERSION = const(1)  # PROTOCOL_VERSION
 _F_AUTH = const(1)
 _F_RESPONSE = const(2)
@@ -337,7 +338,8 @@ class Link:
             st[UNKNOWN] += 1
             if (flags & _F_AUTH and known(mid)
                     and n == _HEADER_SIZE + PAYLOAD_SIZE[mid] + _AUTH_SIZE + _CRC_SIZE):
-                self._mac_ok(mid)  # a table message this board refuses: signed if the MAC is
+                # a table message this board refuses: signed if the MAC is good
+                self._mac_ok(n - _TRAILER)
             self._result(seq, 0, E_UNKNOWN_MESSAGE, mid)
             return
         auth = _AUTH_SIZE if flags & _F_AUTH else 0
@@ -347,7 +349,7 @@ class Link:
             return
         if mid < _CMD_FIRST:
             # an authenticated query: its answer is signed with the query's counter
-            if flags & _F_AUTH and not self._mac_ok(mid):
+            if flags & _F_AUTH and not self._mac_ok(n - _TRAILER):
                 st[BAD_AUTH] += 1
                 self._result(seq, 0, E_BAD_AUTH, AUTH_BAD_MAC)
                 return
@@ -355,13 +357,14 @@ class Link:
         else:
             self._command(mid, seq, flags, handler)
 
-    def _mac_ok(self, mid):
-        """Is the received frame's MAC good? Then the answer is signed with its counter
-        (one call: Auth's check returns the trailer's counter, None for a bad MAC)."""
+    def _mac_ok(self, at):
+        """Is the MAC of the received frame's auth trailer (at buf[at]) good? Then the answer
+        is signed with its counter (one call: Auth's check returns the trailer's counter,
+        None for a bad MAC)."""
         auth = self.auth
         if auth is None:
             return False
-        counter = auth.check(self.dec.buf, _HEADER_SIZE + PAYLOAD_SIZE[mid], _MAC_SIZE)
+        counter = auth.check(self.dec.buf, at, _MAC_SIZE)
         if counter is None:
             return False
         self.sign = True
@@ -377,7 +380,7 @@ class Link:
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_MISSING)
             return
-        if not self._mac_ok(mid):  # if good, the answer is signed with the command's counter
+        if not self._mac_ok(_HEADER_SIZE + PAYLOAD_SIZE[mid]):  # if good, the answer is signed
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_BAD_MAC)
             return

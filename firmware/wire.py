@@ -363,7 +363,8 @@ def Auth(key, schema=None, portable=False):
     `auth.sign(buf, n, buf, n, MAC_SIZE)` writes the MAC of buf[:n] after it,
     `auth.verify(buf, n, buf, n, MAC_SIZE)` checks the one there (every byte compared);
     for a frame's auth trailer (counter <I + MAC) at buf[at], one call each:
-    `auth.seal(buf, at, counter, MAC_SIZE)` writes the trailer and returns its end,
+    `auth.seal(buf, at, counter, MAC_SIZE, wire)` writes the trailer, then the CRC and
+    the COBS frame into wire (as `seal`), and returns the wire length,
     `auth.check(buf, at, MAC_SIZE)` returns the counter if the MAC is good, else None.
 
     The hmac256 C module's HMAC where the image has it (ARM: the key pads hashed once, two
@@ -420,7 +421,7 @@ class Encoder:
         n = _HEADER_SIZE + PAYLOAD_SIZE[self.mid]
         if auth is not None:
             buf[1] |= _F_AUTH
-            n = auth.seal(buf, n, counter, _MAC_SIZE)
+            return auth.seal(buf, n, counter, _MAC_SIZE, self.wire)  # trailer, CRC, COBS
         return seal(buf, n, self.wire)
 
 

@@ -101,7 +101,7 @@ LINK_SOURCES = {"_HEADER_SIZE": spec.HEADER_SIZE, "_CRC_SIZE": spec.CRC_SIZE,
                 "_AUTH_SIZE": spec.AUTH_SIZE, "_VERSION": spec.PROTOCOL_VERSION,
                 "_F_AUTH": spec.F_AUTH, "_F_RESPONSE": spec.F_RESPONSE,
                 "_F_EVENT": spec.F_EVENT, "_CMD_FIRST": spec.CMD_FIRST,
-                "_MAC_SIZE": spec.MAC_SIZE}
+                "_MAC_SIZE": spec.MAC_SIZE, "_TRAILER": spec.AUTH_SIZE + spec.CRC_SIZE}
 
 
 @pytest.mark.req("HW-4")
@@ -113,6 +113,6 @@ def test_the_request_path_private_constants_equal_the_spec(module):
 
     mod = importlib.import_module("firmware." + module)
     names = [n for n in private_consts(module) if n in LINK_SOURCES]
-    assert len(names) == (9 if module == "link" else 5)
+    assert len(names) == (10 if module == "link" else 5)
     for name in names:
         assert getattr(mod, name) == LINK_SOURCES[name], name

@@ -64,24 +64,20 @@ static mp_obj_t crc16c_crc16(mp_obj_t buf_in, mp_obj_t start_in, mp_obj_t end_in
 }
 static MP_DEFINE_CONST_FUN_OBJ_3(crc16c_crc16_obj, crc16c_crc16);
 
-static mp_obj_t crc16c_seal(mp_obj_t buf_in, mp_obj_t n_in, mp_obj_t wire_in) {
-    mp_buffer_info_t buf, wire;
-    mp_get_buffer_raise(buf_in, &buf, MP_BUFFER_WRITE);
-    mp_get_buffer_raise(wire_in, &wire, MP_BUFFER_WRITE);
-    mp_int_t n = mp_obj_get_int(n_in);
-    if (n < 0 || (size_t)n + 2 > buf.len) {
+// buf[n:n + 2] = the CRC of buf[:n], then COBS(buf[:n + 2]) + 0x00 into wire; the wire
+// length. Also hmac256's seal (a signed answer's trailer, CRC and COBS in one call).
+size_t crc16c_seal_into(uint8_t *src, size_t n, size_t buf_len, uint8_t *dst, size_t wire_len) {
+    if (n + 2 > buf_len) {
         mp_raise_ValueError(MP_ERROR_TEXT("n + 2 bytes (the CRC) outside the buffer"));
     }
     size_t len = n + 2;
-    if (len + len / 254 + 2 > wire.len) {
+    if (len + len / 254 + 2 > wire_len) {
         mp_raise_ValueError(MP_ERROR_TEXT("wire buffer too short for the COBS frame"));
     }
-    uint8_t *src = buf.buf;
     uint32_t crc = crc16(src, src + n);
     src[n] = crc & 0xFF;
     src[n + 1] = crc >> 8;
     // COBS as wire.cobs_encode_portable (no empty block after a final 0xFF block)
-    uint8_t *dst = wire.buf;
     size_t code_at = 0, m = 1, i = 0;
     uint32_t code = 1;
     while (i < len) {
@@ -107,7 +103,18 @@ static mp_obj_t crc16c_seal(mp_obj_t buf_in, mp_obj_t n_in, mp_obj_t wire_in) {
         dst[code_at] = code;
     }
     dst[m] = 0;
-    return MP_OBJ_NEW_SMALL_INT(m + 1);
+    return m + 1;
+}
+
+static mp_obj_t crc16c_seal(mp_obj_t buf_in, mp_obj_t n_in, mp_obj_t wire_in) {
+    mp_buffer_info_t buf, wire;
+    mp_get_buffer_raise(buf_in, &buf, MP_BUFFER_WRITE);
+    mp_get_buffer_raise(wire_in, &wire, MP_BUFFER_WRITE);
+    mp_int_t n = mp_obj_get_int(n_in);
+    if (n < 0) {
+        mp_raise_ValueError(MP_ERROR_TEXT("n + 2 bytes (the CRC) outside the buffer"));
+    }
+    return MP_OBJ_NEW_SMALL_INT(crc16c_seal_into(buf.buf, n, buf.len, wire.buf, wire.len));
 }
 static MP_DEFINE_CONST_FUN_OBJ_3(crc16c_seal_obj, crc16c_seal);
 

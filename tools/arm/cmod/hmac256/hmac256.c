@@ -5,16 +5,19 @@
 //   h = hmac256.HMAC(key, prefix=b"")   key: any length (> 64 bytes: hashed, RFC 2104)
 //   h.sign(msg, n, out, at, size)       out[at:at + size] = HMAC(key, prefix + msg[:n])[:size]
 //   h.verify(msg, n, mac, at, size)     HMAC(key, prefix + msg[:n])[:size] == mac[at:at + size]
-//   h.seal(buf, at, counter, size)      a frame's auth trailer: buf[at:at + 4] = counter (u32
-//                                       LE), then HMAC(key, prefix + buf[:at + 4])[:size];
-//                                       returns at + 4 + size
+//   h.seal(buf, at, counter, size, wire)
+//                                       a signed frame's end: buf[at:at + 4] = counter (u32
+//                                       LE), then HMAC(key, prefix + buf[:at + 4])[:size],
+//                                       then crc16c.seal(buf, at + 4 + size, wire): the CRC
+//                                       and the COBS frame in wire; returns its length
 //   h.check(buf, at, size)              the counter at buf[at] (u32 LE) if the size bytes
 //                                       after it are HMAC(key, prefix + buf[:at + 4]), else
 //                                       None
 //
 // seal and check are the link's calls (firmware/wire.py Encoder.finish, firmware/link.py):
-// one call per MAC with the trailer's counter included (issue 12: a signed status spent
-// ~8,000 M0+ instructions in the Python around sign/verify).
+// one call per MAC with the trailer's counter included, the answer's CRC and COBS in the
+// same call (issue 12: a signed status spent ~8,000 M0+ instructions in the Python around
+// sign/verify and the CRC and COBS calls).
 //
 // Why C: MicroPython's sha256 objects cannot be copied, so the Python path hashes both key
 // pads again for every MAC (four SHA-256 blocks); here the states after the ipad and opad
@@ -27,6 +30,9 @@
 #include <string.h>
 
 #include "py/runtime.h"
+
+// tools/arm/cmod/crc16c (always built with this module): CRC + COBS of buf[:n] into wire
+size_t crc16c_seal_into(uint8_t *buf, size_t n, size_t buf_len, uint8_t *wire, size_t wire_len);
 
 #define BLOCK 64
 #define DIGEST 32
@@ -276,19 +282,20 @@ static mp_obj_t hmac_verify(size_t n_args, const mp_obj_t *args) {
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(hmac_verify_obj, 6, 6, hmac_verify);
 
 // the trailer's checks: the counter at buf[at], the MAC after it, inside the buffer
-static uint8_t *trailer(mp_obj_t buf_in, mp_obj_t at_in, mp_obj_t size_in, bool write,
-    mp_int_t *at, mp_int_t *size) {
-    mp_buffer_info_t buf;
-    mp_get_buffer_raise(buf_in, &buf, write ? MP_BUFFER_WRITE : MP_BUFFER_READ);
+static void trailer(mp_obj_t buf_in, mp_obj_t at_in, mp_obj_t size_in, bool write,
+    mp_buffer_info_t *buf, mp_int_t *at, mp_int_t *size) {
+    mp_get_buffer_raise(buf_in, buf, write ? MP_BUFFER_WRITE : MP_BUFFER_READ);
     *at = mp_obj_get_int(at_in);
     *size = mp_obj_get_int(size_in);
-    check_size(*size, *at < 0 ? -1 : *at + 4, buf.len);
-    return buf.buf;
+    check_size(*size, *at < 0 ? -1 : *at + 4, buf->len);
 }
 
 static mp_obj_t hmac_seal(size_t n_args, const mp_obj_t *args) {
+    mp_buffer_info_t frame, wire;
     mp_int_t at, size;
-    uint8_t *buf = trailer(args[1], args[2], args[4], true, &at, &size);
+    trailer(args[1], args[2], args[4], true, &frame, &at, &size);
+    mp_get_buffer_raise(args[5], &wire, MP_BUFFER_WRITE);
+    uint8_t *buf = frame.buf;
     uint32_t counter = mp_obj_int_get_truncated(args[3]);
     for (int i = 0; i < 4; i++) {
         buf[at + i] = counter >> (8 * i);
@@ -296,13 +303,16 @@ static mp_obj_t hmac_seal(size_t n_args, const mp_obj_t *args) {
     uint8_t mac[DIGEST];
     hmac_digest(MP_OBJ_TO_PTR(args[0]), buf, at + 4, mac);
     memcpy(buf + at + 4, mac, size);
-    return MP_OBJ_NEW_SMALL_INT(at + 4 + size);
+    return MP_OBJ_NEW_SMALL_INT(crc16c_seal_into(buf, at + 4 + size, frame.len, wire.buf,
+        wire.len));
 }
-static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(hmac_seal_obj, 5, 5, hmac_seal);
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(hmac_seal_obj, 6, 6, hmac_seal);
 
 static mp_obj_t hmac_check(size_t n_args, const mp_obj_t *args) {
+    mp_buffer_info_t frame;
     mp_int_t at, size;
-    const uint8_t *buf = trailer(args[1], args[2], args[3], false, &at, &size);
+    trailer(args[1], args[2], args[3], false, &frame, &at, &size);
+    const uint8_t *buf = frame.buf;
     uint8_t mac[DIGEST];
     hmac_digest(MP_OBJ_TO_PTR(args[0]), buf, at + 4, mac);
     uint8_t diff = 0;
