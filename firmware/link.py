@@ -339,7 +339,7 @@ class Link:
             if (flags & _F_AUTH and known(mid)
                     and n == _HEADER_SIZE + PAYLOAD_SIZE[mid] + _AUTH_SIZE + _CRC_SIZE):
                 # a table message this board refuses: signed if the MAC is good
-                self._mac_ok(n - _TRAILER)
+                self._mac_ok(buf, n - _TRAILER)
             self._result(seq, 0, E_UNKNOWN_MESSAGE, mid)
             return
         auth = _AUTH_SIZE if flags & _F_AUTH else 0
@@ -349,7 +349,7 @@ class Link:
             return
         if mid < _CMD_FIRST:
             # an authenticated query: its answer is signed with the query's counter
-            if flags & _F_AUTH and not self._mac_ok(n - _TRAILER):
+            if flags & _F_AUTH and not self._mac_ok(buf, n - _TRAILER):
                 st[BAD_AUTH] += 1
                 self._result(seq, 0, E_BAD_AUTH, AUTH_BAD_MAC)
                 return
@@ -357,14 +357,14 @@ class Link:
         else:
             self._command(mid, seq, flags, handler)
 
-    def _mac_ok(self, at):
+    def _mac_ok(self, buf, at):
         """Is the MAC of the received frame's auth trailer (at buf[at]) good? Then the answer
         is signed with its counter (one call: Auth's check returns the trailer's counter,
         None for a bad MAC)."""
         auth = self.auth
         if auth is None:
             return False
-        counter = auth.check(self.dec.buf, at, _MAC_SIZE)
+        counter = auth.check(buf, at, _MAC_SIZE)
         if counter is None:
             return False
         self.sign = True
@@ -380,7 +380,7 @@ class Link:
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_MISSING)
             return
-        if not self._mac_ok(_HEADER_SIZE + PAYLOAD_SIZE[mid]):  # if good, the answer is signed
+        if not self._mac_ok(buf, _HEADER_SIZE + PAYLOAD_SIZE[mid]):  # if good: answer signed
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_BAD_MAC)
             return

@@ -146,6 +146,7 @@ class Status:
         self.cache = NATIVE
         self.valid = False  # payload holds the status of the inputs below
         self.payload = bytearray(SIZE)
+        self.utc = 0  # the payload's utc field
         self.k_state = array("i", pump.state)
         # The state words every tick moves (the clocks, the pulse accumulators) are not
         # compared: the status reads them only through the utc field (written into every
@@ -204,12 +205,15 @@ class Status:
         if utc < 0:
             utc = 0
         if same and self.valid:
+            if utc != self.utc:  # the kept payload's utc field, written when it moved
+                pack_into("<I", self.payload, _AT_UTC, utc)
+                self.utc = utc
             copy(buf, at, self.payload, 0, SIZE)
-            pack_into("<I", buf, at + _AT_UTC, utc)
             return
         self.valid = False  # the inputs were taken: only a complete pack is kept
         self._pack(buf, at, rate, offset, utc)
         copy(self.payload, 0, buf, at, SIZE)
+        self.utc = utc
         self.valid = True
 
     def pack_fresh(self, buf, at):

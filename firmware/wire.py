@@ -387,13 +387,13 @@ class Encoder:
 
     def __init__(self):
         self.buf = bytearray(MAX_FRAME)
+        self.buf[0] = _VERSION  # every frame's first byte: begin() leaves it
         self.wire = bytearray(COBS_MAX)
         self.mid = 0
         self.first = _FIRST[0x80] - 1  # index of the message's first field (_AT, ...)
 
     def begin(self, mid, seq, flags):
         buf = self.buf
-        buf[0] = _VERSION
         buf[1] = flags
         buf[2] = seq & 0xFF
         buf[3] = (seq >> 8) & 0xFF
