@@ -48,7 +48,7 @@ _FORMAT = ("<i", None, "<h", "<b", None, "<B", "<H", None, "<I")
 _HEADER_SIZE = const(5)
 _CRC_SIZE = const(2)
 _VERSION = const(1)
-_F_AUTH = const(1)  # F_AUTH, MAC_SIZE
+_F_AUTH = const(1)  # protocol.spec F_AUTH and MAC_SIZE, for Encoder.finish
 _MAC_SIZE = const(8)
 PAYLOAD_SIZE = bytearray(256)  # payload size (MAX_PAYLOAD fits a byte)
 _FIRST = bytearray(256)  # 1 + the index of the message's first field below; 0: no message
@@ -264,8 +264,9 @@ D_DONE = const(6)
 
 def cobs_feed_portable(chunk, i, end, buf, st):
     """Decode chunk[i:end] into buf up to and including one 0x00 (state in `st`, see D_*);
-    returns the index after the last byte consumed. `cobs_feed` is the viper version
-    (firmware/native.py) where the runtime has a native emitter."""
+    returns the index after the last byte consumed. `cobs_feed` is the C version on the
+    ARM images (crc16c.cobs_feed), else the viper version (firmware/native.py) where the
+    runtime has a native emitter."""
     n = st[D_N]
     code = st[D_CODE]
     left = st[D_LEFT]
