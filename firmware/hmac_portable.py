@@ -33,7 +33,10 @@ class HmacPortable:
     images have (no allocation, two blocks for a short message): `sign(msg, n, out, at,
     size)` writes the first `size` bytes of the MAC of msg[:n] into out[at:at + size],
     `verify(msg, n, mac, at, size)` says whether mac[at:at + size] is that (every byte
-    compared).
+    compared); for a frame's auth trailer at buf[at] (counter <I, then the MAC of
+    buf[:at + 4]) `seal(buf, at, counter, size, wire)` writes it, then the CRC and the COBS
+    frame into wire (wire.seal_portable), and returns the wire length; `check(buf, at,
+    size)` returns the counter if the MAC is good, else None.
     """
 
     def __init__(self, key, prefix=b""):
@@ -63,3 +66,16 @@ class HmacPortable:
         if size == MAC_SIZE:
             return mac_diff(self.digest(msg, n), mac, at) == 0
         return mac_diff_portable(self.digest(msg, n), mac, at, size) == 0
+
+    def seal(self, buf, at, counter, size, wire):
+        from firmware.wire import seal_portable
+
+        for i in range(4):
+            buf[at + i] = (counter >> (8 * i)) & 0xFF
+        self.sign(buf, at + 4, buf, at + 4, size)
+        return seal_portable(buf, at + 4 + size, wire)
+
+    def check(self, buf, at, size):
+        if not self.verify(buf, at + 4, buf, at + 4, size):
+            return None
+        return buf[at] | (buf[at + 1] << 8) | (buf[at + 2] << 16) | (buf[at + 3] << 24)

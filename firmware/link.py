@@ -88,11 +88,9 @@ from protocol.spec import (
     F_AUTH,
     F_RESPONSE,
     H_LINK,
-    HEADER_SIZE,
     HISTORY_PAGE,
     LINK_CORRUPT,
     LINK_PAIRED,
-    MAC_SIZE,
     MESSAGES,
     PROFILE_NAME_LEN,
     PROFILES,
@@ -158,6 +156,8 @@ _EVENT_FORMAT = message_format(M_EVENT)
 _HEADER_SIZE = const(5)
 _CRC_SIZE = const(2)
 _AUTH_SIZE = const(12)
+_MAC_SIZE = const(8)
+_TRAILER = const(14)  # the auth trailer's offset from a frame's end: _AUTH_SIZE + _CRC_SIZE
 _VERSION = const(1)  # PROTOCOL_VERSION
 _F_AUTH = const(1)
 _F_RESPONSE = const(2)
@@ -338,7 +338,8 @@ class Link:
             st[UNKNOWN] += 1
             if (flags & _F_AUTH and known(mid)
                     and n == _HEADER_SIZE + PAYLOAD_SIZE[mid] + _AUTH_SIZE + _CRC_SIZE):
-                self._mac_ok(mid)  # a table message this board refuses: signed if the MAC is
+                # a table message this board refuses: signed if the MAC is good
+                self._mac_ok(buf, n - _TRAILER)
             self._result(seq, 0, E_UNKNOWN_MESSAGE, mid)
             return
         auth = _AUTH_SIZE if flags & _F_AUTH else 0
@@ -347,29 +348,27 @@ class Link:
             self._result(seq, 0, E_BAD_ARG, -1)
             return
         if mid < _CMD_FIRST:
-            if flags & _F_AUTH and not self._signed_query(mid, seq):
+            # an authenticated query: its answer is signed with the query's counter
+            if flags & _F_AUTH and not self._mac_ok(buf, n - _TRAILER):
+                st[BAD_AUTH] += 1
+                self._result(seq, 0, E_BAD_AUTH, AUTH_BAD_MAC)
                 return
             handler(mid, seq)
         else:
             self._command(mid, seq, flags, handler)
 
-    def _signed_query(self, mid, seq):
-        """An authenticated query: its answer is signed with the query's counter. False
-        (and refused) if the MAC is bad."""
-        if self._mac_ok(mid):
-            return True
-        self.stats[BAD_AUTH] += 1
-        self._result(seq, 0, E_BAD_AUTH, AUTH_BAD_MAC)
-        return False
-
-    def _mac_ok(self, mid):
-        """Is the received frame's MAC good? Then the answer is signed with its counter."""
-        buf = self.dec.buf
-        at = HEADER_SIZE + PAYLOAD_SIZE[mid]
-        if self.auth is None or not self.auth.verify(buf, at + 4, buf, at + 4, MAC_SIZE):
+    def _mac_ok(self, buf, at):
+        """Is the MAC of the received frame's auth trailer (at buf[at]) good? Then the answer
+        is signed with its counter (one call: Auth's check returns the trailer's counter,
+        None for a bad MAC)."""
+        auth = self.auth
+        if auth is None:
+            return False
+        counter = auth.check(buf, at, _MAC_SIZE)
+        if counter is None:
             return False
         self.sign = True
-        self.reply_counter = get_int(buf, at, 4)
+        self.reply_counter = counter
         return True
 
     # ------------------------------------------------------------------ commands
@@ -381,14 +380,11 @@ class Link:
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_MISSING)
             return
-        at = HEADER_SIZE + PAYLOAD_SIZE[mid]
-        if self.auth is None or not self.auth.verify(buf, at + 4, buf, at + 4, MAC_SIZE):
+        if not self._mac_ok(buf, _HEADER_SIZE + PAYLOAD_SIZE[mid]):  # if good: answer signed
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_BAD_MAC)
             return
-        counter = get_int(buf, at, 4)
-        self.sign = True  # the MAC is good: the answer is signed with this counter
-        self.reply_counter = counter
+        counter = self.reply_counter
         if self.locked:
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_UNPAIRED)

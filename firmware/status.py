@@ -30,6 +30,7 @@ to remember to say so (tests/test_status_cache.py: every state word changed alon
 
 import struct
 from array import array
+from struct import pack_into
 
 from firmware.compat import const
 from firmware.crc import NATIVE
@@ -73,7 +74,8 @@ _V_SCHEDULE = const(14)
 _SLOTS = const(48)  # protocol.spec SLOTS, SLOT_MS
 _SLOT_MS = const(1800000)
 _EPOCH_WEEKDAY = const(2)  # firmware.settings
-_F_UTC = const(17)  # status_info's utc field (checked below)
+_F_UTC = const(17)  # status_info's utc field and its offset in the payload (checked below)
+_AT_UTC = const(54)
 _KEY_INTS = const(14)  # the inputs held outside the arrays compared (Status.pack_into)
 
 M_STATUS_INFO = 0x82
@@ -127,9 +129,10 @@ if NATIVE:
     from firmware.native import copy, same8, same32  # noqa: F811
 
 
-if WIRE_COUNT != 29 or NAMES[_F_UTC] != "utc" or _FIELDS[_F_UTC][1] != "I":
+if (WIRE_COUNT != 29 or NAMES[_F_UTC] != "utc" or _FIELDS[_F_UTC][1] != "I"
+        or _OFF[_F_UTC] != _AT_UTC):
     # pack_into names every field (a new status_info field goes there too) and writes utc
-    raise ImportError("status_info changed: firmware/status.py packs 29 fields, utc as <I")
+    raise ImportError("status_info changed: firmware/status.py packs 29 fields, utc as <I at 54")
 
 
 class Status:
@@ -143,6 +146,7 @@ class Status:
         self.cache = NATIVE
         self.valid = False  # payload holds the status of the inputs below
         self.payload = bytearray(SIZE)
+        self.utc = 0  # the payload's utc field
         self.k_state = array("i", pump.state)
         # The state words every tick moves (the clocks, the pulse accumulators) are not
         # compared: the status reads them only through the utc field (written into every
@@ -161,7 +165,7 @@ class Status:
         (its utc field written again) if no input changed since it was packed, else read
         from the pump (one struct call) and kept."""
         if not self.cache:
-            self._pack(buf, at)
+            self.pack_fresh(buf, at)
             return
         # Every input, every time (the next call compares with these). The settings enter
         # through the three values the status reads (comparing the 327-word settings array
@@ -176,9 +180,10 @@ class Status:
         mono = st[_S_MONO_S]
         if st[_S_TIME_SET]:  # Settings.profile_rate() inline: the slot's rate
             profile = values[_V_SCHEDULE + (st[_S_LOCAL_DAY] + _EPOCH_WEEKDAY) % 7]
-            now[0] = values[_V_RATES + _SLOTS * profile + st[_S_LOCAL_MS] // _SLOT_MS]
+            rate = values[_V_RATES + _SLOTS * profile + st[_S_LOCAL_MS] // _SLOT_MS]
         else:
-            now[0] = pump.settings.profile_rate()
+            rate = pump.settings.profile_rate()
+        now[0] = rate
         now[1] = offset = values[_AT_OFFSET]  # the UTC offset
         now[2] = values[_AT_DIA]  # with the dose rings and the state: IOB
         now[3] = pump.doses.gen  # counts every change of the dose rings
@@ -195,19 +200,33 @@ class Status:
         same = same32(self.k_state, st, _STATE_LEN, self.skip)
         same &= same32(self.k_ints, now, _KEY_INTS, self.no_skip)
         same &= same8(self.k_alarms, pump.alarms.active, ALARM_COUNT)
+        # the one field that moves with the clock's seconds: Pump.utc_seconds() inline
+        utc = st[_S_LOCAL_DAY] * 86400 + st[_S_LOCAL_MS] // 1000 - offset * 60
+        if utc < 0:
+            utc = 0
         if same and self.valid:
+            if utc != self.utc:  # the kept payload's utc field, written when it moved
+                pack_into("<I", self.payload, _AT_UTC, utc)
+                self.utc = utc
             copy(buf, at, self.payload, 0, SIZE)
-            # the one field that moves with the clock's seconds: Pump.utc_seconds() inline
-            t = st[_S_LOCAL_DAY] * 86400 + st[_S_LOCAL_MS] // 1000 - offset * 60
-            struct.pack_into("<I", buf, at + _OFF[_F_UTC], t if t > 0 else 0)
             return
         self.valid = False  # the inputs were taken: only a complete pack is kept
-        self._pack(buf, at)
+        self._pack(buf, at, rate, offset, utc)
         copy(self.payload, 0, buf, at, SIZE)
+        self.utc = utc
         self.valid = True
 
-    def _pack(self, buf, at):
-        """Read the pump; the payload at buf[at:]. One struct call, allocation-free."""
+    def pack_fresh(self, buf, at):
+        """The payload read from the pump, never the kept one (what pack_into does without
+        the cache; tests compare the two). Allocation-free."""
+        pump = self.pump
+        self._pack(buf, at, pump.settings.profile_rate(), pump.setting(SET_UTC_OFFSET),
+                   pump.utc_seconds())
+
+    def _pack(self, buf, at, profile_rate, offset, utc):
+        """Read the pump; the payload at buf[at:]. One struct call, allocation-free. The
+        profile rate, the UTC offset and utc come from the caller (pack_into has just read
+        them as keys: not read twice)."""
         pump = self.pump
         st = self.state
         p = pump.pulse
@@ -229,12 +248,12 @@ class Status:
                 i += 1
         struct.pack_into(
             FORMAT, buf, at,
-            st[_S_STOP], rate, pump.settings.profile_rate(), st[_S_TEMP_KIND], st[_S_TEMP_VALUE],
+            st[_S_STOP], rate, profile_rate, st[_S_TEMP_KIND], st[_S_TEMP_VALUE],
             st[_S_TEMP_LEFT] // 60000, st[_S_BOLUS_ID], st[_S_BOLUS_KIND],
             (st[_S_NOW_DONE] + st[_S_EXT_DONE]) * p, (st[_S_NOW_REQ] + st[_S_EXT_REQ]) * p,
             reservoir, minutes_left(reservoir, rate), st[_S_BATTERY], pump.iob(),
-            st[_S_BASAL_TODAY], st[_S_BOLUS_TODAY], mask, pump.utc_seconds(),
-            pump.setting(SET_UTC_OFFSET), st[_S_TIME_SET], st[_S_LAST_CMD], st[_S_LAST_CODE],
+            st[_S_BASAL_TODAY], st[_S_BOLUS_TODAY], mask, utc,
+            offset, st[_S_TIME_SET], st[_S_LAST_CMD], st[_S_LAST_CODE],
             st[_S_LAST_DETAIL], pump.history.next_seq, pump.selftest_bits,
             cgm.last, cgm.age_min(), cgm.trend, cgm.flags())
 

@@ -48,6 +48,8 @@ _FORMAT = ("<i", None, "<h", "<b", None, "<B", "<H", None, "<I")
 _HEADER_SIZE = const(5)
 _CRC_SIZE = const(2)
 _VERSION = const(1)
+_F_AUTH = const(1)  # protocol.spec F_AUTH and MAC_SIZE, for Encoder.finish
+_MAC_SIZE = const(8)
 PAYLOAD_SIZE = bytearray(256)  # payload size (MAX_PAYLOAD fits a byte)
 _FIRST = bytearray(256)  # 1 + the index of the message's first field below; 0: no message
 # By field, the fields of each message in table order (allocated once, not grown):
@@ -230,6 +232,23 @@ if NATIVE:
     from firmware.native import cobs_encode  # noqa: F811
 
 
+def seal_portable(buf, n, wire):
+    """buf[n:n + 2] = the CRC of buf[:n] (little-endian), then COBS(buf[:n + 2]) + 0x00
+    into wire; returns the wire length. `seal` is the ARM images' C version (crc16c.seal:
+    both byte loops in one call), else this with the viper or portable pieces."""
+    c = crc16(buf, 0, n)
+    buf[n] = c & 0xFF
+    buf[n + 1] = c >> 8
+    return cobs_encode(buf, n + _CRC_SIZE, wire)
+
+
+seal = seal_portable
+try:
+    from crc16c import seal  # noqa: F811
+except ImportError:  # every runtime but the ARM images
+    pass
+
+
 # Decoder state, in an array('i') both feed loops share (the viper one cannot set
 # attributes): bytes decoded so far, code byte of the current block (0 before the first),
 # data bytes still to come in it, 1 once the frame is bad, the buffer's capacity, and the
@@ -245,8 +264,9 @@ D_DONE = const(6)
 
 def cobs_feed_portable(chunk, i, end, buf, st):
     """Decode chunk[i:end] into buf up to and including one 0x00 (state in `st`, see D_*);
-    returns the index after the last byte consumed. `cobs_feed` is the viper version
-    (firmware/native.py) where the runtime has a native emitter."""
+    returns the index after the last byte consumed. `cobs_feed` is the C version on the
+    ARM images (crc16c.cobs_feed), else the viper version (firmware/native.py) where the
+    runtime has a native emitter."""
     n = st[D_N]
     code = st[D_CODE]
     left = st[D_LEFT]
@@ -291,6 +311,10 @@ def cobs_feed_portable(chunk, i, end, buf, st):
 cobs_feed = cobs_feed_portable
 if NATIVE:
     from firmware.native import cobs_feed  # noqa: F811
+try:  # the ARM images' C version (tools/arm/cmod/crc16c)
+    from crc16c import cobs_feed  # noqa: F811
+except ImportError:
+    pass
 
 
 class Decoder:
@@ -338,7 +362,11 @@ def Auth(key, schema=None, portable=False):
     """The link's MAC (SEC-2): HMAC-SHA256 with the pairing key over the schema hash (it
     binds the message table) + the frame, truncated to MAC_SIZE bytes by the callers:
     `auth.sign(buf, n, buf, n, MAC_SIZE)` writes the MAC of buf[:n] after it,
-    `auth.verify(buf, n, buf, n, MAC_SIZE)` checks the one there (every byte compared).
+    `auth.verify(buf, n, buf, n, MAC_SIZE)` checks the one there (every byte compared);
+    for a frame's auth trailer (counter <I + MAC) at buf[at], one call each:
+    `auth.seal(buf, at, counter, MAC_SIZE, wire)` writes the trailer, then the CRC and
+    the COBS frame into wire (as `seal`), and returns the wire length,
+    `auth.check(buf, at, MAC_SIZE)` returns the counter if the MAC is good, else None.
 
     The hmac256 C module's HMAC where the image has it (ARM: the key pads hashed once, two
     SHA-256 blocks for a short frame, no allocation), else, or if `portable`, the same
@@ -360,13 +388,13 @@ class Encoder:
 
     def __init__(self):
         self.buf = bytearray(MAX_FRAME)
+        self.buf[0] = _VERSION  # every frame's first byte: begin() leaves it
         self.wire = bytearray(COBS_MAX)
         self.mid = 0
         self.first = _FIRST[0x80] - 1  # index of the message's first field (_AT, ...)
 
     def begin(self, mid, seq, flags):
         buf = self.buf
-        buf[0] = _VERSION
         buf[1] = flags
         buf[2] = seq & 0xFF
         buf[3] = (seq >> 8) & 0xFF
@@ -393,14 +421,9 @@ class Encoder:
         buf = self.buf
         n = _HEADER_SIZE + PAYLOAD_SIZE[self.mid]
         if auth is not None:
-            buf[1] |= F_AUTH
-            struct.pack_into("<I", buf, n, counter)
-            auth.sign(buf, n + 4, buf, n + 4, MAC_SIZE)
-            n += AUTH_SIZE
-        c = crc16(buf, 0, n)
-        buf[n] = c & 0xFF
-        buf[n + 1] = c >> 8
-        return cobs_encode(buf, n + _CRC_SIZE, self.wire)
+            buf[1] |= _F_AUTH
+            return auth.seal(buf, n, counter, _MAC_SIZE, self.wire)  # trailer, CRC, COBS
+        return seal(buf, n, self.wire)
 
 
 # ----------------------------------------------------------------------------- test helpers

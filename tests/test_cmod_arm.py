@@ -120,6 +120,93 @@ except ValueError as exc:
     r["past_end"] = str(exc)
 print("CRC " + json.dumps(r))
 
+# a frame's ends in one C call each (seal, check; crc16c.seal, cobs_feed) against the
+# Python paths (HmacPortable, wire.seal_portable, wire.cobs_feed_portable), byte for byte
+from array import array
+r = {{"seal_diff": [], "check_diff": [], "crc_cobs_diff": [], "feed_diff": [], "n": 0}}
+c = hmac256.HMAC(b"pairing key", wire.SCHEMA_LE)
+p = HmacPortable(b"pairing key", wire.SCHEMA_LE)
+for k in range(40):
+    at = 5 + (k * 13) % 120
+    counter = (k * 0x9E3779B1) & 0xFFFFFFFF  # above 2**31 too
+    size = 8 if k % 3 else 1 + k % 32
+    body = gen(5000 + k, at)
+    bc = bytearray(body + bytes(40))
+    bp = bytearray(bc)
+    wc = bytearray(300)
+    wp = bytearray(300)
+    nc = c.seal(bc, at, counter, size, wc)
+    np_ = p.seal(bp, at, counter, size, wp)
+    if nc != np_ or bc != bp or wc != wp:
+        r["seal_diff"].append(k)
+    got = [c.check(bc, at, size), p.check(bp, at, size)]
+    bc[k % (at + 4 + size)] ^= 1 << (k % 8)  # any byte of the frame or its trailer
+    bp[k % (at + 4 + size)] ^= 1 << (k % 8)
+    got += [c.check(bc, at, size), p.check(bp, at, size)]
+    if got != [counter, counter, None, None]:
+        r["check_diff"].append([k, got])
+    r["n"] += 1
+for n in (0, 1, 2, 5, 100, 251, 252, 253, 254, 255, 300, 505, 506, 507):
+    src = gen(6000 + n, n)
+    if n > 20:  # runs of zeros and of 0xFF blocks: COBS's two block ends
+        src = src[:10] + bytes(5) + src[15:]
+    ac = bytearray(src + bytes(2))
+    ap = bytearray(ac)
+    wc = bytearray(n + n // 254 + 5)
+    wp = bytearray(wc)
+    ln = crc16c.seal(ac, n, wc)
+    if ln != wire.seal_portable(ap, n, wp) or ac != ap or wc != wp:
+        r["crc_cobs_diff"].append(n)
+    # the decoder on what the encoder made, fed in chunks of 1..7 bytes, with a corrupt
+    # frame and an overlong one after it
+    stream = bytes(wc[:ln]) + b"\x05\x01\x00" + b"\x01" * 40 + b"\x00"
+    out = []
+    for feed in (crc16c.cobs_feed, wire.cobs_feed_portable):
+        buf = bytearray(600)
+        st = array("i", [0] * 7)
+        st[4] = 30 if n == 300 else 600  # D_CAP: a frame longer than the buffer is bad
+        i = 0
+        got = []
+        while i < len(stream):
+            end = min(len(stream), i + 1 + (i + n) % 7)
+            while i < end:
+                i = feed(stream, i, end, buf, st)
+                if st[6]:
+                    st[6] = 0
+                    got.append([st[5], bytes(buf[:st[5]]).hex()] if st[5] > 0 else [st[5]])
+        out.append(got)
+    # the frame back (n + 2 bytes), a bad one, 39 zeros (-1 where longer than the capacity)
+    want = [[n + 2, bytes(ac).hex()], [-1], [39, bytes(39).hex()]] if n != 300 else [[-1]] * 3
+    if out[0] != out[1] or out[0] != want:
+        r["feed_diff"].append(n)
+m0 = i = 0
+bc = bytearray(100)
+wc = bytearray(200)
+st = array("i", [0, 0, 0, 0, 100, 0, 0])  # D_CAP: bc's size
+gc.collect()
+gc.disable()
+m0 = gc.mem_alloc()
+while i < 10:
+    c.seal(bc, 20, 7, 8, wc)
+    c.check(bc, 20, 8)
+    crc16c.seal(bc, 40, wc)
+    crc16c.cobs_feed(wc, 0, 20, bc, st)
+    i += 1
+r["alloc_bytes"] = gc.mem_alloc() - m0
+gc.enable()
+errors = []
+for call in (lambda: c.seal(bc, 95, 7, 8, wc), lambda: c.seal(bc, -1, 7, 8, wc),
+             lambda: c.check(bc, 20, 33), lambda: c.seal(bc, 80, 7, 8, bytearray(50)),
+             lambda: crc16c.seal(bc, 99, wc), lambda: crc16c.cobs_feed(wc, 0, 300, bc, st),
+             lambda: crc16c.cobs_feed(wc, 0, 20, bc, array("h", [0] * 7))):
+    try:
+        call()
+        errors.append("none")
+    except ValueError as exc:
+        errors.append(str(exc))
+r["errors"] = errors
+print("FRAME " + json.dumps(r))
+
 # the link on this board: a signed status and a signed bolus, answers signed
 from tests import mp_link as L
 rig, pump, link = L.bench(key=bytes.fromhex("{bolus_key}"), bolus=False)
@@ -244,3 +331,21 @@ def test_signed_requests_through_the_link_on_arm(arm_out):
     with pytest.raises(ValueError, match="bad MAC"):  # and signed with the pairing key only
         wire.decode_frame(frames[1], key=bytes(32))
     assert struct.unpack("<I", wire.SCHEMA_LE)[0] == wire.SCHEMA
+
+
+@pytest.mark.req("SEC-2", "LNK-1", "HW-4")
+def test_c_frame_ends_match_the_python_paths_on_arm(arm_out):
+    """hmac256's seal/check (a frame's auth trailer, CRC and COBS; the trailer's counter)
+    and crc16c's seal/cobs_feed give what HmacPortable, wire.seal_portable and
+    wire.cobs_feed_portable give, byte for byte, allocate nothing and refuse bad
+    arguments."""
+    (r,) = _lines(arm_out, "FRAME")
+    assert r["n"] == 40
+    assert r["seal_diff"] == [] and r["check_diff"] == []
+    assert r["crc_cobs_diff"] == [] and r["feed_diff"] == []
+    assert r["alloc_bytes"] == 0
+    assert r["errors"] == [
+        "MAC size 1..32 inside the buffer needed", "MAC size 1..32 inside the buffer needed",
+        "MAC size 1..32 inside the buffer needed", "wire buffer too short for the COBS frame",
+        "n + 2 bytes (the CRC) outside the buffer",
+        "i:end outside the chunk or capacity past the buffer", "st: array('i') of 7 needed"]

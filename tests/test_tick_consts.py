@@ -68,7 +68,7 @@ STATUS_SOURCES = {"_STATE_LEN": layout.STATE_LEN, "_BUCKET_S": doses.BUCKET_S,
                   "_AT_DIA": settings.at(spec.SET_DIA), "_V_RATES": layout.V_RATES,
                   "_V_SCHEDULE": layout.V_SCHEDULE, "_SLOTS": spec.SLOTS,
                   "_SLOT_MS": spec.SLOT_MS, "_EPOCH_WEEKDAY": settings.EPOCH_WEEKDAY,
-                  "_F_UTC": ST.INDEX["utc"]}
+                  "_F_UTC": ST.INDEX["utc"], "_AT_UTC": ST._OFF[ST.INDEX["utc"]]}
 
 
 @pytest.mark.req("HW-4")
@@ -100,7 +100,8 @@ def test_the_status_private_constants_are_inlined_by_mpy_cross(tmp_path):
 LINK_SOURCES = {"_HEADER_SIZE": spec.HEADER_SIZE, "_CRC_SIZE": spec.CRC_SIZE,
                 "_AUTH_SIZE": spec.AUTH_SIZE, "_VERSION": spec.PROTOCOL_VERSION,
                 "_F_AUTH": spec.F_AUTH, "_F_RESPONSE": spec.F_RESPONSE,
-                "_F_EVENT": spec.F_EVENT, "_CMD_FIRST": spec.CMD_FIRST}
+                "_F_EVENT": spec.F_EVENT, "_CMD_FIRST": spec.CMD_FIRST,
+                "_MAC_SIZE": spec.MAC_SIZE, "_TRAILER": spec.AUTH_SIZE + spec.CRC_SIZE}
 
 
 @pytest.mark.req("HW-4")
@@ -112,6 +113,6 @@ def test_the_request_path_private_constants_equal_the_spec(module):
 
     mod = importlib.import_module("firmware." + module)
     names = [n for n in private_consts(module) if n in LINK_SOURCES]
-    assert len(names) == (8 if module == "link" else 3)
+    assert len(names) == (10 if module == "link" else 5)
     for name in names:
         assert getattr(mod, name) == LINK_SOURCES[name], name

@@ -36,8 +36,9 @@ make -s -C "$MP/mpy-cross" -j"$JOBS"
 
 # A build directory made with another set of C modules or another patched tree has stale
 # generated headers (qstrs, module table) that make does not redo: start it again when
-# either changes.
-cmod_set="$want $(cd "$CMOD" && find . -type f | sort)"
+# either changes. The modules' contents count too: a new method name in a module moves the
+# qstr numbers the frozen firmware was compiled with (it then reads the wrong names).
+cmod_set="$want $(cd "$CMOD" && find . -type f | sort | xargs sha256sum)"
 fresh_build() {
     if [ "$(cat "$1/.cmod-set" 2>/dev/null)" != "$cmod_set" ]; then
         rm -rf "$1"

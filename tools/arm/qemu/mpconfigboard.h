@@ -28,3 +28,10 @@
 // heap (benchmarks/arm_call_frames.py). The Pico image has the same (tools/arm/pico).
 #define MICROPY_ENABLE_PYSTACK             (1)
 #define MICROPUMP_PYSTACK_WORDS            (2048)
+
+// MicroPython's map lookup cache (py/map.c: the last slot of each name, shared by every
+// dict and module table) indexed by the name's qstr number modulo its size: with the
+// default 128 entries the request and tick paths' names evict each other, and which ones
+// collide moves with every qstr added anywhere (figures moved by up to ~3 % per change,
+// issue 12). 1024 one-byte entries (bss) make the hot names' collisions rare.
+#define MICROPY_OPT_MAP_LOOKUP_CACHE_SIZE  (1024)

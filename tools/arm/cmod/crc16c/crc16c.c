@@ -3,9 +3,17 @@
 // `import crc16c` works, else its viper or portable version (the same results).
 //
 //   crc16c.crc16(buf, start, end) -> the CRC of buf[start:end]
+//   crc16c.seal(buf, n, wire) -> wire length: buf[n:n + 2] = the CRC of buf[:n] (LE), then
+//       COBS(buf[:n + 2]) + 0x00 into wire (firmware/wire.py seal_portable, Encoder.finish)
+//   crc16c.cobs_feed(chunk, i, end, buf, st) -> index after the bytes consumed: COBS-decode
+//       chunk[i:end] into buf up to one 0x00, state in the array('i') st (firmware/wire.py
+//       cobs_feed_portable, Decoder.feed: the same steps and results)
 //
 // Every persisted record and frame carries one: a link-state save (212 bytes) cost ~11,000
 // M0+ instructions in viper (~52 a byte), ~10 a byte here. Table driven, no allocation.
+//
+// The frame's two byte loops (CRC + COBS) on the way out in one call, and COBS on the way
+// in (issue 12): on the M0+ ~5,000 instructions of viper per ~100-byte answer, ~8 a byte here.
 
 #include "py/runtime.h"
 
@@ -35,6 +43,14 @@ static const uint16_t table[256] = {
     0x2e93, 0x3eb2, 0x0ed1, 0x1ef0,
 };
 
+static uint32_t crc16(const uint8_t *p, const uint8_t *stop) {
+    uint32_t crc = 0xFFFF;
+    while (p < stop) {
+        crc = ((crc << 8) & 0xFFFF) ^ table[((crc >> 8) ^ *p++) & 0xFF];
+    }
+    return crc;
+}
+
 static mp_obj_t crc16c_crc16(mp_obj_t buf_in, mp_obj_t start_in, mp_obj_t end_in) {
     mp_buffer_info_t buf;
     mp_get_buffer_raise(buf_in, &buf, MP_BUFFER_READ);
@@ -44,19 +60,127 @@ static mp_obj_t crc16c_crc16(mp_obj_t buf_in, mp_obj_t start_in, mp_obj_t end_in
         mp_raise_ValueError(MP_ERROR_TEXT("start:end outside the buffer"));
     }
     // end <= start: nothing to hash (0xFFFF), as the Python versions
-    const uint8_t *p = (const uint8_t *)buf.buf + start;
-    const uint8_t *stop = (const uint8_t *)buf.buf + end;
-    uint32_t crc = 0xFFFF;
-    while (p < stop) {
-        crc = ((crc << 8) & 0xFFFF) ^ table[((crc >> 8) ^ *p++) & 0xFF];
-    }
-    return MP_OBJ_NEW_SMALL_INT(crc);
+    return MP_OBJ_NEW_SMALL_INT(crc16((const uint8_t *)buf.buf + start, (const uint8_t *)buf.buf + end));
 }
 static MP_DEFINE_CONST_FUN_OBJ_3(crc16c_crc16_obj, crc16c_crc16);
+
+// buf[n:n + 2] = the CRC of buf[:n], then COBS(buf[:n + 2]) + 0x00 into wire; the wire
+// length. Also hmac256's seal (a signed answer's trailer, CRC and COBS in one call).
+size_t crc16c_seal_into(uint8_t *src, size_t n, size_t buf_len, uint8_t *dst, size_t wire_len) {
+    if (n + 2 > buf_len) {
+        mp_raise_ValueError(MP_ERROR_TEXT("n + 2 bytes (the CRC) outside the buffer"));
+    }
+    size_t len = n + 2;
+    if (len + len / 254 + 2 > wire_len) {
+        mp_raise_ValueError(MP_ERROR_TEXT("wire buffer too short for the COBS frame"));
+    }
+    uint32_t crc = crc16(src, src + n);
+    src[n] = crc & 0xFF;
+    src[n + 1] = crc >> 8;
+    // COBS as wire.cobs_encode_portable (no empty block after a final 0xFF block)
+    size_t code_at = 0, m = 1, i = 0;
+    uint32_t code = 1;
+    while (i < len) {
+        uint8_t b = src[i++];
+        if (b == 0) {
+            dst[code_at] = code;
+            code_at = m++;
+            code = 1;
+        } else {
+            dst[m++] = b;
+            if (++code == 0xFF) {
+                dst[code_at] = code;
+                if (i < len) {
+                    code_at = m++;
+                    code = 1;
+                } else {
+                    code = 0; // closed: nothing follows
+                }
+            }
+        }
+    }
+    if (code) {
+        dst[code_at] = code;
+    }
+    dst[m] = 0;
+    return m + 1;
+}
+
+static mp_obj_t crc16c_seal(mp_obj_t buf_in, mp_obj_t n_in, mp_obj_t wire_in) {
+    mp_buffer_info_t buf, wire;
+    mp_get_buffer_raise(buf_in, &buf, MP_BUFFER_WRITE);
+    mp_get_buffer_raise(wire_in, &wire, MP_BUFFER_WRITE);
+    mp_int_t n = mp_obj_get_int(n_in);
+    if (n < 0) {
+        mp_raise_ValueError(MP_ERROR_TEXT("n + 2 bytes (the CRC) outside the buffer"));
+    }
+    return MP_OBJ_NEW_SMALL_INT(crc16c_seal_into(buf.buf, n, buf.len, wire.buf, wire.len));
+}
+static MP_DEFINE_CONST_FUN_OBJ_3(crc16c_seal_obj, crc16c_seal);
+
+// firmware/wire.py's decoder state (D_*): st[0..6]
+enum { D_N, D_CODE, D_LEFT, D_BAD, D_CAP, D_SIZE, D_DONE, D_LEN };
+
+static mp_obj_t crc16c_cobs_feed(size_t n_args, const mp_obj_t *args) {
+    mp_buffer_info_t chunk, buf, state;
+    mp_get_buffer_raise(args[0], &chunk, MP_BUFFER_READ);
+    mp_int_t i = mp_obj_get_int(args[1]);
+    mp_int_t end = mp_obj_get_int(args[2]);
+    mp_get_buffer_raise(args[3], &buf, MP_BUFFER_WRITE);
+    mp_get_buffer_raise(args[4], &state, MP_BUFFER_WRITE);
+    if (state.typecode != 'i' || state.len < D_LEN * sizeof(int32_t)) {
+        mp_raise_ValueError(MP_ERROR_TEXT("st: array('i') of 7 needed"));
+    }
+    int32_t *st = state.buf;
+    if (i < 0 || end > (mp_int_t)chunk.len || st[D_CAP] < 0 || (size_t)st[D_CAP] > buf.len) {
+        mp_raise_ValueError(MP_ERROR_TEXT("i:end outside the chunk or capacity past the buffer"));
+    }
+    const uint8_t *in = chunk.buf;
+    uint8_t *out = buf.buf;
+    int32_t n = st[D_N], code = st[D_CODE], left = st[D_LEFT], bad = st[D_BAD], cap = st[D_CAP];
+    while (i < end) {
+        uint8_t b = in[i++];
+        if (b == 0) {
+            st[D_SIZE] = bad || left ? -1 : n;
+            st[D_DONE] = 1;
+            st[D_N] = st[D_CODE] = st[D_LEFT] = st[D_BAD] = 0;
+            return MP_OBJ_NEW_SMALL_INT(i);
+        }
+        if (bad) {
+            continue;
+        }
+        if (left == 0) {
+            if (code && code != 0xFF) { // the previous block ended with a zero
+                if (n >= cap) {
+                    bad = 1;
+                    continue;
+                }
+                out[n++] = 0;
+            }
+            code = b;
+            left = b - 1;
+        } else {
+            if (n >= cap) {
+                bad = 1;
+                continue;
+            }
+            out[n++] = b;
+            left--;
+        }
+    }
+    st[D_N] = n;
+    st[D_CODE] = code;
+    st[D_LEFT] = left;
+    st[D_BAD] = bad;
+    return MP_OBJ_NEW_SMALL_INT(i);
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(crc16c_cobs_feed_obj, 5, 5, crc16c_cobs_feed);
 
 static const mp_rom_map_elem_t crc16c_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR_crc16c) },
     { MP_ROM_QSTR(MP_QSTR_crc16), MP_ROM_PTR(&crc16c_crc16_obj) },
+    { MP_ROM_QSTR(MP_QSTR_seal), MP_ROM_PTR(&crc16c_seal_obj) },
+    { MP_ROM_QSTR(MP_QSTR_cobs_feed), MP_ROM_PTR(&crc16c_cobs_feed_obj) },
 };
 static MP_DEFINE_CONST_DICT(crc16c_module_globals, crc16c_module_globals_table);
 
