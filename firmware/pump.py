@@ -197,6 +197,7 @@ _H_BOLUS_START = const(2)
 _AT_MAX_BOLUS = const(1)
 _AT_MAX_BOLUS_1H = const(3)
 _AT_MAX_TDD = const(4)
+_AT_UTC_OFFSET = const(13)
 _S_NEXT_BOLUS_ID = const(26)
 _S_BOLUS_KIND = const(10)
 
@@ -529,7 +530,8 @@ class Pump:
     def utc_seconds(self):
         """Wall-clock seconds since 2020-01-01 UTC (0 while an unset clock is before it)."""
         st = self.state
-        t = st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000 - self.setting(S.SET_UTC_OFFSET) * 60
+        t = (st[_S_LOCAL_DAY] * 86400 + st[_S_LOCAL_MS] // 1000
+             - self.settings.values[_AT_UTC_OFFSET] * 60)  # setting(SET_UTC_OFFSET)
         return t if t > 0 else 0
 
     def local_seconds(self):

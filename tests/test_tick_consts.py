@@ -50,7 +50,8 @@ BOLUS_SOURCES = {"_OK": spec.OK, "_BOLUS_NORMAL": spec.BOLUS_NORMAL,
                  "_EXT_MAX_MIN": spec.EXT_MAX_MIN, "_H_BOLUS_START": spec.H_BOLUS_START,
                  "_AT_MAX_BOLUS": settings.at(spec.SET_MAX_BOLUS),
                  "_AT_MAX_BOLUS_1H": settings.at(spec.SET_MAX_BOLUS_1H),
-                 "_AT_MAX_TDD": settings.at(spec.SET_MAX_TDD)}
+                 "_AT_MAX_TDD": settings.at(spec.SET_MAX_TDD),
+                 "_AT_UTC_OFFSET": settings.at(spec.SET_UTC_OFFSET)}
 
 
 @pytest.mark.req("HW-4", "THR-6")
@@ -61,6 +62,23 @@ def test_the_bolus_private_constants_equal_their_sources():
     for name, value in BOLUS_SOURCES.items():
         assert name in names, name
         assert getattr(P, name) == value, name
+
+
+@pytest.mark.req("HW-4", "LNK-2")
+def test_the_link_bolus_and_event_offsets_equal_the_table():
+    """Link._on_bolus reads the bolus fields and Link._events puts the event frame's CRC
+    at private const offsets: each equals the message table's (issue 12)."""
+    from firmware import link, wire
+
+    mid = wire.INDEX["bolus"]
+    at = [wire.field_offset(mid, i) for i in range(1, 5)]
+    assert [n for _, n in spec.MESSAGES[mid][1][1:]] == ["B", "I", "I", "H"]
+    assert [link._BOLUS_KIND_AT, link._BOLUS_NOW_AT, link._BOLUS_EXT_AT,
+            link._BOLUS_MINUTES_AT] == at
+    assert link._EVENT_END == spec.HEADER_SIZE + wire.PAYLOAD_SIZE[link.M_EVENT]
+    names = private_consts("link")
+    assert {"_BOLUS_KIND_AT", "_BOLUS_NOW_AT", "_BOLUS_EXT_AT", "_BOLUS_MINUTES_AT",
+            "_EVENT_END"} <= set(names)
 
 
 @pytest.mark.req("HW-4")
