@@ -691,11 +691,15 @@ class Pump:
         limit = self.settings.values  # setting(sid) is limit[_AT_*]: settings.at(sid)
         if total > limit[_AT_MAX_BOLUS]:
             return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_BOLUS)
-        if self.bolus_last_hour() + total > limit[_AT_MAX_BOLUS_1H]:
-            return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_BOLUS_1H)
-        if self.dose_last_day() + total > limit[_AT_MAX_TDD]:
-            return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_TDD)
         st = self.state
+        doses = self.doses
+        owed = self._bolus_owed()
+        # bolus_last_hour() and dose_last_day() inline (issue 12: four calls fewer); the
+        # windows as Doses.bolus_hour() and total_day() read them (tests/test_doses_hour.py)
+        if doses.sum_hour + st[_S_BUCKET_BOLUS] + owed + total > limit[_AT_MAX_BOLUS_1H]:
+            return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_BOLUS_1H)
+        if doses.sum_total + st[_S_BUCKET_TOTAL] + owed + total > limit[_AT_MAX_TDD]:
+            return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_TDD)
         code = self._refuse_if_stopped()
         if code:
             return code

@@ -127,3 +127,78 @@ def test_the_hour_limit_refuses_exactly_at_the_edge_through_a_clock_change_and_r
     assert all(code == S.E_OVER_LIMIT for b, code in seen if b <= HOUR)
     assert all(code == S.OK for b, code in seen if b > HOUR)
     assert [b for b, _ in seen][-1] == HOUR + 1
+
+
+PUMP_OPS = hs.lists(hs.one_of(
+    hs.tuples(hs.just("bolus"), hs.sampled_from([50, 500, 1000, 1500, 2950, 3000, 3050])),
+    hs.tuples(hs.just("run"), hs.sampled_from([5, 40, 300, 900, 1800, 3600])),
+    hs.tuples(hs.just("cancel")),
+    hs.tuples(hs.just("reboot")),
+    hs.tuples(hs.just("clock"), hs.sampled_from([-86400, -3600, 3600, 7 * 3600])),
+), min_size=1, max_size=14)
+
+
+@pytest.mark.req("THR-6", "THR-11", "THR-13")
+@settings(max_examples=25, deadline=None)
+@given(PUMP_OPS)
+def test_the_bolus_limits_decide_as_the_public_windows_say(ops):
+    """Pump.bolus reads the windows inline (issue 12): through boluses (some running
+    while the next is asked for), basal, cancels, reboots and clock changes, a request
+    is refused over the 60-min or 24-h limit exactly when bolus_last_hour() or
+    dose_last_day() plus the request is over it, naming that limit."""
+    rig, pump = make_pump(50, rates=(1000,))
+    assert pump.settings.set(S.SET_MAX_BOLUS_1H, 3000) == S.OK
+    assert pump.settings.set(S.SET_MAX_TDD, 6000) == S.OK
+    for op in ops:
+        if op[0] == "bolus":
+            hour, day = pump.bolus_last_hour(), pump.dose_last_day()
+            code = pump.bolus(S.BOLUS_NORMAL, op[1], 0, 0)
+            if hour + op[1] > 3000:
+                assert (code, pump.detail) == (S.E_OVER_LIMIT, S.SET_MAX_BOLUS_1H), op
+            elif day + op[1] > 6000:
+                assert (code, pump.detail) == (S.E_OVER_LIMIT, S.SET_MAX_TDD), op
+            else:
+                assert code != S.E_OVER_LIMIT, op
+        elif op[0] == "run":
+            run(rig, pump, op[1], step_ms=5000)
+        elif op[0] == "cancel":
+            pump.cancel_bolus()
+        elif op[0] == "reboot":
+            pump = reboot(rig)
+        else:
+            assert pump.set_time(pump.utc_seconds() + op[1], 0) == S.OK
+        assert pump.doses.bolus_hour() == walk_hour(pump.doses), op
+
+
+@pytest.mark.req("THR-6")
+def test_both_limits_count_the_bucket_being_filled():
+    """Insulin delivered minutes ago is still in the open 5-min bucket (the state, not
+    the rings): both limits count it (mutants bolus-*-limit-without-current-bucket)."""
+    for limit, other in ((S.SET_MAX_TDD, S.SET_MAX_BOLUS_1H), (S.SET_MAX_BOLUS_1H, S.SET_MAX_TDD)):
+        rig, pump = make_pump(50, rates=(0,))
+        assert pump.settings.set(other, 50000) == S.OK
+        assert pump.settings.set(limit, 2000) == S.OK
+        run(rig, pump, BUCKET_S - pump.state[S_MONO_S] % BUCKET_S)  # at a bucket's start
+        assert pump.bolus(S.BOLUS_NORMAL, 1000, 0, 0) == S.OK
+        run(rig, pump, 60)  # delivered (1.5 U/min), the bucket still open
+        assert pump.bolus_progress() == (0, 0, 0) and pump.doses.bolus_at(0) == 1000
+        assert pump.bolus(S.BOLUS_NORMAL, 1050, 0, 0) == S.E_OVER_LIMIT
+        assert pump.detail == limit
+        assert pump.bolus(S.BOLUS_NORMAL, 1000, 0, 0) == S.OK
+
+
+@pytest.mark.req("THR-6")
+def test_both_limits_count_what_the_running_bolus_still_owes():
+    """A bolus in progress counts whole: a request over either limit with it is refused
+    naming that limit, not as 'a bolus is running' (mutants bolus-*-limit-without-running-
+    bolus)."""
+    for limit, other in ((S.SET_MAX_TDD, S.SET_MAX_BOLUS_1H), (S.SET_MAX_BOLUS_1H, S.SET_MAX_TDD)):
+        rig, pump = make_pump(50, rates=(0,))
+        assert pump.settings.set(other, 50000) == S.OK
+        assert pump.settings.set(limit, 5000) == S.OK
+        assert pump.bolus(S.BOLUS_NORMAL, 4000, 0, 0) == S.OK
+        run(rig, pump, 20)  # 0.5 U delivered, 3.5 U owed
+        assert pump.bolus_progress()[1] == 500
+        assert pump.bolus(S.BOLUS_NORMAL, 1050, 0, 0) == S.E_OVER_LIMIT
+        assert pump.detail == limit
+        assert pump.bolus(S.BOLUS_NORMAL, 1000, 0, 0) == S.E_BOLUS_RUNNING
