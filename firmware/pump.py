@@ -476,7 +476,7 @@ class Pump:
             # Only a command that goes on to succeed saves state (every operation refuses
             # before its first save), so the save records the command as done (LNK-3).
             st[_S_LAST_CMD] = cmd
-            st[_S_LAST_CODE] = S.OK
+            st[_S_LAST_CODE] = _OK
             st[_S_LAST_DETAIL] = self.detail
         if self.state_slots.save():
             self.saved_s = st[_S_MONO_S]
@@ -996,9 +996,10 @@ class Pump:
 
     def interaction(self):
         """Any command or button press: restarts the auto-off timer (ALM-4)."""
-        self.state[_S_INTERACTION_S] = self.state[_S_MONO_S]
-        if self.alarms.active[S.A_AUTO_OFF]:
-            self.alarms.clear(S.A_AUTO_OFF, 0)
+        st = self.state
+        st[_S_INTERACTION_S] = st[_S_MONO_S]
+        if self.alarms.active[_A_AUTO_OFF]:
+            self.alarms.clear(_A_AUTO_OFF, 0)
 
     # ------------------------------------------------------------------- the tick
     def tick(self):
