@@ -836,10 +836,8 @@ class Link:
         ring = events.buf
         stats = self.stats
         sent = 0
-        while sent < MAX_EVENTS:
+        while sent < MAX_EVENTS and events.count:
             i = events.pop()
-            if i < 0:
-                return
             pack_into(_EVENT_FRAME_FORMAT, buf, 0, _VERSION, _F_EVENT, 0, M_EVENT,
                       ring[i], ring[i + 1], ring[i + 2], ring[i + 3])
             c = crc16(buf, 0, _EVENT_END)
