@@ -44,10 +44,10 @@ class Doses:
         self.slots = Slots(storage, region_a, region_b, self.v, (), scratch)
         self.sum_total = 0  # total of the closed buckets in the total ring
         # bolus of the _HOUR_BUCKETS closed buckets before the current one (the 60-min
-        # window without the current bucket): recomputed whenever the rings or the current
-        # bucket's number change (adopt, which follows every load, and roll), so a bolus
-        # command adds one value instead of walking 12 buckets (issue 12). RAM only:
-        # every boot recomputes it.
+        # window without the current bucket): kept wherever the rings or the current
+        # bucket's number change (adopt, which follows every load, recomputes it; roll
+        # moves it by one bucket or recomputes it after a gap), so a bolus command adds one
+        # value instead of walking 12 buckets (issue 12). RAM only: every boot recomputes it.
         self.sum_hour = 0
         self.dirty = False  # the rings changed and a save failed: retry at the next roll
         # iob() of the last call and what it depended on: the rings' generation (counts
@@ -76,7 +76,7 @@ class Doses:
 
     def _sum_hour(self):
         """sum_hour from the bolus ring: the _HOUR_BUCKETS closed buckets before the
-        current one. Allocation-free (roll calls it in the tick, once per bucket)."""
+        current one. Allocation-free (roll calls it in the tick after a gap)."""
         v = self.v
         b = self.st[self.at]
         t = 0
@@ -145,7 +145,13 @@ class Doses:
         st[at] = bucket
         st[at + 1] = 0
         st[at + 2] = 0
-        self._sum_hour()
+        if bucket == closed + 1:
+            # the window moves by one bucket: `closed` enters it, closed - 12 leaves (its
+            # slot is intact: _clear emptied only the slot of `bucket`, 96 buckets on)
+            self.sum_hour += (v[D_BOLUS + closed % BOLUS_N]
+                              - v[D_BOLUS + (closed - _HOUR_BUCKETS) % BOLUS_N])
+        else:
+            self._sum_hour()  # a gap: buckets that never were current
         if changed:
             self.dirty = not self.slots.save()
 
