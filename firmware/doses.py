@@ -43,6 +43,12 @@ class Doses:
         self.v = array("i", [0] * DOSES_LEN)
         self.slots = Slots(storage, region_a, region_b, self.v, (), scratch)
         self.sum_total = 0  # total of the closed buckets in the total ring
+        # bolus of the _HOUR_BUCKETS closed buckets before the current one (the 60-min
+        # window without the current bucket): kept wherever the rings or the current
+        # bucket's number change (adopt, which follows every load, recomputes it; roll
+        # moves it by one bucket or recomputes it after a gap), so a bolus command adds one
+        # value instead of walking 12 buckets (issue 12). RAM only: every boot recomputes it.
+        self.sum_hour = 0
         self.dirty = False  # the rings changed and a save failed: retry at the next roll
         # iob() of the last call and what it depended on: the rings' generation (counts
         # every change of the rings), the current bucket and its bolus, minute, DIA
@@ -68,6 +74,18 @@ class Doses:
             t += v[_D_TOTAL + i]
         self.sum_total = t
 
+    def _sum_hour(self):
+        """sum_hour from the bolus ring: the _HOUR_BUCKETS closed buckets before the
+        current one. Allocation-free (roll calls it in the tick after a gap)."""
+        v = self.v
+        b = self.st[self.at]
+        t = 0
+        k = 1
+        while k <= _HOUR_BUCKETS:
+            t += v[D_BOLUS + (b - k) % BOLUS_N]
+            k += 1
+        self.sum_hour = t
+
     def adopt(self):
         """At boot: reconcile the saved current bucket with the rings."""
         self.gen += 1
@@ -81,6 +99,7 @@ class Doses:
             st[at + 2] = 0
         else:
             self._clear(v[_D_UPTO], st[at])
+        self._sum_hour()
 
     def _clear(self, first, last):
         """Empty the slots of buckets first..last (inclusive): they are not closed yet.
@@ -126,17 +145,19 @@ class Doses:
         st[at] = bucket
         st[at + 1] = 0
         st[at + 2] = 0
+        if bucket == closed + 1:
+            # the window moves by one bucket: `closed` enters it, closed - 12 leaves (its
+            # slot is intact: _clear emptied only the slot of `bucket`, 96 buckets on)
+            self.sum_hour += (v[D_BOLUS + closed % BOLUS_N]
+                              - v[D_BOLUS + (closed - _HOUR_BUCKETS) % BOLUS_N])
+        else:
+            self._sum_hour()  # a gap: buckets that never were current
         if changed:
             self.dirty = not self.slots.save()
 
     def bolus_hour(self):
         """Bolus mU of the current bucket and the 12 closed before it (>= 60 min)."""
-        v = self.v
-        b = self.st[self.at]
-        t = self.st[self.at + 1]
-        for k in range(1, _HOUR_BUCKETS + 1):
-            t += v[D_BOLUS + (b - k) % BOLUS_N]
-        return t
+        return self.sum_hour + self.st[self.at + 1]
 
     def total_day(self):
         """Insulin (basal + bolus) mU of the current bucket and the 288 before it."""

@@ -29,14 +29,23 @@ class Events:
 
     def take(self, out):
         """Move the oldest queued event into out[0:4]. False if none."""
-        if not self.count:
+        i = self.pop()
+        if i < 0:
             return False
-        i = self.head * 4
         ev = self.buf
         out[0] = ev[i]
         out[1] = ev[i + 1]
         out[2] = ev[i + 2]
         out[3] = ev[i + 3]
+        return True
+
+    def pop(self):
+        """Dequeue the oldest event: its index in buf (kind, a, b, c at buf[i:i + 4], there
+        until the next put), -1 if none. The link packs its event frames from there
+        (issue 12: no copy)."""
+        if not self.count:
+            return -1
+        i = self.head * 4
         self.head = (self.head + 1) & 15
         self.count -= 1
-        return True
+        return i

@@ -184,6 +184,22 @@ _A_SUSPEND_REMINDER = const(15)
 _A_SET_CHANGE = const(16)
 _A_DOSE_LIMIT = const(24)
 _ST_MOTOR = const(4)
+# the bolus command's accepted path (Pump.bolus): protocol.spec values and the limits'
+# indexes in the settings array (firmware.settings at(SET_MAX_BOLUS), ...)
+_OK = const(0)
+_BOLUS_NORMAL = const(1)
+_BOLUS_EXTENDED = const(2)
+_BOLUS_DUAL = const(3)
+_MIN_BOLUS = const(50)
+_EXT_MIN_MIN = const(30)
+_EXT_MAX_MIN = const(480)
+_H_BOLUS_START = const(2)
+_AT_MAX_BOLUS = const(1)
+_AT_MAX_BOLUS_1H = const(3)
+_AT_MAX_TDD = const(4)
+_AT_UTC_OFFSET = const(13)
+_S_NEXT_BOLUS_ID = const(26)
+_S_BOLUS_KIND = const(10)
 
 
 
@@ -460,7 +476,7 @@ class Pump:
             # Only a command that goes on to succeed saves state (every operation refuses
             # before its first save), so the save records the command as done (LNK-3).
             st[_S_LAST_CMD] = cmd
-            st[_S_LAST_CODE] = S.OK
+            st[_S_LAST_CODE] = _OK
             st[_S_LAST_DETAIL] = self.detail
         if self.state_slots.save():
             self.saved_s = st[_S_MONO_S]
@@ -514,7 +530,8 @@ class Pump:
     def utc_seconds(self):
         """Wall-clock seconds since 2020-01-01 UTC (0 while an unset clock is before it)."""
         st = self.state
-        t = st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000 - self.setting(S.SET_UTC_OFFSET) * 60
+        t = (st[_S_LOCAL_DAY] * 86400 + st[_S_LOCAL_MS] // 1000
+             - self.settings.values[_AT_UTC_OFFSET] * 60)  # setting(SET_UTC_OFFSET)
         return t if t > 0 else 0
 
     def local_seconds(self):
@@ -644,64 +661,71 @@ class Pump:
 
     # ------------------------------------------------------------------- bolus (THR-3/4/6)
     def bolus(self, kind, now_mu, ext_mu, ext_minutes):
-        """Start a normal, extended or dual-wave bolus. detail = bolus id on success."""
+        """Start a normal, extended or dual-wave bolus. detail = bolus id on success.
+        The accepted path reads the spec's values, the limits and the state through
+        private consts (no globals lookup per use, issue 12); refusals keep S.*."""
         self.interaction()
         pulse = self.pulse
-        if kind == S.BOLUS_NORMAL:
+        if kind == _BOLUS_NORMAL:
             if ext_mu != 0 or ext_minutes != 0:
                 return self._refuse(S.E_BAD_ARG, 2)
-            if now_mu < S.MIN_BOLUS:
+            if now_mu < _MIN_BOLUS:
                 return self._refuse(S.E_OUT_OF_RANGE, 1)
-        elif kind == S.BOLUS_EXTENDED:
+        elif kind == _BOLUS_EXTENDED:
             if now_mu != 0:
                 return self._refuse(S.E_BAD_ARG, 1)
-            if ext_mu < S.MIN_BOLUS:
+            if ext_mu < _MIN_BOLUS:
                 return self._refuse(S.E_OUT_OF_RANGE, 2)
-        elif kind == S.BOLUS_DUAL:
-            if now_mu < S.MIN_BOLUS:
+        elif kind == _BOLUS_DUAL:
+            if now_mu < _MIN_BOLUS:
                 return self._refuse(S.E_OUT_OF_RANGE, 1)
-            if ext_mu < S.MIN_BOLUS:
+            if ext_mu < _MIN_BOLUS:
                 return self._refuse(S.E_OUT_OF_RANGE, 2)
         else:
             return self._refuse(S.E_BAD_ARG, 0)
-        if kind != S.BOLUS_NORMAL and (ext_minutes < S.EXT_MIN_MIN or ext_minutes > S.EXT_MAX_MIN):
+        if kind != _BOLUS_NORMAL and (ext_minutes < _EXT_MIN_MIN or ext_minutes > _EXT_MAX_MIN):
             return self._refuse(S.E_OUT_OF_RANGE, 3)
         if now_mu % pulse or ext_mu % pulse:
             return self._refuse(S.E_INCREMENT, pulse)
         total = now_mu + ext_mu
-        if total > self.setting(S.SET_MAX_BOLUS):
+        limit = self.settings.values  # setting(sid) is limit[_AT_*]: settings.at(sid)
+        if total > limit[_AT_MAX_BOLUS]:
             return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_BOLUS)
-        if self.bolus_last_hour() + total > self.setting(S.SET_MAX_BOLUS_1H):
-            return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_BOLUS_1H)
         st = self.state
-        if self.dose_last_day() + total > self.setting(S.SET_MAX_TDD):
+        doses = self.doses
+        owed = self._bolus_owed()
+        # bolus_last_hour() and dose_last_day() inline (issue 12: four calls fewer); the
+        # windows as Doses.bolus_hour() and total_day() read them (tests/test_doses_hour.py)
+        if doses.sum_hour + st[_S_BUCKET_BOLUS] + owed + total > limit[_AT_MAX_BOLUS_1H]:
+            return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_BOLUS_1H)
+        if doses.sum_total + st[_S_BUCKET_TOTAL] + owed + total > limit[_AT_MAX_TDD]:
             return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_TDD)
         code = self._refuse_if_stopped()
         if code:
             return code
-        if st[S_BOLUS_ID]:
-            return self._refuse(S.E_BOLUS_RUNNING, st[S_BOLUS_ID])
+        if st[_S_BOLUS_ID]:
+            return self._refuse(S.E_BOLUS_RUNNING, st[_S_BOLUS_ID])
         if total // pulse > self.reservoir_pulses():
             return self._refuse(S.E_RESERVOIR_EMPTY, self.reservoir_pulses() * pulse)
-        bolus_id = st[S_NEXT_BOLUS_ID]
-        st[S_NEXT_BOLUS_ID] = bolus_id + 1 if bolus_id < (1 << 29) else 1
-        st[S_BOLUS_ID] = bolus_id
-        st[S_BOLUS_KIND] = kind
-        st[S_NOW_REQ] = now_mu // pulse
-        st[S_EXT_REQ] = ext_mu // pulse
-        st[S_NOW_DONE] = 0
-        st[S_EXT_DONE] = 0
-        st[S_EXT_DURATION] = ext_minutes * MIN_MS
-        st[S_EXT_ELAPSED] = 0
-        st[S_BOLUS_ACC] = 0
-        st[S_EXT_ACC] = 0
-        self._log(S.H_BOLUS_START, kind, bolus_id, now_mu, ext_mu)
+        bolus_id = st[_S_NEXT_BOLUS_ID]
+        st[_S_NEXT_BOLUS_ID] = bolus_id + 1 if bolus_id < (1 << 29) else 1
+        st[_S_BOLUS_ID] = bolus_id
+        st[_S_BOLUS_KIND] = kind
+        st[_S_NOW_REQ] = now_mu // pulse
+        st[_S_EXT_REQ] = ext_mu // pulse
+        st[_S_NOW_DONE] = 0
+        st[_S_EXT_DONE] = 0
+        st[_S_EXT_DURATION] = ext_minutes * MIN_MS
+        st[_S_EXT_ELAPSED] = 0
+        st[_S_BOLUS_ACC] = 0
+        st[_S_EXT_ACC] = 0
+        self._log(_H_BOLUS_START, kind, bolus_id, now_mu, ext_mu)
         self.detail = bolus_id  # before the save: it carries the link command's result
         if not self._commit(0, 0, 0):
             self._clear_bolus()
             return self._refuse(S.E_STORAGE, 0)
-        self.events.put(S.EV_BOLUS, bolus_id, 0, total)
-        return S.OK
+        self.events.put(_EV_BOLUS, bolus_id, 0, total)
+        return _OK
 
     def cancel_bolus(self):
         """Stop the running bolus. It stops whatever happens; E_STORAGE (detail: the bolus
@@ -972,9 +996,10 @@ class Pump:
 
     def interaction(self):
         """Any command or button press: restarts the auto-off timer (ALM-4)."""
-        self.state[_S_INTERACTION_S] = self.state[_S_MONO_S]
-        if self.alarms.active[S.A_AUTO_OFF]:
-            self.alarms.clear(S.A_AUTO_OFF, 0)
+        st = self.state
+        st[_S_INTERACTION_S] = st[_S_MONO_S]
+        if self.alarms.active[_A_AUTO_OFF]:
+            self.alarms.clear(_A_AUTO_OFF, 0)
 
     # ------------------------------------------------------------------- the tick
     def tick(self):

@@ -5,6 +5,7 @@ from inside the tick does not allocate (HIS-1, HIS-2).
 """
 
 import struct
+from struct import pack_into
 
 from firmware.crc import NATIVE, crc16
 
@@ -68,7 +69,7 @@ class History:
         """Write one record. Allocation-free. Returns its sequence number (0 if failed)."""
         seq = self.next_seq
         rec = self.rec
-        struct.pack_into(REC_FMT, rec, 0, seq, time_s, kind, arg, v1, v2, v3, 0)
+        pack_into(REC_FMT, rec, 0, seq, time_s, kind, arg, v1, v2, v3, 0)
         c = crc16(rec, 0, _REC_CRC_AT)
         rec[22] = c & 0xFF
         rec[23] = c >> 8

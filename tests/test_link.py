@@ -727,6 +727,30 @@ def test_pump_events_are_sent_as_event_frames():
 
 
 @pytest.mark.req("LNK-2")
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 255), st.integers(-(1 << 31), (1 << 31) - 1),
+                          st.integers(-(1 << 31), (1 << 31) - 1),
+                          st.integers(-(1 << 31), (1 << 31) - 1)), min_size=1, max_size=10))
+def test_event_frames_are_byte_for_byte_the_generic_encoding(events):
+    """Link._events packs an event frame whole from the pump's ring (issue 12): the bytes
+    on the wire are exactly wire.encode_frame's for (kind, a, b, c), zero bytes (COBS) and
+    negative values included, in queue order, at most 8 per poll."""
+    from firmware import link as L
+
+    assert L._EVENT_END == S.HEADER_SIZE + wire.PAYLOAD_SIZE[ID["event"]]
+    b = Bench(bolus=False)
+    for ev in events:
+        b.pump.events.put(*ev)
+    out = b""
+    for _ in range(2):
+        b.link.poll()
+        out += bytes(b.rig.serial.take())
+    assert out == b"".join(wire.encode_frame(ID["event"], 0, S.F_EVENT, list(ev))
+                           for ev in events)
+    assert b.pump.events.count == 0
+
+
+@pytest.mark.req("LNK-2")
 def test_a_full_event_queue_is_sent_over_several_polls():
     b = Bench()
     for i in range(20):

@@ -21,7 +21,7 @@ SOURCES = {"_SLOT_MS": spec.SLOT_MS, "_BUTTON_ACK": hal.BUTTON_ACK,
 
 def private_consts(module="pump"):
     text = (ROOT / f"firmware/{module}.py").read_text()
-    return re.findall(r"^(_[A-Z][A-Z_]*) = const\(", text, re.M)
+    return re.findall(r"^(_[A-Z][A-Z0-9_]*) = const\(", text, re.M)
 
 
 @pytest.mark.req("HW-4")
@@ -44,11 +44,48 @@ def test_each_other_private_constant_equals_its_source():
         assert getattr(P, name) == getattr(spec, name[1:]), name
 
 
+BOLUS_SOURCES = {"_OK": spec.OK, "_BOLUS_NORMAL": spec.BOLUS_NORMAL,
+                 "_BOLUS_EXTENDED": spec.BOLUS_EXTENDED, "_BOLUS_DUAL": spec.BOLUS_DUAL,
+                 "_MIN_BOLUS": spec.MIN_BOLUS, "_EXT_MIN_MIN": spec.EXT_MIN_MIN,
+                 "_EXT_MAX_MIN": spec.EXT_MAX_MIN, "_H_BOLUS_START": spec.H_BOLUS_START,
+                 "_AT_MAX_BOLUS": settings.at(spec.SET_MAX_BOLUS),
+                 "_AT_MAX_BOLUS_1H": settings.at(spec.SET_MAX_BOLUS_1H),
+                 "_AT_MAX_TDD": settings.at(spec.SET_MAX_TDD),
+                 "_AT_UTC_OFFSET": settings.at(spec.SET_UTC_OFFSET)}
+
+
+@pytest.mark.req("HW-4", "THR-6")
+def test_the_bolus_private_constants_equal_their_sources():
+    """Pump.bolus's accepted path reads the spec's values and the limits' settings
+    indexes through private consts (issue 12)."""
+    names = set(private_consts())
+    for name, value in BOLUS_SOURCES.items():
+        assert name in names, name
+        assert getattr(P, name) == value, name
+
+
+@pytest.mark.req("HW-4", "LNK-2")
+def test_the_link_bolus_and_event_offsets_equal_the_table():
+    """Link._on_bolus reads the bolus fields and Link._events puts the event frame's CRC
+    at private const offsets: each equals the message table's (issue 12)."""
+    from firmware import link, wire
+
+    mid = wire.INDEX["bolus"]
+    at = [wire.field_offset(mid, i) for i in range(1, 5)]
+    assert [n for _, n in spec.MESSAGES[mid][1][1:]] == ["B", "I", "I", "H"]
+    assert [link._BOLUS_KIND_AT, link._BOLUS_NOW_AT, link._BOLUS_EXT_AT,
+            link._BOLUS_MINUTES_AT] == at
+    assert link._EVENT_END == spec.HEADER_SIZE + wire.PAYLOAD_SIZE[link.M_EVENT]
+    names = private_consts("link")
+    assert {"_BOLUS_KIND_AT", "_BOLUS_NOW_AT", "_BOLUS_EXT_AT", "_BOLUS_MINUTES_AT",
+            "_EVENT_END"} <= set(names)
+
+
 @pytest.mark.req("HW-4")
 def test_the_tick_engine_reads_no_state_index_through_the_globals():
     """tick, _deliver, _count and _timers use the private indexes only."""
     text = (ROOT / "firmware/pump.py").read_text()
-    for fn in ("tick", "_deliver", "_count", "_timers", "_check_battery", "_commit"):
+    for fn in ("tick", "_deliver", "_count", "_timers", "_check_battery", "_commit", "bolus"):
         body = text.split(f"    def {fn}(self")[1].split("\n    def ")[0]
         assert not re.search(r"(?<![_A-Za-z])S_[A-Z]", body), fn
 
