@@ -12,7 +12,6 @@ wall-clock time in seconds since 2020-01-01 UTC, local time as (day, ms of day).
 from array import array
 
 from firmware.alarms import Alarms
-from firmware.calc import Calculator
 from firmware.cgm import Cgm
 from firmware.compat import const, ticks_diff
 from firmware.doses import BUCKET_S, DOSES_LEN, Doses
@@ -30,7 +29,6 @@ from firmware.hal import (
 )
 from firmware.layout import (
     PRIME_DONE,
-    PRIME_DUE,
     PRIME_SKIPPED,
     S_BASAL_TODAY,
     S_BATTERY,
@@ -47,7 +45,6 @@ from firmware.layout import (
     S_EXT_DURATION,
     S_EXT_ELAPSED,
     S_EXT_REQ,
-    S_FILL,
     S_LAST_CMD,
     S_LAST_CODE,
     S_LAST_DELIVERY_S,
@@ -238,7 +235,7 @@ class Pump:
         self.rtc = getattr(hw, "rtc", None)
         self.alarms = Alarms(hw.annunciator, self._log_alarm)
         self.cgm = Cgm(self, getattr(hw, "radio", None), History(hw.storage, R_CGM))
-        self.calc = Calculator(self)  # the bolus calculator (THR-8)
+        self.calc = None  # the bolus calculator (THR-8): calculator() makes it
         self.events = Events()  # for the host, taken by the link
         self.detail = 0
         self.selftest_bits = 0
@@ -499,6 +496,15 @@ class Pump:
         out[1] = st[S_LAST_CODE]
         out[2] = st[S_LAST_DETAIL]
 
+    def calculator(self):
+        """The bolus calculator (THR-8, firmware/calc.py), made at its first use: only the
+        link's and the console's rarely used paths need it (heap, issue 12)."""
+        if self.calc is None:
+            from firmware.calc import Calculator
+
+            self.calc = Calculator(self)
+        return self.calc
+
     def boots(self):
         """Boots since the state was new."""
         return self.state[S_BOOTS]
@@ -532,42 +538,13 @@ class Pump:
         """Day of the week of the local date, Monday = 0."""
         return (self.state[S_LOCAL_DAY] + EPOCH_WEEKDAY) % 7
 
+    # the rarely used operations are firmware/pump_cold.py's, imported at their first call
+    # (heap, issue 12); these methods keep their names and arguments
     def set_time(self, utc_s, offset_min):
         """Set date, time and UTC offset. Moves the schedule, never delivery accounting."""
-        self.interaction()
-        lo, hi = S.SETTINGS[S.SET_UTC_OFFSET][2], S.SETTINGS[S.SET_UTC_OFFSET][3]
-        if offset_min < lo or offset_min > hi:
-            return self._refuse(S.E_OUT_OF_RANGE, 1)
-        local = utc_s + offset_min * 60
-        if utc_s < 0 or local < 0 or local >= (1 << 30):
-            return self._refuse(S.E_OUT_OF_RANGE, 0)
-        st = self.state
-        old_local = st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000
-        old_utc = self.utc_seconds()
-        old_offset = self.setting(S.SET_UTC_OFFSET)
-        if offset_min != old_offset and not self.settings.set_utc_offset(offset_min):
-            return self._refuse(S.E_STORAGE, 0)
-        day = local // 86400
-        st[S_LOCAL_DAY] = day
-        st[S_LOCAL_MS] = (local % 86400) * 1000
-        st[S_TIME_SET] = 1
-        after_loss = st[S_TIME_LOST]
-        if after_loss:
-            # The outage the pump could not measure, as far as the new time tells: it
-            # counts as time without insulin (never as insulin action: IOB stays).
-            if utc_s > old_utc:
-                st[S_LAST_DELIVERY_S] -= utc_s - old_utc
-            st[S_TIME_LOST] = 0
-        if self.rtc is not None:
-            # a failed write leaves the RTC's older time: the next boot must not take the
-            # difference for an outage (it would age IOB in the patient's disfavour)
-            st[S_RTC_STALE] = 1 if self.rtc.set(utc_s) is False else 0
-        self._log(S.H_TIME_CHANGE, after_loss, old_local, local, offset_min)
-        self.alarms.clear(S.A_TIME_UNSET, 0)  # logged after the change, in its time
-        if day != st[S_DAY]:
-            self._close_day(day)  # recorded after the change: history times stay in order
-        self._commit(0, 0, 0)
-        return S.OK
+        import firmware.pump_cold
+
+        return firmware.pump_cold.set_time(self, utc_s, offset_min)
 
     def _close_day(self, new_day):
         """Store the running day's totals and continue with `new_day`'s (THR-10). A day
@@ -885,82 +862,21 @@ class Pump:
         return self.reservoir_pulses() * self.pulse
 
     def rewind(self):
-        self.interaction()
-        st = self.state
-        if not st[S_STOP]:
-            return self._refuse(S.E_NOT_SUSPENDED, 0)
-        if st[S_STOP] == S.STOP_SELFTEST:
-            return self._refuse(S.E_SAFE_STATE, self.selftest_bits)
-        st[S_REWOUND] = 1
-        st[S_FILL] = 0
-        self._commit(0, 0, 0)
-        self.motor.rewind()
-        self._commit(0, 0, 0)
-        self._log(S.H_REWIND, 0, 0, 0, 0)
-        return S.OK
+        import firmware.pump_cold
+
+        return firmware.pump_cold.rewind(self)
 
     def fill(self, volume_mu):
         """A new reservoir holding volume_mu is in place (e.g. 200000 or 300000)."""
-        self.interaction()
-        st = self.state
-        if not st[S_REWOUND]:
-            return self._refuse(S.E_NOT_REWOUND, 0)
-        if volume_mu < 10000 or volume_mu > 400000:
-            return self._refuse(S.E_OUT_OF_RANGE, 0)
-        if volume_mu % self.pulse:
-            return self._refuse(S.E_INCREMENT, self.pulse)
-        st[S_FILL] = self.motor.position() + volume_mu // self.pulse
-        st[S_REWOUND] = 0
-        st[S_PRIME] = PRIME_DUE  # a new reservoir: its tubing is primed next
-        self._commit(0, 0, 0)
-        self._log(S.H_FILL, 0, volume_mu, 0, 0)
-        self.alarms.clear(S.A_RESERVOIR_EMPTY, volume_mu)
-        self.alarms.clear(S.A_PRIME_INCOMPLETE, volume_mu)  # it is due again, not skipped
-        return S.OK
+        import firmware.pump_cold
+
+        return firmware.pump_cold.fill(self, volume_mu)
 
     def prime(self, kind, amount_mu):
-        """Prime the tubing or fill the cannula: logged, not counted as given (THR-12).
+        """Prime the tubing or fill the cannula: logged, not counted as given (THR-12)."""
+        import firmware.pump_cold
 
-        A tubing prime completes when every pulse moved and its final state save holds it
-        (S_PRIME back to PRIME_DONE, A_PRIME_INCOMPLETE cleared). A motor fault or a power
-        cut part-way leaves it not completed. Filling the cannula does not prime the tubing.
-        The prime runs inside this call, so no suspension or occlusion can cut it short."""
-        self.interaction()
-        st = self.state
-        if kind != S.PRIME_TUBING and kind != S.PRIME_CANNULA:
-            return self._refuse(S.E_BAD_ARG, 0)
-        if not st[S_STOP]:
-            return self._refuse(S.E_NOT_SUSPENDED, 0)
-        if st[S_STOP] == S.STOP_SELFTEST:
-            return self._refuse(S.E_SAFE_STATE, self.selftest_bits)
-        if st[S_REWOUND]:
-            return self._refuse(S.E_NOT_FILLED, 0)
-        top = 30000 if kind == S.PRIME_TUBING else 3000
-        if amount_mu < self.pulse or amount_mu > top:
-            return self._refuse(S.E_OUT_OF_RANGE, 1)
-        if amount_mu % self.pulse:
-            return self._refuse(S.E_INCREMENT, self.pulse)
-        n = amount_mu // self.pulse
-        if n > self.reservoir_pulses():
-            return self._refuse(S.E_RESERVOIR_EMPTY, self.reservoir_mu())
-        self._commit(0, 0, n)
-        moved = self._step(n)
-        st[S_PRIME_TODAY] += moved * self.pulse
-        if moved < n or self.motor.fault():
-            self._safe_state(S.ST_MOTOR, S.A_MOTOR_FAULT, n - moved)
-            self._log(S.H_PRIME, kind, moved * self.pulse, 0, 0)
-            return self._refuse(S.E_SAFE_STATE, self.selftest_bits)
-        if kind == S.PRIME_CANNULA:
-            st[S_SET_AGE] = 0
-            self.set_remind_s = _SET_AGE_REMIND_S
-            self.alarms.clear(S.A_SET_CHANGE, 0)
-        else:
-            st[S_PRIME] = PRIME_DONE
-        self._commit(0, 0, 0)
-        self._log(S.H_PRIME, kind, amount_mu, 0, 0)
-        if kind == S.PRIME_TUBING:
-            self.alarms.clear(S.A_PRIME_INCOMPLETE, amount_mu)
-        return S.OK
+        return firmware.pump_cold.prime(self, kind, amount_mu)
 
     # ------------------------------------------------------------------- alarms
     def ack_alarm(self, alarm):
