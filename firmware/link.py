@@ -141,6 +141,12 @@ _F_RESPONSE = const(2)
 _F_EVENT = const(4)
 _CMD_FIRST = const(0x10)
 
+# the messages handled by this module's _on_<name> methods; the table's others are
+# firmware/link_cold.py's (no name is looked up that does not exist: a getattr of one
+# would add it to the interned strings in RAM)
+HOT = ("hello", "status", "bolus", "cancel_bolus", "temp_basal", "cancel_temp_basal",
+       "suspend", "resume", "ack_alarm", "fence")
+
 CHUNK = const(128)  # bytes read from the serial driver at a time
 MAX_READS = const(16)  # chunks per poll, so a flood cannot starve the tick
 MAX_EVENTS = const(8)  # event frames per poll
@@ -202,8 +208,8 @@ class Link:
         for i in range(L_RING, L_RING + 3 * RING, 3):
             self.buckets[v[i] & (BUCKETS - 1)] += 1
         self.counter = unsigned32(self.values[L_COUNTER])  # last accepted auth counter
-        # one handler per message of the table that the host may send: a method here, or
-        # one of firmware/link_cold.py's, imported at its first use (_on_cold)
+        # one handler per message of the table that the host may send: a method here (HOT),
+        # else one of firmware/link_cold.py's, imported at its first use (_on_cold)
         self.handlers = {}
         cold = self._on_cold
         for mid in MESSAGES:
@@ -213,7 +219,8 @@ class Link:
                 if self.emulator is not None:
                     self.handlers[mid] = self._on_emulator
                 continue
-            self.handlers[mid] = getattr(self, "_on_" + MESSAGES[mid][0], cold)
+            name = MESSAGES[mid][0]
+            self.handlers[mid] = getattr(self, "_on_" + name) if name in HOT else cold
 
     def _load(self, kid):
         """Load the link region; detect lost state and a new pairing (SEC-4)."""

@@ -115,3 +115,16 @@ def test_the_request_path_private_constants_equal_the_spec(module):
     assert len(names) == (8 if module == "link" else 3)
     for name in names:
         assert getattr(mod, name) == LINK_SOURCES[name], name
+
+
+@pytest.mark.req("HW-4")
+def test_the_boot_and_cold_modules_repeat_pump_py_constants_exactly():
+    """firmware/pump_boot.py and firmware/pump_cold.py (issue 12: code out of the modules
+    the boot keeps) repeat some of pump.py's private consts: each must equal pump.py's."""
+    from firmware import pump_boot, pump_cold
+
+    for name, module in (("pump_boot", pump_boot), ("pump_cold", pump_cold)):
+        consts = private_consts(name)
+        assert consts, name
+        for const in consts:
+            assert getattr(module, const) == getattr(P, const), (name, const)
