@@ -50,7 +50,7 @@ from array import array
 from struct import pack_into
 
 from firmware import VERSION
-from firmware.compat import const
+from firmware.compat import const, unimport
 from firmware.crc import crc16
 from firmware.hal import R_LINK_A, R_LINK_B, shared_console
 from firmware.status import snapshot
@@ -81,14 +81,10 @@ from protocol.spec import (
     EMU_LAST,
     F_AUTH,
     F_RESPONSE,
-    H_LINK,
     HEADER_SIZE,
-    LINK_CORRUPT,
-    LINK_PAIRED,
     MAC_SIZE,
     MESSAGES,
     PROTOCOL_VERSION,
-    ST_LINK,
 )
 
 # message ids the link itself sends or treats specially
@@ -161,17 +157,6 @@ def unsigned32(v):
     return v + 0x100000000 if v < 0 else v
 
 
-def key_id(key):
-    """A 30-bit id of the pairing key (never 0), kept in the link region to notice a new
-    pairing: a hash, so the region never holds the key itself (SEC-1)."""
-    if not key:
-        return 0
-    import hashlib
-
-    d = hashlib.sha256(b"micropump key id" + bytes(key)).digest()
-    return ((d[0] | (d[1] << 8) | (d[2] << 16) | (d[3] << 24)) & 0x3FFFFFFF) | 1
-
-
 class Link:
     def __init__(self, pump, hw):
         self.pump = pump
@@ -202,7 +187,13 @@ class Link:
         self.values = array("i", [0] * LINK_LEN)
         self.slots = Slots(hw.storage, R_LINK_A, R_LINK_B, self.values, (LINK_LEN_1,))
         self.locked = False
-        self._load(key_id(key))
+        # the link state's load runs once: firmware/link_boot.py, dropped once it ran
+        import firmware.link_boot
+
+        try:
+            firmware.link_boot.load(self, firmware.link_boot.key_id(key))
+        finally:
+            unimport("firmware.link_boot")
         self.buckets = bytearray(BUCKETS)
         v = self.values
         for i in range(L_RING, L_RING + 3 * RING, 3):
@@ -221,42 +212,6 @@ class Link:
                 continue
             name = MESSAGES[mid][0]
             self.handlers[mid] = getattr(self, "_on_" + name) if name in HOT else cold
-
-    def _load(self, kid):
-        """Load the link region; detect lost state and a new pairing (SEC-4)."""
-        v = self.values
-        valid, blank = self.slots.load()
-        if not valid:
-            for i in range(LINK_LEN):
-                v[i] = 0
-            v[L_KEY] = kid
-            if blank or self.slots._is_blank(0) or self.slots._is_blank(1):
-                return  # a new pump (or its first save torn): saved with the next command
-            # Lost: nothing here can be trusted. Commands stay refused until a new key; the
-            # counter starts above the pump state's last command id, so ids stay unique.
-            last = self.last
-            self.pump.last_command(last)
-            v[L_COUNTER] = last[0]
-            v[L_LOCKED] = 1
-            self.slots.save()
-            self.pump.fail_safe(ST_LINK, H_LINK, LINK_CORRUPT)
-            self.locked = True
-            return
-        if self.slots.loaded_n < LINK_LEN:
-            v[L_KEY] = kid  # an older layout: adopt the key it was used with
-            v[L_LOCKED] = 0
-        elif v[L_KEY] != kid:
-            # Paired again (a new key): frames made with the old key no longer pass.
-            v[L_KEY] = kid
-            was = v[L_LOCKED]
-            v[L_LOCKED] = 0
-            self.slots.save()
-            if was:
-                self.pump.history.append(self.pump.utc_seconds(), H_LINK, LINK_PAIRED,
-                                         self.pump.selftest_bits, 0, 0)
-        if v[L_LOCKED]:
-            self.locked = True
-            self.pump.fail_safe(ST_LINK, H_LINK, LINK_CORRUPT)
 
     # ------------------------------------------------------------------ receive
     def poll(self):

@@ -4,6 +4,7 @@ a module's bytecode lives in RAM, and this code never runs again until the next 
 (heap, issue 12). Each function is the Pump method it was, `self` the pump.
 """
 
+from firmware import layout as L
 from firmware.compat import const
 from firmware.layout import (
     PRIME_SKIPPED,
@@ -35,6 +36,7 @@ from firmware.layout import (
     STATE_LEN_1,
 )
 from firmware.pump import CHECKPOINT_S
+from firmware.settings import at
 from protocol import spec as S
 
 # firmware/pump.py's (tests/test_tick_consts.py checks each against it)
@@ -50,7 +52,7 @@ def boot(self):
     hw = self.hw
     st = self.state
     bits = 0
-    if self.settings.load():
+    if _load_settings(self.settings):
         bits |= S.ST_STORAGE
     valid, blank = self.state_slots.load()
     if valid == 0:
@@ -183,3 +185,31 @@ def _recover_movement(self):
         now = bolus
     self._count(basal, now, bolus - now)
     st[S_PRIME_TODAY] += prime * self.pulse
+
+
+# the settings' boot: Settings methods they were, `self` the pump's Settings
+def _load_settings(self):
+    """Load the settings at boot (defaults where an older, shorter layout holds
+    nothing). True if the stored copies were corrupt (the defaults are in use)."""
+    _settings_defaults(self)
+    valid, blank = self.slots.load()
+    corrupt = False
+    if valid == 0:
+        _settings_defaults(self)
+        corrupt = not blank
+        self.slots.save()
+    elif self.slots.loaded_n != L.SETTINGS_LEN:
+        self.slots.save()  # upgraded to this layout
+    self._apply()
+    return corrupt
+
+
+def _settings_defaults(self):
+    v = self.values
+    for i in range(L.SETTINGS_LEN):
+        v[i] = 0
+    for i in range(S.SETTINGS_COUNT):
+        v[at(i)] = S.SETTINGS[i][1]
+    # Profile 0 "default", 1 segment at 0 U/h: basal must be programmed before use.
+    v[L.V_SEGMENTS] = 1
+    self._set_name(0, b"default")

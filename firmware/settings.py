@@ -49,31 +49,7 @@ class Settings:
                            scratch)
 
     # ------------------------------------------------------------------ boot
-    def load(self):
-        """Load the settings at boot (defaults where an older, shorter layout holds
-        nothing). True if the stored copies were corrupt (the defaults are in use)."""
-        self._defaults()
-        valid, blank = self.slots.load()
-        corrupt = False
-        if valid == 0:
-            self._defaults()
-            corrupt = not blank
-            self.slots.save()
-        elif self.slots.loaded_n != L.SETTINGS_LEN:
-            self.slots.save()  # upgraded to this layout
-        self._apply()
-        return corrupt
-
-    def _defaults(self):
-        v = self.values
-        for i in range(L.SETTINGS_LEN):
-            v[i] = 0
-        for i in range(S.SETTINGS_COUNT):
-            v[at(i)] = S.SETTINGS[i][1]
-        # Profile 0 "default", 1 segment at 0 U/h: basal must be programmed before use.
-        v[L.V_SEGMENTS] = 1
-        self._set_name(0, b"default")
-
+    # (the load and the defaults: firmware/pump_boot.py, code that runs once)
     def _apply(self):
         """Settings that other parts hold a copy of (the alarms' repeat and snooze)."""
         al = self.pump.alarms
