@@ -225,6 +225,9 @@ class Console:
             return self._handle(line)
         except ConsoleError as e:
             return "error: " + e.args[0] + NL
+        except MemoryError:
+            # e.g. a rarely used operation's code, imported at its first use (issue 12)
+            return "error: not enough memory now; see status before trying again" + NL
         except Exception as e:
             self.faults += 1
             return "error: internal fault (%s)" % type(e).__name__ + NL

@@ -140,8 +140,7 @@ _CMD_FIRST = const(0x10)
 # the messages handled by this module's _on_<name> methods; the table's others are
 # firmware/link_cold.py's (no name is looked up that does not exist: a getattr of one
 # would add it to the interned strings in RAM)
-HOT = ("hello", "status", "bolus", "cancel_bolus", "temp_basal", "cancel_temp_basal",
-       "suspend", "resume", "ack_alarm", "fence")
+HOT = ("hello", "status", "bolus", "cancel_bolus", "suspend", "resume", "ack_alarm", "fence")
 
 CHUNK = const(128)  # bytes read from the serial driver at a time
 MAX_READS = const(16)  # chunks per poll, so a flood cannot starve the tick
@@ -416,13 +415,6 @@ class Link:
 
     def _on_cancel_bolus(self, mid, seq):
         return self.pump.cancel_bolus()
-
-    def _on_temp_basal(self, mid, seq):
-        g = self._get
-        return self.pump.set_temp_basal(g(mid, 1), g(mid, 2), g(mid, 3))
-
-    def _on_cancel_temp_basal(self, mid, seq):
-        return self.pump.cancel_temp_basal()
 
     def _on_suspend(self, mid, seq):
         return self.pump.suspend()

@@ -1,6 +1,6 @@
-"""The link's rarely used messages (heap, issue 12): settings, profiles, schedules, the
-clock, the reservoir change and the calculator's commands, and the history, totals,
-settings, alarms, sensor and statistics queries.
+"""The link's rarely used messages (heap, issue 12): the temp basal, settings, profiles,
+schedules, the clock, the reservoir change and the calculator's commands, and the
+history, totals, settings, alarms, sensor and statistics queries.
 
 Loaded from .mpy files on a file system, a module's bytecode lives in RAM; these handlers
 are not imported at boot but by `Link._on_cold` at the first such message, and stay
@@ -49,6 +49,15 @@ M_CGM_PAGE = const(0x8A)
 M_CALC_RESULT = const(0x8B)
 M_CALC_SCHEDULE_INFO = const(0x8C)
 M_SENSOR_STATS = const(0x8E)  # sensor branch (SNS-4)
+
+
+def temp_basal(self, mid, seq):
+    g = self._get
+    return self.pump.set_temp_basal(g(mid, 1), g(mid, 2), g(mid, 3))
+
+
+def cancel_temp_basal(self, mid, seq):
+    return self.pump.cancel_temp_basal()
 
 
 def set_profile(self, mid, seq):

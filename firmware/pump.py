@@ -446,35 +446,14 @@ class Pump:
 
     # ------------------------------------------------------------------- temp basal (THR-2)
     def set_temp_basal(self, kind, value, minutes):
-        self.interaction()
-        if kind != S.TEMP_ABSOLUTE and kind != S.TEMP_PERCENT:
-            return self._refuse(S.E_BAD_ARG, 0)
-        if minutes < S.TEMP_STEP_MIN or minutes > S.TEMP_MAX_MIN or minutes % S.TEMP_STEP_MIN:
-            return self._refuse(S.E_OUT_OF_RANGE, 2)
-        if value < 0 or value > (S.MAX_RATE if kind == S.TEMP_ABSOLUTE else S.TEMP_MAX_PERCENT):
-            return self._refuse(S.E_OUT_OF_RANGE, 1)
-        if self.settings.temp_peak(kind, value) > self.setting(S.SET_MAX_BASAL):
-            return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_BASAL)
-        code = self._refuse_if_stopped()
-        if code:
-            return code
-        st = self.state
-        if st[S_TEMP_KIND]:
-            self._end_temp(S.TEMP_END_CANCELLED)
-        st[S_TEMP_KIND] = kind
-        st[S_TEMP_VALUE] = value
-        st[S_TEMP_LEFT] = minutes * MIN_MS
-        self._log(S.H_TEMP_START, kind, value, minutes, 0)
-        self._commit(0, 0, 0)
-        return S.OK
+        import firmware.pump_cold
+
+        return firmware.pump_cold.set_temp_basal(self, kind, value, minutes)
 
     def cancel_temp_basal(self):
-        self.interaction()
-        if not self.state[S_TEMP_KIND]:
-            return self._refuse(S.E_NO_TEMP_BASAL, 0)
-        self._end_temp(S.TEMP_END_CANCELLED)
-        self._commit(0, 0, 0)
-        return S.OK
+        import firmware.pump_cold
+
+        return firmware.pump_cold.cancel_temp_basal(self)
 
     def _end_temp(self, ending):
         st = self.state

@@ -1,5 +1,5 @@
-"""The pump's rarely used operations (heap, issue 12): setting the clock and the
-reservoir change (rewind, fill, prime).
+"""The pump's rarely used operations (heap, issue 12): setting the clock, the temp basal
+commands and the reservoir change (rewind, fill, prime).
 
 Loaded from .mpy files on a file system, a module's bytecode lives in RAM: these are not
 imported at boot but at their first call, by the Pump method of the same name (the link
@@ -23,9 +23,13 @@ from firmware.layout import (
     S_RTC_STALE,
     S_SET_AGE,
     S_STOP,
+    S_TEMP_KIND,
+    S_TEMP_LEFT,
+    S_TEMP_VALUE,
     S_TIME_LOST,
     S_TIME_SET,
 )
+from firmware.pump import MIN_MS
 from protocol import spec as S
 
 _SET_AGE_REMIND_S = const(3 * 86400)  # firmware/pump.py's (tests/test_tick_consts.py)
@@ -65,6 +69,39 @@ def set_time(self, utc_s, offset_min):
     self.alarms.clear(S.A_TIME_UNSET, 0)  # logged after the change, in its time
     if day != st[S_DAY]:
         self._close_day(day)  # recorded after the change: history times stay in order
+    self._commit(0, 0, 0)
+    return S.OK
+
+
+def set_temp_basal(self, kind, value, minutes):
+    self.interaction()
+    if kind != S.TEMP_ABSOLUTE and kind != S.TEMP_PERCENT:
+        return self._refuse(S.E_BAD_ARG, 0)
+    if minutes < S.TEMP_STEP_MIN or minutes > S.TEMP_MAX_MIN or minutes % S.TEMP_STEP_MIN:
+        return self._refuse(S.E_OUT_OF_RANGE, 2)
+    if value < 0 or value > (S.MAX_RATE if kind == S.TEMP_ABSOLUTE else S.TEMP_MAX_PERCENT):
+        return self._refuse(S.E_OUT_OF_RANGE, 1)
+    if self.settings.temp_peak(kind, value) > self.setting(S.SET_MAX_BASAL):
+        return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_BASAL)
+    code = self._refuse_if_stopped()
+    if code:
+        return code
+    st = self.state
+    if st[S_TEMP_KIND]:
+        self._end_temp(S.TEMP_END_CANCELLED)
+    st[S_TEMP_KIND] = kind
+    st[S_TEMP_VALUE] = value
+    st[S_TEMP_LEFT] = minutes * MIN_MS
+    self._log(S.H_TEMP_START, kind, value, minutes, 0)
+    self._commit(0, 0, 0)
+    return S.OK
+
+
+def cancel_temp_basal(self):
+    self.interaction()
+    if not self.state[S_TEMP_KIND]:
+        return self._refuse(S.E_NO_TEMP_BASAL, 0)
+    self._end_temp(S.TEMP_END_CANCELLED)
     self._commit(0, 0, 0)
     return S.OK
 
