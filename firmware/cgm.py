@@ -128,26 +128,7 @@ class Cgm:
         """1 while basal is suspended before a low."""
         return self.st[S_SBL]
 
-    def restore(self):
-        """At boot: the readings of the log back into the ring, the newest reading's
-        value and monotonic second (signal-loss timing, HIS-3); a pairing radio gets its
-        time-offset order back (SNS-4). Outside the tick."""
-        if self.pairs:
-            self.radio.restore_order(self.st[S_CGM_TX], self.st[S_CGM_OFFSET] - 1)
-        log = self.log
-        rec = bytearray(24)
-        first = log.next_seq - CGM_READINGS
-        if first < log.first_seq:
-            first = log.first_seq
-        if first < log.next_seq:
-            self._ring()
-        for seq in range(first, log.next_seq):
-            if log.read(seq, rec):
-                r = log.decode(rec)
-                self._keep(r[1], r[5])
-                self.last = r[5]
-                self.last_s = r[4]
-                self.readings += 1
+    # (the boot's restore of the readings: firmware/pump_boot.py restore_cgm)
 
     # ---------------------------------------------------------------- the 1-Hz poll
     def tick(self, dt):

@@ -61,7 +61,6 @@ from firmware.wire import (
     Auth,
     Decoder,
     Encoder,
-    field_values,
     get,
     get_int,
     known,
@@ -207,7 +206,7 @@ class Link:
                 continue
             if EMU_FIRST <= mid <= EMU_LAST:
                 if self.emulator is not None:
-                    self.handlers[mid] = self._on_emulator
+                    self.handlers[mid] = cold  # firmware/link_cold.py emulator()
                 continue
             name = MESSAGES[mid][0]
             self.handlers[mid] = getattr(self, "_on_" + name) if name in HOT else cold
@@ -440,12 +439,9 @@ class Link:
                 return None
             self.pump.detail = mid
             return E_NO_MEMORY
+        if EMU_FIRST <= mid <= EMU_LAST:
+            return firmware.link_cold.emulator(self, mid, seq)
         return getattr(firmware.link_cold, MESSAGES[mid][0])(self, mid, seq)
-
-    def _on_emulator(self, mid, seq):
-        code, detail = self.emulator.command(mid, field_values(self.dec.buf, mid))
-        self.pump.detail = detail
-        return code
 
     # ------------------------------------------------------------------ queries
     def _on_hello(self, mid, seq):

@@ -10,9 +10,10 @@ itself, the pump's and the settings' rarely used operations (firmware/pump_cold.
 firmware/settings_cold.py) and the bolus calculator (firmware/calc.py), so that a handler
 never fails on a later import half-way.
 
-One function per message of protocol/spec.py, named as the message, called as a Link
-method would be (`self`: the Link). A command's function returns its result code (the
-link answers RESULT); a query's writes its answer.
+One function per message of protocol/spec.py, named as the message (`emulator`: the
+emulator-only messages), called as a Link method would be (`self`: the Link). A
+command's function returns its result code (the link answers RESULT); a query's writes
+its answer.
 """
 
 from firmware import pump_cold, settings_cold  # noqa: F401 (imported with this module)
@@ -21,7 +22,7 @@ from firmware.cgm import CGM_READINGS
 from firmware.compat import const
 from firmware.link import STATS
 from firmware.store import REC_SIZE
-from firmware.wire import field_offset, get, get_int, store_le
+from firmware.wire import field_offset, field_values, get, get_int, store_le
 from protocol.spec import (
     ALARM_COUNT,
     CALC_KINDS,
@@ -344,3 +345,9 @@ def get_sensor_stats(self, mid, seq):
         e.put(2 + i, stats[i] if stats is not None and i < len(stats) else 0)
     self._send()
 
+
+# emulator boards only (SEC-3): the emulator's clock and fault commands
+def emulator(self, mid, seq):
+    code, detail = self.emulator.command(mid, field_values(self.dec.buf, mid))
+    self.pump.detail = detail
+    return code

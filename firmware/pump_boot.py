@@ -10,6 +10,8 @@ from firmware.layout import (
     PRIME_SKIPPED,
     S_BATTERY,
     S_BOOTS,
+    S_CGM_OFFSET,
+    S_CGM_TX,
     S_DAY,
     S_LAST_DELIVERY_S,
     S_LOCAL_DAY,
@@ -38,6 +40,7 @@ from firmware.layout import (
 from firmware.pump import CHECKPOINT_S
 from firmware.settings import at
 from protocol import spec as S
+from protocol.spec import CGM_READINGS
 
 # firmware/pump.py's (tests/test_tick_consts.py checks each against it)
 _CAP_MS = const(1 << 29)
@@ -105,7 +108,7 @@ def boot(self):
         self._log(S.H_BATTERY_CHANGE, 0, st[S_BATTERY], level, 0)
     st[S_BATTERY] = level
     self.doses.roll(st[S_MONO_S])
-    self.cgm.restore()
+    restore_cgm(self.cgm)
     self._commit(0, 0, 0)
     self.tk[_T_LAST] = self.clock.ticks_ms()
     return bits
@@ -213,3 +216,26 @@ def _settings_defaults(self):
     # Profile 0 "default", 1 segment at 0 U/h: basal must be programmed before use.
     v[L.V_SEGMENTS] = 1
     self._set_name(0, b"default")
+
+
+# the sensor readings' boot: the Cgm method it was, `self` the pump's Cgm
+def restore_cgm(self):
+    """At boot: the readings of the log back into the ring, the newest reading's
+    value and monotonic second (signal-loss timing, HIS-3); a pairing radio gets its
+    time-offset order back (SNS-4). Outside the tick."""
+    if self.pairs:
+        self.radio.restore_order(self.st[S_CGM_TX], self.st[S_CGM_OFFSET] - 1)
+    log = self.log
+    rec = bytearray(24)
+    first = log.next_seq - CGM_READINGS
+    if first < log.first_seq:
+        first = log.first_seq
+    if first < log.next_seq:
+        self._ring()
+    for seq in range(first, log.next_seq):
+        if log.read(seq, rec):
+            r = log.decode(rec)
+            self._keep(r[1], r[5])
+            self.last = r[5]
+            self.last_s = r[4]
+            self.readings += 1

@@ -22,8 +22,7 @@ import pytest
 from cobs import cobs
 
 from firmware import link as L
-from firmware import link_boot
-from firmware import wire
+from firmware import link_boot, wire
 from firmware.crc import crc16
 from firmware.hal import R_LINK_A, R_LINK_B
 from firmware.pump import S_BOLUS_ID, S_STOP
