@@ -61,14 +61,8 @@ def collect():
 
 
 def unimport(name):
-    """Forget the submodule `name` ("package.module"), imported for code that runs once
-    (firmware/pump_boot.py): loaded from a .mpy file its code is in the heap, which the
+    """Forget firmware/`name`.py, just imported for code that runs once (firmware/
+    pump_boot.py, link_boot.py): loaded from a .mpy file its code is in the heap, which the
     next collection takes back (heap, issue 12). A later import loads it again."""
-    mods = _sys.modules
-    if name not in mods:
-        return
-    del mods[name]
-    dot = name.rfind(".")
-    package = mods.get(name[:dot])
-    if package is not None and hasattr(package, name[dot + 1:]):
-        delattr(package, name[dot + 1:])
+    del _sys.modules["firmware." + name]
+    delattr(_sys.modules["firmware"], name)

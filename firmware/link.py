@@ -54,7 +54,7 @@ from firmware.compat import const, unimport
 from firmware.crc import crc16
 from firmware.hal import R_LINK_A, R_LINK_B, shared_console
 from firmware.status import snapshot
-from firmware.store import REC_SIZE, Slots
+from firmware.store import Slots
 from firmware.wire import (
     PAYLOAD_SIZE,
     SCHEMA,
@@ -173,7 +173,7 @@ class Link:
         self.chunk = bytearray(CHUNK)
         self.ev = array("i", [0] * 4)
         self.last = array("i", [0] * 3)  # the pump's last command: id, code, detail
-        self.rec = bytearray(REC_SIZE)
+        self.rec = None  # a history record: made by the first get_history (link_cold)
         self.stats = array("i", [0] * STATS)
         if self.mux is not None:
             self.mux.stats = self.stats
@@ -191,7 +191,7 @@ class Link:
         try:
             firmware.link_boot.load(self, firmware.link_boot.key_id(key))
         finally:
-            unimport("firmware.link_boot")
+            unimport("link_boot")
         self.buckets = bytearray(BUCKETS)
         v = self.values
         for i in range(L_RING, L_RING + 3 * RING, 3):

@@ -190,6 +190,8 @@ def get_history(self, mid, seq):
     out = e.buf
     at = field_offset(M_HISTORY_PAGE, 2)
     rec = self.rec
+    if rec is None:
+        rec = self.rec = bytearray(REC_SIZE)
     got = 0
     s = first
     while got < want and s < h.next_seq:

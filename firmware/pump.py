@@ -61,7 +61,6 @@ from firmware.layout import (
     S_TEMP_KIND,
     S_TEMP_LEFT,
     S_TEMP_VALUE,
-    S_TIME_SET,
     SETTINGS_LEN,
     STATE_LEN,
     STATE_LEN_1,
@@ -264,7 +263,7 @@ class Pump:
         try:
             return firmware.pump_boot.boot(self)
         finally:
-            unimport("firmware.pump_boot")
+            unimport("pump_boot")
 
     def _recover_bolus(self):
         """A bolus cut off by power loss is recorded as interrupted, never resumed."""
@@ -386,17 +385,6 @@ class Pump:
         st = self.state
         t = st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000 - self.setting(S.SET_UTC_OFFSET) * 60
         return t if t > 0 else 0
-
-    def local_seconds(self):
-        """Local wall-clock seconds since 2020-01-01; -1 while the time is not set."""
-        st = self.state
-        if not st[S_TIME_SET]:
-            return -1
-        return st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000
-
-    def local_day(self):
-        """The local day number (days since 2020-01-01) the pump counts totals in."""
-        return self.state[S_LOCAL_DAY]
 
     def weekday(self):
         """Day of the week of the local date, Monday = 0."""
@@ -696,10 +684,6 @@ class Pump:
             return 0
         left = st[_S_FILL] - self.motor.position()
         return left if left > 0 else 0
-
-    def rewound(self):
-        """True from a rewind until a new reservoir is filled."""
-        return self.state[S_REWOUND] != 0
 
     def reservoir_mu(self):
         return self.reservoir_pulses() * self.pulse
