@@ -18,7 +18,7 @@ words of protocol/refusals.py, which pumpctl uses too.
 It allocates (it is not in the tick), so call it between ticks, never from inside one.
 """
 
-from firmware.compat import ticks_diff
+from firmware.compat import forget_half_imported, ticks_diff
 from firmware.dates import date_of, day_of
 from firmware.layout import S_LOCAL_DAY, S_LOCAL_MS, S_REWOUND, S_TIME_SET
 from firmware.status import snapshot
@@ -236,6 +236,7 @@ class Console:
             return "error: " + e.args[0] + NL
         except MemoryError:
             # e.g. a rarely used operation's code, imported at its first use (issue 12)
+            forget_half_imported()
             return "error: not enough memory now; see status before trying again" + NL
         except Exception as e:
             self.faults += 1

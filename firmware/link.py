@@ -50,7 +50,7 @@ from array import array
 from struct import pack_into
 
 from firmware import VERSION
-from firmware.compat import const, unimport
+from firmware.compat import const, forget_half_imported, unimport
 from firmware.crc import crc16
 from firmware.hal import R_LINK_A, R_LINK_B, shared_console
 from firmware.status import snapshot
@@ -434,6 +434,7 @@ class Link:
         try:
             import firmware.link_cold
         except MemoryError:
+            forget_half_imported()  # else the next import fails (firmware/compat.py)
             if mid < _CMD_FIRST:
                 self._result(seq, 0, E_NO_MEMORY, mid)
                 return None
