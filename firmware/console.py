@@ -20,7 +20,7 @@ It allocates (it is not in the tick), so call it between ticks, never from insid
 
 from firmware.compat import forget_half_imported, ticks_diff
 from firmware.dates import date_of, day_of
-from firmware.layout import S_LOCAL_DAY, S_LOCAL_MS, S_REWOUND, S_TIME_SET
+from firmware.pump_cold import local_day, local_seconds, rewound
 from firmware.status import snapshot
 from protocol.refusals import BOLUS_KINDS, STOP_REASONS, describe, offset_text, selftest_text
 from protocol.refusals import text as refusal_text
@@ -84,14 +84,6 @@ def local_text(local_s):
     """Local seconds since 2020-01-01 -> 'YYYY-MM-DD HH:MM:SS'."""
     s = local_s % 86400
     return "%s %02d:%02d:%02d" % (date_text(local_s // 86400), s // 3600, s // 60 % 60, s % 60)
-
-
-def local_seconds(pump):
-    """The pump's local wall-clock seconds since 2020-01-01; -1 while the time is not set."""
-    st = pump.state
-    if not st[S_TIME_SET]:
-        return -1
-    return st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000
 
 
 def mu_text(mu):
@@ -345,7 +337,7 @@ class Console:
 
     def _reservoir(self):
         """The reservoir of the last status snapshot."""
-        if self.pump.state[S_REWOUND]:  # rewound: not filled since
+        if rewound(self.pump):
             return "not filled (rewound)"
         g = self.status.get
         text = mu_text(g("reservoir")) + " U"
@@ -525,7 +517,7 @@ class Console:
         n = parse_whole(args[0], "days") if args else TOTALS_DEFAULT
         if n < 1 or n > TOTALS_MAX:
             raise ConsoleError("totals shows 1 .. %d days" % TOTALS_MAX)
-        today = self.pump.state[S_LOCAL_DAY]  # the day the pump counts totals in
+        today = local_day(self.pump)
         rows = ["day           basal U   bolus U   prime U   total U"]
         for day in range(today, today - n, -1):
             if day < 0:

@@ -1,5 +1,6 @@
 """The pump's rarely used operations (heap, issue 12): setting the clock, the temp basal
-commands and the reservoir change (rewind, fill, prime).
+commands and the reservoir change (rewind, fill, prime); the readers only the bench
+console needs (local_seconds, local_day, rewound).
 
 Loaded from .mpy files on a file system, a module's bytecode lives in RAM: these are not
 imported at boot but at their first call, by the Pump method of the same name (the link
@@ -186,3 +187,21 @@ def prime(self, kind, amount_mu):
         self.alarms.clear(S.A_PRIME_INCOMPLETE, amount_mu)
     return S.OK
 
+
+# readers only the bench console needs (firmware/console.py)
+def local_seconds(self):
+    """Local wall-clock seconds since 2020-01-01; -1 while the time is not set."""
+    st = self.state
+    if not st[S_TIME_SET]:
+        return -1
+    return st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000
+
+
+def local_day(self):
+    """The local day number (days since 2020-01-01) the pump counts totals in."""
+    return self.state[S_LOCAL_DAY]
+
+
+def rewound(self):
+    """True from a rewind until a new reservoir is filled."""
+    return self.state[S_REWOUND] != 0
