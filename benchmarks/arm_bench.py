@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from host_tools.flash import MPY_OPT  # noqa: E402 (pumpctl flash's mpy-cross level)
 from tools.arm import qemu as Q  # noqa: E402
 
 INSN_PER_COUNT = 40  # 25 MHz SysTick counts at 1 instruction per ns (-icount shift=0)
@@ -182,7 +183,8 @@ micropython.mem_info()
 # UART driver) and storage regions in the PSRAM (flash on a board: not heap), without the
 # emulator's simulated parts and its 16 KB link buffers.
 # The same boot with the firmware loaded from .mpy files (mpy-cross of the same MicroPython,
-# -march=armv6m) on a filesystem, as on a Pico after the .mpy deploy: a read-only user VFS
+# -march=armv6m, pumpctl flash's MPY_OPT) on a filesystem, as on a Pico after the .mpy
+# deploy (host_tools/flash.py): a read-only user VFS
 # over an archive the host wrote into the board's PSRAM; import reads each file into RAM
 # (io.BytesIO), as it would from LittleFS. The frozen copies are shadowed (sys.path[0]).
 MPY_FS_GUEST = """
@@ -399,8 +401,8 @@ def mpy_flash(tmp: Path, name: str, steps: str) -> tuple[str, Path, int]:
     for src in MPY_MODULES:
         out = tmp / (name + "-files") / src.replace(".py", ".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(mpy_cross), "-march=armv6m", "-o", str(out), src], cwd=ROOT,
-                       check=True, capture_output=True)
+        subprocess.run([str(mpy_cross), MPY_OPT, "-march=armv6m", "-o", str(out), src],
+                       cwd=ROOT, check=True, capture_output=True)
         data = out.read_bytes()
         index["/" + src.replace(".py", ".mpy")] = (len(blob), len(data))
         blob += data + bytes(-len(data) % 4)

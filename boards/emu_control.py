@@ -12,7 +12,7 @@ from micropython import heap_lock, heap_unlock
 from boards.emu_faults import inject
 from boards.emu_transport import QueryView
 from boards.emu_world import EXIT_ALLOC
-from firmware.pump import S_BOOTS, S_TIME_SET
+from firmware.layout import S_BOOTS, S_TIME_SET
 from firmware.signals import COLOUR, FLASH
 from protocol import spec as S
 

@@ -63,11 +63,9 @@ from protocol.spec import (
     CGM_EXPIRED,
     CGM_READINGS,
     CGM_WARMUP,
-    CGMF_EXPIRED,
     CGMF_LOST,
     CGMF_SBL,
     CGMF_SBL_WAIT,
-    CGMF_WARMUP,
     NO_TREND,
     SBL_MAX,
     SET_SENSOR_ID,
@@ -84,6 +82,7 @@ class Cgm:
         # the ring of the last 24 h of readings: UTC minute and mg/dL of each, and the
         # trend window, built by _ring() (None: no sensor link and no reading on flash)
         self.minutes = self.values = self.rt = self.rv = None
+        self.rx = None  # firmware/cgm_sensor.py, imported by plug() with a radio
         self.plug(radio)
         self.log = log  # History of readings on flash
         self.head = 0  # next write
@@ -107,6 +106,11 @@ class Cgm:
         self.timed = radio is not None and hasattr(radio, "sensor_min")
         if radio is not None:
             self._ring()
+            # what the tick runs for a reading (firmware/cgm_sensor.py): imported here,
+            # with the radio, never in the tick; a board without one never loads it
+            import firmware.cgm_sensor
+
+            self.rx = firmware.cgm_sensor
 
     def _ring(self):
         """The readings' ring (SNS-1), allocated once, before any tick: with a sensor link
@@ -124,26 +128,7 @@ class Cgm:
         """1 while basal is suspended before a low."""
         return self.st[S_SBL]
 
-    def restore(self):
-        """At boot: the readings of the log back into the ring, the newest reading's
-        value and monotonic second (signal-loss timing, HIS-3); a pairing radio gets its
-        time-offset order back (SNS-4). Outside the tick."""
-        if self.pairs:
-            self.radio.restore_order(self.st[S_CGM_TX], self.st[S_CGM_OFFSET] - 1)
-        log = self.log
-        rec = bytearray(24)
-        first = log.next_seq - CGM_READINGS
-        if first < log.first_seq:
-            first = log.first_seq
-        if first < log.next_seq:
-            self._ring()
-        for seq in range(first, log.next_seq):
-            if log.read(seq, rec):
-                r = log.decode(rec)
-                self._keep(r[1], r[5])
-                self.last = r[5]
-                self.last_s = r[4]
-                self.readings += 1
+    # (the boot's restore of the readings: firmware/pump_boot.py restore_cgm)
 
     # ---------------------------------------------------------------- the 1-Hz poll
     def tick(self, dt):
@@ -158,9 +143,9 @@ class Cgm:
                 radio.paired = self.pump.setting(SET_SENSOR_ID)
             v = radio.read()
             if v > 0:
-                self._reading(v)
+                self.rx.reading(self, v)
             elif v == CGM_WARMUP or v == CGM_EXPIRED:
-                self._sensor_status(v)
+                self.rx.sensor_status(self, v)
             if self.pairs:
                 al.set(A_PAIRING_LOST, radio.pairing_lost, radio.foreign_id)
                 if radio.order_for != st[S_CGM_TX] or radio.last_offset + 1 != st[S_CGM_OFFSET]:
@@ -174,78 +159,6 @@ class Cgm:
             al.set(A_SIGNAL_LOSS, cond, age // 60)
         if st[S_SBL] and now - st[S_SBL_S] >= S.SBL_MAX_MIN * 60:
             self.resume(SBL_MAX)
-
-    def _sensor_status(self, v):
-        al = self.pump.alarms
-        if v == CGM_WARMUP:
-            flag = CGMF_WARMUP
-            al.clear(S.A_SENSOR_EXPIRED, 0)
-            al.raise_(S.A_SENSOR_WARMUP, 0)
-        else:
-            flag = CGMF_EXPIRED
-            al.clear(S.A_SENSOR_WARMUP, 0)
-            al.raise_(S.A_SENSOR_EXPIRED, 0)
-        if self.sensor != flag:
-            self.sensor = flag
-            self.rn = 0  # a new sensor: the old trend does not carry over
-            self.trend = NO_TREND
-            self.pump.events.put(S.EV_GLUCOSE, v, self.pump.utc_seconds() // 60, NO_TREND)
-
-    def _reading(self, v):
-        if v < S.CGM_LOW:
-            v = S.CGM_LOW
-        elif v > S.CGM_HIGH:
-            v = S.CGM_HIGH
-        pump = self.pump
-        minute = pump.utc_seconds() // 60
-        now = self.st[S_MONO_S]
-        self.readings += 1
-        same = self._keep(minute, v)
-        self.log.append(minute, 1, 0, now, v, 0)
-        # the trend window: the sensor's time when known, else the monotonic clock
-        t = now
-        base = 0
-        if self.timed and self.radio.sensor_min >= 0:
-            t = self.radio.sensor_min * 60
-            base = 1
-        rt = self.rt
-        rv = self.rv
-        if self.rn and (base != self.rbase or t < rt[self.rn - 1]):
-            self.rn = 0  # another clock, or another session: the old window does not fit
-        self.rbase = base
-        if same and self.rn and not base:  # sensor times never repeat (cgm_link drops them)
-            rv[self.rn - 1] = v
-            rt[self.rn - 1] = t
-        else:
-            if self.rn == _TREND_N:
-                rt[0] = rt[1]
-                rv[0] = rv[1]
-                rt[1] = rt[2]
-                rv[1] = rv[2]
-                self.rn = _TREND_N - 1
-            rt[self.rn] = t
-            rv[self.rn] = v
-            self.rn += 1
-        self.last = v
-        self.last_s = now
-        self.sensor = 0
-        span = rt[self.rn - 1] - rt[0]
-        if self.rn == _TREND_N and 0 < span <= LOSS_S:
-            dv = rv[_TREND_N - 1] - rv[0]
-            # rounded, not floored: readings timed by arrival come within a second or
-            # so of their 5 minutes, and a floor would turn +4.0 mg/dL/min over 601 s
-            # into +3.9
-            self.trend = (dv * 1200 + span) // (2 * span)
-            self.pred20 = v + dv * (S.URGENT_SOON_MIN * 60) // span
-            self.pred30 = v + dv * (S.SBL_AHEAD_MIN * 60) // span
-        else:
-            dv = 0
-            self.trend = NO_TREND
-            self.pred20 = v
-            self.pred30 = v
-        self._alerts(v)
-        pump.events.put(S.EV_GLUCOSE, v, minute, self.trend)
-        self._suspend_before_low(v, dv)
 
     def _keep(self, minute, v):
         """Put a reading in the ring (SNS-1): one per minute. True if it replaced the
@@ -261,44 +174,7 @@ class Cgm:
             self.count += 1
         return False
 
-    def _alerts(self, v):
-        pump = self.pump
-        al = pump.alarms
-        mask = pump.setting(S.SET_GLUCOSE_ALERTS)
-        al.clear(S.A_SENSOR_WARMUP, v)
-        al.clear(S.A_SENSOR_EXPIRED, v)
-        al.clear(A_SIGNAL_LOSS, v)
-        al.set(S.A_URGENT_LOW, v <= S.URGENT_LOW, v)
-        al.set(S.A_GLUCOSE_LOW, mask & S.GA_LOW and v <= pump.setting(S.SET_GLUCOSE_LOW), v)
-        al.set(S.A_GLUCOSE_HIGH, mask & S.GA_HIGH and v >= pump.setting(S.SET_GLUCOSE_HIGH), v)
-        trend = self.trend
-        known = trend != NO_TREND
-        rate = pump.setting(S.SET_GLUCOSE_RATE) * 10
-        al.set(S.A_GLUCOSE_RISE, mask & S.GA_RISE and known and trend >= rate, trend)
-        al.set(S.A_GLUCOSE_FALL, mask & S.GA_FALL and known and trend <= -rate, trend)
-        al.set(S.A_URGENT_LOW_SOON, mask & S.GA_URGENT_LOW_SOON and known and v > S.URGENT_LOW
-               and self.pred20 <= S.URGENT_LOW, self.pred20)
-
     # ---------------------------------------------------------------- suspend before low
-    def _suspend_before_low(self, v, dv):
-        pump = self.pump
-        if not pump.setting(S.SET_SBL):
-            return
-        st = self.st
-        low = pump.setting(S.SET_GLUCOSE_LOW)
-        if st[S_SBL]:
-            if v >= low + S.SBL_RESUME_MARGIN and self.pred30 >= low + S.SBL_RESUME_AHEAD:
-                self.resume(S.SBL_RECOVERED)
-            return
-        danger = (self.pred30 <= low + S.SBL_MARGIN and dv <= 0) or v <= low
-        if danger and not pump.stop_reason() and st[S_SBL_WAIT_S] < 0:
-            st[S_SBL] = 1
-            st[S_SBL_S] = st[S_MONO_S]
-            pump._commit(0, 0, 0)  # a reboot keeps basal suspended
-            pump.alarms.raise_(S.A_SBL, v)
-            pump._log(S.H_SBL, 1, S.SBL_PREDICTED, v, self.pred30)
-            pump.events.put(S.EV_SBL, 1, S.SBL_PREDICTED, v)
-
     def resume(self, reason):
         """End a suspension before low (SBL_* reason); manual and time-limit resumptions
         start the wait."""

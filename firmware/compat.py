@@ -58,3 +58,25 @@ def collect():
         import gc
 
         gc.collect()
+
+
+def unimport(name):
+    """Forget firmware/`name`.py, just imported for code that runs once (firmware/
+    pump_boot.py, link_boot.py): loaded from a .mpy file its code is in the heap, which the
+    next collection takes back (heap, issue 12). A later import loads it again."""
+    del _sys.modules["firmware." + name]
+    delattr(_sys.modules["firmware"], name)
+
+
+# The modules imported at their first use (firmware/link_cold.py imports the other three
+# with itself): a MemoryError in their import can leave a name in sys.modules without its
+# module (MicroPython 1.25), which the next import would take for the module. Link._on_cold
+# and the console forget such names (forget_half_imported).
+COLD = ("firmware.link_cold", "firmware.pump_cold", "firmware.settings_cold", "firmware.calc")
+
+
+def forget_half_imported():
+    modules = _sys.modules
+    for name in COLD:
+        if modules.get(name) is None:
+            modules.pop(name, None)

@@ -18,8 +18,9 @@ words of protocol/refusals.py, which pumpctl uses too.
 It allocates (it is not in the tick), so call it between ticks, never from inside one.
 """
 
-from firmware.compat import ticks_diff
+from firmware.compat import forget_half_imported, ticks_diff
 from firmware.dates import date_of, day_of
+from firmware.pump_cold import local_day, local_seconds, rewound
 from firmware.status import snapshot
 from protocol.refusals import BOLUS_KINDS, STOP_REASONS, describe, offset_text, selftest_text
 from protocol.refusals import text as refusal_text
@@ -225,6 +226,10 @@ class Console:
             return self._handle(line)
         except ConsoleError as e:
             return "error: " + e.args[0] + NL
+        except MemoryError:
+            # e.g. a rarely used operation's code, imported at its first use (issue 12)
+            forget_half_imported()
+            return "error: not enough memory now; see status before trying again" + NL
         except Exception as e:
             self.faults += 1
             return "error: internal fault (%s)" % type(e).__name__ + NL
@@ -332,7 +337,7 @@ class Console:
 
     def _reservoir(self):
         """The reservoir of the last status snapshot."""
-        if self.pump.rewound():
+        if rewound(self.pump):
             return "not filled (rewound)"
         g = self.status.get
         text = mu_text(g("reservoir")) + " U"
@@ -349,7 +354,7 @@ class Console:
 
     def _now(self):
         pump = self.pump
-        local = pump.local_seconds()
+        local = local_seconds(pump)
         if local < 0:
             return "not set"
         return "%s %s %s" % (local_text(local), offset_text(pump.setting(SET_UTC_OFFSET)),
@@ -512,7 +517,7 @@ class Console:
         n = parse_whole(args[0], "days") if args else TOTALS_DEFAULT
         if n < 1 or n > TOTALS_MAX:
             raise ConsoleError("totals shows 1 .. %d days" % TOTALS_MAX)
-        today = self.pump.local_day()
+        today = local_day(self.pump)
         rows = ["day           basal U   bolus U   prime U   total U"]
         for day in range(today, today - n, -1):
             if day < 0:

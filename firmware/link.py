@@ -50,12 +50,11 @@ from array import array
 from struct import pack_into
 
 from firmware import VERSION
-from firmware.cgm import CGM_READINGS
-from firmware.compat import const
+from firmware.compat import const, forget_half_imported, unimport
 from firmware.crc import crc16
 from firmware.hal import R_LINK_A, R_LINK_B, shared_console
 from firmware.status import snapshot
-from firmware.store import REC_SIZE, Slots
+from firmware.store import Slots
 from firmware.wire import (
     PAYLOAD_SIZE,
     SCHEMA,
@@ -63,43 +62,27 @@ from firmware.wire import (
     Decoder,
     Encoder,
     cobs_encode,
-    field_offset,
-    field_values,
     get,
     get_int,
     known,
     message_format,
-    store_le,
 )
 from protocol.spec import (
-    ALARM_COUNT,
     AUTH_BAD_MAC,
     AUTH_MISSING,
     AUTH_REPLAYED,
     AUTH_UNPAIRED,
-    CALC_KINDS,
-    CALC_SEGMENTS,
-    CGM_PAGE,
     E_BAD_ARG,
     E_BAD_AUTH,
+    E_NO_MEMORY,
     E_STORAGE,
     E_UNKNOWN_MESSAGE,
     EMU_FIRST,
     EMU_LAST,
     F_AUTH,
     F_RESPONSE,
-    H_LINK,
-    HISTORY_PAGE,
-    LINK_CORRUPT,
-    LINK_PAIRED,
     MESSAGES,
-    PROFILE_NAME_LEN,
-    PROFILES,
     PROTOCOL_VERSION,
-    SET_SENSOR_ID,
-    SETTINGS_COUNT,
-    SLOTS,
-    ST_LINK,
 )
 
 # message ids the link itself sends or treats specially
@@ -107,19 +90,8 @@ M_HELLO = const(0x01)
 M_RESULT = const(0x80)
 M_HELLO_INFO = const(0x81)
 M_STATUS_INFO = const(0x82)
-M_PROFILE_INFO = const(0x83)
-M_SCHEDULE_INFO = const(0x84)
-M_SETTINGS_INFO = const(0x85)
-M_HISTORY_PAGE = const(0x86)
-M_TOTALS_INFO = const(0x87)
-M_ALARMS_INFO = const(0x88)
-M_LINK_STATS = const(0x89)
-M_CGM_PAGE = const(0x8A)
-M_CALC_RESULT = const(0x8B)
-M_CALC_SCHEDULE_INFO = const(0x8C)
 M_FENCE = const(0x1F)
 M_FENCE_INFO = const(0x8D)
-M_SENSOR_STATS = const(0x8E)  # sensor branch (SNS-4)
 M_EVENT = const(0xC0)
 
 # link statistics, in the order of the link_stats message (events_dropped is the pump's)
@@ -173,6 +145,11 @@ _F_RESPONSE = const(2)
 _F_EVENT = const(4)
 _CMD_FIRST = const(0x10)
 
+# the messages handled by this module's _on_<name> methods; the table's others are
+# firmware/link_cold.py's (no name is looked up that does not exist: a getattr of one
+# would add it to the interned strings in RAM)
+HOT = ("hello", "status", "bolus", "cancel_bolus", "suspend", "resume", "ack_alarm", "fence")
+
 CHUNK = const(128)  # bytes read from the serial driver at a time
 MAX_READS = const(16)  # chunks per poll, so a flood cannot starve the tick
 MAX_EVENTS = const(8)  # event frames per poll
@@ -185,17 +162,6 @@ def signed32(v):
 
 def unsigned32(v):
     return v + 0x100000000 if v < 0 else v
-
-
-def key_id(key):
-    """A 30-bit id of the pairing key (never 0), kept in the link region to notice a new
-    pairing: a hash, so the region never holds the key itself (SEC-1)."""
-    if not key:
-        return 0
-    import hashlib
-
-    d = hashlib.sha256(b"micropump key id" + bytes(key)).digest()
-    return ((d[0] | (d[1] << 8) | (d[2] << 16) | (d[3] << 24)) & 0x3FFFFFFF) | 1
 
 
 class Link:
@@ -215,7 +181,7 @@ class Link:
             self.dec = self.serial = self.mux
         self.chunk = bytearray(CHUNK)
         self.last = array("i", [0] * 3)  # the pump's last command: id, code, detail
-        self.rec = bytearray(REC_SIZE)
+        self.rec = None  # a history record: made by the first get_history (link_cold)
         self.stats = array("i", [0] * STATS)
         if self.mux is not None:
             self.mux.stats = self.stats
@@ -227,58 +193,31 @@ class Link:
         self.values = array("i", [0] * LINK_LEN)
         self.slots = Slots(hw.storage, R_LINK_A, R_LINK_B, self.values, (LINK_LEN_1,))
         self.locked = False
-        self._load(key_id(key))
+        # the link state's load runs once: firmware/link_boot.py, dropped once it ran
+        import firmware.link_boot
+
+        try:
+            firmware.link_boot.load(self, firmware.link_boot.key_id(key))
+        finally:
+            unimport("link_boot")
         self.buckets = bytearray(BUCKETS)
         v = self.values
         for i in range(L_RING, L_RING + 3 * RING, 3):
             self.buckets[v[i] & (BUCKETS - 1)] += 1
         self.counter = unsigned32(self.values[L_COUNTER])  # last accepted auth counter
-        # one handler per message of the table that the host may send
+        # one handler per message of the table that the host may send: a method here (HOT),
+        # else one of firmware/link_cold.py's, imported at its first use (_on_cold)
         self.handlers = {}
+        cold = self._on_cold
         for mid in MESSAGES:
             if mid >= M_RESULT:
                 continue
             if EMU_FIRST <= mid <= EMU_LAST:
                 if self.emulator is not None:
-                    self.handlers[mid] = self._on_emulator
+                    self.handlers[mid] = cold  # firmware/link_cold.py emulator()
                 continue
-            self.handlers[mid] = getattr(self, "_on_" + MESSAGES[mid][0])
-
-    def _load(self, kid):
-        """Load the link region; detect lost state and a new pairing (SEC-4)."""
-        v = self.values
-        valid, blank = self.slots.load()
-        if not valid:
-            for i in range(LINK_LEN):
-                v[i] = 0
-            v[L_KEY] = kid
-            if blank or self.slots._is_blank(0) or self.slots._is_blank(1):
-                return  # a new pump (or its first save torn): saved with the next command
-            # Lost: nothing here can be trusted. Commands stay refused until a new key; the
-            # counter starts above the pump state's last command id, so ids stay unique.
-            last = self.last
-            self.pump.last_command(last)
-            v[L_COUNTER] = last[0]
-            v[L_LOCKED] = 1
-            self.slots.save()
-            self.pump.fail_safe(ST_LINK, H_LINK, LINK_CORRUPT)
-            self.locked = True
-            return
-        if self.slots.loaded_n < LINK_LEN:
-            v[L_KEY] = kid  # an older layout: adopt the key it was used with
-            v[L_LOCKED] = 0
-        elif v[L_KEY] != kid:
-            # Paired again (a new key): frames made with the old key no longer pass.
-            v[L_KEY] = kid
-            was = v[L_LOCKED]
-            v[L_LOCKED] = 0
-            self.slots.save()
-            if was:
-                self.pump.history.append(self.pump.utc_seconds(), H_LINK, LINK_PAIRED,
-                                         self.pump.selftest_bits, 0, 0)
-        if v[L_LOCKED]:
-            self.locked = True
-            self.pump.fail_safe(ST_LINK, H_LINK, LINK_CORRUPT)
+            name = MESSAGES[mid][0]
+            self.handlers[mid] = getattr(self, "_on_" + name) if name in HOT else cold
 
     # ------------------------------------------------------------------ receive
     def poll(self):
@@ -484,82 +423,34 @@ class Link:
     def _on_cancel_bolus(self, mid, seq):
         return self.pump.cancel_bolus()
 
-    def _on_temp_basal(self, mid, seq):
-        g = self._get
-        return self.pump.set_temp_basal(g(mid, 1), g(mid, 2), g(mid, 3))
-
-    def _on_cancel_temp_basal(self, mid, seq):
-        return self.pump.cancel_temp_basal()
-
     def _on_suspend(self, mid, seq):
         return self.pump.suspend()
 
     def _on_resume(self, mid, seq):
         return self.pump.resume()
 
-    def _on_set_profile(self, mid, seq):
-        buf = self.dec.buf
-        pump = self.pump
-        count = get(buf, mid, 3)
-        if count < 1 or count > SLOTS:
-            pump.detail = 2  # the starts argument of Settings.set_profile
-            return E_BAD_ARG
-        at = field_offset(mid, 2)
-        end = at + PROFILE_NAME_LEN
-        while end > at and buf[end - 1] == 0:
-            end -= 1
-        name = bytes(buf[at:end])
-        at = field_offset(mid, 4)
-        starts = [buf[at + i] for i in range(count)]
-        at = field_offset(mid, 5)
-        rates = [get_int(buf, at + 2 * i, 2) for i in range(count)]
-        return pump.settings.set_profile(get(buf, mid, 1), name, starts, rates)
-
-    def _on_set_schedule(self, mid, seq):
-        at = field_offset(mid, 1)
-        buf = self.dec.buf
-        return self.pump.settings.set_schedule([buf[at + i] for i in range(7)])
-
-    def _on_set_setting(self, mid, seq):
-        g = self._get
-        return self.pump.settings.set(g(mid, 1), g(mid, 2))
-
-    def _on_set_time(self, mid, seq):
-        g = self._get
-        return self.pump.set_time(g(mid, 1), g(mid, 2))
-
     def _on_ack_alarm(self, mid, seq):
         return self.pump.ack_alarm(self._get(mid, 1))
 
-    def _on_rewind(self, mid, seq):
-        return self.pump.rewind()
-
-    def _on_fill(self, mid, seq):
-        return self.pump.fill(self._get(mid, 1))
-
-    def _on_prime(self, mid, seq):
-        g = self._get
-        return self.pump.prime(g(mid, 1), g(mid, 2))
-
-    def _on_set_calc_schedule(self, mid, seq):
-        buf = self.dec.buf
-        pump = self.pump
-        count = get(buf, mid, 2)
-        if count < 1 or count > CALC_SEGMENTS:
-            pump.detail = 1  # the starts argument of Calculator.set_schedule
-            return E_BAD_ARG
-        s_at = field_offset(mid, 3)
-        v_at = field_offset(mid, 4)
-        h_at = field_offset(mid, 5)
-        starts = [buf[s_at + i] for i in range(count)]
-        values = [get_int(buf, v_at + 2 * i, 2) for i in range(count)]
-        highs = [get_int(buf, h_at + 2 * i, 2) for i in range(count)]
-        return pump.calc.set_schedule(get(buf, mid, 1), starts, values, highs)
-
-    def _on_emulator(self, mid, seq):
-        code, detail = self.emulator.command(mid, field_values(self.dec.buf, mid))
-        self.pump.detail = detail
-        return code
+    def _on_cold(self, mid, seq):
+        """A rarely used message: its handler is firmware/link_cold.py's function of the
+        message's name, imported here at the first such message, not at boot (heap, issue
+        12: loaded from .mpy files, bytecode lives in RAM). An import the heap cannot hold
+        changes nothing: a query is answered RESULT(0, E_NO_MEMORY, message id), a command
+        gets E_NO_MEMORY (detail: the message id) as its result; the next such message
+        tries again."""
+        try:
+            import firmware.link_cold
+        except MemoryError:
+            forget_half_imported()  # else the next import fails (firmware/compat.py)
+            if mid < _CMD_FIRST:
+                self._result(seq, 0, E_NO_MEMORY, mid)
+                return None
+            self.pump.detail = mid
+            return E_NO_MEMORY
+        if EMU_FIRST <= mid <= EMU_LAST:
+            return firmware.link_cold.emulator(self, mid, seq)
+        return getattr(firmware.link_cold, MESSAGES[mid][0])(self, mid, seq)
 
     # ------------------------------------------------------------------ queries
     def _on_hello(self, mid, seq):
@@ -580,216 +471,6 @@ class Link:
         e = self.enc
         e.begin(M_STATUS_INFO, seq, _F_RESPONSE)
         self.status.pack_into(e.buf, _HEADER_SIZE)
-        self._send()
-
-    def _on_get_profile(self, mid, seq):
-        index = get(self.dec.buf, mid, 0)
-        if index >= PROFILES:
-            self._result(seq, 0, E_BAD_ARG, 0)
-            return
-        got = self.pump.settings.get_profile(index)
-        e = self.enc
-        buf = e.buf
-        e.begin(M_PROFILE_INFO, seq, F_RESPONSE)
-        e.put(0, index)
-        for i in (1, 3, 4):
-            e.clear(i)
-        count = 0
-        if got is not None:
-            name, starts, rates = got
-            at = field_offset(M_PROFILE_INFO, 1)
-            for i in range(len(name)):
-                buf[at + i] = name[i]
-            count = len(starts)
-            at = field_offset(M_PROFILE_INFO, 3)
-            r_at = field_offset(M_PROFILE_INFO, 4)
-            for i in range(count):
-                buf[at + i] = starts[i]
-                store_le(buf, r_at + 2 * i, rates[i], 2)
-        e.put(2, count)
-        self._send()
-
-    def _on_get_schedule(self, mid, seq):
-        e = self.enc
-        e.begin(M_SCHEDULE_INFO, seq, F_RESPONSE)
-        self.pump.settings.schedule_into(e.buf, field_offset(M_SCHEDULE_INFO, 0))
-        self._send()
-
-    def _on_get_settings(self, mid, seq):
-        e = self.enc
-        e.begin(M_SETTINGS_INFO, seq, F_RESPONSE)
-        at = field_offset(M_SETTINGS_INFO, 0)
-        pump = self.pump
-        buf = e.buf
-        e.clear(0)
-        for i in range(SETTINGS_COUNT):
-            store_le(buf, at, pump.setting(i), 4)
-            at += 4
-        self._send()
-
-    def _on_get_history(self, mid, seq):
-        """Up to HISTORY_PAGE stored records from `first` on (from the oldest stored if
-        `first` is older), as stored (24 bytes each); unreadable records are skipped."""
-        buf = self.dec.buf
-        first = get(buf, mid, 0)
-        want = get(buf, mid, 1)
-        if want > HISTORY_PAGE:
-            want = HISTORY_PAGE
-        h = self.pump.history
-        if first < h.first_seq:
-            first = h.first_seq
-        e = self.enc
-        e.begin(M_HISTORY_PAGE, seq, F_RESPONSE)
-        e.clear(2)
-        out = e.buf
-        at = field_offset(M_HISTORY_PAGE, 2)
-        rec = self.rec
-        got = 0
-        s = first
-        while got < want and s < h.next_seq:
-            if h.read(s, rec):
-                for i in range(REC_SIZE):
-                    out[at + i] = rec[i]
-                at += REC_SIZE
-                got += 1
-            s += 1
-        e.put(0, first)
-        e.put(1, got)
-        self._send()
-
-    def _on_get_totals(self, mid, seq):
-        day = get(self.dec.buf, mid, 0)
-        got = self.pump.day_totals(day)
-        e = self.enc
-        e.begin(M_TOTALS_INFO, seq, F_RESPONSE)
-        e.put(0, day)
-        if got is None:
-            for i in (1, 2, 3, 4):
-                e.put(i, 0)
-        else:
-            e.put(1, 1)
-            e.put(2, got[0])
-            e.put(3, got[1])
-            e.put(4, got[2])
-        self._send()
-
-    def _on_get_alarms(self, mid, seq):
-        al = self.pump.alarms
-        e = self.enc
-        e.begin(M_ALARMS_INFO, seq, F_RESPONSE)
-        active = 0
-        acked = 0
-        at = field_offset(M_ALARMS_INFO, 2)
-        buf = e.buf
-        for i in range(ALARM_COUNT):
-            if al.active[i]:
-                active |= 1 << i
-            if al.acked[i]:
-                acked |= 1 << i
-            buf[at + i] = al.level[i]
-        e.put(0, active)
-        e.put(1, acked)
-        self._send()
-
-    def _on_get_cgm(self, mid, seq):
-        """Up to CGM_PAGE readings with UTC minute >= `since`, oldest first (SNS-1)."""
-        buf = self.dec.buf
-        since = get(buf, mid, 0)
-        want = get(buf, mid, 1)
-        if want > CGM_PAGE:
-            want = CGM_PAGE
-        cgm = self.pump.cgm
-        e = self.enc
-        e.begin(M_CGM_PAGE, seq, F_RESPONSE)
-        e.clear(2)
-        e.clear(3)
-        out = e.buf
-        m_at = field_offset(M_CGM_PAGE, 2)
-        v_at = field_offset(M_CGM_PAGE, 3)
-        minutes = cgm.minutes
-        values = cgm.values
-        got = 0
-        more = 0
-        i = 0
-        while i < cgm.count:
-            at = (cgm.head - cgm.count + i) % CGM_READINGS
-            i += 1
-            m = minutes[at]
-            if m < since:
-                continue
-            if got == want:
-                more = 1
-                break
-            store_le(out, m_at, m, 4)
-            store_le(out, v_at, values[at], 2)
-            m_at += 4
-            v_at += 2
-            got += 1
-        e.put(0, got)
-        e.put(1, more)
-        self._send()
-
-    def _on_calc(self, mid, seq):
-        """A bolus suggestion (THR-8): calc_result, or RESULT(0, code, detail) if refused.
-        Nothing is delivered."""
-        g = self._get
-        pump = self.pump
-        code = pump.calc.calculate(g(mid, 0), g(mid, 1))
-        if code:
-            self._result(seq, 0, code, pump.detail)
-            return
-        out = pump.calc.out
-        e = self.enc
-        e.begin(M_CALC_RESULT, seq, F_RESPONSE)
-        for i in range(10):
-            e.put(i, out[i])
-        self._send()
-
-    def _on_get_calc_schedule(self, mid, seq):
-        kind = get(self.dec.buf, mid, 0)
-        if kind >= len(CALC_KINDS):
-            self._result(seq, 0, E_BAD_ARG, 0)
-            return
-        got = self.pump.calc.get_schedule(kind)
-        e = self.enc
-        e.begin(M_CALC_SCHEDULE_INFO, seq, F_RESPONSE)
-        e.put(0, kind)
-        for i in (2, 3, 4):
-            e.clear(i)
-        count = 0
-        if got is not None:
-            starts, values, highs = got
-            count = len(starts)
-            buf = e.buf
-            s_at = field_offset(M_CALC_SCHEDULE_INFO, 2)
-            v_at = field_offset(M_CALC_SCHEDULE_INFO, 3)
-            h_at = field_offset(M_CALC_SCHEDULE_INFO, 4)
-            for i in range(count):
-                buf[s_at + i] = starts[i]
-                store_le(buf, v_at + 2 * i, values[i], 2)
-                store_le(buf, h_at + 2 * i, highs[i], 2)
-        e.put(1, count)
-        self._send()
-
-    def _on_get_link_stats(self, mid, seq):
-        e = self.enc
-        e.begin(M_LINK_STATS, seq, F_RESPONSE)
-        st = self.stats
-        for i in range(STATS):
-            e.put(i, st[i])
-        e.put(STATS, self.pump.events.dropped)
-        self._send()
-
-    def _on_get_sensor_stats(self, mid, seq):
-        """The sensor link's counters (firmware/cgm_link.py), zeros without a CgmLink."""
-        e = self.enc
-        e.begin(M_SENSOR_STATS, seq, F_RESPONSE)
-        radio = self.pump.cgm.radio
-        stats = getattr(radio, "stats", None)
-        e.put(0, self.pump.setting(SET_SENSOR_ID))
-        e.put(1, getattr(radio, "foreign_id", 0))
-        for i in range(10):
-            e.put(2 + i, stats[i] if stats is not None and i < len(stats) else 0)
         self._send()
 
     def _on_fence(self, mid, seq):  # answered in _command: it acts on nothing

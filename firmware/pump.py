@@ -12,9 +12,8 @@ wall-clock time in seconds since 2020-01-01 UTC, local time as (day, ms of day).
 from array import array
 
 from firmware.alarms import Alarms
-from firmware.calc import Calculator
 from firmware.cgm import Cgm
-from firmware.compat import const, ticks_diff
+from firmware.compat import const, ticks_diff, unimport
 from firmware.doses import BUCKET_S, DOSES_LEN, Doses
 from firmware.events import Events
 from firmware.hal import (
@@ -30,10 +29,8 @@ from firmware.hal import (
 )
 from firmware.layout import (
     PRIME_DONE,
-    PRIME_DUE,
     PRIME_SKIPPED,
     S_BASAL_TODAY,
-    S_BATTERY,
     S_BLOCKED_MU,
     S_BOLUS_ACC,
     S_BOLUS_ID,
@@ -47,34 +44,22 @@ from firmware.layout import (
     S_EXT_DURATION,
     S_EXT_ELAPSED,
     S_EXT_REQ,
-    S_FILL,
     S_LAST_CMD,
     S_LAST_CODE,
-    S_LAST_DELIVERY_S,
     S_LAST_DETAIL,
     S_LOCAL_DAY,
-    S_LOCAL_MS,
     S_MONO_S,
     S_NEXT_BOLUS_ID,
     S_NOW_DONE,
     S_NOW_REQ,
-    S_PLAN_BASAL,
-    S_PLAN_BOLUS,
-    S_PLAN_PRIME,
-    S_POS,
     S_PRIME,
     S_PRIME_TODAY,
     S_REMINDER_S,
     S_REWOUND,
-    S_RTC_STALE,
-    S_SBL_WAIT_S,
-    S_SET_AGE,
     S_STOP,
     S_TEMP_KIND,
     S_TEMP_LEFT,
     S_TEMP_VALUE,
-    S_TIME_LOST,
-    S_TIME_SET,
     SETTINGS_LEN,
     STATE_LEN,
     STATE_LEN_1,
@@ -254,7 +239,7 @@ class Pump:
         self.rtc = getattr(hw, "rtc", None)
         self.alarms = Alarms(hw.annunciator, self._log_alarm)
         self.cgm = Cgm(self, getattr(hw, "radio", None), History(hw.storage, R_CGM))
-        self.calc = Calculator(self)  # the bolus calculator (THR-8)
+        self.calc = None  # the bolus calculator (THR-8): calculator() makes it
         self.events = Events()  # for the host, taken by the link
         self.detail = 0
         self.selftest_bits = 0
@@ -286,140 +271,14 @@ class Pump:
 
     # ----------------------------------------------------------------- boot (ALM-5, HIS-2)
     def boot(self):
-        """Load state, recover from a power cut, run self-tests. Call once before ticking."""
-        hw = self.hw
-        st = self.state
-        bits = 0
-        if self.settings.load():
-            bits |= S.ST_STORAGE
-        valid, blank = self.state_slots.load()
-        if valid == 0:
-            for i in range(STATE_LEN):
-                st[i] = 0
-            st[S_STOP] = S.STOP_USER  # a new pump waits, suspended, for fill and resume
-            st[S_NEXT_BOLUS_ID] = 1
-            st[S_SBL_WAIT_S] = -1
-            if not blank:
-                bits |= S.ST_STORAGE
-        elif self.state_slots.loaded_n == STATE_LEN_1:
-            st[S_SBL_WAIT_S] = -1  # an older layout: the safety state starts here
-        feed = hw.watchdog.feed
-        self.history.scan(feed)
-        self.cgm.log.scan(feed)
-        dvalid, dblank = self.doses.load()
-        if not dvalid and not dblank:
-            bits |= S.ST_STORAGE  # the dose windows are unknown: never guess them low
-        self.doses.adopt()
-        self._recover_movement()
-        if hw.firmware_ok is not None and not hw.firmware_ok():
-            bits |= S.ST_FIRMWARE
-        if not hw.storage.self_test():
-            bits |= S.ST_STORAGE
-        if not self.motor.self_test():
-            bits |= S.ST_MOTOR
-        if not hw.annunciator.self_test():
-            bits |= S.ST_BUZZER
-        self.selftest_bits = bits
-        st[S_BOOTS] += 1
-        lost = self._restore_time(valid)
-        self._log(S.H_BOOT, hw.reset_cause, bits, st[S_BOOTS], 0)
-        if lost is not None:
-            self._log(S.H_TIME_LOST, 0, self.utc_seconds(), lost, 0)
-        if st[S_TIME_LOST]:
-            self.alarms.raise_(S.A_TIME_UNSET, 0)
-        if st[S_PRIME] == PRIME_SKIPPED:
-            self.alarms.raise_(S.A_PRIME_INCOMPLETE, 0)  # a reboot does not prime the line
-        self._recover_bolus()
-        if bits:
-            self._stop(S.STOP_SELFTEST)
-            self.alarms.raise_(S.A_SELFTEST, bits)
-        elif st[S_STOP] == S.STOP_OCCLUSION:
-            self.alarms.raise_(S.A_OCCLUSION, 0)
-        elif st[S_STOP] == S.STOP_SELFTEST:
-            st[S_STOP] = S.STOP_USER  # self-tests pass again: suspended until the user resumes
-        level = self.battery.percent()
-        # valid: a saved state (not a new pump), whose level may be 0 (depleted)
-        if valid and level >= st[S_BATTERY] + _BAT_CHANGE_JUMP:
-            self._log(S.H_BATTERY_CHANGE, 0, st[S_BATTERY], level, 0)
-        st[S_BATTERY] = level
-        self.doses.roll(st[S_MONO_S])
-        self.cgm.restore()
-        self._commit(0, 0, 0)
-        self.tk[_T_LAST] = self.clock.ticks_ms()
-        return bits
+        """Load state, recover from a power cut, run self-tests. Call once before ticking.
+        The boot's code is firmware/pump_boot.py's, dropped once it ran (heap, issue 12)."""
+        import firmware.pump_boot
 
-    def _restore_time(self, valid):
-        """What time is it after a reboot (THR-13)? The real-time clock says, if it is
-        trustworthy: the gap since the last state save then passes on every clock (an
-        outage counts as time without insulin, and ages IOB and the dose windows). Without
-        it the time is lost: status says unset, the pump says so (A_TIME_UNSET) and runs
-        the time-unknown basal (docs/time-model.md). Returns the RTC reading that was not
-        trusted (-1: none) when the time was lost at this boot, else None."""
-        st = self.state
-        if not valid or not (st[S_TIME_SET] or st[S_TIME_LOST]):
-            return None  # a new pump, or one whose time was never set: nothing to lose
-        last = self.utc_seconds()
-        head = self.history.head_time
-        if head > last:
-            last = head  # records written after the last state save
-        rtc = self.rtc
-        now = rtc.now() if rtc is not None else -1
-        if (st[S_TIME_SET] and now >= 0 and not st[S_RTC_STALE]
-                and last - _RTC_SLACK_S <= now <= last + _MAX_OUTAGE_S):
-            self._pass(now - last if now > last else 0, last)
-            return None
-        if st[S_TIME_LOST]:
-            self._pass(0, last)
-            return None  # lost at an earlier boot and not set since: already recorded
-        st[S_TIME_SET] = 0
-        st[S_TIME_LOST] = 1
-        self._pass(0, last)
-        # At most CHECKPOINT_S of powered time went unsaved; the outage itself is unknown
-        # until the time is set again (set_time adds it then).
-        st[S_LAST_DELIVERY_S] -= CHECKPOINT_S
-        if st[S_TEMP_KIND]:
-            self._end_temp(S.TEMP_END_TIME_LOST)  # its progress is unknown: never extend it
-        return now
-
-    def _pass(self, gap_s, last):
-        """Put the clocks `gap_s` seconds after `last` (UTC seconds): the wall clock, the
-        monotonic clock and what runs on it (temp basal, infusion-set age)."""
-        st = self.state
-        local = last + gap_s + self.setting(S.SET_UTC_OFFSET) * 60
-        day = local // 86400
-        st[S_LOCAL_DAY] = day
-        st[S_LOCAL_MS] = (local % 86400) * 1000
-        if day != st[S_DAY]:
-            self._close_day(day)  # after the clock moved: its record is not back in time
-        if not gap_s:
-            return
-        st[S_MONO_S] += gap_s
-        if st[S_SET_AGE] < _CAP_MS:
-            st[S_SET_AGE] += gap_s
-        if st[S_TEMP_KIND]:
-            if gap_s >= st[S_TEMP_LEFT] // 1000:
-                self._end_temp(S.TEMP_END_EXPIRED)
-            else:
-                st[S_TEMP_LEFT] -= gap_s * 1000
-
-    def _recover_movement(self):
-        """Attribute pulses the motor made after the last save (power cut mid-tick)."""
-        st = self.state
-        moved = self.motor.position() - st[S_POS]
-        planned = st[S_PLAN_BASAL] + st[S_PLAN_BOLUS] + st[S_PLAN_PRIME]
-        if moved < 0 or planned == 0:
-            return
-        if moved > planned:
-            moved = planned
-        basal = moved if moved < st[S_PLAN_BASAL] else st[S_PLAN_BASAL]
-        moved -= basal
-        bolus = moved if moved < st[S_PLAN_BOLUS] else st[S_PLAN_BOLUS]
-        prime = moved - bolus
-        now = st[S_NOW_REQ] - st[S_NOW_DONE]
-        if bolus < now:
-            now = bolus
-        self._count(basal, now, bolus - now)
-        st[S_PRIME_TODAY] += prime * self.pulse
+        try:
+            return firmware.pump_boot.boot(self)
+        finally:
+            unimport("pump_boot")
 
     def _recover_bolus(self):
         """A bolus cut off by power loss is recorded as interrupted, never resumed."""
@@ -515,6 +374,15 @@ class Pump:
         out[1] = st[S_LAST_CODE]
         out[2] = st[S_LAST_DETAIL]
 
+    def calculator(self):
+        """The bolus calculator (THR-8, firmware/calc.py), made at its first use: only the
+        link's and the console's rarely used paths need it (heap, issue 12)."""
+        if self.calc is None:
+            from firmware.calc import Calculator
+
+            self.calc = Calculator(self)
+        return self.calc
+
     def boots(self):
         """Boots since the state was new."""
         return self.state[S_BOOTS]
@@ -534,57 +402,17 @@ class Pump:
              - self.settings.values[_AT_UTC_OFFSET] * 60)  # setting(SET_UTC_OFFSET)
         return t if t > 0 else 0
 
-    def local_seconds(self):
-        """Local wall-clock seconds since 2020-01-01; -1 while the time is not set."""
-        st = self.state
-        if not st[S_TIME_SET]:
-            return -1
-        return st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000
-
-    def local_day(self):
-        """The local day number (days since 2020-01-01) the pump counts totals in."""
-        return self.state[S_LOCAL_DAY]
-
     def weekday(self):
         """Day of the week of the local date, Monday = 0."""
         return (self.state[S_LOCAL_DAY] + EPOCH_WEEKDAY) % 7
 
+    # the rarely used operations are firmware/pump_cold.py's, imported at their first call
+    # (heap, issue 12); these methods keep their names and arguments
     def set_time(self, utc_s, offset_min):
         """Set date, time and UTC offset. Moves the schedule, never delivery accounting."""
-        self.interaction()
-        lo, hi = S.SETTINGS[S.SET_UTC_OFFSET][2], S.SETTINGS[S.SET_UTC_OFFSET][3]
-        if offset_min < lo or offset_min > hi:
-            return self._refuse(S.E_OUT_OF_RANGE, 1)
-        local = utc_s + offset_min * 60
-        if utc_s < 0 or local < 0 or local >= (1 << 30):
-            return self._refuse(S.E_OUT_OF_RANGE, 0)
-        st = self.state
-        old_local = st[S_LOCAL_DAY] * 86400 + st[S_LOCAL_MS] // 1000
-        old_utc = self.utc_seconds()
-        old_offset = self.setting(S.SET_UTC_OFFSET)
-        if offset_min != old_offset and not self.settings.set_utc_offset(offset_min):
-            return self._refuse(S.E_STORAGE, 0)
-        day = local // 86400
-        st[S_LOCAL_DAY] = day
-        st[S_LOCAL_MS] = (local % 86400) * 1000
-        st[S_TIME_SET] = 1
-        after_loss = st[S_TIME_LOST]
-        if after_loss:
-            # The outage the pump could not measure, as far as the new time tells: it
-            # counts as time without insulin (never as insulin action: IOB stays).
-            if utc_s > old_utc:
-                st[S_LAST_DELIVERY_S] -= utc_s - old_utc
-            st[S_TIME_LOST] = 0
-        if self.rtc is not None:
-            # a failed write leaves the RTC's older time: the next boot must not take the
-            # difference for an outage (it would age IOB in the patient's disfavour)
-            st[S_RTC_STALE] = 1 if self.rtc.set(utc_s) is False else 0
-        self._log(S.H_TIME_CHANGE, after_loss, old_local, local, offset_min)
-        self.alarms.clear(S.A_TIME_UNSET, 0)  # logged after the change, in its time
-        if day != st[S_DAY]:
-            self._close_day(day)  # recorded after the change: history times stay in order
-        self._commit(0, 0, 0)
-        return S.OK
+        import firmware.pump_cold
+
+        return firmware.pump_cold.set_time(self, utc_s, offset_min)
 
     def _close_day(self, new_day):
         """Store the running day's totals and continue with `new_day`'s (THR-10). A day
@@ -622,35 +450,14 @@ class Pump:
 
     # ------------------------------------------------------------------- temp basal (THR-2)
     def set_temp_basal(self, kind, value, minutes):
-        self.interaction()
-        if kind != S.TEMP_ABSOLUTE and kind != S.TEMP_PERCENT:
-            return self._refuse(S.E_BAD_ARG, 0)
-        if minutes < S.TEMP_STEP_MIN or minutes > S.TEMP_MAX_MIN or minutes % S.TEMP_STEP_MIN:
-            return self._refuse(S.E_OUT_OF_RANGE, 2)
-        if value < 0 or value > (S.MAX_RATE if kind == S.TEMP_ABSOLUTE else S.TEMP_MAX_PERCENT):
-            return self._refuse(S.E_OUT_OF_RANGE, 1)
-        if self.settings.temp_peak(kind, value) > self.setting(S.SET_MAX_BASAL):
-            return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_BASAL)
-        code = self._refuse_if_stopped()
-        if code:
-            return code
-        st = self.state
-        if st[S_TEMP_KIND]:
-            self._end_temp(S.TEMP_END_CANCELLED)
-        st[S_TEMP_KIND] = kind
-        st[S_TEMP_VALUE] = value
-        st[S_TEMP_LEFT] = minutes * MIN_MS
-        self._log(S.H_TEMP_START, kind, value, minutes, 0)
-        self._commit(0, 0, 0)
-        return S.OK
+        import firmware.pump_cold
+
+        return firmware.pump_cold.set_temp_basal(self, kind, value, minutes)
 
     def cancel_temp_basal(self):
-        self.interaction()
-        if not self.state[S_TEMP_KIND]:
-            return self._refuse(S.E_NO_TEMP_BASAL, 0)
-        self._end_temp(S.TEMP_END_CANCELLED)
-        self._commit(0, 0, 0)
-        return S.OK
+        import firmware.pump_cold
+
+        return firmware.pump_cold.cancel_temp_basal(self)
 
     def _end_temp(self, ending):
         st = self.state
@@ -901,90 +708,25 @@ class Pump:
         left = st[_S_FILL] - self.motor.position()
         return left if left > 0 else 0
 
-    def rewound(self):
-        """True from a rewind until a new reservoir is filled."""
-        return self.state[S_REWOUND] != 0
-
     def reservoir_mu(self):
         return self.reservoir_pulses() * self.pulse
 
     def rewind(self):
-        self.interaction()
-        st = self.state
-        if not st[S_STOP]:
-            return self._refuse(S.E_NOT_SUSPENDED, 0)
-        if st[S_STOP] == S.STOP_SELFTEST:
-            return self._refuse(S.E_SAFE_STATE, self.selftest_bits)
-        st[S_REWOUND] = 1
-        st[S_FILL] = 0
-        self._commit(0, 0, 0)
-        self.motor.rewind()
-        self._commit(0, 0, 0)
-        self._log(S.H_REWIND, 0, 0, 0, 0)
-        return S.OK
+        import firmware.pump_cold
+
+        return firmware.pump_cold.rewind(self)
 
     def fill(self, volume_mu):
         """A new reservoir holding volume_mu is in place (e.g. 200000 or 300000)."""
-        self.interaction()
-        st = self.state
-        if not st[S_REWOUND]:
-            return self._refuse(S.E_NOT_REWOUND, 0)
-        if volume_mu < 10000 or volume_mu > 400000:
-            return self._refuse(S.E_OUT_OF_RANGE, 0)
-        if volume_mu % self.pulse:
-            return self._refuse(S.E_INCREMENT, self.pulse)
-        st[S_FILL] = self.motor.position() + volume_mu // self.pulse
-        st[S_REWOUND] = 0
-        st[S_PRIME] = PRIME_DUE  # a new reservoir: its tubing is primed next
-        self._commit(0, 0, 0)
-        self._log(S.H_FILL, 0, volume_mu, 0, 0)
-        self.alarms.clear(S.A_RESERVOIR_EMPTY, volume_mu)
-        self.alarms.clear(S.A_PRIME_INCOMPLETE, volume_mu)  # it is due again, not skipped
-        return S.OK
+        import firmware.pump_cold
+
+        return firmware.pump_cold.fill(self, volume_mu)
 
     def prime(self, kind, amount_mu):
-        """Prime the tubing or fill the cannula: logged, not counted as given (THR-12).
+        """Prime the tubing or fill the cannula: logged, not counted as given (THR-12)."""
+        import firmware.pump_cold
 
-        A tubing prime completes when every pulse moved and its final state save holds it
-        (S_PRIME back to PRIME_DONE, A_PRIME_INCOMPLETE cleared). A motor fault or a power
-        cut part-way leaves it not completed. Filling the cannula does not prime the tubing.
-        The prime runs inside this call, so no suspension or occlusion can cut it short."""
-        self.interaction()
-        st = self.state
-        if kind != S.PRIME_TUBING and kind != S.PRIME_CANNULA:
-            return self._refuse(S.E_BAD_ARG, 0)
-        if not st[S_STOP]:
-            return self._refuse(S.E_NOT_SUSPENDED, 0)
-        if st[S_STOP] == S.STOP_SELFTEST:
-            return self._refuse(S.E_SAFE_STATE, self.selftest_bits)
-        if st[S_REWOUND]:
-            return self._refuse(S.E_NOT_FILLED, 0)
-        top = 30000 if kind == S.PRIME_TUBING else 3000
-        if amount_mu < self.pulse or amount_mu > top:
-            return self._refuse(S.E_OUT_OF_RANGE, 1)
-        if amount_mu % self.pulse:
-            return self._refuse(S.E_INCREMENT, self.pulse)
-        n = amount_mu // self.pulse
-        if n > self.reservoir_pulses():
-            return self._refuse(S.E_RESERVOIR_EMPTY, self.reservoir_mu())
-        self._commit(0, 0, n)
-        moved = self._step(n)
-        st[S_PRIME_TODAY] += moved * self.pulse
-        if moved < n or self.motor.fault():
-            self._safe_state(S.ST_MOTOR, S.A_MOTOR_FAULT, n - moved)
-            self._log(S.H_PRIME, kind, moved * self.pulse, 0, 0)
-            return self._refuse(S.E_SAFE_STATE, self.selftest_bits)
-        if kind == S.PRIME_CANNULA:
-            st[S_SET_AGE] = 0
-            self.set_remind_s = _SET_AGE_REMIND_S
-            self.alarms.clear(S.A_SET_CHANGE, 0)
-        else:
-            st[S_PRIME] = PRIME_DONE
-        self._commit(0, 0, 0)
-        self._log(S.H_PRIME, kind, amount_mu, 0, 0)
-        if kind == S.PRIME_TUBING:
-            self.alarms.clear(S.A_PRIME_INCOMPLETE, amount_mu)
-        return S.OK
+        return firmware.pump_cold.prime(self, kind, amount_mu)
 
     # ------------------------------------------------------------------- alarms
     def ack_alarm(self, alarm):

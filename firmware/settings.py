@@ -49,31 +49,7 @@ class Settings:
                            scratch)
 
     # ------------------------------------------------------------------ boot
-    def load(self):
-        """Load the settings at boot (defaults where an older, shorter layout holds
-        nothing). True if the stored copies were corrupt (the defaults are in use)."""
-        self._defaults()
-        valid, blank = self.slots.load()
-        corrupt = False
-        if valid == 0:
-            self._defaults()
-            corrupt = not blank
-            self.slots.save()
-        elif self.slots.loaded_n != L.SETTINGS_LEN:
-            self.slots.save()  # upgraded to this layout
-        self._apply()
-        return corrupt
-
-    def _defaults(self):
-        v = self.values
-        for i in range(L.SETTINGS_LEN):
-            v[i] = 0
-        for i in range(S.SETTINGS_COUNT):
-            v[at(i)] = S.SETTINGS[i][1]
-        # Profile 0 "default", 1 segment at 0 U/h: basal must be programmed before use.
-        v[L.V_SEGMENTS] = 1
-        self._set_name(0, b"default")
-
+    # (the load and the defaults: firmware/pump_boot.py, code that runs once)
     def _apply(self):
         """Settings that other parts hold a copy of (the alarms' repeat and snooze)."""
         al = self.pump.alarms
@@ -86,29 +62,13 @@ class Settings:
             return self.values[V_SETTINGS + sid]
         return self.values[V_SETTINGS_HI - SETTINGS_LO + sid]
 
+    # the rarely used operations are firmware/settings_cold.py's, imported at their first
+    # call (heap, issue 12); these methods keep their names and arguments
     def set(self, sid, value):
         """Change setting `sid` (not the UTC offset: Pump.set_time sets it with the clock)."""
-        pump = self.pump
-        pump.interaction()
-        if sid < 0 or sid >= S.SETTINGS_COUNT or sid == S.SET_UTC_OFFSET:
-            return pump._refuse(S.E_BAD_ARG, 0)
-        lo, hi = S.SETTINGS[sid][2], S.SETTINGS[sid][3]
-        if value < lo or value > hi or (sid == S.SET_AUTO_OFF and 0 < value < S.AUTO_OFF_MIN_HOURS):
-            return pump._refuse(S.E_OUT_OF_RANGE, sid)
-        if sid == S.SET_MAX_BASAL:
-            for p in range(S.PROFILES):
-                if self._profile_max(p) > value:
-                    return pump._refuse(S.E_PROFILE_IN_USE_OVER_LIMIT, p)
-            if self._running_temp_peak() > value:  # the running temp basal stays within it
-                return pump._refuse(S.E_OVER_LIMIT, S.SET_MAX_BASAL)
-        old = self.get(sid)
-        if not self._store(at(sid), value):
-            return pump._refuse(S.E_STORAGE, sid)
-        self._apply()
-        pump._log(S.H_SETTING, sid, old, value, 0)
-        if sid == S.SET_SBL and not value:
-            pump.cgm.resume(S.SBL_OFF)
-        return S.OK
+        import firmware.settings_cold
+
+        return firmware.settings_cold.set(self, sid, value)
 
     def set_utc_offset(self, minutes):
         """Store the UTC offset (Pump.set_time checks it). False if it could not be saved."""
@@ -146,15 +106,18 @@ class Settings:
             hi = name[2 * i + 1] if 2 * i + 1 < len(name) else 0
             v[base + i] = lo | (hi << 8)
 
-    def profile_name(self, p):
-        v = self.values
-        out = bytearray()
-        for i in range(4):
-            w = v[L.V_NAMES + p * 4 + i]
-            for b in (w & 0xFF, w >> 8):
-                if b:
-                    out.append(b)
-        return bytes(out)
+    def set_profile(self, p, name, starts, rates):
+        """Program profile p: segments start at 30-min slots `starts` (first 0) with `rates`
+        in mU/h. Refused whole if anything is wrong; nothing is clamped."""
+        import firmware.settings_cold
+
+        return firmware.settings_cold.set_profile(self, p, name, starts, rates)
+
+    def get_profile(self, p):
+        """(name, starts, rates) with adjacent equal slots merged; None if unused."""
+        import firmware.settings_cold
+
+        return firmware.settings_cold.get_profile(self, p)
 
     def _profile_max(self, p):
         v = self.values
@@ -165,81 +128,12 @@ class Settings:
                 top = v[base + s]
         return top
 
-    def set_profile(self, p, name, starts, rates):
-        """Program profile p: segments start at 30-min slots `starts` (first 0) with `rates`
-        in mU/h. Refused whole if anything is wrong; nothing is clamped."""
-        pump = self.pump
-        pump.interaction()
-        if not isinstance(p, int) or p < 0 or p >= S.PROFILES:
-            return pump._refuse(S.E_BAD_ARG, 0)
-        if len(name) == 0 or len(name) > S.PROFILE_NAME_LEN:
-            return pump._refuse(S.E_BAD_ARG, 1)
-        for b in name:
-            if b < 0x20 or b > 0x7E:
-                return pump._refuse(S.E_BAD_ARG, 1)
-        n = len(starts)
-        if n < 1 or n > S.SLOTS or len(rates) != n or starts[0] != 0:
-            return pump._refuse(S.E_BAD_ARG, 2)
-        for i in range(n):
-            if starts[i] < 0 or starts[i] >= S.SLOTS or (i and starts[i] <= starts[i - 1]):
-                return pump._refuse(S.E_BAD_ARG, 2)
-            if rates[i] < 0 or rates[i] > S.MAX_RATE:
-                return pump._refuse(S.E_OUT_OF_RANGE, 3)
-            if rates[i] > self.get(S.SET_MAX_BASAL):
-                return pump._refuse(S.E_OVER_LIMIT, S.SET_MAX_BASAL)
-        v = self.values
-        old = array("i", v)
-        seg = 0
-        base = V_RATES + p * S.SLOTS
-        for s in range(S.SLOTS):
-            if seg + 1 < n and starts[seg + 1] == s:
-                seg += 1
-            v[base + s] = rates[seg]
-        self._set_name(p, name)
-        v[L.V_SEGMENTS + p] = n
-        code = self._keep_basal_change(old)
-        if code:
-            return code
-        pump._log(S.H_PROFILE, p, n, self._profile_max(p), 0)
-        return S.OK
-
-    def get_profile(self, p):
-        """(name, starts, rates) with adjacent equal slots merged; None if unused."""
-        v = self.values
-        if p < 0 or p >= S.PROFILES or not v[L.V_SEGMENTS + p]:
-            return None
-        starts = []
-        rates = []
-        base = V_RATES + p * S.SLOTS
-        for s in range(S.SLOTS):
-            r = v[base + s]
-            if not rates or rates[-1] != r:
-                starts.append(s)
-                rates.append(r)
-        return self.profile_name(p), starts, rates
-
     # ------------------------------------------------------------------ schedule (THR-1)
     def set_schedule(self, days):
         """Weekly schedule: 7 profile indexes, Monday first (THR-1)."""
-        pump = self.pump
-        pump.interaction()
-        v = self.values
-        if len(days) != 7:
-            return pump._refuse(S.E_BAD_ARG, 0)
-        for i in range(7):
-            p = days[i]
-            if p < 0 or p >= S.PROFILES or not v[L.V_SEGMENTS + p]:
-                return pump._refuse(S.E_BAD_ARG, i)
-        old = array("i", v)
-        packed = 0
-        for i in range(7):
-            v[V_SCHEDULE + i] = days[i]
-            packed |= days[i] << (3 * i)
-        code = self._keep_basal_change(old)
-        if code:
-            return code
-        pump._log(S.H_SCHEDULE, 0, packed, 0, 0)
-        return S.OK
+        import firmware.settings_cold
+
+        return firmware.settings_cold.set_schedule(self, days)
 
     def schedule(self):
         """The 7 profile indexes of the week, Monday first."""
@@ -251,17 +145,6 @@ class Settings:
         v = self.values
         for i in range(7):
             buf[at + i] = v[V_SCHEDULE + i]
-
-    def _keep_basal_change(self, old):
-        """Keep a basal change only if a running percent temp basal stays within max basal
-        with it, and it was saved; otherwise restore `old` and refuse."""
-        pump = self.pump
-        if self._running_temp_peak() > self.get(S.SET_MAX_BASAL):
-            self._revert(old)
-            return pump._refuse(S.E_OVER_LIMIT, S.SET_MAX_BASAL)
-        if not self.save(old):
-            return pump._refuse(S.E_STORAGE, 0)
-        return S.OK
 
     def _running_temp_peak(self):
         st = self.state

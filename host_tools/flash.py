@@ -80,6 +80,13 @@ PLATFORMS = {"pico": "rp2", "esp32": "esp32"}
 # mpy-cross -march of each board: firmware/native.py (viper) is machine code for it; a
 # runtime of another arch (the unix port standing in for a board) keeps the portable code
 MARCH = {"pico": "armv6m", "esp32": "xtensawin"}
+# mpy-cross optimisation level of the deployed .mpy files. -O3 leaves out the line-number
+# tables (and asserts: the firmware has none). Imported from a file system, a module's
+# bytecode is read into the heap, so the tables took RAM for the life of the pump (issue
+# 12: ~2.5 kB of the heap after boot, QEMU ARM board, benchmarks/RESULTS.md "mpy5");
+# the cost: a traceback of the deployed firmware names no line (the running pump prints
+# none: SEC-4; the emulator and the tests run the sources).
+MPY_OPT = "-O3"
 UNIX_PLATFORM = "linux"
 VERIFY_TAG = "micropump-verify"
 
@@ -197,8 +204,8 @@ def build(board: str, out_dir: Path, mpy_cross: str | None = None,
         dst = out_dir / src.with_suffix(".mpy")
         dst.parent.mkdir(parents=True, exist_ok=True)
         try:
-            proc = subprocess.run([mpy_cross, "-march=" + MARCH[board], "-o", str(dst),
-                                   src.as_posix()], cwd=SOURCE_ROOT,
+            proc = subprocess.run([mpy_cross, MPY_OPT, "-march=" + MARCH[board], "-o",
+                                   str(dst), src.as_posix()], cwd=SOURCE_ROOT,
                                   capture_output=True, text=True, timeout=120)
         except OSError as exc:
             raise FlashError(f"cannot run mpy-cross: {exc.strerror or exc}") from None

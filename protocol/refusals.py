@@ -38,6 +38,7 @@ from protocol.spec import (
     E_BOLUS_RUNNING,
     E_INCREMENT,
     E_NO_BOLUS,
+    E_NO_MEMORY,
     E_NO_TEMP_BASAL,
     E_NOT_CONFIGURED,
     E_NOT_FILLED,
@@ -128,6 +129,8 @@ ERRORS = {
     E_UNKNOWN_ALARM: "unknown or inactive alarm",
     E_PROFILE_IN_USE_OVER_LIMIT: "a basal profile exceeds the new max basal rate",
     E_NOT_CONFIGURED: "bolus calculator schedule not programmed",
+    # --- heap branch (issue 12, mpy5): appended
+    E_NO_MEMORY: "not enough memory for this request now: nothing was done, try again",
 }
 
 BOLUS_KINDS = ("none", "normal", "extended", "dual")
@@ -353,7 +356,7 @@ def explain(request, code, detail, kind=-1, limit=None):
         if request == "cancel_bolus" and detail > 0:
             return "bolus #%d stopped, but the state save failed" % detail
         return ""
-    if code == E_UNKNOWN_MESSAGE and detail > 0:
+    if (code == E_UNKNOWN_MESSAGE or code == E_NO_MEMORY) and detail > 0:
         return "message 0x%02X" % detail
     return "detail %d" % detail if detail else ""
 

@@ -40,6 +40,9 @@ E_UNKNOWN_MESSAGE = 17
 E_UNKNOWN_ALARM = 18
 E_PROFILE_IN_USE_OVER_LIMIT = 19  # detail: profile index
 E_NOT_CONFIGURED = 20  # bolus calculator: detail = the CALC_* schedule kind not programmed
+# --- heap branch (issue 12, mpy5): appended
+E_NO_MEMORY = 21  # the heap could not hold the code of a rarely used message's handler (its
+#                   module is imported at first use): nothing was done; detail: message id
 # their names: protocol/refusals.py ERRORS
 
 # Settings: id -> (name, default, min, max, unit). Limits (THR-6) are settings too.

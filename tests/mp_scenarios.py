@@ -27,7 +27,7 @@ from array import array
 
 from boards.fakes import Annunciator, PowerCut, Radio, Rig
 from firmware.compat import TICKS_PERIOD
-from firmware.layout import PRIME_SKIPPED, S_BASAL_ACC, S_PRIME
+from firmware.layout import PRIME_SKIPPED, S_BASAL_ACC, S_LOCAL_MS, S_PRIME, S_TIME_SET
 from firmware.pump import (
     DAY_MS,
     HOUR_MS,
@@ -43,13 +43,11 @@ from firmware.pump import (
     S_EXT_DONE,
     S_EXT_ELAPSED,
     S_LOCAL_DAY,
-    S_LOCAL_MS,
     S_NOW_DONE,
     S_NOW_REQ,
     S_STOP,
     S_TEMP_KIND,
     S_TEMP_LEFT,
-    S_TIME_SET,
     Pump,
 )
 from protocol import spec as S

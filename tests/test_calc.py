@@ -24,16 +24,16 @@ TARGET = ([0, 44], [100, 110], [120, 140])
 
 def calc_pump(local_h=13, pulse_mu=50):
     rig, pump = make_pump(pulse_mu=pulse_mu, utc=2511 * 86400 + local_h * HOUR_S)
-    assert pump.calc.set_schedule(S.CALC_CARB_RATIO, *CR, []) == S.OK
-    assert pump.calc.set_schedule(S.CALC_SENSITIVITY, *ISF, []) == S.OK
-    assert pump.calc.set_schedule(S.CALC_TARGET, *TARGET) == S.OK
+    assert pump.calculator().set_schedule(S.CALC_CARB_RATIO, *CR, []) == S.OK
+    assert pump.calculator().set_schedule(S.CALC_SENSITIVITY, *ISF, []) == S.OK
+    assert pump.calculator().set_schedule(S.CALC_TARGET, *TARGET) == S.OK
     return rig, pump
 
 
 def calc(pump, carbs, bg):
-    code = pump.calc.calculate(carbs, bg)
+    code = pump.calculator().calculate(carbs, bg)
     assert code == S.OK, (code, pump.detail)
-    out = list(pump.calc.out)
+    out = list(pump.calculator().out)
     assert pump.detail == out[4]
     return out
 
@@ -41,13 +41,14 @@ def calc(pump, carbs, bg):
 @pytest.mark.req("THR-8")
 def test_calculator_refuses_until_its_schedules_are_programmed():
     rig, pump = make_pump()
-    assert pump.calc.calculate(45, 180) == S.E_NOT_CONFIGURED and pump.detail == S.CALC_CARB_RATIO
-    assert pump.calc.set_schedule(S.CALC_CARB_RATIO, [0], [100], []) == S.OK
-    assert pump.calc.calculate(45, 180) == S.E_NOT_CONFIGURED and pump.detail == S.CALC_SENSITIVITY
-    assert pump.calc.set_schedule(S.CALC_SENSITIVITY, [0], [50], []) == S.OK
-    assert pump.calc.calculate(45, 180) == S.E_NOT_CONFIGURED and pump.detail == S.CALC_TARGET
-    assert pump.calc.set_schedule(S.CALC_TARGET, [0], [100], [120]) == S.OK
-    assert pump.calc.calculate(45, 180) == S.OK
+    calc = pump.calculator()
+    assert calc.calculate(45, 180) == S.E_NOT_CONFIGURED and pump.detail == S.CALC_CARB_RATIO
+    assert calc.set_schedule(S.CALC_CARB_RATIO, [0], [100], []) == S.OK
+    assert calc.calculate(45, 180) == S.E_NOT_CONFIGURED and pump.detail == S.CALC_SENSITIVITY
+    assert calc.set_schedule(S.CALC_SENSITIVITY, [0], [50], []) == S.OK
+    assert calc.calculate(45, 180) == S.E_NOT_CONFIGURED and pump.detail == S.CALC_TARGET
+    assert calc.set_schedule(S.CALC_TARGET, [0], [100], [120]) == S.OK
+    assert calc.calculate(45, 180) == S.OK
 
 
 @pytest.mark.req("THR-8")
@@ -69,7 +70,8 @@ def test_calculator_refuses_until_its_schedules_are_programmed():
 def test_schedule_refusals_change_nothing(kind, starts, values, highs, code, detail):
     rig, pump = calc_pump()
     before = list(pump.settings.values)
-    assert pump.calc.set_schedule(kind, starts, values, highs) == code and pump.detail == detail
+    calc = pump.calculator()
+    assert calc.set_schedule(kind, starts, values, highs) == code and pump.detail == detail
     assert list(pump.settings.values) == before
 
 
@@ -104,7 +106,7 @@ def test_a_correction_below_the_target_rounds_toward_less_insulin():
     sensitivity of 45 does not divide 15 000 (mutant
     calc-low-correction-rounded-toward-insulin)."""
     rig, pump = calc_pump()  # 13:00: 12.5 g/U, target 100-120
-    assert pump.calc.set_schedule(S.CALC_SENSITIVITY, [0], [45], []) == S.OK
+    assert pump.calculator().set_schedule(S.CALC_SENSITIVITY, [0], [45], []) == S.OK
     out = calc(pump, 45, 85)  # (100 - 85) * 1000 / 45 = 333.3 mU
     assert out[:5] == [3600, -334, 0, 3266, 3250]
     assert out[5] == S.CALC_ROUNDED and out[7] == 45
@@ -157,26 +159,26 @@ def test_calculate_delivers_nothing():
 @pytest.mark.req("THR-8")
 def test_calculator_input_ranges():
     rig, pump = calc_pump()
-    assert pump.calc.calculate(301, 0) == S.E_OUT_OF_RANGE and pump.detail == 0
-    assert pump.calc.calculate(-1, 0) == S.E_OUT_OF_RANGE and pump.detail == 0
-    assert pump.calc.calculate(10, 19) == S.E_OUT_OF_RANGE and pump.detail == 1
-    assert pump.calc.calculate(10, 601) == S.E_OUT_OF_RANGE and pump.detail == 1
-    assert pump.calc.calculate(300, 600) == S.OK
+    assert pump.calculator().calculate(301, 0) == S.E_OUT_OF_RANGE and pump.detail == 0
+    assert pump.calculator().calculate(-1, 0) == S.E_OUT_OF_RANGE and pump.detail == 0
+    assert pump.calculator().calculate(10, 19) == S.E_OUT_OF_RANGE and pump.detail == 1
+    assert pump.calculator().calculate(10, 601) == S.E_OUT_OF_RANGE and pump.detail == 1
+    assert pump.calculator().calculate(300, 600) == S.OK
 
 
 @pytest.mark.req("THR-8", "HIS-1", "HIS-2")
 def test_schedules_persist_are_logged_and_read_back():
     rig, pump = calc_pump()
-    assert pump.calc.get_schedule(S.CALC_CARB_RATIO) == (CR[0], CR[1], [0, 0, 0])
-    assert pump.calc.get_schedule(S.CALC_TARGET) == (TARGET[0], TARGET[1], TARGET[2])
+    assert pump.calculator().get_schedule(S.CALC_CARB_RATIO) == (CR[0], CR[1], [0, 0, 0])
+    assert pump.calculator().get_schedule(S.CALC_TARGET) == (TARGET[0], TARGET[1], TARGET[2])
     recs = [r[3:6] for r in history(pump) if r[2] == S.H_CALC_SCHEDULE]
     assert recs == [(S.CALC_CARB_RATIO, 3, 100), (S.CALC_SENSITIVITY, 2, 50),
                     (S.CALC_TARGET, 2, 100)]
     pump = reboot(rig)
-    assert pump.calc.get_schedule(S.CALC_SENSITIVITY) == (ISF[0], ISF[1], [0, 0])
+    assert pump.calculator().get_schedule(S.CALC_SENSITIVITY) == (ISF[0], ISF[1], [0, 0])
     rig.storage.fail = True
-    assert pump.calc.set_schedule(S.CALC_SENSITIVITY, [0], [60], []) == S.E_STORAGE
-    assert pump.calc.get_schedule(S.CALC_SENSITIVITY) == (ISF[0], ISF[1], [0, 0])
+    assert pump.calculator().set_schedule(S.CALC_SENSITIVITY, [0], [60], []) == S.E_STORAGE
+    assert pump.calculator().get_schedule(S.CALC_SENSITIVITY) == (ISF[0], ISF[1], [0, 0])
 
 
 @pytest.mark.req("HIS-2", "SNS-2")
@@ -206,4 +208,4 @@ def test_settings_saved_by_the_previous_layout_still_load():
     pump = Pump(rig.hardware())
     assert pump.boot() == 0
     assert pump.settings.slots.loaded_n == SETTINGS_LEN  # saved in the new layout at boot
-    assert pump.setting(S.SET_MAX_BOLUS) == 7000 and pump.calc.get_schedule(0) is None
+    assert pump.setting(S.SET_MAX_BOLUS) == 7000 and pump.calculator().get_schedule(0) is None

@@ -26,7 +26,8 @@ import random
 import pytest
 
 from boards.fakes import PowerCut, Rig, Storage
-from firmware.pump import S_BOLUS_ID, S_STOP, S_TEMP_KIND, S_TIME_LOST, S_TIME_SET, Pump
+from firmware.layout import S_TIME_LOST, S_TIME_SET
+from firmware.pump import S_BOLUS_ID, S_STOP, S_TEMP_KIND, Pump
 from protocol import spec as S
 from tests.pumpkit import MONDAY_2026, basal_acc, history
 

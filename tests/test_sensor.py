@@ -9,6 +9,7 @@ record and host event for every raise and clear).
 import pytest
 
 from boards.fakes import Radio
+from firmware import pump_boot
 from firmware.cgm import Cgm
 from firmware.layout import S_MONO_S
 from protocol import spec as S
@@ -443,5 +444,5 @@ def test_cgm_state_is_small_and_preallocated():
     # (heap, issue 12); one reading on flash brings it back at the boot's restore
     bare = Cgm(pump, None, pump.cgm.log)
     assert bare.minutes is None and bare.values is None
-    bare.restore()
+    pump_boot.restore_cgm(bare)
     assert bare.minutes is None and bare.count == 0

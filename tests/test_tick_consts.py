@@ -153,3 +153,18 @@ def test_the_request_path_private_constants_equal_the_spec(module):
     assert len(names) == (10 if module == "link" else 5)
     for name in names:
         assert getattr(mod, name) == LINK_SOURCES[name], name
+
+
+@pytest.mark.req("HW-4")
+def test_the_boot_and_cold_modules_repeat_pump_py_constants_exactly():
+    """firmware/pump_boot.py and firmware/pump_cold.py (issue 12: code out of the modules
+    the boot keeps) repeat some of pump.py's private consts, firmware/cgm_sensor.py one of
+    cgm.py's: each must equal its source."""
+    from firmware import cgm, cgm_sensor, pump_boot, pump_cold
+
+    for name, module, source in (("pump_boot", pump_boot, P), ("pump_cold", pump_cold, P),
+                                 ("cgm_sensor", cgm_sensor, cgm)):
+        consts = private_consts(name)
+        assert consts, name
+        for const in consts:
+            assert getattr(module, const) == getattr(source, const), (name, const)
