@@ -15,7 +15,6 @@ from firmware.wire import COBS_MAX, Decoder
 from protocol import spec as S
 
 RX_SIZE = 16384
-CHUNK_SIZE = 256  # one read() takes what a pipe holds: a request in one system call
 HOLD_SIZE = COBS_MAX + 16
 
 
@@ -23,7 +22,7 @@ class EmuSerial:
     """The protocol link on stdin/stdout, with dropped and corrupted frames (per mille, from
     the seeded random numbers) in both directions. readinto never blocks."""
 
-    def __init__(self, board, world, clock, console_in=None):
+    def __init__(self, board, world, clock, console_in=None, read_chunk=1):
         self.board = board
         self.world = world
         self.clock = clock
@@ -36,7 +35,9 @@ class EmuSerial:
         self.all_poll.register(self.inp, select.POLLIN)
         if console_in is not None:
             self.all_poll.register(console_in, select.POLLIN)
-        self.chunk = bytearray(CHUNK_SIZE)  # stdin is non-blocking (the launcher sets it)
+        # bytes per read: 1 on a blocking stdin (the QEMU board's UART); up to READ_CHUNK
+        # where the launcher made stdin a non-blocking pipe (host_tools/launch.py READ_CHUNK)
+        self.chunk = bytearray(read_chunk)
         self.rx = bytearray(RX_SIZE)  # bytes ready for the firmware
         self.rx_at = 0
         self.rx_n = 0
@@ -66,7 +67,7 @@ class EmuSerial:
         chunk = self.chunk
         inp = self.inp
         while poll(0):
-            n = inp.readinto(chunk)  # what is there, up to CHUNK_SIZE; None: nothing yet
+            n = inp.readinto(chunk)  # what is there, up to len(chunk); None: nothing yet
             if n is None:
                 return
             if not n:

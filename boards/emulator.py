@@ -142,10 +142,12 @@ from protocol import spec as S  # noqa: E402
 def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=None,
                   telemetry_fd=None, cgm_trace=None, patient=None, world=None, board=None,
                   storage=None, key=None, board_id=S.BOARD_UNIX, sensor_in=None,
-                  sensor_port=None):
+                  sensor_port=None, read_chunk=1):
     """patient: (fd out, fd in) of the virtual patient's pipes, or None. A board without
     files (boards/qemu_arm.py) passes its own world, board, storage and key, and its
-    sensor UART as `sensor_port` (instead of a pty's fd `sensor_in`)."""
+    sensor UART as `sensor_port` (instead of a pty's fd `sensor_in`). read_chunk: bytes
+    per read of stdin; above 1 only when stdin is non-blocking (the launcher's pipe), as a
+    blocking read waits for all of them."""
     if world is None:
         world = World(state_dir)
     if board is None:
@@ -177,7 +179,8 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
     motor.radio = radio
     # the buzzer's timeline in virtual ms since boot ("q": past 2**31 ms, 24 days)
     annunciator = Annunciator(lambda: clock.elapsed, "q")
-    serial = EmuSerial(board, world, clock, console.inp if console is not None else None)
+    serial = EmuSerial(board, world, clock, console.inp if console is not None else None,
+                       read_chunk)
     emu = Emulator(board, world, clock, serial, battery, line, buttons, storage, radio,
                    annunciator,
                    TelemetryPort(telemetry_fd) if telemetry_fd is not None else None)
@@ -196,7 +199,8 @@ def make_hardware(state_dir, pulse_mu=50, reset_cause=S.RESET_POWER_ON, console=
 def parse_args(argv):
     opts = {"--state": None, "--pulse": "50", "--reset-cause": "0", "--console-in": None,
             "--console-out": None, "--telemetry": None, "--cgm-trace": None,
-            "--patient-in": None, "--patient-out": None, "--sensor-in": None}
+            "--patient-in": None, "--patient-out": None, "--sensor-in": None,
+            "--read-chunk": "1"}
     return parse_options(argv, opts)
 
 
@@ -213,7 +217,7 @@ def start(argv):
         hw = make_hardware(opts["--state"], pulse, int(opts["--reset-cause"]), console,
                            int(tel) if tel is not None else None, opts["--cgm-trace"],
                            patient, sensor_in=int(opts["--sensor-in"]) if opts["--sensor-in"]
-                           else None)
+                           else None, read_chunk=int(opts["--read-chunk"]))
     except (ValueError, OSError) as exc:
         sys.stderr.write("boards/emulator.py: {}\n".format(exc))
         sys.exit(2)

@@ -58,6 +58,9 @@ RESET_POWER_ON = 0  # protocol.spec RESET_* (reset cause logged in the boot reco
 RESET_WATCHDOG = 1
 
 DEFAULT_JITTER_MS = 20
+# bytes per read of the firmware's stdin, a non-blocking pipe (boards/emu_transport.py,
+# --read-chunk): a whole request in one system call instead of a poll and a read per byte
+READ_CHUNK = 256
 
 
 def find_micropython() -> str:
@@ -210,7 +213,8 @@ class Emulator:
         con_in_r = con_in_w = con_out_r = con_out_w = None
         fds = []
         args = [self.micropython, str(BOARD_SCRIPT), "--state", str(self.state_dir),
-                "--pulse", str(self.pulse_mu), "--reset-cause", str(reset_cause)]
+                "--pulse", str(self.pulse_mu), "--reset-cause", str(reset_cause),
+                "--read-chunk", str(READ_CHUNK)]
         if self.cgm_trace is not None:
             args += ["--cgm-trace", str(self.cgm_trace)]
         if self.sensor_master is not None:
@@ -268,7 +272,7 @@ class Emulator:
                 except OSError:
                     pass
                 setattr(self, name, None)
-        for f in (self.proc.stdout,):
+        for f in (self.proc.stdin, self.proc.stdout):
             if f is not None:
                 try:
                     f.close()
@@ -309,7 +313,8 @@ class Emulator:
     def _serve_child(self):
         """Relay until the firmware's stdout closes (it exited) or close()."""
         child_out = self.proc.stdout.fileno()
-        child_in = self._child_in
+        # the board's input: our own pipe (_spawn), or Popen's (a subclass's _spawn: QEMU)
+        child_in = self.proc.stdin.fileno() if self.proc.stdin is not None else self._child_in
         sel = selectors.DefaultSelector()
         sel.register(child_out, selectors.EVENT_READ, "fw")
         sel.register(self.master, selectors.EVENT_READ, "pty")

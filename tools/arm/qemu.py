@@ -197,6 +197,7 @@ class QemuBoard(HL.Emulator):
                                      pass_fds=[sensor] if sensor is not None else [])
         self._tel_r = tel_r
         self._tel_buf = b""
+        self._child_in = None  # the UART's input is Popen's stdin pipe
         self._con_in_w = self._con_out_r = None
         self._pat_r = self._pat_w = None
 
