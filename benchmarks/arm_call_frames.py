@@ -123,7 +123,6 @@ print("PEAK", "direct", peak(), END - BASE)
 # (its loop, service and console frames sit below the link's and the console's)
 from boards.fakes import Rig, Serial
 from firmware.main import Runner
-from protocol import spec as S
 # tests/mp_console.py's session (that module is not in the test image)
 STEPS = (("line", "status"), ("line", "bolus 1.5"), ("line", "yes"), ("run", 40),
          ("line", "temp pct 55 60"), ("line", "set max_bolus 30"), ("line", "frobnicate"),
@@ -139,15 +138,7 @@ hw.console = port = Serial()
 runner = Runner(hw)
 runner.boot()
 port.take()
-p = runner.pump  # set up as tests/mp_link.py's bench does: delivering, a temp basal
-assert p.settings.set_profile(0, b"test", [0, 12, 24], [800, 1500, 1200]) == S.OK
-assert p.set_time(L.MONDAY + 13 * 3600, 60) == S.OK
-assert p.rewind() == S.OK
-assert p.fill(25000) == S.OK
-assert p.prime(S.PRIME_TUBING, 500) == S.OK
-assert p.prime(S.PRIME_CANNULA, 100) == S.OK
-assert p.resume() == S.OK
-assert p.set_temp_basal(S.TEMP_PERCENT, 150, 120) == S.OK
+L.make_ready(runner.pump)  # delivering, a temp basal, as tests/mp_link.py's bench
 answered = typed = 0
 for label, data, answer in L.request_frames():
     rig.serial.send(data)

@@ -59,15 +59,7 @@ def bench(key=KEY, ready=True, bolus=True):
     pump = Pump(rig.hardware())
     pump.boot()
     if ready:
-        assert pump.settings.set(S.SET_RES_LOW, 50000) == S.OK
-        assert pump.settings.set_profile(0, b"test", [0, 12, 24], [800, 1500, 1200]) == S.OK
-        assert pump.set_time(MONDAY + 13 * 3600, 60) == S.OK
-        assert pump.rewind() == S.OK
-        assert pump.fill(25000) == S.OK
-        assert pump.prime(S.PRIME_TUBING, 500) == S.OK
-        assert pump.prime(S.PRIME_CANNULA, 100) == S.OK
-        assert pump.resume() == S.OK
-        assert pump.set_temp_basal(S.TEMP_PERCENT, 150, 120) == S.OK
+        make_ready(pump)
         if bolus:
             assert pump.bolus(S.BOLUS_NORMAL, 2000, 0, 0) == S.OK
         for _ in range(20):
@@ -78,6 +70,20 @@ def bench(key=KEY, ready=True, bolus=True):
         link.poll()  # sends the queued events
     rig.serial.out_count = 0
     return rig, pump, link
+
+
+def make_ready(pump):
+    """A booted pump set up to deliver: profile, time, reservoir 24.4 U (reservoir-low
+    alarm), primed, running, a 150 % temp basal for 2 h."""
+    assert pump.settings.set(S.SET_RES_LOW, 50000) == S.OK
+    assert pump.settings.set_profile(0, b"test", [0, 12, 24], [800, 1500, 1200]) == S.OK
+    assert pump.set_time(MONDAY + 13 * 3600, 60) == S.OK
+    assert pump.rewind() == S.OK
+    assert pump.fill(25000) == S.OK
+    assert pump.prime(S.PRIME_TUBING, 500) == S.OK
+    assert pump.prime(S.PRIME_CANNULA, 100) == S.OK
+    assert pump.resume() == S.OK
+    assert pump.set_temp_basal(S.TEMP_PERCENT, 150, 120) == S.OK
 
 
 def frames(data):
