@@ -82,7 +82,11 @@ def block_size():
 
 
 def emit(record):
-    print("RESULT " + json.dumps(record))
+    # streamed, not built as one string first: a request_alloc record is ~2.5 kB, more than
+    # the 32-bit wasm heap may have in one piece at the end of a run
+    sys.stdout.write("RESULT ")
+    json.dump(record, sys.stdout)
+    sys.stdout.write("\n")
 
 
 # --------------------------------------------------------------------------- requests
