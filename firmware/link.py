@@ -61,11 +61,11 @@ from firmware.wire import (
     Auth,
     Decoder,
     Encoder,
-    cobs_encode,
     get,
     get_int,
     known,
     message_format,
+    seal,
 )
 from protocol.spec import (
     AUTH_BAD_MAC,
@@ -501,8 +501,9 @@ class Link:
     def _events(self):
         """Send queued pump events, at most MAX_EVENTS frames per poll. Each frame is
         packed whole (header and payload, one pack_into) straight from the pump's event
-        ring, then CRC and COBS: not through Encoder.begin/finish and the `ev` copy
-        (issue 12: ~36,000 M0+ instructions a frame that way)."""
+        ring, then CRC and COBS by wire.seal (as every answer): not through
+        Encoder.begin/finish and the `ev` copy (issue 12: ~36,000 M0+ instructions a frame
+        that way)."""
         events = self.pump.events
         if not events.count:
             return  # nothing queued (the common case)
@@ -517,9 +518,6 @@ class Link:
             i = events.pop()
             pack_into(_EVENT_FRAME_FORMAT, buf, 0, _VERSION, _F_EVENT, 0, M_EVENT,
                       ring[i], ring[i + 1], ring[i + 2], ring[i + 3])
-            c = crc16(buf, 0, _EVENT_END)
-            buf[_EVENT_END] = c & 0xFF
-            buf[_EVENT_END + 1] = c >> 8
             stats[FRAMES_OUT] += 1
-            self.serial.write(wire, cobs_encode(buf, _EVENT_END + _CRC_SIZE, wire))
+            self.serial.write(wire, seal(buf, _EVENT_END, wire))  # CRC and COBS
             sent += 1
