@@ -43,7 +43,7 @@ from array import array
 
 from firmware import cgm_record as R
 from firmware.compat import const, ticks_diff
-from firmware.crc import crc16
+from firmware.crc import stamped
 from firmware.wire import Decoder
 from protocol.spec import CGM_EXPIRED, CGM_HIGH, CGM_LOW, CGM_WARMUP, SIGNAL_LOSS_MIN
 
@@ -136,7 +136,7 @@ class CgmLink:
                 st[ST_FRAMES] -= 1  # a lone delimiter (resynchronisation), not a frame
             return 0
         buf = self.dec.buf
-        if crc16(buf, 0, size - 2) != buf[size - 2] | buf[size - 1] << 8:
+        if not stamped(buf, size - 2):
             st[ST_BAD_FRAME] += 1
             return 0
         out = self.out

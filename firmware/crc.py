@@ -1,7 +1,8 @@
 """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF), table driven and allocation-free.
 
-`crc16` is the C version where the image has it (the ARM images' crc16c module,
-tools/arm/cmod/crc16c: ~10 M0+ instructions a byte instead of ~52), else the viper version
+`crc16` (and `stamp`, `stamped`: a trailer written, checked) is the C version where the
+image has it (the ARM images' crc16c module, tools/arm/cmod/crc16c: ~10 M0+ instructions
+a byte instead of ~52), else the viper version
 (firmware/native.py) where the runtime has a native emitter, else the portable bytecode
 below; all give the same result for every input. NATIVE says whether the viper functions
 (firmware/native.py) exist, whichever crc16 is used.
@@ -60,7 +61,23 @@ def crc16_portable(buf, start, end):
     return crc
 
 
+def stamp_portable(buf, n):
+    """buf[n:n + 2] = the CRC of buf[:n], little-endian: the trailer of every history
+    record, slot image and frame. `stamp` is the ARM images' C version (crc16c.stamp)."""
+    c = crc16(buf, 0, n)
+    buf[n] = c & 0xFF
+    buf[n + 1] = c >> 8
+
+
+def stamped_portable(buf, n):
+    """Does buf[n:n + 2] hold the CRC of buf[:n] (little-endian)? `stamped` is the ARM
+    images' C version (crc16c.stamped)."""
+    return crc16(buf, 0, n) == buf[n] | (buf[n + 1] << 8)
+
+
 crc16 = crc16_portable
+stamp = stamp_portable
+stamped = stamped_portable
 NATIVE = False  # True where the viper functions (firmware/native.py) load
 try:
     from firmware.native import crc16  # noqa: F811, F401
@@ -69,6 +86,6 @@ except (ImportError, SyntaxError, ValueError):
     # CPython; a MicroPython without a native emitter; a .mpy built for another arch
     pass
 try:
-    from crc16c import crc16  # noqa: F811, F401
+    from crc16c import crc16, stamp, stamped  # noqa: F811, F401
 except ImportError:  # every runtime but the ARM images
     pass

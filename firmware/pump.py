@@ -44,9 +44,6 @@ from firmware.layout import (
     S_EXT_DURATION,
     S_EXT_ELAPSED,
     S_EXT_REQ,
-    S_LAST_CMD,
-    S_LAST_CODE,
-    S_LAST_DETAIL,
     S_LOCAL_DAY,
     S_MONO_S,
     S_NEXT_BOLUS_ID,
@@ -358,21 +355,21 @@ class Pump:
         cmd = self.cmd
         self.cmd = 0
         st = self.state
-        if (self.cmd_saved and st[S_LAST_CMD] == cmd and st[S_LAST_CODE] == code
-                and st[S_LAST_DETAIL] == self.detail):
+        if (self.cmd_saved and st[_S_LAST_CMD] == cmd and st[_S_LAST_CODE] == code
+                and st[_S_LAST_DETAIL] == self.detail):
             return True
-        st[S_LAST_CMD] = cmd
-        st[S_LAST_CODE] = code
-        st[S_LAST_DETAIL] = self.detail
+        st[_S_LAST_CMD] = cmd
+        st[_S_LAST_CODE] = code
+        st[_S_LAST_DETAIL] = self.detail
         return self._commit(0, 0, 0)
 
     def last_command(self, out):
         """The last link command carried out, as saved with the state: out[0:3] = (cmd id
         signed 32-bit or 0, code, detail). Allocation-free (LNK-3)."""
         st = self.state
-        out[0] = st[S_LAST_CMD]
-        out[1] = st[S_LAST_CODE]
-        out[2] = st[S_LAST_DETAIL]
+        out[0] = st[_S_LAST_CMD]
+        out[1] = st[_S_LAST_CODE]
+        out[2] = st[_S_LAST_DETAIL]
 
     def calculator(self):
         """The bolus calculator (THR-8, firmware/calc.py), made at its first use: only the
@@ -500,16 +497,15 @@ class Pump:
             return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_BOLUS)
         st = self.state
         doses = self.doses
-        owed = self._bolus_owed()
+        owed = self._bolus_owed() if st[_S_BOLUS_ID] else 0  # _clear_bolus zeroes it all
         # bolus_last_hour() and dose_last_day() inline (issue 12: four calls fewer); the
         # windows as Doses.bolus_hour() and total_day() read them (tests/test_doses_hour.py)
         if doses.sum_hour + st[_S_BUCKET_BOLUS] + owed + total > limit[_AT_MAX_BOLUS_1H]:
             return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_BOLUS_1H)
         if doses.sum_total + st[_S_BUCKET_TOTAL] + owed + total > limit[_AT_MAX_TDD]:
             return self._refuse(S.E_OVER_LIMIT, S.SET_MAX_TDD)
-        code = self._refuse_if_stopped()
-        if code:
-            return code
+        if st[_S_STOP]:
+            return self._refuse_if_stopped()
         if st[_S_BOLUS_ID]:
             return self._refuse(S.E_BOLUS_RUNNING, st[_S_BOLUS_ID])
         if total // pulse > self.reservoir_pulses():
@@ -526,7 +522,7 @@ class Pump:
         st[_S_EXT_ELAPSED] = 0
         st[_S_BOLUS_ACC] = 0
         st[_S_EXT_ACC] = 0
-        self._log(_H_BOLUS_START, kind, bolus_id, now_mu, ext_mu)
+        self.history.append(self.utc_seconds(), _H_BOLUS_START, kind, bolus_id, now_mu, ext_mu)
         self.detail = bolus_id  # before the save: it carries the link command's result
         if not self._commit(0, 0, 0):
             self._clear_bolus()

@@ -7,15 +7,16 @@ from inside the tick does not allocate (HIS-1, HIS-2).
 import struct
 from struct import pack_into
 
-from firmware.crc import NATIVE, crc16
+from firmware.compat import const
+from firmware.crc import NATIVE, stamp, stamped
 
 copy = None  # the viper byte copy (firmware/native.py) where there is one
 if NATIVE:
     from firmware.native import copy
 
 REC_FMT = "<IIBBiiiH"  # seq, time, kind, arg, v1, v2, v3, crc
-REC_SIZE = 24
-_REC_CRC_AT = 22
+REC_SIZE = const(24)
+_REC_CRC_AT = const(22)
 SCAN_FEED = 256  # records read between two watchdog feeds during the boot scan
 
 
@@ -37,7 +38,7 @@ class History:
         self.write_errors = 0
 
     def _valid(self, rec):
-        return crc16(rec, 0, _REC_CRC_AT) == (rec[22] | (rec[23] << 8))
+        return stamped(rec, _REC_CRC_AT)
 
     def scan(self, feed=None):
         """Find the head after boot. Returns the number of valid records. `feed` (the
@@ -70,9 +71,7 @@ class History:
         seq = self.next_seq
         rec = self.rec
         pack_into(REC_FMT, rec, 0, seq, time_s, kind, arg, v1, v2, v3, 0)
-        c = crc16(rec, 0, _REC_CRC_AT)
-        rec[22] = c & 0xFF
-        rec[23] = c >> 8
+        stamp(rec, _REC_CRC_AT)
         try:
             self.storage.write(self.region, ((seq - 1) % self.capacity) * REC_SIZE, rec)
         except OSError:
@@ -141,12 +140,12 @@ class Slots:
         img = self.image
         self.storage.read(self.regions[which], 0, img)
         n4 = 4 * self.n
-        if crc16(img, 0, n4) == (img[n4] | (img[n4 + 1] << 8)):
+        if stamped(img, n4):
             self.loaded_n = self.n
         else:
             for n in self.legacy:
                 n4 = 4 * n
-                if n < self.n and crc16(img, 0, n4) == (img[n4] | (img[n4 + 1] << 8)):
+                if n < self.n and stamped(img, n4):
                     self.loaded_n = n
                     break
             else:
@@ -193,9 +192,7 @@ class Slots:
         else:
             for i in range(self.n):
                 struct.pack_into("<i", img, 4 * i, v[i])
-        c = crc16(img, 0, n4)
-        img[n4] = c & 0xFF
-        img[n4 + 1] = c >> 8
+        stamp(img, n4)
         target = 1 - self.newest
         try:
             self.storage.write(self.regions[target], 0, img)
@@ -230,9 +227,7 @@ class Totals:
     def save(self, day, basal, bolus, prime):
         rec = self.rec
         struct.pack_into(TOT_FMT, rec, 0, day, basal, bolus, prime, 0)
-        c = crc16(rec, 0, 16)
-        rec[16] = c & 0xFF
-        rec[17] = c >> 8
+        stamp(rec, 16)
         try:
             self.storage.write(self.region, (day % TOTAL_DAYS) * TOT_SIZE, rec)
         except OSError:
@@ -244,7 +239,7 @@ class Totals:
         Allocation-free: midnight, inside the tick, continues a recorded day."""
         rec = self.rec
         self.storage.read(self.region, (day % TOTAL_DAYS) * TOT_SIZE, rec)
-        if crc16(rec, 0, 16) != (rec[16] | (rec[17] << 8)) or _i32(rec, 0) != day:
+        if not stamped(rec, 16) or _i32(rec, 0) != day:
             return False
         out[at] = _i32(rec, 4)
         out[at + 1] = _i32(rec, 8)
@@ -255,7 +250,7 @@ class Totals:
         """(basal, bolus, prime) recorded for `day`, or None. Outside the tick."""
         rec = self.rec
         self.storage.read(self.region, (day % TOTAL_DAYS) * TOT_SIZE, rec)
-        if crc16(rec, 0, 16) != (rec[16] | (rec[17] << 8)):
+        if not stamped(rec, 16):
             return None
         d, basal, bolus, prime, _ = struct.unpack_from(TOT_FMT, rec, 0)
         return (basal, bolus, prime) if d == day else None

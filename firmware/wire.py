@@ -23,7 +23,7 @@ import struct
 from array import array
 
 from firmware.compat import const
-from firmware.crc import NATIVE, crc16
+from firmware.crc import NATIVE, stamp
 from protocol.spec import (
     HEADER_SIZE,
     MAX_FRAME,
@@ -240,9 +240,7 @@ def seal_portable(buf, n, wire):
     """buf[n:n + 2] = the CRC of buf[:n] (little-endian), then COBS(buf[:n + 2]) + 0x00
     into wire; returns the wire length. `seal` is the ARM images' C version (crc16c.seal:
     both byte loops in one call), else this with the viper or portable pieces."""
-    c = crc16(buf, 0, n)
-    buf[n] = c & 0xFF
-    buf[n + 1] = c >> 8
+    stamp(buf, n)
     return cobs_encode(buf, n + _CRC_SIZE, wire)
 
 

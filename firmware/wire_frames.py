@@ -2,7 +2,7 @@
 them): firmware/wire.py hands them out as `wire.encode_frame` / `wire.decode_frame` on first
 use, so a board that loads .mpy files keeps their bytecode out of RAM (issue 12)."""
 
-from firmware.crc import crc16
+from firmware.crc import stamped
 from firmware.wire import (
     _FIRST,
     _KIND,
@@ -101,7 +101,7 @@ def decode_frame(frame, key=None):
         raise ValueError("bad COBS or frame too long")
     if n < HEADER_SIZE + CRC_SIZE:
         raise ValueError("truncated frame")
-    if crc16(buf, 0, n - CRC_SIZE) != buf[n - 2] | (buf[n - 1] << 8):
+    if not stamped(buf, n - CRC_SIZE):
         raise ValueError("bad CRC")
     if buf[0] != PROTOCOL_VERSION:
         raise ValueError("other protocol version")

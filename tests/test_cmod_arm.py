@@ -111,6 +111,21 @@ for k in range(60):
             if a != native.crc16(buf, start, end) or a != crc.crc16_portable(buf, start, end):
                 r["diff"].append([k, start, end])
             r["n"] += 1
+# stamp/stamped (a trailer written, checked) against the portable versions, a flipped
+# byte anywhere in buf[:n + 2] included
+r["stamp_is_c"] = crc.stamp is crc16c.stamp and crc.stamped is crc16c.stamped
+r["stamp_diff"] = []
+for k in range(40):
+    n = (k * 29) % 260
+    a = bytearray(gen(7000 + k, n) + bytes(2))
+    p = bytearray(a)
+    crc16c.stamp(a, n)
+    crc.stamp_portable(p, n)
+    good = [a == p, crc16c.stamped(a, n), crc.stamped_portable(a, n)]
+    a[k % (n + 2)] ^= 1 << (k % 8)
+    bad = [crc16c.stamped(a, n), crc.stamped_portable(a, n)]
+    if good != [True, True, True] or bad != [False, False]:
+        r["stamp_diff"].append(k)
 r["empty"] = crc.crc16(b"", 0, 0)
 r["check"] = crc.crc16(b"123456789", 0, 9)  # the standard check value of CRC-16/CCITT-FALSE
 try:
@@ -292,6 +307,7 @@ def test_c_crc_matches_the_viper_and_portable_crc_on_arm(arm_out):
     (r,) = _lines(arm_out, "CRC")
     assert r["crc_is_c"] is True and r["native"] is True
     assert r["diff"] == [] and r["n"] >= 200
+    assert r["stamp_is_c"] is True and r["stamp_diff"] == []
     assert r["empty"] == 0xFFFF
     assert r["check"] == 0x29B1
     assert r["past_end"] == "start:end outside the buffer"

@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 import firmware.main
 from firmware import VERSION, wire
+from firmware.layout import S_LAST_CMD
 from firmware.link import FRAMES_OUT, RING, Link
-from firmware.pump import S_BOOTS, S_LAST_CMD, Pump
+from firmware.pump import S_BOOTS, Pump
 from protocol import refusals
 from protocol import spec as S
 from tests import mp_link as M
@@ -748,6 +749,26 @@ def test_event_frames_are_byte_for_byte_the_generic_encoding(events):
     assert out == b"".join(wire.encode_frame(ID["event"], 0, S.F_EVENT, list(ev))
                            for ev in events)
     assert b.pump.events.count == 0
+
+
+@pytest.mark.req("LNK-2", "LNK-4", "LNK-6")
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 0xFFFF), st.integers(0, (1 << 32) - 1), st.integers(0, 255),
+       st.integers(-(1 << 31), (1 << 31) - 1), st.none() | st.integers(1, (1 << 32) - 1))
+def test_result_frames_are_byte_for_byte_the_generic_encoding(seq, cmd, code, detail, counter):
+    """Link._result packs a RESULT frame whole and seals it in one call (issue 12): the
+    bytes on the wire are exactly wire.encode_frame's, signed with the request's counter
+    when the request was authenticated (`counter`), plain otherwise."""
+    from firmware import link as L
+
+    assert L._RESULT_END == S.HEADER_SIZE + wire.PAYLOAD_SIZE[ID["result"]]
+    b = Bench(bolus=False)
+    b.link.sign = counter is not None
+    b.link.reply_counter = counter or 0
+    b.link._result(seq, cmd, code, detail)
+    want = wire.encode_frame(ID["result"], seq, S.F_RESPONSE, [cmd, code, detail],
+                             key=KEY if counter is not None else None, counter=counter or 0)
+    assert bytes(b.rig.serial.take()) == want
 
 
 @pytest.mark.req("LNK-2")

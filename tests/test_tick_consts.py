@@ -66,8 +66,8 @@ def test_the_bolus_private_constants_equal_their_sources():
 
 @pytest.mark.req("HW-4", "LNK-2")
 def test_the_link_bolus_and_event_offsets_equal_the_table():
-    """Link._on_bolus reads the bolus fields and Link._events puts the event frame's CRC
-    at private const offsets: each equals the message table's (issue 12)."""
+    """Link._on_bolus reads the bolus fields and Link._events and Link._result put the
+    frame's CRC at private const offsets: each equals the message table's (issue 12)."""
     from firmware import link, wire
 
     mid = wire.INDEX["bolus"]
@@ -76,9 +76,10 @@ def test_the_link_bolus_and_event_offsets_equal_the_table():
     assert [link._BOLUS_KIND_AT, link._BOLUS_NOW_AT, link._BOLUS_EXT_AT,
             link._BOLUS_MINUTES_AT] == at
     assert link._EVENT_END == spec.HEADER_SIZE + wire.PAYLOAD_SIZE[link.M_EVENT]
+    assert link._RESULT_END == spec.HEADER_SIZE + wire.PAYLOAD_SIZE[link.M_RESULT]
     names = private_consts("link")
     assert {"_BOLUS_KIND_AT", "_BOLUS_NOW_AT", "_BOLUS_EXT_AT", "_BOLUS_MINUTES_AT",
-            "_EVENT_END"} <= set(names)
+            "_EVENT_END", "_RESULT_END"} <= set(names)
 
 
 @pytest.mark.req("HW-4")

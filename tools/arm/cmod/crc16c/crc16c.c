@@ -3,6 +3,10 @@
 // `import crc16c` works, else its viper or portable version (the same results).
 //
 //   crc16c.crc16(buf, start, end) -> the CRC of buf[start:end]
+//   crc16c.stamp(buf, n): buf[n:n + 2] = the CRC of buf[:n] (LE): a record's, a slot
+//       image's or a frame's trailer (firmware/crc.py stamp_portable)
+//   crc16c.stamped(buf, n) -> True if buf[n:n + 2] holds the CRC of buf[:n] (LE)
+//       (firmware/crc.py stamped_portable)
 //   crc16c.seal(buf, n, wire) -> wire length: buf[n:n + 2] = the CRC of buf[:n] (LE), then
 //       COBS(buf[:n + 2]) + 0x00 into wire (firmware/wire.py seal_portable, Encoder.finish)
 //   crc16c.cobs_feed(chunk, i, end, buf, st) -> index after the bytes consumed: COBS-decode
@@ -63,6 +67,34 @@ static mp_obj_t crc16c_crc16(mp_obj_t buf_in, mp_obj_t start_in, mp_obj_t end_in
     return MP_OBJ_NEW_SMALL_INT(crc16((const uint8_t *)buf.buf + start, (const uint8_t *)buf.buf + end));
 }
 static MP_DEFINE_CONST_FUN_OBJ_3(crc16c_crc16_obj, crc16c_crc16);
+
+// buf[:n + 2] of a writable (stamp) or readable buffer, else ValueError
+static uint8_t *trailer_buffer(mp_obj_t buf_in, mp_obj_t n_in, mp_int_t *n, int flags) {
+    mp_buffer_info_t buf;
+    mp_get_buffer_raise(buf_in, &buf, flags);
+    *n = mp_obj_get_int(n_in);
+    if (*n < 0 || (size_t)*n + 2 > buf.len) {
+        mp_raise_ValueError(MP_ERROR_TEXT("n + 2 bytes (the CRC) outside the buffer"));
+    }
+    return buf.buf;
+}
+
+static mp_obj_t crc16c_stamp(mp_obj_t buf_in, mp_obj_t n_in) {
+    mp_int_t n;
+    uint8_t *p = trailer_buffer(buf_in, n_in, &n, MP_BUFFER_WRITE);
+    uint32_t crc = crc16(p, p + n);
+    p[n] = crc & 0xFF;
+    p[n + 1] = crc >> 8;
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(crc16c_stamp_obj, crc16c_stamp);
+
+static mp_obj_t crc16c_stamped(mp_obj_t buf_in, mp_obj_t n_in) {
+    mp_int_t n;
+    const uint8_t *p = trailer_buffer(buf_in, n_in, &n, MP_BUFFER_READ);
+    return mp_obj_new_bool(crc16(p, p + n) == (uint32_t)(p[n] | (p[n + 1] << 8)));
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(crc16c_stamped_obj, crc16c_stamped);
 
 // buf[n:n + 2] = the CRC of buf[:n], then COBS(buf[:n + 2]) + 0x00 into wire; the wire
 // length. Also hmac256's seal (a signed answer's trailer, CRC and COBS in one call).
@@ -179,6 +211,8 @@ static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(crc16c_cobs_feed_obj, 5, 5, crc16c_co
 static const mp_rom_map_elem_t crc16c_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR_crc16c) },
     { MP_ROM_QSTR(MP_QSTR_crc16), MP_ROM_PTR(&crc16c_crc16_obj) },
+    { MP_ROM_QSTR(MP_QSTR_stamp), MP_ROM_PTR(&crc16c_stamp_obj) },
+    { MP_ROM_QSTR(MP_QSTR_stamped), MP_ROM_PTR(&crc16c_stamped_obj) },
     { MP_ROM_QSTR(MP_QSTR_seal), MP_ROM_PTR(&crc16c_seal_obj) },
     { MP_ROM_QSTR(MP_QSTR_cobs_feed), MP_ROM_PTR(&crc16c_cobs_feed_obj) },
 };
