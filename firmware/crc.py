@@ -49,18 +49,6 @@ _TABLE = (
 )
 
 
-def crc16_portable(buf, start, end):
-    """CRC of buf[start:end] (bytes-like); no slicing, no allocation."""
-    t = _TABLE
-    crc = 0xFFFF
-    i = start
-    while i < end:
-        k = (((crc >> 8) ^ buf[i]) & 0xFF) << 1
-        crc = ((crc << 8) & 0xFFFF) ^ t[k] ^ (t[k + 1] << 8)
-        i += 1
-    return crc
-
-
 def stamp_portable(buf, n):
     """buf[n:n + 2] = the CRC of buf[:n], little-endian: the trailer of every history
     record, slot image and frame. `stamp` is the ARM images' C version (crc16c.stamp)."""
@@ -75,16 +63,16 @@ def stamped_portable(buf, n):
     return crc16(buf, 0, n) == buf[n] | (buf[n + 1] << 8)
 
 
-crc16 = crc16_portable
 stamp = stamp_portable
 stamped = stamped_portable
 NATIVE = False  # True where the viper functions (firmware/native.py) load
 try:
-    from firmware.native import crc16  # noqa: F811, F401
+    from firmware.native import crc16
     NATIVE = True
 except (ImportError, SyntaxError, ValueError):
-    # CPython; a MicroPython without a native emitter; a .mpy built for another arch
-    pass
+    # CPython; a MicroPython without a native emitter; a .mpy built for another arch: the
+    # portable bytecode (firmware/portable.py, imported only then)
+    from firmware.portable import crc16
 try:
     from crc16c import crc16, stamp, stamped  # noqa: F811, F401
 except ImportError:  # every runtime but the ARM images

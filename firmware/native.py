@@ -1,8 +1,8 @@
 """Viper versions of the firmware's byte loops (issue 12): machine code on boards with a
 native emitter, selected at import by firmware/crc.py and firmware/wire.py.
 
-Each function here computes exactly what its portable twin computes (crc.crc16_portable,
-wire.cobs_encode_portable, wire.cobs_feed_portable; for `copy`, store.Slots' struct loops
+Each function here computes exactly what its portable twin computes (firmware/portable.py's
+crc16, cobs_encode, cobs_feed; for `copy`, store.Slots' struct loops
 and the fake drivers' byte loops); tests/test_native.py proves that byte for byte on every
 message of the table and on state images. Runtimes without a native emitter (the WebAssembly
 build) reject this module at compile time (SyntaxError) and CPython has no `micropython`
@@ -38,7 +38,7 @@ def crc16(p: ptr8, crc: int, n: int) -> int:  # noqa: F821 (viper built-ins)
 
 @micropython.viper
 def cobs_encode(src: ptr8, n: int, dst: ptr8) -> int:  # noqa: F821
-    """wire.cobs_encode_portable walking pointers (src, dst: the argument registers) with
+    """portable.cobs_encode walking pointers (src, dst: the argument registers) with
     the code byte's address `c`: the block's code is dst - c (~55 M0+ instructions a byte
     with indexes, ~35 so)."""
     start = uint(dst)  # noqa: F821
@@ -70,7 +70,7 @@ def cobs_encode(src: ptr8, n: int, dst: ptr8) -> int:  # noqa: F821
 
 @micropython.viper
 def cobs_feed(chunk: ptr8, i: int, end: int, buf: ptr8, st: ptr32) -> int:  # noqa: F821
-    """wire.cobs_feed_portable: COBS-decode chunk[i:end] into buf up to one 0x00; the
+    """portable.cobs_feed: COBS-decode chunk[i:end] into buf up to one 0x00; the
     state in st (wire.D_*: n, code, left, bad, cap, size, done)."""
     n = st[0]
     code = st[1]

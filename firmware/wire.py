@@ -194,46 +194,12 @@ def field_values(buf, mid):
     return values
 
 
-def cobs_encode_portable(src, n, dst):
-    """COBS-encode src[0:n] into dst and append the 0x00 delimiter; returns the length.
-
-    Byte for byte what the `cobs` package produces (no empty block after a final 0xFF
-    block). dst needs n + n // 254 + 2 bytes. Allocation-free. `cobs_encode` is the viper
-    version (firmware/native.py) where the runtime has a native emitter.
-    """
-    code_at = 0
-    m = 1
-    code = 1
-    i = 0
-    while i < n:
-        b = src[i]
-        i += 1
-        if b == 0:
-            dst[code_at] = code
-            code_at = m
-            m += 1
-            code = 1
-        else:
-            dst[m] = b
-            m += 1
-            code += 1
-            if code == 0xFF:
-                dst[code_at] = code
-                if i < n:
-                    code_at = m
-                    m += 1
-                    code = 1
-                else:
-                    code = 0  # closed: nothing follows
-    if code:
-        dst[code_at] = code
-    dst[m] = 0
-    return m + 1
-
-
-cobs_encode = cobs_encode_portable
+# COBS encoding: the viper version where the runtime has a native emitter, else the
+# portable bytecode (firmware/portable.py, imported only then)
 if NATIVE:
-    from firmware.native import cobs_encode  # noqa: F811
+    from firmware.native import cobs_encode
+else:
+    from firmware.portable import cobs_encode
 
 
 def seal_portable(buf, n, wire):
@@ -264,59 +230,15 @@ D_SIZE = const(5)
 D_DONE = const(6)
 
 
-def cobs_feed_portable(chunk, i, end, buf, st):
-    """Decode chunk[i:end] into buf up to and including one 0x00 (state in `st`, see D_*);
-    returns the index after the last byte consumed. `cobs_feed` is the C version on the
-    ARM images (crc16c.cobs_feed), else the viper version (firmware/native.py) where the
-    runtime has a native emitter."""
-    n = st[D_N]
-    code = st[D_CODE]
-    left = st[D_LEFT]
-    bad = st[D_BAD]
-    cap = st[D_CAP]
-    while i < end:
-        b = chunk[i]
-        i += 1
-        if b == 0:
-            st[D_SIZE] = -1 if bad or left else n
-            st[D_DONE] = 1
-            st[D_N] = 0
-            st[D_CODE] = 0
-            st[D_LEFT] = 0
-            st[D_BAD] = 0
-            return i
-        if bad:
-            continue
-        if left == 0:
-            if code and code != 0xFF:  # the previous block ended with a zero
-                if n >= cap:
-                    bad = 1
-                    continue
-                buf[n] = 0
-                n += 1
-            code = b
-            left = b - 1
-        else:
-            if n >= cap:
-                bad = 1
-                continue
-            buf[n] = b
-            n += 1
-            left -= 1
-    st[D_N] = n
-    st[D_CODE] = code
-    st[D_LEFT] = left
-    st[D_BAD] = bad
-    return i
-
-
-cobs_feed = cobs_feed_portable
-if NATIVE:
-    from firmware.native import cobs_feed  # noqa: F811
-try:  # the ARM images' C version (tools/arm/cmod/crc16c)
-    from crc16c import cobs_feed  # noqa: F811
+# COBS decoding: the ARM images' C version (tools/arm/cmod/crc16c), else the viper one, else
+# the portable bytecode (firmware/portable.py, imported only then)
+try:
+    from crc16c import cobs_feed
 except ImportError:
-    pass
+    if NATIVE:
+        from firmware.native import cobs_feed
+    else:
+        from firmware.portable import cobs_feed
 
 
 class Decoder:

@@ -9,7 +9,7 @@ import json
 import struct
 from array import array
 
-from firmware import crc, hmac_portable, native, wire
+from firmware import crc, hmac_portable, native, portable, wire
 from protocol.spec import AUTH_SIZE, CRC_SIZE, HEADER_SIZE, MAX_FRAME, MESSAGES
 
 
@@ -62,11 +62,11 @@ def frame_values(mid, rnd):
 
 def compare(buf, n, out_a, out_b):
     """(crc agrees, cobs agrees) for buf[0:n]."""
-    ok_crc = crc.crc16_portable(buf, 0, n) == native.crc16(buf, 0, n)
+    ok_crc = portable.crc16(buf, 0, n) == native.crc16(buf, 0, n)
     for i in range(len(out_a)):
         out_a[i] = 0x55
         out_b[i] = 0x55
-    la = wire.cobs_encode_portable(buf, n, out_a)
+    la = portable.cobs_encode(buf, n, out_a)
     lb = native.cobs_encode(buf, n, out_b)
     return ok_crc, la == lb and out_a == out_b
 
@@ -78,7 +78,7 @@ def feed_both(stream, cap, splits, rnd, feeds=None):
     sts = (array("i", [0] * 7), array("i", [0] * 7))
     for st in sts:
         st[wire.D_CAP] = cap
-    feeds = feeds or (native.cobs_feed, wire.cobs_feed_portable)
+    feeds = feeds or (native.cobs_feed, portable.cobs_feed)
     i = (0, 0)
     end = len(stream)
     while i[0] < end:
@@ -113,7 +113,7 @@ def feed_cases(rnd, rounds):
 def feed_sensitive(rnd):
     """feed_both can fail: a twin that decodes one byte wrong disagrees."""
     def wrong(chunk, i, end, buf, st):
-        i = wire.cobs_feed_portable(chunk, i, end, buf, st)
+        i = portable.cobs_feed(chunk, i, end, buf, st)
         if st[wire.D_DONE] and st[wire.D_SIZE] > 5:
             buf[5] ^= 1
         return i
@@ -234,8 +234,8 @@ def main_native(rounds):
     ref_len = native.cobs_encode(buf, 40, out_b)
     ref = bytes(out_b[:ref_len])
     buf[17] ^= 0x10
-    n2 = wire.cobs_encode_portable(buf, 40, out_a)
-    sensitive = (crc.crc16_portable(buf, 0, 40) != ref_crc
+    n2 = portable.cobs_encode(buf, 40, out_a)
+    sensitive = (portable.crc16(buf, 0, 40) != ref_crc
                  and bytes(out_a[:n2]) != ref)
     print("NATIVE " + json.dumps({"sensitive": sensitive,
                                   "native": crc.NATIVE and wire.cobs_encode is native.cobs_encode,

@@ -100,7 +100,7 @@ print("CHECKS " + json.dumps(r))
 
 # crc16c against the viper and the portable CRC (firmware/crc.py, firmware/native.py)
 import crc16c
-from firmware import crc, native
+from firmware import crc, native, portable
 r = {{"crc_is_c": crc.crc16 is crc16c.crc16, "native": crc.NATIVE, "diff": [], "n": 0}}
 for k in range(60):
     n = (k * 37) % 301
@@ -108,7 +108,7 @@ for k in range(60):
     for start, end in ((0, n), (k % 7, n), (0, n - k % 5), (n // 2, n // 2)):
         if 0 <= start <= end <= n:
             a = crc.crc16(buf, start, end)
-            if a != native.crc16(buf, start, end) or a != crc.crc16_portable(buf, start, end):
+            if a != native.crc16(buf, start, end) or a != portable.crc16(buf, start, end):
                 r["diff"].append([k, start, end])
             r["n"] += 1
 # stamp/stamped (a trailer written, checked) against the portable versions, a flipped
@@ -136,7 +136,7 @@ except ValueError as exc:
 print("CRC " + json.dumps(r))
 
 # a frame's ends in one C call each (seal, check; crc16c.seal, cobs_feed) against the
-# Python paths (HmacPortable, wire.seal_portable, wire.cobs_feed_portable), byte for byte
+# Python paths (HmacPortable, wire.seal_portable, portable.cobs_feed), byte for byte
 from array import array
 r = {{"seal_diff": [], "check_diff": [], "crc_cobs_diff": [], "feed_diff": [], "n": 0}}
 c = hmac256.HMAC(b"pairing key", wire.SCHEMA_LE)
@@ -176,7 +176,7 @@ for n in (0, 1, 2, 5, 100, 251, 252, 253, 254, 255, 300, 505, 506, 507):
     # frame and an overlong one after it
     stream = bytes(wc[:ln]) + b"\x05\x01\x00" + b"\x01" * 40 + b"\x00"
     out = []
-    for feed in (crc16c.cobs_feed, wire.cobs_feed_portable):
+    for feed in (crc16c.cobs_feed, portable.cobs_feed):
         buf = bytearray(600)
         st = array("i", [0] * 7)
         st[4] = 30 if n == 300 else 600  # D_CAP: a frame longer than the buffer is bad
@@ -353,7 +353,7 @@ def test_signed_requests_through_the_link_on_arm(arm_out):
 def test_c_frame_ends_match_the_python_paths_on_arm(arm_out):
     """hmac256's seal/check (a frame's auth trailer, CRC and COBS; the trailer's counter)
     and crc16c's seal/cobs_feed give what HmacPortable, wire.seal_portable and
-    wire.cobs_feed_portable give, byte for byte, allocate nothing and refuse bad
+    portable.cobs_feed give, byte for byte, allocate nothing and refuse bad
     arguments."""
     (r,) = _lines(arm_out, "FRAME")
     assert r["n"] == 40

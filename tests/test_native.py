@@ -50,7 +50,7 @@ def test_native_loops_match_portable_on_arm(tmp_path):
 
 def test_wasm_keeps_the_portable_code():
     """No native emitter: firmware.native does not compile there, crc16 stays portable."""
-    out = run_wasm("from firmware import crc, wire\n"
-                   "print('NATIVE', crc.NATIVE, wire.cobs_encode is wire.cobs_encode_portable,"
+    out = run_wasm("from firmware import crc, portable, wire\n"
+                   "print('NATIVE', crc.NATIVE, wire.cobs_encode is portable.cobs_encode,"
                    " crc.crc16(b'123456789', 0, 9))\n").stdout
     assert out.split() == ["NATIVE", "False", "True", str(0x29B1)]
