@@ -2,10 +2,10 @@
 
 `crc16` (and `stamp`, `stamped`: a trailer written, checked) is the C version where the
 image has it (the ARM images' crc16c module, tools/arm/cmod/crc16c: ~10 M0+ instructions
-a byte instead of ~52), else the viper version
-(firmware/native.py) where the runtime has a native emitter, else the portable bytecode
-below; all give the same result for every input. NATIVE says whether the viper functions
-(firmware/native.py) exist, whichever crc16 is used.
+a byte instead of ~52), else the viper version (firmware/native.py) where the runtime has a
+native emitter, else the portable bytecode (firmware/portable.py; `stamp_portable` and
+`stamped_portable` below over whichever crc16); all give the same result for every input.
+NATIVE says whether the viper functions (firmware/native.py) exist, whichever crc16 is used.
 """
 
 # The table of CRC-16/CCITT-FALSE (poly 0x1021): entry n, for n in 0..255, is the CRC

@@ -126,6 +126,7 @@ _EVENT_FORMAT = message_format(M_EVENT)
 _EVENT_FRAME_FORMAT = "<BBHB" + _EVENT_FORMAT[1:]
 _RESULT_FRAME_FORMAT = "<BBHB" + _RESULT_FORMAT[1:]  # the same for a RESULT (Link._result)
 _RESULT_END = const(14)  # header + result payload (tests/test_tick_consts.py)
+_CMD_ID_AT = const(5)  # every command's cmd_id <I, its first field (tests/test_tick_consts.py)
 # the bolus command's fields in the frame buffer (wire.field_offset(M_BOLUS, 1..4))
 _BOLUS_KIND_AT = const(9)
 _BOLUS_NOW_AT = const(10)
@@ -318,7 +319,7 @@ class Link:
     def _command(self, mid, seq, flags, handler):
         buf = self.dec.buf
         st = self.stats
-        cmd = get_int(buf, _HEADER_SIZE, 4)  # every command's first field: cmd_id <I
+        cmd = get_int(buf, _CMD_ID_AT, 4)  # every command's first field: cmd_id <I
         if not flags & _F_AUTH:
             st[BAD_AUTH] += 1
             self._result(seq, cmd, E_BAD_AUTH, AUTH_MISSING)

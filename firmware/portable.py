@@ -35,8 +35,8 @@ def cobs_encode(src, n, dst):
     """COBS-encode src[0:n] into dst and append the 0x00 delimiter; returns the length.
 
     Byte for byte what the `cobs` package produces (no empty block after a final 0xFF
-    block). dst needs n + n // 254 + 2 bytes. Allocation-free. `cobs_encode` is the viper
-    version (firmware/native.py) where the runtime has a native emitter.
+    block). dst needs n + n // 254 + 2 bytes. Allocation-free. firmware/native.py has the
+    viper version, which wire.cobs_encode is where the runtime has a native emitter.
     """
     code_at = 0
     m = 1
@@ -70,7 +70,7 @@ def cobs_encode(src, n, dst):
 
 def cobs_feed(chunk, i, end, buf, st):
     """Decode chunk[i:end] into buf up to and including one 0x00 (state in `st`, see D_*);
-    returns the index after the last byte consumed. `cobs_feed` is the C version on the
+    returns the index after the last byte consumed. wire.cobs_feed is the C version on the
     ARM images (crc16c.cobs_feed), else the viper version (firmware/native.py) where the
     runtime has a native emitter."""
     n = st[_D_N]

@@ -77,9 +77,15 @@ def test_the_link_bolus_and_event_offsets_equal_the_table():
             link._BOLUS_MINUTES_AT] == at
     assert link._EVENT_END == spec.HEADER_SIZE + wire.PAYLOAD_SIZE[link.M_EVENT]
     assert link._RESULT_END == spec.HEADER_SIZE + wire.PAYLOAD_SIZE[link.M_RESULT]
+    # Link._command reads every command's id at one offset: each command's first field
+    commands = [mid for mid in spec.MESSAGES if link._CMD_FIRST <= mid < link.M_RESULT]
+    assert len(commands) >= 16
+    for mid in commands:
+        assert spec.MESSAGES[mid][1][0] == ("cmd_id", "I"), mid
+        assert wire.field_offset(mid, 0) == link._CMD_ID_AT, mid
     names = private_consts("link")
     assert {"_BOLUS_KIND_AT", "_BOLUS_NOW_AT", "_BOLUS_EXT_AT", "_BOLUS_MINUTES_AT",
-            "_EVENT_END", "_RESULT_END"} <= set(names)
+            "_EVENT_END", "_RESULT_END", "_CMD_ID_AT"} <= set(names)
 
 
 @pytest.mark.req("HW-4")
