@@ -491,13 +491,13 @@ class Link:
         not through Encoder.begin/finish and _send (issue 12: ~6,000 M0+ instructions)."""
         e = self.enc
         buf = e.buf
-        if self.sign:
-            pack_into(_RESULT_FRAME_FORMAT, buf, 0, _VERSION, _F_RESPONSE | _F_AUTH, seq,
-                      M_RESULT, cmd, code, detail)
+        sign = self.sign
+        pack_into(_RESULT_FRAME_FORMAT, buf, 0, _VERSION,
+                  _F_RESPONSE | _F_AUTH if sign else _F_RESPONSE, seq, M_RESULT, cmd, code,
+                  detail)
+        if sign:
             n = self.auth.seal(buf, _RESULT_END, self.reply_counter, _MAC_SIZE, e.wire)
         else:
-            pack_into(_RESULT_FRAME_FORMAT, buf, 0, _VERSION, _F_RESPONSE, seq, M_RESULT,
-                      cmd, code, detail)
             n = seal(buf, _RESULT_END, e.wire)
         self.stats[FRAMES_OUT] += 1
         self.serial.write(e.wire, n)

@@ -522,6 +522,7 @@ class Pump:
         st[_S_EXT_ELAPSED] = 0
         st[_S_BOLUS_ACC] = 0
         st[_S_EXT_ACC] = 0
+        # _log() inline (issue 12: a call level less on the signed bolus)
         self.history.append(self.utc_seconds(), _H_BOLUS_START, kind, bolus_id, now_mu, ext_mu)
         self.detail = bolus_id  # before the save: it carries the link command's result
         if not self._commit(0, 0, 0):

@@ -88,6 +88,19 @@ def test_the_link_bolus_and_event_offsets_equal_the_table():
             "_EVENT_END", "_RESULT_END", "_CMD_ID_AT"} <= set(names)
 
 
+@pytest.mark.req("HW-4", "LNK-5")
+def test_the_portable_decoder_state_indexes_equal_the_wire_ones():
+    """firmware/portable.py's cobs_feed indexes the decoder state with private consts (it
+    cannot import firmware/wire.py's while wire imports it): each equals wire's D_*."""
+    from firmware import portable, wire
+
+    names = private_consts("portable")
+    assert len(names) == 7
+    for name in names:
+        assert name.startswith("_D_")
+        assert getattr(portable, name) == getattr(wire, name[1:]), name
+
+
 @pytest.mark.req("HW-4")
 def test_the_tick_engine_reads_no_state_index_through_the_globals():
     """tick, _deliver, _count and _timers use the private indexes only."""
